@@ -1,0 +1,59 @@
+"""The pay core's service layer, assembled from its parts.
+
+:class:`PayCore` takes a database (URL, engine or :class:`Database`), a distributed
+lock, an id generator and a clock; nothing is created at import time. The console's
+bootstrap builds one from settings; tests build one per backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+
+from .channels import ChannelPort
+from .db.engine import Database
+from .ids import IdGenerator
+from .ledger import HotPolicy, Ledger
+from .locks import DistributedLock, MemoryLock
+from .merchants import MerchantService
+from .payments import PayService
+from .refunds import RefundService
+from .trades import TradeService
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class PayCore:
+    """Merchants, trades, payments, refunds and the ledger over one database."""
+
+    def __init__(
+        self,
+        db: str | Engine | Database,
+        *,
+        lock: DistributedLock | None = None,
+        ids: IdGenerator | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        hot_policy: HotPolicy | None = None,
+        channel: ChannelPort | None = None,
+        lock_ttl: float = 15.0,
+        lock_wait: float = 10.0,
+    ) -> None:
+        self.db = db if isinstance(db, Database) else Database(db)
+        self.lock = lock or MemoryLock()
+        self.ids = ids or IdGenerator()
+        self.clock = clock
+        self.channel = channel
+        self.lock_ttl, self.lock_wait = lock_ttl, lock_wait
+        self.ledger = Ledger(self.ids, clock, hot_policy)
+        self.merchants = MerchantService(self.db, self.ids, clock)
+        self.trades = TradeService(self)
+        self.payments = PayService(self)
+        self.refunds = RefundService(self)
+
+    def close(self) -> None:
+        self.lock.close()
+        self.db.dispose()

@@ -1,0 +1,135 @@
+"""Engines and transactions: one place that knows SQLite from PostgreSQL.
+
+:class:`Database` takes a URL or a live :class:`~sqlalchemy.engine.Engine`. Units of
+work run through :meth:`Database.run`, which retries deadlocks and serialisation
+failures and wraps every other driver error into :class:`~paycore.errors.StorageError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import DuplicateKey, PayCoreError, StorageError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_RETRYABLE_PG = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, a busy timeout and BEGIN IMMEDIATE so concurrent writers queue, not fail."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine_from_url(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` with settings fit for the pay link."""
+    u = sa.make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+        )
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 40)
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(url, **kwargs)
+
+
+def is_retryable(error: exc.DBAPIError) -> bool:
+    """Deadlocks and serialisation failures are safe to retry as a whole unit of work."""
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    if code in _RETRYABLE_PG:
+        return True
+    return "database is locked" in str(error.orig)
+
+
+class Database:
+    """A database handle: engine, session factory, and retried units of work."""
+
+    def __init__(self, url_or_engine: str | Engine, *, max_retries: int = 5) -> None:
+        if isinstance(url_or_engine, Engine):
+            self.engine = url_or_engine
+            self._owns_engine = False
+        else:
+            self.engine = create_engine_from_url(url_or_engine)
+            self._owns_engine = True
+        self.dialect = self.engine.dialect.name
+        self.max_retries = max_retries
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: commit on success, roll back on any error."""
+        with self._sessions() as s:
+            try:
+                with s.begin():
+                    yield s
+            except exc.DBAPIError as e:
+                raise StorageError("database error") from e
+
+    def run(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` in one transaction, retrying deadlocks with jittered backoff.
+
+        ``fn`` must be safe to run again from the start (it is, when all of its
+        effects go through the session).
+        """
+        for attempt in range(self.max_retries + 1):
+            try:
+                with self._sessions() as s, s.begin():
+                    return fn(s)
+            except PayCoreError:
+                raise
+            except exc.IntegrityError as e:
+                raise DuplicateKey("duplicate key") from e
+            except exc.DBAPIError as e:
+                if attempt < self.max_retries and is_retryable(e):
+                    time.sleep(random.uniform(0.001, 0.005) * (2**attempt))
+                    continue
+                log.warning("database error: %s", type(e.orig).__name__)
+                raise StorageError("database error") from e
+        raise StorageError("database error: retries exhausted")  # pragma: no cover
+
+    def ping(self) -> bool:
+        """True when the database answers ``SELECT 1``."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except exc.SQLAlchemyError:
+            return False
+
+    def dispose(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()

@@ -1,0 +1,260 @@
+"""SQLAlchemy 2 models of the pay core. Every pay table carries its shard key.
+
+Money columns are ``BigInteger`` minor units. Ids are Snowflake ids assigned by the
+application (see :mod:`paycore.ids`), so rows can be created without a round trip
+and sharded by merchant or user later (Citus distributes on those columns).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+metadata = Base.metadata
+Money = BigInteger
+Ts = DateTime(timezone=True)
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+    merchant_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_prefix: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    fee_bps: Mapped[int] = mapped_column(Integer, default=0)
+    notify_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Ts)
+
+
+class MerchantProduct(Base):
+    """An (order_type, sub_type) the merchant is granted."""
+
+    __tablename__ = "merchant_products"
+    merchant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("merchants.merchant_id"), primary_key=True
+    )
+    order_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sub_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class MerchantPayOrg(Base):
+    """A pay org (channel institution) the merchant is granted."""
+
+    __tablename__ = "merchant_pay_orgs"
+    merchant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("merchants.merchant_id"), primary_key=True
+    )
+    pay_org_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class Trade(Base):
+    __tablename__ = "trades"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "out_trade_no"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("refunded_amount >= 0 AND refunded_amount <= paid_amount", name="refund_le_paid"),
+        Index("ix_trades_status_updated", "status", "updated_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    merchant_id: Mapped[str] = mapped_column(String(32), ForeignKey("merchants.merchant_id"))
+    out_trade_no: Mapped[str] = mapped_column(String(64))
+    trade_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    paid_amount: Mapped[int] = mapped_column(Money, default=0)
+    refunded_amount: Mapped[int] = mapped_column(Money, default=0)
+    user_id: Mapped[str] = mapped_column(String(64))
+    payee_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    order_type: Mapped[str] = mapped_column(String(32))
+    sub_type: Mapped[str] = mapped_column(String(32))
+    pay_org_no: Mapped[str] = mapped_column(String(32))
+    origin_trade_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("trades.id"))
+    root_trade_id: Mapped[int] = mapped_column(BigInteger)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(Ts)
+    updated_at: Mapped[datetime] = mapped_column(Ts)
+
+
+class PayOrder(Base):
+    __tablename__ = "pay_orders"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "out_pay_no"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_pay_orders_trade", "trade_id"),
+        Index("ix_pay_orders_status_created", "status", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    trade_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("trades.id"))
+    merchant_id: Mapped[str] = mapped_column(String(32))
+    out_pay_no: Mapped[str] = mapped_column(String(64))
+    pay_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    user_id: Mapped[str] = mapped_column(String(64))
+    order_type: Mapped[str] = mapped_column(String(32))
+    sub_type: Mapped[str] = mapped_column(String(32))
+    pay_org_no: Mapped[str] = mapped_column(String(32))
+    origin_pay_order_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Ts)
+    finished_at: Mapped[datetime | None] = mapped_column(Ts, nullable=True)
+
+
+class PayItem(Base):
+    """One pay tool's part of a pay order (balance, channel, ...)."""
+
+    __tablename__ = "pay_items"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund_le_amount"),
+        Index("ix_pay_items_order", "pay_order_id"),
+        UniqueConstraint("pay_org_no", "channel_txn_no"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    pay_order_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("pay_orders.id"))
+    merchant_id: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)
+    tool: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(Money)
+    refunded_amount: Mapped[int] = mapped_column(Money, default=0)
+    origin_item_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    pay_org_no: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    channel_txn_no: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    settled_amount: Mapped[int | None] = mapped_column(Money, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Ts)
+    finished_at: Mapped[datetime | None] = mapped_column(Ts, nullable=True)
+
+
+class PayException(Base):
+    """A classified pay exception, resolved by a full refund of what was taken."""
+
+    __tablename__ = "pay_exceptions"
+    __table_args__ = (UniqueConstraint("kind", "biz_key"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    biz_key: Mapped[str] = mapped_column(String(96))
+    merchant_id: Mapped[str] = mapped_column(String(32))
+    trade_id: Mapped[int] = mapped_column(BigInteger)
+    pay_order_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    pay_item_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    amount_taken: Mapped[int] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    resolution: Mapped[str] = mapped_column(String(32), default="full_refund")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(Ts)
+
+
+class LedgerSubject(Base):
+    """An accounting subject (chart of accounts line)."""
+
+    __tablename__ = "ledger_subjects"
+    code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    normal_side: Mapped[str] = mapped_column(String(6))
+
+
+class Account(Base):
+    """A ledger account; ``balance`` is on the subject's normal side."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("owner_type", "owner_id", "subject_code", "currency", "sub_index"),
+        CheckConstraint("allow_negative OR balance >= 0", name="non_negative"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    owner_type: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[str] = mapped_column(String(64))
+    subject_code: Mapped[str] = mapped_column(String(8), ForeignKey("ledger_subjects.code"))
+    currency: Mapped[str] = mapped_column(String(3))
+    sub_index: Mapped[int] = mapped_column(Integer, default=0)
+    parent_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    hot_mode: Mapped[str] = mapped_column(String(16), default="none")
+    sub_count: Mapped[int] = mapped_column(Integer, default=0)
+    allow_negative: Mapped[bool] = mapped_column(Boolean, default=False)
+    balance: Mapped[int] = mapped_column(Money, default=0)
+    created_at: Mapped[datetime] = mapped_column(Ts)
+
+
+class JournalEntry(Base):
+    __tablename__ = "journal_entries"
+    __table_args__ = (UniqueConstraint("biz_type", "biz_key"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    biz_type: Mapped[str] = mapped_column(String(32))
+    biz_key: Mapped[str] = mapped_column(String(96))
+    currency: Mapped[str] = mapped_column(String(3))
+    merchant_id: Mapped[str] = mapped_column(String(32))
+    order_type: Mapped[str] = mapped_column(String(32))
+    sub_type: Mapped[str] = mapped_column(String(32))
+    pay_org_no: Mapped[str] = mapped_column(String(32))
+    trade_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    memo: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(Ts)
+
+
+class JournalLeg(Base):
+    """One leg of an entry: ``amount`` is signed, debit positive, credit negative."""
+
+    __tablename__ = "journal_legs"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_nonzero"),
+        Index("ix_journal_legs_account", "account_id"),
+        Index("ix_journal_legs_entry", "entry_id"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("journal_entries.id"))
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.id"))
+    amount: Mapped[int] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class PendingPosting(Base):
+    """A buffered balance change of a hot account, applied later by summary posting.
+
+    The leg itself is already in the journal (so every entry balances at once); only
+    the account's balance row is updated in batches, which is what keeps a hot
+    account from serialising the pay link.
+    """
+
+    __tablename__ = "pending_postings"
+    __table_args__ = (Index("ix_pending_postings_open", "account_id", "summary_id"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.id"))
+    leg_id: Mapped[int] = mapped_column(BigInteger)
+    delta: Mapped[int] = mapped_column(Money)
+    summary_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Ts)

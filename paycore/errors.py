@@ -1,0 +1,162 @@
+"""The pay core's exception tree.
+
+Every error the pay core raises derives from :class:`PayCoreError` and carries a
+stable machine-readable ``code`` and the HTTP status an API should answer with.
+Driver exceptions (SQLAlchemy, psycopg, redis) never leave the package: they are
+wrapped at the boundary into :class:`StorageError` or :class:`LockBackendError`.
+Messages never contain secrets, SQL or connection strings.
+"""
+
+from __future__ import annotations
+
+
+class PayCoreError(Exception):
+    """Root of every error raised by :mod:`paycore`."""
+
+    code: str = "paycore_error"
+    http_status: int = 500
+
+    def __init__(self, message: str = "", **details: object) -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        self.details = details
+
+
+# -- 400/422: the request itself is wrong ------------------------------------------------
+class InvalidRequest(PayCoreError):
+    """The request is malformed; nothing was written."""
+
+    code = "invalid_request"
+    http_status = 422
+
+
+class InvalidAmount(InvalidRequest):
+    code = "invalid_amount"
+
+
+class UnknownCurrency(InvalidRequest):
+    code = "unknown_currency"
+
+
+class InvalidContext(InvalidRequest):
+    """A field of the four-element business context is missing or malformed."""
+
+    code = "invalid_context"
+
+
+class UnsupportedTradeType(InvalidRequest):
+    code = "unsupported_trade_type"
+
+
+class InvalidPayTools(InvalidRequest):
+    """The pay tools do not fit the trade (wrong kinds, or amounts do not add up)."""
+
+    code = "invalid_pay_tools"
+
+
+# -- 401/403: who is calling ---------------------------------------------------------------
+class AuthenticationFailed(PayCoreError):
+    code = "unauthenticated"
+    http_status = 401
+
+
+class ContextNotGranted(PayCoreError):
+    """The merchant is not allowed this order type, sub type or pay org."""
+
+    code = "context_not_granted"
+    http_status = 403
+
+
+class MerchantDisabled(PayCoreError):
+    code = "merchant_disabled"
+    http_status = 403
+
+
+# -- 404 -----------------------------------------------------------------------------------
+class NotFound(PayCoreError):
+    code = "not_found"
+    http_status = 404
+
+
+class UnknownMerchant(NotFound):
+    code = "unknown_merchant"
+
+
+class TradeNotFound(NotFound):
+    code = "trade_not_found"
+
+
+class PayOrderNotFound(NotFound):
+    code = "pay_order_not_found"
+
+
+# -- 409: conflicts with current state -----------------------------------------------------
+class Conflict(PayCoreError):
+    code = "conflict"
+    http_status = 409
+
+
+class IdempotencyConflict(Conflict):
+    """The caller's number was used before with a different request body."""
+
+    code = "idempotency_conflict"
+
+
+class WrongState(Conflict):
+    """The order is not in a state that allows this operation."""
+
+    code = "wrong_state"
+
+
+class RefundExceedsPaid(Conflict):
+    code = "refund_exceeds_paid"
+
+
+class InsufficientBalance(Conflict):
+    code = "insufficient_balance"
+
+
+class DuplicateKey(Conflict):
+    """A unique key was violated (usually a concurrent insert of the same business key)."""
+
+    code = "duplicate"
+
+
+class Busy(Conflict):
+    """Another request holds the lock on this order; retry shortly."""
+
+    code = "order_busy"
+
+
+# -- ledger invariants ---------------------------------------------------------------------
+class LedgerError(PayCoreError):
+    code = "ledger_error"
+    http_status = 500
+
+
+class UnbalancedEntry(LedgerError):
+    """A journal entry's legs do not sum to zero."""
+
+    code = "unbalanced_entry"
+
+
+# -- 503: a dependency is unavailable ------------------------------------------------------
+class DependencyUnavailable(PayCoreError):
+    code = "dependency_unavailable"
+    http_status = 503
+
+
+class StorageError(DependencyUnavailable):
+    """The database failed; the driver error is chained but never shown to callers."""
+
+    code = "storage_unavailable"
+
+
+class LockBackendError(DependencyUnavailable):
+    code = "lock_unavailable"
+
+
+class LockTimeout(Busy):
+    """The lock could not be acquired within the wait time."""
+
+    code = "order_busy"

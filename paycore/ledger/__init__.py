@@ -1,0 +1,22 @@
+"""Double-entry ledger: accounts mapped to subjects, balanced entries, hot accounts."""
+
+from .accounts import (
+    AccountRef,
+    HotPolicy,
+    channel_clearing,
+    fee_income,
+    guarantee_escrow,
+    merchant_payable,
+    platform_transit,
+    user_balance,
+)
+from .balances import balance_of
+from .hot import drain_pending, pending_count, summarize_pending
+from .journal import Leg, Ledger, credit, debit
+from .trial import TrialBalance, trial_balance
+
+__all__ = [
+    "AccountRef", "HotPolicy", "balance_of", "Leg", "Ledger", "TrialBalance", "channel_clearing", "credit",
+    "debit", "drain_pending", "fee_income", "guarantee_escrow", "merchant_payable",
+    "pending_count", "platform_transit", "summarize_pending", "trial_balance", "user_balance",
+]

@@ -1,0 +1,136 @@
+"""Double-entry posting: one business event, one journal entry, legs summing to zero.
+
+Legs are signed: debit positive, credit negative. Balances are kept on each
+subject's normal side, so a credit raises a liability's balance. Balance rows are
+changed with conditional UPDATEs (no SELECT … FOR UPDATE) in a fixed id order,
+which keeps deadlocks rare; :meth:`paycore.db.engine.Database.run` retries the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from ..context import BizContext
+from ..db.schema import Account, JournalEntry, JournalLeg, PendingPosting
+from ..db.util import insert_ignore
+from ..errors import InsufficientBalance, UnbalancedEntry
+from ..ids import IdGenerator
+from .accounts import BUFFERED, AccountDirectory, AccountRef, HotPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One side of an entry: ``amount`` > 0 debits the account, < 0 credits it."""
+
+    account: AccountRef
+    amount: int
+
+
+def debit(account: AccountRef, amount: int) -> Leg:
+    return Leg(account, amount)
+
+
+def credit(account: AccountRef, amount: int) -> Leg:
+    return Leg(account, -amount)
+
+
+class Ledger:
+    """Posts journal entries inside the caller's transaction."""
+
+    def __init__(
+        self,
+        ids: IdGenerator,
+        clock: Callable[[], datetime],
+        policy: HotPolicy | None = None,
+    ) -> None:
+        self.ids = ids
+        self.clock = clock
+        self.accounts = AccountDirectory(ids, policy)
+
+    def post(
+        self,
+        session: Session,
+        *,
+        biz_type: str,
+        biz_key: str,
+        ctx: BizContext,
+        currency: str,
+        legs: Sequence[Leg],
+        trade_id: int | None = None,
+        memo: str = "",
+    ) -> int | None:
+        """Post one entry; returns its id, or None if ``(biz_type, biz_key)`` was posted before.
+
+        Raises :class:`UnbalancedEntry` if the legs do not sum to zero, and
+        :class:`InsufficientBalance` if a non-negative account would go below zero.
+        """
+        legs = [leg for leg in legs if leg.amount != 0]
+        if len(legs) < 2 or sum(leg.amount for leg in legs) != 0:
+            raise UnbalancedEntry("journal entry legs must sum to zero", biz_type=biz_type)
+        if any(leg.account.currency != currency for leg in legs):
+            raise UnbalancedEntry("every leg must be in the entry's currency", biz_type=biz_type)
+        now = self.clock()
+        entry_id = self.ids.next_id()
+        fresh = insert_ignore(
+            session,
+            JournalEntry.__table__,  # type: ignore[arg-type]
+            {
+                "id": entry_id, "biz_type": biz_type, "biz_key": biz_key, "currency": currency,
+                "merchant_id": ctx.merchant_id, "order_type": ctx.order_type,
+                "sub_type": ctx.sub_type, "pay_org_no": ctx.pay_org_no, "trade_id": trade_id,
+                "memo": memo[:256], "created_at": now,
+            },
+        )
+        if not fresh:  # the same business event was already posted: posting is idempotent
+            return None
+        rows: list[dict[str, object]] = []
+        changes: dict[int, int] = {}
+        buffered: list[tuple[int, int, int]] = []
+        for leg in legs:
+            acct = self.accounts.resolve(session, leg.account, now)
+            target = acct.pick()
+            leg_id = self.ids.next_id()
+            rows.append({"id": leg_id, "entry_id": entry_id, "account_id": target,
+                         "amount": leg.amount, "currency": currency})
+            delta = leg.amount * acct.sign
+            if acct.hot_mode == BUFFERED:
+                buffered.append((target, leg_id, delta))
+            else:
+                changes[target] = changes.get(target, 0) + delta
+        session.execute(insert(JournalLeg), rows)
+        for account_id in sorted(changes):  # fixed order: no lock cycles between writers
+            apply_delta(session, account_id, changes[account_id])
+        if buffered:
+            session.execute(
+                insert(PendingPosting),
+                [{"id": self.ids.next_id(), "account_id": a, "leg_id": leg, "delta": d,
+                  "summary_id": None, "created_at": now} for a, leg, d in buffered],
+            )
+        return entry_id
+
+
+def apply_delta(session: Session, account_id: int, delta: int) -> None:
+    """Change a balance by ``delta`` unless that would take a non-negative account below 0."""
+    if delta == 0:
+        return
+    result = session.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .where(Account.allow_negative | (Account.balance + delta >= 0))
+        .values(balance=Account.balance + delta)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise InsufficientBalance("insufficient balance")
+
+
+def account_balance(session: Session, ref_id: int) -> int:
+    """Balance of an account including its sub-accounts (buffered postings excluded)."""
+    rows = session.execute(
+        select(Account.balance).where((Account.id == ref_id) | (Account.parent_id == ref_id))
+    ).scalars()
+    return sum(rows)

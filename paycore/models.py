@@ -1,0 +1,188 @@
+"""Requests into and views out of the pay core: plain, immutable, validated data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .context import check_code
+from .errors import InvalidPayTools, InvalidRequest, UnsupportedTradeType
+from .money import check_amount, check_currency
+from .status import TRADE_TYPES
+
+TOOLS = ("balance", "channel")
+
+
+def request_hash(payload: Any) -> str:
+    """A stable hash of a request body, for idempotency checks."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_no(value: Any, field_name: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 64 or not value.isprintable():
+        raise InvalidRequest(f"{field_name} must be 1-64 printable characters", field=field_name)
+    return value
+
+
+@dataclass(frozen=True)
+class CreateTrade:
+    """A merchant's request to create a trade. ``out_trade_no`` is the idempotency key."""
+
+    out_trade_no: str
+    trade_type: str
+    amount: int
+    currency: str
+    user_id: str
+    order_type: str
+    sub_type: str
+    pay_org_no: str
+    payee_user_id: str | None = None
+    subject: str = ""
+    origin_out_trade_no: str | None = None  # the trade that started this one (refunds: required)
+
+    def __post_init__(self) -> None:
+        _check_no(self.out_trade_no, "out_trade_no")
+        for name in ("order_type", "sub_type", "pay_org_no"):
+            check_code(getattr(self, name), name)
+        if self.origin_out_trade_no is not None:
+            _check_no(self.origin_out_trade_no, "origin_out_trade_no")
+        if self.trade_type not in TRADE_TYPES:
+            raise UnsupportedTradeType(f"trade_type must be one of {', '.join(TRADE_TYPES)}")
+        check_amount(self.amount)
+        check_currency(self.currency)
+        _check_no(self.user_id, "user_id")
+        if self.trade_type == "transfer":
+            if not self.payee_user_id:
+                raise InvalidRequest("a transfer needs payee_user_id", field="payee_user_id")
+            _check_no(self.payee_user_id, "payee_user_id")
+            if self.payee_user_id == self.user_id:
+                raise InvalidRequest("payer and payee must differ", field="payee_user_id")
+        if self.trade_type == "refund" and not self.origin_out_trade_no:
+            raise InvalidRequest("a refund trade needs origin_out_trade_no")
+        if not isinstance(self.subject, str) or len(self.subject) > 256:
+            raise InvalidRequest("subject must be at most 256 characters", field="subject")
+
+    def fingerprint(self) -> str:
+        return request_hash(asdict(self))
+
+
+@dataclass(frozen=True)
+class PayTool:
+    """One pay tool's share of a payment."""
+
+    tool: str  # balance | channel
+    amount: int
+
+    def __post_init__(self) -> None:
+        if self.tool not in TOOLS:
+            raise InvalidPayTools(f"tool must be one of {', '.join(TOOLS)}")
+        check_amount(self.amount, field="tools.amount")
+
+
+@dataclass(frozen=True)
+class PayRequest:
+    """Pay a trade with one or more tools. ``out_pay_no`` is the idempotency key."""
+
+    out_trade_no: str
+    tools: tuple[PayTool, ...]
+    out_pay_no: str | None = None  # defaults to out_trade_no
+    pay_org_no: str | None = None  # defaults to the trade's pay org
+
+    def __post_init__(self) -> None:
+        _check_no(self.out_trade_no, "out_trade_no")
+        if self.out_pay_no is not None:
+            _check_no(self.out_pay_no, "out_pay_no")
+        if self.pay_org_no is not None:
+            check_code(self.pay_org_no, "pay_org_no")
+        if not self.tools or len(self.tools) > 4:
+            raise InvalidPayTools("between 1 and 4 pay tools")
+        object.__setattr__(self, "tools", tuple(self.tools))
+
+    @property
+    def pay_no(self) -> str:
+        return self.out_pay_no or self.out_trade_no
+
+    def fingerprint(self) -> str:
+        return request_hash(asdict(self) | {"out_pay_no": self.pay_no})
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """Refund part or all of a paid trade. ``out_refund_no`` is the idempotency key."""
+
+    out_trade_no: str
+    out_refund_no: str
+    amount: int
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        _check_no(self.out_trade_no, "out_trade_no")
+        _check_no(self.out_refund_no, "out_refund_no")
+        check_amount(self.amount)
+        if not isinstance(self.reason, str) or len(self.reason) > 256:
+            raise InvalidRequest("reason must be at most 256 characters", field="reason")
+
+    def fingerprint(self) -> str:
+        return request_hash(asdict(self))
+
+
+@dataclass(frozen=True)
+class PayItemView:
+    id: int
+    tool: str
+    status: str
+    amount: int
+    refunded_amount: int
+    pay_org_no: str | None
+    channel_txn_no: str | None
+
+
+@dataclass(frozen=True)
+class PayOrderView:
+    id: int
+    trade_id: int
+    out_pay_no: str
+    pay_type: str
+    status: str
+    amount: int
+    currency: str
+    pay_org_no: str
+    created_at: datetime
+    finished_at: datetime | None
+    items: tuple[PayItemView, ...] = ()
+    error_code: str | None = None
+
+
+@dataclass(frozen=True)
+class TradeView:
+    id: int
+    merchant_id: str
+    out_trade_no: str
+    trade_type: str
+    status: str
+    amount: int
+    currency: str
+    paid_amount: int
+    refunded_amount: int
+    user_id: str
+    payee_user_id: str | None
+    order_type: str
+    sub_type: str
+    pay_org_no: str
+    origin_trade_id: int | None
+    root_trade_id: int
+    subject: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TradeDetail:
+    trade: TradeView
+    pay_orders: tuple[PayOrderView, ...] = ()
+    refunds: tuple[TradeDetail, ...] = ()
+    origin_chain: tuple[TradeView, ...] = field(default=())  # from the parent up to the root

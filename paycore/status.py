@@ -1,0 +1,44 @@
+"""Status machines of trades, pay orders and pay items, and the compare-and-set step.
+
+Every transition is one ``UPDATE … SET status = :to WHERE id = :id AND status IN
+(:allowed)``; a row count of zero means someone else moved it first. Terminal
+states have no outgoing transitions, so they are reached once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+# trades
+CREATED, PAYING, PAID, CONFIRMED, CLOSED = "created", "paying", "paid", "confirmed", "closed"
+TRADE_TRANSITIONS: dict[str, set[str]] = {
+    CREATED: {PAYING, CLOSED},
+    PAYING: {PAID, CREATED, CLOSED},  # created again when a pay attempt fails; closed: refund refused
+    PAID: {CONFIRMED},  # guaranteed trades only
+    CONFIRMED: set(),
+    CLOSED: set(),
+}
+# pay orders and pay items
+PROCESSING, SUCCESS, FAILED = "processing", "success", "failed"
+PAY_TRANSITIONS: dict[str, set[str]] = {PROCESSING: {SUCCESS, FAILED}, SUCCESS: set(), FAILED: set()}
+
+TRADE_TYPES = ("instant", "guaranteed", "recharge", "withdraw", "refund", "transfer")
+PAY_TYPES = ("pay", "recharge", "withdraw", "refund", "transfer")
+
+
+def cas_status(
+    session: Session, model: Any, row_id: int, from_status: str, to_status: str,
+    transitions: dict[str, set[str]], **values: Any,
+) -> bool:
+    """Move ``row_id`` from ``from_status`` to ``to_status``; True if this call did it."""
+    if to_status not in transitions[from_status]:
+        raise ValueError(f"illegal transition {from_status} -> {to_status}")
+    result = session.execute(
+        update(model)
+        .where(model.id == row_id, model.status == from_status)
+        .values(status=to_status, **values)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]

@@ -1,0 +1,123 @@
+"""Shared fixtures: real PostgreSQL and Redis, SQLite files, one backend matrix.
+
+Locally a missing service skips its tests with a reason; under ``CI=true`` it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+PG_URL = os.environ.get("PAYWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("PAYWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _unavailable(what: str, exc: BaseException) -> None:
+    msg = f"{what} unavailable: {type(exc).__name__}"
+    if IN_CI:
+        pytest.fail(msg + " (CI=true: a missing service is a failure)")
+    pytest.skip(msg)
+
+
+def _pg_admin_url() -> str:
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The PostgreSQL URL, after checking that the server answers."""
+    import sqlalchemy as sa
+
+    try:
+        eng = sa.create_engine(PG_URL)
+        with eng.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        eng.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure means unavailable
+        _unavailable("PostgreSQL", exc)
+    return PG_URL
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty schema on the test database, dropped afterwards."""
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    eng = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with eng.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in pg_server else "?"
+    url = f"{pg_server}{sep}options=-csearch_path%3D{schema}"
+    try:
+        yield url
+    finally:
+        with eng.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        eng.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'paywatch.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request) -> str:
+    """Every storage test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        client.ping()
+        client.close()
+    except Exception as exc:  # noqa: BLE001
+        _unavailable("Redis", exc)
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """The Redis URL on a test-only logical database, flushed before and after."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    client.flushdb()
+    try:
+        yield redis_server
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def migrated_db(db_url):
+    """A migrated :class:`paycore.Database` on SQLite or PostgreSQL."""
+    from console.migrate import upgrade_database
+    from paycore import Database
+
+    db = Database(db_url)
+    upgrade_database(db.engine)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def core(migrated_db):
+    """A :class:`paycore.PayCore` over each backend, with the in-process lock."""
+    from paycore import PayCore
+
+    pc = PayCore(migrated_db)
+    yield pc
+    pc.lock.close()
