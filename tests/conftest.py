@@ -121,3 +121,85 @@ def core(migrated_db):
     pc = PayCore(migrated_db)
     yield pc
     pc.lock.close()
+
+
+class Shop:
+    """A merchant on a :class:`PayCore` with helpers for the common flows in tests."""
+
+    ORG = "SANDBOX_A"
+
+    def __init__(self, core, fee_bps: int = 60) -> None:
+        from itertools import count
+
+        self.core = core
+        ob = core.merchants.onboard(
+            "test shop", products=[("goods", "physical"), ("goods", "virtual")],
+            pay_orgs=[self.ORG, "SANDBOX_B"], fee_bps=fee_bps,
+        )
+        self.mid = ob.merchant.merchant_id
+        self.token = ob.token
+        self._n = count(1)
+
+    def no(self, prefix: str = "t") -> str:
+        return f"{prefix}{next(self._n)}"
+
+    def trade(self, trade_type: str = "instant", amount: int = 1000, user: str = "u1", **kw):
+        from paycore import CreateTrade
+
+        kw.setdefault("out_trade_no", self.no())
+        return self.core.trades.create(
+            self.mid,
+            CreateTrade(trade_type=trade_type, amount=amount, currency="CNY", user_id=user,
+                        order_type="goods", sub_type="physical", pay_org_no=self.ORG, **kw),
+        )
+
+    def settle(self, item, status: str = "success", amount: int | None = None, org: str | None = None):
+        from paycore import ChannelResult
+
+        return self.core.payments.on_channel_result(
+            ChannelResult(org or item.pay_org_no, item.channel_txn_no, status,
+                          item.amount if amount is None else amount, "CNY")
+        )
+
+    def fund(self, user: str, amount: int) -> None:
+        """Recharge ``user`` through the channel and settle it."""
+        from paycore import PayRequest, PayTool
+
+        t = self.trade("recharge", amount, user)
+        po = self.core.payments.pay(self.mid, PayRequest(t.out_trade_no, (PayTool("channel", amount),)))
+        assert self.settle(po.items[0]) == "settled"
+
+    def balance(self, user: str) -> int:
+        from paycore.ledger import balance_of, user_balance
+
+        with self.core.db.session() as s:
+            return balance_of(s, user_balance(user, "CNY"))
+
+    def account(self, ref) -> int:
+        from paycore.ledger import balance_of
+
+        with self.core.db.session() as s:
+            return balance_of(s, ref)
+
+
+@pytest.fixture
+def shop(core) -> Shop:
+    return Shop(core)
+
+
+def table_counts(db) -> dict[str, int]:
+    """Row counts of every pay table: proof that a refused request wrote nothing."""
+    import sqlalchemy as sa
+
+    from paycore.db.schema import metadata
+
+    with db.engine.connect() as conn:
+        return {
+            name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            for name, table in metadata.tables.items()
+        }
+
+
+@pytest.fixture
+def counts():
+    return table_counts

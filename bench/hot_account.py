@@ -1,0 +1,230 @@
+"""Hot-account bench: postings/s of concurrent writers crediting one account vs. many.
+
+Runs four scenarios against PostgreSQL in a fresh, throw-away schema and prints one JSON
+object as the last line of stdout (also written to ``bench/results/hot_account.json``):
+
+* ``cold_per_s``: every writer credits its own account (the reference);
+* ``row_lock_per_s``: all credit one account the naive way (``SELECT … FOR UPDATE``);
+* ``sub_accounts_per_s``: one account spread over N sub-accounts (``Ledger.post``);
+* ``buffered_per_s``: one buffered account, summary posting every ~200 ms.
+
+Usage: ``python bench/hot_account.py [--seconds 5] [--writers 16]``; the database comes
+from ``PAYWATCH_BENCH_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from console.migrate import upgrade_database
+from paycore.context import BizContext
+from paycore.db.engine import Database, create_engine_from_url
+from paycore.db.schema import Account, JournalEntry, JournalLeg
+from paycore.ids import IdGenerator
+from paycore.ledger.accounts import AccountRef, HotPolicy
+from paycore.ledger.hot import drain_pending, pending_count, summarize_pending
+from paycore.ledger.journal import Ledger, apply_delta, credit, debit
+from paycore.ledger.subjects import MERCHANT_PAYABLE, PLATFORM_TRANSIT
+from paycore.ledger.trial import trial_balance
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+RESULTS = Path(__file__).resolve().parent / "results" / "hot_account.json"
+CTX = BizContext("bench", "bench", "bench", "bench")
+CNY, AMOUNT = "CNY", 100
+Post = Callable[[Session, int, str], None]  # (session, writer index, biz_key)
+
+
+def log(msg: str) -> None:
+    print(f"[hot_account] {msg}", file=sys.stderr, flush=True)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def payer(i: int) -> AccountRef:
+    """The per-writer cold debit side (merchant payable may go negative)."""
+    return AccountRef("merchant", f"bench-w{i}", MERCHANT_PAYABLE, CNY)
+
+
+def transit(owner_id: str) -> AccountRef:
+    return AccountRef("platform", owner_id, PLATFORM_TRANSIT, CNY)
+
+
+def ledger_poster(ledger: Ledger, target: Callable[[int], AccountRef]) -> Post:
+    def post(s: Session, i: int, key: str) -> None:
+        ledger.post(s, biz_type="bench", biz_key=key, ctx=CTX, currency=CNY,
+                    legs=[debit(payer(i), AMOUNT), credit(target(i), AMOUNT)])
+
+    return post
+
+
+def row_lock_poster(db: Database, ids: IdGenerator, writers: int) -> Post:
+    """The naive path: entry + legs, then lock the hot row and read-modify-write it."""
+    ledger = Ledger(ids, now, HotPolicy(rules={}))
+    hot = transit("hot-rowlock")
+    with db.session() as s:
+        hot_id = ledger.accounts.resolve(s, hot, now()).id
+        payer_ids = [ledger.accounts.resolve(s, payer(i), now()).id for i in range(writers)]
+
+    def post(s: Session, i: int, key: str) -> None:
+        entry_id = ids.next_id()
+        s.execute(sa.insert(JournalEntry).values(
+            id=entry_id, biz_type="bench", biz_key=key, currency=CNY, merchant_id="bench",
+            order_type="bench", sub_type="bench", pay_org_no="bench", memo="", created_at=now()))
+        s.execute(sa.insert(JournalLeg), [
+            {"id": ids.next_id(), "entry_id": entry_id, "account_id": payer_ids[i],
+             "amount": AMOUNT, "currency": CNY},
+            {"id": ids.next_id(), "entry_id": entry_id, "account_id": hot_id,
+             "amount": -AMOUNT, "currency": CNY},
+        ])
+        apply_delta(s, payer_ids[i], AMOUNT * MERCHANT_PAYABLE.sign)
+        balance = s.execute(sa.select(Account.balance).where(Account.id == hot_id)
+                            .with_for_update()).scalar_one()
+        s.execute(sa.update(Account).where(Account.id == hot_id)
+                  .values(balance=balance - AMOUNT * PLATFORM_TRANSIT.sign))
+
+    return post
+
+
+def measure(db: Database, name: str, post: Post, writers: int, seconds: float,
+            warmup: float) -> float:
+    """Run ``writers`` threads posting in a loop; count commits inside the timed window."""
+    for i in range(writers):  # pre-create / cache every account before timing
+        db.run(lambda s, i=i: post(s, i, f"{name}-pre-{i}"))
+    counts = [0] * writers
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(writers + 1)
+    start = end = 0.0
+
+    def writer(i: int) -> None:
+        n = 0
+        barrier.wait()
+        try:
+            while (t := time.perf_counter()) < end:
+                n += 1
+                db.run(lambda s: post(s, i, f"{name}-{i}-{n}"))
+                if t >= start:
+                    counts[i] += 1
+        except BaseException as e:  # surfaced after join
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(writers)]
+    for t in threads:
+        t.start()
+    start = time.perf_counter() + warmup
+    end = start + seconds
+    barrier.wait()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"{name}: {len(errors)} writer(s) failed") from errors[0]
+    return sum(counts) / seconds
+
+
+def check_trial(db: Database, name: str) -> None:
+    tb = trial_balance(db)
+    if not tb.ok:
+        raise RuntimeError(f"{name}: trial balance failed: {tb}")
+    log(f"{name}: trial balance ok (pending {tb.pending_postings})")
+
+
+def run(db: Database, ids: IdGenerator, writers: int, seconds: float, warmup: float,
+        subs: int) -> dict[str, float | int]:
+    out: dict[str, float | int] = {}
+    code = PLATFORM_TRANSIT.code
+
+    cold = Ledger(ids, now, HotPolicy(rules={}))
+    out["cold_per_s"] = measure(db, "cold", ledger_poster(cold, lambda i: transit(f"cold-{i}")),
+                                writers, seconds, warmup)
+    log(f"cold: {out['cold_per_s']:.1f}/s")
+    check_trial(db, "cold")
+
+    naive = row_lock_poster(db, ids, writers)
+    out["row_lock_per_s"] = measure(db, "rowlock", naive, writers, seconds, warmup)
+    log(f"row_lock: {out['row_lock_per_s']:.1f}/s")
+    check_trial(db, "row_lock")
+
+    sub = Ledger(ids, now, HotPolicy(rules={("platform", "*", code): ("sub_accounts", subs)}))
+    out["sub_accounts_per_s"] = measure(
+        db, "sub", ledger_poster(sub, lambda i: transit("hot-sub")), writers, seconds, warmup)
+    log(f"sub_accounts({subs}): {out['sub_accounts_per_s']:.1f}/s")
+    check_trial(db, "sub_accounts")
+
+    buf = Ledger(ids, now, HotPolicy(rules={("platform", "*", code): ("buffered", 0)}))
+    stop = threading.Event()
+    folded = [0]
+
+    def summarizer() -> None:
+        while not stop.wait(0.2):
+            folded[0] += summarize_pending(db, ids)
+
+    bg = threading.Thread(target=summarizer, daemon=True)
+    bg.start()
+    try:
+        out["buffered_per_s"] = measure(
+            db, "buf", ledger_poster(buf, lambda i: transit("hot-buf")), writers, seconds, warmup)
+    finally:
+        stop.set()
+        bg.join()
+    log(f"buffered: {out['buffered_per_s']:.1f}/s (summarizer folded {folded[0]} during run)")
+    check_trial(db, "buffered (before drain)")
+    log(f"buffered: drained {drain_pending(db, ids)} after run")
+    if pending_count(db):
+        raise RuntimeError("buffered: pending postings left after drain")
+    check_trial(db, "buffered")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=5.0, help="timed window per scenario")
+    p.add_argument("--writers", type=int, default=16, help="concurrent writer threads")
+    p.add_argument("--warmup", type=float, default=1.0, help="untimed seconds before the window")
+    p.add_argument("--subs", type=int, default=32, help="sub-accounts of the hot account")
+    args = p.parse_args(argv)
+
+    url = os.environ.get("PAYWATCH_BENCH_DATABASE_URL", DEFAULT_URL)
+    schema = f"bench_hot_{secrets.token_hex(4)}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    log(f"schema {schema}")
+    sep = "&" if "?" in url else "?"
+    engine = create_engine_from_url(f"{url}{sep}options=-csearch_path%3D{schema}",
+                                    pool_size=args.writers + 4, max_overflow=8)
+    try:
+        upgrade_database(engine)
+        ids = IdGenerator()
+        out = run(Database(engine), ids, args.writers, args.seconds, args.warmup, args.subs)
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+        log(f"dropped schema {schema}")
+    result: dict[str, float | int] = {k: round(float(v), 1) for k, v in out.items()}
+    best = max(result["sub_accounts_per_s"], result["buffered_per_s"])
+    result["best_mitigated_ratio"] = round(best / result["cold_per_s"], 3)
+    result["writers"] = args.writers
+    result["seconds"] = args.seconds
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
