@@ -80,6 +80,9 @@ def row_lock_poster(db: Database, ids: IdGenerator, writers: int) -> Post:
         payer_ids = [ledger.accounts.resolve(s, payer(i), now()).id for i in range(writers)]
 
     def post(s: Session, i: int, key: str) -> None:
+        # Lock first: locking after the legs' FK checks (KEY SHARE) would deadlock writers.
+        balance = s.execute(sa.select(Account.balance).where(Account.id == hot_id)
+                            .with_for_update()).scalar_one()
         entry_id = ids.next_id()
         s.execute(sa.insert(JournalEntry).values(
             id=entry_id, biz_type="bench", biz_key=key, currency=CNY, merchant_id="bench",
@@ -91,8 +94,6 @@ def row_lock_poster(db: Database, ids: IdGenerator, writers: int) -> Post:
              "amount": -AMOUNT, "currency": CNY},
         ])
         apply_delta(s, payer_ids[i], AMOUNT * MERCHANT_PAYABLE.sign)
-        balance = s.execute(sa.select(Account.balance).where(Account.id == hot_id)
-                            .with_for_update()).scalar_one()
         s.execute(sa.update(Account).where(Account.id == hot_id)
                   .values(balance=balance - AMOUNT * PLATFORM_TRANSIT.sign))
 
@@ -115,7 +116,8 @@ def measure(db: Database, name: str, post: Post, writers: int, seconds: float,
         try:
             while (t := time.perf_counter()) < end:
                 n += 1
-                db.run(lambda s: post(s, i, f"{name}-{i}-{n}"))
+                key = f"{name}-{i}-{n}"
+                db.run(lambda s, key=key: post(s, i, key))  # type: ignore[misc]
                 if t >= start:
                     counts[i] += 1
         except BaseException as e:  # surfaced after join

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
+_SECRET_PARAM = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|key)=[^&;]*")
+
+
 def _redact(url: str | None) -> str | None:
-    """A URL safe to log: the password is replaced."""
-    if not url or "@" not in url or "://" not in url:
+    """A URL safe to log: passwords (in the authority or the query) are replaced."""
+    if not url:
+        return url
+    url = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=***", url)
+    if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
     creds, host = rest.rsplit("@", 1)

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from .errors import InvalidContext
 
-_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}$")
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
 
 
 def check_code(value: object, field: str) -> str:
     """A context code: 1-32 characters of letters, digits, ``_ . -``."""
-    if not isinstance(value, str) or not _CODE.match(value):
+    if not isinstance(value, str) or not _CODE.fullmatch(value):
         raise InvalidContext(f"{field} must be 1-32 characters of [A-Za-z0-9_.-]", field=field)
     return value
 

@@ -24,8 +24,11 @@ MAX_SEQ = (1 << SEQ_BITS) - 1
 def default_node_id() -> int:
     """Node id from ``PAYWATCH_NODE_ID``, else derived from the pid and randomness."""
     env = os.environ.get("PAYWATCH_NODE_ID")
-    if env is not None:
-        return int(env) & MAX_NODE
+    if env:
+        node = int(env)
+        if not 0 <= node <= MAX_NODE:
+            raise ValueError(f"PAYWATCH_NODE_ID must be within 0..{MAX_NODE}")
+        return node
     return (os.getpid() ^ random.getrandbits(NODE_BITS)) & MAX_NODE
 
 

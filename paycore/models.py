@@ -98,6 +98,10 @@ class PayRequest:
             _check_no(self.out_pay_no, "out_pay_no")
         if self.pay_org_no is not None:
             check_code(self.pay_org_no, "pay_org_no")
+        if not isinstance(self.tools, tuple | list) or not all(
+            isinstance(t, PayTool) for t in self.tools
+        ):
+            raise InvalidPayTools("tools must be a list of pay tools")
         if not self.tools or len(self.tools) > 4:
             raise InvalidPayTools("between 1 and 4 pay tools")
         object.__setattr__(self, "tools", tuple(self.tools))

@@ -34,7 +34,7 @@ def cas_status(
     transitions: dict[str, set[str]], **values: Any,
 ) -> bool:
     """Move ``row_id`` from ``from_status`` to ``to_status``; True if this call did it."""
-    if to_status not in transitions[from_status]:
+    if to_status not in transitions.get(from_status, ()):
         raise ValueError(f"illegal transition {from_status} -> {to_status}")
     result = session.execute(
         update(model)

@@ -63,6 +63,24 @@ def create_engine_from_url(url: str, **kwargs: Any) -> Engine:
     return sa.create_engine(url, **kwargs)
 
 
+_HOOKS = "paywatch_before_commit"
+
+
+def before_commit(session: Session, hook: Callable[[Session], None]) -> None:
+    """Run ``hook(session)`` once, just before this session's transaction commits."""
+    session.info.setdefault(_HOOKS, []).append(hook)
+
+
+def _run_hooks(session: Session) -> None:
+    hooks = session.info.pop(_HOOKS, [])
+    for hook in hooks:
+        hook(session)
+
+
+def _drop_hooks(session: Session, *_: Any) -> None:
+    session.info.pop(_HOOKS, None)
+
+
 def is_retryable(error: exc.DBAPIError) -> bool:
     """Deadlocks and serialisation failures are safe to retry as a whole unit of work."""
     code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
@@ -84,6 +102,8 @@ class Database:
         self.dialect = self.engine.dialect.name
         self.max_retries = max_retries
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._sessions, "before_commit", _run_hooks)
+        event.listen(self._sessions, "after_rollback", _drop_hooks)
 
     @property
     def is_postgres(self) -> bool:

@@ -2,8 +2,8 @@
 
 Legs are signed: debit positive, credit negative. Balances are kept on each
 subject's normal side, so a credit raises a liability's balance. Balance rows are
-changed with conditional UPDATEs (no SELECT … FOR UPDATE) in a fixed id order,
-which keeps deadlocks rare; :meth:`paycore.db.engine.Database.run` retries the rest.
+changed with conditional UPDATEs (no SELECT … FOR UPDATE), all at once just before
+the transaction commits, in account id order.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from ..context import BizContext
+from ..db.engine import before_commit
 from ..db.schema import Account, JournalEntry, JournalLeg, PendingPosting
 from ..db.util import insert_ignore
 from ..errors import InsufficientBalance, UnbalancedEntry
 from ..ids import IdGenerator
 from .accounts import BUFFERED, AccountDirectory, AccountRef, HotPolicy
+
+_DELTAS = "paywatch_balance_deltas"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +106,12 @@ class Ledger:
             else:
                 changes[target] = changes.get(target, 0) + delta
         session.execute(insert(JournalLeg), rows)
-        for account_id in sorted(changes):  # fixed order: no lock cycles between writers
-            apply_delta(session, account_id, changes[account_id])
+        deferred = session.info.get(_DELTAS)
+        if deferred is None:
+            deferred = session.info[_DELTAS] = {}
+            before_commit(session, _apply_deferred)
+        for account_id, delta in changes.items():
+            deferred[account_id] = deferred.get(account_id, 0) + delta
         if buffered:
             session.execute(
                 insert(PendingPosting),
@@ -112,6 +119,18 @@ class Ledger:
                   "summary_id": None, "created_at": now} for a, leg, d in buffered],
             )
         return entry_id
+
+
+def _apply_deferred(session: Session) -> None:
+    """Apply every balance change of the transaction at once, in account id order.
+
+    Locking balance rows only at the end, and always in one global order, means two
+    transactions can never hold balance rows in opposite orders: no deadlocks between
+    postings, and the rows are held for the shortest time.
+    """
+    deltas: dict[int, int] = session.info.pop(_DELTAS, {})
+    for account_id in sorted(deltas):
+        apply_delta(session, account_id, deltas[account_id])
 
 
 def apply_delta(session: Session, account_id: int, delta: int) -> None:
