@@ -65,14 +65,20 @@ def transit(owner_id: str) -> AccountRef:
 
 def ledger_poster(ledger: Ledger, target: Callable[[int], AccountRef]) -> Post:
     def post(s: Session, i: int, key: str) -> None:
-        ledger.post(s, biz_type="bench", biz_key=key, ctx=CTX, currency=CNY,
-                    legs=[debit(payer(i), AMOUNT), credit(target(i), AMOUNT)])
+        ledger.post(
+            s,
+            biz_type="bench",
+            biz_key=key,
+            ctx=CTX,
+            currency=CNY,
+            legs=[debit(payer(i), AMOUNT), credit(target(i), AMOUNT)],
+        )
 
     return post
 
 
 def row_lock_poster(db: Database, ids: IdGenerator, writers: int) -> Post:
-    """The naive path: entry + legs, then lock the hot row and read-modify-write it."""
+    """The naive path: lock the hot row, write entry + legs, read-modify-write the balance."""
     ledger = Ledger(ids, now, HotPolicy(rules={}))
     hot = transit("hot-rowlock")
     with db.session() as s:
@@ -80,31 +86,65 @@ def row_lock_poster(db: Database, ids: IdGenerator, writers: int) -> Post:
         payer_ids = [ledger.accounts.resolve(s, payer(i), now()).id for i in range(writers)]
 
     def post(s: Session, i: int, key: str) -> None:
-        # Lock first: locking after the legs' FK checks (KEY SHARE) would deadlock writers.
-        balance = s.execute(sa.select(Account.balance).where(Account.id == hot_id)
-                            .with_for_update()).scalar_one()
+        # Lock first: FOR UPDATE taken after the legs' FK checks (FOR KEY SHARE on the
+        # same row, held by every writer) deadlocks the writers against each other.
+        balance = s.execute(
+            sa.select(Account.balance).where(Account.id == hot_id).with_for_update()
+        ).scalar_one()
         entry_id = ids.next_id()
-        s.execute(sa.insert(JournalEntry).values(
-            id=entry_id, biz_type="bench", biz_key=key, currency=CNY, merchant_id="bench",
-            order_type="bench", sub_type="bench", pay_org_no="bench", memo="", created_at=now()))
-        s.execute(sa.insert(JournalLeg), [
-            {"id": ids.next_id(), "entry_id": entry_id, "account_id": payer_ids[i],
-             "amount": AMOUNT, "currency": CNY},
-            {"id": ids.next_id(), "entry_id": entry_id, "account_id": hot_id,
-             "amount": -AMOUNT, "currency": CNY},
-        ])
+        s.execute(
+            sa.insert(JournalEntry).values(
+                id=entry_id,
+                biz_type="bench",
+                biz_key=key,
+                currency=CNY,
+                merchant_id="bench",
+                order_type="bench",
+                sub_type="bench",
+                pay_org_no="bench",
+                memo="",
+                created_at=now(),
+            )
+        )
+        s.execute(
+            sa.insert(JournalLeg),
+            [
+                {
+                    "id": ids.next_id(),
+                    "entry_id": entry_id,
+                    "account_id": payer_ids[i],
+                    "amount": AMOUNT,
+                    "currency": CNY,
+                },
+                {
+                    "id": ids.next_id(),
+                    "entry_id": entry_id,
+                    "account_id": hot_id,
+                    "amount": -AMOUNT,
+                    "currency": CNY,
+                },
+            ],
+        )
         apply_delta(s, payer_ids[i], AMOUNT * MERCHANT_PAYABLE.sign)
-        s.execute(sa.update(Account).where(Account.id == hot_id)
-                  .values(balance=balance - AMOUNT * PLATFORM_TRANSIT.sign))
+        s.execute(
+            sa.update(Account)
+            .where(Account.id == hot_id)
+            .values(balance=balance - AMOUNT * PLATFORM_TRANSIT.sign)
+        )
 
     return post
 
 
-def measure(db: Database, name: str, post: Post, writers: int, seconds: float,
-            warmup: float) -> float:
+def posting(post: Post, i: int, key: str) -> Callable[[Session], None]:
+    return lambda s: post(s, i, key)
+
+
+def measure(
+    db: Database, name: str, post: Post, writers: int, seconds: float, warmup: float
+) -> float:
     """Run ``writers`` threads posting in a loop; count commits inside the timed window."""
     for i in range(writers):  # pre-create / cache every account before timing
-        db.run(lambda s, i=i: post(s, i, f"{name}-pre-{i}"))
+        db.run(posting(post, i, f"{name}-pre-{i}"))
     counts = [0] * writers
     errors: list[BaseException] = []
     barrier = threading.Barrier(writers + 1)
@@ -114,11 +154,10 @@ def measure(db: Database, name: str, post: Post, writers: int, seconds: float,
         n = 0
         barrier.wait()
         try:
-            while (t := time.perf_counter()) < end:
+            while time.perf_counter() < end:
                 n += 1
-                key = f"{name}-{i}-{n}"
-                db.run(lambda s, key=key: post(s, i, key))  # type: ignore[misc]
-                if t >= start:
+                db.run(posting(post, i, f"{name}-{i}-{n}"))
+                if start <= time.perf_counter() < end:  # committed inside the window
                     counts[i] += 1
         except BaseException as e:  # surfaced after join
             errors.append(e)
@@ -143,14 +182,16 @@ def check_trial(db: Database, name: str) -> None:
     log(f"{name}: trial balance ok (pending {tb.pending_postings})")
 
 
-def run(db: Database, ids: IdGenerator, writers: int, seconds: float, warmup: float,
-        subs: int) -> dict[str, float | int]:
+def run(
+    db: Database, ids: IdGenerator, writers: int, seconds: float, warmup: float, subs: int
+) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     code = PLATFORM_TRANSIT.code
 
     cold = Ledger(ids, now, HotPolicy(rules={}))
-    out["cold_per_s"] = measure(db, "cold", ledger_poster(cold, lambda i: transit(f"cold-{i}")),
-                                writers, seconds, warmup)
+    out["cold_per_s"] = measure(
+        db, "cold", ledger_poster(cold, lambda i: transit(f"cold-{i}")), writers, seconds, warmup
+    )
     log(f"cold: {out['cold_per_s']:.1f}/s")
     check_trial(db, "cold")
 
@@ -161,7 +202,8 @@ def run(db: Database, ids: IdGenerator, writers: int, seconds: float, warmup: fl
 
     sub = Ledger(ids, now, HotPolicy(rules={("platform", "*", code): ("sub_accounts", subs)}))
     out["sub_accounts_per_s"] = measure(
-        db, "sub", ledger_poster(sub, lambda i: transit("hot-sub")), writers, seconds, warmup)
+        db, "sub", ledger_poster(sub, lambda i: transit("hot-sub")), writers, seconds, warmup
+    )
     log(f"sub_accounts({subs}): {out['sub_accounts_per_s']:.1f}/s")
     check_trial(db, "sub_accounts")
 
@@ -177,7 +219,8 @@ def run(db: Database, ids: IdGenerator, writers: int, seconds: float, warmup: fl
     bg.start()
     try:
         out["buffered_per_s"] = measure(
-            db, "buf", ledger_poster(buf, lambda i: transit("hot-buf")), writers, seconds, warmup)
+            db, "buf", ledger_poster(buf, lambda i: transit("hot-buf")), writers, seconds, warmup
+        )
     finally:
         stop.set()
         bg.join()
@@ -205,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     log(f"schema {schema}")
     sep = "&" if "?" in url else "?"
-    engine = create_engine_from_url(f"{url}{sep}options=-csearch_path%3D{schema}",
-                                    pool_size=args.writers + 4, max_overflow=8)
+    engine = create_engine_from_url(
+        f"{url}{sep}options=-csearch_path%3D{schema}", pool_size=args.writers + 4, max_overflow=8
+    )
     try:
         upgrade_database(engine)
         ids = IdGenerator()

@@ -7,7 +7,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-
 _SECRET_PARAM = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|key)=[^&;]*")
 
 

@@ -20,7 +20,21 @@ from .models import (
 )
 
 __all__ = [
-    "BizContext", "ChannelPort", "ChannelRequest", "ChannelResult", "CreateTrade", "Database",
-    "IdGenerator", "PayCore", "PayOrderView", "PayRequest", "PayTool", "RefundRequest",
-    "TradeDetail", "TradeView", "current_context", "metadata", "use_context",
+    "BizContext",
+    "ChannelPort",
+    "ChannelRequest",
+    "ChannelResult",
+    "CreateTrade",
+    "Database",
+    "IdGenerator",
+    "PayCore",
+    "PayOrderView",
+    "PayRequest",
+    "PayTool",
+    "RefundRequest",
+    "TradeDetail",
+    "TradeView",
+    "current_context",
+    "metadata",
+    "use_context",
 ]

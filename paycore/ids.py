@@ -58,7 +58,11 @@ class IdGenerator:
             else:
                 self._seq = 0
             self._last_ms = now
-            return ((now - EPOCH_MS) << (NODE_BITS + SEQ_BITS)) | (self.node_id << SEQ_BITS) | self._seq
+            return (
+                ((now - EPOCH_MS) << (NODE_BITS + SEQ_BITS))
+                | (self.node_id << SEQ_BITS)
+                | self._seq
+            )
 
 
 def id_timestamp_ms(value: int) -> int:

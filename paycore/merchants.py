@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .context import BizContext, check_code
 from .db.engine import Database
@@ -69,8 +70,12 @@ class MerchantService:
     """Onboards merchants and answers "who is calling, and may they do this?"."""
 
     def __init__(
-        self, db: Database, ids: IdGenerator, clock: Callable[[], datetime],
-        *, cache_ttl: float = 5.0,
+        self,
+        db: Database,
+        ids: IdGenerator,
+        clock: Callable[[], datetime],
+        *,
+        cache_ttl: float = 5.0,
     ) -> None:
         self.db, self.ids, self.clock = db, ids, clock
         self.cache_ttl = cache_ttl
@@ -100,13 +105,26 @@ class MerchantService:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self.clock()
 
-        def work(s) -> None:  # type: ignore[no-untyped-def]
-            s.add(Merchant(merchant_id=mid, name=name, token_hash=hash_token(token),
-                           token_prefix=token[:10], status="active", fee_bps=fee_bps,
-                           notify_url=notify_url, created_at=now))
+        def work(s: Session) -> None:
+            s.add(
+                Merchant(
+                    merchant_id=mid,
+                    name=name,
+                    token_hash=hash_token(token),
+                    token_prefix=token[:10],
+                    status="active",
+                    fee_bps=fee_bps,
+                    notify_url=notify_url,
+                    created_at=now,
+                )
+            )
             s.flush()
-            s.add_all([MerchantProduct(merchant_id=mid, order_type=o, sub_type=st)
-                       for o, st in sorted(prods)])
+            s.add_all(
+                [
+                    MerchantProduct(merchant_id=mid, order_type=o, sub_type=st)
+                    for o, st in sorted(prods)
+                ]
+            )
             s.add_all([MerchantPayOrg(merchant_id=mid, pay_org_no=p) for p in sorted(orgs)])
 
         self.db.run(work)
@@ -123,14 +141,28 @@ class MerchantService:
             if m is None:
                 raise UnknownMerchant("unknown merchant")
             prods = s.execute(
-                select(MerchantProduct.order_type, MerchantProduct.sub_type)
-                .where(MerchantProduct.merchant_id == merchant_id)
+                select(MerchantProduct.order_type, MerchantProduct.sub_type).where(
+                    MerchantProduct.merchant_id == merchant_id
+                )
             ).all()
-            orgs = s.execute(
-                select(MerchantPayOrg.pay_org_no).where(MerchantPayOrg.merchant_id == merchant_id)
-            ).scalars().all()
-            info = MerchantInfo(m.merchant_id, m.name, m.status, m.fee_bps, m.notify_url,
-                                frozenset((o, st) for o, st in prods), frozenset(orgs))
+            orgs = (
+                s.execute(
+                    select(MerchantPayOrg.pay_org_no).where(
+                        MerchantPayOrg.merchant_id == merchant_id
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            info = MerchantInfo(
+                m.merchant_id,
+                m.name,
+                m.status,
+                m.fee_bps,
+                m.notify_url,
+                frozenset((o, st) for o, st in prods),
+                frozenset(orgs),
+            )
         with self._lock:
             self._cache[merchant_id] = (time.monotonic() + self.cache_ttl, info)
         return info
@@ -142,7 +174,9 @@ class MerchantService:
         digest = hash_token(token)
         with self.db.session() as s:
             row = s.execute(
-                select(Merchant.merchant_id, Merchant.token_hash).where(Merchant.token_hash == digest)
+                select(Merchant.merchant_id, Merchant.token_hash).where(
+                    Merchant.token_hash == digest
+                )
             ).first()
         if row is None or not secrets.compare_digest(row.token_hash, digest):
             raise AuthenticationFailed("invalid token")

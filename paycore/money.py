@@ -8,7 +8,14 @@ from .errors import InvalidAmount, UnknownCurrency
 
 #: currency -> minor-unit exponent (ISO 4217)
 CURRENCIES: dict[str, int] = {
-    "CNY": 2, "USD": 2, "EUR": 2, "GBP": 2, "HKD": 2, "SGD": 2, "JPY": 0, "KRW": 0,
+    "CNY": 2,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "HKD": 2,
+    "SGD": 2,
+    "JPY": 0,
+    "KRW": 0,
 }
 #: The largest single amount accepted, in minor units (10^12: ten billion at 2 decimals).
 MAX_AMOUNT = 1_000_000_000_000

@@ -38,7 +38,7 @@ from .ledger import (
 )
 from .models import PayOrderView, PayRequest, TradeView
 from .money import fee_for
-from .trades import pay_order_view, trade_context
+from .trades import pay_order_view
 
 if TYPE_CHECKING:
     from .core import PayCore
@@ -53,8 +53,13 @@ ALLOWED_TOOLS = {
     "withdraw": {"channel"},
     "transfer": {"balance"},
 }
-PAY_TYPE = {"instant": "pay", "guaranteed": "pay", "recharge": "recharge",
-            "withdraw": "withdraw", "transfer": "transfer"}
+PAY_TYPE = {
+    "instant": "pay",
+    "guaranteed": "pay",
+    "recharge": "recharge",
+    "withdraw": "withdraw",
+    "transfer": "transfer",
+}
 
 
 def lock_order(s: Session, pay_order_id: int, postgres: bool) -> PayOrder:
@@ -81,12 +86,16 @@ class PayService:
         if replay:
             return replay
         trade = self.core.trades.get(merchant_id, req.out_trade_no)
-        ctx = BizContext(merchant_id, trade.order_type, trade.sub_type,
-                         req.pay_org_no or trade.pay_org_no)
+        ctx = BizContext(
+            merchant_id, trade.order_type, trade.sub_type, req.pay_org_no or trade.pay_org_no
+        )
         self.core.merchants.authorize(merchant_id, ctx)
         self._check_tools(trade, req)
-        with use_context(ctx), self.core.lock.hold(
-            f"trade:{trade.id}", ttl=self.core.lock_ttl, wait=self.core.lock_wait
+        with (
+            use_context(ctx),
+            self.core.lock.hold(
+                f"trade:{trade.id}", ttl=self.core.lock_ttl, wait=self.core.lock_wait
+            ),
         ):
             replay = self._replay(merchant_id, req.pay_no, fingerprint)
             if replay:
@@ -118,8 +127,9 @@ class PayService:
     def _replay(self, merchant_id: str, pay_no: str, fingerprint: str) -> PayOrderView | None:
         with self.core.db.session() as s:
             po = s.execute(
-                select(PayOrder).where(PayOrder.merchant_id == merchant_id,
-                                       PayOrder.out_pay_no == pay_no)
+                select(PayOrder).where(
+                    PayOrder.merchant_id == merchant_id, PayOrder.out_pay_no == pay_no
+                )
             ).scalar_one_or_none()
             if po is None:
                 return None
@@ -132,16 +142,26 @@ class PayService:
         self, s: Session, trade: TradeView, req: PayRequest, ctx: BizContext, fingerprint: str
     ) -> tuple[PayOrderView, list[ChannelRequest]]:
         now = self.core.clock()
-        if not st.cas_status(s, Trade, trade.id, st.CREATED, st.PAYING, st.TRADE_TRANSITIONS,
-                             updated_at=now):
+        if not st.cas_status(
+            s, Trade, trade.id, st.CREATED, st.PAYING, st.TRADE_TRANSITIONS, updated_at=now
+        ):
             current = s.get_one(Trade, trade.id)
             raise WrongState(f"trade is {current.status}; it cannot be paid now")
         pay_type = PAY_TYPE[trade.trade_type]
         po = PayOrder(
-            id=self.core.ids.next_id(), trade_id=trade.id, merchant_id=trade.merchant_id,
-            out_pay_no=req.pay_no, pay_type=pay_type, status=st.PROCESSING, amount=trade.amount,
-            currency=trade.currency, user_id=trade.user_id, order_type=ctx.order_type,
-            sub_type=ctx.sub_type, pay_org_no=ctx.pay_org_no, request_hash=fingerprint,
+            id=self.core.ids.next_id(),
+            trade_id=trade.id,
+            merchant_id=trade.merchant_id,
+            out_pay_no=req.pay_no,
+            pay_type=pay_type,
+            status=st.PROCESSING,
+            amount=trade.amount,
+            currency=trade.currency,
+            user_id=trade.user_id,
+            order_type=ctx.order_type,
+            sub_type=ctx.sub_type,
+            pay_org_no=ctx.pay_org_no,
+            request_hash=fingerprint,
             created_at=now,
         )
         s.add(po)
@@ -150,12 +170,21 @@ class PayService:
         for seq, tool in enumerate(req.tools):
             item_id = self.core.ids.next_id()
             channel = tool.tool == "channel"
-            items.append(PayItem(
-                id=item_id, pay_order_id=po.id, merchant_id=po.merchant_id, seq=seq,
-                tool=tool.tool, status=st.PROCESSING, amount=tool.amount, refunded_amount=0,
-                pay_org_no=ctx.pay_org_no if channel else None,
-                channel_txn_no=str(item_id) if channel else None, created_at=now,
-            ))
+            items.append(
+                PayItem(
+                    id=item_id,
+                    pay_order_id=po.id,
+                    merchant_id=po.merchant_id,
+                    seq=seq,
+                    tool=tool.tool,
+                    status=st.PROCESSING,
+                    amount=tool.amount,
+                    refunded_amount=0,
+                    pay_org_no=ctx.pay_org_no if channel else None,
+                    channel_txn_no=str(item_id) if channel else None,
+                    created_at=now,
+                )
+            )
         s.add_all(items)
         s.flush()
         cur = trade.currency
@@ -163,27 +192,53 @@ class PayService:
         for item in items:
             if item.tool == "balance":
                 self.core.ledger.post(
-                    s, biz_type="pay_item", biz_key=str(item.id), ctx=ctx, currency=cur,
+                    s,
+                    biz_type="pay_item",
+                    biz_key=str(item.id),
+                    ctx=ctx,
+                    currency=cur,
                     trade_id=trade.id,
-                    legs=[debit(user_balance(trade.user_id, cur), item.amount),
-                          credit(platform_transit(cur), item.amount)],
+                    legs=[
+                        debit(user_balance(trade.user_id, cur), item.amount),
+                        credit(platform_transit(cur), item.amount),
+                    ],
                 )
-                st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
-                              finished_at=now, settled_amount=item.amount)
+                st.cas_status(
+                    s,
+                    PayItem,
+                    item.id,
+                    st.PROCESSING,
+                    st.SUCCESS,
+                    st.PAY_TRANSITIONS,
+                    finished_at=now,
+                    settled_amount=item.amount,
+                )
             else:
                 if pay_type == "withdraw":  # hold the payer's funds before paying out
                     self.core.ledger.post(
-                        s, biz_type="withdraw_hold", biz_key=str(item.id), ctx=ctx, currency=cur,
+                        s,
+                        biz_type="withdraw_hold",
+                        biz_key=str(item.id),
+                        ctx=ctx,
+                        currency=cur,
                         trade_id=trade.id,
-                        legs=[debit(user_balance(trade.user_id, cur), item.amount),
-                              credit(platform_transit(cur), item.amount)],
+                        legs=[
+                            debit(user_balance(trade.user_id, cur), item.amount),
+                            credit(platform_transit(cur), item.amount),
+                        ],
                     )
-                requests.append(ChannelRequest(
-                    kind="withdraw" if pay_type == "withdraw" else "pay",
-                    pay_org_no=ctx.pay_org_no, channel_txn_no=str(item.channel_txn_no),
-                    amount=item.amount, currency=cur, merchant_id=trade.merchant_id,
-                    trade_id=trade.id, pay_order_id=po.id,
-                ))
+                requests.append(
+                    ChannelRequest(
+                        kind="withdraw" if pay_type == "withdraw" else "pay",
+                        pay_org_no=ctx.pay_org_no,
+                        channel_txn_no=str(item.channel_txn_no),
+                        amount=item.amount,
+                        currency=cur,
+                        merchant_id=trade.merchant_id,
+                        trade_id=trade.id,
+                        pay_order_id=po.id,
+                    )
+                )
         if not requests:
             self._complete(s, po)
         s.flush()
@@ -200,55 +255,103 @@ class PayService:
             try:
                 self.core.channel.submit(request)
             except Exception:  # noqa: BLE001 - the order stays processing; active query settles it
-                log.warning("channel submit failed for item %s at %s", request.channel_txn_no,
-                            request.pay_org_no, exc_info=True)
+                log.warning(
+                    "channel submit failed for item %s at %s",
+                    request.channel_txn_no,
+                    request.pay_org_no,
+                    exc_info=True,
+                )
 
     # -- completion ------------------------------------------------------------------------
     def _complete(self, s: Session, po: PayOrder) -> None:
         """All items succeeded: move the money on from transit, mark order and trade paid."""
         now = self.core.clock()
-        if not st.cas_status(s, PayOrder, po.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
-                             finished_at=now):
+        if not st.cas_status(
+            s, PayOrder, po.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS, finished_at=now
+        ):
             return
         trade = s.get_one(Trade, po.trade_id)
         cur, amount, mid = po.currency, po.amount, po.merchant_id
         ctx = BizContext(mid, po.order_type, po.sub_type, po.pay_org_no)
         legs = []
         if po.pay_type == "pay" and trade.trade_type == "guaranteed":
-            legs = [debit(platform_transit(cur), amount), credit(guarantee_escrow(mid, cur), amount)]
+            legs = [
+                debit(platform_transit(cur), amount),
+                credit(guarantee_escrow(mid, cur), amount),
+            ]
         elif po.pay_type == "pay":
             fee = fee_for(amount, self.core.merchants.get(mid).fee_bps)
-            legs = [debit(platform_transit(cur), amount),
-                    credit(merchant_payable(mid, cur), amount - fee), credit(fee_income(cur), fee)]
+            legs = [
+                debit(platform_transit(cur), amount),
+                credit(merchant_payable(mid, cur), amount - fee),
+                credit(fee_income(cur), fee),
+            ]
         elif po.pay_type == "recharge":
-            legs = [debit(platform_transit(cur), amount),
-                    credit(user_balance(trade.user_id, cur), amount)]
+            legs = [
+                debit(platform_transit(cur), amount),
+                credit(user_balance(trade.user_id, cur), amount),
+            ]
         elif po.pay_type == "transfer":
             assert trade.payee_user_id is not None
-            legs = [debit(platform_transit(cur), amount),
-                    credit(user_balance(trade.payee_user_id, cur), amount)]
+            legs = [
+                debit(platform_transit(cur), amount),
+                credit(user_balance(trade.payee_user_id, cur), amount),
+            ]
         if legs:
-            self.core.ledger.post(s, biz_type="pay_complete", biz_key=str(po.id), ctx=ctx,
-                                  currency=cur, legs=legs, trade_id=trade.id)
-        if not st.cas_status(s, Trade, trade.id, st.PAYING, st.PAID, st.TRADE_TRANSITIONS,
-                             paid_amount=amount, updated_at=now):
+            self.core.ledger.post(
+                s,
+                biz_type="pay_complete",
+                biz_key=str(po.id),
+                ctx=ctx,
+                currency=cur,
+                legs=legs,
+                trade_id=trade.id,
+            )
+        if not st.cas_status(
+            s,
+            Trade,
+            trade.id,
+            st.PAYING,
+            st.PAID,
+            st.TRADE_TRANSITIONS,
+            paid_amount=amount,
+            updated_at=now,
+        ):
             raise WrongState(f"trade {trade.id} left paying while its pay order completed")
 
     def _fail(self, s: Session, po: PayOrder, error_code: str) -> None:
         """The order failed: release withdraw holds, reopen the trade, classify what was taken."""
         now = self.core.clock()
-        if not st.cas_status(s, PayOrder, po.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                             finished_at=now, error_code=error_code):
+        if not st.cas_status(
+            s,
+            PayOrder,
+            po.id,
+            st.PROCESSING,
+            st.FAILED,
+            st.PAY_TRANSITIONS,
+            finished_at=now,
+            error_code=error_code,
+        ):
             return
-        st.cas_status(s, Trade, po.trade_id, st.PAYING, st.CREATED, st.TRADE_TRANSITIONS,
-                      updated_at=now)
+        st.cas_status(
+            s, Trade, po.trade_id, st.PAYING, st.CREATED, st.TRADE_TRANSITIONS, updated_at=now
+        )
         items = s.execute(select(PayItem).where(PayItem.pay_order_id == po.id)).scalars().all()
-        taken = sum(i.settled_amount or 0 for i in items
-                    if i.status == st.SUCCESS and po.pay_type != "withdraw")
+        taken = sum(
+            i.settled_amount or 0
+            for i in items
+            if i.status == st.SUCCESS and po.pay_type != "withdraw"
+        )
         if taken:
-            record_exception(self.core, s, "partial_payment", biz_key=str(po.id), po=po,
-                             amount_taken=taken, detail=f"order failed ({error_code}) after "
-                             f"{taken} was taken by other tools")
+            record_exception(
+                self.core,
+                s,
+                "partial_payment",
+                biz_key=str(po.id),
+                po=po,
+                amount_taken=taken,
+                detail=f"order failed ({error_code}) after {taken} was taken by other tools",
+            )
 
     # -- channel results -------------------------------------------------------------------
     def on_channel_result(self, result: ChannelResult) -> str:
@@ -261,8 +364,9 @@ class PayService:
 
     def _settle(self, s: Session, r: ChannelResult) -> str:
         item = s.execute(
-            select(PayItem).where(PayItem.pay_org_no == r.pay_org_no,
-                                  PayItem.channel_txn_no == r.channel_txn_no)
+            select(PayItem).where(
+                PayItem.pay_org_no == r.pay_org_no, PayItem.channel_txn_no == r.channel_txn_no
+            )
         ).scalar_one_or_none()
         if item is None:
             raise PayOrderNotFound("no pay item for this channel transaction")
@@ -286,53 +390,104 @@ class PayService:
                 return "duplicate"
             if item.status == st.FAILED and success and not withdraw:
                 return self._late_success(s, po, item, r, ctx)
-            record_exception(self.core, s, "other", biz_key=f"conflict:{item.id}", po=po,
-                             item=item, amount_taken=0, resolution="manual",
-                             detail=f"channel says {r.status} for an item already {item.status}")
+            record_exception(
+                self.core,
+                s,
+                "other",
+                biz_key=f"conflict:{item.id}",
+                po=po,
+                item=item,
+                amount_taken=0,
+                resolution="manual",
+                detail=f"channel says {r.status} for an item already {item.status}",
+            )
             return "exception"
         if success and (r.amount != item.amount or r.currency != cur):
-            st.cas_status(s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                          finished_at=now, settled_amount=r.amount)
+            st.cas_status(
+                s,
+                PayItem,
+                item.id,
+                st.PROCESSING,
+                st.FAILED,
+                st.PAY_TRANSITIONS,
+                finished_at=now,
+                settled_amount=r.amount,
+            )
             if not withdraw and r.currency == cur:
                 self._take(s, po, item, r.amount, ctx)
-            record_exception(self.core, s, "amount_mismatch", biz_key=str(item.id), po=po,
-                             item=item, amount_taken=r.amount if r.currency == cur else 0,
-                             detail=f"channel settled {r.amount} {r.currency}, order is "
-                             f"{item.amount} {cur}")
+            record_exception(
+                self.core,
+                s,
+                "amount_mismatch",
+                biz_key=str(item.id),
+                po=po,
+                item=item,
+                amount_taken=r.amount if r.currency == cur else 0,
+                detail=f"channel settled {r.amount} {r.currency}, order is {item.amount} {cur}",
+            )
             self._fail(s, po, "amount_mismatch")
             return "exception"
         if success:
-            st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
-                          finished_at=now, settled_amount=r.amount)
+            st.cas_status(
+                s,
+                PayItem,
+                item.id,
+                st.PROCESSING,
+                st.SUCCESS,
+                st.PAY_TRANSITIONS,
+                finished_at=now,
+                settled_amount=r.amount,
+            )
             if withdraw:
                 self.core.ledger.post(
-                    s, biz_type="withdraw_out", biz_key=str(item.id), ctx=ctx, currency=cur,
+                    s,
+                    biz_type="withdraw_out",
+                    biz_key=str(item.id),
+                    ctx=ctx,
+                    currency=cur,
                     trade_id=po.trade_id,
-                    legs=[debit(platform_transit(cur), r.amount),
-                          credit(channel_clearing(item.pay_org_no or ctx.pay_org_no, cur),
-                                 r.amount)],
+                    legs=[
+                        debit(platform_transit(cur), r.amount),
+                        credit(channel_clearing(item.pay_org_no or ctx.pay_org_no, cur), r.amount),
+                    ],
                 )
             else:
                 self._take(s, po, item, r.amount, ctx)
             if po.status == st.FAILED:  # another tool failed first: this money is a partial pay
-                record_exception(self.core, s, "partial_payment", biz_key=f"late:{item.id}",
-                                 po=po, item=item, amount_taken=r.amount,
-                                 detail="a tool succeeded after its order had failed")
+                record_exception(
+                    self.core,
+                    s,
+                    "partial_payment",
+                    biz_key=f"late:{item.id}",
+                    po=po,
+                    item=item,
+                    amount_taken=r.amount,
+                    detail="a tool succeeded after its order had failed",
+                )
                 return "exception"
-            states = s.execute(
-                select(PayItem.status).where(PayItem.pay_order_id == po.id)
-            ).scalars().all()
+            states = (
+                s.execute(select(PayItem.status).where(PayItem.pay_order_id == po.id))
+                .scalars()
+                .all()
+            )
             if all(x == st.SUCCESS for x in states):
                 self._complete(s, po)
             return "settled"
-        st.cas_status(s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                      finished_at=now)
+        st.cas_status(
+            s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS, finished_at=now
+        )
         if withdraw:
             self.core.ledger.post(
-                s, biz_type="withdraw_release", biz_key=str(item.id), ctx=ctx, currency=cur,
+                s,
+                biz_type="withdraw_release",
+                biz_key=str(item.id),
+                ctx=ctx,
+                currency=cur,
                 trade_id=po.trade_id,
-                legs=[debit(platform_transit(cur), item.amount),
-                      credit(user_balance(po.user_id, cur), item.amount)],
+                legs=[
+                    debit(platform_transit(cur), item.amount),
+                    credit(user_balance(po.user_id, cur), item.amount),
+                ],
             )
         self._fail(s, po, "channel_failed")
         return "failed"
@@ -341,10 +496,16 @@ class PayService:
         """Record money the channel collected: channel clearing → platform transit."""
         cur = po.currency
         self.core.ledger.post(
-            s, biz_type="pay_item", biz_key=str(item.id), ctx=ctx, currency=cur,
+            s,
+            biz_type="pay_item",
+            biz_key=str(item.id),
+            ctx=ctx,
+            currency=cur,
             trade_id=po.trade_id,
-            legs=[debit(channel_clearing(item.pay_org_no or ctx.pay_org_no, cur), amount),
-                  credit(platform_transit(cur), amount)],
+            legs=[
+                debit(channel_clearing(item.pay_org_no or ctx.pay_org_no, cur), amount),
+                credit(platform_transit(cur), amount),
+            ],
         )
 
     def _late_success(
@@ -353,10 +514,21 @@ class PayService:
         """The channel took money for an item we had already failed."""
         self._take(s, po, item, r.amount, ctx)
         paid_elsewhere = s.execute(
-            select(PayOrder.id).where(PayOrder.trade_id == po.trade_id,
-                                      PayOrder.status == st.SUCCESS, PayOrder.id != po.id)
+            select(PayOrder.id).where(
+                PayOrder.trade_id == po.trade_id,
+                PayOrder.status == st.SUCCESS,
+                PayOrder.id != po.id,
+            )
         ).first()
         kind = "duplicate_payment" if paid_elsewhere else "other"
-        record_exception(self.core, s, kind, biz_key=f"late:{item.id}", po=po, item=item,
-                         amount_taken=r.amount, detail="channel success after the item failed")
+        record_exception(
+            self.core,
+            s,
+            kind,
+            biz_key=f"late:{item.id}",
+            po=po,
+            item=item,
+            amount_taken=r.amount,
+            detail="channel success after the item failed",
+        )
         return "exception"

@@ -25,6 +25,7 @@ from .errors import (
 )
 from .exceptions import record_exception
 from .ledger import (
+    AccountRef,
     channel_clearing,
     credit,
     debit,
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 REFUNDABLE = ("instant", "guaranteed")
 
 
-def _merchant_side(trade: Trade):  # type: ignore[no-untyped-def]
+def _merchant_side(trade: Trade) -> AccountRef:
     """Where refunded money is taken from: escrow until confirmed, then the merchant."""
     if trade.trade_type == "guaranteed" and trade.status == st.PAID:
         return guarantee_escrow(trade.merchant_id, trade.currency)
@@ -67,15 +68,14 @@ class RefundService:
         original = self.core.trades.get(merchant_id, req.out_trade_no)
         if original.trade_type not in REFUNDABLE:
             raise WrongState(f"a {original.trade_type} trade cannot be refunded")
-        with self.core.lock.hold(f"trade:{original.id}", ttl=self.core.lock_ttl,
-                                 wait=self.core.lock_wait):
+        with self.core.lock.hold(
+            f"trade:{original.id}", ttl=self.core.lock_ttl, wait=self.core.lock_wait
+        ):
             replay = self._replay(merchant_id, req.out_refund_no, fingerprint)
             if replay:
                 return replay
             try:
-                requests = self.core.db.run(
-                    lambda s: self._begin(s, original.id, req, fingerprint)
-                )
+                requests = self.core.db.run(lambda s: self._begin(s, original.id, req, fingerprint))
             except DuplicateKey:
                 replay = self._replay(merchant_id, req.out_refund_no, fingerprint)
                 if replay is None:
@@ -104,47 +104,84 @@ class RefundService:
             raise WrongState(f"trade is {orig.status}; only a paid trade can be refunded")
         raised = s.execute(
             update(Trade)
-            .where(Trade.id == orig.id,
-                   Trade.refunded_amount + req.amount <= Trade.paid_amount)
+            .where(Trade.id == orig.id, Trade.refunded_amount + req.amount <= Trade.paid_amount)
             .values(refunded_amount=Trade.refunded_amount + req.amount)
         )
         if raised.rowcount == 0:  # type: ignore[attr-defined]
             raise RefundExceedsPaid("refund exceeds the amount paid and not yet refunded")
         source = s.execute(
-            select(PayOrder).where(PayOrder.trade_id == orig.id, PayOrder.status == st.SUCCESS,
-                                   PayOrder.pay_type == "pay")
+            select(PayOrder).where(
+                PayOrder.trade_id == orig.id,
+                PayOrder.status == st.SUCCESS,
+                PayOrder.pay_type == "pay",
+            )
         ).scalar_one()
         now = self.core.clock()
         ctx = trade_context(orig)
         refund_trade = Trade(
-            id=self.core.ids.next_id(), merchant_id=orig.merchant_id,
-            out_trade_no=req.out_refund_no, trade_type="refund", status=st.PAYING,
-            amount=req.amount, currency=orig.currency, paid_amount=0, refunded_amount=0,
-            user_id=orig.user_id, order_type=orig.order_type, sub_type=orig.sub_type,
-            pay_org_no=orig.pay_org_no, origin_trade_id=orig.id, root_trade_id=orig.root_trade_id,
-            request_hash=fingerprint, subject=req.reason, created_at=now, updated_at=now,
+            id=self.core.ids.next_id(),
+            merchant_id=orig.merchant_id,
+            out_trade_no=req.out_refund_no,
+            trade_type="refund",
+            status=st.PAYING,
+            amount=req.amount,
+            currency=orig.currency,
+            paid_amount=0,
+            refunded_amount=0,
+            user_id=orig.user_id,
+            order_type=orig.order_type,
+            sub_type=orig.sub_type,
+            pay_org_no=orig.pay_org_no,
+            origin_trade_id=orig.id,
+            root_trade_id=orig.root_trade_id,
+            request_hash=fingerprint,
+            subject=req.reason,
+            created_at=now,
+            updated_at=now,
         )
         s.add(refund_trade)
         s.flush()  # no ORM relationships: flush parents before children
         po = PayOrder(
-            id=self.core.ids.next_id(), trade_id=refund_trade.id, merchant_id=orig.merchant_id,
-            out_pay_no=f"refund:{req.out_refund_no}", pay_type="refund", status=st.PROCESSING,
-            amount=req.amount, currency=orig.currency, user_id=orig.user_id,
-            order_type=orig.order_type, sub_type=orig.sub_type, pay_org_no=source.pay_org_no,
-            origin_pay_order_id=source.id, request_hash=fingerprint, created_at=now,
+            id=self.core.ids.next_id(),
+            trade_id=refund_trade.id,
+            merchant_id=orig.merchant_id,
+            out_pay_no=f"refund:{req.out_refund_no}",
+            pay_type="refund",
+            status=st.PROCESSING,
+            amount=req.amount,
+            currency=orig.currency,
+            user_id=orig.user_id,
+            order_type=orig.order_type,
+            sub_type=orig.sub_type,
+            pay_org_no=source.pay_org_no,
+            origin_pay_order_id=source.id,
+            request_hash=fingerprint,
+            created_at=now,
         )
         s.add(po)
         s.flush()
         cur = orig.currency
         self.core.ledger.post(
-            s, biz_type="refund_hold", biz_key=str(po.id), ctx=ctx, currency=cur, trade_id=orig.id,
-            legs=[debit(_merchant_side(orig), req.amount), credit(platform_transit(cur), req.amount)],
+            s,
+            biz_type="refund_hold",
+            biz_key=str(po.id),
+            ctx=ctx,
+            currency=cur,
+            trade_id=orig.id,
+            legs=[
+                debit(_merchant_side(orig), req.amount),
+                credit(platform_transit(cur), req.amount),
+            ],
         )
         remaining = req.amount
         requests: list[ChannelRequest] = []
-        sources = s.execute(
-            select(PayItem).where(PayItem.pay_order_id == source.id).order_by(PayItem.seq)
-        ).scalars().all()
+        sources = (
+            s.execute(
+                select(PayItem).where(PayItem.pay_order_id == source.id).order_by(PayItem.seq)
+            )
+            .scalars()
+            .all()
+        )
         for seq, src in enumerate(sources):
             take = min(remaining, src.amount - src.refunded_amount)
             if take <= 0:
@@ -159,29 +196,58 @@ class RefundService:
             remaining -= take
             item_id = self.core.ids.next_id()
             item = PayItem(
-                id=item_id, pay_order_id=po.id, merchant_id=po.merchant_id, seq=seq,
-                tool=src.tool, status=st.PROCESSING, amount=take, refunded_amount=0,
-                origin_item_id=src.id, pay_org_no=src.pay_org_no,
-                channel_txn_no=str(item_id) if src.tool == "channel" else None, created_at=now,
+                id=item_id,
+                pay_order_id=po.id,
+                merchant_id=po.merchant_id,
+                seq=seq,
+                tool=src.tool,
+                status=st.PROCESSING,
+                amount=take,
+                refunded_amount=0,
+                origin_item_id=src.id,
+                pay_org_no=src.pay_org_no,
+                channel_txn_no=str(item_id) if src.tool == "channel" else None,
+                created_at=now,
             )
             s.add(item)
             s.flush()
             if src.tool == "balance":
                 self.core.ledger.post(
-                    s, biz_type="refund_item", biz_key=str(item_id), ctx=ctx, currency=cur,
+                    s,
+                    biz_type="refund_item",
+                    biz_key=str(item_id),
+                    ctx=ctx,
+                    currency=cur,
                     trade_id=orig.id,
-                    legs=[debit(platform_transit(cur), take),
-                          credit(user_balance(orig.user_id, cur), take)],
+                    legs=[
+                        debit(platform_transit(cur), take),
+                        credit(user_balance(orig.user_id, cur), take),
+                    ],
                 )
-                st.cas_status(s, PayItem, item_id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
-                              finished_at=now, settled_amount=take)
+                st.cas_status(
+                    s,
+                    PayItem,
+                    item_id,
+                    st.PROCESSING,
+                    st.SUCCESS,
+                    st.PAY_TRANSITIONS,
+                    finished_at=now,
+                    settled_amount=take,
+                )
             else:
-                requests.append(ChannelRequest(
-                    kind="refund", pay_org_no=str(src.pay_org_no), channel_txn_no=str(item_id),
-                    amount=take, currency=cur, merchant_id=po.merchant_id,
-                    trade_id=refund_trade.id, pay_order_id=po.id,
-                    origin_channel_txn_no=src.channel_txn_no,
-                ))
+                requests.append(
+                    ChannelRequest(
+                        kind="refund",
+                        pay_org_no=str(src.pay_org_no),
+                        channel_txn_no=str(item_id),
+                        amount=take,
+                        currency=cur,
+                        merchant_id=po.merchant_id,
+                        trade_id=refund_trade.id,
+                        pay_order_id=po.id,
+                        origin_channel_txn_no=src.channel_txn_no,
+                    )
+                )
             if remaining == 0:
                 break
         if remaining:
@@ -192,10 +258,19 @@ class RefundService:
 
     def _complete(self, s: Session, po: PayOrder) -> None:
         now = self.core.clock()
-        if st.cas_status(s, PayOrder, po.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
-                         finished_at=now):
-            st.cas_status(s, Trade, po.trade_id, st.PAYING, st.PAID, st.TRADE_TRANSITIONS,
-                          paid_amount=po.amount, updated_at=now)
+        if st.cas_status(
+            s, PayOrder, po.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS, finished_at=now
+        ):
+            st.cas_status(
+                s,
+                Trade,
+                po.trade_id,
+                st.PAYING,
+                st.PAID,
+                st.TRADE_TRANSITIONS,
+                paid_amount=po.amount,
+                updated_at=now,
+            )
 
     def settle_item(self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult) -> str:
         """Settle the channel's answer to one refund item (called with the order locked)."""
@@ -206,45 +281,97 @@ class RefundService:
         if item.status != st.PROCESSING:
             if item.status == r.status:
                 return "duplicate"
-            record_exception(self.core, s, "other", biz_key=f"refund-conflict:{item.id}", po=po,
-                             item=item, amount_taken=0, resolution="manual",
-                             detail=f"channel says {r.status} for a refund already {item.status}")
+            record_exception(
+                self.core,
+                s,
+                "other",
+                biz_key=f"refund-conflict:{item.id}",
+                po=po,
+                item=item,
+                amount_taken=0,
+                resolution="manual",
+                detail=f"channel says {r.status} for a refund already {item.status}",
+            )
             return "exception"
         with use_context(ctx):
             if r.status == st.SUCCESS:
-                st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
-                              finished_at=now, settled_amount=item.amount)
-                self.core.ledger.post(
-                    s, biz_type="refund_item", biz_key=str(item.id), ctx=ctx, currency=cur,
-                    trade_id=refund_trade.origin_trade_id,
-                    legs=[debit(platform_transit(cur), item.amount),
-                          credit(channel_clearing(str(item.pay_org_no), cur), item.amount)],
+                st.cas_status(
+                    s,
+                    PayItem,
+                    item.id,
+                    st.PROCESSING,
+                    st.SUCCESS,
+                    st.PAY_TRANSITIONS,
+                    finished_at=now,
+                    settled_amount=item.amount,
                 )
-                states = s.execute(
-                    select(PayItem.status).where(PayItem.pay_order_id == po.id)
-                ).scalars().all()
+                self.core.ledger.post(
+                    s,
+                    biz_type="refund_item",
+                    biz_key=str(item.id),
+                    ctx=ctx,
+                    currency=cur,
+                    trade_id=refund_trade.origin_trade_id,
+                    legs=[
+                        debit(platform_transit(cur), item.amount),
+                        credit(channel_clearing(str(item.pay_org_no), cur), item.amount),
+                    ],
+                )
+                states = (
+                    s.execute(select(PayItem.status).where(PayItem.pay_order_id == po.id))
+                    .scalars()
+                    .all()
+                )
                 if all(x == st.SUCCESS for x in states):
                     self._complete(s, po)
                 return "settled"
             # the channel refused the refund: give the money back to the merchant side
-            st.cas_status(s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                          finished_at=now)
+            st.cas_status(
+                s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS, finished_at=now
+            )
             stmt = select(Trade).where(Trade.id == refund_trade.origin_trade_id)
             if self.core.db.is_postgres:
                 stmt = stmt.with_for_update()
             orig = s.execute(stmt).scalar_one()
             self.core.ledger.post(
-                s, biz_type="refund_release", biz_key=str(item.id), ctx=ctx, currency=cur,
+                s,
+                biz_type="refund_release",
+                biz_key=str(item.id),
+                ctx=ctx,
+                currency=cur,
                 trade_id=orig.id,
-                legs=[debit(platform_transit(cur), item.amount),
-                      credit(_merchant_side(orig), item.amount)],
+                legs=[
+                    debit(platform_transit(cur), item.amount),
+                    credit(_merchant_side(orig), item.amount),
+                ],
             )
-            s.execute(update(Trade).where(Trade.id == orig.id)
-                      .values(refunded_amount=Trade.refunded_amount - item.amount))
-            s.execute(update(PayItem).where(PayItem.id == item.origin_item_id)
-                      .values(refunded_amount=PayItem.refunded_amount - item.amount))
-            if st.cas_status(s, PayOrder, po.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                             finished_at=now, error_code="channel_refused"):
-                st.cas_status(s, Trade, refund_trade.id, st.PAYING, st.CLOSED,
-                              st.TRADE_TRANSITIONS, updated_at=now)
+            s.execute(
+                update(Trade)
+                .where(Trade.id == orig.id)
+                .values(refunded_amount=Trade.refunded_amount - item.amount)
+            )
+            s.execute(
+                update(PayItem)
+                .where(PayItem.id == item.origin_item_id)
+                .values(refunded_amount=PayItem.refunded_amount - item.amount)
+            )
+            if st.cas_status(
+                s,
+                PayOrder,
+                po.id,
+                st.PROCESSING,
+                st.FAILED,
+                st.PAY_TRANSITIONS,
+                finished_at=now,
+                error_code="channel_refused",
+            ):
+                st.cas_status(
+                    s,
+                    Trade,
+                    refund_trade.id,
+                    st.PAYING,
+                    st.CLOSED,
+                    st.TRADE_TRANSITIONS,
+                    updated_at=now,
+                )
             return "failed"

@@ -16,22 +16,35 @@ from sqlalchemy.orm import Session
 CREATED, PAYING, PAID, CONFIRMED, CLOSED = "created", "paying", "paid", "confirmed", "closed"
 TRADE_TRANSITIONS: dict[str, set[str]] = {
     CREATED: {PAYING, CLOSED},
-    PAYING: {PAID, CREATED, CLOSED},  # created again when a pay attempt fails; closed: refund refused
+    PAYING: {
+        PAID,
+        CREATED,
+        CLOSED,
+    },  # created again when a pay attempt fails; closed: refund refused
     PAID: {CONFIRMED},  # guaranteed trades only
     CONFIRMED: set(),
     CLOSED: set(),
 }
 # pay orders and pay items
 PROCESSING, SUCCESS, FAILED = "processing", "success", "failed"
-PAY_TRANSITIONS: dict[str, set[str]] = {PROCESSING: {SUCCESS, FAILED}, SUCCESS: set(), FAILED: set()}
+PAY_TRANSITIONS: dict[str, set[str]] = {
+    PROCESSING: {SUCCESS, FAILED},
+    SUCCESS: set(),
+    FAILED: set(),
+}
 
 TRADE_TYPES = ("instant", "guaranteed", "recharge", "withdraw", "refund", "transfer")
 PAY_TYPES = ("pay", "recharge", "withdraw", "refund", "transfer")
 
 
 def cas_status(
-    session: Session, model: Any, row_id: int, from_status: str, to_status: str,
-    transitions: dict[str, set[str]], **values: Any,
+    session: Session,
+    model: Any,
+    row_id: int,
+    from_status: str,
+    to_status: str,
+    transitions: dict[str, set[str]],
+    **values: Any,
 ) -> bool:
     """Move ``row_id`` from ``from_status`` to ``to_status``; True if this call did it."""
     if to_status not in transitions.get(from_status, ()):
@@ -41,4 +54,4 @@ def cas_status(
         .where(model.id == row_id, model.status == from_status)
         .values(status=to_status, **values)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+    return result.rowcount == 1  # type: ignore[attr-defined]

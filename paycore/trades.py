@@ -28,24 +28,45 @@ if TYPE_CHECKING:
 
 def trade_view(t: Trade) -> TradeView:
     return TradeView(
-        id=t.id, merchant_id=t.merchant_id, out_trade_no=t.out_trade_no,
-        trade_type=t.trade_type, status=t.status, amount=t.amount, currency=t.currency,
-        paid_amount=t.paid_amount, refunded_amount=t.refunded_amount, user_id=t.user_id,
-        payee_user_id=t.payee_user_id, order_type=t.order_type, sub_type=t.sub_type,
-        pay_org_no=t.pay_org_no, origin_trade_id=t.origin_trade_id,
-        root_trade_id=t.root_trade_id, subject=t.subject, created_at=t.created_at,
+        id=t.id,
+        merchant_id=t.merchant_id,
+        out_trade_no=t.out_trade_no,
+        trade_type=t.trade_type,
+        status=t.status,
+        amount=t.amount,
+        currency=t.currency,
+        paid_amount=t.paid_amount,
+        refunded_amount=t.refunded_amount,
+        user_id=t.user_id,
+        payee_user_id=t.payee_user_id,
+        order_type=t.order_type,
+        sub_type=t.sub_type,
+        pay_org_no=t.pay_org_no,
+        origin_trade_id=t.origin_trade_id,
+        root_trade_id=t.root_trade_id,
+        subject=t.subject,
+        created_at=t.created_at,
         updated_at=t.updated_at,
     )
 
 
 def pay_order_view(po: PayOrder, items: list[PayItem]) -> PayOrderView:
     return PayOrderView(
-        id=po.id, trade_id=po.trade_id, out_pay_no=po.out_pay_no, pay_type=po.pay_type,
-        status=po.status, amount=po.amount, currency=po.currency, pay_org_no=po.pay_org_no,
-        created_at=po.created_at, finished_at=po.finished_at, error_code=po.error_code,
+        id=po.id,
+        trade_id=po.trade_id,
+        out_pay_no=po.out_pay_no,
+        pay_type=po.pay_type,
+        status=po.status,
+        amount=po.amount,
+        currency=po.currency,
+        pay_org_no=po.pay_org_no,
+        created_at=po.created_at,
+        finished_at=po.finished_at,
+        error_code=po.error_code,
         items=tuple(
-            PayItemView(i.id, i.tool, i.status, i.amount, i.refunded_amount, i.pay_org_no,
-                        i.channel_txn_no)
+            PayItemView(
+                i.id, i.tool, i.status, i.amount, i.refunded_amount, i.pay_org_no, i.channel_txn_no
+            )
             for i in sorted(items, key=lambda i: i.seq)
         ),
     )
@@ -97,13 +118,26 @@ class TradeService:
                 origin_id, root_id = origin.id, origin.root_trade_id
             tid = self.core.ids.next_id()
             trade = Trade(
-                id=tid, merchant_id=merchant_id, out_trade_no=req.out_trade_no,
-                trade_type=req.trade_type, status=st.CREATED, amount=req.amount,
-                currency=req.currency, paid_amount=0, refunded_amount=0, user_id=req.user_id,
-                payee_user_id=req.payee_user_id, order_type=req.order_type,
-                sub_type=req.sub_type, pay_org_no=req.pay_org_no, origin_trade_id=origin_id,
-                root_trade_id=root_id or tid, request_hash=fingerprint, subject=req.subject,
-                created_at=now, updated_at=now,
+                id=tid,
+                merchant_id=merchant_id,
+                out_trade_no=req.out_trade_no,
+                trade_type=req.trade_type,
+                status=st.CREATED,
+                amount=req.amount,
+                currency=req.currency,
+                paid_amount=0,
+                refunded_amount=0,
+                user_id=req.user_id,
+                payee_user_id=req.payee_user_id,
+                order_type=req.order_type,
+                sub_type=req.sub_type,
+                pay_org_no=req.pay_org_no,
+                origin_trade_id=origin_id,
+                root_trade_id=root_id or tid,
+                request_hash=fingerprint,
+                subject=req.subject,
+                created_at=now,
+                updated_at=now,
             )
             s.add(trade)
             s.flush()
@@ -147,24 +181,32 @@ class TradeService:
             if t.status != st.PAID:
                 raise WrongState(f"trade is {t.status}, not paid")
             now = self.core.clock()
-            st.cas_status(s, Trade, t.id, st.PAID, st.CONFIRMED, st.TRADE_TRANSITIONS,
-                          updated_at=now)
+            st.cas_status(
+                s, Trade, t.id, st.PAID, st.CONFIRMED, st.TRADE_TRANSITIONS, updated_at=now
+            )
             amount = t.paid_amount - t.refunded_amount
             fee = fee_for(amount, merchant.fee_bps)
             if amount > 0:
                 cur = t.currency
                 self.core.ledger.post(
-                    s, biz_type="confirm", biz_key=str(t.id), ctx=trade_context(t), currency=cur,
+                    s,
+                    biz_type="confirm",
+                    biz_key=str(t.id),
+                    ctx=trade_context(t),
+                    currency=cur,
                     trade_id=t.id,
-                    legs=[debit(guarantee_escrow(merchant_id, cur), amount),
-                          credit(merchant_payable(merchant_id, cur), amount - fee),
-                          credit(fee_income(cur), fee)],
+                    legs=[
+                        debit(guarantee_escrow(merchant_id, cur), amount),
+                        credit(merchant_payable(merchant_id, cur), amount - fee),
+                        credit(fee_income(cur), fee),
+                    ],
                 )
             s.refresh(t)
             return trade_view(t)
 
-        with self.core.lock.hold(f"trade:{trade.id}", ttl=self.core.lock_ttl,
-                                 wait=self.core.lock_wait):
+        with self.core.lock.hold(
+            f"trade:{trade.id}", ttl=self.core.lock_ttl, wait=self.core.lock_wait
+        ):
             return self.core.db.run(work)
 
     def close(self, merchant_id: str, out_trade_no: str) -> TradeView:
@@ -172,8 +214,15 @@ class TradeService:
         trade = self.get(merchant_id, out_trade_no)
 
         def work(s: Session) -> TradeView:
-            if not st.cas_status(s, Trade, trade.id, st.CREATED, st.CLOSED, st.TRADE_TRANSITIONS,
-                                 updated_at=self.core.clock()):
+            if not st.cas_status(
+                s,
+                Trade,
+                trade.id,
+                st.CREATED,
+                st.CLOSED,
+                st.TRADE_TRANSITIONS,
+                updated_at=self.core.clock(),
+            ):
                 current = s.get(Trade, trade.id)
                 if current is not None and current.status == st.CLOSED:
                     return trade_view(current)
@@ -191,18 +240,30 @@ class TradeService:
             return self._detail(s, t)
 
     def _detail(self, s: Session, t: Trade) -> TradeDetail:
-        orders = s.execute(
-            select(PayOrder).where(PayOrder.trade_id == t.id).order_by(PayOrder.id)
-        ).scalars().all()
-        items = s.execute(
-            select(PayItem).where(PayItem.pay_order_id.in_([o.id for o in orders]))
-        ).scalars().all() if orders else []
-        views = tuple(pay_order_view(o, [i for i in items if i.pay_order_id == o.id])
-                      for o in orders)
-        children = s.execute(
-            select(Trade).where(Trade.origin_trade_id == t.id, Trade.trade_type == "refund")
-            .order_by(Trade.id)
-        ).scalars().all()
+        orders = (
+            s.execute(select(PayOrder).where(PayOrder.trade_id == t.id).order_by(PayOrder.id))
+            .scalars()
+            .all()
+        )
+        items = (
+            s.execute(select(PayItem).where(PayItem.pay_order_id.in_([o.id for o in orders])))
+            .scalars()
+            .all()
+            if orders
+            else []
+        )
+        views = tuple(
+            pay_order_view(o, [i for i in items if i.pay_order_id == o.id]) for o in orders
+        )
+        children = (
+            s.execute(
+                select(Trade)
+                .where(Trade.origin_trade_id == t.id, Trade.trade_type == "refund")
+                .order_by(Trade.id)
+            )
+            .scalars()
+            .all()
+        )
         chain: list[TradeView] = []
         cursor = t
         while cursor.origin_trade_id is not None and len(chain) < 32:
@@ -211,5 +272,6 @@ class TradeService:
                 break
             chain.append(trade_view(parent))
             cursor = parent
-        return TradeDetail(trade_view(t), views, tuple(self._detail(s, c) for c in children),
-                           tuple(chain))
+        return TradeDetail(
+            trade_view(t), views, tuple(self._detail(s, c) for c in children), tuple(chain)
+        )

@@ -133,8 +133,10 @@ class Shop:
 
         self.core = core
         ob = core.merchants.onboard(
-            "test shop", products=[("goods", "physical"), ("goods", "virtual")],
-            pay_orgs=[self.ORG, "SANDBOX_B"], fee_bps=fee_bps,
+            "test shop",
+            products=[("goods", "physical"), ("goods", "virtual")],
+            pay_orgs=[self.ORG, "SANDBOX_B"],
+            fee_bps=fee_bps,
         )
         self.mid = ob.merchant.merchant_id
         self.token = ob.token
@@ -149,16 +151,31 @@ class Shop:
         kw.setdefault("out_trade_no", self.no())
         return self.core.trades.create(
             self.mid,
-            CreateTrade(trade_type=trade_type, amount=amount, currency="CNY", user_id=user,
-                        order_type="goods", sub_type="physical", pay_org_no=self.ORG, **kw),
+            CreateTrade(
+                trade_type=trade_type,
+                amount=amount,
+                currency="CNY",
+                user_id=user,
+                order_type="goods",
+                sub_type="physical",
+                pay_org_no=self.ORG,
+                **kw,
+            ),
         )
 
-    def settle(self, item, status: str = "success", amount: int | None = None, org: str | None = None):
+    def settle(
+        self, item, status: str = "success", amount: int | None = None, org: str | None = None
+    ):
         from paycore import ChannelResult
 
         return self.core.payments.on_channel_result(
-            ChannelResult(org or item.pay_org_no, item.channel_txn_no, status,
-                          item.amount if amount is None else amount, "CNY")
+            ChannelResult(
+                org or item.pay_org_no,
+                item.channel_txn_no,
+                status,
+                item.amount if amount is None else amount,
+                "CNY",
+            )
         )
 
     def fund(self, user: str, amount: int) -> None:
@@ -166,7 +183,9 @@ class Shop:
         from paycore import PayRequest, PayTool
 
         t = self.trade("recharge", amount, user)
-        po = self.core.payments.pay(self.mid, PayRequest(t.out_trade_no, (PayTool("channel", amount),)))
+        po = self.core.payments.pay(
+            self.mid, PayRequest(t.out_trade_no, (PayTool("channel", amount),))
+        )
         assert self.settle(po.items[0]) == "settled"
 
     def balance(self, user: str) -> int:

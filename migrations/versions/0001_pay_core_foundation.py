@@ -182,7 +182,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pending_postings'))
     )
     with op.batch_alter_table('pending_postings', schema=None) as batch_op:
-        batch_op.create_index('ix_pending_postings_open', ['account_id', 'summary_id'], unique=False)
+        batch_op.create_index('ix_pending_postings_open', ['id'], unique=False,
+                              postgresql_where=sa.text('summary_id IS NULL'),
+                              sqlite_where=sa.text('summary_id IS NULL'))
 
     op.create_table('pay_items',
     sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),

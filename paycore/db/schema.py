@@ -22,9 +22,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
-from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -101,7 +102,9 @@ class Trade(Base):
     __table_args__ = (
         UniqueConstraint("merchant_id", "out_trade_no"),
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("refunded_amount >= 0 AND refunded_amount <= paid_amount", name="refund_le_paid"),
+        CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= paid_amount", name="refund_le_paid"
+        ),
         Index("ix_trades_status_updated", "status", "updated_at"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -159,7 +162,9 @@ class PayItem(Base):
     __tablename__ = "pay_items"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund_le_amount"),
+        CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= amount", name="refund_le_amount"
+        ),
         Index("ix_pay_items_order", "pay_order_id"),
         UniqueConstraint("pay_org_no", "channel_txn_no"),
     )
@@ -272,7 +277,14 @@ class PendingPosting(Base):
     """
 
     __tablename__ = "pending_postings"
-    __table_args__ = (Index("ix_pending_postings_open", "account_id", "summary_id"),)
+    __table_args__ = (
+        Index(
+            "ix_pending_postings_open",
+            "id",
+            postgresql_where=text("summary_id IS NULL"),
+            sqlite_where=text("summary_id IS NULL"),
+        ),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.id"))
     leg_id: Mapped[int] = mapped_column(BigInteger)

@@ -12,11 +12,26 @@ from .accounts import (
 )
 from .balances import balance_of
 from .hot import drain_pending, pending_count, summarize_pending
-from .journal import Leg, Ledger, credit, debit
+from .journal import Ledger, Leg, credit, debit
 from .trial import TrialBalance, trial_balance
 
 __all__ = [
-    "AccountRef", "HotPolicy", "balance_of", "Leg", "Ledger", "TrialBalance", "channel_clearing", "credit",
-    "debit", "drain_pending", "fee_income", "guarantee_escrow", "merchant_payable",
-    "pending_count", "platform_transit", "summarize_pending", "trial_balance", "user_balance",
+    "AccountRef",
+    "HotPolicy",
+    "balance_of",
+    "Leg",
+    "Ledger",
+    "TrialBalance",
+    "channel_clearing",
+    "credit",
+    "debit",
+    "drain_pending",
+    "fee_income",
+    "guarantee_escrow",
+    "merchant_payable",
+    "pending_count",
+    "platform_transit",
+    "summarize_pending",
+    "trial_balance",
+    "user_balance",
 ]

@@ -137,7 +137,9 @@ class AccountDirectory:
         ).all()
         parent = rows[0]
         sub_ids = tuple(r.id for r in rows[1:]) if mode == SUB_ACCOUNTS else ()
-        resolved = ResolvedAccount(parent.id, ref.subject.sign, mode, parent.allow_negative, sub_ids)
+        resolved = ResolvedAccount(
+            parent.id, ref.subject.sign, mode, parent.allow_negative, sub_ids
+        )
         created_here = session.info.setdefault("paywatch_created_accounts", set())
         if created:
             created_here.add(ref.key)
@@ -146,7 +148,9 @@ class AccountDirectory:
                 self._cache[ref.key] = resolved
         return resolved
 
-    def _ensure(self, session: Session, ref: AccountRef, now: datetime, mode: str, subs: int) -> bool:
+    def _ensure(
+        self, session: Session, ref: AccountRef, now: datetime, mode: str, subs: int
+    ) -> bool:
         allow_negative = ref.owner_type != "user"
         base = {
             "owner_type": ref.owner_type,
@@ -160,15 +164,22 @@ class AccountDirectory:
         }
         parent_id = self.ids.next_id()
         created = insert_ignore(
-            session, Account.__table__,  # type: ignore[arg-type]
+            session,
+            Account.__table__,
             {**base, "id": parent_id, "sub_index": 0, "parent_id": None, "sub_count": subs},
         )
         if created and mode == SUB_ACCOUNTS:
             for i in range(1, subs + 1):
                 insert_ignore(
-                    session, Account.__table__,  # type: ignore[arg-type]
-                    {**base, "id": self.ids.next_id(), "sub_index": i, "parent_id": parent_id,
-                     "sub_count": 0},
+                    session,
+                    Account.__table__,
+                    {
+                        **base,
+                        "id": self.ids.next_id(),
+                        "sub_index": i,
+                        "parent_id": parent_id,
+                        "sub_count": 0,
+                    },
                 )
         return created
 

@@ -9,6 +9,7 @@ several workers can run it side by side without applying a delta twice.
 from __future__ import annotations
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from ..db.engine import Database
 from ..db.schema import PendingPosting
@@ -19,7 +20,7 @@ from .journal import apply_delta
 def summarize_pending(db: Database, ids: IdGenerator, *, batch: int = 5000) -> int:
     """Apply up to ``batch`` queued deltas; returns how many postings were folded in."""
 
-    def work(session) -> int:  # type: ignore[no-untyped-def]
+    def work(session: Session) -> int:
         stmt = (
             select(PendingPosting.id, PendingPosting.account_id, PendingPosting.delta)
             .where(PendingPosting.summary_id.is_(None))
@@ -60,8 +61,8 @@ def pending_count(db: Database) -> int:
     with db.session() as s:
         return int(
             s.execute(
-                select(func.count()).select_from(PendingPosting).where(
-                    PendingPosting.summary_id.is_(None)
-                )
+                select(func.count())
+                .select_from(PendingPosting)
+                .where(PendingPosting.summary_id.is_(None))
             ).scalar_one()
         )

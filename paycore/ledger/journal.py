@@ -81,12 +81,19 @@ class Ledger:
         entry_id = self.ids.next_id()
         fresh = insert_ignore(
             session,
-            JournalEntry.__table__,  # type: ignore[arg-type]
+            JournalEntry.__table__,
             {
-                "id": entry_id, "biz_type": biz_type, "biz_key": biz_key, "currency": currency,
-                "merchant_id": ctx.merchant_id, "order_type": ctx.order_type,
-                "sub_type": ctx.sub_type, "pay_org_no": ctx.pay_org_no, "trade_id": trade_id,
-                "memo": memo[:256], "created_at": now,
+                "id": entry_id,
+                "biz_type": biz_type,
+                "biz_key": biz_key,
+                "currency": currency,
+                "merchant_id": ctx.merchant_id,
+                "order_type": ctx.order_type,
+                "sub_type": ctx.sub_type,
+                "pay_org_no": ctx.pay_org_no,
+                "trade_id": trade_id,
+                "memo": memo[:256],
+                "created_at": now,
             },
         )
         if not fresh:  # the same business event was already posted: posting is idempotent
@@ -98,8 +105,15 @@ class Ledger:
             acct = self.accounts.resolve(session, leg.account, now)
             target = acct.pick()
             leg_id = self.ids.next_id()
-            rows.append({"id": leg_id, "entry_id": entry_id, "account_id": target,
-                         "amount": leg.amount, "currency": currency})
+            rows.append(
+                {
+                    "id": leg_id,
+                    "entry_id": entry_id,
+                    "account_id": target,
+                    "amount": leg.amount,
+                    "currency": currency,
+                }
+            )
             delta = leg.amount * acct.sign
             if acct.hot_mode == BUFFERED:
                 buffered.append((target, leg_id, delta))
@@ -115,8 +129,17 @@ class Ledger:
         if buffered:
             session.execute(
                 insert(PendingPosting),
-                [{"id": self.ids.next_id(), "account_id": a, "leg_id": leg, "delta": d,
-                  "summary_id": None, "created_at": now} for a, leg, d in buffered],
+                [
+                    {
+                        "id": self.ids.next_id(),
+                        "account_id": a,
+                        "leg_id": leg,
+                        "delta": d,
+                        "summary_id": None,
+                        "created_at": now,
+                    }
+                    for a, leg, d in buffered
+                ],
             )
         return entry_id
 

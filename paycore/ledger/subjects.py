@@ -28,7 +28,11 @@ FEE_INCOME = Subject("6001", "fee income", "income", "credit")
 SUBJECTS: dict[str, Subject] = {
     s.code: s
     for s in (
-        CHANNEL_CLEARING, USER_BALANCE, MERCHANT_PAYABLE, GUARANTEE_ESCROW, PLATFORM_TRANSIT,
+        CHANNEL_CLEARING,
+        USER_BALANCE,
+        MERCHANT_PAYABLE,
+        GUARANTEE_ESCROW,
+        PLATFORM_TRANSIT,
         FEE_INCOME,
     )
 }

@@ -45,7 +45,8 @@ def trial_balance(db: Database) -> TrialBalance:
         ):
             report.legs_total[currency] = int(total)
         report.unbalanced_entries = [
-            int(e) for e in s.execute(
+            int(e)
+            for e in s.execute(
                 select(JournalLeg.entry_id)
                 .group_by(JournalLeg.entry_id)
                 .having(func.sum(JournalLeg.amount) != 0)
@@ -64,8 +65,12 @@ def trial_balance(db: Database) -> TrialBalance:
         )
         rows = s.execute(
             select(
-                Account.id, Account.currency, Account.balance, LedgerSubject.normal_side,
-                func.coalesce(legs.c.total, 0), func.coalesce(pend.c.total, 0),
+                Account.id,
+                Account.currency,
+                Account.balance,
+                LedgerSubject.normal_side,
+                func.coalesce(legs.c.total, 0),
+                func.coalesce(pend.c.total, 0),
             )
             .join(LedgerSubject, LedgerSubject.code == Account.subject_code)
             .outerjoin(legs, legs.c.account_id == Account.id)
@@ -81,7 +86,8 @@ def trial_balance(db: Database) -> TrialBalance:
             bucket[currency] = bucket.get(currency, 0) + effective
         report.pending_postings = int(
             s.execute(
-                select(func.count()).select_from(PendingPosting)
+                select(func.count())
+                .select_from(PendingPosting)
                 .where(PendingPosting.summary_id.is_(None))
             ).scalar_one()
         )

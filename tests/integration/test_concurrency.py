@@ -33,9 +33,17 @@ def test_fifty_threads_paying_one_trade_pay_once(shop, core):
     shop.fund("u1", 5_000)
     t = shop.trade(amount=1_000)
     # half replay one request (idempotent), half try their own pay numbers (must be refused)
-    results = _race(50, lambda i: core.payments.pay(shop.mid, PayRequest(
-        t.out_trade_no, (PayTool("balance", 1_000),),
-        out_pay_no="same" if i % 2 else f"own-{i}")))
+    results = _race(
+        50,
+        lambda i: core.payments.pay(
+            shop.mid,
+            PayRequest(
+                t.out_trade_no,
+                (PayTool("balance", 1_000),),
+                out_pay_no="same" if i % 2 else f"own-{i}",
+            ),
+        ),
+    )
     wins = [r for r in results if not isinstance(r, Exception)]
     errors = [r for r in results if isinstance(r, Exception)]
     assert all(isinstance(e, WrongState | Busy) for e in errors), errors
@@ -52,8 +60,12 @@ def test_concurrent_channel_pays_reach_the_channel_once(shop, core):
     sent: list[ChannelRequest] = []
     core.channel = type("Recorder", (), {"submit": lambda self, r: sent.append(r)})()
     t = shop.trade(amount=700)
-    results = _race(50, lambda i: core.payments.pay(
-        shop.mid, PayRequest(t.out_trade_no, (PayTool("channel", 700),), out_pay_no=f"p{i}")))
+    results = _race(
+        50,
+        lambda i: core.payments.pay(
+            shop.mid, PayRequest(t.out_trade_no, (PayTool("channel", 700),), out_pay_no=f"p{i}")
+        ),
+    )
     assert sum(not isinstance(r, Exception) for r in results) == 1
     assert len(sent) == 1 and sent[0].amount == 700
 
@@ -63,8 +75,10 @@ def test_twenty_concurrent_refunds_never_exceed_the_paid_amount(shop, core):
     t = shop.trade(amount=10_000)
     core.payments.pay(shop.mid, PayRequest(t.out_trade_no, (PayTool("balance", 10_000),)))
     amounts = [700 + 37 * i for i in range(20)]  # sums to 21,030 > 10,000
-    results = _race(20, lambda i: core.refunds.refund(
-        shop.mid, RefundRequest(t.out_trade_no, f"r{i}", amounts[i])))
+    results = _race(
+        20,
+        lambda i: core.refunds.refund(shop.mid, RefundRequest(t.out_trade_no, f"r{i}", amounts[i])),
+    )
     done = [amounts[i] for i, r in enumerate(results) if not isinstance(r, Exception)]
     refused = [r for r in results if isinstance(r, Exception)]
     assert all(isinstance(e, RefundExceedsPaid | Busy) for e in refused), refused

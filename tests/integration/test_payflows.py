@@ -56,8 +56,9 @@ def test_context_outside_grant_is_refused_and_writes_nothing(shop, core, counts)
         with pytest.raises(ContextNotGranted):
             core.trades.create(shop.mid, CreateTrade("x1", "instant", 100, "CNY", "u1", **args))
     with pytest.raises(UnknownMerchant):
-        core.trades.create("M404", CreateTrade("x1", "instant", 100, "CNY", "u1", "goods",
-                                               "physical", "SANDBOX_A"))
+        core.trades.create(
+            "M404", CreateTrade("x1", "instant", 100, "CNY", "u1", "goods", "physical", "SANDBOX_A")
+        )
     t = shop.trade(amount=100)
     with pytest.raises(ContextNotGranted):  # paying through a pay org outside the grant
         pay(shop, t.out_trade_no, ("channel", 100), pay_org_no="SANDBOX_Z")
@@ -78,8 +79,9 @@ def test_create_is_idempotent_and_conflicts_on_a_different_body(shop, core, coun
 
 def test_ids_are_time_ordered_and_orders_trace_to_their_origin(shop, core):
     a = shop.trade(amount=100, out_trade_no="root")
-    b = shop.trade("transfer", 50, payee_user_id="u2", out_trade_no="child",
-                   origin_out_trade_no="root")
+    b = shop.trade(
+        "transfer", 50, payee_user_id="u2", out_trade_no="child", origin_out_trade_no="root"
+    )
     c = shop.trade("withdraw", 10, out_trade_no="grandchild", origin_out_trade_no="child")
     assert a.id < b.id < c.id and 0 < a.id < 2**63
     assert abs(id_timestamp_ms(a.id) - a.created_at.timestamp() * 1000) < 5_000
@@ -233,8 +235,10 @@ def test_refunds_partial_full_and_never_past_paid(shop, core):
     assert r1.trade.trade_type == "refund" and r1.trade.origin_trade_id == t.id
     assert r1.pay_orders[0].status == "processing"
     assert shop.settle(r1.pay_orders[0].items[0]) == "settled"
-    assert core.refunds.refund(shop.mid, RefundRequest(t.out_trade_no, "r1", 400)).trade.id \
+    assert (
+        core.refunds.refund(shop.mid, RefundRequest(t.out_trade_no, "r1", 400)).trade.id
         == r1.trade.id
+    )
     with pytest.raises(IdempotencyConflict):
         core.refunds.refund(shop.mid, RefundRequest(t.out_trade_no, "r1", 401))
     with pytest.raises(RefundExceedsPaid):
@@ -261,8 +265,10 @@ def test_refund_trade_type_through_create(shop, core):
     rt = shop.trade("refund", 100, out_trade_no="rf-1", origin_out_trade_no=t.out_trade_no)
     assert rt.trade_type == "refund" and rt.status == "paid"
     assert shop.balance("u1") == 100
-    assert shop.trade("refund", 100, out_trade_no="rf-1",
-                      origin_out_trade_no=t.out_trade_no).id == rt.id
+    assert (
+        shop.trade("refund", 100, out_trade_no="rf-1", origin_out_trade_no=t.out_trade_no).id
+        == rt.id
+    )
 
 
 def test_closed_trade_cannot_be_paid(shop, core):

@@ -133,6 +133,7 @@ def test_sequence_exhaustion_within_one_ms_stays_unique_and_increasing() -> None
 @pytest.mark.parametrize("frozen", [True, False])
 def test_generators_with_different_nodes_never_collide(frozen: bool) -> None:
     if frozen:
+
         def clock() -> int:
             return T0
     else:

@@ -76,9 +76,7 @@ def imported_packages(source: str, module: str, *, is_package: bool = False) -> 
 
 def node_level_too_deep(tree: ast.AST, depth: int) -> bool:
     """True if a relative import climbs above the top-level package (``depth`` packages)."""
-    return any(
-        isinstance(n, ast.ImportFrom) and n.level > depth for n in ast.walk(tree)
-    )
+    return any(isinstance(n, ast.ImportFrom) and n.level > depth for n in ast.walk(tree))
 
 
 def violations(package: str, imported: set[str]) -> set[str]:
@@ -166,7 +164,11 @@ _THREADS = "import {mods}; import threading; print(threading.active_count())"
 def _threads_after_import(mods: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-c", _THREADS.format(mods=mods)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()

@@ -74,8 +74,14 @@ def test_create_trade_accepts_transfer_and_refund() -> None:
 
 
 def test_trade_types() -> None:
-    assert set(TRADE_TYPES) == {"instant", "guaranteed", "recharge", "withdraw", "refund",
-                                "transfer"}
+    assert set(TRADE_TYPES) == {
+        "instant",
+        "guaranteed",
+        "recharge",
+        "withdraw",
+        "refund",
+        "transfer",
+    }
 
 
 @pytest.mark.parametrize(
@@ -125,13 +131,23 @@ def test_create_trade_is_immutable() -> None:
 
 #: a trade that sets every field, and for each field a different valid value
 FULL: dict[str, Any] = BASE | {
-    "trade_type": "transfer", "payee_user_id": "u2", "subject": "rent",
+    "trade_type": "transfer",
+    "payee_user_id": "u2",
+    "subject": "rent",
     "origin_out_trade_no": "T-0000",
 }
 VARIANTS: dict[str, Any] = {
-    "out_trade_no": "T-0002", "trade_type": "instant", "amount": 1001, "currency": "USD",
-    "user_id": "u3", "order_type": "ecom2", "sub_type": "std2", "pay_org_no": "ORG2",
-    "payee_user_id": "u4", "subject": "rent!", "origin_out_trade_no": "T-9999",
+    "out_trade_no": "T-0002",
+    "trade_type": "instant",
+    "amount": 1001,
+    "currency": "USD",
+    "user_id": "u3",
+    "order_type": "ecom2",
+    "sub_type": "std2",
+    "pay_org_no": "ORG2",
+    "payee_user_id": "u4",
+    "subject": "rent!",
+    "origin_out_trade_no": "T-9999",
 }
 
 
@@ -322,7 +338,8 @@ def test_terminal_states_have_no_way_out() -> None:
 # -- error tree ----------------------------------------------------------------------------
 
 ERROR_CLASSES = [
-    obj for _, obj in inspect.getmembers(errors, inspect.isclass)
+    obj
+    for _, obj in inspect.getmembers(errors, inspect.isclass)
     if issubclass(obj, BaseException) and obj.__module__ == errors.__name__
 ]
 ALIASES = {frozenset({"Busy", "LockTimeout"})}

@@ -22,14 +22,16 @@ def test_defaults_from_empty_environment() -> None:
 
 
 def test_reads_paywatch_variables() -> None:
-    s = Settings.from_env({
-        "PAYWATCH_DATABASE_URL": "postgresql+psycopg://u@db.internal/pay",
-        "PAYWATCH_REDIS_URL": "redis://cache:6379/0",
-        "PAYWATCH_NODE_ID": "17",
-        "PAYWATCH_REPLICA_URL": "postgresql+psycopg://u@replica/pay",
-        "PAYWATCH_PROMETHEUS_URL": "http://prom:9090",
-        "PAYWATCH_ALERTMANAGER_URL": "http://am:9093",
-    })
+    s = Settings.from_env(
+        {
+            "PAYWATCH_DATABASE_URL": "postgresql+psycopg://u@db.internal/pay",
+            "PAYWATCH_REDIS_URL": "redis://cache:6379/0",
+            "PAYWATCH_NODE_ID": "17",
+            "PAYWATCH_REPLICA_URL": "postgresql+psycopg://u@replica/pay",
+            "PAYWATCH_PROMETHEUS_URL": "http://prom:9090",
+            "PAYWATCH_ALERTMANAGER_URL": "http://am:9093",
+        }
+    )
     assert s.database_url == "postgresql+psycopg://u@db.internal/pay"
     assert s.redis_url == "redis://cache:6379/0"
     assert s.node_id == 17
@@ -46,12 +48,14 @@ def test_ignores_unprefixed_variables() -> None:
 
 
 def test_empty_values_count_as_unset() -> None:
-    s = Settings.from_env({
-        "PAYWATCH_DATABASE_URL": "",
-        "PAYWATCH_REDIS_URL": "",
-        "PAYWATCH_NODE_ID": "",
-        "PAYWATCH_REPLICA_URL": "",
-    })
+    s = Settings.from_env(
+        {
+            "PAYWATCH_DATABASE_URL": "",
+            "PAYWATCH_REDIS_URL": "",
+            "PAYWATCH_NODE_ID": "",
+            "PAYWATCH_REPLICA_URL": "",
+        }
+    )
     assert s == Settings.from_env({})
     assert s.database_url.startswith("sqlite:///var/")
     assert s.redis_url is None and s.node_id is None and s.replica_url is None
@@ -77,8 +81,10 @@ def test_settings_are_immutable() -> None:
     ("env", "host"),
     [
         ({"PAYWATCH_DATABASE_URL": f"postgresql+psycopg://u:{PASSWORD}@h/db"}, "h/db"),
-        ({"PAYWATCH_DATABASE_URL": f"postgresql+psycopg://pay:{PASSWORD}@pg.internal:5432/pay"},
-         "pg.internal:5432/pay"),
+        (
+            {"PAYWATCH_DATABASE_URL": f"postgresql+psycopg://pay:{PASSWORD}@pg.internal:5432/pay"},
+            "pg.internal:5432/pay",
+        ),
         ({"PAYWATCH_REDIS_URL": f"redis://:{PASSWORD}@cache:6379/0"}, "cache:6379/0"),
         ({"PAYWATCH_REDIS_URL": f"rediss://default:{PASSWORD}@cache:6380/2"}, "cache:6380/2"),
         ({"PAYWATCH_DATABASE_URL": f"postgresql://u:p@{PASSWORD}@h/db"}, "h/db"),
