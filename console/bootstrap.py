@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from paycore import Database, IdGenerator, PayCore
 from paycore.locks import make_lock
@@ -18,20 +19,42 @@ class Platform:
     settings: Settings
     db: Database
     paycore: PayCore
+    channel_secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    front: Any = None
+
+    def api_app(self, **overrides: Any) -> Any:
+        """The pay core HTTP API over this platform."""
+        from paycore.api import ApiConfig, create_app
+
+        return create_app(self.paycore, ApiConfig(channel_secrets=self.channel_secrets,
+                                                  **overrides))  # fmt: skip
 
     def close(self) -> None:
+        if self.front is not None:
+            self.front.close()
         self.paycore.close()
 
 
-def build_platform(settings: Settings | None = None, *, migrate: bool = True) -> Platform:
-    """Create engines and clients from ``settings``, apply migrations, wire the services."""
+def build_platform(
+    settings: Settings | None = None, *, migrate: bool = True, channels: bool = True
+) -> Platform:
+    """Create engines and clients from ``settings``, apply migrations, wire the services.
+
+    With ``channels`` the pay core sends channel calls through the asynchronous channel
+    front to the sandbox (or real) channel at ``settings.sandbox_url``.
+    """
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)
     if migrate:
         upgrade_database(db.engine)
-    core = PayCore(
-        db,
-        lock=make_lock(settings.redis_url),
-        ids=IdGenerator(settings.node_id),
-    )
-    return Platform(settings=settings, db=db, paycore=core)
+    core = PayCore(db, lock=make_lock(settings.redis_url), ids=IdGenerator(settings.node_id))
+    secrets = settings.resolved_channel_secrets()
+    platform = Platform(settings=settings, db=db, paycore=core, channel_secrets=secrets)
+    if channels:
+        from paycore.channels.gateway import ChannelFront, build_gateway
+
+        gateway = build_gateway(settings.sandbox_url, secrets)
+        api = settings.api_url.rstrip("/")
+        platform.front = ChannelFront(gateway, lambda org: f"{api}/v1/channels/{org}/callback")
+        core.channel = platform.front
+    return platform

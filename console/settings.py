@@ -33,6 +33,11 @@ class Settings:
     prometheus_url: str | None = None
     alertmanager_url: str | None = None
     node_id: int | None = None
+    api_url: str = "http://127.0.0.1:8000"
+    sandbox_url: str = "http://127.0.0.1:8100"
+    pay_orgs: tuple[str, ...] = ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C")
+    channel_secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    var_dir: str = "var"
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -44,7 +49,18 @@ class Settings:
             return value if value else None
 
         node = get("NODE_ID")
+        secrets: dict[str, str] = {}
+        for pair in (get("CHANNEL_SECRETS") or "").split(","):
+            if "=" in pair:
+                org, secret = pair.split("=", 1)
+                secrets[org.strip()] = secret.strip()
+        orgs = tuple(o.strip() for o in (get("PAY_ORGS") or "").split(",") if o.strip())
         return cls(
+            api_url=get("API_URL") or cls.api_url,
+            sandbox_url=get("SANDBOX_URL") or cls.sandbox_url,
+            pay_orgs=orgs or cls.pay_orgs,
+            channel_secrets=secrets,
+            var_dir=get("VAR_DIR") or cls.var_dir,
             database_url=get("DATABASE_URL") or cls.database_url,
             redis_url=get("REDIS_URL"),
             replica_url=get("REPLICA_URL"),
@@ -52,6 +68,25 @@ class Settings:
             alertmanager_url=get("ALERTMANAGER_URL"),
             node_id=int(node) if node else None,
         )
+
+    def resolved_channel_secrets(self) -> dict[str, str]:
+        """Per pay org HMAC secrets: from ``PAYWATCH_CHANNEL_SECRETS``, else a file under
+        ``var_dir`` created once with random secrets (the embedded default)."""
+        if self.channel_secrets:
+            return dict(self.channel_secrets)
+        import json
+        import secrets as _secrets
+        from pathlib import Path
+
+        path = Path(self.var_dir) / "channel_secrets.json"
+        known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        missing = [o for o in self.pay_orgs if o not in known]
+        if missing:
+            known.update({o: _secrets.token_urlsafe(32) for o in missing})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(known))
+            path.chmod(0o600)
+        return {o: known[o] for o in self.pay_orgs}
 
     def __repr__(self) -> str:  # secrets never reach logs
         return (

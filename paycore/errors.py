@@ -30,6 +30,13 @@ class InvalidRequest(PayCoreError):
     http_status = 422
 
 
+class MalformedRequest(InvalidRequest):
+    """The body is not valid JSON, or not the expected shape at all."""
+
+    code = "malformed_request"
+    http_status = 400
+
+
 class InvalidAmount(InvalidRequest):
     code = "invalid_amount"
 
@@ -126,6 +133,28 @@ class Busy(Conflict):
     """Another request holds the lock on this order; retry shortly."""
 
     code = "order_busy"
+
+
+class RateLimited(PayCoreError):
+    """Too many requests; retry after ``retry_after`` seconds."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str = "", *, retry_after: float = 1.0, **details: object) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
+class RequestTooLarge(InvalidRequest):
+    code = "request_too_large"
+    http_status = 413
+
+
+class BadSignature(AuthenticationFailed):
+    """A channel callback's signature or timestamp did not verify."""
+
+    code = "bad_signature"
 
 
 # -- ledger invariants ---------------------------------------------------------------------

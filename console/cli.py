@@ -1,0 +1,127 @@
+"""The ``paywatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from .settings import Settings
+
+
+def _merchant_add(args: argparse.Namespace) -> int:
+    from .bootstrap import build_platform
+
+    products = []
+    for p in args.product:
+        order_type, _, sub_type = p.partition(":")
+        products.append((order_type, sub_type or "default"))
+    platform = build_platform(channels=False)
+    try:
+        ob = platform.paycore.merchants.onboard(
+            args.name, products=products, pay_orgs=args.pay_org, fee_bps=args.fee_bps,
+            notify_url=args.notify_url,
+        )  # fmt: skip
+    finally:
+        platform.close()
+    print(f"merchant_id: {ob.merchant.merchant_id}")
+    print(f"token:       {ob.token}")
+    print("The token is shown once; only its hash is stored.", file=sys.stderr)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .bootstrap import build_platform
+
+    settings = Settings.from_env()
+    host, port = args.host, args.port
+    if host is None or port is None:
+        parts = urlsplit(settings.api_url)
+        host = host or parts.hostname or "127.0.0.1"
+        port = port or parts.port or 8000
+    platform = build_platform(settings)
+    try:
+        uvicorn.run(platform.api_app(), host=host, port=port, log_level=args.log_level)
+    finally:
+        platform.close()
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from paycore.channels.sandbox import SandboxConfig, run_sandbox
+
+    settings = Settings.from_env()
+    parts = urlsplit(settings.sandbox_url)
+    admin = args.admin_token or settings.extra.get("sandbox_admin_token") or "sandbox-admin"
+    config = SandboxConfig(secrets=settings.resolved_channel_secrets(), admin_token=admin,
+                           seed=args.seed)  # fmt: skip
+    run_sandbox(args.host or parts.hostname or "127.0.0.1", args.port or parts.port or 8100,
+                config)  # fmt: skip
+    return 0
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from paycore import Database
+
+    from .migrate import upgrade_database
+
+    db = Database(Settings.from_env().database_url)
+    upgrade_database(db.engine)
+    db.dispose()
+    print("database is at the newest revision")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="paywatch", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    merchant = sub.add_parser("merchant", help="merchant onboarding")
+    msub = merchant.add_subparsers(dest="merchant_command", required=True)
+    add = msub.add_parser("add", help="onboard a merchant; prints its API token once")
+    add.add_argument("--name", required=True)
+    add.add_argument("--product", action="append", required=True,
+                     help="ORDER_TYPE:SUB_TYPE, repeatable")  # fmt: skip
+    add.add_argument("--pay-org", action="append", required=True, help="repeatable")
+    add.add_argument("--fee-bps", type=int, default=0)
+    add.add_argument("--notify-url")
+    add.set_defaults(func=_merchant_add)
+
+    serve = sub.add_parser("serve", help="run the pay core HTTP API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_serve)
+
+    sandbox = sub.add_parser("sandbox", help="run the sandbox channel")
+    sandbox.add_argument("--host")
+    sandbox.add_argument("--port", type=int)
+    sandbox.add_argument("--seed", type=int, default=0)
+    sandbox.add_argument("--admin-token")
+    sandbox.set_defaults(func=_sandbox)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(func=_migrate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a CLI prints the class, never a secret-bearing trace
+        from paycore.errors import PayCoreError
+
+        if isinstance(exc, PayCoreError):
+            print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

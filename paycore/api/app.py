@@ -1,0 +1,140 @@
+"""The pay core HTTP API (``/v1``), built per process by :func:`create_app`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from ..channels import ChannelResult
+from ..channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from ..core import PayCore
+from ..errors import AuthenticationFailed, BadSignature, MalformedRequest, NotFound
+from ..merchants import MerchantInfo
+from ..models import CreateTrade, PayRequest, PayTool, RefundRequest
+from . import edge
+from .convert import detail_out, pay_order_out, trade_out
+from .schemas import (
+    CallbackBody,
+    CreateTradeBody,
+    ErrorOut,
+    PayBody,
+    PayOrderOut,
+    RefundBody,
+    TradeDetailOut,
+    TradeOut,
+)
+
+log = logging.getLogger("paycore.api")
+OutNo = Annotated[str, Path(min_length=1, max_length=64)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+}
+
+
+@dataclass
+class ApiConfig:
+    """Per-process API settings."""
+
+    channel_secrets: Mapping[str, str] = field(default_factory=dict)
+    rate_per_s: float = 2000.0
+    burst: float = 4000.0
+    callback_tolerance_s: float = 300.0
+    extra_routes: list[Callable[[FastAPI], None]] = field(default_factory=list)
+
+
+def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
+    """Build the FastAPI app over ``core``; nothing global, one app per call."""
+    cfg = config or ApiConfig()
+    limiter = edge.MerchantRateLimit(cfg.rate_per_s, cfg.burst)
+    app = FastAPI(title="paywatch pay core", version="1", responses=ERRORS)
+    edge.install(app)
+
+    def merchant(authorization: Annotated[str | None, Header()] = None) -> MerchantInfo:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise AuthenticationFailed("missing bearer token")
+        info = core.merchants.authenticate(authorization[7:].strip())
+        limiter.check(info.merchant_id)
+        return info
+
+    Merchant = Annotated[MerchantInfo, Depends(merchant)]
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], responses={503: {"model": ErrorOut}})
+    def readyz(request: Request) -> Any:
+        if core.db.ping():
+            return {"status": "ready", "database": "ok"}
+        return edge.error_response(request, 503, "database_unavailable", "database unreachable")
+
+    @app.post("/v1/trades", tags=["trades"])
+    def create_trade(body: CreateTradeBody, m: Merchant) -> TradeOut:
+        req = CreateTrade(**body.model_dump())
+        return trade_out(core.trades.create(m.merchant_id, req))
+
+    @app.get("/v1/trades/{out_trade_no}", tags=["trades"])
+    def query_trade(out_trade_no: OutNo, m: Merchant) -> TradeDetailOut:
+        return detail_out(core.trades.detail(m.merchant_id, out_trade_no))
+
+    @app.post("/v1/trades/{out_trade_no}/pay", tags=["trades"])
+    def pay(out_trade_no: OutNo, body: PayBody, m: Merchant) -> PayOrderOut:
+        tools = tuple(PayTool(t.tool, t.amount) for t in body.tools)
+        req = PayRequest(out_trade_no, tools, body.out_pay_no, body.pay_org_no)
+        return pay_order_out(core.payments.pay(m.merchant_id, req))
+
+    @app.post("/v1/trades/{out_trade_no}/refunds", tags=["trades"])
+    def refund(out_trade_no: OutNo, body: RefundBody, m: Merchant) -> TradeDetailOut:
+        req = RefundRequest(out_trade_no, body.out_refund_no, body.amount, body.reason)
+        return detail_out(core.refunds.refund(m.merchant_id, req))
+
+    @app.post("/v1/trades/{out_trade_no}/confirm", tags=["trades"])
+    def confirm(out_trade_no: OutNo, m: Merchant) -> TradeOut:
+        return trade_out(core.trades.confirm(m.merchant_id, out_trade_no))
+
+    @app.post("/v1/trades/{out_trade_no}/close", tags=["trades"])
+    def close(out_trade_no: OutNo, m: Merchant) -> TradeOut:
+        return trade_out(core.trades.close(m.merchant_id, out_trade_no))
+
+    @app.post("/v1/channels/{pay_org_no}/callback", tags=["channels"])
+    async def channel_callback(
+        pay_org_no: Annotated[str, Path(max_length=32)], request: Request
+    ) -> JSONResponse:
+        """A channel's signed result. Bad signatures and unknown orders are refused and
+        logged; repeats are acknowledged without settling again."""
+        secret = cfg.channel_secrets.get(pay_org_no)
+        if secret is None:
+            raise NotFound("unknown pay org")
+        raw = await request.body()
+        ts = request.headers.get(TIMESTAMP_HEADER, "")
+        sig = request.headers.get(SIGNATURE_HEADER, "")
+        if not verify(secret, ts, raw, sig, tolerance=cfg.callback_tolerance_s):
+            log.warning("callback with a bad signature from %s (request %s)", pay_org_no,
+                        edge.request_id(request))  # fmt: skip
+            raise BadSignature("callback signature did not verify")
+        try:
+            body = CallbackBody.model_validate_json(raw)
+        except ValidationError:
+            raise MalformedRequest("callback body is not valid") from None
+        if body.pay_org_no != pay_org_no:
+            raise BadSignature("callback names another pay org")
+        result = ChannelResult(pay_org_no, body.channel_txn_no, body.status, body.amount,
+                               body.currency, body.channel_ref)  # fmt: skip
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            outcome = await run_in_threadpool(core.payments.on_channel_result, result)
+        except NotFound:
+            log.warning("callback for unknown order %s at %s", body.channel_txn_no, pay_org_no)
+            raise
+        return JSONResponse({"result": outcome})
+
+    for extra in cfg.extra_routes:
+        extra(app)
+    return app

@@ -1,0 +1,106 @@
+"""Edge concerns: request ids, error bodies, body size, a per-merchant rate limit.
+
+Every error leaves as ``{"error": {"code", "message", "request_id"}}``; nothing
+from a stack trace, a driver or SQL ever reaches a response.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from ..errors import PayCoreError, RateLimited
+
+log = logging.getLogger("paycore.api")
+MAX_BODY_BYTES = 64 * 1024
+_HTTP_CODES = {400: "malformed_request", 401: "unauthenticated", 403: "forbidden",
+               404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
+               415: "unsupported_media_type", 422: "invalid_request", 429: "rate_limited",
+               503: "unavailable"}  # fmt: skip
+
+
+def request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", "-")
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "request_id": request_id(request)}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Add request-id and body-size middleware and the error handlers to ``app``."""
+
+    @app.middleware("http")
+    async def _edge(request: Request, call_next: Callable[[Request], Awaitable[Response]]):  # type: ignore[no-untyped-def]
+        incoming = request.headers.get("x-request-id", "")
+        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        request.state.request_id = rid
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return error_response(request, 413, "request_too_large", "request body too large",
+                                  {"x-request-id": rid})  # fmt: skip
+        try:
+            response = await call_next(request)
+        except Exception:  # noqa: BLE001 - last line: never leak a trace
+            log.exception("unhandled error (request %s)", rid)
+            response = error_response(request, 500, "internal_error", "internal error")
+        response.headers["x-request-id"] = rid
+        return response
+
+    @app.exception_handler(PayCoreError)
+    async def _paycore(request: Request, exc: PayCoreError) -> JSONResponse:
+        headers = None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
+        if exc.http_status >= 500:
+            log.warning("%s (request %s): %s", exc.code, request_id(request), exc.message)
+        return error_response(request, exc.http_status, exc.code, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") in ("json_invalid", "model_attributes_type") for e in errors) or (
+            errors and errors[0].get("loc") == ("body",)
+        ):
+            return error_response(request, 400, "malformed_request", "body must be a JSON object")
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error_response(request, 422, "invalid_request",
+                              f"{where}: {first.get('msg', 'invalid')}"[:300])  # fmt: skip
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return error_response(request, exc.status_code, code, str(exc.detail)[:200])
+
+
+class MerchantRateLimit:
+    """A per-merchant token bucket at the edge (rate per second, burst)."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, merchant_id: str) -> None:
+        """Take one token or raise :class:`RateLimited` with the wait until the next one."""
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.get(merchant_id, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[merchant_id] = (tokens, now)
+                raise RateLimited("rate limit exceeded", retry_after=(1 - tokens) / self.rate)
+            self._buckets[merchant_id] = (tokens - 1, now)
