@@ -5,8 +5,9 @@ from __future__ import annotations
 from alembic import context
 
 from paycore.db.schema import metadata as paycore_metadata
+from stability.schema import metadata as stability_metadata
 
-target_metadata = [paycore_metadata]
+target_metadata = [paycore_metadata, stability_metadata]
 
 
 def run_migrations_online() -> None:
