@@ -43,7 +43,7 @@ def install(app: FastAPI) -> None:
     """Add request-id and body-size middleware and the error handlers to ``app``."""
 
     @app.middleware("http")
-    async def _edge(request: Request, call_next: Callable[[Request], Awaitable[Response]]):  # type: ignore[no-untyped-def]
+    async def _edge(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
         incoming = request.headers.get("x-request-id", "")
         rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         request.state.request_id = rid

@@ -1,0 +1,271 @@
+"""A synchronous HTTP client for one pay org at a channel (the sandbox's protocol).
+
+Every request is signed with the org's secret (:mod:`.signing`). Transport errors,
+timeouts, 5xx answers and malformed answers raise :class:`ChannelUnavailable` (the
+outcome is unknown); 4xx answers raise :class:`ChannelRejected` (not processed).
+No message ever contains the secret, a signature or a card number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from .callbacks import parse_callback
+from .errors import ChannelRejected, ChannelUnavailable
+from .port import ChannelRequest, ChannelResult
+from .signing import signed_headers
+
+SETTLED = frozenset({"success", "failed"})
+PENDING = frozenset({"processing", "unknown"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelAck:
+    """The channel took a request; its outcome follows by callback."""
+
+    pay_org_no: str
+    channel_txn_no: str
+    channel_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    """A query's raw answer: ``processing``, ``success``, ``failed`` or ``unknown``."""
+
+    pay_org_no: str
+    channel_txn_no: str
+    status: str
+    amount: int | None
+    currency: str | None
+    channel_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    """One line of a channel's daily statement."""
+
+    channel_txn_no: str
+    channel_ref: str
+    kind: str
+    amount: int
+    currency: str
+    status: str
+    settled_at: datetime
+
+
+class HttpChannelClient:
+    """Talks to one pay org's gateway at ``base_url`` (``{base_url}/gateway/{org}/...``).
+
+    ``client`` may be shared (httpx clients are thread-safe); one made here is
+    closed by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        pay_org_no: str,
+        secret: str,
+        *,
+        timeout: float = 3.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        if not secret:
+            raise ValueError("secret must not be empty")
+        self.base_url = base_url.rstrip("/")
+        self.pay_org_no = pay_org_no
+        self.timeout = timeout
+        self._secret = secret
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.Client(timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"HttpChannelClient({self.base_url!r}, {self.pay_org_no!r})"
+
+    def close(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> HttpChannelClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions ----------------------------------------------------------------------
+    def pay(self, request: ChannelRequest, notify_url: str) -> ChannelAck:
+        """Ask the channel to collect ``request.amount``; the result comes by callback."""
+        return self._transact("pay", request, notify_url)
+
+    def refund(self, request: ChannelRequest, notify_url: str) -> ChannelAck:
+        """Refund (part of) ``request.origin_channel_txn_no``."""
+        return self._transact("refund", request, notify_url)
+
+    def withdraw(self, request: ChannelRequest, notify_url: str) -> ChannelAck:
+        """Pay ``request.amount`` out to the user."""
+        return self._transact("withdraw", request, notify_url)
+
+    def send(self, request: ChannelRequest, notify_url: str) -> ChannelAck:
+        """Dispatch on ``request.kind`` (pay, refund or withdraw)."""
+        if request.kind not in ("pay", "refund", "withdraw"):
+            raise ChannelRejected(f"unsupported channel request kind {request.kind!r}")
+        return self._transact(request.kind, request, notify_url)
+
+    def _transact(self, kind: str, request: ChannelRequest, notify_url: str) -> ChannelAck:
+        if request.pay_org_no != self.pay_org_no:
+            raise ChannelRejected(
+                f"request for {request.pay_org_no} sent to the {self.pay_org_no} client"
+            )
+        body: dict[str, Any] = {
+            "channel_txn_no": request.channel_txn_no,
+            "amount": request.amount,
+            "currency": request.currency,
+            "notify_url": notify_url,
+        }
+        if request.origin_channel_txn_no is not None:
+            body["origin_channel_txn_no"] = request.origin_channel_txn_no
+        data = self._json(self._call("POST", kind, f"/{kind}", body), kind)
+        ref = data.get("channel_ref")
+        if data.get("accepted") is not True or not isinstance(ref, str):
+            raise ChannelUnavailable(f"{self.pay_org_no} {kind}: malformed acknowledgement")
+        return ChannelAck(self.pay_org_no, request.channel_txn_no, ref)
+
+    # -- queries ---------------------------------------------------------------------------
+    def query_status(self, channel_txn_no: str) -> ChannelStatus:
+        """The channel's raw view of a transaction, including pending states."""
+        path = f"/query/{quote(channel_txn_no, safe='')}"
+        data = self._json(self._call("GET", "query", path), "query")
+        status, amount, currency = data.get("status"), data.get("amount"), data.get("currency")
+        if (
+            status not in SETTLED | PENDING
+            or (
+                status in SETTLED and (not isinstance(amount, int) or not isinstance(currency, str))
+            )
+            or not isinstance(data.get("channel_ref", ""), str)
+        ):
+            raise ChannelUnavailable(f"{self.pay_org_no} query: malformed answer")
+        return ChannelStatus(
+            self.pay_org_no,
+            channel_txn_no,
+            str(status),
+            amount if isinstance(amount, int) else None,
+            currency if isinstance(currency, str) else None,
+            str(data.get("channel_ref", "")),
+        )
+
+    def query(self, channel_txn_no: str) -> ChannelResult | None:
+        """The settled result of a transaction, or None while processing or unknown."""
+        st = self.query_status(channel_txn_no)
+        if st.status not in SETTLED or st.amount is None or st.currency is None:
+            return None
+        return ChannelResult(
+            self.pay_org_no, channel_txn_no, st.status, st.amount, st.currency, st.channel_ref
+        )
+
+    def sign(self, user_id: str, card_no: str) -> str:
+        """Bind ``user_id``'s card at the channel; returns the agreement number."""
+        resp = self._call("POST", "sign", "/sign", {"user_id": user_id, "card_no": card_no})
+        agreement = self._json(resp, "sign").get("agreement_no")
+        if not isinstance(agreement, str) or not agreement:
+            raise ChannelUnavailable(f"{self.pay_org_no} sign: malformed answer")
+        return agreement
+
+    def statement(self, day: date) -> list[StatementLine]:
+        """The channel's statement of transactions settled on UTC ``day``."""
+        resp = self._call("GET", "statement", "/statement", params={"date": day.isoformat()})
+        try:
+            rows = csv.DictReader(io.StringIO(resp.text))
+            return [
+                StatementLine(
+                    channel_txn_no=row["channel_txn_no"],
+                    channel_ref=row["channel_ref"],
+                    kind=row["kind"],
+                    amount=int(row["amount"]),
+                    currency=row["currency"],
+                    status=row["status"],
+                    settled_at=datetime.fromisoformat(row["settled_at"]),
+                )
+                for row in rows
+            ]
+        except (KeyError, TypeError, ValueError, csv.Error):
+            raise ChannelUnavailable(f"{self.pay_org_no} statement: malformed file") from None
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelResult:
+        """Verify and read a result callback from this org (see :func:`parse_callback`)."""
+        return parse_callback(self.pay_org_no, self._secret, headers, body)
+
+    # -- transport -------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        op: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = signed_headers(self._secret, raw)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        url = f"{self.base_url}/gateway/{quote(self.pay_org_no, safe='')}{path}"
+        where = f"{self.pay_org_no} {op}"
+        try:
+            resp = self._client.request(
+                method,
+                url,
+                content=raw or None,
+                headers=headers,
+                params=params,
+                timeout=self.timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise ChannelUnavailable(
+                f"{where}: timed out after {self.timeout:g}s", pay_org_no=self.pay_org_no, op=op
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ChannelUnavailable(
+                f"{where}: {type(exc).__name__}", pay_org_no=self.pay_org_no, op=op
+            ) from exc
+        if 200 <= resp.status_code < 300:
+            return resp
+        if 400 <= resp.status_code < 500:
+            raise ChannelRejected(
+                f"{where}: HTTP {resp.status_code} {_detail(resp)}".rstrip(),
+                pay_org_no=self.pay_org_no,
+                op=op,
+                status=resp.status_code,
+            )
+        raise ChannelUnavailable(
+            f"{where}: HTTP {resp.status_code}",
+            pay_org_no=self.pay_org_no,
+            op=op,
+            status=resp.status_code,
+        )
+
+    def _json(self, resp: httpx.Response, op: str) -> dict[str, Any]:
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise ChannelUnavailable(f"{self.pay_org_no} {op}: answer is not a JSON object")
+        return data
+
+
+def _detail(resp: httpx.Response) -> str:
+    """A short, printable reason from an error answer (the channel's ``detail``)."""
+    try:
+        detail = resp.json().get("detail", "")
+    except (ValueError, AttributeError):
+        return ""
+    text = detail if isinstance(detail, str) else json.dumps(detail)
+    return text[:200]

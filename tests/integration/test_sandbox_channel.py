@@ -1,0 +1,545 @@
+"""The sandbox channel, request signing and the channel gateway, over real HTTP.
+
+A sandbox channel and a callback receiver each run under uvicorn in a background
+thread on 127.0.0.1 (a free port); the gateway's client talks to the sandbox, and the
+sandbox calls the receiver back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from paycore.channels import ChannelRequest, ChannelResult
+from paycore.channels.errors import (
+    ChannelRejected,
+    ChannelUnavailable,
+    InvalidSignature,
+    UnknownChannel,
+)
+from paycore.channels.gateway import ChannelFront, HttpChannelClient, build_gateway
+from paycore.channels.sandbox import Knobs, SandboxConfig, create_sandbox_app
+from paycore.channels.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    signed_headers,
+    verify,
+    verify_headers,
+)
+from paycore.errors import DependencyUnavailable, InvalidRequest
+
+SECRETS = {"SANDBOX_A": "secret-a-0123", "SANDBOX_B": "secret-b-4567", "STMT": "secret-s-89"}
+ADMIN = "admin-token-xyz"
+FAST = Knobs(latency_ms=1.0, latency_jitter=0.0, callback_delay_ms=10.0)
+
+
+# -- servers in threads --------------------------------------------------------------------
+class ServerThread:
+    """A uvicorn server for ``app`` on a free 127.0.0.1 port, in a daemon thread."""
+
+    def __init__(self, app: FastAPI, health: str) -> None:
+        self.app = app
+        self.health = health
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.server.started:
+                try:
+                    if httpx.get(self.url + self.health, timeout=1).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+class Receiver:
+    """Collects callbacks, checking each one's signature with its org's secret."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: list[dict[str, Any]] = []
+        self.fail: dict[str, int] = {}  # channel_txn_no -> non-2xx answers still to give
+
+    def build(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/health")
+        async def health() -> dict[str, bool]:
+            return {"ok": True}
+
+        @app.post("/cb/{org}")
+        async def callback(org: str, request: Request) -> Response:
+            body = await request.body()
+            valid = verify_headers(SECRETS.get(org, "?"), request.headers, body)
+            payload = json.loads(body)
+            txn = payload.get("channel_txn_no", "")
+            with self.lock:
+                failing = self.fail.get(txn, 0) > 0
+                if failing:
+                    self.fail[txn] -= 1
+                self.calls.append(
+                    {
+                        "org": org,
+                        "valid": valid,
+                        "payload": payload,
+                        "answered": not failing,
+                        "headers": dict(request.headers),
+                        "body": body,
+                    }
+                )
+            if failing:
+                return JSONResponse({"ok": False}, status_code=500)
+            return JSONResponse({"ok": True})
+
+        return app
+
+    def of(self, txn: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [c for c in self.calls if c["payload"].get("channel_txn_no") == txn]
+
+    def wait(self, txn: str, n: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        assert wait_until(lambda: len(self.of(txn)) >= n, timeout), f"{len(self.of(txn))} < {n}"
+        return self.of(txn)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    rec = Receiver()
+    server = ServerThread(rec.build(), "/health").start()
+    yield rec, server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[ServerThread]:
+    app = create_sandbox_app(SandboxConfig(SECRETS, ADMIN, seed=7, callback_backoff_ms=20))
+    server = ServerThread(app, "/healthz").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fast_knobs(sandbox: ServerThread) -> None:
+    for org in SECRETS:
+        sandbox.app.state.sandbox.set_knobs(org, FAST)
+
+
+def knobs(sandbox: ServerThread, org: str = "SANDBOX_A", **changes: Any) -> None:
+    sandbox.app.state.sandbox.set_knobs(org, FAST.updated(changes))
+
+
+@pytest.fixture
+def client(sandbox: ServerThread) -> Iterator[HttpChannelClient]:
+    with HttpChannelClient(sandbox.url, "SANDBOX_A", SECRETS["SANDBOX_A"]) as c:
+        yield c
+
+
+def request(
+    kind: str = "pay", amount: int = 1000, org: str = "SANDBOX_A", origin: str | None = None
+) -> ChannelRequest:
+    return ChannelRequest(
+        kind, org, uuid.uuid4().hex[:20], amount, "CNY", "m1", 1, 2, origin_channel_txn_no=origin
+    )
+
+
+def notify(receiver: tuple[Receiver, str], org: str = "SANDBOX_A") -> str:
+    return f"{receiver[1]}/cb/{org}"
+
+
+# -- signing -------------------------------------------------------------------------------
+def test_sign_and_verify_round_trip_and_rejections() -> None:
+    now = 1_700_000_000.0
+    ts, body = "1700000000", b'{"amount":100}'
+    sig = sign("k", ts, body)
+    assert len(sig) == 64 and verify("k", ts, body, sig, now=now)
+    assert verify("k", ts, body, sig.upper(), now=now + 299)
+    assert not verify("k", ts, b'{"amount":101}', sig, now=now)  # tampered body
+    assert not verify("other", ts, body, sig, now=now)  # wrong secret
+    assert not verify("k", ts, body, sig, now=now + 301)  # too old
+    assert not verify("k", ts, body, sig, now=now - 301)  # from the future
+    assert not verify("k", ts, body, sig, now=now + 100, tolerance=60)
+    for bad_ts in ("", "abc", "nan", "inf", "1e9", "-1700000000", " 1700000000"):
+        assert not verify("k", bad_ts, body, sign("k", bad_ts, body), now=now)
+    assert not verify("k", ts, body, "", now=now)
+    assert not verify("k", ts, body, "zz" * 32, now=now)
+    assert not verify("k", ts, body, "é" * 64, now=now)
+    headers = signed_headers("k", body)
+    assert set(headers) == {TIMESTAMP_HEADER, SIGNATURE_HEADER}
+    assert verify_headers("k", headers, body)
+    assert verify_headers("k", {k.lower(): v for k, v in headers.items()}, body)
+    assert not verify_headers("k", {}, body)
+
+
+def test_unsigned_or_badly_signed_requests_are_refused(sandbox: ServerThread) -> None:
+    url = f"{sandbox.url}/gateway/SANDBOX_A/pay"
+    body = json.dumps(
+        {"channel_txn_no": "x1", "amount": 1, "currency": "CNY", "notify_url": "http://x/"}
+    ).encode()
+    assert httpx.post(url, content=body).status_code == 401
+    wrong_org = signed_headers(SECRETS["SANDBOX_B"], body)
+    assert httpx.post(url, content=body, headers=wrong_org).status_code == 401
+    stale = signed_headers(SECRETS["SANDBOX_A"], body, now=time.time() - 3600)
+    assert httpx.post(url, content=body, headers=stale).status_code == 401
+    tampered = signed_headers(SECRETS["SANDBOX_A"], body)
+    assert httpx.post(url, content=body + b" ", headers=tampered).status_code == 401
+    unknown = f"{sandbox.url}/gateway/NOPE/pay"
+    assert httpx.post(unknown, content=body, headers=tampered).status_code == 404
+    assert httpx.get(f"{sandbox.url}/gateway/SANDBOX_A/query/x1").status_code == 401
+    ok = signed_headers(SECRETS["SANDBOX_A"], b"")
+    resp = httpx.get(f"{sandbox.url}/gateway/SANDBOX_A/query/x1", headers=ok)
+    assert resp.status_code == 200 and resp.json()["status"] == "unknown"
+
+
+# -- transactions and callbacks ------------------------------------------------------------
+def test_pay_is_acknowledged_then_called_back_signed(client, receiver) -> None:
+    rec, _ = receiver
+    req = request(amount=1234)
+    ack = client.pay(req, notify(receiver))
+    assert ack.channel_txn_no == req.channel_txn_no and ack.channel_ref
+    (call,) = rec.wait(req.channel_txn_no)
+    assert call["valid"] and call["org"] == "SANDBOX_A"
+    assert call["payload"] == {
+        "pay_org_no": "SANDBOX_A",
+        "channel_txn_no": req.channel_txn_no,
+        "status": "success",
+        "amount": 1234,
+        "currency": "CNY",
+        "channel_ref": ack.channel_ref,
+        "kind": "pay",
+    }
+    expected = ChannelResult(
+        "SANDBOX_A", req.channel_txn_no, "success", 1234, "CNY", ack.channel_ref
+    )
+    assert client.query(req.channel_txn_no) == expected
+    assert client.parse_callback(call["headers"], call["body"]) == expected
+
+
+def test_parse_callback_checks_signature_then_body(sandbox) -> None:
+    gateway = build_gateway(sandbox.url, SECRETS)
+    try:
+        good = {
+            "pay_org_no": "SANDBOX_A",
+            "channel_txn_no": "t1",
+            "status": "failed",
+            "amount": 10,
+            "currency": "CNY",
+            "channel_ref": "r1",
+            "kind": "pay",
+        }
+        body = json.dumps(good).encode()
+        headers = signed_headers(SECRETS["SANDBOX_A"], body)
+        result = gateway.parse_callback("SANDBOX_A", headers, body)
+        assert result == ChannelResult("SANDBOX_A", "t1", "failed", 10, "CNY", "r1")
+        with pytest.raises(InvalidSignature):
+            gateway.parse_callback("SANDBOX_A", headers, body.replace(b"10", b"11"))
+        with pytest.raises(InvalidSignature):  # signed by another org
+            gateway.parse_callback("SANDBOX_B", headers, body)
+        with pytest.raises(InvalidSignature):
+            gateway.parse_callback("SANDBOX_A", {}, body)
+        with pytest.raises(UnknownChannel):
+            gateway.parse_callback("NOPE", headers, body)
+        for bad in (
+            {**good, "pay_org_no": "SANDBOX_B"},
+            {**good, "status": "processing"},
+            {**good, "amount": "10"},
+            {**good, "amount": True},
+            [good],
+        ):
+            raw = json.dumps(bad).encode()
+            with pytest.raises(InvalidRequest):
+                gateway.parse_callback("SANDBOX_A", signed_headers(SECRETS["SANDBOX_A"], raw), raw)
+    finally:
+        gateway.close()
+
+
+def test_repeat_pay_is_idempotent(client, receiver, sandbox) -> None:
+    rec, _ = receiver
+    req = request()
+    first = client.pay(req, notify(receiver))
+    assert client.pay(req, notify(receiver)) == first
+    rec.wait(req.channel_txn_no)
+    time.sleep(0.2)
+    assert len(rec.of(req.channel_txn_no)) == 1  # one charge, one callback
+    assert client.pay(req, notify(receiver)) == first  # also after settlement
+    booked = sandbox.app.state.sandbox.transactions("SANDBOX_A")
+    assert sum(t.channel_txn_no == req.channel_txn_no for t in booked) == 1
+    other = ChannelRequest("pay", "SANDBOX_A", req.channel_txn_no, 999, "CNY", "m1", 1, 2)
+    with pytest.raises(ChannelRejected, match="409"):
+        client.pay(other, notify(receiver))
+
+
+def test_callbacks_are_retried_until_answered(client, receiver) -> None:
+    rec, _ = receiver
+    req = request()
+    rec.fail[req.channel_txn_no] = 2
+    client.pay(req, notify(receiver))
+    calls = rec.wait(req.channel_txn_no, 3)
+    assert [c["answered"] for c in calls] == [False, False, True]
+    assert all(c["valid"] for c in calls)
+
+
+def test_fail_rate_one_calls_back_failed(client, receiver, sandbox) -> None:
+    knobs(sandbox, fail_rate=1.0)
+    req = request()
+    client.pay(req, notify(receiver))
+    (call,) = receiver[0].wait(req.channel_txn_no)
+    assert call["payload"]["status"] == "failed" and call["valid"]
+    result = client.query(req.channel_txn_no)
+    assert result is not None and result.status == "failed"
+
+
+def test_error_rate_one_is_channel_unavailable(client, receiver, sandbox) -> None:
+    knobs(sandbox, error_rate=1.0)
+    req = request()
+    with pytest.raises(ChannelUnavailable) as info:
+        client.pay(req, notify(receiver))
+    err = info.value
+    assert isinstance(err, DependencyUnavailable) and err.code == "channel_unavailable"
+    assert "503" in str(err) and SECRETS["SANDBOX_A"] not in str(err)
+    assert client.query_status(req.channel_txn_no).status == "unknown"  # nothing was booked
+
+
+def test_timeout_is_channel_unavailable(sandbox, receiver) -> None:
+    knobs(sandbox, timeout_rate=1.0, timeout_ms=800.0)
+    req = request()
+    with HttpChannelClient(sandbox.url, "SANDBOX_A", SECRETS["SANDBOX_A"], timeout=0.2) as c:
+        started = time.monotonic()
+        with pytest.raises(ChannelUnavailable, match="timed out"):
+            c.pay(req, notify(receiver))
+        assert time.monotonic() - started < 0.7
+    # the channel did take it, late: the outcome still arrives by callback
+    (call,) = receiver[0].wait(req.channel_txn_no, timeout=5)
+    assert call["payload"]["status"] == "success"
+
+
+def test_duplicate_callbacks(client, receiver, sandbox) -> None:
+    knobs(sandbox, duplicate_callbacks=2)
+    req = request()
+    client.pay(req, notify(receiver))
+    calls = receiver[0].wait(req.channel_txn_no, 3)
+    time.sleep(0.1)
+    assert len(receiver[0].of(req.channel_txn_no)) == 3
+    assert all(c["valid"] and c["payload"] == calls[0]["payload"] for c in calls)
+
+
+def test_amount_mismatch(client, receiver, sandbox) -> None:
+    knobs(sandbox, amount_mismatch_rate=1.0)
+    req = request(amount=500)
+    client.pay(req, notify(receiver))
+    (call,) = receiver[0].wait(req.channel_txn_no)
+    assert call["payload"]["amount"] == 501
+    result = client.query(req.channel_txn_no)
+    assert result is not None and result.amount == 501
+
+
+def test_query_states(client, receiver, sandbox) -> None:
+    knobs(sandbox, callback_delay_ms=400.0)
+    req = request(kind="withdraw", amount=700)
+    assert client.query_status(req.channel_txn_no).status == "unknown"
+    assert client.query(req.channel_txn_no) is None
+    ack = client.withdraw(req, notify(receiver))
+    status = client.query_status(req.channel_txn_no)
+    assert (status.status, status.amount, status.channel_ref) == (
+        "processing",
+        700,
+        ack.channel_ref,
+    )
+    assert client.query(req.channel_txn_no) is None
+    (call,) = receiver[0].wait(req.channel_txn_no)
+    assert call["payload"]["kind"] == "withdraw"
+    assert client.query(req.channel_txn_no) == ChannelResult(
+        "SANDBOX_A", req.channel_txn_no, "success", 700, "CNY", ack.channel_ref
+    )
+
+
+def test_card_binding_never_echoes_the_card(client, sandbox) -> None:
+    card = "6222020200112233445"
+    agreement = client.sign("u1", card)
+    assert agreement and card not in agreement
+    assert client.sign("u1", card) == agreement
+    assert client.sign("u2", card) != agreement
+    body = json.dumps({"user_id": "u1", "card_no": card}).encode()
+    resp = httpx.post(
+        f"{sandbox.url}/gateway/SANDBOX_A/sign",
+        content=body,
+        headers=signed_headers(SECRETS["SANDBOX_A"], body),
+    )
+    assert resp.status_code == 200 and card not in resp.text and resp.json()["card_last4"] == "3445"
+    with pytest.raises(ChannelRejected, match="422") as info:
+        client.sign("u1", "62220202001122x")
+    assert "62220202001122x" not in str(info.value)
+
+
+# -- statements ----------------------------------------------------------------------------
+def test_statement_lists_settled_transactions_and_injects_discrepancies(sandbox, receiver) -> None:
+    rec, _ = receiver
+    org = "STMT"
+    with HttpChannelClient(sandbox.url, org, SECRETS[org]) as c:
+        pays = [request(amount=100 * (i + 1), org=org) for i in range(3)]
+        for req in pays:
+            c.pay(req, notify(receiver, org))
+        knobs(sandbox, org, fail_rate=1.0)
+        failed = request(org=org)
+        c.pay(failed, notify(receiver, org))
+        knobs(sandbox, org)
+        for req in [*pays, failed]:
+            rec.wait(req.channel_txn_no)
+        refund = request("refund", 50, org, origin=pays[0].channel_txn_no)
+        c.refund(refund, notify(receiver, org))
+        rec.wait(refund.channel_txn_no)
+        with pytest.raises(ChannelRejected, match="exceeds"):
+            c.refund(request("refund", 51, org, origin=pays[0].channel_txn_no), "http://x/")
+        with pytest.raises(ChannelRejected, match="404"):
+            c.refund(request("refund", 1, org, origin="nope"), "http://x/")
+
+        day = datetime.now(UTC).date()
+        lines = c.statement(day)
+        expected = {r.channel_txn_no: (r.kind, r.amount) for r in [*pays, refund]}
+        assert {ln.channel_txn_no: (ln.kind, ln.amount) for ln in lines} == expected
+        assert all(ln.status == "success" and ln.settled_at.date() == day for ln in lines)
+        assert c.statement(day.replace(year=day.year - 1)) == []
+
+        raw = httpx.get(
+            f"{sandbox.url}/gateway/{org}/statement",
+            params={"date": day.isoformat()},
+            headers=signed_headers(SECRETS[org], b""),
+        )
+        assert raw.headers["content-type"].startswith("text/csv")
+        assert raw.text.splitlines()[0] == (
+            "channel_txn_no,channel_ref,kind,amount,currency,status,settled_at"
+        )
+        bad = httpx.get(
+            f"{sandbox.url}/gateway/{org}/statement",
+            params={"date": "2024-13-01"},
+            headers=signed_headers(SECRETS[org], b""),
+        )
+        assert bad.status_code == 422
+
+        knobs(sandbox, org, statement_missing_rate=1.0)
+        assert c.statement(day) == []
+        knobs(sandbox, org, statement_amount_diff_rate=1.0)
+        diffed = {ln.channel_txn_no: ln.amount for ln in c.statement(day)}
+        assert diffed == {k: a + 1 for k, (_, a) in expected.items()}
+        knobs(sandbox, org, statement_extra_rate=1.0)
+        extra = c.statement(day)
+        assert len(extra) == 2 * len(expected)
+        assert len({ln.channel_txn_no for ln in extra} - set(expected)) == len(expected)
+        assert c.statement(day) == extra  # the same file on every download
+
+
+# -- admin ---------------------------------------------------------------------------------
+def test_knobs_admin_needs_the_token_and_validates(sandbox) -> None:
+    url = f"{sandbox.url}/admin/knobs"
+    auth = {"X-Sandbox-Admin": ADMIN}
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"X-Sandbox-Admin": "wrong"}).status_code == 401
+    assert httpx.put(f"{url}/SANDBOX_B", json={"error_rate": 0.5}).status_code == 401
+    resp = httpx.get(url, headers=auth)
+    assert resp.status_code == 200 and set(resp.json()) == set(SECRETS)
+    resp = httpx.put(f"{url}/SANDBOX_B", json={"error_rate": 0.5, "latency_ms": 20}, headers=auth)
+    assert resp.status_code == 200
+    assert resp.json()["error_rate"] == 0.5 and resp.json()["latency_ms"] == 20
+    assert resp.json()["callback_delay_ms"] == FAST.callback_delay_ms  # partial update
+    assert sandbox.app.state.sandbox.knobs("SANDBOX_B").error_rate == 0.5
+    for bad in (
+        {"error_rate": 1.5},
+        {"fail_rate": -0.1},
+        {"latency_ms": -1},
+        {"callback_delay_ms": "soon"},
+        {"duplicate_callbacks": 1.5},
+        {"no_such_knob": 1},
+    ):
+        assert httpx.put(f"{url}/SANDBOX_B", json=bad, headers=auth).status_code == 422, bad
+    assert httpx.put(f"{url}/SANDBOX_B", json=[1], headers=auth).status_code == 422
+    assert httpx.put(f"{url}/NOPE", json={}, headers=auth).status_code == 404
+    assert sandbox.app.state.sandbox.knobs("SANDBOX_B").error_rate == 0.5  # unchanged
+
+
+def test_config_and_knobs_are_validated() -> None:
+    with pytest.raises(ValueError):
+        Knobs(error_rate=2.0)
+    with pytest.raises(ValueError):
+        SandboxConfig({"A": "s"}, ADMIN, knobs={"B": Knobs()})
+    with pytest.raises(ValueError):
+        SandboxConfig({"A": "s"}, "")
+    assert "s3cret" not in repr(SandboxConfig({"A": "s3cret"}, ADMIN))
+    assert "s3cret" not in repr(HttpChannelClient("http://x", "A", "s3cret"))
+
+
+# -- the channel front ---------------------------------------------------------------------
+def test_front_submit_returns_fast_and_the_callback_still_arrives(
+    sandbox, receiver, caplog
+) -> None:
+    knobs(sandbox, latency_ms=300.0)
+    gateway = build_gateway(sandbox.url, SECRETS)
+    front = ChannelFront(gateway, lambda org: notify(receiver, org))
+    try:
+        req = request()
+        started = time.monotonic()
+        front.submit(req)
+        assert time.monotonic() - started < 0.05
+        assert front.pending == 1
+        (call,) = receiver[0].wait(req.channel_txn_no)
+        assert call["valid"] and call["payload"]["status"] == "success"
+        assert front.wait_idle(5) and front.acked == 1 and front.failures == 0
+
+        knobs(sandbox, latency_ms=1.0, error_rate=1.0)
+        bad = request()
+        with caplog.at_level(logging.WARNING, logger="paycore.channels.gateway"):
+            front.submit(bad)
+            assert front.wait_idle(5)
+        assert front.failures == 1
+        assert bad.channel_txn_no in caplog.text and "SANDBOX_A" in caplog.text
+        assert all(secret not in caplog.text for secret in SECRETS.values())
+
+        with pytest.raises(UnknownChannel):
+            front.submit(request(org="NOPE"))
+        assert front.failures == 2
+    finally:
+        front.close()
+        gateway.close()
+    with pytest.raises(ChannelUnavailable):
+        front.submit(request())
