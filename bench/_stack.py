@@ -1,0 +1,213 @@
+"""The pay_e2e bench's plumbing: a throw-away schema, the API and the sandbox channel in
+their own processes, merchant onboarding through the CLI, and the pgbench reference run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+from console.migrate import upgrade_database
+from paycore.db.engine import create_engine_from_url
+
+ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = ROOT / "bench" / "sql"
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+ADMIN_TOKEN = "pay-e2e-admin"
+ORG = "SANDBOX_A"
+TPS = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)$", re.M)
+DONE = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
+FAILED = re.compile(r"^number of failed transactions: (\d+)", re.M)
+LATENCY = re.compile(r"^latency average = ([0-9.]+) ms$", re.M)
+
+
+def log(msg: str) -> None:
+    print(f"[pay_e2e] {msg}", file=sys.stderr, flush=True)
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used; NaN without ``/proc``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def host_cpu() -> tuple[float, float]:
+    """(busy, total) CPU ticks of the whole host; NaNs without ``/proc``."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return float("nan"), float("nan")
+    return float(sum(ticks) - ticks[3] - ticks[4]), float(sum(ticks))  # minus idle, iowait
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def bench_schema(url: str) -> Iterator[tuple[str, str]]:
+    """A fresh, migrated schema; yields (schema, url with its search_path). Dropped after."""
+    schema = f"bench_pay_{secrets.token_hex(4)}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    log(f"schema {schema}")
+    sep = "&" if "?" in url else "?"
+    scoped = f"{url}{sep}options=-csearch_path%3D{schema}"
+    try:
+        engine = create_engine_from_url(scoped, pool_size=2)
+        try:
+            upgrade_database(engine)
+        finally:
+            engine.dispose()
+        yield schema, scoped
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+        log(f"dropped schema {schema}")
+
+
+@dataclass
+class Stack:
+    """The API (``console.cli serve``) and the sandbox (``console.cli sandbox``) as
+    subprocesses sharing one var dir (so one generated channel secrets file)."""
+
+    db_url: str
+    api_port: int = field(default_factory=free_port)
+    sandbox_port: int = field(default_factory=free_port)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    token: str = ""
+
+    def __post_init__(self) -> None:
+        self.var_dir = tempfile.mkdtemp(prefix="pay_e2e_")
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.env = {
+            **os.environ,
+            "PAYWATCH_DATABASE_URL": self.db_url,
+            "PAYWATCH_API_URL": self.api_url,
+            "PAYWATCH_SANDBOX_URL": self.sandbox_url,
+            "PAYWATCH_VAR_DIR": self.var_dir,
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def cli(self, *args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "console.cli", *args], env=self.env,
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"console.cli {args[0]} failed: {proc.stderr[-2000:]}")
+        return proc.stdout
+
+    def spawn(self, name: str, *args: str) -> None:
+        out = open(Path(self.var_dir) / f"{name}.log", "wb")  # noqa: SIM115 - child owns it
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "console.cli", *args],
+                                           env=self.env, cwd=ROOT, stdout=out,
+                                           stderr=subprocess.STDOUT))  # fmt: skip
+        out.close()
+
+    def start(self, knobs: dict[str, float]) -> None:
+        # onboarding first: it writes the channel secrets file both servers then read
+        out = self.cli("merchant", "add", "--name", "pay-e2e", "--product", "goods:physical",
+                       "--pay-org", ORG, "--fee-bps", "100")  # fmt: skip
+        self.token = re.search(r"^token:\s+(\S+)", out, re.M)[1]  # type: ignore[index]
+        self.spawn("sandbox", "sandbox", "--port", str(self.sandbox_port),
+                   "--admin-token", ADMIN_TOKEN)  # fmt: skip
+        self.spawn("api", "serve", "--port", str(self.api_port), "--log-level", "warning")
+        self.wait_ready(f"{self.sandbox_url}/healthz")
+        self.wait_ready(f"{self.api_url}/readyz")
+        r = httpx.put(f"{self.sandbox_url}/admin/knobs/{ORG}", json=knobs,
+                      headers={"X-Sandbox-Admin": ADMIN_TOKEN})  # fmt: skip
+        r.raise_for_status()
+        log(f"api {self.api_url}, sandbox {self.sandbox_url}, knobs {r.json()}")
+
+    def wait_ready(self, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.procs):
+                raise RuntimeError(f"a server exited early; logs in {self.var_dir}\n{self.logs()}")
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{url} not ready after {timeout:.0f}s\n{self.logs()}")
+
+    def logs(self, tail: int = 1500) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}"
+                         for p in sorted(Path(self.var_dir).glob("*.log")))  # fmt: skip
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by the servers and this process, and host CPU ticks."""
+        busy, total = host_cpu()
+        return {"sandbox": proc_cpu(self.procs[0].pid), "api": proc_cpu(self.procs[1].pid),
+                "client": time.process_time(), "host_busy": busy, "host_total": total}  # fmt: skip
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs.clear()
+        shutil.rmtree(self.var_dir, ignore_errors=True)
+
+
+def pgbench(url: str, schema: str, clients: int, seconds: int, mode: str) -> dict[str, float]:
+    """Load ``pay_setup.sql`` into ``schema``, run ``pay_one.sql`` with pgbench, and check
+    that every transaction it counted left a paid trade behind."""
+    exe = shutil.which("pgbench") or "/usr/bin/pgbench"
+    engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql((SQL_DIR / "pay_setup.sql").read_text())
+        u = sa.make_url(url)
+        env = {**os.environ, "PGOPTIONS": f"-csearch_path={schema}"}
+        for key, value in (("PGHOST", u.host), ("PGPORT", u.port), ("PGUSER", u.username),
+                           ("PGPASSWORD", u.password), ("PGDATABASE", u.database)):  # fmt: skip
+            if value is not None:
+                env[key] = str(value)
+        cmd = [exe, "-n", "-c", str(clients), "-j", str(min(2, clients)), "-T", str(seconds),
+               "-M", mode, "-f", str(SQL_DIR / "pay_one.sql")]  # fmt: skip
+        log(" ".join(cmd[1:]))
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 120)
+        out = proc.stdout
+        tps, done, failed = TPS.search(out), DONE.search(out), FAILED.search(out)
+        if proc.returncode != 0 or not tps or not done or (failed and int(failed[1])):
+            raise RuntimeError(f"pgbench failed (exit {proc.returncode}):\n{out}\n{proc.stderr}")
+        with engine.connect() as conn:
+            paid = conn.exec_driver_sql(
+                "SELECT count(*) FROM trades WHERE merchant_id = 'MPGBENCH' AND status = 'paid'"
+            ).scalar_one()
+        # -T stops clients mid-script: at most one unfinished payment per client
+        if not int(done[1]) <= paid <= int(done[1]) + clients:
+            raise RuntimeError(f"pgbench counted {done[1]} payments but {paid} trades are paid")
+        lat = LATENCY.search(out)
+        return {"tps": float(tps[1]), "done": int(done[1]),
+                "latency_ms": float(lat[1]) if lat else float("nan")}  # fmt: skip
+    finally:
+        engine.dispose()

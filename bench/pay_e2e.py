@@ -1,0 +1,225 @@
+"""Pay link end to end: payments/s through the HTTP API vs. pgbench on the same SQL.
+
+The API (``console.cli serve``) and the sandbox channel (``console.cli sandbox``) run in
+their own processes against a throw-away PostgreSQL schema. ``--clients`` threads, each
+with its own HTTP connection, loop: create an instant trade, pay it with the channel
+tool. The sandbox accepts and calls back a few ms later; the callback marks the trade
+``paid``. Completion is counted afterwards with SQL (no polling during the load).
+
+Then pgbench runs ``bench/sql/pay_one.sql`` (the SQL the pay core issues for one
+payment: create + pay + callback, same transactions) against the same schema, with the
+HTTP stack stopped. ``ratio`` = payments_per_s / pgbench_tps. Prints one JSON object as
+the last line of stdout, also written to ``bench/results/pay_e2e.json``.
+
+Usage: ``python bench/pay_e2e.py [--seconds 15] [--clients 16]``; the database comes from
+``PAYWATCH_BENCH_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+from _stack import DEFAULT_URL, ORG, Stack, bench_schema, log, pgbench  # bench/_stack.py
+
+RESULTS = Path(__file__).resolve().parent / "results" / "pay_e2e.json"
+AMOUNT = 1000
+MODES = ("simple", "extended", "prepared")
+PROCS = ("api", "sandbox", "client")
+
+
+@dataclass
+class Client:
+    """One load-generating client: its latencies (ms) inside the window, and errors."""
+
+    total: list[float] = field(default_factory=list)
+    create: list[float] = field(default_factory=list)
+    pay: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str = ""
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def trade_body(no: str) -> dict[str, object]:
+    return {"out_trade_no": no, "trade_type": "instant", "amount": AMOUNT, "currency": "CNY",
+            "user_id": "bench-user", "order_type": "goods", "sub_type": "physical",
+            "pay_org_no": ORG}  # fmt: skip
+
+
+def pay_once(http: httpx.Client, no: str) -> tuple[float, float]:
+    """Create and pay trade ``no``; (create ms, pay ms). Raises on a non-200 answer."""
+    t0 = time.perf_counter()
+    r = http.post("/v1/trades", json=trade_body(no))
+    t1 = time.perf_counter()
+    if r.status_code != 200:
+        raise RuntimeError(f"create {r.status_code}: {r.text[:200]}")
+    r = http.post(f"/v1/trades/{no}/pay", json={"tools": [{"tool": "channel", "amount": AMOUNT}]})
+    t2 = time.perf_counter()
+    if r.status_code != 200 or r.json()["status"] not in ("processing", "success"):
+        raise RuntimeError(f"pay {r.status_code}: {r.text[:200]}")
+    return (t1 - t0) * 1000, (t2 - t1) * 1000
+
+
+def load(
+    stack: Stack, clients: int, warmup: float, seconds: float
+) -> tuple[list[Client], float, dict[str, float]]:
+    """Run the clients; returns them, the window start (``time.time()``), and CPU use in
+    the window: % of one core for api, sandbox and client, % of all cores for host."""
+    run = secrets.token_hex(3)
+    results = [Client() for _ in range(clients)]
+    barrier, go = threading.Barrier(clients + 1), threading.Event()
+    bounds = [0.0, 0.0]  # window start/end, perf_counter
+
+    def client(i: int) -> None:
+        res = results[i]
+        headers = {"Authorization": f"Bearer {stack.token}"}
+        with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30.0) as http:
+            pay_once(http, f"e2e-{run}-{i}-warm")  # connection and first-request costs
+            barrier.wait()
+            go.wait()
+            n = 0
+            while (started := time.perf_counter()) < bounds[1]:
+                n += 1
+                try:
+                    create_ms, pay_ms = pay_once(http, f"e2e-{run}-{i}-{n}")
+                except (httpx.HTTPError, RuntimeError) as exc:
+                    res.errors += started >= bounds[0]
+                    res.first_error = res.first_error or f"{type(exc).__name__}: {exc}"
+                    continue
+                if started >= bounds[0]:
+                    res.create.append(create_ms)
+                    res.pay.append(pay_ms)
+                    res.total.append(create_ms + pay_ms)
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    bounds[0] = time.perf_counter() + warmup
+    bounds[1] = bounds[0] + seconds
+    wall_start = time.time() + warmup
+    go.set()
+    time.sleep(warmup)
+    before = stack.cpu()
+    for t in threads:
+        t.join()
+    after, elapsed = stack.cpu(), time.perf_counter() - bounds[0]
+    usage = {f"{k}_cpu_pct": (after[k] - before[k]) / elapsed * 100 for k in PROCS}
+    busy, total = (after[k] - before[k] for k in ("host_busy", "host_total"))
+    usage["host_cpu_pct"] = busy / total * 100 if total else float("nan")
+    return results, wall_start, usage
+
+
+def completions(url: str, start: float, seconds: float, grace: float) -> dict[str, float]:
+    """What the database says about the window: paid trades, and pay → paid latency."""
+    time.sleep(grace)  # let callbacks for the last payments land (they count only if in time)
+    lo, hi = (datetime.fromtimestamp(t, UTC) for t in (start, start + seconds))
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            paid = conn.execute(sa.text(
+                "SELECT count(*) FROM pay_orders WHERE status = 'success'"
+                " AND finished_at >= :lo AND finished_at < :hi"), {"lo": lo, "hi": hi},
+            ).scalar_one()  # fmt: skip
+            row = conn.execute(sa.text(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),"
+                " percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),"
+                " count(*) FILTER (WHERE ms IS NULL)"
+                " FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms"
+                "       FROM pay_orders WHERE created_at >= :lo AND created_at < :hi) AS o"),
+                {"lo": lo, "hi": hi},
+            ).one()  # fmt: skip
+    finally:
+        engine.dispose()
+    return {"paid": int(paid), "pay_to_paid_p50_ms": float(row[0] or "nan"),
+            "pay_to_paid_p99_ms": float(row[1] or "nan"), "unsettled": int(row[2])}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=15.0, help="timed window")
+    p.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
+    p.add_argument("--warmup", type=float, default=2.0, help="untimed seconds before the window")
+    p.add_argument("--grace", type=float, default=2.0, help="wait for callbacks after the load")
+    p.add_argument("--latency-ms", type=float, default=1.0, help="sandbox answer latency")
+    p.add_argument("--callback-delay-ms", type=float, default=5.0, help="sandbox callback delay")
+    p.add_argument("--pgbench-seconds", type=int, default=0, help="default: --seconds")
+    p.add_argument("--pgbench-mode", default="prepared", choices=MODES,
+                   help="pgbench -M (psycopg prepares repeated statements)")  # fmt: skip
+    args = p.parse_args(argv)
+
+    url = os.environ.get("PAYWATCH_BENCH_DATABASE_URL", DEFAULT_URL)
+    load1 = os.getloadavg()[0]
+    knobs = {"latency_ms": args.latency_ms, "callback_delay_ms": args.callback_delay_ms}
+    with bench_schema(url) as (schema, scoped):
+        stack = Stack(scoped)
+        try:
+            stack.start(knobs)
+            log(f"{args.clients} clients, {args.warmup:g}s warm-up, {args.seconds:g}s window")
+            clients, start, usage = load(stack, args.clients, args.warmup, args.seconds)
+            done = completions(scoped, start, args.seconds, args.grace)
+        finally:
+            stack.stop()
+        log(f"http: {done['paid'] / args.seconds:.1f} payments/s; now pgbench")
+        pg_seconds = args.pgbench_seconds or max(1, round(args.seconds))
+        ref = pgbench(url, schema, args.clients, pg_seconds, args.pgbench_mode)
+
+    total = [x for c in clients for x in c.total]
+    create = [x for c in clients for x in c.create]
+    pay = [x for c in clients for x in c.pay]
+    errors = sum(c.errors for c in clients)
+    if errors:
+        log(f"{errors} errors; first: {next(c.first_error for c in clients if c.first_error)}")
+    per_s = done["paid"] / args.seconds
+    result: dict[str, object] = {
+        "payments_per_s": round(per_s, 1),
+        "p50_ms": round(pct(total, 50), 1),
+        "p99_ms": round(pct(total, 99), 1),
+        "pgbench_tps": round(ref["tps"], 1),
+        "ratio": round(per_s / ref["tps"], 3) if ref["tps"] else None,
+        "create_p50_ms": round(pct(create, 50), 1),
+        "create_p99_ms": round(pct(create, 99), 1),
+        "pay_p50_ms": round(pct(pay, 50), 1),
+        "pay_p99_ms": round(pct(pay, 99), 1),
+        "pay_to_paid_p50_ms": round(done["pay_to_paid_p50_ms"], 1),
+        "pay_to_paid_p99_ms": round(done["pay_to_paid_p99_ms"], 1),
+        "completed": done["paid"],
+        "requested": len(total),
+        "unsettled": done["unsettled"],
+        "errors": errors,
+        "pgbench_latency_ms": round(ref["latency_ms"], 1),
+        "pgbench_mode": args.pgbench_mode,
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "sandbox_knobs": knobs,
+        **{k: round(v, 1) for k, v in usage.items()},
+        # CPU the API process spends per payment (create + pay + callback), in ms
+        "api_cpu_ms_per_payment": round(usage["api_cpu_pct"] * 10 / per_s, 1) if per_s else None,
+        "cpus": os.cpu_count(),
+        "loadavg_1m_before": round(load1, 2),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
