@@ -1,0 +1,379 @@
+"""The dependency map (DESIGN §4): what the core calls, how strongly, with which timeouts.
+
+:class:`DependencyMap` is an immutable, validated, acyclic graph of specs;
+:class:`DependencyMapStore` keeps it in the database; :func:`lint_timeouts` checks timeouts
+along every path; :func:`impact` says what fails or degrades when one resource fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from stability.errors import StabilityError, UnknownResource
+from stability.schema import Edge, Resource
+
+GRADES = ("strong", "weak")
+_PG_LOCK_KEY = 7421302  # advisory lock serialising map writes on PostgreSQL
+
+
+class InvalidDependency(StabilityError):
+    """A resource or edge spec is malformed, or the map it would make is not a DAG."""
+
+    code = "invalid_dependency"
+    http_status = 422
+
+
+class MapStorageError(StabilityError):
+    """The database holding the dependency map failed."""
+
+    code = "map_storage_error"
+    http_status = 503
+
+
+def _text(value: object, field: str, limit: int, *, required: bool = False) -> None:
+    if not isinstance(value, str) or len(value) > limit or (required and not value.strip()):
+        raise InvalidDependency(f"{field} must be a {'non-empty ' if required else ''}string "
+                                f"of at most {limit} characters, got {value!r}")  # fmt: skip
+
+
+def _sla(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise InvalidDependency(f"sla_target must be in (0, 1), got {value!r}")
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """Anything the core calls (or a core link itself, with ``core_link=True``)."""
+
+    name: str
+    kind: str
+    owner: str = ""
+    sla_target: float = 0.999
+    core_link: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _text(self.name, "name", 64, required=True)
+        _text(self.kind, "kind", 32, required=True)
+        _text(self.owner, "owner", 64)
+        _text(self.description, "description", 256)
+        _sla(self.sla_target)
+
+
+@dataclass(frozen=True)
+class EdgeSpec:
+    """``caller`` depends on ``callee``: strong (fails without it) or weak (uses ``fallback``)."""
+
+    caller: str
+    callee: str
+    grade: str
+    timeout_ms: int
+    retries: int = 0
+    fallback: str = ""
+    owner: str = ""
+    sla_target: float = 0.999
+
+    def __post_init__(self) -> None:
+        _text(self.caller, "caller", 64, required=True)
+        _text(self.callee, "callee", 64, required=True)
+        where = f"{self.caller} -> {self.callee}"
+        if self.caller == self.callee:
+            raise InvalidDependency(f"{where}: a resource cannot depend on itself")
+        if self.grade not in GRADES:
+            raise InvalidDependency(f"{where}: grade must be strong or weak, got {self.grade!r}")
+        for field, low in (("timeout_ms", 1), ("retries", 0)):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise InvalidDependency(f"{where}: {field} must be an int >= {low}, got {v!r}")
+        _text(self.fallback, "fallback", 128)
+        if self.grade == "weak" and not self.fallback.strip():
+            raise InvalidDependency(f"{where}: a weak dependency needs a fallback description")
+        _text(self.owner, "owner", 64)
+        _sla(self.sla_target)
+
+    @property
+    def budget_ms(self) -> int:
+        """The longest a caller can wait on this edge: ``timeout_ms * (1 + retries)``."""
+        return self.timeout_ms * (1 + self.retries)
+
+
+class DependencyMap:
+    """A validated, acyclic dependency graph (edges point from caller to callee)."""
+
+    def __init__(self, resources: Iterable[ResourceSpec], edges: Iterable[EdgeSpec] = ()) -> None:
+        self._resources: dict[str, ResourceSpec] = {}
+        for r in resources:
+            if r.name in self._resources:
+                raise InvalidDependency(f"resource {r.name} declared twice")
+            self._resources[r.name] = r
+        self._edges: dict[tuple[str, str], EdgeSpec] = {}
+        self._out: dict[str, list[str]] = {n: [] for n in self._resources}
+        self._in: dict[str, list[str]] = {n: [] for n in self._resources}
+        for e in edges:
+            for end in (e.caller, e.callee):
+                if end not in self._resources:
+                    raise UnknownResource(f"{e.caller} -> {e.callee}: unknown resource {end}",
+                                          resource=end)  # fmt: skip
+            if (e.caller, e.callee) in self._edges:
+                raise InvalidDependency(f"edge {e.caller} -> {e.callee} declared twice")
+            self._edges[(e.caller, e.callee)] = e
+            self._out[e.caller].append(e.callee)
+            self._in[e.callee].append(e.caller)
+        try:
+            TopologicalSorter({n: self._out[n] for n in self._resources}).prepare()
+        except CycleError as exc:
+            cycle = " -> ".join(reversed(exc.args[1]))
+            raise InvalidDependency(f"dependency cycle: {cycle}") from None
+
+    @property
+    def resources(self) -> tuple[ResourceSpec, ...]:
+        """Every resource, sorted by name."""
+        return tuple(self._resources[n] for n in sorted(self._resources))
+
+    @property
+    def edges(self) -> tuple[EdgeSpec, ...]:
+        """Every edge, sorted by (caller, callee)."""
+        return tuple(self._edges[k] for k in sorted(self._edges))
+
+    def resource(self, name: str) -> ResourceSpec:
+        """The resource called ``name``; :class:`UnknownResource` if there is none."""
+        try:
+            return self._resources[name]
+        except KeyError:
+            raise UnknownResource(f"unknown resource {name}", resource=name) from None
+
+    def callees(self, name: str) -> list[str]:
+        """What ``name`` calls, sorted."""
+        self.resource(name)
+        return sorted(self._out[name])
+
+    def callers(self, name: str) -> list[str]:
+        """What calls ``name``, sorted."""
+        self.resource(name)
+        return sorted(self._in[name])
+
+    def out_edges(self, name: str) -> list[EdgeSpec]:
+        """The edges from ``name`` to what it calls, sorted by callee."""
+        return [self._edges[(name, callee)] for callee in self.callees(name)]
+
+    def edge(self, caller: str, callee: str) -> EdgeSpec | None:
+        """The edge ``caller -> callee``, or ``None``."""
+        return self._edges.get((caller, callee))
+
+    def grade(self, caller: str, callee: str) -> str | None:
+        """``"strong"``, ``"weak"``, or ``None`` when ``caller`` does not call ``callee``."""
+        e = self.edge(caller, callee)
+        return e.grade if e else None
+
+    def roots(self) -> list[str]:
+        """Resources nobody calls (the entry points: normally the core links), sorted."""
+        return sorted(n for n, ins in self._in.items() if not ins)
+
+    def with_edge(self, spec: EdgeSpec) -> DependencyMap:
+        """A new map with ``spec`` added or replacing the edge between the same resources."""
+        others = [e for k, e in self._edges.items() if k != (spec.caller, spec.callee)]
+        return DependencyMap(self._resources.values(), [*others, spec])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view for the console."""
+        return {"resources": [asdict(r) for r in self.resources],
+                "edges": [asdict(e) for e in self.edges]}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    """``caller`` gives up on ``callee`` before ``callee`` can finish its slowest call."""
+
+    caller: str
+    callee: str
+    path: tuple[str, ...]  # root ... caller, callee[, the callee's slowest callee]
+    caller_timeout_ms: int
+    callee_spend_ms: int
+    overhead_ms: int = 0
+
+    @property
+    def message(self) -> str:
+        extra = f" + {self.overhead_ms} ms overhead" if self.overhead_ms else ""
+        return (f"{self.caller} -> {self.callee}: timeout {self.caller_timeout_ms} ms does not "
+                f"exceed the {self.callee_spend_ms} ms{extra} {self.callee} can spend "
+                f"(retries included) on path {' -> '.join(self.path)}")  # fmt: skip
+
+
+def lint_timeouts(dmap: DependencyMap, *, overhead_ms: int = 0) -> list[LintFinding]:
+    """Flag every edge whose timeout is not above what its callee can spend plus overhead.
+
+    Walks every path depth first from every root; each edge is reported once, with the
+    first path (in name order) that reaches it. Findings are sorted by path.
+    """
+    if isinstance(overhead_ms, bool) or not isinstance(overhead_ms, int) or overhead_ms < 0:
+        raise ValueError(f"overhead_ms must be an int >= 0, got {overhead_ms!r}")
+    findings: dict[tuple[str, str], LintFinding] = {}
+    expanded: set[str] = set()
+
+    def visit(path: tuple[str, ...]) -> None:
+        caller = path[-1]
+        if caller in expanded:  # every edge below was already reached by an earlier path
+            return
+        expanded.add(caller)
+        for e in dmap.out_edges(caller):
+            # what the callee can spend: its slowest call, retries included
+            slow = max(dmap.out_edges(e.callee), key=lambda x: x.budget_ms, default=None)
+            spend = slow.budget_ms if slow else 0
+            if e.timeout_ms <= spend + overhead_ms:
+                tail = (e.callee, slow.callee) if slow else (e.callee,)
+                findings[(caller, e.callee)] = LintFinding(
+                    caller, e.callee, path + tail, e.timeout_ms, spend, overhead_ms)  # fmt: skip
+            visit((*path, e.callee))
+
+    for root in dmap.roots():
+        visit((root,))
+    return sorted(findings.values(), key=lambda f: f.path)
+
+
+def _upstream(dmap: DependencyMap, start: str, grade: str | None) -> set[str]:
+    """Every transitive caller of ``start`` (through edges of ``grade`` only, if given)."""
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        name = stack.pop()
+        for caller in dmap.callers(name):
+            if caller not in seen and grade in (None, dmap.grade(caller, name)):
+                seen.add(caller)
+                stack.append(caller)
+    return seen
+
+
+@dataclass(frozen=True)
+class Impact:
+    """What happens upstream when ``failed`` fails (``failed`` itself is in neither list)."""
+
+    failed: str
+    fails: list[str]
+    degrades: list[str]
+    core_links_failing: list[str]
+    core_links_degraded: list[str]
+
+
+def impact(dmap: DependencyMap, failed: str) -> Impact:
+    """Resources that fail (strong chain to ``failed``) and that degrade (a weak edge on the way).
+
+    A resource fails when it has a strong edge to a failing resource; every other resource
+    that (transitively) calls ``failed`` degrades.
+    """
+    failing, affected = _upstream(dmap, failed, "strong"), _upstream(dmap, failed, None)
+    fails, degrades = sorted(failing), sorted(affected - failing)
+    return Impact(failed, fails, degrades,
+                  [n for n in fails if dmap.resource(n).core_link],
+                  [n for n in degrades if dmap.resource(n).core_link])  # fmt: skip
+
+
+class DependencyMapStore:
+    """The dependency map in the database. Tables come from the migrations, not from here."""
+
+    def __init__(self, engine_or_url: Engine | str) -> None:
+        if isinstance(engine_or_url, Engine):
+            self.engine, self._owns_engine = engine_or_url, False
+        else:
+            url = sa.make_url(engine_or_url)
+            args = {"timeout": 30} if url.get_backend_name() == "sqlite" else {}
+            self.engine = sa.create_engine(url, connect_args=args, pool_pre_ping=True)
+            self._owns_engine = True
+
+    def dispose(self) -> None:
+        """Close the engine if this store created it."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    @contextmanager
+    def _tx(self, *, write: bool) -> Iterator[Connection]:
+        """One transaction; SQLAlchemy errors come out as :class:`MapStorageError`."""
+        try:
+            with self.engine.begin() as conn:
+                if write and conn.dialect.name == "postgresql":  # read-check-write atomically
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+                elif (
+                    write
+                    and conn.dialect.name == "sqlite"
+                    and not getattr(conn.connection.dbapi_connection, "in_transaction", True)
+                ):  # pysqlite would only BEGIN at the first write: take the write lock now
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise MapStorageError(f"dependency map storage failed: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _read(conn: Connection) -> DependencyMap:
+        rows = conn.execute(sa.select(Resource.__table__).order_by(Resource.name))
+        resources = [ResourceSpec(**{**row._asdict(), "core_link": bool(row.core_link)})
+                     for row in rows]  # fmt: skip
+        rows = conn.execute(sa.select(Edge.__table__).order_by(Edge.caller, Edge.callee))
+        edges = [EdgeSpec(**{k: v for k, v in row._asdict().items() if k != "id"}) for row in rows]
+        return DependencyMap(resources, edges)
+
+    @staticmethod
+    def _empty(conn: Connection) -> bool:
+        return not any(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                       for t in (Resource.__table__, Edge.__table__))  # fmt: skip
+
+    def load(self) -> DependencyMap:
+        """The stored map (empty when nothing is stored)."""
+        with self._tx(write=False) as conn:
+            return self._read(conn)
+
+    def upsert_resource(self, spec: ResourceSpec) -> DependencyMap:
+        """Add or update a resource; returns the new map."""
+        with self._tx(write=True) as conn:
+            cur = self._read(conn)
+            new = DependencyMap([*(r for r in cur.resources if r.name != spec.name), spec],
+                                cur.edges)  # fmt: skip
+            where = Resource.name == spec.name
+            if conn.execute(sa.select(Resource.name).where(where)).first():
+                conn.execute(sa.update(Resource).where(where).values(**asdict(spec)))
+            else:
+                conn.execute(sa.insert(Resource).values(**asdict(spec)))
+            return new
+
+    def upsert_edge(self, spec: EdgeSpec) -> DependencyMap:
+        """Add or update an edge; returns the new map.
+
+        :class:`UnknownResource` when an end is not stored, :class:`InvalidDependency` when
+        the edge would close a cycle.
+        """
+        with self._tx(write=True) as conn:
+            new = self._read(conn).with_edge(spec)
+            where = sa.and_(Edge.caller == spec.caller, Edge.callee == spec.callee)
+            if conn.execute(sa.select(Edge.id).where(where)).first():
+                conn.execute(sa.update(Edge).where(where).values(**asdict(spec)))
+            else:
+                conn.execute(sa.insert(Edge).values(**asdict(spec)))
+            return new
+
+    def delete_edge(self, caller: str, callee: str) -> bool:
+        """Remove ``caller -> callee``; False when there was no such edge."""
+        with self._tx(write=True) as conn:
+            where = sa.and_(Edge.caller == caller, Edge.callee == callee)
+            return bool(conn.execute(sa.delete(Edge).where(where)).rowcount)
+
+    def replace(self, dmap: DependencyMap, *, only_if_empty: bool = False) -> bool:
+        """Store ``dmap`` in place of everything stored, in one transaction.
+
+        With ``only_if_empty`` nothing is written unless both tables are empty.
+        Returns whether the map was written.
+        """
+        with self._tx(write=True) as conn:
+            if only_if_empty and not self._empty(conn):
+                return False
+            conn.execute(sa.delete(Edge))
+            conn.execute(sa.delete(Resource))
+            if dmap.resources:
+                conn.execute(sa.insert(Resource), [asdict(r) for r in dmap.resources])
+            if dmap.edges:
+                conn.execute(sa.insert(Edge), [asdict(e) for e in dmap.edges])
+            return True
