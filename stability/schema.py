@@ -93,7 +93,9 @@ class Switch(Base):
     params: Mapped[str] = mapped_column(Text, default="{}")
     reason: Mapped[str] = mapped_column(String(512))
     actor: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(24))  # pending | active | expired | reverted | rejected
+    status: Mapped[str] = mapped_column(
+        String(24)
+    )  # pending | active | expired | reverted | rejected
     requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
     approved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
