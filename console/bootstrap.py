@@ -10,6 +10,7 @@ from paycore.locks import make_lock
 
 from .migrate import upgrade_database
 from .settings import Settings
+from .wiring import build_stability
 
 
 @dataclass
@@ -21,6 +22,16 @@ class Platform:
     paycore: PayCore
     channel_secrets: dict[str, str] = field(default_factory=dict, repr=False)
     front: Any = None
+    stability: Any = None  # console.wiring.StabilityRuntime
+
+    def start(self) -> Platform:
+        """Start the background parts (switch watcher); idempotent."""
+        if self.stability is not None and not self._started:
+            self.stability.start()
+            self._started = True
+        return self
+
+    _started: bool = False
 
     def api_app(self, **overrides: Any) -> Any:
         """The pay core HTTP API over this platform."""
@@ -32,6 +43,8 @@ class Platform:
     def close(self) -> None:
         if self.front is not None:
             self.front.close()
+        if self.stability is not None:
+            self.stability.close()
         self.paycore.close()
 
 
@@ -47,14 +60,23 @@ def build_platform(
     db = Database(settings.database_url)
     if migrate:
         upgrade_database(db.engine)
-    core = PayCore(db, lock=make_lock(settings.redis_url), ids=IdGenerator(settings.node_id))
+    runtime = build_stability(db.engine, pay_orgs=settings.pay_orgs, redis_url=settings.redis_url)
+    guard = runtime.guard
+    core = PayCore(db, lock=make_lock(settings.redis_url), ids=IdGenerator(settings.node_id),
+                   guard=guard)  # fmt: skip
     secrets = settings.resolved_channel_secrets()
-    platform = Platform(settings=settings, db=db, paycore=core, channel_secrets=secrets)
+    platform = Platform(settings=settings, db=db, paycore=core, channel_secrets=secrets,
+                        stability=runtime)  # fmt: skip
     if channels:
         from paycore.channels.gateway import ChannelFront, build_gateway
 
+        def observe(request: Any, healthy: bool, seconds: float) -> None:
+            guard.record(f"channel.{request.pay_org_no}", "link.pay", healthy, seconds,
+                         timeout_s=3.0)  # fmt: skip
+
         gateway = build_gateway(settings.sandbox_url, secrets)
         api = settings.api_url.rstrip("/")
-        platform.front = ChannelFront(gateway, lambda org: f"{api}/v1/channels/{org}/callback")
+        platform.front = ChannelFront(gateway, lambda org: f"{api}/v1/channels/{org}/callback",
+                                      on_result=observe)  # fmt: skip
         core.channel = platform.front
     return platform

@@ -42,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
         parts = urlsplit(settings.api_url)
         host = host or parts.hostname or "127.0.0.1"
         port = port or parts.port or 8000
-    platform = build_platform(settings)
+    platform = build_platform(settings).start()
     try:
         uvicorn.run(platform.api_app(), host=host, port=port, log_level=args.log_level)
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -20,6 +21,7 @@ from .locks import DistributedLock, MemoryLock
 from .merchants import MerchantService
 from .payments import PayService
 from .refunds import RefundService
+from .risk import RiskEngine
 from .trades import TradeService
 
 
@@ -41,6 +43,8 @@ class PayCore:
         channel: ChannelPort | None = None,
         lock_ttl: float = 15.0,
         lock_wait: float = 10.0,
+        guard: Any = None,
+        risk: RiskEngine | None = None,
     ) -> None:
         self.db = db if isinstance(db, Database) else Database(db)
         self.lock = lock or MemoryLock()
@@ -48,6 +52,8 @@ class PayCore:
         self.clock = clock
         self.channel = channel
         self.lock_ttl, self.lock_wait = lock_ttl, lock_wait
+        self.guard = guard  # stability.Guard: wraps dependency calls when wired in
+        self.risk = risk or RiskEngine()
         self.ledger = Ledger(self.ids, clock, hot_policy)
         self.merchants = MerchantService(self.db, self.ids, clock)
         self.trades = TradeService(self)

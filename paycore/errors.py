@@ -74,6 +74,13 @@ class ContextNotGranted(PayCoreError):
     http_status = 403
 
 
+class RiskRejected(PayCoreError):
+    """The risk check refused this payment."""
+
+    code = "risk_rejected"
+    http_status = 403
+
+
 class MerchantDisabled(PayCoreError):
     code = "merchant_disabled"
     http_status = 403

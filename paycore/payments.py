@@ -112,6 +112,20 @@ class PayService:
         self._submit(requests)
         return view
 
+    def _preflight(self, trade: TradeView, req: PayRequest, ctx: BizContext) -> None:
+        """Dependency checks before anything is written: risk (weak: falls back) and the
+        channel's switch, limit and breaker (strong: fail fast, naming the channel)."""
+        guard = self.core.guard
+        labels = ctx.as_labels()
+        if guard is None:
+            self.core.risk.check(trade.user_id, trade.amount)
+            return
+        guard.call("risk", lambda: self.core.risk.check(trade.user_id, trade.amount),
+                   caller="link.pay", labels=labels,
+                   fallback=lambda: self.core.risk.fallback(trade.amount))  # fmt: skip
+        if any(t.tool == "channel" for t in req.tools):
+            guard.admit(f"channel.{ctx.pay_org_no}", caller="link.pay", labels=labels)
+
     def _check_tools(self, trade: TradeView, req: PayRequest) -> None:
         allowed = ALLOWED_TOOLS.get(trade.trade_type)
         if allowed is None:

@@ -1,6 +1,5 @@
 """The pay core HTTP API (``/v1``), built per process by :func:`create_app`."""
 
-
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field

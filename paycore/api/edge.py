@@ -18,6 +18,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from stability.errors import DependencyFailed, StabilityError
+from stability.errors import RateLimited as GuardRateLimited
+
 from ..errors import PayCoreError, RateLimited
 
 log = logging.getLogger("paycore.api")
@@ -67,6 +70,24 @@ def install(app: FastAPI) -> None:
         if exc.http_status >= 500:
             log.warning("%s (request %s): %s", exc.code, request_id(request), exc.message)
         return error_response(request, exc.http_status, exc.code, exc.message, headers)
+
+    @app.exception_handler(StabilityError)
+    async def _stability(request: Request, exc: StabilityError) -> JSONResponse:
+        if isinstance(exc, GuardRateLimited):
+            retry = str(max(1, int(exc.retry_after + 0.999)))
+            return error_response(
+                request,
+                429,
+                "rate_limited",
+                f"rate limit on {exc.resource}",
+                {"Retry-After": retry},
+            )
+        if isinstance(exc, DependencyFailed):
+            log.warning("dependency %s failed fast: %s (request %s)", exc.resource, exc.reason,
+                        request_id(request))  # fmt: skip
+            return error_response(request, 503, exc.public_code,
+                                  f"{exc.resource} is unavailable ({exc.reason})")  # fmt: skip
+        return error_response(request, exc.http_status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

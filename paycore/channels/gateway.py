@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -108,11 +109,13 @@ class ChannelFront:
         max_workers: int = 8,
         on_ack: Callable[[ChannelAck], None] | None = None,
         on_failure: Callable[[ChannelRequest, Exception], None] | None = None,
+        on_result: Callable[[ChannelRequest, bool, float], None] | None = None,
     ) -> None:
         self.gateway = gateway
         self.notify_url_for = notify_url_for
         self.on_ack = on_ack
         self.on_failure = on_failure
+        self.on_result = on_result  # (request, channel healthy?, seconds): feeds the guard
         self.submitted = 0
         self.acked = 0
         self.failures = 0
@@ -145,11 +148,17 @@ class ChannelFront:
             self._pending.discard(future)
 
     def _send(self, client: HttpChannelClient, request: ChannelRequest) -> None:
+        start = time.perf_counter()
         try:
             ack = client.send(request, self.notify_url_for(request.pay_org_no))
         except Exception as exc:  # noqa: BLE001 - logged and counted; active query settles it
+            if self.on_result is not None:  # a 4xx is an answer: the channel itself is up
+                healthy = isinstance(exc, ChannelRejected)
+                self._hook(self.on_result, request, healthy, time.perf_counter() - start)
             self._failed(request, exc)
             return
+        if self.on_result is not None:
+            self._hook(self.on_result, request, True, time.perf_counter() - start)
         with self._lock:
             self.acked += 1
         if self.on_ack is not None:
