@@ -129,7 +129,10 @@ class Stack:
         # onboarding first: it writes the channel secrets file both servers then read
         out = self.cli("merchant", "add", "--name", "pay-e2e", "--product", "goods:physical",
                        "--pay-org", ORG, "--fee-bps", "100")  # fmt: skip
-        self.token = re.search(r"^token:\s+(\S+)", out, re.M)[1]  # type: ignore[index]
+        found = re.search(r"^token:\s+(\S+)", out, re.M)
+        if found is None:
+            raise RuntimeError("merchant add printed no token")
+        self.token = found[1]
         self.spawn("sandbox", "sandbox", "--port", str(self.sandbox_port),
                    "--admin-token", ADMIN_TOKEN)  # fmt: skip
         self.spawn("api", "serve", "--port", str(self.api_port), "--log-level", "warning")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import secrets
 import sys
@@ -54,7 +55,12 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def num(value: float, digits: int = 1) -> float | None:
+    """Rounded, or None for NaN (JSON has no NaN)."""
+    return None if math.isnan(value) else round(value, digits)
 
 
 def trade_body(no: str) -> dict[str, object]:
@@ -148,8 +154,9 @@ def completions(url: str, start: float, seconds: float, grace: float) -> dict[st
             ).one()  # fmt: skip
     finally:
         engine.dispose()
-    return {"paid": int(paid), "pay_to_paid_p50_ms": float(row[0] or "nan"),
-            "pay_to_paid_p99_ms": float(row[1] or "nan"), "unsettled": int(row[2])}  # fmt: skip
+    p50, p99 = (float("nan") if v is None else float(v) for v in row[:2])
+    return {"paid": int(paid), "pay_to_paid_p50_ms": p50, "pay_to_paid_p99_ms": p99,
+            "unsettled": int(row[2])}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,39 +188,33 @@ def main(argv: list[str] | None = None) -> int:
         pg_seconds = args.pgbench_seconds or max(1, round(args.seconds))
         ref = pgbench(url, schema, args.clients, pg_seconds, args.pgbench_mode)
 
-    total = [x for c in clients for x in c.total]
-    create = [x for c in clients for x in c.create]
-    pay = [x for c in clients for x in c.pay]
+    lat = {k: [x for c in clients for x in getattr(c, k)] for k in ("total", "create", "pay")}
     errors = sum(c.errors for c in clients)
     if errors:
         log(f"{errors} errors; first: {next(c.first_error for c in clients if c.first_error)}")
     per_s = done["paid"] / args.seconds
     result: dict[str, object] = {
-        "payments_per_s": round(per_s, 1),
-        "p50_ms": round(pct(total, 50), 1),
-        "p99_ms": round(pct(total, 99), 1),
-        "pgbench_tps": round(ref["tps"], 1),
-        "ratio": round(per_s / ref["tps"], 3) if ref["tps"] else None,
-        "create_p50_ms": round(pct(create, 50), 1),
-        "create_p99_ms": round(pct(create, 99), 1),
-        "pay_p50_ms": round(pct(pay, 50), 1),
-        "pay_p99_ms": round(pct(pay, 99), 1),
-        "pay_to_paid_p50_ms": round(done["pay_to_paid_p50_ms"], 1),
-        "pay_to_paid_p99_ms": round(done["pay_to_paid_p99_ms"], 1),
+        "payments_per_s": num(per_s),
+        "p50_ms": num(pct(lat["total"], 50)),
+        "p99_ms": num(pct(lat["total"], 99)),
+        "pgbench_tps": num(ref["tps"]),
+        "ratio": num(per_s / ref["tps"], 3),
+        **{f"{k}_p{q}_ms": num(pct(lat[k], q)) for k in ("create", "pay") for q in (50, 99)},
+        "pay_to_paid_p50_ms": num(done["pay_to_paid_p50_ms"]),
+        "pay_to_paid_p99_ms": num(done["pay_to_paid_p99_ms"]),
         "completed": done["paid"],
-        "requested": len(total),
+        "requested": len(lat["total"]),
         "unsettled": done["unsettled"],
         "errors": errors,
-        "pgbench_latency_ms": round(ref["latency_ms"], 1),
+        "pgbench_latency_ms": num(ref["latency_ms"]),
         "pgbench_mode": args.pgbench_mode,
         "clients": args.clients,
         "seconds": args.seconds,
         "sandbox_knobs": knobs,
-        **{k: round(v, 1) for k, v in usage.items()},
-        # CPU the API process spends per payment (create + pay + callback), in ms
-        "api_cpu_ms_per_payment": round(usage["api_cpu_pct"] * 10 / per_s, 1) if per_s else None,
+        **{k: num(v) for k, v in usage.items()},
+        "api_cpu_ms_per_payment": num(usage["api_cpu_pct"] * 10 / per_s) if per_s else None,
         "cpus": os.cpu_count(),
-        "loadavg_1m_before": round(load1, 2),
+        "loadavg_1m_before": num(load1, 2),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

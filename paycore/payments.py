@@ -91,6 +91,7 @@ class PayService:
         )
         self.core.merchants.authorize(merchant_id, ctx)
         self._check_tools(trade, req)
+        self._preflight(trade, req, ctx)
         with (
             use_context(ctx),
             self.core.lock.hold(

@@ -9,7 +9,6 @@ import time
 
 import httpx
 import sqlalchemy as sa
-
 from conftest import free_port
 
 

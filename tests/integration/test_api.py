@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import sqlalchemy as sa
-
 from conftest import LiveServer, free_port, table_counts
+
 from paycore.channels.signing import signed_headers
 from paycore.db.schema import JournalEntry, PayException, PayItem
 from paycore.ledger import merchant_payable, trial_balance, user_balance
@@ -277,3 +277,21 @@ def test_rate_limit_answers_429_with_retry_after(stack):
     assert [c.status_code for c in codes] == [404, 404, 429]
     assert codes[2].json()["error"]["code"] == "rate_limited"
     assert int(codes[2].headers["retry-after"]) >= 1
+
+
+def test_strong_dependency_down_answers_503_naming_it_and_writes_nothing(stack):
+    from datetime import timedelta
+
+    runtime = stack.platform.stability
+    sw = runtime.switches.propose("force_breaker", "channel.SANDBOX_A", actor="alice",
+                                  reason="channel incident", ttl=timedelta(minutes=5),
+                                  params={"state": "forced_open"})
+    runtime.switches.approve(sw.id, approver="bob")
+    runtime.watcher.refresh()
+    stack.trade("dep-1", 300)
+    before = stack.snapshot()
+    r = stack.http.post("/v1/trades/dep-1/pay", json={"tools": [{"tool": "channel", "amount": 300}]})
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "dependency_unavailable:channel.SANDBOX_A"
+    assert stack.snapshot() == before
+    assert stack.http.get("/v1/trades/dep-1").json()["trade"]["status"] == "created"
