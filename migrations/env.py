@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from alembic import context
 
+from alerts.schema import metadata as alerts_metadata
+from collectors.schema import metadata as collectors_metadata
 from paycore.db.schema import metadata as paycore_metadata
 from stability.schema import metadata as stability_metadata
 
-target_metadata = [paycore_metadata, stability_metadata]
+target_metadata = [paycore_metadata, stability_metadata, collectors_metadata, alerts_metadata]
 
 
 def run_migrations_online() -> None:

@@ -80,6 +80,7 @@ class MerchantService:
         self.db, self.ids, self.clock = db, ids, clock
         self.cache_ttl = cache_ttl
         self._cache: dict[str, tuple[float, MerchantInfo]] = {}
+        self._tokens: dict[str, tuple[float, str]] = {}  # token hash -> (until, merchant id)
         self._lock = threading.Lock()
 
     def onboard(
@@ -172,6 +173,10 @@ class MerchantService:
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             raise AuthenticationFailed("missing or malformed token")
         digest = hash_token(token)
+        with self._lock:
+            hit = self._tokens.get(digest)
+        if hit and hit[0] > time.monotonic():
+            return self._active(self.get(hit[1]))
         with self.db.session() as s:
             row = s.execute(
                 select(Merchant.merchant_id, Merchant.token_hash).where(
@@ -180,7 +185,12 @@ class MerchantService:
             ).first()
         if row is None or not secrets.compare_digest(row.token_hash, digest):
             raise AuthenticationFailed("invalid token")
-        info = self.get(row.merchant_id)
+        with self._lock:
+            self._tokens[digest] = (time.monotonic() + self.cache_ttl, row.merchant_id)
+        return self._active(self.get(row.merchant_id))
+
+    @staticmethod
+    def _active(info: MerchantInfo) -> MerchantInfo:
         if info.status != "active":
             raise MerchantDisabled("merchant is disabled")
         return info

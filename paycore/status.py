@@ -53,5 +53,6 @@ def cas_status(
         update(model)
         .where(model.id == row_id, model.status == from_status)
         .values(status=to_status, **values)
+        .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]

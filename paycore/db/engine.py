@@ -59,7 +59,9 @@ def create_engine_from_url(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 40)
-    kwargs.setdefault("pool_pre_ping", True)
+    # no pre-ping: it costs a round trip per checkout; a dead connection is invalidated
+    # (with the rest of the pool) on its first error instead
+    kwargs.setdefault("pool_recycle", 1800)
     return sa.create_engine(url, **kwargs)
 
 

@@ -165,6 +165,7 @@ def apply_delta(session: Session, account_id: int, delta: int) -> None:
         .where(Account.id == account_id)
         .where(Account.allow_negative | (Account.balance + delta >= 0))
         .values(balance=Account.balance + delta)
+        .execution_options(synchronize_session=False)
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise InsufficientBalance("insufficient balance")
