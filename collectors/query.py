@@ -27,32 +27,71 @@ class MetricsQuery(ABC):
     """Read-side of the metrics: rates, ratios and quantiles over a window."""
 
     @abstractmethod
-    def rate(self, metric: str, *, window: float, at: float, match: Labels | None = None,
-             by: tuple[str, ...] = ()) -> list[Series]:  # fmt: skip
+    def rate(
+        self,
+        metric: str,
+        *,
+        window: float,
+        at: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+    ) -> list[Series]:
         """Per-second increase of counter ``metric`` over ``window`` before ``at``,
         summed per group of the ``by`` labels, over series matching ``match``."""
 
     @abstractmethod
-    def ratio(self, numerator: str, denominator: str, *, window: float, at: float,
-              match_num: Labels | None = None, match_den: Labels | None = None,
-              by: tuple[str, ...] = ()) -> list[Series]:  # fmt: skip
+    def ratio(
+        self,
+        numerator: str,
+        denominator: str,
+        *,
+        window: float,
+        at: float,
+        match_num: Labels | None = None,
+        match_den: Labels | None = None,
+        by: tuple[str, ...] = (),
+    ) -> list[Series]:
         """increase(numerator) / increase(denominator) per group (e.g. success ratio);
         value None when the denominator did not increase (no traffic)."""
 
     @abstractmethod
-    def quantile(self, q: float, histogram: str, *, window: float, at: float,
-                 match: Labels | None = None, by: tuple[str, ...] = ()) -> list[Series]:  # fmt: skip
+    def quantile(
+        self,
+        q: float,
+        histogram: str,
+        *,
+        window: float,
+        at: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+    ) -> list[Series]:
         """The q-quantile of histogram ``histogram`` (its ``_bucket`` series) over the
         window, linearly interpolated within the bucket as Prometheus does."""
 
     @abstractmethod
-    def latest(self, metric: str, *, at: float, match: Labels | None = None,
-               by: tuple[str, ...] = (), max_age: float = 300.0) -> list[Series]:  # fmt: skip
+    def latest(
+        self,
+        metric: str,
+        *,
+        at: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+        max_age: float = 300.0,
+    ) -> list[Series]:
         """The newest value of a gauge (summed per group), if not older than max_age."""
 
     @abstractmethod
-    def range(self, metric_kind: str, metric: str, *, start: float, end: float, step: float,
-              match: Labels | None = None, by: tuple[str, ...] = (),
-              window: float = 300.0) -> dict[tuple[tuple[str, str], ...], list[tuple[float, float | None]]]:  # fmt: skip  # noqa: E501
+    def range(
+        self,
+        metric_kind: str,
+        metric: str,
+        *,
+        start: float,
+        end: float,
+        step: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+        window: float = 300.0,
+    ) -> dict[tuple[tuple[str, str], ...], list[tuple[float, float | None]]]:
         """A time series for charts: ``metric_kind`` is "rate", "latest" or "p99";
         returns {sorted label items: [(t, value), ...]} at ``step`` resolution."""
