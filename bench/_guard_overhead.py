@@ -9,8 +9,10 @@ import cProfile
 import gc
 import pstats
 import statistics
+import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import pybreaker
 from limits import RateLimitItemPerSecond
@@ -18,11 +20,27 @@ from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
 from stability.depmap import DependencyMap, EdgeSpec, ResourceSpec
-from stability.guard import _budget, Guard
-from stability.limits import LimitRule
+from stability.guard import Guard, _budget
+from stability.limits import Decision, LimitOutcome, LimitRule, check_acquire_args
 
 CALLER, RESOURCE = "link.pay", "coupon"
 Runner = Callable[[int], None]  # performs n calls
+
+
+class FastDecision(NamedTuple):
+    allowed: bool
+    remaining: float
+    retry_after: float
+
+
+def _locked(lock: threading.Lock) -> None:
+    with lock:
+        pass
+
+
+def _clamp(burst: float, tokens: float, dt: float, rate: float) -> float:
+    t = tokens + (dt if dt > 0.0 else 0.0) * rate
+    return t if t < burst else burst
 
 
 def work() -> int:
@@ -134,8 +152,9 @@ def components(batches: int = 60, calls: int = 2000) -> dict[str, float]:
     subtracted). The steps add up to about the measured ``guard_added_us``."""
     guard = make_guard()
     rule = guard.base_rules[0]
-    store, breaker, stats, clock = guard.limiter.store, guard.breaker(RESOURCE), guard.stats, guard.clock
-    key, empty = rule.bucket_key({}), {}
+    store, breaker, clock = guard.limiter.store, guard.breaker(RESOURCE), guard.clock
+    empty: dict[str, str] = {}
+    key, lock = rule.bucket_key(empty), threading.Lock()
     guard.call(RESOURCE, work, caller=CALLER, fallback=fallback)
 
     def loop(step: Callable[[], object]) -> Runner:
@@ -162,6 +181,14 @@ def components(batches: int = 60, calls: int = 2000) -> dict[str, float]:
         ),
         "record total": lambda: guard.record(RESOURCE, CALLER, True, 1e-6, 0.3),
         "call total": lambda: guard.call(RESOURCE, work, caller=CALLER, fallback=fallback),
+        # single lines of MemoryLimitStore.acquire / Limiter.check, and cheaper stand-ins
+        "  line: Decision(...) (frozen dataclass)": lambda: Decision(True, 1.0, 0.0),
+        "  alt: NamedTuple Decision": lambda: FastDecision(True, 1.0, 0.0),
+        "  line: LimitOutcome()": LimitOutcome,
+        "  line: check_acquire_args": lambda: check_acquire_args(1e9, 1e9, 1.0),
+        "  line: with threading.Lock()": lambda: _locked(lock),
+        "  line: min(burst, t + max(0, dt) * rate)": lambda: min(1e9, 1.0 + max(0.0, 1e-6) * 1e9),
+        "  alt: conditional expressions": lambda: _clamp(1e9, 1.0, 1e-6, 1e9),
     }
     per_call = time_batches({k: loop(f) for k, f in steps.items()}, batches, calls, warmup=3)
     p50 = {k: statistics.median(v) for k, v in per_call.items()}
