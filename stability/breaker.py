@@ -114,6 +114,8 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May a call go through now? In half_open each ``True`` is a probe to record."""
+        if self._store is None and (self._state == CLOSED or self._state == FORCED_CLOSED):
+            return True  # hot path: nothing to tick or sync while closed and unshared
         fx: list[_Effect] = []
         self._sync(fx)
         with self._lock:

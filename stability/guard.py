@@ -12,6 +12,7 @@ timeout; :meth:`Guard.acall` enforces the timeout itself with ``asyncio.wait_for
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections import Counter
@@ -44,30 +45,43 @@ class Recorder(Protocol):
 
 class GuardStats:
     """In-process counters of guard outcomes: what tests, drills and the console read
-    when no metrics backend is wired in."""
+    when no metrics backend is wired in. Lock-free on the hot path: ``next()`` on an
+    ``itertools.count`` is atomic in CPython."""
 
     def __init__(self) -> None:
-        self.counts: Counter[tuple[str, str]] = Counter()
+        self._counters: dict[tuple[str, str], itertools.count[int]] = {}
         self.transitions: list[tuple[str, str, str, str]] = []
         self._lock = threading.Lock()
 
     def outcome(self, resource: str, caller: str, outcome: str, duration_s: float) -> None:
-        with self._lock:
-            self.counts[(resource, outcome)] += 1
+        counter = self._counters.get((resource, outcome))
+        if counter is None:
+            with self._lock:
+                counter = self._counters.setdefault((resource, outcome), itertools.count(1))
+        next(counter)
+
+    @property
+    def counts(self) -> Counter[tuple[str, str]]:
+        return Counter({key: self._value(c) for key, c in list(self._counters.items())})
+
+    @staticmethod
+    def _value(counter: itertools.count[int]) -> int:
+        return int(repr(counter)[6:-1]) - 1  # count(n) has handed out n - 1 values
 
     def breaker_changed(self, resource: str, old: str, new: str, reason: str) -> None:
         with self._lock:
             self.transitions.append((resource, old, new, reason))
 
     def count(self, resource: str, outcome: str) -> int:
-        with self._lock:
-            return self.counts[(resource, outcome)]
+        counter = self._counters.get((resource, outcome))
+        return 0 if counter is None else self._value(counter)
 
 
 @dataclass(frozen=True, slots=True)
 class _Route:
     grade: str
     timeout_s: float
+    breaker: CircuitBreaker
 
 
 class Guard:
@@ -138,7 +152,7 @@ class Guard:
             edge = self.map.edge(caller, resource)
             if edge is None:
                 raise UnknownResource(f"no dependency {caller} -> {resource}", resource=resource)
-            route = _Route(edge.grade, edge.timeout_ms / 1000.0)
+            route = _Route(edge.grade, edge.timeout_ms / 1000.0, self.breaker(resource))
             self._routes[(caller, resource)] = route
         return route
 
@@ -162,7 +176,7 @@ class Guard:
                     raise RateLimited("rate limit", resource=resource,
                                       retry_after=outcome.retry_after)  # fmt: skip
                 refusal = "blocked"
-        if refusal is None and not self.breaker(resource).allow():
+        if refusal is None and not route.breaker.allow():
             refusal = "breaker_open"
         if refusal is not None and route.grade == "strong":
             self._record(resource, caller, refusal, 0.0)
@@ -202,8 +216,10 @@ class Guard:
         finally:
             _budget.reset(token)
         elapsed = self.clock() - start
-        self.record(resource, caller, True, elapsed, route.timeout_s)
-        if elapsed > route.timeout_s and route.grade == "weak":
+        in_time = elapsed <= route.timeout_s
+        route.breaker.record(in_time, elapsed)
+        self._record(resource, caller, "pass" if in_time else "timeout", elapsed)
+        if not in_time and route.grade == "weak":
             return self._fallback(resource, caller, "timeout", fallback)
         return result
 

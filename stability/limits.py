@@ -82,19 +82,23 @@ class MemoryLimitStore(LimitStore):
         self._ops = 0
 
     def acquire(self, key: str, rate: float, burst: float, cost: float = 1.0) -> Decision:
-        check_acquire_args(rate, burst, cost)
+        if not (rate > 0 and burst >= 1 and 0 < cost <= burst):  # hot path: validate cheaply
+            check_acquire_args(rate, burst, cost)
         with self._lock:
             now = self._clock()
             bucket = self._buckets.get(key)
             if bucket is None:
                 tokens = burst
             else:
-                tokens = min(burst, bucket[0] + max(0.0, now - bucket[1]) * rate)
+                elapsed = now - bucket[1]
+                tokens = bucket[0] + elapsed * rate if elapsed > 0 else bucket[0]
+                if tokens > burst:
+                    tokens = burst
             allowed = tokens >= cost
             if allowed:
                 tokens -= cost
             need = (1.0 if allowed else cost) - tokens
-            retry_after = max(0.0, need / rate)
+            retry_after = need / rate if need > 0 else 0.0
             self._buckets[key] = [tokens, now, now + (burst - tokens) / rate]
             self._ops += 1
             if self._ops % self.SWEEP_EVERY == 0:
@@ -179,6 +183,10 @@ class LimitOutcome:
     backend_error: bool = False
 
 
+#: the shared verdict for an admitted call with nothing to report (never mutate it)
+ALLOWED = LimitOutcome()
+
+
 class Limiter:
     """Applies the limit rules of a resource; the rule set can be swapped at run time."""
 
@@ -219,10 +227,21 @@ class Limiter:
         has failed during this check, the remaining rules apply their policy
         without asking it again.
         """
-        with self._lock:
-            rules = self._by_resource.get(resource, ())
-        outcome = LimitOutcome()
+        # the rule map is replaced whole, never changed in place: no lock needed to read it
+        rules = self._by_resource.get(resource, ())
+        outcome = None
         for rule in rules:
+            if outcome is None:
+                if rule.dry_run or rule.policy == "fail_closed" or len(rules) > 1:
+                    outcome = LimitOutcome()
+                else:  # the common case: one enforcing rule, store healthy
+                    try:
+                        d = self.store.acquire(rule.bucket_key(labels), rule.rate, rule.burst)
+                    except LimitBackendUnavailable:
+                        return LimitOutcome(backend_error=True)
+                    if d.allowed:
+                        return ALLOWED
+                    return LimitOutcome(False, rule.name, [], d.retry_after)
             if not outcome.allowed and not rule.dry_run:
                 continue
             if outcome.backend_error:
@@ -247,7 +266,7 @@ class Limiter:
                 outcome.allowed = False
                 outcome.blocked_by = rule.name
                 outcome.retry_after = retry_after
-        return outcome
+        return outcome if outcome is not None else ALLOWED
 
     def enforce(self, resource: str, labels: Mapping[str, str]) -> LimitOutcome:
         """Like :meth:`check`, but raise :class:`RateLimited` when the call is refused."""

@@ -43,6 +43,7 @@ class ApiConfig:
     rate_per_s: float = 2000.0
     burst: float = 4000.0
     callback_tolerance_s: float = 300.0
+    registry: Any = None  # prometheus_client CollectorRegistry served at /metrics
     extra_routes: list[Callable[[FastAPI], None]] = field(default_factory=list)
 
 
@@ -71,6 +72,16 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
         if core.db.ping():
             return {"status": "ready", "database": "ok"}
         return edge.error_response(request, 503, "database_unavailable", "database unreachable")
+
+    if cfg.registry is not None:
+        from fastapi.responses import Response
+
+        from collectors.exposition import metrics_response
+
+        @app.get("/metrics", tags=["ops"], include_in_schema=False)
+        def metrics(request: Request) -> Response:
+            body, content_type = metrics_response(cfg.registry, request.headers.get("accept"))
+            return Response(body, media_type=content_type)
 
     @app.post("/v1/trades", tags=["trades"])
     def create_trade(body: CreateTradeBody, m: Merchant) -> TradeOut:
