@@ -1,0 +1,49 @@
+"""Alerts: threshold and SLO burn-rate rules, lifecycle, silences, notifiers, export.
+
+Nothing is built at import time; the composition root (``console``) creates an
+:class:`AlertEngine` over a database engine and a :class:`collectors.query.MetricsQuery`.
+"""
+
+from __future__ import annotations
+
+from .base import DEFAULT_WINDOWS, BurnWindow, Rule
+from .burnrate import BurnRateRule
+from .engine import AlertEngine, EvalResult
+from .errors import AlertsError, NotifyError, RuleError, SilenceError
+from .export import rule_groups, to_prometheus_rules
+from .model import Alert, Delivery, Instance, Notification, NotificationRecord, Transition
+from .notify import AlertmanagerNotifier, MultiNotifier, Notifier, WebhookNotifier
+from .rules import ThresholdRule, default_rules
+from .silences import Silence, SilenceStore
+from .spec import MinTraffic, QuerySpec
+
+__all__ = [
+    "DEFAULT_WINDOWS",
+    "Alert",
+    "AlertEngine",
+    "AlertmanagerNotifier",
+    "AlertsError",
+    "BurnRateRule",
+    "BurnWindow",
+    "Delivery",
+    "EvalResult",
+    "Instance",
+    "MinTraffic",
+    "MultiNotifier",
+    "Notification",
+    "NotificationRecord",
+    "Notifier",
+    "NotifyError",
+    "QuerySpec",
+    "Rule",
+    "RuleError",
+    "Silence",
+    "SilenceError",
+    "SilenceStore",
+    "ThresholdRule",
+    "Transition",
+    "WebhookNotifier",
+    "default_rules",
+    "rule_groups",
+    "to_prometheus_rules",
+]

@@ -1,0 +1,185 @@
+"""The default rules for the core links (what each means: ``docs/alerts.md``).
+
+* success ratio per link step as SLO burn rates (trade_create, pay, callback, refund),
+  and per pay org on the channel call;
+* pay p99 latency; compensation, notification and ledger-posting backlogs;
+* a breaker open or forced open; the trial balance not balancing; recon differences.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .base import Rule
+from .burnrate import BurnRateRule
+from .rules import ThresholdRule
+from .spec import MinTraffic, QuerySpec
+
+REQUESTS = "paywatch_link_requests_total"
+LATENCY = "paywatch_link_latency_seconds"
+RUNBOOK = "docs/alerts.md#"
+
+#: step → (SLO, min req/s below which the burn rate does not page)
+STEP_SLOS: dict[str, tuple[float, float]] = {
+    "trade_create": (0.999, 0.05),
+    "pay": (0.999, 0.05),
+    "callback": (0.999, 0.05),
+    "refund": (0.995, 0.01),
+}
+CHANNEL_SLO = 0.99
+
+
+def _notes(anchor: str, summary: str) -> dict[str, str]:
+    return {"summary": summary, "runbook": RUNBOOK + anchor}
+
+
+def _gauge(
+    name: str,
+    metric: str,
+    op: str,
+    threshold: float,
+    *,
+    for_s: float,
+    severity: str,
+    summary: str,
+    match: dict[str, str] | None = None,
+    by: tuple[str, ...] = (),
+    absent_for_s: float | None = None,
+    agg: str = "max",
+) -> ThresholdRule:
+    return ThresholdRule(
+        name,
+        QuerySpec("latest", metric, dict(match or {}), by=by, window=900, agg=agg),
+        op,
+        threshold,
+        for_s=for_s,
+        severity=severity,
+        annotations=_notes(name, summary),
+        absent_for_s=absent_for_s,
+    )
+
+
+def org_slug(org: str) -> str:
+    """A pay org code as a rule-name fragment: ``SANDBOX_A`` → ``sandbox_a``."""
+    return re.sub(r"[^a-z0-9_]", "_", org.lower())
+
+
+def build_default_rules(pay_orgs: tuple[str, ...] = ()) -> list[Rule]:
+    rules: list[Rule] = []
+    for step, (slo, min_rps) in STEP_SLOS.items():
+        name = f"slo_{step}_success"
+        rules.append(
+            BurnRateRule(
+                name,
+                slo,
+                step=step,
+                min_traffic_rps=min_rps,
+                absent_for_s=1800 if step == "pay" else None,
+                annotations=_notes(
+                    name, f"{step} is burning its {slo:.4g} success SLO error budget"
+                ),
+            )
+        )
+    for org in pay_orgs:
+        name = f"slo_channel_call_success_{org_slug(org)}"
+        rules.append(
+            BurnRateRule(
+                name,
+                CHANNEL_SLO,
+                match={"step": "channel_call", "pay_org": org},
+                labels={"pay_org": org},
+                min_traffic_rps=0.02,
+                annotations=_notes(
+                    "slo_channel_call_success", f"channel calls to {org} are failing"
+                ),
+            )
+        )
+    rules.append(
+        ThresholdRule(
+            "pay_latency_p99_high",
+            QuerySpec("quantile", LATENCY, {"step": "pay"}, by=("pay_org",), window=300, q=0.99),
+            ">",
+            1.0,
+            for_s=300,
+            severity="page",
+            min_traffic=MinTraffic(
+                QuerySpec("rate", REQUESTS, {"step": "pay"}, by=("pay_org",), window=300), 0.05
+            ),
+            annotations=_notes(
+                "pay_latency_p99_high",
+                "pay p99 latency via {{ $labels.pay_org }} is {{ $value }}s (> 1s)",
+            ),
+        )
+    )
+    rules += [
+        _gauge(
+            "compensation_backlog_high",
+            "paywatch_compensation_backlog",
+            ">",
+            100,
+            match={"status": "pending"},
+            for_s=600,
+            severity="ticket",
+            summary="{{ $value }} compensation tasks pending",
+        ),
+        _gauge(
+            "compensation_needs_hands",
+            "paywatch_compensation_backlog",
+            ">",
+            0,
+            match={"status": "manual"},
+            for_s=300,
+            severity="ticket",
+            summary="{{ $value }} compensation tasks need manual handling",
+        ),
+        _gauge(
+            "notification_backlog_high",
+            "paywatch_notification_backlog",
+            ">",
+            1000,
+            for_s=600,
+            severity="ticket",
+            summary="{{ $value }} merchant notifications waiting",
+        ),
+        _gauge(
+            "pending_postings_high",
+            "paywatch_pending_postings",
+            ">",
+            500,
+            for_s=600,
+            severity="ticket",
+            summary="{{ $value }} ledger postings not yet applied",
+        ),
+        _gauge(
+            "breaker_open",
+            "paywatch_breaker_state",
+            ">=",
+            2,
+            by=("resource",),
+            for_s=60,
+            severity="page",
+            summary="breaker for {{ $labels.resource }} is open (state {{ $value }})",
+        ),
+        _gauge(
+            "trial_balance_broken",
+            "paywatch_trial_balance_ok",
+            "<",
+            1,
+            for_s=0,
+            severity="page",
+            absent_for_s=7200,
+            agg="min",
+            summary="the ledger trial balance does not balance",
+        ),
+        _gauge(
+            "recon_differences",
+            "paywatch_recon_differences",
+            ">",
+            0,
+            by=("kind",),
+            for_s=0,
+            severity="ticket",
+            summary="{{ $value }} reconciliation differences of kind {{ $labels.kind }}",
+        ),
+    ]
+    return rules
