@@ -21,6 +21,7 @@ Usage: ``python bench/jobs.py [--tasks 3000] [--batch 50]``; the database comes 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import secrets
@@ -29,7 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +101,8 @@ def enqueue(db: Any, phase: str, n: int) -> None:
 
 def done_count(db: Any) -> int:
     with db.engine.connect() as conn:
-        return int(conn.execute(sa.text(
-            "SELECT count(*) FROM compensation_tasks WHERE status = 'done'")).scalar_one())  # fmt: skip
+        sql = "SELECT count(*) FROM compensation_tasks WHERE status = 'done'"
+        return int(conn.execute(sa.text(sql)).scalar_one())
 
 
 def measure(db: Any, url: str, phase: str, workers: int, n: int, batch: int) -> float:
@@ -131,8 +131,8 @@ def check(db: Any, total: int) -> None:
         row = conn.execute(sa.text(
             "SELECT count(*), max(attempts), count(*) FILTER (WHERE status <> 'done')"
             " FROM compensation_tasks")).one()  # fmt: skip
-        entries = conn.execute(sa.text(
-            "SELECT count(*) FROM journal_entries WHERE biz_type = 'bench'")).scalar_one()  # fmt: skip
+        sql = "SELECT count(*) FROM journal_entries WHERE biz_type = 'bench'"
+        entries = conn.execute(sa.text(sql)).scalar_one()
     if tuple(row) != (total, 1, 0) or entries != total:
         raise RuntimeError(f"not exactly once: tasks/max attempts/not done {tuple(row)}, "
                            f"entries {entries}, expected {total}")  # fmt: skip
@@ -142,23 +142,23 @@ def check(db: Any, total: int) -> None:
     log(f"exactly once: {total} tasks, {entries} entries, attempts 1; trial balance ok")
 
 
-def optional(name: str) -> Callable[[], Any] | None:
-    """``bench/_jobs_nr.py``'s measurement ``name`` when that module exists."""
-    try:
-        import _jobs_nr  # type: ignore[import-not-found]  # bench/_jobs_nr.py
-    except ImportError:
+def load_nr() -> Any:
+    """``bench/_jobs_nr.py`` (notifications and recon measurements), or None if absent."""
+    for name in ("_jobs_nr", "bench._jobs_nr"):  # run as a script, or from the repo root
         try:
-            from bench import _jobs_nr  # type: ignore[import-not-found, no-redef]
+            return importlib.import_module(name)
         except ImportError:
-            log("bench/_jobs_nr.py not found: notifications and recon are null")
-            return None
-    return getattr(_jobs_nr, name, None)
+            continue
+    log("bench/_jobs_nr.py not found: notifications and recon are null")
+    return None
 
 
 def measure_nr() -> dict[str, float | None]:
     out: dict[str, float | None] = {
         "notifications_per_s": None, "recon_100k_s": None, "recon_100k_peak_mb": None}  # fmt: skip
-    notifications, recon = optional("measure_notifications"), optional("measure_recon_100k")
+    nr = load_nr()
+    notifications = getattr(nr, "measure_notifications", None)
+    recon = getattr(nr, "measure_recon_100k", None)
     try:
         if notifications is not None:
             out["notifications_per_s"] = round(float(notifications()), 1)
@@ -167,7 +167,8 @@ def measure_nr() -> dict[str, float | None]:
     try:
         if recon is not None:
             seconds, peak_mb = recon()
-            out["recon_100k_s"], out["recon_100k_peak_mb"] = round(seconds, 2), round(peak_mb, 1)
+            out["recon_100k_s"] = round(float(seconds), 2)
+            out["recon_100k_peak_mb"] = round(float(peak_mb), 1)
     except Exception as e:  # noqa: BLE001
         log(f"measure_recon_100k failed: {type(e).__name__}: {e}")
     return out
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     from console.migrate import upgrade_database
     from paycore import Database
 
+    load_at_start = round(os.getloadavg()[0], 2)  # other load on the box skews the ratio
     base = os.environ.get("PAYWATCH_BENCH_DATABASE_URL", DEFAULT_URL)
     schema = f"bench_jobs_{secrets.token_hex(4)}"
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
@@ -211,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         **measure_nr(),
         "scaling_2w_vs_1w": round(two / one, 3),
         "tasks": args.tasks,
+        "cpus": os.cpu_count(),
+        "load_avg_1m_at_start": load_at_start,
         "batch": args.batch,
         "task": "ledger_posting (one 2-leg entry + in-transaction completion)",
     }

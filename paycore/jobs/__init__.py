@@ -1,0 +1,51 @@
+"""Background jobs of the pay core: the compensation table, its worker, singleton leases.
+
+Public API::
+
+    TaskQueue(db, ids, *, clock, worker_id, lease_s=30, base_backoff_s=5, max_backoff_s=3600)
+    Handlers(core, gateway=None, *, notify_url_for=None)   # kind -> handler registry
+    Worker(core, queue, handlers, *, batch=50)              # run_once(), tick()
+    build_scheduler(worker, extra_jobs=())                   # APScheduler, not started
+    run_worker(platform, stop_event=None)                    # what `paywatch worker` runs
+    JobLeases(db, clock) / singleton_job(...)                # run once across workers
+
+Importing this package starts nothing (no thread, scheduler or connection).
+"""
+
+from .handlers import (
+    EXCEPTION_REFUND,
+    LEDGER_POSTING,
+    STUCK_CHANNEL_CALL,
+    BusinessFailure,
+    Handlers,
+    RefundPending,
+    channel_request_payload,
+    ledger_posting_payload,
+    refund_txn_no,
+)
+from .leases import JobLeases, singleton_job
+from .tasks import STATUSES, LeaseLost, Task, TaskQueue, default_worker_id
+from .worker import Worker, build_scheduler, build_worker, run_worker
+
+__all__ = [
+    "EXCEPTION_REFUND",
+    "LEDGER_POSTING",
+    "STATUSES",
+    "STUCK_CHANNEL_CALL",
+    "BusinessFailure",
+    "Handlers",
+    "JobLeases",
+    "LeaseLost",
+    "RefundPending",
+    "Task",
+    "TaskQueue",
+    "Worker",
+    "build_scheduler",
+    "build_worker",
+    "channel_request_payload",
+    "default_worker_id",
+    "ledger_posting_payload",
+    "refund_txn_no",
+    "run_worker",
+    "singleton_job",
+]
