@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from . import status as st
 from .channels import ChannelRequest, ChannelResult
 from .context import BizContext, use_context
-from .db.schema import PayItem, PayOrder, Trade
+from .db.schema import Merchant, PayItem, PayOrder, Trade
 from .errors import (
     DuplicateKey,
     IdempotencyConflict,
@@ -38,6 +38,7 @@ from .ledger import (
 )
 from .models import PayOrderView, PayRequest, TradeView
 from .money import fee_for
+from .notify.outbox import notify_pay_order
 from .trades import pay_order_view
 
 if TYPE_CHECKING:
@@ -295,7 +296,8 @@ class PayService:
                 credit(guarantee_escrow(mid, cur), amount),
             ]
         elif po.pay_type == "pay":
-            fee = fee_for(amount, self.core.merchants.get(mid).fee_bps)
+            # read through this session: a second connection would wait on SQLite's write lock
+            fee = fee_for(amount, s.get_one(Merchant, mid).fee_bps)
             legs = [
                 debit(platform_transit(cur), amount),
                 credit(merchant_payable(mid, cur), amount - fee),
@@ -333,6 +335,7 @@ class PayService:
             updated_at=now,
         ):
             raise WrongState(f"trade {trade.id} left paying while its pay order completed")
+        notify_pay_order(s, self.core, po, "trade.paid")  # outbox row, same transaction
 
     def _fail(self, s: Session, po: PayOrder, error_code: str) -> None:
         """The order failed: release withdraw holds, reopen the trade, classify what was taken."""
@@ -351,6 +354,7 @@ class PayService:
         st.cas_status(
             s, Trade, po.trade_id, st.PAYING, st.CREATED, st.TRADE_TRANSITIONS, updated_at=now
         )
+        notify_pay_order(s, self.core, po, "trade.pay_failed", error_code)
         items = s.execute(select(PayItem).where(PayItem.pay_order_id == po.id)).scalars().all()
         taken = sum(
             i.settled_amount or 0

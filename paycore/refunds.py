@@ -35,6 +35,7 @@ from .ledger import (
     user_balance,
 )
 from .models import RefundRequest, TradeDetail
+from .notify.outbox import notify_pay_order
 from .trades import find_trade, trade_context
 
 if TYPE_CHECKING:
@@ -271,6 +272,7 @@ class RefundService:
                 paid_amount=po.amount,
                 updated_at=now,
             )
+            notify_pay_order(s, self.core, po, "refund.succeeded")
 
     def settle_item(self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult) -> str:
         """Settle the channel's answer to one refund item (called with the order locked)."""
@@ -374,4 +376,5 @@ class RefundService:
                     st.TRADE_TRANSITIONS,
                     updated_at=now,
                 )
+                notify_pay_order(s, self.core, po, "refund.failed", "channel_refused")
             return "failed"

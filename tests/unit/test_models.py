@@ -353,7 +353,7 @@ def test_error_tree_is_not_empty() -> None:
 @pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda c: c.__name__)
 def test_every_error_derives_from_paycore_error(cls: type) -> None:
     assert issubclass(cls, PayCoreError)
-    assert cls.http_status in {401, 403, 404, 409, 422, 500, 503}
+    assert cls.http_status in {400, 401, 403, 404, 409, 413, 422, 429, 500, 503}
     assert isinstance(cls.code, str) and cls.code
 
 

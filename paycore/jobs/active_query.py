@@ -1,0 +1,169 @@
+"""Active query: ask the channel about pay items stuck in *processing*.
+
+A channel item whose callback has not come ``first_after_s`` after it was created is
+queried at its channel; while the channel still says *processing* (or does not know
+the transaction) it is asked again every ``interval_s``. A final answer settles the
+item through :meth:`PayService.on_channel_result`, exactly as a callback would (and
+idempotently: a callback that wins the race makes the query's answer a duplicate).
+When ``max_attempts`` queries brought no final answer the item is flagged
+``manual`` and is not queried again.
+
+Each item is claimed with one conditional UPDATE that also counts the attempt and
+moves ``next_query_at`` on, so two workers never query the same item at once and a
+crash between claim and query costs one interval, not a duplicate settlement. A
+channel error (:class:`ChannelUnavailable`, a 4xx, ...) counts as an attempt without
+a result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.orm import Session
+
+from .. import status as st
+from ..channels.port import ChannelResult
+from ..db.schema import PayItem
+from ..errors import PayCoreError
+
+if TYPE_CHECKING:
+    from ..core import PayCore
+
+log = logging.getLogger(__name__)
+
+
+class QueryGateway(Protocol):
+    """What the job needs of :class:`paycore.channels.ChannelGateway`."""
+
+    def query(self, org: str, channel_txn_no: str) -> ChannelResult | None: ...
+
+
+@dataclass
+class ActiveQueryStats:
+    """Totals since the job was built (for logs and metrics)."""
+
+    queried: int = 0
+    settled: int = 0  #: final answers handed to the pay core
+    pending: int = 0  #: the channel still had no final answer
+    errors: int = 0  #: the query itself failed
+    manual: int = 0  #: items handed over to manual handling
+
+
+class ActiveQuery:
+    """Queries stuck channel items; :meth:`run_once` is the scheduled job."""
+
+    def __init__(
+        self,
+        core: PayCore,
+        gateway: QueryGateway,
+        *,
+        first_after_s: float = 60,
+        interval_s: float = 300,
+        max_attempts: int = 5,
+        clock: Callable[[], datetime] | None = None,
+        batch: int = 100,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.core = core
+        self.gateway = gateway
+        self.first_after = timedelta(seconds=first_after_s)
+        self.interval = timedelta(seconds=interval_s)
+        self.max_attempts = max_attempts
+        self.clock = clock or core.clock
+        self.batch = batch
+        self.stats = ActiveQueryStats()
+
+    def due(self, now: datetime) -> list[tuple[int, str, str]]:
+        """(item id, pay org, channel txn no) of the items to query at ``now``."""
+        with self.core.db.session() as s:
+            rows = s.execute(
+                select(PayItem.id, PayItem.pay_org_no, PayItem.channel_txn_no)
+                .where(*self._due_clause(now))
+                .order_by(PayItem.created_at)
+                .limit(self.batch)
+            ).all()
+        return [(r.id, str(r.pay_org_no), str(r.channel_txn_no)) for r in rows]
+
+    def run_once(self, now: datetime | None = None) -> int:
+        """Query every due item (one batch); returns how many were queried."""
+        now = now or self.clock()
+        queried = 0
+        for item_id, org, txn in self.due(now):
+            attempt = self.core.db.run(partial(self._claim, item_id=item_id, now=now))
+            if attempt is None:  # settled, or claimed by another worker, since we looked
+                continue
+            queried += 1
+            self.stats.queried += 1
+            self._query(item_id, org, txn, attempt)
+        return queried
+
+    def _due_clause(self, now: datetime) -> tuple[ColumnElement[bool], ...]:
+        return (
+            PayItem.status == st.PROCESSING,
+            PayItem.tool == "channel",
+            PayItem.manual.is_(False),
+            PayItem.channel_txn_no.is_not(None),
+            PayItem.created_at <= now - self.first_after,
+            or_(PayItem.next_query_at.is_(None), PayItem.next_query_at <= now),
+        )
+
+    def _claim(self, s: Session, item_id: int, now: datetime) -> int | None:
+        """Count the attempt and push the next query out; the attempt number, or None."""
+        claimed = s.execute(
+            update(PayItem)
+            .where(PayItem.id == item_id, *self._due_clause(now))
+            .values(
+                query_attempts=PayItem.query_attempts + 1,
+                next_query_at=now + self.interval,
+            )
+            .returning(PayItem.query_attempts)
+            .execution_options(synchronize_session=False)
+        ).first()
+        return None if claimed is None else int(claimed[0])
+
+    def _query(self, item_id: int, org: str, txn: str, attempt: int) -> None:
+        try:
+            result = self.gateway.query(org, txn)
+        except PayCoreError as exc:
+            self.stats.errors += 1
+            log.warning("active query %s/%s attempt %d failed: %s", org, txn, attempt, exc.code)
+            result = None
+        else:
+            if result is not None:
+                try:
+                    outcome = self.core.payments.on_channel_result(result)
+                except PayCoreError as exc:
+                    self.stats.errors += 1
+                    log.error("active query %s/%s: settling failed: %s", org, txn, exc.code)
+                else:
+                    self.stats.settled += 1
+                    log.info("active query %s/%s settled: %s", org, txn, outcome)
+                    return
+            else:
+                self.stats.pending += 1
+        if attempt >= self.max_attempts:
+            self._to_manual(item_id, org, txn, attempt)
+
+    def _to_manual(self, item_id: int, org: str, txn: str, attempt: int) -> None:
+        def work(s: Session) -> bool:
+            done = s.execute(
+                update(PayItem)
+                .where(PayItem.id == item_id, PayItem.status == st.PROCESSING)
+                .values(manual=True, next_query_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+        if self.core.db.run(work):
+            self.stats.manual += 1
+            log.warning(
+                "pay item %s (%s/%s) still processing after %d queries: manual handling",
+                item_id, org, txn, attempt,
+            )  # fmt: skip

@@ -1,0 +1,313 @@
+"""Best-effort delivery of the notification outbox to merchants, by signed HTTP POST.
+
+Each call of :meth:`NotificationDelivery.deliver_due` claims up to ``batch`` due rows,
+newest first (``ORDER BY created_at DESC``: when backlogged, fresh events go out
+before stale ones), with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and a lease
+(``lease_until``), so several workers can run it side by side. The claimed rows are
+POSTed concurrently, then every outcome is written in one transaction.
+
+The request body is JSON ``{"event_id", "event_type", "created_at", "data"}``; the
+headers carry ``X-Paywatch-Event-Id``, ``X-Paywatch-Timestamp`` (Unix seconds, wall
+clock) and ``X-Paywatch-Signature``: hex HMAC-SHA256 of ``timestamp + "." + body``
+(:func:`paycore.channels.signing.sign`), keyed with the platform's notification key
+(``secret``; or ``secret_for(merchant_id)`` once merchants get their own keys). A
+merchant verifies it with :func:`paycore.channels.signing.verify_headers` and dedupes
+on the event id: delivery is at least once.
+
+A 2xx answer is delivery. Anything else (another status, a redirect, a timeout, a
+connection error) is a retry at ``now + schedule[attempts - 1]``; after the last
+interval the row is ``gave_up``. :meth:`resend` puts any row back to ``pending``,
+due at once, with a fresh schedule.
+
+Outcomes are written fenced by the claim's ``lease_until`` (a row whose lease ran out
+and that another worker claimed is left to that worker); the lease is stretched to
+outlast a batch of slow answers (``ceil(batch / concurrency) * timeout * 2``).
+``worker_id`` names this worker in logs (the table has no holder column).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import httpx
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from ..channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from ..db.engine import Database
+from ..db.schema import Notification, NotificationAttempt
+from ..ids import IdGenerator
+
+log = logging.getLogger(__name__)
+
+#: seconds to wait after the 1st, 2nd, ... failed attempt: ~1m 5m 10m 30m 1h 2h 6h 15h
+DEFAULT_SCHEDULE: tuple[int, ...] = (60, 300, 600, 1800, 3600, 7200, 21600, 54000)
+EVENT_ID_HEADER = "X-Paywatch-Event-Id"
+PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "gave_up"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def envelope(event_id: str, event_type: str, created_at: datetime, payload: str) -> bytes:
+    """The POST body of one notification (``payload`` is the stored JSON text)."""
+    body = {
+        "event_id": event_id,
+        "event_type": event_type,
+        "created_at": created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "data": json.loads(payload),
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: int
+    event_id: str
+    merchant_id: str
+    event_type: str
+    url: str
+    payload: str
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status_code: int | None
+    error: str
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class NotificationDelivery:
+    """Delivers due notifications; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        secret: str,
+        secret_for: Callable[[str], str] | None = None,
+        schedule: Sequence[int] = DEFAULT_SCHEDULE,
+        clock: Callable[[], datetime] = _utcnow,
+        client: httpx.Client | None = None,
+        worker_id: str | None = None,
+        batch: int = 50,
+        lease_s: float = 30.0,
+        timeout: float = 3.0,
+        concurrency: int = 8,
+        ids: IdGenerator | None = None,
+    ) -> None:
+        if not secret and secret_for is None:
+            raise ValueError("a notification signing secret is required")
+        if not schedule or any(s <= 0 for s in schedule):
+            raise ValueError("schedule must be a non-empty list of positive seconds")
+        self.db = db
+        self.schedule = tuple(int(s) for s in schedule)
+        self.clock = clock
+        self.worker_id = worker_id or f"{socket.gethostname()}:{id(self):x}"
+        workers = max(1, concurrency)
+        # the lease must outlast a whole batch of slow answers, or another worker re-sends
+        self.batch, self.timeout = batch, timeout
+        self.lease_s = max(lease_s, math.ceil(batch / workers) * timeout * 2)
+        self.ids = ids or IdGenerator()
+        self._secret_for = secret_for or (lambda _mid: secret)
+        self._owns_client = client is None
+        self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="notify")
+        self.delivered = self.failed = self.gave_up = 0  # counters since start
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._owns_client:
+            self._client.close()
+
+    # -- delivery --------------------------------------------------------------------------
+    def deliver_due(self, now: datetime | None = None) -> int:
+        """Attempt every due notification (one batch); returns how many were attempted."""
+        now = now or self.clock()
+        lease_until = now + timedelta(seconds=self.lease_s)
+        claimed = self.db.run(lambda s: self._claim(s, now, lease_until))
+        if not claimed:
+            return 0
+        outcomes = list(self._pool.map(self._post, claimed))
+        updates, attempts = self._outcomes(now, claimed, outcomes)
+        self.db.run(lambda s: self._record(s, lease_until, updates, attempts))
+        return len(claimed)
+
+    def _claim(self, s: Session, now: datetime, lease_until: datetime) -> list[_Claimed]:
+        n = Notification
+        stmt = (
+            select(n.id, n.event_id, n.merchant_id, n.event_type, n.url, n.payload)
+            .add_columns(n.attempts, n.created_at)
+            .where(
+                n.status == PENDING,
+                n.next_attempt_at <= now,
+                or_(n.lease_until.is_(None), n.lease_until <= now),
+            )
+            .order_by(n.created_at.desc(), n.id.desc())
+            .limit(self.batch)
+        )
+        if self.db.is_postgres:
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = [_Claimed(*r) for r in s.execute(stmt).all()]
+        if rows:
+            s.execute(
+                update(n)
+                .where(n.id.in_([r.id for r in rows]))
+                .values(lease_until=lease_until)
+                .execution_options(synchronize_session=False)
+            )
+        return rows
+
+    def _post(self, row: _Claimed) -> _Outcome:
+        body = envelope(row.event_id, row.event_type, row.created_at, row.payload)
+        ts = str(int(time.time()))  # the signature's freshness is wall-clock time
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_ID_HEADER: row.event_id,
+            TIMESTAMP_HEADER: ts,
+            SIGNATURE_HEADER: sign(self._secret_for(row.merchant_id), ts, body),
+        }
+        start = time.perf_counter()
+        code: int | None = None
+        error = ""
+        try:
+            with self._client.stream("POST", row.url, content=body, headers=headers) as resp:
+                code = resp.status_code  # the answer's body is not read
+            if not 200 <= code < 300:
+                error = f"HTTP {code}"
+        except httpx.TimeoutException:
+            error = "timeout"
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # refused, bad URL, ...
+            error = type(exc).__name__
+        return _Outcome(code, error, int((time.perf_counter() - start) * 1000))
+
+    def _outcomes(
+        self, now: datetime, rows: list[_Claimed], outcomes: list[_Outcome]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The row updates and the attempt rows for one batch's outcomes."""
+        updates: list[dict[str, Any]] = []
+        attempts: list[dict[str, Any]] = []
+        for row, out in zip(rows, outcomes, strict=True):
+            tried = row.attempts + 1
+            status, due, delivered_at = PENDING, now, None
+            if out.ok:
+                status, delivered_at = DELIVERED, now
+                self.delivered += 1
+            elif tried <= len(self.schedule):
+                due = now + timedelta(seconds=self.schedule[tried - 1])
+                self.failed += 1
+            else:
+                status = GAVE_UP
+                self.gave_up += 1
+                log.warning(
+                    "%s: notification %s to merchant %s gave up after %d attempts (%s)",
+                    self.worker_id, row.event_id, row.merchant_id, tried, out.error,
+                )  # fmt: skip
+            updates.append(
+                {
+                    "b_id": row.id,
+                    "b_status": status,
+                    "b_attempts": tried,
+                    "b_due": due,
+                    "b_delivered_at": delivered_at,
+                    "b_code": out.status_code,
+                    "b_error": out.error[:500],
+                }  # fmt: skip
+            )
+            attempts.append(
+                {
+                    "id": self.ids.next_id(),
+                    "notification_id": row.id,
+                    "at": now,
+                    "status_code": out.status_code,
+                    "error": out.error[:500],
+                    "duration_ms": out.duration_ms,
+                }  # fmt: skip
+            )
+        return updates, attempts
+
+    def _record(
+        self,
+        s: Session,
+        lease_until: datetime,
+        updates: list[dict[str, Any]],
+        attempts: list[dict[str, Any]],
+    ) -> None:
+        """Write a batch's outcomes: one executemany UPDATE, one multi-row INSERT."""
+        table = cast(Table, Notification.__table__)
+        n = table.c
+        # fenced by our lease: a row re-claimed after the lease ran out is not ours
+        stmt = (
+            update(table)
+            .where(
+                n.id == bindparam("b_id"),
+                n.status == PENDING,
+                n.lease_until == lease_until,
+            )
+            .values(
+                status=bindparam("b_status"),
+                attempts=bindparam("b_attempts"),
+                next_attempt_at=bindparam("b_due", type_=Notification.next_attempt_at.type),
+                delivered_at=func.coalesce(
+                    bindparam("b_delivered_at", type_=Notification.delivered_at.type),
+                    n.delivered_at,
+                ),
+                lease_until=None,
+                last_status_code=bindparam("b_code"),
+                last_error=bindparam("b_error"),
+            )
+        )
+        s.execute(stmt, updates)
+        s.execute(insert(NotificationAttempt), attempts)
+
+    # -- operations ------------------------------------------------------------------------
+    def resend(self, notification_id: int, actor: str, now: datetime | None = None) -> bool:
+        """Manual resend: back to ``pending``, due now, with the whole schedule again.
+
+        Works for delivered and given-up rows alike; False if there is no such row.
+        """
+        now = now or self.clock()
+
+        def work(s: Session) -> bool:
+            done = s.execute(
+                update(Notification)
+                .where(Notification.id == notification_id)
+                .values(
+                    status=PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    lease_until=None,
+                    last_error=f"manual resend by {actor}"[:500],
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+        resent = self.db.run(work)
+        if resent:
+            log.info("notification %s resent by %s", notification_id, actor)
+        return resent
+
+    def backlog(self) -> int:
+        """Notifications still pending (due now or waiting for their next attempt)."""
+        with self.db.session() as s:
+            count = s.execute(
+                select(func.count()).select_from(Notification).where(Notification.status == PENDING)
+            ).scalar_one()
+        return int(count)
