@@ -40,6 +40,17 @@ class Platform:
         return create_app(self.paycore, ApiConfig(channel_secrets=self.channel_secrets,
                                                   **overrides))  # fmt: skip
 
+    def record_trial_balance(self, ok: bool) -> None:
+        """Hook for the trial-balance job (a metric when metrics are wired)."""
+        self.trial_balance_ok = ok
+
+    def extra_worker_jobs(self) -> list[Any]:
+        """Jobs other layers add to the worker (alert evaluation, sampling)."""
+        return list(self.worker_jobs)
+
+    trial_balance_ok: bool | None = None
+    worker_jobs: list[Any] = field(default_factory=list)
+
     def close(self) -> None:
         if self.front is not None:
             self.front.close()

@@ -50,6 +50,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(_: argparse.Namespace) -> int:
+    from .bootstrap import build_platform
+    from .worker import serve_worker
+
+    platform = build_platform(Settings.from_env()).start()
+    try:
+        return serve_worker(platform)
+    finally:
+        platform.close()
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from paycore.channels.sandbox import SandboxConfig, run_sandbox
 
@@ -95,6 +106,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser("worker", help="run the scheduler jobs (safe to run several)")
+    worker.set_defaults(func=_worker)
 
     sandbox = sub.add_parser("sandbox", help="run the sandbox channel")
     sandbox.add_argument("--host")

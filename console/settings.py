@@ -38,6 +38,7 @@ class Settings:
     pay_orgs: tuple[str, ...] = ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C")
     channel_secrets: dict[str, str] = field(default_factory=dict, repr=False)
     var_dir: str = "var"
+    notify_secret_value: str | None = field(default=None, repr=False)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -61,6 +62,7 @@ class Settings:
             pay_orgs=orgs or cls.pay_orgs,
             channel_secrets=secrets,
             var_dir=get("VAR_DIR") or cls.var_dir,
+            notify_secret_value=get("NOTIFY_SECRET"),
             database_url=get("DATABASE_URL") or cls.database_url,
             redis_url=get("REDIS_URL"),
             replica_url=get("REPLICA_URL"),
@@ -87,6 +89,24 @@ class Settings:
             path.write_text(json.dumps(known))
             path.chmod(0o600)
         return {o: known[o] for o in self.pay_orgs}
+
+    def notify_secret(self) -> str:
+        """The key merchant notifications are signed with (``PAYWATCH_NOTIFY_SECRET``,
+        else generated once under ``var_dir``)."""
+        if self.notify_secret_value:
+            return self.notify_secret_value
+        return self._generated("notify_secret")
+
+    def _generated(self, name: str) -> str:
+        import secrets as _secrets
+        from pathlib import Path
+
+        path = Path(self.var_dir) / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     def __repr__(self) -> str:  # secrets never reach logs
         return (

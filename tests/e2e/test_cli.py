@@ -82,3 +82,99 @@ def test_merchant_add_sandbox_and_serve_run_a_payment(tmp_path):
         for p in procs:
             p.wait(10)
     assert "pwk_" not in "".join(p.stderr.read() for p in procs if p.stderr)  # no secrets logged
+
+
+def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
+    """API, sandbox and worker as separate processes on the embedded SQLite default."""
+    import json as _json
+
+    from conftest import LiveServer
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    received: list[dict] = []
+
+    async def hook(request):
+        received.append({"headers": dict(request.headers), "body": await request.body()})
+        return Response("ok")
+
+    receiver = LiveServer(Starlette(routes=[Route("/hook", hook, methods=["POST"])]))
+    api_port, sandbox_port = free_port(), free_port()
+    env = os.environ | {
+        "PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/pw.db",
+        "PAYWATCH_VAR_DIR": str(tmp_path / "var"),
+        "PAYWATCH_API_URL": f"http://127.0.0.1:{api_port}",
+        "PAYWATCH_SANDBOX_URL": f"http://127.0.0.1:{sandbox_port}",
+        "PAYWATCH_NOTIFY_SECRET": "notify-secret-for-tests",
+    }
+    with receiver:
+        added = run_cli(["merchant", "add", "--name", "w shop", "--product", "goods:physical",
+                         "--pay-org", "SANDBOX_A", "--notify-url", f"{receiver.url}/hook"], env)
+        token = dict(l.split(":", 1) for l in added.stdout.strip().splitlines())["token"].strip()
+        procs = [subprocess.Popen([sys.executable, "-m", "console.cli", *cmd], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for cmd in (["sandbox", "--port", str(sandbox_port), "--admin-token", "adm"],
+                             ["serve", "--port", str(api_port)], ["worker"])]
+        try:
+            wait_http(f"http://127.0.0.1:{api_port}/readyz", procs[1])
+            http = httpx.Client(base_url=f"http://127.0.0.1:{api_port}",
+                                headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+            def trade(no, kind, amount):
+                r = http.post("/v1/trades", json={
+                    "out_trade_no": no, "trade_type": kind, "amount": amount, "currency": "CNY",
+                    "user_id": "u1", "order_type": "goods", "sub_type": "physical",
+                    "pay_org_no": "SANDBOX_A"})
+                assert r.status_code == 200, r.text
+
+            def wait(pred, timeout=30):
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    if pred():
+                        return True
+                    time.sleep(0.2)
+                return False
+
+            trade("top-up", "recharge", 1_000)
+            http.post("/v1/trades/top-up/pay", json={"tools": [{"tool": "channel", "amount": 1_000}]})
+            assert wait(lambda: http.get("/v1/trades/top-up").json()["trade"]["status"] == "paid")
+            assert wait(lambda: any(b"trade.paid" in r["body"] for r in received))
+            event = next(r for r in received if b"trade.paid" in r["body"])
+            from paycore.channels.signing import verify_headers
+
+            assert verify_headers("notify-secret-for-tests", event["headers"], event["body"])
+            assert _json.loads(event["body"])["event_id"] == event["headers"]["x-paywatch-event-id"]
+
+            # a combined payment whose channel part fails: 300 taken from balance must come back
+            r = httpx.put(f"http://127.0.0.1:{sandbox_port}/admin/knobs/SANDBOX_A",
+                          json={"fail_rate": 1.0}, headers={"X-Sandbox-Admin": "adm"})
+            assert r.status_code == 200
+            trade("combo", "instant", 1_000)
+            http.post("/v1/trades/combo/pay", json={"tools": [
+                {"tool": "balance", "amount": 300}, {"tool": "channel", "amount": 700}]})
+            assert wait(lambda: http.get("/v1/trades/combo").json()["pay_orders"][0]["status"]
+                        == "failed")
+            engine = sa.create_engine(f"sqlite:///{tmp_path}/pw.db")
+
+            def exception_resolved():
+                with engine.connect() as conn:
+                    rows = conn.execute(sa.text("select kind, status from pay_exceptions")).all()
+                return rows == [("partial_payment", "resolved")]
+
+            assert wait(exception_resolved, 40)
+            from paycore import Database
+            from paycore.ledger import balance_of, trial_balance, user_balance
+
+            db = Database(engine)
+            with db.session() as s:
+                assert balance_of(s, user_balance("u1", "CNY")) == 1_000
+            assert trial_balance(db).ok
+            engine.dispose()
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(15)
+    for p in procs:
+        assert p.returncode in (0, -15), p.stderr.read()[-2000:] if p.stderr else ""
