@@ -111,7 +111,7 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
     with receiver:
         added = run_cli(["merchant", "add", "--name", "w shop", "--product", "goods:physical",
                          "--pay-org", "SANDBOX_A", "--notify-url", f"{receiver.url}/hook"], env)
-        token = dict(l.split(":", 1) for l in added.stdout.strip().splitlines())["token"].strip()
+        token = dict(ln.split(":", 1) for ln in added.stdout.strip().splitlines())["token"].strip()
         procs = [subprocess.Popen([sys.executable, "-m", "console.cli", *cmd], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for cmd in (["sandbox", "--port", str(sandbox_port), "--admin-token", "adm"],
