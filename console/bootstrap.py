@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from paycore import Database, IdGenerator, PayCore
 from paycore.locks import make_lock
 
 from .migrate import upgrade_database
+from .observability import build_observability, business_snapshot
 from .settings import Settings
-from .wiring import build_stability
+from .wiring import BUSINESS_ERRORS, build_stability
 
 
 @dataclass
@@ -23,11 +25,16 @@ class Platform:
     channel_secrets: dict[str, str] = field(default_factory=dict, repr=False)
     front: Any = None
     stability: Any = None  # console.wiring.StabilityRuntime
+    observability: Any = None  # console.observability.Observability
+    role: str = "all"
 
     def start(self) -> Platform:
         """Start the background parts (switch watcher); idempotent."""
-        if self.stability is not None and not self._started:
-            self.stability.start()
+        if not self._started:
+            if self.stability is not None:
+                self.stability.start()
+            if self.observability is not None:
+                self.observability.start()
             self._started = True
         return self
 
@@ -37,6 +44,8 @@ class Platform:
         """The pay core HTTP API over this platform."""
         from paycore.api import ApiConfig, create_app
 
+        if self.observability is not None:
+            overrides.setdefault("registry", self.observability.registry)
         return create_app(self.paycore, ApiConfig(channel_secrets=self.channel_secrets,
                                                   **overrides))  # fmt: skip
 
@@ -56,11 +65,17 @@ class Platform:
             self.front.close()
         if self.stability is not None:
             self.stability.close()
+        if self.observability is not None and self._started:
+            self.observability.close()
         self.paycore.close()
 
 
 def build_platform(
-    settings: Settings | None = None, *, migrate: bool = True, channels: bool = True
+    settings: Settings | None = None,
+    *,
+    migrate: bool = True,
+    channels: bool = True,
+    role: str = "all",
 ) -> Platform:
     """Create engines and clients from ``settings``, apply migrations, wire the services.
 
@@ -77,13 +92,23 @@ def build_platform(
                    guard=guard)  # fmt: skip
     secrets = settings.resolved_channel_secrets()
     platform = Platform(settings=settings, db=db, paycore=core, channel_secrets=secrets,
-                        stability=runtime)  # fmt: skip
+                        stability=runtime, role=role)  # fmt: skip
+    business = None
+    if role in ("all", "worker"):
+        business = partial(business_snapshot, core, lambda: platform.trial_balance_ok)
+    obs = build_observability(db.engine, settings, role=role, business=business,
+                              rejected=BUSINESS_ERRORS)  # fmt: skip
+    platform.observability = obs
+    core.metrics = obs.metrics
+    guard.recorders.append(obs.metrics)
     if channels:
         from paycore.channels.gateway import ChannelFront, build_gateway
 
         def observe(request: Any, healthy: bool, seconds: float) -> None:
             guard.record(f"channel.{request.pay_org_no}", "link.pay", healthy, seconds,
                          timeout_s=3.0)  # fmt: skip
+            obs.metrics.observe("channel_call", "ok" if healthy else "error",
+                                pay_org=request.pay_org_no, seconds=seconds)  # fmt: skip
 
         gateway = build_gateway(settings.sandbox_url, secrets)
         api = settings.api_url.rstrip("/")

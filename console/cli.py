@@ -42,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
         parts = urlsplit(settings.api_url)
         host = host or parts.hostname or "127.0.0.1"
         port = port or parts.port or 8000
-    platform = build_platform(settings).start()
+    platform = build_platform(settings, role="api").start()
     try:
         uvicorn.run(platform.api_app(), host=host, port=port, log_level=args.log_level)
     finally:
@@ -54,7 +54,7 @@ def _worker(_: argparse.Namespace) -> int:
     from .bootstrap import build_platform
     from .worker import serve_worker
 
-    platform = build_platform(Settings.from_env()).start()
+    platform = build_platform(Settings.from_env(), role="worker").start()
     try:
         return serve_worker(platform)
     finally:

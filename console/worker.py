@@ -22,6 +22,7 @@ from paycore.notify.delivery import NotificationDelivery
 from paycore.recon import reconcile_day, reconcile_internal
 
 from .bootstrap import Platform
+from .observability import build_alert_engine
 
 log = logging.getLogger(__name__)
 Job = tuple[Callable[[], Any], float, str]
@@ -48,6 +49,11 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
         for org in settings.pay_orgs:
             jobs.append((_daily_recon(core, gateway, leases, worker_id, org), 600.0,
                          f"recon_external_{org}"))  # fmt: skip
+    obs = platform.observability
+    if obs is not None:
+        alerts = build_alert_engine(core.db.engine, obs.query, settings)
+        jobs.append((singleton_job(leases, "alerts:evaluate", worker_id, 25, alerts.evaluate),
+                     30.0, "alerts"))  # fmt: skip
     for job in platform.extra_worker_jobs():
         jobs.append(job)
     return jobs, [delivery]

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from .channels import ChannelPort
 from .db.engine import Database
 from .ids import IdGenerator
+from .instrument import NULL_METRICS, Metrics
 from .ledger import HotPolicy, Ledger
 from .locks import DistributedLock, MemoryLock
 from .merchants import MerchantService
@@ -45,6 +46,7 @@ class PayCore:
         lock_wait: float = 10.0,
         guard: Any = None,
         risk: RiskEngine | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db if isinstance(db, Database) else Database(db)
         self.lock = lock or MemoryLock()
@@ -54,6 +56,7 @@ class PayCore:
         self.lock_ttl, self.lock_wait = lock_ttl, lock_wait
         self.guard = guard  # stability.Guard: wraps dependency calls when wired in
         self.risk = risk or RiskEngine()
+        self.metrics: Metrics = metrics or NULL_METRICS
         self.ledger = Ledger(self.ids, clock, hot_policy)
         self.merchants = MerchantService(self.db, self.ids, clock)
         self.trades = TradeService(self)

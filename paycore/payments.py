@@ -82,6 +82,13 @@ class PayService:
         different request with that number raises :class:`IdempotencyConflict`.
         Two concurrent pays of one trade: one wins, the other gets :class:`WrongState`.
         """
+        with self.core.metrics.timed("pay", req.pay_org_no or "") as timed:
+            view = self._pay(merchant_id, req)
+            if view.status == "processing":
+                timed.outcome = "pending"  # the channel answers later, by callback
+            return view
+
+    def _pay(self, merchant_id: str, req: PayRequest) -> PayOrderView:
         fingerprint = req.fingerprint()
         replay = self._replay(merchant_id, req.pay_no, fingerprint)
         if replay:
@@ -379,7 +386,10 @@ class PayService:
         Returns what happened: ``settled``, ``failed``, ``duplicate`` (already in that
         state: ignored), or ``exception`` (recorded for a full refund).
         """
-        return self.core.db.run(lambda s: self._settle(s, result))
+        with self.core.metrics.timed("callback", result.pay_org_no) as timed:
+            outcome = self.core.db.run(lambda s: self._settle(s, result))
+            timed.reason = outcome  # settled | failed | duplicate | exception
+            return outcome
 
     def _settle(self, s: Session, r: ChannelResult) -> str:
         item = s.execute(

@@ -62,6 +62,10 @@ class RefundService:
         Idempotent on ``out_refund_no``. Raises :class:`RefundExceedsPaid` when the
         refund would take the total past the paid amount.
         """
+        with self.core.metrics.timed("refund"):
+            return self._refund(merchant_id, req)
+
+    def _refund(self, merchant_id: str, req: RefundRequest) -> TradeDetail:
         fingerprint = req.fingerprint()
         replay = self._replay(merchant_id, req.out_refund_no, fingerprint)
         if replay:

@@ -94,6 +94,10 @@ class TradeService:
         A replay with a different body raises :class:`IdempotencyConflict`. A refund
         trade runs the refund itself (see :meth:`paycore.refunds.RefundService.refund`).
         """
+        with self.core.metrics.timed("trade_create", req.pay_org_no):
+            return self._create(merchant_id, req)
+
+    def _create(self, merchant_id: str, req: CreateTrade) -> TradeView:
         ctx = BizContext(merchant_id, req.order_type, req.sub_type, req.pay_org_no)
         self.core.merchants.authorize(merchant_id, ctx)
         if req.trade_type == "refund":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 import time
@@ -295,3 +296,27 @@ def test_strong_dependency_down_answers_503_naming_it_and_writes_nothing(stack):
     assert r.json()["error"]["code"] == "dependency_unavailable:channel.SANDBOX_A"
     assert stack.snapshot() == before
     assert stack.http.get("/v1/trades/dep-1").json()["trade"]["status"] == "created"
+
+
+def test_metrics_endpoint_counts_the_pay_link_and_passes_promtool(stack, tmp_path):
+    import shutil
+    import subprocess
+
+    stack.trade("m-1", 500)
+    stack.http.post("/v1/trades/m-1/pay", json={"tools": [{"tool": "channel", "amount": 500}]})
+    stack.wait_for("m-1", lambda d: d["trade"]["status"] == "paid")
+    stack.http.get("/v1/trades/nope")
+    text = httpx.get(f"{stack.api.url}/metrics").text
+    assert 'paywatch_link_requests_total{outcome="ok",pay_org="SANDBOX_A",reason="",step="trade_create"} 1.0' in text
+    assert 'step="pay"' in text and 'outcome="pending"' in text
+    assert 'reason="settled",step="callback"' in text
+    assert 'paywatch_guard_outcomes_total{outcome="pass",resource="risk"}' in text
+    assert "m-1" not in text  # never order ids in labels
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool missing under CI")
+        pytest.skip("promtool not installed")
+    out = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                         capture_output=True)
+    assert out.returncode == 0, out.stdout + out.stderr
