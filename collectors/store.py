@@ -1,0 +1,463 @@
+"""The database time-series store: raw samples, 1-minute and 1-hour rollups.
+
+The :class:`~collectors.sampler.Sampler` writes a registry's samples here every few
+seconds; :meth:`TimeSeriesStore.rollup` folds them into rollups (last/min/max/sum/count
+per bucket, upserted, so it is idempotent and can run from several processes) and
+:meth:`TimeSeriesStore.prune` drops what is past retention. The store answers the
+:class:`~collectors.query.MetricsQuery` interface from whichever resolution fits:
+raw samples for windows under 2 h, 1-minute rollups up to 2 days, 1-hour rollups
+beyond (and a coarser one whenever the finer one is already pruned at that time).
+
+Counters are stored cumulative, as exposed; a decrease is a counter reset (a process
+restart), and the increase across it is the value after the reset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import QueryError, StoreError
+from .histogram import bucket_quantile, parse_le
+from .query import Labels, MetricsQuery, Series
+from .schema import MetricSample
+from .store_eval import (
+    SeriesRows,
+    group_key,
+    matches,
+    parse_labels,
+    points,
+    series_intervals,
+    split_rows,
+)
+from .store_sql import (
+    H1,
+    M1,
+    RAW,
+    Source,
+    canonical_labels,
+    increase_sql,
+    intervals_sql,
+    latest_sql,
+    match_clause,
+    names_sql,
+    rollup_1h_sql,
+    rollup_1m_sql,
+    rows_sql,
+)
+
+__all__ = ["H1_RETENTION", "M1_RETENTION", "RAW_RETENTION", "Sample", "TimeSeriesStore"]
+
+RAW_RETENTION = 6 * 3600.0
+M1_RETENTION = 7 * 86400.0
+H1_RETENTION = 90 * 86400.0
+M1_FROM = 2 * 3600.0  # windows this long or longer read 1-minute rollups
+H1_FROM = 2 * 86400.0  # ... and this long or longer, 1-hour rollups
+MAX_POINTS = 11_000  # as Prometheus' query_range
+_PG_INSERT = (
+    "INSERT INTO metric_samples (ts, name, labels, value) SELECT ts, name, labels, value"
+    " FROM json_to_recordset(CAST(:rows AS json))"
+    " AS r(ts float8, name text, labels text, value float8)"
+)
+
+#: (ts, name, labels, value)
+Sample = tuple[float, str, Mapping[str, str], float]
+Key = tuple[tuple[str, str], ...]
+_PCT = re.compile(r"p(\d{2,4})")
+
+
+class TimeSeriesStore(MetricsQuery):
+    """Metrics in SQL (SQLite or PostgreSQL) through the tables of :mod:`collectors.schema`.
+
+    ``sample_interval``: the sampler's interval (how far before a window a baseline
+    sample may lie). ``clock``: wall time, to know which resolutions still hold a time.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        sample_interval: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        raw_retention: float = RAW_RETENTION,
+        m1_retention: float = M1_RETENTION,
+    ) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.sample_interval = sample_interval
+        self.clock = clock
+        self.raw_retention = raw_retention
+        self.m1_retention = m1_retention
+        self._marks: dict[str, float] = {}  # rollup table -> start of the last bucket folded
+        self._label_cache: dict[tuple[tuple[str, str], ...], str] = {}
+
+    # -- write side ------------------------------------------------------------------------
+    def write(self, samples: Iterable[Sample]) -> int:
+        """Insert samples ``(ts, name, labels, value)``; returns how many were written."""
+        rows: list[dict[str, object]] = []
+        finite = True  # JSON has no inf/nan: those few rows go the slow way
+        for ts, name, labels, value in samples:
+            text = self.labels_text(labels)
+            if len(name) > 128 or len(text) > 512:
+                raise StoreError(f"series too long for the store: {name} {text[:80]}...")
+            value = float(value)
+            finite = finite and math.isfinite(value)
+            rows.append({"ts": float(ts), "name": name, "labels": text, "value": value})
+        if not rows:
+            return 0
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql" and finite:  # one statement, one parameter
+                    conn.execute(sa.text(_PG_INSERT), {"rows": json.dumps(rows)})
+                else:
+                    conn.execute(sa.insert(MetricSample), rows)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"writing samples failed: {type(exc).__name__}") from exc
+        return len(rows)
+
+    def labels_text(self, labels: Mapping[str, str]) -> str:
+        """The canonical JSON of ``labels``, cached (the sampler writes the same sets)."""
+        key = tuple(labels.items())
+        text = self._label_cache.get(key)
+        if text is None:
+            if len(self._label_cache) >= 50_000:
+                self._label_cache.clear()
+            text = self._label_cache[key] = canonical_labels(labels)
+        return text
+
+    def rollup(self, now: float) -> dict[str, int]:
+        """Fold raw samples before ``now`` into 1-minute buckets and those into 1-hour ones.
+
+        Incremental: each run starts at the last bucket folded before (found in the
+        table on the first run) less one bucket of grace for late writers; re-folding a
+        bucket recomputes it from its inputs, so running twice changes nothing.
+        Returns rows upserted per table.
+        """
+        try:
+            with self.engine.begin() as conn:
+                n1 = self._fold(conn, M1, "metric_samples", rollup_1m_sql(self.dialect), now)
+                nh = self._fold(conn, H1, "metric_rollup_1m", rollup_1h_sql(self.dialect), now)
+        except SQLAlchemyError as exc:
+            self._marks.clear()  # re-derive from the tables next time
+            raise StoreError(f"rollup failed: {type(exc).__name__}") from exc
+        return {M1.table: n1, H1.table: nh}
+
+    def _fold(self, conn: Connection, dst: Source, src_table: str, sql: str, now: float) -> int:
+        names = self.names(conn, src_table)
+        if not names:
+            return 0
+        mark = self._marks.get(dst.table)
+        if mark is None:
+            mark = self._last_bucket(conn, dst.table, self.names(conn, dst.table))
+        lo = 0.0 if mark is None else mark - dst.width
+        stmt = sa.text(sql).bindparams(sa.bindparam("names", expanding=True))
+        n = conn.execute(stmt, {"names": names, "lo": lo, "hi": now}).rowcount
+        self._marks[dst.table] = math.floor(now / dst.width) * dst.width
+        return max(n, 0)
+
+    @staticmethod
+    def names(conn: Connection, table: str) -> list[str]:
+        """Distinct metric names in ``table`` (an index probe per name)."""
+        return [r[0] for r in conn.execute(sa.text(names_sql(table)))]
+
+    @staticmethod
+    def _last_bucket(conn: Connection, table: str, names: list[str]) -> float | None:
+        q = sa.text(f"SELECT MAX(bucket) FROM {table} WHERE name = :n")
+        found = [conn.execute(q, {"n": n}).scalar() for n in names]
+        values = [float(v) for v in found if v is not None]
+        return max(values) if values else None
+
+    def prune(
+        self,
+        now: float,
+        raw_retention: float = RAW_RETENTION,
+        m1_retention: float = M1_RETENTION,
+        h1_retention: float = H1_RETENTION,
+    ) -> dict[str, int]:
+        """Delete rows older than their retention; returns rows deleted per table."""
+        cuts = ((RAW, raw_retention), (M1, m1_retention), (H1, h1_retention))
+        out: dict[str, int] = {}
+        try:
+            with self.engine.begin() as conn:
+                for src, keep in cuts:
+                    names = self.names(conn, src.table)
+                    if not names:
+                        out[src.table] = 0
+                        continue
+                    stmt = sa.text(
+                        f"DELETE FROM {src.table} WHERE name IN :names AND {src.col} < :cut"
+                    ).bindparams(sa.bindparam("names", expanding=True))
+                    res = conn.execute(stmt, {"names": names, "cut": now - keep})
+                    out[src.table] = max(res.rowcount, 0)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"prune failed: {type(exc).__name__}") from exc
+        return out
+
+    # -- choosing a resolution -------------------------------------------------------------
+    def source_for(self, span: float, oldest: float) -> Source:
+        """Raw samples for spans under 2 h, 1-minute rollups under 2 days, else 1-hour;
+        coarser when the finer resolution is already pruned at ``oldest``."""
+        now = self.clock()
+        if span < M1_FROM and oldest >= now - self.raw_retention:
+            return RAW
+        if span < H1_FROM and oldest >= now - self.m1_retention:
+            return M1
+        return H1
+
+    def _baseline(self, src: Source) -> float:
+        """How far before a window a row may lie and still serve as its baseline."""
+        return 2.0 * (src.width or self.sample_interval)
+
+    def _params(
+        self, src: Source, metric: str, lo: float, hi: float, match: Labels | None
+    ) -> tuple[str, dict[str, Any]]:
+        msql, params = match_clause(match)
+        params |= {"name": metric, "lo": lo, "hi": hi, "clo": lo - src.width, "now": self.clock()}
+        return msql, params
+
+    def _run(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(sa.text(sql), params).fetchall())
+        except SQLAlchemyError as exc:
+            raise QueryError(f"metrics query failed: {type(exc).__name__}") from exc
+
+    # -- single-point queries --------------------------------------------------------------
+    def _windows(
+        self, metric: str, window: float, at: float, match: Labels | None
+    ) -> list[tuple[dict[str, str], float, float]]:
+        """Per matching series: (labels, increase over (at - window, at], seconds the
+        rows behind that increase span)."""
+        if window <= 0:
+            raise QueryError("window must be positive")
+        src = self.source_for(window, at - window)
+        msql, params = self._params(src, metric, at - window - self._baseline(src), at, match)
+        params["dlo"] = at - window
+        cache: dict[str, dict[str, str]] = {}
+        out = []
+        for text, inc, t0, t1 in self._run(increase_sql(src, msql), params):
+            labels = parse_labels(text, cache)
+            if matches(labels, match):
+                span = 0.0 if t0 is None or t1 is None else float(t1) - float(t0)
+                out.append((labels, float(inc or 0.0), span))
+        return out
+
+    def increase(
+        self,
+        metric: str,
+        *,
+        window: float,
+        at: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+    ) -> dict[tuple[str, ...], float]:
+        """Counter increase over (at - window, at] per group of the ``by`` labels."""
+        out: dict[tuple[str, ...], float] = {}
+        for labels, inc, _ in self._windows(metric, window, at, match):
+            key = group_key(labels, by)
+            out[key] = out.get(key, 0.0) + inc
+        return out
+
+    def rate(
+        self,
+        metric: str,
+        *,
+        window: float,
+        at: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+    ) -> list[Series]:
+        """Per series, the increase over the time its rows span (about ``window``; less
+        when the series is younger or its newest rows are missing), summed per group."""
+        out: dict[tuple[str, ...], float] = {}
+        for labels, inc, span in self._windows(metric, window, at, match):
+            key = group_key(labels, by)
+            out[key] = out.get(key, 0.0) + (inc / span if span > 0 else 0.0)
+        return _series(by, out)
+
+    def ratio(
+        self,
+        numerator: str,
+        denominator: str,
+        *,
+        window: float,
+        at: float,
+        match_num: Labels | None = None,
+        match_den: Labels | None = None,
+        by: tuple[str, ...] = (),
+    ) -> list[Series]:
+        num = self.increase(numerator, window=window, at=at, match=match_num, by=by)
+        den = self.increase(denominator, window=window, at=at, match=match_den, by=by)
+        # the denominator's groups (as PromQL's division): no numerator increase is 0
+        return _series(by, {k: _div(num.get(k, 0.0), d) for k, d in den.items()})
+
+    def quantile(
+        self,
+        q: float,
+        histogram: str,
+        *,
+        window: float,
+        at: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+    ) -> list[Series]:
+        _check_q(q)
+        inc = self.increase(
+            f"{histogram}_bucket", window=window, at=at, match=match, by=(*by, "le")
+        )
+        return _series(by, _quantiles(q, inc))
+
+    def latest(
+        self,
+        metric: str,
+        *,
+        at: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+        max_age: float = 300.0,
+    ) -> list[Series]:
+        src = self.source_for(max_age, at - max_age)
+        msql, params = self._params(src, metric, at - max_age, at, match)
+        cache: dict[str, dict[str, str]] = {}
+        out: dict[tuple[str, ...], float] = {}
+        for text, value in self._run(latest_sql(src, msql), params):
+            labels = parse_labels(text, cache)
+            if matches(labels, match):
+                key = group_key(labels, by)
+                out[key] = out.get(key, 0.0) + float(value)
+        return _series(by, out)
+
+    # -- charts ----------------------------------------------------------------------------
+    def range(
+        self,
+        metric_kind: str,
+        metric: str,
+        *,
+        start: float,
+        end: float,
+        step: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+        window: float = 300.0,
+    ) -> dict[Key, list[tuple[float, float | None]]]:
+        """Chart series from one fetch; each point is what a single query at that time
+        would answer, with a window of at least ``step`` (no gaps between points) and
+        at least a bucket of the resolution read."""
+        if step <= 0 or end < start or window <= 0:
+            raise QueryError("range needs step > 0, end >= start and window > 0")
+        ts = points(start, end, step)
+        if len(ts) > MAX_POINTS:
+            raise QueryError(f"range of {len(ts)} points; at most {MAX_POINTS}")
+        q = _kind(metric_kind)
+        src = self.source_for(end - start + window, start - window)
+        win = max(window, step, src.width)
+        base = self._baseline(src)
+        if metric_kind == "latest":
+            msql, params = self._params(src, metric, start - win, end, match)
+            series = split_rows(self._run(rows_sql(src, msql), params), match, deltas=False)
+            return _latest_points(series, by, ts, win)
+        name = metric if q is None else f"{metric}_bucket"
+        keys = by if q is None else (*by, "le")
+        msql, params = self._params(src, name, start - win - base, end, match)
+        sums: dict[tuple[str, ...], list[float | None]] = {}
+        spacing = src.width or self.sample_interval
+        m = win / step
+        if step >= 4 * spacing and abs(m - round(m)) < 1e-9:
+            # many rows per point: sum them per chart interval in SQL
+            params |= {"start": start, "step": step}
+            rows = self._run(intervals_sql(src, msql, self.dialect), params)
+            mb = math.ceil(base / step)
+            for labels, ivs in series_intervals(rows, match).values():
+                line = ivs.increases(len(ts), round(m), mb, per_second=q is None)
+                _add(sums.setdefault(group_key(labels, keys), [None] * len(ts)), line)
+        else:  # about a row per point: walk the index in time order, no sort in SQL
+            series = split_rows(self._run(rows_sql(src, msql), params), match, deltas=True)
+            for labels, rows_ in series.values():
+                line = rows_.increases(ts, win, base, per_second=q is None)
+                _add(sums.setdefault(group_key(labels, keys), [None] * len(ts)), line)
+        if q is None:
+            return {
+                _key(by, k): list(zip(ts, vals, strict=True)) for k, vals in sorted(sums.items())
+            }
+        return _quantile_points(q, by, sums, ts)
+
+
+def _add(acc: list[float | None], line: list[float | None]) -> None:
+    for i, v in enumerate(line):
+        if v is not None:
+            prev = acc[i]
+            acc[i] = v if prev is None else prev + v
+
+
+def _latest_points(
+    series: dict[str, tuple[dict[str, str], SeriesRows]],
+    by: tuple[str, ...],
+    ts: list[float],
+    max_age: float,
+) -> dict[Key, list[tuple[float, float | None]]]:
+    sums: dict[tuple[str, ...], list[float | None]] = {}
+    for labels, rows in series.values():
+        _add(sums.setdefault(group_key(labels, by), [None] * len(ts)), rows.latest(ts, max_age))
+    return {_key(by, k): list(zip(ts, vals, strict=True)) for k, vals in sorted(sums.items())}
+
+
+def _quantile_points(
+    q: float, by: tuple[str, ...], sums: dict[tuple[str, ...], list[float | None]], ts: list[float]
+) -> dict[Key, list[tuple[float, float | None]]]:
+    groups: dict[tuple[str, ...], list[tuple[float, list[float | None]]]] = {}
+    for key, vals in sums.items():
+        groups.setdefault(key[:-1], []).append((parse_le(key[-1]), vals))
+    out: dict[Key, list[tuple[float, float | None]]] = {}
+    for gkey, buckets in sorted(groups.items()):
+        line: list[tuple[float, float | None]] = []
+        for i, t in enumerate(ts):
+            present: list[tuple[float, float]] = []
+            for le, vals in buckets:
+                v = vals[i]
+                if v is not None:
+                    present.append((le, v))
+            line.append((t, bucket_quantile(q, present) if present else None))
+        out[_key(by, gkey)] = line
+    return out
+
+
+def _quantiles(q: float, inc: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], float | None]:
+    groups: dict[tuple[str, ...], list[tuple[float, float]]] = {}
+    for key, value in inc.items():
+        groups.setdefault(key[:-1], []).append((parse_le(key[-1]), value))
+    return {k: bucket_quantile(q, b) for k, b in groups.items()}
+
+
+def _series(by: tuple[str, ...], values: Mapping[tuple[str, ...], float | None]) -> list[Series]:
+    return [Series(dict(zip(by, k, strict=True)), v) for k, v in sorted(values.items())]
+
+
+def _key(by: tuple[str, ...], values: tuple[str, ...]) -> Key:
+    return tuple(sorted(zip(by, values, strict=True)))
+
+
+def _div(num: float, den: float | None) -> float | None:
+    return None if not den else num / den
+
+
+def _check_q(q: float) -> None:
+    if not 0.0 <= q <= 1.0:
+        raise QueryError(f"quantile must be in [0, 1], not {q}")
+
+
+def _kind(kind: str) -> float | None:
+    """None for "rate"/"latest"; the quantile for "p50", "p99", "p999"..."""
+    if kind in ("rate", "latest"):
+        return None
+    m = _PCT.fullmatch(kind)
+    if m is None:
+        raise QueryError(f"unknown range kind {kind!r}: rate, latest or pNN (p50, p99, p999)")
+    return float("0." + m[1])
