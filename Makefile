@@ -20,6 +20,10 @@ lint: install
 
 bench: install
 	$(PY) bench/hot_account.py
+	$(PY) bench/pay_e2e.py
+	$(PY) bench/guard.py
+	$(PY) bench/metrics.py
+	$(PY) bench/jobs.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
