@@ -236,8 +236,11 @@ class TradeService:
         return self.core.db.run(work)
 
     def detail(self, merchant_id: str, out_trade_no: str) -> TradeDetail:
-        """The trade with its pay orders, its refunds, and its origin chain up to the root."""
+        """The trade with its pay orders, its refunds, and its origin chain up to the root,
+        read from one snapshot (a callback committing midway cannot tear the view)."""
         with self.core.db.session() as s:
+            if self.core.db.is_postgres:
+                s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             t = find_trade(s, merchant_id, out_trade_no)
             if t is None:
                 raise TradeNotFound("trade not found")
