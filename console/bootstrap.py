@@ -99,7 +99,7 @@ def build_platform(
     obs = build_observability(db.engine, settings, role=role, business=business,
                               rejected=BUSINESS_ERRORS)  # fmt: skip
     platform.observability = obs
-    core.metrics = obs.metrics
+    core.metrics = core.ledger.metrics = obs.metrics
     guard.recorders.append(obs.metrics)
     if channels:
         from paycore.channels.gateway import ChannelFront, build_gateway

@@ -34,7 +34,8 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
     gateway = platform.front.gateway if platform.front is not None else None
     leases = JobLeases(core.db, core.clock)
     delivery = NotificationDelivery(core.db, secret=settings.notify_secret(), clock=core.clock,
-                                    worker_id=worker_id, ids=core.ids)  # fmt: skip
+                                    worker_id=worker_id, ids=core.ids,
+                                    metrics=core.metrics)  # fmt: skip
     jobs: list[Job] = [
         (delivery.deliver_due, 5.0, "notifications"),
         (lambda: summary_posting_job(core), 2.0, "summary_posting"),

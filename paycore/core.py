@@ -58,6 +58,7 @@ class PayCore:
         self.risk = risk or RiskEngine()
         self.metrics: Metrics = metrics or NULL_METRICS
         self.ledger = Ledger(self.ids, clock, hot_policy)
+        self.ledger.metrics = self.metrics
         self.merchants = MerchantService(self.db, self.ids, clock)
         self.trades = TradeService(self)
         self.payments = PayService(self)

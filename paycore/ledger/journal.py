@@ -8,6 +8,7 @@ the transaction commits, in account id order.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from ..db.schema import Account, JournalEntry, JournalLeg, PendingPosting
 from ..db.util import insert_ignore
 from ..errors import InsufficientBalance, UnbalancedEntry
 from ..ids import IdGenerator
+from ..instrument import NULL_METRICS, Metrics
 from .accounts import BUFFERED, AccountDirectory, AccountRef, HotPolicy
 
 _DELTAS = "paywatch_balance_deltas"
@@ -54,6 +56,7 @@ class Ledger:
         self.ids = ids
         self.clock = clock
         self.accounts = AccountDirectory(ids, policy)
+        self.metrics: Metrics = NULL_METRICS  # PayCore hands its metrics in
 
     def post(
         self,
@@ -72,6 +75,16 @@ class Ledger:
         Raises :class:`UnbalancedEntry` if the legs do not sum to zero, and
         :class:`InsufficientBalance` if a non-negative account would go below zero.
         """
+        started = time.perf_counter()
+        try:
+            return self._post(session, biz_type, biz_key, ctx, currency, legs, trade_id, memo)
+        finally:
+            self.metrics.observe("ledger_posting", "ok", pay_org=ctx.pay_org_no,
+                                 seconds=time.perf_counter() - started)  # fmt: skip
+
+    def _post(self, session: Session, biz_type: str, biz_key: str, ctx: BizContext,
+              currency: str, legs: Sequence[Leg], trade_id: int | None,
+              memo: str) -> int | None:  # fmt: skip
         legs = [leg for leg in legs if leg.amount != 0]
         if len(legs) < 2 or sum(leg.amount for leg in legs) != 0:
             raise UnbalancedEntry("journal entry legs must sum to zero", biz_type=biz_type)

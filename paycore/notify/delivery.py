@@ -46,6 +46,15 @@ from ..channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from ..db.engine import Database
 from ..db.schema import Notification, NotificationAttempt
 from ..ids import IdGenerator
+from ..instrument import NULL_METRICS, Metrics
+
+
+def _reason(error: str) -> str:
+    """A bounded metric reason: ``http_5xx``/``http_4xx``, ``timeout`` or the error class."""
+    if error.startswith("HTTP "):
+        return f"http_{error[5]}xx"
+    return error[:32] or "error"
+
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +120,7 @@ class NotificationDelivery:
         timeout: float = 3.0,
         concurrency: int = 8,
         ids: IdGenerator | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if not secret and secret_for is None:
             raise ValueError("a notification signing secret is required")
@@ -130,6 +140,7 @@ class NotificationDelivery:
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="notify")
         self.delivered = self.failed = self.gave_up = 0  # counters since start
+        self.metrics: Metrics = metrics or NULL_METRICS
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -206,6 +217,9 @@ class NotificationDelivery:
         for row, out in zip(rows, outcomes, strict=True):
             tried = row.attempts + 1
             status, due, delivered_at = PENDING, now, None
+            self.metrics.observe("notification", "ok" if out.ok else "error",
+                                 "" if out.ok else _reason(out.error),
+                                 seconds=out.duration_ms / 1000)  # fmt: skip
             if out.ok:
                 status, delivered_at = DELIVERED, now
                 self.delivered += 1

@@ -311,6 +311,7 @@ def test_metrics_endpoint_counts_the_pay_link_and_passes_promtool(stack, tmp_pat
     assert 'step="pay"' in text and 'outcome="pending"' in text
     assert 'reason="settled",step="callback"' in text
     assert 'paywatch_guard_outcomes_total{outcome="pass",resource="risk"}' in text
+    assert 'reason="",step="ledger_posting"' in text
     assert "m-1" not in text  # never order ids in labels
     promtool = shutil.which("promtool")
     if promtool is None:
