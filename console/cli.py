@@ -61,6 +61,17 @@ def _worker(_: argparse.Namespace) -> int:
         platform.close()
 
 
+def _console(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    app = Path(__file__).with_name("app.py")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+           "--server.address", args.host, "--server.headless", "true",
+           "--browser.gatherUsageStats", "false"]  # fmt: skip
+    return subprocess.call(cmd)
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from paycore.channels.sandbox import SandboxConfig, run_sandbox
 
@@ -109,6 +120,11 @@ def parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run the scheduler jobs (safe to run several)")
     worker.set_defaults(func=_worker)
+
+    console = sub.add_parser("console", help="run the Streamlit console")
+    console.add_argument("--host", default="127.0.0.1")
+    console.add_argument("--port", type=int, default=8501)
+    console.set_defaults(func=_console)
 
     sandbox = sub.add_parser("sandbox", help="run the sandbox channel")
     sandbox.add_argument("--host")

@@ -1,0 +1,1 @@
+"""Read functions behind the operations and manager console pages (no Streamlit here)."""

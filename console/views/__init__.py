@@ -1,0 +1,5 @@
+"""Read functions and pure plotly chart builders for the console pages.
+
+Nothing here imports Streamlit: every function takes its sources (a MetricsQuery, an
+engine, a dependency map...) as arguments and is tested without a browser.
+"""

@@ -1,0 +1,176 @@
+"""Switch, audit, breaker and drill read functions for the SRE pages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stability.depmap import DependencyMap, impact
+from stability.limits import LimitRule
+from stability.policy import approval_policy, is_core_link, is_strong_dependency
+from stability.switches import KINDS, MAX_HORIZON, SwitchRecord
+
+__all__ = [
+    "KINDS",
+    "SwitchPreview",
+    "approvable",
+    "audit_rows",
+    "breaker_rows",
+    "expiry_in",
+    "knob_request",
+    "preview_switch",
+    "switch_rows",
+    "switch_targets",
+]
+
+
+def switch_rows(
+    records: Iterable[SwitchRecord], now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Switches as table rows, with whether each is in force at ``now``."""
+    now = now or datetime.now(UTC)
+    return [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "target": r.target,
+            "params": json.dumps(r.params, sort_keys=True) if r.params else "",
+            "status": r.status,
+            "in_force": r.status == "active" and r.expires_at > now,
+            "actor": r.actor,
+            "approved_by": r.approved_by or "",
+            "reason": r.reason,
+            "requires_approval": r.requires_approval,
+            "created_at": r.created_at,
+            "expires_at": r.expires_at,
+        }
+        for r in records
+    ]
+
+
+def approvable(
+    records: Iterable[SwitchRecord], username: str, now: datetime | None = None
+) -> list[SwitchRecord]:
+    """Pending, unexpired switches ``username`` may approve (someone else proposed them)."""
+    now = now or datetime.now(UTC)
+    return [
+        r for r in records if r.status == "pending" and r.actor != username and r.expires_at > now
+    ]
+
+
+def audit_rows(entries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``SwitchService.audit_log`` entries with before/after as compact JSON."""
+    return [
+        {
+            "id": e["id"],
+            "at": e["at"],
+            "actor": e["actor"],
+            "action": e["action"],
+            "target": e["target"],
+            "switch_id": e["switch_id"],
+            "reason": e["reason"],
+            "before": json.dumps(e["before"], sort_keys=True, default=str),
+            "after": json.dumps(e["after"], sort_keys=True, default=str),
+            "version": e["version"],
+        }
+        for e in entries
+    ]
+
+
+def breaker_rows(
+    events: Iterable[Mapping[str, Any]], resource: str | None = None
+) -> list[dict[str, Any]]:
+    return [dict(e) for e in events if resource in (None, "", e["resource"])]
+
+
+def switch_targets(dmap: DependencyMap, rules: Iterable[LimitRule], kind: str) -> list[str]:
+    """Suggested targets: resources, or limit rule names for the limit kinds."""
+    if kind in ("set_limit", "dry_run_limit"):
+        return sorted(r.name for r in rules)
+    return [r.name for r in dmap.resources]
+
+
+@dataclass(frozen=True)
+class SwitchPreview:
+    """What a switch would do (a dry run: nothing is written)."""
+
+    kind: str
+    target: str
+    needs_approval: bool
+    strong_dependency: bool
+    core_link: bool
+    fails: list[str]
+    degrades: list[str]
+    problems: list[str]
+
+
+def preview_switch(
+    dmap: DependencyMap,
+    rules: Iterable[LimitRule],
+    kind: str,
+    target: str,
+    *,
+    reason: str = "",
+    expires_at: datetime | None = None,
+    params: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> SwitchPreview:
+    """Validate a switch like :meth:`SwitchService.propose` would and say whether it needs
+    approval and what depends on its target."""
+    rules = list(rules)
+    now = now or datetime.now(UTC)
+    problems = []
+    if kind not in KINDS:
+        problems.append(f"kind must be one of {', '.join(KINDS)}")
+    if not target.strip():
+        problems.append("a target is required")
+    if not reason.strip():
+        problems.append("a reason is required")
+    if expires_at is None:
+        problems.append("an expiry is required")
+    elif not now < expires_at <= now + MAX_HORIZON:
+        problems.append("expiry must be in the future and within 7 days")
+    if kind == "force_breaker" and (params or {}).get("state") not in (
+        "forced_open",
+        "forced_closed",
+    ):
+        problems.append("force_breaker needs state forced_open or forced_closed")
+    resource = target
+    if kind in ("set_limit", "dry_run_limit"):
+        rule = next((r for r in rules if r.name == target), None)
+        resource = rule.resource if rule else target
+    needs = approval_policy(lambda: dmap, lambda: rules)(kind, target)
+    known = {r.name for r in dmap.resources}
+    fails: list[str] = []
+    degrades: list[str] = []
+    if resource in known and kind in ("degrade", "force_breaker"):
+        imp = impact(dmap, resource)
+        fails, degrades = imp.fails, imp.degrades
+    return SwitchPreview(
+        kind,
+        target,
+        needs,
+        is_strong_dependency(dmap, resource),
+        is_core_link(dmap, resource),
+        fails,
+        degrades,
+        problems,
+    )
+
+
+def expiry_in(hours: float, now: datetime | None = None) -> datetime:
+    """An expiry ``hours`` from ``now`` (timezone-aware)."""
+    return (now or datetime.now(UTC)) + timedelta(hours=hours)
+
+
+def knob_request(
+    sandbox_url: str, org: str, changes: Mapping[str, Any], token: str
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The PUT the drill page sends to the sandbox: (url, headers, json body)."""
+    from urllib.parse import quote
+
+    url = f"{sandbox_url.rstrip('/')}/admin/knobs/{quote(org, safe='')}"
+    return url, {"X-Sandbox-Admin": token}, dict(changes)

@@ -1,0 +1,261 @@
+"""AppTest tests of the on-call and SRE console pages, over a migrated temp SQLite DB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[2] / "console" / "app.py")
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def console_db(tmp_path, monkeypatch):
+    """A migrated SQLite database with one user per role; env points the console at it."""
+    from console.auth import create_user
+    from console.migrate import upgrade_database
+
+    url = f"sqlite:///{tmp_path / 'console.db'}"
+    monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)
+    monkeypatch.setenv("PAYWATCH_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("PAYWATCH_PROMETHEUS_URL", raising=False)
+    monkeypatch.delenv("PAYWATCH_REDIS_URL", raising=False)
+    engine = sa.create_engine(url)
+    upgrade_database(engine)
+    for name, role in (
+        ("vera", "viewer"),
+        ("otto", "operator"),
+        ("olga", "operator"),
+        ("ada", "admin"),
+    ):
+        create_user(engine, name, PASSWORD, role)
+    yield engine
+    engine.dispose()
+
+
+def _app(user: str | None = None, role: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    if user:
+        at.session_state["user"] = {"username": user, "role": role}
+    return at
+
+
+def _page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"pages/{page}.py")
+    return at.run(timeout=30)
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for e in at.title] + [e.value for e in at.subheader]
+    parts += [e.value for e in at.markdown] + [e.value for e in at.caption]
+    return "\n".join(str(p) for p in parts)
+
+
+def _table(at: AppTest, column: str):
+    """The first table with ``column`` (AppTest does not expose dataframe keys)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _audit(engine) -> list:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("select actor, role, action, target, detail from console_audit order by id")
+        ).all()
+
+
+def test_login_form_signs_in_and_audits(console_db):
+    at = _app().run(timeout=30)
+    assert not at.exception
+    at.text_input(key="login_username").input("vera")
+    at.text_input(key="login_password").input("wrong password")
+    at.button[0].click().run(timeout=30)
+    assert at.error and "Invalid" in at.error[0].value
+    assert "user" not in at.session_state
+    at.text_input(key="login_password").input(PASSWORD)
+    at.button[0].click().run(timeout=30)
+    assert not at.exception
+    assert at.session_state["user"] == {"username": "vera", "role": "viewer"}
+    assert "Overview" in _texts(at)
+    actions = [r.action for r in _audit(console_db)]
+    assert actions == ["login_failed", "login"]
+
+
+def test_overview_page_renders_links_backlogs_alerts(console_db):
+    with console_db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "insert into alert_states (fingerprint, rule, labels, annotations, severity, state,"
+                " value, active_since, fired_at, resolved_at, last_eval) values ('f1', "
+                "'PayLinkErrors', '{\"step\": \"pay\"}', '{}', 'page', 'firing', 0.2, 1, 1, null, 1)"
+            )
+        )
+    at = _app("vera", "viewer").run(timeout=30)
+    assert not at.exception, at.exception
+    text = _texts(at)
+    for part in ("Core links", "Channel health", "Active alerts", "Backlogs", "Guard fallbacks"):
+        assert part in text
+    for step in (
+        "trade_create",
+        "pay",
+        "callback",
+        "refund",
+        "channel_call",
+        "ledger_posting",
+        "notification",
+    ):
+        assert f"**{step}**" in text
+    alerts = _table(at, "rule")
+    assert list(alerts["rule"]) == ["PayLinkErrors"]
+    assert [m.label for m in at.metric][-3:] == [
+        "Compensation pending",
+        "Notifications pending",
+        "Pending postings",
+    ]
+
+
+def test_link_drilldown_page(console_db):
+    at = _page(_app("vera", "viewer").run(timeout=30), "oncall_link")
+    assert not at.exception, at.exception
+    assert "Link drill-down" in _texts(at)
+    at.selectbox(key="link_step").select("refund")
+    at.selectbox(key="link_range").select("6 hours").run(timeout=30)
+    assert not at.exception
+    assert [m.label for m in at.metric] == ["Requests/s", "Success", "p99"]
+
+
+def test_dependency_map_page_with_impact(console_db):
+    at = _page(_app("vera", "viewer").run(timeout=30), "oncall_depmap")
+    assert not at.exception, at.exception
+    nodes = _table(at, "breaker")
+    assert "coupon" in set(nodes["resource"])
+    at.selectbox(key="impact_resource").select("coupon").run(timeout=30)
+    assert not at.exception
+    assert "Fails:" in _texts(at) and "Degrades:" in _texts(at)
+
+
+def test_viewer_cannot_open_sre_pages(console_db):
+    at = _app("vera", "viewer").run(timeout=30)
+    for page in ("sre_switches", "sre_breakers", "sre_drills"):
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            _page(at, page)
+    at = AppTest.from_function(
+        _direct_page, args=("sre_switches.py", "vera", "viewer"), default_timeout=30
+    ).run(timeout=30)
+    assert at.error and "not allowed" in at.error[0].value
+    assert not [b for b in at.button if b.key == "sw_apply"]
+
+
+def _direct_page(page: str, user: str, role: str) -> None:
+    """Runs a page script directly (outside the navigation), as a crafted URL would."""
+    import runpy
+
+    import streamlit as st
+
+    from console.pages import PAGES_DIR
+
+    st.session_state["user"] = {"username": user, "role": role}
+    runpy.run_path(str(PAGES_DIR / page))
+
+
+def test_operator_degrades_coupon_with_reason_and_expiry(console_db):
+    at = _page(_app("otto", "operator").run(timeout=30), "sre_switches")
+    assert not at.exception, at.exception
+    at.selectbox(key="sw_kind").select("degrade")
+    at.selectbox(key="sw_target").select("coupon").run(timeout=30)
+    at.button(key="sw_apply").click().run(timeout=30)  # no reason, no expiry
+    assert {e.value for e in at.error} >= {"a reason is required", "an expiry is required"}
+    at.text_input(key="sw_reason").input("coupon service slow, shed it")
+    at.number_input(key="sw_hours").set_value(2.0)
+    at.button(key="sw_dry_run").click().run(timeout=30)
+    assert at.json and "coupon" in str(at.json[0].value)
+    with console_db.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from stability_switches")).scalar() == 0
+    at.button(key="sw_apply").click().run(timeout=30)
+    assert not at.exception, at.exception
+    assert at.success and "active" in at.success[0].value
+    with console_db.connect() as conn:
+        rows = conn.execute(
+            sa.text("select kind, target, actor, status, reason from stability_switches")
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("degrade", "coupon", "otto", "active", "coupon service slow, shed it")
+    ]
+    audit = _audit(console_db)
+    assert [(r.actor, r.role, r.action, r.target) for r in audit] == [
+        ("otto", "operator", "switch.propose", "coupon")
+    ]
+    assert '"ok": true' in audit[0].detail
+
+
+def test_core_link_switch_needs_confirmation_and_second_person(console_db):
+    at = _page(_app("otto", "operator").run(timeout=30), "sre_switches")
+    at.selectbox(key="sw_kind").select("degrade")
+    target = _strong_target(console_db)
+    at.selectbox(key="sw_target").select(target).run(timeout=30)
+    at.text_input(key="sw_reason").input("drill")
+    at.number_input(key="sw_hours").set_value(1.0).run(timeout=30)
+    assert at.checkbox(key="sw_confirm")
+    at.button(key="sw_apply").click().run(timeout=30)
+    assert any("confirmation" in e.value for e in at.error)
+    at.checkbox(key="sw_confirm").check()
+    at.button(key="sw_apply").click().run(timeout=30)
+    assert at.success and "pending" in at.success[0].value
+    with console_db.connect() as conn:
+        sid = conn.execute(sa.text("select id from stability_switches")).scalar_one()
+    # the proposer sees no approve button; another operator approves
+    assert not [b for b in at.button if b.key == f"sw_approve_{sid}"]
+    other = _page(_app("olga", "operator").run(timeout=30), "sre_switches")
+    other.button(key=f"sw_approve_{sid}").click().run(timeout=30)
+    assert not other.exception, other.exception
+    with console_db.connect() as conn:
+        status, approver = conn.execute(
+            sa.text("select status, approved_by from stability_switches")
+        ).one()
+    assert (status, approver) == ("active", "olga")
+    assert [r.action for r in _audit(console_db)] == ["switch.propose", "switch.approve"]
+
+
+def _strong_target(engine) -> str:
+    from stability.depmap import DependencyMapStore
+    from stability.policy import is_strong_dependency
+
+    dmap = DependencyMapStore(engine).load()
+    return next(r.name for r in dmap.resources if is_strong_dependency(dmap, r.name))
+
+
+def test_breakers_page_lists_events_and_lint(console_db):
+    from stability.events import BreakerEventLog
+
+    BreakerEventLog(console_db).breaker_changed("risk", "closed", "open", "failure ratio")
+    at = _page(_app("otto", "operator").run(timeout=30), "sre_breakers")
+    assert not at.exception, at.exception
+    states = _table(at, "state")
+    assert dict(zip(states["resource"], states["state"], strict=True))["risk"] == "open"
+    assert "Timeout lint" in _texts(at)
+
+
+def test_drills_page_puts_knobs_to_the_sandbox(console_db, monkeypatch):
+    import httpx
+
+    calls = []
+
+    def fake_put(url, headers=None, json=None, timeout=None):
+        calls.append((url, headers, json))
+        return httpx.Response(200, json=json, request=httpx.Request("PUT", url))
+
+    monkeypatch.setattr(httpx, "put", fake_put)
+    monkeypatch.setenv("PAYWATCH_SANDBOX_ADMIN_TOKEN", "drill-token")
+    at = _page(_app("otto", "operator").run(timeout=30), "sre_drills")
+    assert not at.exception, at.exception
+    at.slider(key="drill_error_rate").set_value(0.5)
+    at.button(key="drill_apply").click().run(timeout=30)
+    assert not at.exception, at.exception
+    assert calls and calls[0][0].endswith("/admin/knobs/SANDBOX_A")
+    assert calls[0][1] == {"X-Sandbox-Admin": "drill-token"}
+    assert calls[0][2]["error_rate"] == 0.5
+    assert [(r.action, r.target) for r in _audit(console_db)] == [("drill.knobs", "SANDBOX_A")]
