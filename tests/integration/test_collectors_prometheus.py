@@ -183,3 +183,45 @@ def test_prometheus_and_the_store_agree(live):
     assert list(p_chart) == list(s_chart) == [()]
     for (tp, vp), (ts, vs) in zip(p_chart[()], s_chart[()], strict=True):
         assert tp == ts and close(vp, vs, 0.3), (tp, vp, vs)
+
+
+def test_prometheus_scrapes_the_pay_core_api(tmp_path, prometheus_bin, pg_url):
+    """A real Prometheus scraping the API process's /metrics sees the pay link."""
+    from test_api import Stack
+
+    with Stack(pg_url) as stack:
+        for i in range(3):
+            stack.trade(f"prom-{i}", 100)
+        port = free_port()
+        host = stack.api.url.removeprefix("http://")
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n"
+            "scrape_configs:\n  - job_name: paywatch-api\n    static_configs:\n"
+            f"      - targets: ['{host}']\n"
+        )
+        proc = subprocess.Popen(
+            [prometheus_bin, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'db'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        prom = PrometheusQuery(url)
+        try:
+            wait_ready(url, proc)
+            query = 'sum(paywatch_link_requests_total{step="trade_create",outcome="ok"})'
+            deadline = time.monotonic() + 30
+            value = None
+            while time.monotonic() < deadline:
+                rows = prom.query(query, time.time())
+                value = rows[0][1] if rows else None
+                if value == 3.0:
+                    break
+                time.sleep(0.5)
+            assert value == 3.0
+            up = prom.query('up{job="paywatch-api"}', time.time())
+            assert up and up[0][1] == 1.0
+        finally:
+            prom.close()
+            proc.terminate()
+            proc.wait(20)
