@@ -92,7 +92,10 @@ def main() -> None:
     ensure_bootstrap_admin(platform().db.engine, os.environ)
     user = current_user() or _oidc_user()
     if user is None:
-        _login()
+        # a navigation of its own: Streamlit's automatic page list (every file under
+        # pages/) must not show before sign-in
+        st.navigation([st.Page(_login, title="Log in", url_path="login")],
+                      position="hidden").run()  # fmt: skip
         st.stop()
     assert user is not None
     st.session_state["user"] = {"username": user.username, "role": user.role}
