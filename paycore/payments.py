@@ -15,19 +15,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import status as st
-from .channels import ChannelRequest, ChannelResult
+from .channels import ChannelRequest
 from .context import BizContext, use_context
 from .db.schema import Merchant, PayItem, PayOrder, Trade
 from .errors import (
     DuplicateKey,
     IdempotencyConflict,
     InvalidPayTools,
-    PayOrderNotFound,
     WrongState,
 )
 from .exceptions import record_exception
 from .ledger import (
-    channel_clearing,
     credit,
     debit,
     fee_income,
@@ -39,6 +37,7 @@ from .ledger import (
 from .models import PayOrderView, PayRequest, TradeView
 from .money import fee_for
 from .notify.outbox import notify_pay_order
+from .settlement import ChannelSettlement
 from .trades import pay_order_view
 
 if TYPE_CHECKING:
@@ -63,14 +62,7 @@ PAY_TYPE = {
 }
 
 
-def lock_order(s: Session, pay_order_id: int, postgres: bool) -> PayOrder:
-    stmt = select(PayOrder).where(PayOrder.id == pay_order_id)
-    if postgres:
-        stmt = stmt.with_for_update()
-    return s.execute(stmt).scalar_one()
-
-
-class PayService:
+class PayService(ChannelSettlement):
     def __init__(self, core: PayCore) -> None:
         self.core = core
 
@@ -213,43 +205,23 @@ class PayService:
         cur = trade.currency
         requests: list[ChannelRequest] = []
         for item in items:
-            if item.tool == "balance":
-                self.core.ledger.post(
+            balance = item.tool == "balance"
+            if balance or pay_type == "withdraw":  # take (or hold, for a payout) the balance
+                self.core.ledger.move(
                     s,
-                    biz_type="pay_item",
+                    biz_type="pay_item" if balance else "withdraw_hold",
                     biz_key=str(item.id),
                     ctx=ctx,
                     currency=cur,
                     trade_id=trade.id,
-                    legs=[
-                        debit(user_balance(trade.user_id, cur), item.amount),
-                        credit(platform_transit(cur), item.amount),
-                    ],
+                    source=user_balance(trade.user_id, cur),
+                    target=platform_transit(cur),
+                    amount=item.amount,
                 )
-                st.cas_status(
-                    s,
-                    PayItem,
-                    item.id,
-                    st.PROCESSING,
-                    st.SUCCESS,
-                    st.PAY_TRANSITIONS,
-                    finished_at=now,
-                    settled_amount=item.amount,
-                )
+            if balance:
+                st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
+                              finished_at=now, settled_amount=item.amount)  # fmt: skip
             else:
-                if pay_type == "withdraw":  # hold the payer's funds before paying out
-                    self.core.ledger.post(
-                        s,
-                        biz_type="withdraw_hold",
-                        biz_key=str(item.id),
-                        ctx=ctx,
-                        currency=cur,
-                        trade_id=trade.id,
-                        legs=[
-                            debit(user_balance(trade.user_id, cur), item.amount),
-                            credit(platform_transit(cur), item.amount),
-                        ],
-                    )
                 requests.append(
                     ChannelRequest(
                         kind="withdraw" if pay_type == "withdraw" else "pay",
@@ -378,186 +350,3 @@ class PayService:
                 amount_taken=taken,
                 detail=f"order failed ({error_code}) after {taken} was taken by other tools",
             )
-
-    # -- channel results -------------------------------------------------------------------
-    def on_channel_result(self, result: ChannelResult) -> str:
-        """Settle a channel's answer for one item; safe to call any number of times.
-
-        Returns what happened: ``settled``, ``failed``, ``duplicate`` (already in that
-        state: ignored), or ``exception`` (recorded for a full refund).
-        """
-        with self.core.metrics.timed("callback", result.pay_org_no) as timed:
-            outcome = self.core.db.run(lambda s: self._settle(s, result))
-            timed.reason = outcome  # settled | failed | duplicate | exception
-            return outcome
-
-    def _settle(self, s: Session, r: ChannelResult) -> str:
-        item = s.execute(
-            select(PayItem).where(
-                PayItem.pay_org_no == r.pay_org_no, PayItem.channel_txn_no == r.channel_txn_no
-            )
-        ).scalar_one_or_none()
-        if item is None:
-            raise PayOrderNotFound("no pay item for this channel transaction")
-        po = lock_order(s, item.pay_order_id, self.core.db.is_postgres)
-        s.refresh(item)
-        ctx = BizContext(po.merchant_id, po.order_type, po.sub_type, po.pay_org_no)
-        with use_context(ctx):
-            if po.pay_type == "refund":
-                return self.core.refunds.settle_item(s, po, item, r)
-            return self._settle_pay_item(s, po, item, r, ctx)
-
-    def _settle_pay_item(
-        self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult, ctx: BizContext
-    ) -> str:
-        now = self.core.clock()
-        cur = po.currency
-        withdraw = po.pay_type == "withdraw"
-        success = r.status == st.SUCCESS
-        if item.status != st.PROCESSING:
-            if item.status == r.status and (not success or r.amount == item.settled_amount):
-                return "duplicate"
-            if item.status == st.FAILED and success and not withdraw:
-                return self._late_success(s, po, item, r, ctx)
-            record_exception(
-                self.core,
-                s,
-                "other",
-                biz_key=f"conflict:{item.id}",
-                po=po,
-                item=item,
-                amount_taken=0,
-                resolution="manual",
-                detail=f"channel says {r.status} for an item already {item.status}",
-            )
-            return "exception"
-        if success and (r.amount != item.amount or r.currency != cur):
-            st.cas_status(
-                s,
-                PayItem,
-                item.id,
-                st.PROCESSING,
-                st.FAILED,
-                st.PAY_TRANSITIONS,
-                finished_at=now,
-                settled_amount=r.amount,
-            )
-            if not withdraw and r.currency == cur:
-                self._take(s, po, item, r.amount, ctx)
-            record_exception(
-                self.core,
-                s,
-                "amount_mismatch",
-                biz_key=str(item.id),
-                po=po,
-                item=item,
-                amount_taken=r.amount if r.currency == cur else 0,
-                detail=f"channel settled {r.amount} {r.currency}, order is {item.amount} {cur}",
-            )
-            self._fail(s, po, "amount_mismatch")
-            return "exception"
-        if success:
-            st.cas_status(
-                s,
-                PayItem,
-                item.id,
-                st.PROCESSING,
-                st.SUCCESS,
-                st.PAY_TRANSITIONS,
-                finished_at=now,
-                settled_amount=r.amount,
-            )
-            if withdraw:
-                self.core.ledger.post(
-                    s,
-                    biz_type="withdraw_out",
-                    biz_key=str(item.id),
-                    ctx=ctx,
-                    currency=cur,
-                    trade_id=po.trade_id,
-                    legs=[
-                        debit(platform_transit(cur), r.amount),
-                        credit(channel_clearing(item.pay_org_no or ctx.pay_org_no, cur), r.amount),
-                    ],
-                )
-            else:
-                self._take(s, po, item, r.amount, ctx)
-            if po.status == st.FAILED:  # another tool failed first: this money is a partial pay
-                record_exception(
-                    self.core,
-                    s,
-                    "partial_payment",
-                    biz_key=f"late:{item.id}",
-                    po=po,
-                    item=item,
-                    amount_taken=r.amount,
-                    detail="a tool succeeded after its order had failed",
-                )
-                return "exception"
-            states = (
-                s.execute(select(PayItem.status).where(PayItem.pay_order_id == po.id))
-                .scalars()
-                .all()
-            )
-            if all(x == st.SUCCESS for x in states):
-                self._complete(s, po)
-            return "settled"
-        st.cas_status(
-            s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS, finished_at=now
-        )
-        if withdraw:
-            self.core.ledger.post(
-                s,
-                biz_type="withdraw_release",
-                biz_key=str(item.id),
-                ctx=ctx,
-                currency=cur,
-                trade_id=po.trade_id,
-                legs=[
-                    debit(platform_transit(cur), item.amount),
-                    credit(user_balance(po.user_id, cur), item.amount),
-                ],
-            )
-        self._fail(s, po, "channel_failed")
-        return "failed"
-
-    def _take(self, s: Session, po: PayOrder, item: PayItem, amount: int, ctx: BizContext) -> None:
-        """Record money the channel collected: channel clearing → platform transit."""
-        cur = po.currency
-        self.core.ledger.post(
-            s,
-            biz_type="pay_item",
-            biz_key=str(item.id),
-            ctx=ctx,
-            currency=cur,
-            trade_id=po.trade_id,
-            legs=[
-                debit(channel_clearing(item.pay_org_no or ctx.pay_org_no, cur), amount),
-                credit(platform_transit(cur), amount),
-            ],
-        )
-
-    def _late_success(
-        self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult, ctx: BizContext
-    ) -> str:
-        """The channel took money for an item we had already failed."""
-        self._take(s, po, item, r.amount, ctx)
-        paid_elsewhere = s.execute(
-            select(PayOrder.id).where(
-                PayOrder.trade_id == po.trade_id,
-                PayOrder.status == st.SUCCESS,
-                PayOrder.id != po.id,
-            )
-        ).first()
-        kind = "duplicate_payment" if paid_elsewhere else "other"
-        record_exception(
-            self.core,
-            s,
-            kind,
-            biz_key=f"late:{item.id}",
-            po=po,
-            item=item,
-            amount_taken=r.amount,
-            detail="channel success after the item failed",
-        )
-        return "exception"

@@ -27,8 +27,6 @@ from .exceptions import record_exception
 from .ledger import (
     AccountRef,
     channel_clearing,
-    credit,
-    debit,
     guarantee_escrow,
     merchant_payable,
     platform_transit,
@@ -166,17 +164,16 @@ class RefundService:
         s.add(po)
         s.flush()
         cur = orig.currency
-        self.core.ledger.post(
+        self.core.ledger.move(
             s,
             biz_type="refund_hold",
             biz_key=str(po.id),
             ctx=ctx,
             currency=cur,
             trade_id=orig.id,
-            legs=[
-                debit(_merchant_side(orig), req.amount),
-                credit(platform_transit(cur), req.amount),
-            ],
+            source=_merchant_side(orig),
+            target=platform_transit(cur),
+            amount=req.amount,
         )
         remaining = req.amount
         requests: list[ChannelRequest] = []
@@ -217,17 +214,16 @@ class RefundService:
             s.add(item)
             s.flush()
             if src.tool == "balance":
-                self.core.ledger.post(
+                self.core.ledger.move(
                     s,
                     biz_type="refund_item",
                     biz_key=str(item_id),
                     ctx=ctx,
                     currency=cur,
                     trade_id=orig.id,
-                    legs=[
-                        debit(platform_transit(cur), take),
-                        credit(user_balance(orig.user_id, cur), take),
-                    ],
+                    source=platform_transit(cur),
+                    target=user_balance(orig.user_id, cur),
+                    amount=take,
                 )
                 st.cas_status(
                     s,
@@ -311,17 +307,16 @@ class RefundService:
                     finished_at=now,
                     settled_amount=item.amount,
                 )
-                self.core.ledger.post(
+                self.core.ledger.move(
                     s,
                     biz_type="refund_item",
                     biz_key=str(item.id),
                     ctx=ctx,
                     currency=cur,
                     trade_id=refund_trade.origin_trade_id,
-                    legs=[
-                        debit(platform_transit(cur), item.amount),
-                        credit(channel_clearing(str(item.pay_org_no), cur), item.amount),
-                    ],
+                    source=platform_transit(cur),
+                    target=channel_clearing(str(item.pay_org_no), cur),
+                    amount=item.amount,
                 )
                 states = (
                     s.execute(select(PayItem.status).where(PayItem.pay_order_id == po.id))
@@ -339,17 +334,16 @@ class RefundService:
             if self.core.db.is_postgres:
                 stmt = stmt.with_for_update()
             orig = s.execute(stmt).scalar_one()
-            self.core.ledger.post(
+            self.core.ledger.move(
                 s,
                 biz_type="refund_release",
                 biz_key=str(item.id),
                 ctx=ctx,
                 currency=cur,
                 trade_id=orig.id,
-                legs=[
-                    debit(platform_transit(cur), item.amount),
-                    credit(_merchant_side(orig), item.amount),
-                ],
+                source=platform_transit(cur),
+                target=_merchant_side(orig),
+                amount=item.amount,
             )
             s.execute(
                 update(Trade)

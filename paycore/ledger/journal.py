@@ -82,6 +82,26 @@ class Ledger:
             self.metrics.observe("ledger_posting", "ok", pay_org=ctx.pay_org_no,
                                  seconds=time.perf_counter() - started)  # fmt: skip
 
+    def move(
+        self,
+        session: Session,
+        *,
+        biz_type: str,
+        biz_key: str,
+        ctx: BizContext,
+        currency: str,
+        source: AccountRef,
+        target: AccountRef,
+        amount: int,
+        trade_id: int | None = None,
+        memo: str = "",
+    ) -> int | None:
+        """Post the two-leg entry that moves ``amount`` out of ``source`` (debited) into
+        ``target`` (credited); idempotent per ``(biz_type, biz_key)`` like :meth:`post`."""
+        return self.post(session, biz_type=biz_type, biz_key=biz_key, ctx=ctx,
+                         currency=currency, trade_id=trade_id, memo=memo,
+                         legs=[debit(source, amount), credit(target, amount)])  # fmt: skip
+
     def _post(self, session: Session, biz_type: str, biz_key: str, ctx: BizContext,
               currency: str, legs: Sequence[Leg], trade_id: int | None,
               memo: str) -> int | None:  # fmt: skip

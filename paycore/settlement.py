@@ -1,0 +1,224 @@
+"""Settling channel results (callbacks and active queries) for pay items.
+
+Every result is applied with compare-and-set on the item, under a row lock on its pay
+order, so repeated or concurrent callbacks settle once. Money the channel took that the
+order cannot keep (a wrong amount, a success after the item failed, a tool succeeding
+after its order failed) is recorded as a classified exception for a full refund.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import status as st
+from .channels import ChannelResult
+from .context import BizContext, use_context
+from .db.schema import PayItem, PayOrder
+from .errors import PayOrderNotFound
+from .exceptions import record_exception
+from .ledger import channel_clearing, platform_transit, user_balance
+
+if TYPE_CHECKING:
+    from .core import PayCore
+
+
+def lock_order(s: Session, pay_order_id: int, postgres: bool) -> PayOrder:
+    stmt = select(PayOrder).where(PayOrder.id == pay_order_id)
+    if postgres:
+        stmt = stmt.with_for_update()
+    return s.execute(stmt).scalar_one()
+
+
+class ChannelSettlement:
+    """The channel-result half of :class:`paycore.payments.PayService`."""
+
+    core: PayCore
+
+    def _complete(self, s: Session, po: PayOrder) -> None:  # provided by PayService
+        raise NotImplementedError
+
+    def _fail(self, s: Session, po: PayOrder, error_code: str) -> None:  # by PayService
+        raise NotImplementedError
+
+    # -- channel results -------------------------------------------------------------------
+    def on_channel_result(self, result: ChannelResult) -> str:
+        """Settle a channel's answer for one item; safe to call any number of times.
+
+        Returns what happened: ``settled``, ``failed``, ``duplicate`` (already in that
+        state: ignored), or ``exception`` (recorded for a full refund).
+        """
+        with self.core.metrics.timed("callback", result.pay_org_no) as timed:
+            outcome = self.core.db.run(lambda s: self._settle(s, result))
+            timed.reason = outcome  # settled | failed | duplicate | exception
+            return outcome
+
+    def _settle(self, s: Session, r: ChannelResult) -> str:
+        item = s.execute(
+            select(PayItem).where(
+                PayItem.pay_org_no == r.pay_org_no, PayItem.channel_txn_no == r.channel_txn_no
+            )
+        ).scalar_one_or_none()
+        if item is None:
+            raise PayOrderNotFound("no pay item for this channel transaction")
+        po = lock_order(s, item.pay_order_id, self.core.db.is_postgres)
+        s.refresh(item)
+        ctx = BizContext(po.merchant_id, po.order_type, po.sub_type, po.pay_org_no)
+        with use_context(ctx):
+            if po.pay_type == "refund":
+                return self.core.refunds.settle_item(s, po, item, r)
+            return self._settle_pay_item(s, po, item, r, ctx)
+
+    def _settle_pay_item(
+        self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult, ctx: BizContext
+    ) -> str:
+        now = self.core.clock()
+        cur = po.currency
+        withdraw = po.pay_type == "withdraw"
+        success = r.status == st.SUCCESS
+        if item.status != st.PROCESSING:
+            if item.status == r.status and (not success or r.amount == item.settled_amount):
+                return "duplicate"
+            if item.status == st.FAILED and success and not withdraw:
+                return self._late_success(s, po, item, r, ctx)
+            record_exception(
+                self.core,
+                s,
+                "other",
+                biz_key=f"conflict:{item.id}",
+                po=po,
+                item=item,
+                amount_taken=0,
+                resolution="manual",
+                detail=f"channel says {r.status} for an item already {item.status}",
+            )
+            return "exception"
+        if success and (r.amount != item.amount or r.currency != cur):
+            st.cas_status(
+                s,
+                PayItem,
+                item.id,
+                st.PROCESSING,
+                st.FAILED,
+                st.PAY_TRANSITIONS,
+                finished_at=now,
+                settled_amount=r.amount,
+            )
+            if not withdraw and r.currency == cur:
+                self._take(s, po, item, r.amount, ctx)
+            record_exception(
+                self.core,
+                s,
+                "amount_mismatch",
+                biz_key=str(item.id),
+                po=po,
+                item=item,
+                amount_taken=r.amount if r.currency == cur else 0,
+                detail=f"channel settled {r.amount} {r.currency}, order is {item.amount} {cur}",
+            )
+            self._fail(s, po, "amount_mismatch")
+            return "exception"
+        if success:
+            st.cas_status(
+                s,
+                PayItem,
+                item.id,
+                st.PROCESSING,
+                st.SUCCESS,
+                st.PAY_TRANSITIONS,
+                finished_at=now,
+                settled_amount=r.amount,
+            )
+            if withdraw:
+                self.core.ledger.move(
+                    s,
+                    biz_type="withdraw_out",
+                    biz_key=str(item.id),
+                    ctx=ctx,
+                    currency=cur,
+                    trade_id=po.trade_id,
+                    source=platform_transit(cur),
+                    target=channel_clearing(item.pay_org_no or ctx.pay_org_no, cur),
+                    amount=r.amount,
+                )
+            else:
+                self._take(s, po, item, r.amount, ctx)
+            if po.status == st.FAILED:  # another tool failed first: this money is a partial pay
+                record_exception(
+                    self.core,
+                    s,
+                    "partial_payment",
+                    biz_key=f"late:{item.id}",
+                    po=po,
+                    item=item,
+                    amount_taken=r.amount,
+                    detail="a tool succeeded after its order had failed",
+                )
+                return "exception"
+            states = (
+                s.execute(select(PayItem.status).where(PayItem.pay_order_id == po.id))
+                .scalars()
+                .all()
+            )
+            if all(x == st.SUCCESS for x in states):
+                self._complete(s, po)
+            return "settled"
+        st.cas_status(
+            s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS, finished_at=now
+        )
+        if withdraw:
+            self.core.ledger.move(
+                s,
+                biz_type="withdraw_release",
+                biz_key=str(item.id),
+                ctx=ctx,
+                currency=cur,
+                trade_id=po.trade_id,
+                source=platform_transit(cur),
+                target=user_balance(po.user_id, cur),
+                amount=item.amount,
+            )
+        self._fail(s, po, "channel_failed")
+        return "failed"
+
+    def _take(self, s: Session, po: PayOrder, item: PayItem, amount: int, ctx: BizContext) -> None:
+        """Record money the channel collected: channel clearing → platform transit."""
+        cur = po.currency
+        self.core.ledger.move(
+            s,
+            biz_type="pay_item",
+            biz_key=str(item.id),
+            ctx=ctx,
+            currency=cur,
+            trade_id=po.trade_id,
+            source=channel_clearing(item.pay_org_no or ctx.pay_org_no, cur),
+            target=platform_transit(cur),
+            amount=amount,
+        )
+
+    def _late_success(
+        self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult, ctx: BizContext
+    ) -> str:
+        """The channel took money for an item we had already failed."""
+        self._take(s, po, item, r.amount, ctx)
+        paid_elsewhere = s.execute(
+            select(PayOrder.id).where(
+                PayOrder.trade_id == po.trade_id,
+                PayOrder.status == st.SUCCESS,
+                PayOrder.id != po.id,
+            )
+        ).first()
+        kind = "duplicate_payment" if paid_elsewhere else "other"
+        record_exception(
+            self.core,
+            s,
+            kind,
+            biz_key=f"late:{item.id}",
+            po=po,
+            item=item,
+            amount_taken=r.amount,
+            detail="channel success after the item failed",
+        )
+        return "exception"
