@@ -5,17 +5,10 @@ Timestamps are epoch seconds (float): the alert engine's clock is injectable.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import Float, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-AutoId = BigInteger().with_variant(Integer(), "sqlite")
+from collectors.dbtypes import NAMING, AutoId
 
 
 class Base(DeclarativeBase):
