@@ -135,6 +135,14 @@ def parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=_migrate)
+
+    from .simulator.cli import configure_parser as configure_simulate
+    from .up import configure_parser as configure_up
+
+    configure_up(sub.add_parser("up", help="run everything in one command (API, sandbox, "
+                                "worker, simulator, console)"))  # fmt: skip
+    configure_simulate(sub.add_parser("simulate", help="merchant traffic, failing receivers "
+                                      "and scripted drills"))  # fmt: skip
     return p
 
 

@@ -1,0 +1,1 @@
+"""The simulator: merchant traffic, notification receivers and scripted drills."""

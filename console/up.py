@@ -1,0 +1,14 @@
+"""``paywatch up`` (being built)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    """Add the ``up`` arguments and handler to ``p``."""
+
+    def run(_: argparse.Namespace) -> int:
+        raise SystemExit("paywatch up: not built yet")
+
+    p.set_defaults(func=run)
