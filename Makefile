@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test lint bench clean
+.PHONY: install up test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -10,6 +10,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+up: install  ## everything on the embedded default; Ctrl-C stops it
+	$(VENV)/bin/paywatch up
 
 test: install
 	$(PY) -m pytest -q tests

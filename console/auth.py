@@ -119,6 +119,19 @@ def create_user(engine: Engine, username: str, password: str, role: str) -> User
     return User(username, role)
 
 
+def set_password(engine: Engine, username: str, password: str) -> bool:
+    """Replace a local user's password; False when there is no such user."""
+    if not password or len(password) < 8:
+        raise AuthError("a password of at least 8 characters is required")
+    with engine.begin() as conn:
+        done = conn.execute(
+            sa.update(ConsoleUser)
+            .where(ConsoleUser.username == (username or ""))
+            .values(password_hash=hash_password(password))
+        )
+    return bool(done.rowcount)
+
+
 def verify(engine: Engine, username: str, password: str) -> User | None:
     """The user when ``password`` is right, else ``None`` (same cost either way)."""
     with engine.connect() as conn:

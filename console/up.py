@@ -1,14 +1,289 @@
-"""``paywatch up`` (being built)."""
+"""``paywatch up``: everything in one command.
+
+One platform process runs the sandbox channel, the pay core API, the worker's jobs and
+the simulator's traffic (each on its own thread, over one :class:`Platform`), and starts
+the console as a child process. With no ``PAYWATCH_*`` URLs it is the embedded default:
+SQLite under ``./var/`` and in-process locks, limits and switch propagation. The same
+command runs on PostgreSQL and Redis when their URLs are set.
+
+Ctrl-C (or SIGTERM) stops the parts in reverse order: console, simulator, worker, API,
+sandbox; then the platform releases its engines.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .settings import Settings, _redact
+
+log = logging.getLogger("paywatch.up")
+SANDBOX_TOKEN_ENV = "PAYWATCH_SANDBOX_ADMIN_TOKEN"
+
+
+@dataclasses.dataclass(frozen=True)
+class UpOptions:
+    """Ports and switches of ``paywatch up`` (0 picks a free port)."""
+
+    host: str = "127.0.0.1"
+    api_port: int = 8000
+    sandbox_port: int = 8100
+    console_port: int = 8501
+    receiver_port: int = 8300
+    rate: float = 2.0  #: simulated payments per second; 0 = no simulator
+    console: bool = True
+
+
+class ServerThread:
+    """A uvicorn server on a thread: ``start`` returns once it listens, ``stop`` joins it."""
+
+    def __init__(self, app: Any, host: str, port: int, name: str) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        self.name, self.server = name, uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=name, daemon=True)
+
+    def start(self, timeout: float = 30.0) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start (is the port in use?)")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def resolve(settings: Settings, options: UpOptions) -> tuple[Settings, UpOptions]:
+    """Fix the ports (0 = a free one) and point the API and sandbox URLs at them."""
+    ports = {f: getattr(options, f) or _free_port(options.host)
+             for f in ("api_port", "sandbox_port", "console_port", "receiver_port")}  # fmt: skip
+    options = dataclasses.replace(options, **ports)
+    settings = dataclasses.replace(
+        settings,
+        api_url=f"http://{options.host}:{options.api_port}",
+        sandbox_url=f"http://{options.host}:{options.sandbox_port}",
+    )
+    return settings, options
+
+
+class AllInOne:
+    """The running parts of ``paywatch up``; :meth:`stop` undoes :meth:`start`."""
+
+    def __init__(self, settings: Settings, options: UpOptions, *,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.settings, self.options = resolve(settings, options)
+        self.env = dict(os.environ if env is None else env)
+        self.sandbox_token = self.env.get(SANDBOX_TOKEN_ENV) or secrets.token_urlsafe(24)
+        self.stop_event = threading.Event()
+        self.logins: dict[str, tuple[str, str]] = {}
+        self._undo: list[tuple[str, Callable[[], Any]]] = []
+        self.platform: Any = None
+        self.simulator: Any = None
+        self.console: subprocess.Popen[bytes] | None = None
+
+    # -- start -----------------------------------------------------------------------------
+    def start(self) -> AllInOne:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from paycore.channels.sandbox import SandboxConfig, create_sandbox_app
+
+        from .bootstrap import build_platform
+        from .demo import ensure_demo_users
+
+        s, o = self.settings, self.options
+        Path(s.var_dir).mkdir(parents=True, exist_ok=True)
+        self.platform = build_platform(s, role="all").start()
+        self._undo.append(("platform", self.platform.close))
+        self.logins = ensure_demo_users(self.platform.db.engine, s.var_dir)
+
+        sandbox_config = SandboxConfig(secrets=self.platform.channel_secrets,
+                                       admin_token=self.sandbox_token)  # fmt: skip
+        sandbox = ServerThread(create_sandbox_app(sandbox_config), o.host, o.sandbox_port,
+                               "sandbox").start()  # fmt: skip
+        self._undo.append(("sandbox", sandbox.stop))
+        api = ServerThread(self.platform.api_app(), o.host, o.api_port, "api").start()
+        self._undo.append(("api", api.stop))
+
+        worker = threading.Thread(target=self._run_worker, name="worker", daemon=True)
+        worker.start()
+        self._undo.append(("worker", lambda: (self.stop_event.set(), worker.join(30))))
+
+        if o.rate > 0:
+            self._start_simulator()
+        if o.console:
+            self._start_console()
+
+    def _run_worker(self) -> None:
+        from .worker import serve_worker
+
+        try:
+            serve_worker(self.platform, self.stop_event)
+        except Exception:  # noqa: BLE001 - a dead worker is logged; the API keeps serving
+            log.exception("worker stopped with an error")
+
+    def _start_simulator(self) -> None:
+        from .simulator import SimConfig, Simulator, ensure_demo_merchants
+
+        s, o = self.settings, self.options
+        merchants = ensure_demo_merchants(self.platform.paycore, s.var_dir,
+                                          f"http://{o.host}:{o.receiver_port}",
+                                          s.pay_orgs)  # fmt: skip
+        config = SimConfig(api_url=s.api_url, rate=o.rate, receiver_host=o.host,
+                           receiver_port=o.receiver_port, sandbox_url=s.sandbox_url,
+                           sandbox_admin_token=self.sandbox_token,
+                           notify_secret=s.notify_secret())  # fmt: skip
+        self.simulator = Simulator(config, merchants).start()
+        self._undo.append(("simulator", self.simulator.stop))
+
+    def console_env(self) -> dict[str, str]:
+        """The console's environment: the same database and URLs as the platform."""
+        s = self.settings
+        env = self.env | {
+            "PAYWATCH_DATABASE_URL": s.database_url,
+            "PAYWATCH_VAR_DIR": str(Path(s.var_dir).resolve()),
+            "PAYWATCH_API_URL": s.api_url,
+            "PAYWATCH_SANDBOX_URL": s.sandbox_url,
+            "PAYWATCH_PAY_ORGS": ",".join(s.pay_orgs),
+            SANDBOX_TOKEN_ENV: self.sandbox_token,
+        }
+        if s.redis_url:
+            env["PAYWATCH_REDIS_URL"] = s.redis_url
+        return env
+
+    def _start_console(self) -> None:
+        o = self.options
+        app = Path(__file__).with_name("app.py")
+        cmd = [sys.executable, "-m", "streamlit", "run", str(app),
+               "--server.port", str(o.console_port), "--server.address", o.host,
+               "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
+        # its own process group: Ctrl-C in the terminal reaches us, and we stop it in order
+        self.console = subprocess.Popen(cmd, env=self.console_env(), start_new_session=True)
+        self._undo.append(("console", self._stop_console))
+
+    def _stop_console(self) -> None:
+        proc = self.console
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    # -- stop ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop every started part, newest first; errors are logged, never left half-done."""
+        self.stop_event.set()
+        while self._undo:
+            name, undo = self._undo.pop()
+            try:
+                undo()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("stopping %s failed", name)
+
+    def banner(self) -> str:
+        s, o = self.settings, self.options
+        lines = ["", "paywatch is up", ""]
+        if o.console:
+            lines.append(f"  console   http://{o.host}:{o.console_port}")
+        lines += [f"  API       {s.api_url}   (metrics: {s.api_url}/metrics)",
+                  f"  sandbox   {s.sandbox_url}",
+                  f"  database  {_redact(s.database_url)}",
+                  "", "  demo logins (user / password):"]  # fmt: skip
+        lines += [f"    {user:<9} {pw}   ({role})" for user, (role, pw) in self.logins.items()]
+        if o.rate > 0:
+            lines.append(f"\n  simulator: ~{o.rate:g} payments/s (Poisson)")
+        lines += ["", "Ctrl-C stops everything.", ""]
+        return "\n".join(lines)
+
+
+def run(settings: Settings, options: UpOptions) -> int:
+    """Start everything, print where it is, wait for Ctrl-C/SIGTERM, stop cleanly."""
+    stack = AllInOne(settings, options)
+    previous = {sig: signal.signal(sig, lambda *_: stack.stop_event.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    try:
+        stack.start()
+        print(stack.banner(), flush=True)
+        while not stack.stop_event.wait(0.5):
+            if stack.console is not None and stack.console.poll() is not None:
+                log.error("the console exited (%s); stopping", stack.console.returncode)
+                stack.stop_event.set()
+        print("paywatch: stopping ...", flush=True)
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("paywatch: stopped", flush=True)
+    return 0
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     """Add the ``up`` arguments and handler to ``p``."""
+    d = UpOptions()
+    p.add_argument("--host", default=d.host)
+    p.add_argument("--api-port", type=int, help="default: the port of PAYWATCH_API_URL or 8000")
+    p.add_argument("--sandbox-port", type=int,
+                   help="default: the port of PAYWATCH_SANDBOX_URL or 8100")  # fmt: skip
+    p.add_argument("--console-port", type=int, default=d.console_port)
+    p.add_argument("--receiver-port", type=int, default=d.receiver_port,
+                   help="the simulated merchants' notification receivers")  # fmt: skip
+    p.add_argument("--rate", type=float, default=d.rate,
+                   help="simulated payments per second (0: no simulator)")  # fmt: skip
+    p.add_argument("--no-console", action="store_true", help="do not start the console")
 
-    def run(_: argparse.Namespace) -> int:
-        raise SystemExit("paywatch up: not built yet")
+    def handle(args: argparse.Namespace) -> int:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        for noisy in ("apscheduler", "alembic", "httpx"):  # a line per job run drowns the rest
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        settings = Settings.from_env()
+        api, sandbox = urlsplit(settings.api_url), urlsplit(settings.sandbox_url)
+        options = UpOptions(
+            host=args.host,
+            api_port=args.api_port if args.api_port is not None else api.port or 8000,
+            sandbox_port=args.sandbox_port if args.sandbox_port is not None
+            else sandbox.port or 8100,
+            console_port=args.console_port,
+            receiver_port=args.receiver_port,
+            rate=max(0.0, args.rate),
+            console=not args.no_console,
+        )
+        return run(settings, options)
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=handle)
