@@ -21,7 +21,7 @@ from console.auth import (
 )
 from console.pages import PAGES_DIR, current_user, platform
 
-#: (file, title, icon, section) of the pages built here; ops_/mgr_ pages are discovered
+#: (file, title, icon, section) of the pages built here; ops_/mgr_/admin_ pages are discovered
 PAGES = [
     ("oncall_overview.py", "Overview", ":material/monitoring:", "On-call"),
     ("oncall_link.py", "Link drill-down", ":material/timeline:", "On-call"),
@@ -30,7 +30,7 @@ PAGES = [
     ("sre_breakers.py", "Breakers and timeouts", ":material/electric_bolt:", "SRE"),
     ("sre_drills.py", "Drills", ":material/science:", "SRE"),
 ]
-SECTIONS = {"ops": "Operations", "mgr": "Managers"}
+SECTIONS = {"ops": "Operations", "mgr": "Managers", "admin": "Admin"}
 
 
 def _pages_for(role: str) -> dict[str, list[st.Page]]:

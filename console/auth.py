@@ -132,6 +132,17 @@ def set_password(engine: Engine, username: str, password: str) -> bool:
     return bool(done.rowcount)
 
 
+def set_role(engine: Engine, username: str, role: str) -> bool:
+    """Change a local user's role; False when there is no such user."""
+    if role not in _RANK:
+        raise AuthError(f"role must be one of {', '.join(ROLES)}")
+    with engine.begin() as conn:
+        done = conn.execute(
+            sa.update(ConsoleUser).where(ConsoleUser.username == (username or "")).values(role=role)
+        )
+    return bool(done.rowcount)
+
+
 def verify(engine: Engine, username: str, password: str) -> User | None:
     """The user when ``password`` is right, else ``None`` (same cost either way)."""
     with engine.connect() as conn:

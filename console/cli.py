@@ -85,6 +85,41 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user(args: argparse.Namespace) -> int:
+    """Console users: the password comes from a prompt or PAYWATCH_USER_PASSWORD, never argv
+    (command lines are visible to every user of the machine)."""
+    import getpass
+    import os
+
+    from paycore import Database
+
+    from .auth import AuthError, create_user, set_password, set_role
+    from .migrate import upgrade_database
+
+    db = Database(Settings.from_env().database_url)
+    try:
+        upgrade_database(db.engine)
+        if args.user_command == "role":
+            found = set_role(db.engine, args.name, args.role)
+        else:
+            password = os.environ.get("PAYWATCH_USER_PASSWORD") or getpass.getpass("Password: ")
+            if args.user_command == "add":
+                create_user(db.engine, args.name, password, args.role)
+                found = True
+            else:
+                found = set_password(db.engine, args.name, password)
+    except AuthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    if not found:
+        print(f"error: no user {args.name!r}", file=sys.stderr)
+        return 2
+    print(f"user {args.name}: {args.user_command} done")
+    return 0
+
+
 def _migrate(_: argparse.Namespace) -> int:
     from paycore import Database
 
@@ -132,6 +167,17 @@ def parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--seed", type=int, default=0)
     sandbox.add_argument("--admin-token")
     sandbox.set_defaults(func=_sandbox)
+
+    user = sub.add_parser("user", help="console users (add, passwd, role)")
+    usub = user.add_subparsers(dest="user_command", required=True)
+    for name, help_ in (("add", "create a user"), ("passwd", "reset a password"),
+                        ("role", "change a role")):  # fmt: skip
+        cmd = usub.add_parser(name, help=help_)
+        cmd.add_argument("--name", required=True)
+        if name != "passwd":
+            cmd.add_argument("--role", required=True, choices=("viewer", "operator", "manager",
+                                                               "admin"))  # fmt: skip
+        cmd.set_defaults(func=_user)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=_migrate)

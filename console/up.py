@@ -277,7 +277,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         options = UpOptions(
             host=args.host,
             api_port=args.api_port if args.api_port is not None else api.port or 8000,
-            sandbox_port=args.sandbox_port if args.sandbox_port is not None
+            sandbox_port=args.sandbox_port
+            if args.sandbox_port is not None
             else sandbox.port or 8100,
             console_port=args.console_port,
             receiver_port=args.receiver_port,

@@ -178,3 +178,29 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
                 p.wait(15)
     for p in procs:
         assert p.returncode in (0, -15), p.stderr.read()[-2000:] if p.stderr else ""
+
+
+def test_user_add_passwd_role(tmp_path):
+    env = os.environ | {"PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/pw.db",
+                        "PAYWATCH_VAR_DIR": str(tmp_path / "var"),
+                        "PAYWATCH_USER_PASSWORD": "first-password"}
+    from console.auth import verify
+
+    added = run_cli(["user", "add", "--name", "olga", "--role", "operator"], env)
+    assert added.returncode == 0, added.stderr
+    assert "first-password" not in added.stdout + added.stderr
+    again = run_cli(["user", "add", "--name", "olga", "--role", "operator"], env)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/pw.db")
+    assert verify(engine, "olga", "first-password").role == "operator"
+    env["PAYWATCH_USER_PASSWORD"] = "second-password"
+    assert run_cli(["user", "passwd", "--name", "olga"], env).returncode == 0
+    assert run_cli(["user", "role", "--name", "olga", "--role", "manager"], env).returncode == 0
+    assert verify(engine, "olga", "first-password") is None
+    assert verify(engine, "olga", "second-password").role == "manager"
+    missing = run_cli(["user", "passwd", "--name", "nobody"], env)
+    assert missing.returncode == 2 and "no user" in missing.stderr
+    short = run_cli(["user", "add", "--name", "x", "--role", "viewer"],
+                    env | {"PAYWATCH_USER_PASSWORD": "short"})
+    assert short.returncode == 2 and "at least 8" in short.stderr
+    engine.dispose()
