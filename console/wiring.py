@@ -9,8 +9,9 @@ from sqlalchemy.engine import Engine
 
 from paycore import errors as pe
 from stability.breaker_store import make_breaker_store
-from stability.depmap import DependencyMap, DependencyMapStore
+from stability.depmap import DependencyMap
 from stability.depmap_seed import seed_if_empty
+from stability.depmap_store import DependencyMapStore
 from stability.events import BreakerEventLog
 from stability.guard import Guard
 from stability.limits import Limiter, make_limit_store

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stability.depmap import DependencyMap, DependencyMapStore, EdgeSpec, ResourceSpec
+from stability.depmap import DependencyMap, EdgeSpec, ResourceSpec
+from stability.depmap_store import DependencyMapStore
 
 DEFAULT_PAY_ORGS: tuple[str, ...] = ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C")
 CORE_LINKS: tuple[str, ...] = (

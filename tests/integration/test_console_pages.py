@@ -221,7 +221,7 @@ def test_core_link_switch_needs_confirmation_and_second_person(console_db):
 
 
 def _strong_target(engine) -> str:
-    from stability.depmap import DependencyMapStore
+    from stability.depmap_store import DependencyMapStore
     from stability.policy import is_strong_dependency
 
     dmap = DependencyMapStore(engine).load()

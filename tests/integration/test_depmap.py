@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from console.migrate import upgrade_database
 from stability.depmap import (
     DependencyMap,
-    DependencyMapStore,
     EdgeSpec,
     InvalidDependency,
     MapStorageError,
@@ -19,6 +18,7 @@ from stability.depmap import (
     lint_timeouts,
 )
 from stability.depmap_seed import CORE_LINKS, default_map, seed_if_empty
+from stability.depmap_store import DependencyMapStore
 from stability.errors import StabilityError, UnknownResource
 
 
