@@ -12,6 +12,7 @@ from paycore.locks import make_lock
 from .migrate import upgrade_database
 from .observability import build_observability, business_snapshot
 from .settings import Settings
+from .shadow import build_shadow
 from .wiring import BUSINESS_ERRORS, build_stability
 
 
@@ -26,6 +27,7 @@ class Platform:
     front: Any = None
     stability: Any = None  # console.wiring.StabilityRuntime
     observability: Any = None  # console.observability.Observability
+    shadow: Any = None  # paycore.shadow.LazyShadow; None: shadow traffic refused
     role: str = "all"
 
     def start(self) -> Platform:
@@ -46,6 +48,7 @@ class Platform:
 
         if self.observability is not None:
             overrides.setdefault("registry", self.observability.registry)
+        overrides.setdefault("shadow", self.shadow)
         return create_app(self.paycore, ApiConfig(channel_secrets=self.channel_secrets,
                                                   **overrides))  # fmt: skip
 
@@ -67,6 +70,8 @@ class Platform:
             self.stability.close()
         if self.observability is not None and self._started:
             self.observability.close()
+        if self.shadow is not None:
+            self.shadow.close()
         self.paycore.close()
 
 
@@ -115,4 +120,5 @@ def build_platform(
         platform.front = ChannelFront(gateway, lambda org: f"{api}/v1/channels/{org}/callback",
                                       on_result=observe)  # fmt: skip
         core.channel = platform.front
+    platform.shadow = build_shadow(platform)  # built on the first shadow request
     return platform

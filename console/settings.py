@@ -23,6 +23,20 @@ def _redact(url: str | None) -> str | None:
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
 
 
+_FLAGS = {"1": True, "true": True, "on": True, "yes": True,
+          "0": False, "false": False, "off": False, "no": False}  # fmt: skip
+
+
+def _flag(name: str, value: str | None, default: bool) -> bool:
+    """A boolean ``PAYWATCH_<name>``: 1/0, true/false, on/off, yes/no."""
+    if value is None:
+        return default
+    try:
+        return _FLAGS[value.strip().lower()]
+    except KeyError:
+        raise ValueError(f"PAYWATCH_{name} must be 1 or 0") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the running system is built from."""
@@ -39,6 +53,11 @@ class Settings:
     channel_secrets: dict[str, str] = field(default_factory=dict, repr=False)
     var_dir: str = "var"
     notify_secret_value: str | None = field(default=None, repr=False)
+    #: serve requests marked ``X-Paywatch-Shadow: 1`` from the shadow tables (built on
+    #: the first such request); off: they are refused with 403 (``PAYWATCH_SHADOW=0``)
+    shadow: bool = True
+    #: the sandbox channel shadow orders are sent to (default: ``sandbox_url``)
+    shadow_channel_url: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -69,6 +88,8 @@ class Settings:
             prometheus_url=get("PROMETHEUS_URL"),
             alertmanager_url=get("ALERTMANAGER_URL"),
             node_id=int(node) if node else None,
+            shadow=_flag("SHADOW", get("SHADOW"), cls.shadow),
+            shadow_channel_url=get("SHADOW_CHANNEL_URL"),
         )
 
     def resolved_channel_secrets(self) -> dict[str, str]:

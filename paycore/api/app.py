@@ -15,6 +15,7 @@ from ..core import PayCore
 from ..errors import AuthenticationFailed, BadSignature, MalformedRequest, NotFound
 from ..merchants import MerchantInfo
 from ..models import CreateTrade, PayRequest, PayTool, RefundRequest
+from ..shadow import ShadowDisabled
 from . import edge
 from .convert import detail_out, pay_order_out, trade_out
 from .schemas import (
@@ -30,6 +31,10 @@ from .schemas import (
 
 log = logging.getLogger("paycore.api")
 OutNo = Annotated[str, Path(min_length=1, max_length=64)]
+ShadowHeader = Annotated[str | None, Header(
+    alias=edge.SHADOW_HEADER,
+    description="1: shadow (pressure-test) traffic, served from the shadow tables; 0 or "
+    "absent: real traffic. Any other value: 400 invalid_shadow_header.")]  # fmt: skip
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
 }
@@ -44,6 +49,9 @@ class ApiConfig:
     burst: float = 4000.0
     callback_tolerance_s: float = 300.0
     registry: Any = None  # prometheus_client CollectorRegistry served at /metrics
+    #: the shadow pay core (built on first call) for requests marked with
+    #: ``X-Paywatch-Shadow: 1``; None refuses them with 403 ``shadow_disabled``
+    shadow: Callable[[], PayCore] | None = None
     extra_routes: list[Callable[[FastAPI], None]] = field(default_factory=list)
 
 
@@ -51,14 +59,33 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
     """Build the FastAPI app over ``core``; nothing global, one app per call."""
     cfg = config or ApiConfig()
     limiter = edge.MerchantRateLimit(cfg.rate_per_s, cfg.burst)
+    shadow_limiter = edge.MerchantRateLimit(cfg.rate_per_s, cfg.burst)  # never real tokens
     app = FastAPI(title="paywatch pay core", version="1", responses=ERRORS)
     edge.install(app)
 
-    def merchant(authorization: Annotated[str | None, Header()] = None) -> MerchantInfo:
+    def target(shadow: bool) -> PayCore:
+        if not shadow:
+            return core
+        if cfg.shadow is None:
+            raise ShadowDisabled("shadow traffic is disabled on this deployment")
+        return cfg.shadow()
+
+    def pick_core(request: Request, shadow: ShadowHeader = None) -> PayCore:
+        """The real core, or the shadow core for requests marked as shadow traffic
+        (``shadow`` only documents the header in the OpenAPI; the edge parses it)."""
+        return target(edge.is_shadow(request))
+
+    def pick_callback_core(request: Request, shadow: ShadowHeader = None) -> PayCore:
+        """As :func:`pick_core`; a channel marks shadow results with ``?shadow=1``."""
+        return target(edge.is_shadow(request, allow_query=True))
+
+    Core = Annotated[PayCore, Depends(pick_core)]
+
+    def merchant(c: Core, authorization: Annotated[str | None, Header()] = None) -> MerchantInfo:
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthenticationFailed("missing bearer token")
-        info = core.merchants.authenticate(authorization[7:].strip())
-        limiter.check(info.merchant_id)
+        info = c.merchants.authenticate(authorization[7:].strip())
+        (limiter if c is core else shadow_limiter).check(info.merchant_id)
         return info
 
     Merchant = Annotated[MerchantInfo, Depends(merchant)]
@@ -84,39 +111,42 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
             return Response(body, media_type=content_type)
 
     @app.post("/v1/trades", tags=["trades"])
-    def create_trade(body: CreateTradeBody, m: Merchant) -> TradeOut:
+    def create_trade(body: CreateTradeBody, m: Merchant, c: Core) -> TradeOut:
         req = CreateTrade(**body.model_dump())
-        return trade_out(core.trades.create(m.merchant_id, req))
+        return trade_out(c.trades.create(m.merchant_id, req))
 
     @app.get("/v1/trades/{out_trade_no}", tags=["trades"])
-    def query_trade(out_trade_no: OutNo, m: Merchant) -> TradeDetailOut:
-        return detail_out(core.trades.detail(m.merchant_id, out_trade_no))
+    def query_trade(out_trade_no: OutNo, m: Merchant, c: Core) -> TradeDetailOut:
+        return detail_out(c.trades.detail(m.merchant_id, out_trade_no))
 
     @app.post("/v1/trades/{out_trade_no}/pay", tags=["trades"])
-    def pay(out_trade_no: OutNo, body: PayBody, m: Merchant) -> PayOrderOut:
+    def pay(out_trade_no: OutNo, body: PayBody, m: Merchant, c: Core) -> PayOrderOut:
         tools = tuple(PayTool(t.tool, t.amount) for t in body.tools)
         req = PayRequest(out_trade_no, tools, body.out_pay_no, body.pay_org_no)
-        return pay_order_out(core.payments.pay(m.merchant_id, req))
+        return pay_order_out(c.payments.pay(m.merchant_id, req))
 
     @app.post("/v1/trades/{out_trade_no}/refunds", tags=["trades"])
-    def refund(out_trade_no: OutNo, body: RefundBody, m: Merchant) -> TradeDetailOut:
+    def refund(out_trade_no: OutNo, body: RefundBody, m: Merchant, c: Core) -> TradeDetailOut:
         req = RefundRequest(out_trade_no, body.out_refund_no, body.amount, body.reason)
-        return detail_out(core.refunds.refund(m.merchant_id, req))
+        return detail_out(c.refunds.refund(m.merchant_id, req))
 
     @app.post("/v1/trades/{out_trade_no}/confirm", tags=["trades"])
-    def confirm(out_trade_no: OutNo, m: Merchant) -> TradeOut:
-        return trade_out(core.trades.confirm(m.merchant_id, out_trade_no))
+    def confirm(out_trade_no: OutNo, m: Merchant, c: Core) -> TradeOut:
+        return trade_out(c.trades.confirm(m.merchant_id, out_trade_no))
 
     @app.post("/v1/trades/{out_trade_no}/close", tags=["trades"])
-    def close(out_trade_no: OutNo, m: Merchant) -> TradeOut:
-        return trade_out(core.trades.close(m.merchant_id, out_trade_no))
+    def close(out_trade_no: OutNo, m: Merchant, c: Core) -> TradeOut:
+        return trade_out(c.trades.close(m.merchant_id, out_trade_no))
 
     @app.post("/v1/channels/{pay_org_no}/callback", tags=["channels"])
     async def channel_callback(
-        pay_org_no: Annotated[str, Path(max_length=32)], request: Request
+        pay_org_no: Annotated[str, Path(max_length=32)],
+        request: Request,
+        c: Annotated[PayCore, Depends(pick_callback_core)],
     ) -> JSONResponse:
         """A channel's signed result. Bad signatures and unknown orders are refused and
-        logged; repeats are acknowledged without settling again."""
+        logged; repeats are acknowledged without settling again. Results of shadow
+        orders come back with ``?shadow=1`` (or the shadow header) and settle only there."""
         secret = cfg.channel_secrets.get(pay_org_no)
         if secret is None:
             raise NotFound("unknown pay org")
@@ -138,7 +168,7 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
         from starlette.concurrency import run_in_threadpool
 
         try:
-            outcome = await run_in_threadpool(core.payments.on_channel_result, result)
+            outcome = await run_in_threadpool(c.payments.on_channel_result, result)
         except NotFound:
             log.warning("callback for unknown order %s at %s", body.channel_txn_no, pay_org_no)
             raise

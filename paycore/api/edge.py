@@ -1,4 +1,5 @@
-"""Edge concerns: request ids, error bodies, body size, a per-merchant rate limit.
+"""Edge concerns: request ids, error bodies, body size, a per-merchant rate limit, and
+the shadow-traffic marker (:data:`SHADOW_HEADER`).
 
 Every error leaves as ``{"error": {"code", "message", "request_id"}}``; nothing
 from a stack trace, a driver or SQL ever reaches a response.
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stability.errors import DependencyFailed, StabilityError
 from stability.errors import RateLimited as GuardRateLimited
 
-from ..errors import PayCoreError, RateLimited
+from ..errors import MalformedRequest, PayCoreError, RateLimited
 
 log = logging.getLogger("paycore.api")
 MAX_BODY_BYTES = 64 * 1024
@@ -30,6 +31,34 @@ _HTTP_CODES = {400: "malformed_request", 401: "unauthenticated", 403: "forbidden
                404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
                415: "unsupported_media_type", 422: "invalid_request", 429: "rate_limited",
                503: "unavailable"}  # fmt: skip
+
+
+#: ``X-Paywatch-Shadow: 1`` marks a request as shadow (pressure-test) traffic; ``0`` or no
+#: header is real traffic; any other value is refused with 400 ``invalid_shadow_header``.
+SHADOW_HEADER = "X-Paywatch-Shadow"
+#: channel callbacks of shadow orders come back to ``...?shadow=1`` (channels cannot be
+#: asked to send our header; the notify URL is ours to choose)
+SHADOW_QUERY = "shadow"
+_SHADOW_VALUES = {"1": True, "0": False}
+
+
+class InvalidShadowMarker(MalformedRequest):
+    """The shadow header (or a callback's ``shadow`` parameter) is neither 1 nor 0."""
+
+    code = "invalid_shadow_header"
+
+
+def is_shadow(request: Request, *, allow_query: bool = False) -> bool:
+    """True when ``request`` is marked as shadow traffic; :class:`InvalidShadowMarker`
+    (400) for a value other than ``1``/``0``, or for repeated markers that disagree."""
+    values = [v.strip() for v in request.headers.getlist(SHADOW_HEADER)]
+    if allow_query:
+        values += [v.strip() for v in request.query_params.getlist(SHADOW_QUERY)]
+    if not values:
+        return False
+    if len(set(values)) > 1 or values[0] not in _SHADOW_VALUES:
+        raise InvalidShadowMarker(f"{SHADOW_HEADER} must be 1 (shadow traffic) or 0 (real)")
+    return _SHADOW_VALUES[values[0]]
 
 
 def request_id(request: Request) -> str:

@@ -1,0 +1,446 @@
+"""Shadow traffic (``X-Paywatch-Shadow: 1``): pressure-test requests run the whole pay link
+against the shadow tables and never change a real row, balance or link metric."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from conftest import LiveServer, free_port, table_counts
+from fastapi.testclient import TestClient
+
+from paycore.channels.signing import signed_headers
+from paycore.db.schema import Account, metadata
+from paycore.ledger import balance_of, merchant_payable, trial_balance
+
+ORGS = ("SANDBOX_A", "SANDBOX_B")
+SHADOW = {"X-Paywatch-Shadow": "1"}
+NOTIFY = "http://127.0.0.1:9/hook"  # nothing listens: nobody may try to deliver to it
+
+
+def real_state(db) -> tuple[dict[str, int], dict[int, int]]:
+    """Row counts of every table of the real database, and every account balance."""
+    with db.engine.connect() as conn:
+        names = sa.inspect(conn).get_table_names()
+        counts = {
+            n: conn.execute(sa.select(sa.func.count()).select_from(sa.table(n))).scalar_one()
+            for n in names
+            if n != "alembic_version"
+        }
+        balances = dict(conn.execute(sa.select(Account.id, Account.balance)).all())
+    assert "trades" in counts
+    return counts, balances
+
+
+def metric_total(registry, name: str, **labels: str) -> float:
+    return sum(
+        s.value
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def drop_shadow_of(db_url: str) -> None:
+    from paycore import Database
+    from paycore.db.shadow import drop_shadow
+
+    db = Database(db_url)
+    try:
+        drop_shadow(db.engine)
+    finally:
+        db.dispose()
+
+
+def body(no: str, amount: int = 10_000, **kw) -> dict:
+    return {
+        "out_trade_no": no,
+        "trade_type": "instant",
+        "amount": amount,
+        "currency": "CNY",
+        "user_id": "u1",
+        "order_type": "goods",
+        "sub_type": "physical",
+        "pay_org_no": "SANDBOX_A",
+        **kw,
+    }
+
+
+def platform_for(
+    db_url: str,
+    tmp_path,
+    *,
+    channels: bool,
+    api_url: str = "http://127.0.0.1:9",
+    sandbox_url: str = "http://127.0.0.1:9",
+    **settings_kw,
+):
+    from console.bootstrap import build_platform
+    from console.settings import Settings
+
+    settings_kw.setdefault("channel_secrets", {o: f"secret-{o}" for o in ORGS})
+    settings = Settings(
+        database_url=db_url,
+        api_url=api_url,
+        sandbox_url=sandbox_url,
+        pay_orgs=ORGS,
+        var_dir=str(tmp_path),
+        **settings_kw,
+    )
+    platform = build_platform(settings, channels=channels)
+    ob = platform.paycore.merchants.onboard(
+        "shadow shop",
+        products=[("goods", "physical")],
+        pay_orgs=list(ORGS),
+        fee_bps=100,
+        notify_url=NOTIFY,
+    )
+    return platform, ob.merchant.merchant_id, ob.token
+
+
+class Stack:
+    """API + sandbox channel over real HTTP, so shadow callbacks take the real path."""
+
+    def __init__(self, db_url: str, tmp_path) -> None:
+        from paycore.channels.sandbox import create_sandbox_app
+        from paycore.channels.sandbox_config import SandboxConfig
+
+        self.db_url = db_url
+        secrets_ = {o: secrets.token_urlsafe(24) for o in ORGS}
+        self.sandbox = LiveServer(
+            create_sandbox_app(SandboxConfig(secrets=dict(secrets_), admin_token="admin", seed=3))
+        )
+        port = free_port()
+        self.platform, self.mid, token = platform_for(
+            db_url,
+            tmp_path,
+            channels=True,
+            api_url=f"http://127.0.0.1:{port}",
+            sandbox_url=self.sandbox.url,
+            channel_secrets=secrets_,
+        )
+        self.core = self.platform.paycore
+        self.registry = self.platform.observability.registry
+        self.api = LiveServer(self.platform.api_app(), port=port)
+        self.http = httpx.Client(
+            base_url=self.api.url, timeout=10, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    def __enter__(self) -> Stack:
+        self.sandbox.__enter__()
+        self.api.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.http.close()
+        self.api.__exit__(*exc)
+        self.sandbox.__exit__(*exc)
+        self.platform.close()
+        drop_shadow_of(self.db_url)
+
+    def ok(self, method: str, path: str, headers=None, **kw) -> dict:
+        r = self.http.request(method, path, headers=headers, **kw)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_for(self, no: str, pred, headers=None, timeout: float = 15.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            detail = self.ok("GET", f"/v1/trades/{no}", headers)
+            if pred(detail) or time.monotonic() > deadline:
+                return detail
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def stack(db_url, tmp_path):
+    with Stack(db_url, tmp_path) as st:
+        yield st
+
+
+def paid(d: dict) -> bool:
+    return d["trade"]["status"] == "paid"
+
+
+def test_shadow_pay_and_refund_change_no_real_row_balance_or_link_metric(stack):
+    reg = stack.registry
+    before = real_state(stack.core.db)
+    link_before = metric_total(reg, "paywatch_link_requests_total")
+    guard_before = metric_total(reg, "paywatch_guard_outcomes_total")
+
+    t = stack.ok("POST", "/v1/trades", SHADOW, json=body("sh-1"))
+    assert t["status"] == "created"
+    po = stack.ok(
+        "POST",
+        "/v1/trades/sh-1/pay",
+        SHADOW,
+        json={"tools": [{"tool": "channel", "amount": 10_000}]},
+    )
+    assert po["status"] == "processing"
+    assert paid(stack.wait_for("sh-1", paid, SHADOW))  # the sandbox called back ?shadow=1
+    stack.ok(
+        "POST",
+        "/v1/trades/sh-1/refunds",
+        SHADOW,
+        json={"out_refund_no": "sh-rf-1", "amount": 4_000},
+    )
+    detail = stack.wait_for("sh-1", lambda d: d["refunds"] and paid(d["refunds"][0]), SHADOW)
+    assert detail["trade"]["refunded_amount"] == 4_000
+
+    # nothing real changed: rows of every table, balances, link and guard metrics
+    assert real_state(stack.core.db) == before
+    assert metric_total(reg, "paywatch_link_requests_total") == link_before
+    assert metric_total(reg, "paywatch_guard_outcomes_total") == guard_before
+    # a real request cannot see the shadow order
+    r = stack.http.get("/v1/trades/sh-1")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "trade_not_found"
+
+    # the shadow tables hold it all, and balance
+    shadow = stack.platform.shadow.built
+    counts = table_counts(shadow.db)
+    assert counts["trades"] == 2 and counts["pay_orders"] == 2 and counts["pay_items"] == 2
+    assert counts["journal_entries"] >= 3 and counts["notifications"] >= 2
+    assert counts["merchants"] == 1 and counts["merchant_pay_orgs"] == 2
+    with shadow.db.session() as s:
+        assert balance_of(s, merchant_payable(stack.mid, "CNY")) == 5_900
+    assert trial_balance(shadow.db).ok
+    shadow_counts = {
+        step: metric_total(reg, "paywatch_shadow_requests_total", step=step)
+        for step in ("trade_create", "pay", "channel_call", "callback", "refund")
+    }
+    assert all(n >= 1 for n in shadow_counts.values()), shadow_counts
+    assert shadow_counts["channel_call"] >= 2 and shadow_counts["callback"] >= 2
+
+    # real traffic right after still works, writes the real tables, counts on the link
+    stack.ok("POST", "/v1/trades", json=body("real-1"))
+    po = stack.ok(
+        "POST", "/v1/trades/real-1/pay", json={"tools": [{"tool": "channel", "amount": 10_000}]}
+    )
+    assert po["status"] == "processing"
+    assert paid(stack.wait_for("real-1", paid))
+    counts_after, _ = real_state(stack.core.db)
+    assert counts_after["trades"] == before[0]["trades"] + 1
+    assert counts_after["notifications"] == before[0]["notifications"] + 1
+    with stack.core.db.session() as s:
+        assert balance_of(s, merchant_payable(stack.mid, "CNY")) == 9_900
+    assert metric_total(reg, "paywatch_link_requests_total", step="trade_create") == 1
+    assert (
+        metric_total(reg, "paywatch_shadow_requests_total", step="trade_create")
+        == shadow_counts["trade_create"]
+    )
+    assert table_counts(shadow.db)["trades"] == 2
+    # ... and shadow traffic cannot read the real order
+    r = stack.http.get("/v1/trades/real-1", headers=SHADOW)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "trade_not_found"
+
+
+@pytest.fixture
+def plain(db_url, tmp_path):
+    """Platform without channel front, API through TestClient."""
+    platform, mid, token = platform_for(db_url, tmp_path, channels=False)
+    client = TestClient(platform.api_app(), headers={"Authorization": f"Bearer {token}"})
+    with client:
+        yield platform, mid, client
+    platform.close()
+    drop_shadow_of(db_url)
+
+
+@pytest.mark.parametrize("value", ["yes", "true", "2", "", "1, 0"])
+def test_an_invalid_shadow_header_is_refused_with_400_and_writes_nothing(plain, value):
+    platform, _, client = plain
+    before = real_state(platform.paycore.db)
+    r = client.post("/v1/trades", json=body("bad-1"), headers={"X-Paywatch-Shadow": value})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_shadow_header" and "X-Paywatch-Shadow" in err["message"]
+    assert real_state(platform.paycore.db) == before
+    assert platform.shadow.built is None  # a refused request does not even build the shadow
+
+
+def test_conflicting_shadow_markers_are_refused(plain):
+    _, _, client = plain
+    r = client.get("/v1/trades/x", headers=[("X-Paywatch-Shadow", "1"), ("X-Paywatch-Shadow", "0")])
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_shadow_header"
+
+
+def test_shadow_cannot_read_or_settle_real_orders_and_authenticates_for_real(plain):
+    platform, _, client = plain
+    assert client.post("/v1/trades", json=body("real-1")).status_code == 200
+    po = client.post(
+        "/v1/trades/real-1/pay", json={"tools": [{"tool": "channel", "amount": 10_000}]}
+    ).json()
+    item = po["items"][0]
+    assert item["status"] == "processing"
+
+    r = client.get("/v1/trades/real-1", headers=SHADOW)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "trade_not_found"
+    r = client.get("/v1/trades/real-1", headers={**SHADOW, "Authorization": "Bearer pwk_nope"})
+    assert r.status_code == 401  # shadow traffic authenticates against the real merchants
+
+    def callback(query: str):
+        raw = json.dumps(
+            {
+                "pay_org_no": "SANDBOX_A",
+                "channel_txn_no": item["channel_txn_no"],
+                "status": "success",
+                "amount": 10_000,
+                "currency": "CNY",
+            }
+        ).encode()
+        headers = signed_headers("secret-SANDBOX_A", raw) | {"content-type": "application/json"}
+        return client.post(f"/v1/channels/SANDBOX_A/callback{query}", content=raw, headers=headers)
+
+    assert callback("?shadow=1").status_code == 404  # a shadow result never settles real orders
+    assert client.get("/v1/trades/real-1").json()["pay_orders"][0]["status"] == "processing"
+    assert callback("").status_code == 200
+    assert client.get("/v1/trades/real-1").json()["trade"]["status"] == "paid"
+    assert callback("?shadow=maybe").status_code == 400
+
+
+def test_shadow_tables_have_the_real_structure(plain):
+    platform, _, client = plain
+    assert client.post("/v1/trades", json=body("sh-1"), headers=SHADOW).status_code == 200
+    shadow = platform.shadow.built
+    real_i = sa.inspect(platform.paycore.db.engine)
+    shadow_i = sa.inspect(shadow.storage.base)
+
+    def shape(insp, table: str, schema: str | None) -> tuple:
+        cols = [
+            (c["name"], type(c["type"]).__name__, c["nullable"])
+            for c in insp.get_columns(table, schema=schema)
+        ]
+        uniques = sorted(u["name"] for u in insp.get_unique_constraints(table, schema=schema))
+        indexes = sorted(i["name"] for i in insp.get_indexes(table, schema=schema))
+        fks = sorted(
+            (f["referred_table"], tuple(f["constrained_columns"]))
+            for f in insp.get_foreign_keys(table, schema=schema)
+        )
+        return cols, uniques, indexes, fks
+
+    for table in metadata.tables:
+        assert shape(shadow_i, table, shadow.storage.schema) == shape(real_i, table, None), table
+
+
+def test_shadow_ledger_refuses_unbalanced_entries_on_postgresql(plain):
+    platform, mid, client = plain
+    if not platform.paycore.db.is_postgres:
+        pytest.skip("the balanced-entry trigger is PostgreSQL's")
+    assert client.post("/v1/trades", json=body("sh-1"), headers=SHADOW).status_code == 200
+    shadow = platform.shadow.built
+    from datetime import UTC, datetime
+
+    from paycore.db.schema import JournalEntry, JournalLeg
+    from paycore.errors import PayCoreError
+    from paycore.ledger import user_balance
+
+    def unbalanced(s) -> None:
+        acc = shadow.ledger.accounts.resolve(s, user_balance("u9", "CNY"), datetime.now(UTC))
+        s.add(
+            JournalEntry(
+                id=1,
+                biz_type="t",
+                biz_key="k",
+                currency="CNY",
+                merchant_id=mid,
+                order_type="goods",
+                sub_type="physical",
+                pay_org_no="SANDBOX_A",
+                created_at=datetime.now(UTC),
+            )
+        )
+        s.flush()
+        s.add(JournalLeg(id=2, entry_id=1, account_id=acc.id, amount=5, currency="CNY"))
+
+    with pytest.raises(PayCoreError) as caught:  # the deferred trigger refuses it at commit
+        shadow.db.run(unbalanced)
+    assert "unbalanced" in str(caught.value.__cause__)
+
+
+def test_shadow_off_refuses_marked_requests_with_403(db_url, tmp_path):
+    platform, _, token = platform_for(db_url, tmp_path, channels=False, shadow=False)
+    try:
+        with TestClient(platform.api_app(), headers={"Authorization": f"Bearer {token}"}) as c:
+            r = c.post("/v1/trades", json=body("t1"), headers=SHADOW)
+            assert r.status_code == 403 and r.json()["error"]["code"] == "shadow_disabled"
+            r = c.post("/v1/trades", json=body("t1"), headers={"X-Paywatch-Shadow": "0"})
+            assert r.status_code == 200  # 0 is real traffic
+    finally:
+        platform.close()
+
+
+def test_shadow_settings_from_env():
+    from console.settings import Settings
+
+    assert Settings.from_env({}).shadow is True
+    assert Settings.from_env({"PAYWATCH_SHADOW": "0"}).shadow is False
+    assert Settings.from_env({"PAYWATCH_SHADOW": "on"}).shadow is True
+    s = Settings.from_env({"PAYWATCH_SHADOW_CHANNEL_URL": "http://sandbox:8100"})
+    assert s.shadow_channel_url == "http://sandbox:8100"
+    with pytest.raises(ValueError, match="PAYWATCH_SHADOW"):
+        Settings.from_env({"PAYWATCH_SHADOW": "maybe"})
+
+
+def test_shadow_tables_are_kept_and_rebuilt_only_when_the_models_change(migrated_db, db_url):
+    from paycore.db.schema import LedgerSubject, Merchant
+    from paycore.db.shadow import ShadowSetupError, drop_shadow, open_shadow, shadow_schema_name
+
+    def merchants(storage) -> int:
+        with storage.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(Merchant)).scalar_one()
+
+    def subjects(storage) -> int:
+        with storage.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(LedgerSubject)).scalar_one()
+
+    real = migrated_db.engine
+    storage = open_shadow(real)
+    try:
+        assert subjects(storage) == 6  # the chart of accounts, copied from the real tables
+        with storage.engine.begin() as conn:
+            conn.execute(
+                sa.insert(Merchant).values(
+                    merchant_id="M1",
+                    name="n",
+                    token_hash="h",
+                    token_prefix="p",
+                    status="active",
+                    fee_bps=0,
+                    created_at=sa.func.current_timestamp(),
+                )
+            )
+        storage.dispose()
+        storage = open_shadow(real)  # same models: the shadow data stays
+        assert merchants(storage) == 1
+        with storage.engine.begin() as conn:  # pretend the shadow tables are from older models
+            if storage.sqlite_path is not None:
+                conn.exec_driver_sql("PRAGMA shadow.user_version = 1")
+            else:
+                conn.exec_driver_sql(
+                    f"COMMENT ON SCHEMA \"{storage.schema}\" IS 'paywatch shadow old'"
+                )
+        storage.dispose()
+        storage = open_shadow(real)  # rebuilt from the current models: disposable data
+        assert merchants(storage) == 0 and subjects(storage) == 6
+    finally:
+        storage.dispose()
+        drop_shadow(real)
+    if migrated_db.is_postgres:  # never adopts (or drops) a schema that is not a shadow one
+        schema = shadow_schema_name(real)
+        with real.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+            conn.exec_driver_sql(f'CREATE TABLE "{schema}".precious (id int)')
+        try:
+            with pytest.raises(ShadowSetupError, match="not a shadow schema"):
+                open_shadow(real)
+            drop_shadow(real)
+            with real.connect() as conn:
+                assert (
+                    conn.exec_driver_sql(f'SELECT count(*) FROM "{schema}".precious').scalar() == 0
+                )
+        finally:
+            with real.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
