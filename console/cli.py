@@ -120,6 +120,19 @@ def _user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shadow_drop(_: argparse.Namespace) -> int:
+    from paycore import Database
+    from paycore.db.shadow import drop_shadow
+
+    db = Database(Settings.from_env().database_url)
+    try:
+        drop_shadow(db.engine)
+    finally:
+        db.dispose()
+    print("shadow tables dropped (they are rebuilt by the next shadow request)")
+    return 0
+
+
 def _migrate(_: argparse.Namespace) -> int:
     from paycore import Database
 
@@ -178,6 +191,11 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--role", required=True, choices=("viewer", "operator", "manager",
                                                                "admin"))  # fmt: skip
         cmd.set_defaults(func=_user)
+
+    shadow = sub.add_parser("shadow", help="shadow (pressure-test) tables")
+    ssub = shadow.add_subparsers(dest="shadow_command", required=True)
+    drop = ssub.add_parser("drop", help="drop the shadow tables (stop the platform first)")
+    drop.set_defaults(func=_shadow_drop)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=_migrate)

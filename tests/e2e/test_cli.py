@@ -204,3 +204,14 @@ def test_user_add_passwd_role(tmp_path):
                     env | {"PAYWATCH_USER_PASSWORD": "short"})
     assert short.returncode == 2 and "at least 8" in short.stderr
     engine.dispose()
+
+
+def test_shadow_drop_removes_only_the_shadow_file(tmp_path):
+    env = os.environ | {"PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/pw.db",
+                        "PAYWATCH_VAR_DIR": str(tmp_path / "var")}
+    assert run_cli(["migrate"], env).returncode == 0
+    shadow = tmp_path / "pw_shadow.db"
+    shadow.write_bytes(b"")
+    done = run_cli(["shadow", "drop"], env)
+    assert done.returncode == 0, done.stderr
+    assert not shadow.exists() and (tmp_path / "pw.db").exists()
