@@ -1,4 +1,5 @@
-"""Drills: set the sandbox channel's fault knobs and watch the effect on the channel."""
+"""Drills: set the sandbox channel's fault knobs and watch the effect on the channel;
+the reports of scripted drills (``paywatch simulate --drill``): list and details."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import httpx
 import streamlit as st
 
 from console.auth import can
-from console.pages import audited, now, platform, require, sandbox_token
+from console.pages import audited, fmt, now, platform, require, sandbox_token
+from console.simulator.report import detail_tables, get_report, list_reports
 from console.views.overview import channel_health, link_chart, link_series
 from console.views.switches import knob_request
 
@@ -63,3 +65,40 @@ def effect() -> None:
 
 
 effect()
+
+
+DETAILS = (("Checks", "checks"), ("Timeline", "steps"), ("Traffic", "traffic"),
+           ("Refusals", "refusals"), ("Alerts", "alerts"), ("Breaker events", "breakers"),
+           ("Guard outcomes", "guard"))  # fmt: skip
+st.subheader("Drill reports")
+reports = list_reports(p.db.engine)
+if not reports:
+    st.caption("No drill has run yet: `paywatch simulate --drill channel-failure` writes one.")
+else:
+    st.dataframe(reports, hide_index=True, key="drill_reports")
+    labels = {r["id"]: f"#{r['id']} {r['name']} ({r['status']}, {r['started_at']:%Y-%m-%d %H:%M})"
+              for r in reports}  # fmt: skip
+    chosen = st.selectbox("Report", list(labels), format_func=labels.__getitem__,
+                          key="drill_report")  # fmt: skip
+    report = get_report(p.db.engine, int(chosen)) if chosen is not None else None
+    if report is not None:
+        st.markdown(f"**{report['drill']['name']}** on {report.get('target') or '-'}: "
+                    f"{report['drill'].get('summary', '')}")  # fmt: skip
+        if report.get("reason"):
+            st.warning(f"Not applicable: {report['reason']}")
+        tables = detail_tables(report)
+        audit = report.get("audit") or {}
+        plat = report.get("platform") or {}
+        m = st.columns(5)
+        m[0].metric("Status", report["status"])
+        m[1].metric("Lost", audit.get("lost", 0) + plat.get("money_not_returned", 0))
+        m[2].metric("Doubled", audit.get("doubled", 0))
+        m[3].metric("Fallbacks / fail-fast", f"{plat.get('fallbacks_taken', 0)} / "
+                    f"{plat.get('fail_fast', 0)}")  # fmt: skip
+        m[4].metric("Trial balance", fmt((plat.get("trial_balance") or {}).get("ok"), ""))
+        for title, key in DETAILS:
+            if tables[key]:
+                st.markdown(f"**{title}**")
+                st.dataframe(tables[key], hide_index=True, key=f"drill_detail_{key}")
+        with st.expander("Full report (JSON)"):
+            st.json(report, expanded=False)

@@ -86,9 +86,13 @@ def _counts(engine: Engine, model: Any, start: float, *cols: Any) -> dict[str, i
 
 def platform_evidence(
     engine: Engine, start: float, end: float, *, prometheus_url: str | None = None,
-    recon: bool = True,
+    recon: bool = True, core: PayCore | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Everything above as one JSON-ready dict (``end`` = now, after settling)."""
+    """Everything above as one JSON-ready dict (``end`` = now, after settling).
+
+    ``core``: the platform's own pay core when it runs in this process (its id generator
+    must be the only one with its node id); otherwise one is built over ``engine``.
+    """
     alerts = alerts_fired(engine, start, end)
     breakers = breaker_events(engine, start, end)
     guard = guard_outcomes(engine, start, end, prometheus_url)
@@ -126,7 +130,7 @@ def platform_evidence(
             .where(PayException.created_at >= _dt(start),
                    PayException.status != "resolved")).scalar_one())  # fmt: skip
     if recon:
-        report = reconcile_internal(PayCore(db), window_s=end - start + 120.0,
+        report = reconcile_internal(core or PayCore(db), window_s=end - start + 120.0,
                                     now=_dt(end) + timedelta(seconds=1))  # fmt: skip
         diffs = _counts(engine, ReconDifference, start, ReconDifference.kind,
                         ReconDifference.status)  # fmt: skip

@@ -85,8 +85,7 @@ class ReceiverServer:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _QuietServer((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
 
     @property
@@ -171,6 +170,14 @@ class ReceiverServer:
             except Exception:  # noqa: BLE001 - a broken hook must not fail the delivery
                 log.exception("receiver on_event hook failed")
         return 200
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a sender that gave up on a held answer resets the connection: expected, not news
+        log.debug("receiver connection from %s ended abruptly", client_address)
 
 
 def _handler_for(receiver: ReceiverServer) -> type[BaseHTTPRequestHandler]:

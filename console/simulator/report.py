@@ -125,3 +125,25 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     for name, ok in (report.get("checks") or {}).items():
         lines.append(f"  [{'ok' if ok else 'FAIL'}] {name}")
     return lines
+
+
+def detail_tables(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A stored report as rows for tables: checks, steps, traffic, alerts, breakers, guard."""
+    plat = report.get("platform") or {}
+    guard = [{"resource": res, **outcomes}
+             for res, outcomes in sorted((plat.get("guard_outcomes") or {}).items())]  # fmt: skip
+    steps = [{"at_s": s.get("at_s"), "kind": s.get("kind"), "target": s.get("target"),
+              "params": json.dumps(s.get("params", {})), "error": s.get("error", "")}
+             for s in report.get("steps", [])]  # fmt: skip
+    traffic = {k: v for k, v in (report.get("traffic") or {}).items() if k != "refusals"}
+    return {
+        "checks": [{"check": k, "ok": v} for k, v in (report.get("checks") or {}).items()],
+        "steps": steps,
+        "traffic": [{"counter": k, "value": v} for k, v in traffic.items()],
+        "refusals": [{"code": k, "count": v}
+                     for k, v in ((report.get("traffic") or {}).get("refusals") or {}).items()],
+        "alerts": [{"rule": a["rule"], "state": a["state"], "at_s": a["at_s"],
+                    "value": a.get("value")} for a in plat.get("alerts", [])],
+        "breakers": list(plat.get("breaker_events", [])),
+        "guard": guard,
+    }  # fmt: skip

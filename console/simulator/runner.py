@@ -58,6 +58,7 @@ class DrillTargets:
     engine: Engine | None = None  #: the platform's database, read directly
     prometheus_url: str | None = None
     var_dir: str = "var"
+    core: Any = None  #: the platform's PayCore when in this process (runs reconciliation)
 
 
 def not_applicable(drill: Drill, targets: DrillTargets) -> str | None:
@@ -151,7 +152,8 @@ def run_drill(drill: Drill, simulator: Simulator, targets: DrillTargets, *, targ
         report["receivers"] = dict(simulator.receiver.stats.__dict__)
     if targets.engine is not None:
         report["platform"] = platform_evidence(targets.engine, start_wall, time.time(),
-                                               prometheus_url=targets.prometheus_url)  # fmt: skip
+                                               prometheus_url=targets.prometheus_url,
+                                               core=targets.core)  # fmt: skip
     report["checks"] = checks(report)
     report["status"] = "passed" if all(report["checks"].values()) else "failed"
     report["finished_at"] = now_iso()

@@ -61,7 +61,7 @@ def scaled_rule(rule: Rule, factor: float) -> Rule:
     return rule
 
 
-def fast_jobs(time_factor: float, *, every_s: float = 1.0) -> Callable[[Platform], list[Job]]:
+def fast_jobs(time_factor: float, *, every_s: float = 2.0) -> Callable[[Platform], list[Job]]:
     """Worker jobs at drill speed (see the module docstring), for :class:`EmbeddedPlatform`."""
 
     def build(platform: Platform) -> list[Job]:
@@ -182,5 +182,6 @@ class EmbeddedPlatform:
             self._engine = create_engine_from_url(original.database_url)
         return DrillTargets(sandbox=SandboxAdmin(self.settings.sandbox_url, self.admin_token),
                             proxies=dict(self.proxies), engine=self._engine,
+                            core=self.platform.paycore,
                             prometheus_url=original.prometheus_url,
                             var_dir=var_dir or original.var_dir)  # fmt: skip

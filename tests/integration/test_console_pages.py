@@ -259,3 +259,48 @@ def test_drills_page_puts_knobs_to_the_sandbox(console_db, monkeypatch):
     assert calls[0][1] == {"X-Sandbox-Admin": "drill-token"}
     assert calls[0][2]["error_rate"] == 0.5
     assert [(r.action, r.target) for r in _audit(console_db)] == [("drill.knobs", "SANDBOX_A")]
+
+
+def test_drills_page_lists_reports_and_shows_one(console_db):
+    from console.simulator.report import save_report
+
+    base = {"target": "SANDBOX_A", "time_factor": 0.1, "reason": "",
+            "started_at": "2026-11-23T03:00:00+00:00", "finished_at": "2026-11-23T03:01:00+00:00",
+            "steps": [{"at_s": 6.0, "kind": "knobs", "target": "SANDBOX_A",
+                       "params": {"error_rate": 1.0}, "note": "channel down"}],
+            "traffic": {"pays_sent": 120, "paid": 110, "pay_failed": 2, "pays_refused": 8,
+                        "refusals": {"pay:dependency_unavailable:channel.SANDBOX_A": 8}},
+            "audit": {"lost": 0, "doubled": 0},
+            "platform": {"alerts_fired": ["slo_channel_call_success_sandbox_a_fast"],
+                         "alerts": [{"rule": "slo_channel_call_success_sandbox_a_fast",
+                                     "state": "firing", "at_s": 7.5, "value": 12.5}],
+                         "breakers_opened": ["channel.SANDBOX_A"],
+                         "breaker_events": [{"resource": "channel.SANDBOX_A", "from": "closed",
+                                             "to": "open", "reason": "failure ratio",
+                                             "at_s": 12.0}],
+                         "guard_outcomes": {"channel.SANDBOX_A": {"breaker_open": 8.0}},
+                         "fallbacks_taken": 0, "fail_fast": 8, "money_not_returned": 0,
+                         "trial_balance": {"ok": True}, "recon": {"differences": 0}},
+            "checks": {"no_payment_lost": True, "no_payment_doubled": True}}  # fmt: skip
+    save_report(console_db, {**base, "drill": {"name": "channel-failure", "summary": "down"},
+                             "status": "passed"})  # fmt: skip
+    save_report(console_db, {**base, "drill": {"name": "redis-down", "summary": "redis"},
+                             "status": "not_applicable", "reason": "no Redis is configured",
+                             "started_at": "2026-11-23T04:00:00+00:00"})  # fmt: skip
+    at = _page(_app("otto", "operator").run(timeout=30), "sre_drills")
+    assert not at.exception, at.exception
+    reports = _table(at, "lost")
+    assert list(reports["name"]) == ["redis-down", "channel-failure"]  # newest first
+    assert list(reports["status"]) == ["not_applicable", "passed"]
+    assert "Not applicable: no Redis is configured" in [w.value for w in at.warning]
+    first_id = int(reports["id"].iloc[1])
+    at.selectbox(key="drill_report").select(first_id).run(timeout=30)
+    assert not at.exception, at.exception
+    assert "**channel-failure** on SANDBOX_A: down" in _texts(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Status"] == "passed" and metrics["Lost"] == "0"
+    assert metrics["Fallbacks / fail-fast"] == "0 / 8"
+    breakers = _table(at, "to")
+    assert list(breakers["resource"]) == ["channel.SANDBOX_A"]
+    assert list(_table(at, "breaker_open")["resource"]) == ["channel.SANDBOX_A"]
+    assert at.slider(key="drill_error_rate")  # the knob controls are still there
