@@ -250,6 +250,10 @@ def run(settings: Settings, options: UpOptions) -> int:
         stack.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if stack.simulator is not None:
+        counts = stack.simulator.stats.as_dict()
+        shown = ("trades_created", "paid", "pay_failed", "refunds_succeeded", "notifications")
+        print("simulator: " + ", ".join(f"{k} {counts[k]}" for k in shown), flush=True)
     print("paywatch: stopped", flush=True)
     return 0
 

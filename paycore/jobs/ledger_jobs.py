@@ -27,7 +27,7 @@ def summary_posting_job(core: PayCore, *, batch: int = 5000) -> int:
     """Apply every queued hot-account delta; returns how many postings were folded in."""
     folded = drain_pending(core.db, core.ids, batch=batch)
     if folded:
-        log.info("summary posting folded %d buffered postings", folded)
+        log.debug("summary posting folded %d buffered postings", folded)
     return folded
 
 
