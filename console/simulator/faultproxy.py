@@ -39,16 +39,13 @@ class FaultProxy:
         self.knobs = ProxyKnobs()
         self._listener = socket.create_server((host, port))
         self._listener.settimeout(0.2)
+        host, port = self._listener.getsockname()[:2]
+        self.address: tuple[str, int] = (str(host), int(port))
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.accepted = self.refused = 0
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._listener.getsockname()[:2]
-        return str(host), int(port)
 
     def start(self) -> FaultProxy:
         if self._thread is None:
