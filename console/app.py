@@ -31,6 +31,8 @@ PAGES = [
     ("sre_drills.py", "Drills", ":material/science:", "SRE"),
 ]
 SECTIONS = {"ops": "Operations", "mgr": "Managers", "admin": "Admin"}
+#: titles that the file name does not spell well
+TITLES = {"mgr_sla.py": "SLA report", "mgr_funds.py": "Fund report"}
 
 
 def _pages_for(role: str) -> dict[str, list[st.Page]]:
@@ -41,7 +43,10 @@ def _pages_for(role: str) -> dict[str, list[st.Page]]:
     for prefix, section in SECTIONS.items():
         for path in sorted(PAGES_DIR.glob(f"{prefix}_*.py")):
             if page_allowed(role, path.name):
-                title = path.stem.split("_", 1)[1].replace("_", " ").capitalize()
+                title = (
+                    TITLES.get(path.name)
+                    or path.stem.split("_", 1)[1].replace("_", " ").capitalize()
+                )
                 nav.setdefault(section, []).append(st.Page(f"pages/{path.name}", title=title))
     return nav
 

@@ -63,13 +63,10 @@ def _worker(_: argparse.Namespace) -> int:
 
 def _console(args: argparse.Namespace) -> int:
     import subprocess
-    from pathlib import Path
 
-    app = Path(__file__).with_name("app.py")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-           "--server.address", args.host, "--server.headless", "true",
-           "--browser.gatherUsageStats", "false"]  # fmt: skip
-    return subprocess.call(cmd)
+    from .up import console_command
+
+    return subprocess.call(console_command(args.host, args.port))
 
 
 def _sandbox(args: argparse.Namespace) -> int:

@@ -74,6 +74,15 @@ class ServerThread:
         self.thread.join(15)
 
 
+def console_command(host: str, port: int) -> list[str]:
+    """The command that serves the Streamlit console (no telemetry, no deploy button)."""
+    app = Path(__file__).with_name("app.py")
+    return [sys.executable, "-m", "streamlit", "run", str(app),
+            "--server.port", str(port), "--server.address", host,
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal"]  # fmt: skip
+
+
 def _free_port(host: str) -> int:
     import socket
 
@@ -186,11 +195,7 @@ class AllInOne:
         return env
 
     def _start_console(self) -> None:
-        o = self.options
-        app = Path(__file__).with_name("app.py")
-        cmd = [sys.executable, "-m", "streamlit", "run", str(app),
-               "--server.port", str(o.console_port), "--server.address", o.host,
-               "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
+        cmd = console_command(self.options.host, self.options.console_port)
         # its own process group: Ctrl-C in the terminal reaches us, and we stop it in order
         self.console = subprocess.Popen(cmd, env=self.console_env(), start_new_session=True)
         self._undo.append(("console", self._stop_console))
