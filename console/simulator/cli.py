@@ -7,6 +7,7 @@ doubled or a drill check failed, 3 the drill does not apply to these backends.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -158,10 +159,9 @@ def _drill(drill: Any, sim: Any, settings: Any, args: argparse.Namespace, stack:
     org = args.org or settings.pay_orgs[0]
     target = org if drill.needs == "sandbox" else drill.needs
     aimed = drill.for_org(org).scaled(args.time_factor)
-    if args.duration is not None:
-        aimed = type(aimed)(aimed.name, aimed.summary, aimed.needs,
-                            max(args.duration, max((s.at_s for s in aimed.steps), default=0)),
-                            aimed.steps)  # fmt: skip
+    if args.duration is not None:  # more (or less) traffic, never cutting a step off
+        last = max((s.at_s for s in aimed.steps), default=0.0)
+        aimed = dataclasses.replace(aimed, duration_s=max(args.duration, last))
     if stack is not None:
         targets = stack.targets(settings)
     else:
