@@ -3,6 +3,11 @@
 A refund locks the trade (distributed lock, then the row) and raises the trade's
 ``refunded_amount`` with a conditional UPDATE that cannot pass ``paid_amount``,
 so even without the lock two refunds cannot both take the last of the money.
+
+A refund is all or nothing: the balance part of a refund that also has channel parts
+waits in the platform transit account until the channel has refunded its parts, and
+goes back to the merchant side with them if the channel refuses (a refund reported
+failed must not have moved any money).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from . import status as st
 from .channels import ChannelRequest, ChannelResult
-from .context import use_context
+from .context import BizContext, use_context
 from .db.schema import PayItem, PayOrder, Trade
 from .errors import (
     DuplicateKey,
@@ -177,6 +182,7 @@ class RefundService:
         )
         remaining = req.amount
         requests: list[ChannelRequest] = []
+        held: list[PayItem] = []
         sources = (
             s.execute(
                 select(PayItem).where(PayItem.pay_order_id == source.id).order_by(PayItem.seq)
@@ -214,27 +220,7 @@ class RefundService:
             s.add(item)
             s.flush()
             if src.tool == "balance":
-                self.core.ledger.move(
-                    s,
-                    biz_type="refund_item",
-                    biz_key=str(item_id),
-                    ctx=ctx,
-                    currency=cur,
-                    trade_id=orig.id,
-                    source=platform_transit(cur),
-                    target=user_balance(orig.user_id, cur),
-                    amount=take,
-                )
-                st.cas_status(
-                    s,
-                    PayItem,
-                    item_id,
-                    st.PROCESSING,
-                    st.SUCCESS,
-                    st.PAY_TRANSITIONS,
-                    finished_at=now,
-                    settled_amount=take,
-                )
+                held.append(item)  # returned at once, or with the channel parts (below)
             else:
                 requests.append(
                     ChannelRequest(
@@ -253,9 +239,27 @@ class RefundService:
                 break
         if remaining:
             raise RefundExceedsPaid("refund exceeds what the pay tools can return")
-        if not requests:
+        if not requests:  # balance only: done now; else all or nothing with the channel
+            for item in held:
+                self._return_balance(s, po, item, orig.id, ctx)
             self._complete(s, po)
         return requests
+
+    def _return_balance(self, s: Session, po: PayOrder, item: PayItem, origin_id: int | None,
+                        ctx: BizContext) -> None:  # fmt: skip
+        """Give a balance part of a refund back to the user's balance."""
+        cur = po.currency
+        self.core.ledger.move(s, biz_type="refund_item", biz_key=str(item.id), ctx=ctx,
+                              currency=cur, trade_id=origin_id, source=platform_transit(cur),
+                              target=user_balance(po.user_id, cur), amount=item.amount)  # fmt: skip
+        st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
+                      finished_at=self.core.clock(), settled_amount=item.amount)  # fmt: skip
+
+    def _held_balance(self, s: Session, po: PayOrder) -> list[PayItem]:
+        """The balance parts of a refund still waiting for its channel parts."""
+        return list(s.execute(select(PayItem).where(
+            PayItem.pay_order_id == po.id, PayItem.tool == "balance",
+            PayItem.status == st.PROCESSING)).scalars())  # fmt: skip
 
     def _complete(self, s: Session, po: PayOrder) -> None:
         now = self.core.clock()
@@ -318,12 +322,12 @@ class RefundService:
                     target=channel_clearing(str(item.pay_org_no), cur),
                     amount=item.amount,
                 )
-                states = (
-                    s.execute(select(PayItem.status).where(PayItem.pay_order_id == po.id))
-                    .scalars()
-                    .all()
-                )
-                if all(x == st.SUCCESS for x in states):
+                states = s.execute(select(PayItem.tool, PayItem.status)
+                                   .where(PayItem.pay_order_id == po.id)).all()  # fmt: skip
+                if all(x.status == st.SUCCESS for x in states if x.tool != "balance"):
+                    # every channel part is back: now the held balance parts, then done
+                    for part in self._held_balance(s, po):
+                        self._return_balance(s, po, part, refund_trade.origin_trade_id, ctx)
                     self._complete(s, po)
                 return "settled"
             # the channel refused the refund: give the money back to the merchant side
@@ -334,27 +338,33 @@ class RefundService:
             if self.core.db.is_postgres:
                 stmt = stmt.with_for_update()
             orig = s.execute(stmt).scalar_one()
-            self.core.ledger.move(
-                s,
-                biz_type="refund_release",
-                biz_key=str(item.id),
-                ctx=ctx,
-                currency=cur,
-                trade_id=orig.id,
-                source=platform_transit(cur),
-                target=_merchant_side(orig),
-                amount=item.amount,
-            )
-            s.execute(
-                update(Trade)
-                .where(Trade.id == orig.id)
-                .values(refunded_amount=Trade.refunded_amount - item.amount)
-            )
-            s.execute(
-                update(PayItem)
-                .where(PayItem.id == item.origin_item_id)
-                .values(refunded_amount=PayItem.refunded_amount - item.amount)
-            )
+            # all or nothing: balance parts held for this refund go back to the merchant too
+            waiting = self._held_balance(s, po)
+            for part in waiting:
+                st.cas_status(s, PayItem, part.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
+                              finished_at=now)  # fmt: skip
+            for part in (item, *waiting):
+                self.core.ledger.move(
+                    s,
+                    biz_type="refund_release",
+                    biz_key=str(part.id),
+                    ctx=ctx,
+                    currency=cur,
+                    trade_id=orig.id,
+                    source=platform_transit(cur),
+                    target=_merchant_side(orig),
+                    amount=part.amount,
+                )
+                s.execute(
+                    update(Trade)
+                    .where(Trade.id == orig.id)
+                    .values(refunded_amount=Trade.refunded_amount - part.amount)
+                )
+                s.execute(
+                    update(PayItem)
+                    .where(PayItem.id == part.origin_item_id)
+                    .values(refunded_amount=PayItem.refunded_amount - part.amount)
+                )
             if st.cas_status(
                 s,
                 PayOrder,

@@ -56,6 +56,8 @@ class ChannelSettlement:
             return outcome
 
     def _settle(self, s: Session, r: ChannelResult) -> str:
+        if not r.pay_org_no or not r.channel_txn_no:  # never match a tool without a channel
+            raise PayOrderNotFound("no pay item for this channel transaction")
         item = s.execute(
             select(PayItem).where(
                 PayItem.pay_org_no == r.pay_org_no, PayItem.channel_txn_no == r.channel_txn_no
@@ -81,6 +83,8 @@ class ChannelSettlement:
         if item.status != st.PROCESSING:
             if item.status == r.status and (not success or r.amount == item.settled_amount):
                 return "duplicate"
+            if item.status == st.FAILED and success and r.amount == item.settled_amount:
+                return "duplicate"  # the amount mismatch again: taken and recorded already
             if item.status == st.FAILED and success and not withdraw:
                 return self._late_success(s, po, item, r, ctx)
             record_exception(

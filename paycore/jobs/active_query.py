@@ -8,6 +8,12 @@ idempotently: a callback that wins the race makes the query's answer a duplicate
 When ``max_attempts`` queries brought no final answer the item is flagged
 ``manual`` and is not queried again.
 
+A channel that does not know the transaction at all (``unknown``) never received it:
+the send failed, or the process died between committing the order and sending. Asking
+again cannot change that, so the item's request is handed to compensation once as a
+``stuck_channel_call`` task, which sends it again (channels are idempotent on
+``channel_txn_no``) unless the item has settled meanwhile.
+
 Each item is claimed with one conditional UPDATE that also counts the attempt and
 moves ``next_query_at`` on, so two workers never query the same item at once and a
 crash between claim and query costs one interval, not a duplicate settlement. A
@@ -28,9 +34,12 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from .. import status as st
-from ..channels.port import ChannelResult
-from ..db.schema import PayItem
+from ..channels.client import ChannelStatus
+from ..channels.port import ChannelRequest, ChannelResult
+from ..db.schema import PayItem, PayOrder
 from ..errors import PayCoreError
+from .handlers import STUCK_CHANNEL_CALL, channel_request_payload
+from .tasks import TaskQueue
 
 if TYPE_CHECKING:
     from ..core import PayCore
@@ -41,7 +50,7 @@ log = logging.getLogger(__name__)
 class QueryGateway(Protocol):
     """What the job needs of :class:`paycore.channels.ChannelGateway`."""
 
-    def query(self, org: str, channel_txn_no: str) -> ChannelResult | None: ...
+    def query_status(self, org: str, channel_txn_no: str) -> ChannelStatus: ...
 
 
 @dataclass
@@ -53,6 +62,7 @@ class ActiveQueryStats:
     pending: int = 0  #: the channel still had no final answer
     errors: int = 0  #: the query itself failed
     manual: int = 0  #: items handed over to manual handling
+    resent: int = 0  #: unknown to the channel: handed to compensation to send again
 
 
 class ActiveQuery:
@@ -68,6 +78,7 @@ class ActiveQuery:
         max_attempts: int = 5,
         clock: Callable[[], datetime] | None = None,
         batch: int = 100,
+        queue: TaskQueue | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -78,6 +89,7 @@ class ActiveQuery:
         self.max_attempts = max_attempts
         self.clock = clock or core.clock
         self.batch = batch
+        self.queue = queue or TaskQueue(core.db, core.ids, clock=self.clock)
         self.stats = ActiveQueryStats()
 
     def due(self, now: datetime) -> list[tuple[int, str, str]]:
@@ -129,27 +141,54 @@ class ActiveQuery:
         return None if claimed is None else int(claimed[0])
 
     def _query(self, item_id: int, org: str, txn: str, attempt: int) -> None:
+        result = None
         try:
-            result = self.gateway.query(org, txn)
+            state = self.gateway.query_status(org, txn)
         except PayCoreError as exc:
             self.stats.errors += 1
             log.warning("active query %s/%s attempt %d failed: %s", org, txn, attempt, exc.code)
-            result = None
         else:
-            if result is not None:
-                try:
-                    outcome = self.core.payments.on_channel_result(result)
-                except PayCoreError as exc:
-                    self.stats.errors += 1
-                    log.error("active query %s/%s: settling failed: %s", org, txn, exc.code)
-                else:
-                    self.stats.settled += 1
-                    log.info("active query %s/%s settled: %s", org, txn, outcome)
-                    return
+            if state.status in (st.SUCCESS, st.FAILED) and state.amount is not None:
+                result = ChannelResult(org, txn, state.status, state.amount,
+                                       state.currency or "", state.channel_ref)  # fmt: skip
             else:
                 self.stats.pending += 1
+                if state.status == "unknown":
+                    self._resend(item_id)
+        if result is not None:
+            try:
+                outcome = self.core.payments.on_channel_result(result)
+            except PayCoreError as exc:
+                self.stats.errors += 1
+                log.error("active query %s/%s: settling failed: %s", org, txn, exc.code)
+            else:
+                self.stats.settled += 1
+                log.info("active query %s/%s settled: %s", org, txn, outcome)
+                return
         if attempt >= self.max_attempts:
             self._to_manual(item_id, org, txn, attempt)
+
+    def _resend(self, item_id: int) -> None:
+        """Enqueue (once) a ``stuck_channel_call`` that sends the item's request again."""
+
+        def work(s: Session) -> bool:
+            item = s.get_one(PayItem, item_id)
+            if item.status != st.PROCESSING or item.channel_txn_no is None:
+                return False
+            po = s.get_one(PayOrder, item.pay_order_id)
+            origin = (s.get_one(PayItem, item.origin_item_id).channel_txn_no
+                      if item.origin_item_id is not None else None)  # fmt: skip
+            kind = po.pay_type if po.pay_type in ("refund", "withdraw") else "pay"
+            org = str(item.pay_org_no)
+            req = ChannelRequest(kind, org, item.channel_txn_no, item.amount, po.currency,
+                                 po.merchant_id, po.trade_id, po.id, origin)  # fmt: skip
+            return self.queue.enqueue(s, STUCK_CHANNEL_CALL, f"{org}:{item.channel_txn_no}",
+                                      channel_request_payload(req),
+                                      merchant_id=po.merchant_id)  # fmt: skip
+
+        if self.core.db.run(work):
+            self.stats.resent += 1
+            log.warning("pay item %s is unknown to its channel: sending it again", item_id)
 
     def _to_manual(self, item_id: int, org: str, txn: str, attempt: int) -> None:
         def work(s: Session) -> bool:

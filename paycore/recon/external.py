@@ -19,6 +19,12 @@ timing_gap         the two sides booked it on either side of midnight, within   
                    ``cutoff_grace_s`` of it: expected, not yet on the other day
 =================  ===========================================================  ============
 
+Money that compensation handled is explained by our books, not a difference: a pay
+item we failed although the channel took the money (an amount mismatch, a success
+after the item failed) matches its line when a pay exception of the item holds that
+amount, and the channel's refund ``x{pay_item_id}`` of such money (see
+:func:`paycore.jobs.refund_txn_no`) matches its ``exception_refund`` posting.
+
 Memory stays modest for large statements: lines are consumed as an iterable in
 chunks; each chunk looks up only its own transactions (by the unique index on
 ``(pay_org_no, channel_txn_no)``), and only the set of channel txn numbers seen is
@@ -39,13 +45,13 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import ColumnElement, String, any_, bindparam, select
+from sqlalchemy import ColumnElement, String, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from .. import status as st
 from ..channels.client import StatementLine
-from ..db.schema import PayItem
+from ..db.schema import JournalEntry, JournalLeg, PayException, PayItem
 from .runs import (
     Difference,
     ReconReport,
@@ -211,6 +217,7 @@ def _match_chunk(
             .execute(
                 select(
                     PayItem.channel_txn_no,
+                    PayItem.id,
                     PayItem.status,
                     PayItem.amount,
                     PayItem.settled_amount,
@@ -220,19 +227,25 @@ def _match_chunk(
             .all()
         )
     ours = {r[0]: r for r in rows}
+    taken, refunded = _compensated(core, [r[1] for r in rows if r[2] == st.FAILED], lines)
     diffs: list[Difference] = []
     matched = 0
     for ln in lines:
         ref = ln.channel_txn_no
         o = ours.get(ref)
+        if o is None and ln.status == st.SUCCESS and refunded.get(ref) == ln.amount:
+            matched += 1  # our compensation refund of money we could not keep
+            continue
         if o is None:
             diffs.append(
                 _diff(org, d, "missing_ours", ref, note="unknown to us", channel_amount=ln.amount,
                       channel_status=ln.status)
             )  # fmt: skip
             continue
-        _, status, amount, settled, finished = o
+        _, item_id, status, amount, settled, finished = o
         amount = settled if settled is not None else amount
+        if status == st.FAILED and ln.status == st.SUCCESS and taken.get(item_id) == ln.amount:
+            status, amount = st.SUCCESS, ln.amount  # booked as taken; compensation refunds it
         if status == ln.status and amount == ln.amount and finished and d.inside(finished):
             matched += 1
             continue
@@ -250,6 +263,31 @@ def _match_chunk(
                   channel_amount=ln.amount, channel_status=ln.status)
         )  # fmt: skip
     return diffs, matched
+
+
+def _compensated(
+    core: PayCore, failed_items: list[int], lines: list[StatementLine]
+) -> tuple[dict[int, int], dict[str, int]]:
+    """What compensation explains in a chunk: money taken by failed items (pay item id ->
+    amount held by its pay exception) and our refunds of it (``x{id}`` -> amount posted)."""
+    refs = {ln.channel_txn_no[1:]: ln.channel_txn_no for ln in lines
+            if ln.channel_txn_no[:1] == "x" and ln.channel_txn_no[1:].isdigit()}  # fmt: skip
+    taken: dict[int, int] = {}
+    refunded: dict[str, int] = {}
+    with core.db.session() as s:
+        if failed_items:
+            taken = {int(i): int(a) for i, a in s.execute(
+                select(PayException.pay_item_id, func.max(PayException.amount_taken))
+                .where(PayException.pay_item_id.in_(failed_items))
+                .group_by(PayException.pay_item_id)) if i is not None}  # fmt: skip
+        if refs:
+            refunded = {refs[k]: int(a) for k, a in s.execute(
+                select(JournalEntry.biz_key, func.sum(JournalLeg.amount))
+                .join(JournalLeg, JournalLeg.entry_id == JournalEntry.id)
+                .where(JournalEntry.biz_type == "exception_refund",
+                       JournalEntry.biz_key.in_(list(refs)), JournalLeg.amount > 0)
+                .group_by(JournalEntry.biz_key))}  # fmt: skip
+    return taken, refunded
 
 
 def _ours_missing(core: PayCore, org: str, d: _Day, seen: set[str]) -> list[Difference]:
