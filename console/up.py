@@ -21,12 +21,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .servers import free_port
 from .settings import Settings, _redact
 
 log = logging.getLogger("paywatch.up")
@@ -46,34 +46,6 @@ class UpOptions:
     console: bool = True
 
 
-class ServerThread:
-    """A uvicorn server on a thread: ``start`` returns once it listens, ``stop`` joins it."""
-
-    def __init__(self, app: Any, host: str, port: int, name: str) -> None:
-        import uvicorn
-
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-        self.name, self.server = name, uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name=name, daemon=True)
-
-    def start(self, timeout: float = 30.0) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not start (is the port in use?)")
-            time.sleep(0.05)
-        return self
-
-    @property
-    def port(self) -> int:
-        return int(self.server.servers[0].sockets[0].getsockname()[1])
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
 def console_command(host: str, port: int) -> list[str]:
     """The command that serves the Streamlit console (no telemetry, no deploy button)."""
     app = Path(__file__).with_name("app.py")
@@ -83,19 +55,16 @@ def console_command(host: str, port: int) -> list[str]:
             "--client.toolbarMode", "minimal"]  # fmt: skip
 
 
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def resolve(settings: Settings, options: UpOptions) -> tuple[Settings, UpOptions]:
     """Fix the ports (0 = a free one) and point the API and sandbox URLs at them."""
-    ports = {f: getattr(options, f) or _free_port(options.host)
-             for f in ("api_port", "sandbox_port", "console_port", "receiver_port")}  # fmt: skip
-    options = dataclasses.replace(options, **ports)
+    o = options
+
+    def port(value: int) -> int:
+        return value or free_port(o.host)
+
+    options = dataclasses.replace(o, api_port=port(o.api_port), sandbox_port=port(o.sandbox_port),
+                                  console_port=port(o.console_port),
+                                  receiver_port=port(o.receiver_port))  # fmt: skip
     settings = dataclasses.replace(
         settings,
         api_url=f"http://{options.host}:{options.api_port}",
@@ -129,41 +98,21 @@ class AllInOne:
         return self
 
     def _start(self) -> None:
-        from paycore.channels.sandbox import SandboxConfig, create_sandbox_app
-
-        from .bootstrap import build_platform
         from .demo import ensure_demo_users
+        from .embedded import EmbeddedOptions, EmbeddedPlatform
 
         s, o = self.settings, self.options
         Path(s.var_dir).mkdir(parents=True, exist_ok=True)
-        self.platform = build_platform(s, role="all").start()
-        self._undo.append(("platform", self.platform.close))
+        embedded = EmbeddedPlatform(s, EmbeddedOptions(
+            host=o.host, api_port=o.api_port, sandbox_port=o.sandbox_port, proxies=False,
+            sandbox_admin_token=self.sandbox_token)).start()  # fmt: skip
+        self._undo.append(("platform", embedded.stop))
+        self.platform = embedded.platform
         self.logins = ensure_demo_users(self.platform.db.engine, s.var_dir)
-
-        sandbox_config = SandboxConfig(secrets=self.platform.channel_secrets,
-                                       admin_token=self.sandbox_token)  # fmt: skip
-        sandbox = ServerThread(create_sandbox_app(sandbox_config), o.host, o.sandbox_port,
-                               "sandbox").start()  # fmt: skip
-        self._undo.append(("sandbox", sandbox.stop))
-        api = ServerThread(self.platform.api_app(), o.host, o.api_port, "api").start()
-        self._undo.append(("api", api.stop))
-
-        worker = threading.Thread(target=self._run_worker, name="worker", daemon=True)
-        worker.start()
-        self._undo.append(("worker", lambda: (self.stop_event.set(), worker.join(30))))
-
         if o.rate > 0:
             self._start_simulator()
         if o.console:
             self._start_console()
-
-    def _run_worker(self) -> None:
-        from .worker import serve_worker
-
-        try:
-            serve_worker(self.platform, self.stop_event)
-        except Exception:  # noqa: BLE001 - a dead worker is logged; the API keeps serving
-            log.exception("worker stopped with an error")
 
     def _start_simulator(self) -> None:
         from .simulator import SimConfig, Simulator, ensure_demo_merchants

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _embedded(settings: Any, args: argparse.Namespace) -> Any:
-    from .stack import EmbeddedOptions, EmbeddedPlatform, fast_jobs
+    from ..embedded import EmbeddedOptions, EmbeddedPlatform
+    from .stack import fast_jobs
 
     jobs = fast_jobs(args.time_factor) if args.time_factor < 1 else None
     token = args.sandbox_admin_token or os.environ.get(SANDBOX_TOKEN_ENV)

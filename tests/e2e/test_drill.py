@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
+from console.embedded import EmbeddedOptions, EmbeddedPlatform
 from console.settings import Settings
 from console.simulator import BUILTIN, SimConfig, Simulator, ensure_demo_merchants, run_drill
 from console.simulator.report import list_reports
-from console.simulator.stack import EmbeddedOptions, EmbeddedPlatform, fast_jobs
+from console.simulator.stack import fast_jobs
 
 FACTOR = 0.1
 ORG = "SANDBOX_A"
