@@ -27,6 +27,7 @@ bench: install
 	$(PY) bench/guard.py
 	$(PY) bench/metrics.py
 	$(PY) bench/jobs.py
+	$(PY) bench/console.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ from console.views.overview import (
     HEALTH_COLOURS,
     active_alerts,
     backlogs,
-    link_series,
+    link_rates,
     overview,
     sparkline,
 )
@@ -31,6 +31,7 @@ def live() -> None:
     t = now()
     data = overview(p.observability.query, t, pay_orgs=p.settings.pay_orgs, window=window)
     st.subheader("Core links")
+    rates = link_rates(p.observability.query, start=t - 1800, end=t, points=30)
     for row in data["links"]:
         cols = st.columns([2, 1, 1, 1, 3])
         colour = HEALTH_COLOURS[row["health"]]
@@ -48,9 +49,8 @@ def live() -> None:
             fmt(None if row["p99_s"] is None else row["p99_s"] * 1000, ".0f") + " ms",
             label_visibility="collapsed",
         )
-        series = link_series(p.observability.query, row["step"], start=t - 1800, end=t, points=30)
         cols[4].plotly_chart(
-            sparkline(series["rate"], colour=colour),
+            sparkline(rates.get(row["step"], []), colour=colour),
             key=f"spark_{row['step']}",
             config={"displayModeBar": False},
         )

@@ -143,6 +143,29 @@ def overview(
     }
 
 
+def link_rates(
+    query: MetricsQuery,
+    *,
+    start: float,
+    end: float,
+    points: int = 30,
+    steps: Iterable[str] = STEPS,
+) -> dict[str, list[tuple[float, Any]]]:
+    """Request-rate series of every step from one range query grouped by step (the
+    overview's sparklines): what ``link_series(step)["rate"]`` gives, one fetch for all."""
+    res = max((end - start) / max(points - 1, 1), 1.0)
+    window = max(res, 60.0)
+    data = query.range(
+        "rate", REQUESTS, start=start, end=end, step=res, by=("step",), window=window
+    )
+    out: dict[str, list[tuple[float, Any]]] = {step: [] for step in steps}
+    for key, series in data.items():
+        step = dict(key).get("step", "")
+        if step in out:
+            out[step] = sorted(series)
+    return out
+
+
 def link_series(
     query: MetricsQuery,
     step: str,

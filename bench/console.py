@@ -1,0 +1,367 @@
+"""Console bench: the overview page's server-side render time over 30 days of metrics.
+
+The data, in a throw-away migrated PostgreSQL schema, as the product leaves it:
+
+* older history from ``bench/metrics.py``'s :func:`fill`: 30 days of 1-hour rollups and
+  2 days of 1-minute rollups of 20 link-request series and 98 latency-bucket series;
+* the last ``--hours`` (default 6 h, the raw retention) as the running processes write
+  them: per instance (``--instances``, default 2: API replicas) a real
+  :class:`collectors.CoreMetrics` registry fed with simulated pay traffic (every step,
+  three pay orgs, errors, timeouts, guard outcomes with some degraded/fallback calls), read
+  by a :class:`collectors.Sampler` every 5 s of simulated time into the
+  :class:`collectors.TimeSeriesStore`, then folded with ``store.rollup`` as the sampler's
+  thread does;
+* a few firing, pending and resolved alerts.
+
+``overview_ms``: ``streamlit.testing.v1.AppTest`` runs ``console/app.py`` signed in as a
+viewer, which opens the Overview page (links, sparklines, channel health, guard
+fallbacks, alerts, backlogs): the whole server-side script run, median of ``--runs``
+after a warm-up. The same render over the empty schema (before seeding) is the
+reference: ``data_ratio = overview_ms / empty_overview_ms``. The breakdown times the read
+functions of ``console.views.overview`` the page calls, one at a time. Target < 1000 ms.
+
+Progress goes to stderr; the last line of stdout is one JSON object, also written to
+``bench/results/console.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
+
+from collectors import CoreMetrics, Sampler, TimeSeriesStore
+from collectors.store import RAW_RETENTION
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+
+
+def _path_without_bench() -> list[str]:
+    return [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+
+
+if __name__ == "console":
+    # `python bench/<any>.py` puts bench/ first on sys.path, so `import console` there finds
+    # this file before the console package: stand aside for the package.
+    _saved = sys.path[:]
+    del sys.modules["console"]
+    sys.path[:] = _path_without_bench()
+    try:
+        sys.modules["console"] = importlib.import_module("console")
+    finally:
+        sys.path[:] = _saved
+
+
+@cache
+def metrics_bench() -> ModuleType:
+    """``bench/metrics.py`` (its ``fill`` seeds the 30-day history; ``timed_ms``)."""
+    spec = importlib.util.spec_from_file_location("bench_metrics", BENCH / "metrics.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+APP = ROOT / "console" / "app.py"
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+RESULTS = Path(__file__).resolve().parent / "results" / "console.json"
+ORGS = ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C")
+INTERVAL = 5.0  # the sampler's interval
+TARGET_MS = 1000.0
+
+
+def log(msg: str) -> None:
+    print(f"[console] {msg}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def bench_schema(url: str) -> Iterator[str]:
+    """A fresh, migrated schema; yields the URL scoped to it. Dropped afterwards."""
+    from console.migrate import upgrade_database
+
+    schema = f"bench_console_{secrets.token_hex(4)}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    log(f"schema {schema}")
+    sep = "&" if "?" in url else "?"
+    scoped = f"{url}{sep}options=-csearch_path%3D{schema}"
+    try:
+        engine = sa.create_engine(scoped)
+        try:
+            upgrade_database(engine)
+        finally:
+            engine.dispose()
+        yield scoped
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+        log(f"dropped schema {schema}")
+
+
+# -- seeding -----------------------------------------------------------------------------------
+class BatchedStore(TimeSeriesStore):
+    """The store, with the sampler's writes gathered and sent in large batches (seeding
+    hours of 5 s samples one sampler pass at a time would take many minutes)."""
+
+    def __init__(self, engine: sa.Engine, batch: int = 50_000) -> None:
+        super().__init__(engine)
+        self.batch, self.pending, self.written = batch, [], 0
+
+    def write(self, samples: Iterable[Any]) -> int:
+        rows = list(samples)
+        self.pending.extend(rows)
+        if len(self.pending) >= self.batch:
+            self.flush()
+        return len(rows)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.written += super().write(self.pending)
+            self.pending = []
+
+
+def traffic(m: CoreMetrics, rnd: random.Random, degraded: bool) -> None:
+    """One sampler interval of pay traffic on one instance (a few calls per series: the
+    row count depends on the series, not on the volume)."""
+    for org in ORGS:
+        for _ in range(3):
+            m.observe("trade_create", "ok", seconds=rnd.uniform(0.003, 0.02))
+            m.guard_outcome("risk", "link.pay", "degraded" if degraded else "pass", 0.0005)
+            m.observe("pay", "pending", pay_org=org, seconds=rnd.uniform(0.005, 0.05))
+            m.guard_outcome(f"channel.{org}", "link.pay", "pass", 0.0)
+            m.observe("channel_call", "ok", pay_org=org, seconds=rnd.lognormvariate(-3.5, 0.6))
+            m.observe("callback", "ok", pay_org=org, seconds=rnd.uniform(0.005, 0.04))
+            m.observe("ledger_posting", "ok", seconds=rnd.uniform(0.001, 0.01))
+            m.observe("notification", "ok", seconds=rnd.uniform(0.01, 0.2))
+            m.guard_outcome("coupon", "link.pay", "pass", 0.001)
+        if rnd.random() < 0.3:
+            m.observe("channel_call", "error", "CHANNEL_5XX", org, seconds=0.3)
+        if rnd.random() < 0.1:
+            m.observe("channel_call", "timeout", "", org, seconds=3.0)
+            m.guard_outcome(f"channel.{org}", "link.pay", "timeout", 3.0)
+        if rnd.random() < 0.2:
+            m.observe("refund", "ok", pay_org=org, seconds=rnd.uniform(0.01, 0.05))
+    if rnd.random() < 0.2:
+        m.observe("pay", "rejected", "RISK_REJECTED", seconds=0.004)
+    if rnd.random() < 0.05:
+        m.guard_outcome("notification", "link.callback", "fallback", 0.5)
+
+
+def seed_recent(url: str, now: float, hours: float, instances: int) -> dict[str, int]:
+    """The last ``hours`` of raw samples of ``instances`` processes, folded into rollups."""
+    engine = sa.create_engine(url)
+    try:
+        store = BatchedStore(engine)
+        rnd = random.Random(7)
+        start = now - hours * 3600
+        ticks = int(hours * 3600 // INTERVAL)
+        procs = []
+        for i in range(instances):
+            reg = CollectorRegistry()
+            m = CoreMetrics(reg)
+            for org in ORGS:
+                m.set_breaker_state(f"channel.{org}", "closed")
+            sampler = Sampler(reg, store, instance=f"api:bench:{i + 1}", interval=INTERVAL)
+            procs.append((m, sampler))
+        for k in range(ticks + 1):
+            t = start + k * INTERVAL
+            degraded = now - t < 1800  # risk degraded for the last half hour
+            for m, sampler in procs:
+                traffic(m, rnd, degraded)
+                sampler.sample_once(now=t)
+            if k % 720 == 0:
+                log(f"  sampled {k * INTERVAL / 3600:.0f} h of {hours:g} h")
+        store.flush()
+        folded = store.rollup(now)
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            for table in ("metric_samples", "metric_rollup_1m", "metric_rollup_1h"):
+                conn.exec_driver_sql(f"ANALYZE {table}")
+        return {"raw_rows": store.written, **{f"folded_{k}": v for k, v in folded.items()}}
+    finally:
+        engine.dispose()
+
+
+def seed_alerts(url: str, now: float) -> None:
+    engine = sa.create_engine(url)
+    rows = []
+    for i in range(60):
+        state = "firing" if i < 3 else "pending" if i < 5 else "resolved"
+        rows.append({
+            "fingerprint": f"bench{i:04d}", "rule": f"BenchRule{i % 7}",
+            "labels": json.dumps({"step": "pay", "n": str(i)}), "annotations": "{}",
+            "severity": "page" if i % 2 else "ticket", "state": state, "value": 0.1,
+            "active_since": now - 600, "fired_at": now - 300 if state == "firing" else None,
+            "resolved_at": now - 60 if state == "resolved" else None, "last_eval": now,
+        })  # fmt: skip
+    cols = ", ".join(rows[0])
+    vals = ", ".join(f":{c}" for c in rows[0])
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"INSERT INTO alert_states ({cols}) VALUES ({vals})"), rows)
+    finally:
+        engine.dispose()
+
+
+# -- timing ------------------------------------------------------------------------------------
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    return metrics_bench().timed_ms(fn, runs)
+
+
+class OverviewPage:
+    """``console/app.py`` under AppTest, signed in as a viewer: the Overview page."""
+
+    def __init__(self) -> None:
+        from streamlit.testing.v1 import AppTest
+
+        self.at = AppTest.from_file(str(APP), default_timeout=120)
+        self.at.session_state["user"] = {"username": "vera", "role": "viewer"}
+
+    def render(self) -> Any:
+        at = self.at.run()
+        if at.exception:
+            raise RuntimeError(f"overview raised: {at.exception}")
+        return at
+
+    def check(self, *, seeded: bool) -> None:
+        at = self.render()
+        subheaders = [s.value for s in at.subheader]
+        for part in ("Core links", "Channel health", "Guard fallbacks", "Active alerts"):
+            if part not in subheaders:
+                raise RuntimeError(f"overview lacks {part}: {subheaders}")
+        if seeded:
+            tables = [d.value for d in at.dataframe]
+            guard = next((t for t in tables if "degraded" in t.columns), None)
+            if guard is None or "risk" not in list(guard["resource"]):
+                raise RuntimeError("the seeded degraded risk calls are not on the overview")
+            alerts = next((t for t in tables if "rule" in t.columns), None)
+            if alerts is None or len(alerts) != 5:
+                raise RuntimeError("expected the 5 seeded firing/pending alerts")
+
+
+def breakdown(runs: int) -> dict[str, float]:
+    """The page's reads one at a time, on the console's own platform (its store)."""
+    from console.pages import platform
+    from console.views import overview as ov
+
+    p = platform()
+    q, engine, orgs = p.observability.query, p.db.engine, p.settings.pay_orgs
+    now = time.time()
+
+    def sparklines_per_step() -> None:  # before: four range queries per step
+        for step in ov.STEPS:
+            ov.link_series(q, step, start=now - 1800, end=now, points=30)
+
+    rates = ov.link_rates(q, start=now - 1800, end=now, points=30)
+    for step in ov.STEPS:  # the page's one query gives what link_series gave per step
+        old = ov.link_series(q, step, start=now - 1800, end=now, points=30)["rate"]
+        if not rates[step] or [v for _, v in rates[step]] != [v for _, v in old]:
+            raise RuntimeError(f"link_rates and link_series differ for {step}")
+
+    def figures() -> None:
+        for step in ov.STEPS:
+            ov.sparkline(rates[step]).to_plotly_json()
+
+    parts: dict[str, Callable[[], object]] = {
+        "link_stats_ms": lambda: ov.link_stats(q, now),
+        "channel_health_ms": lambda: ov.channel_health(q, now, orgs),
+        "guard_fallbacks_ms": lambda: ov.guard_fallbacks(q, now),
+        "overview_reads_ms": lambda: ov.overview(q, now, pay_orgs=orgs),
+        "sparkline_rates_ms": lambda: ov.link_rates(q, start=now - 1800, end=now, points=30),
+        "sparkline_series_per_step_ms": sparklines_per_step,
+        "sparkline_figures_ms": figures,
+        "active_alerts_ms": lambda: ov.active_alerts(engine),
+        "backlogs_ms": lambda: ov.backlogs(engine),
+    }
+    return {k: round(median_ms(fn, runs), 2) for k, fn in parts.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=7, help="timed page renders (after a warm-up)")
+    p.add_argument("--hours", type=float, default=RAW_RETENTION / 3600,
+                   help="hours of raw 5 s samples (the raw retention)")  # fmt: skip
+    p.add_argument("--instances", type=int, default=2, help="processes sampling")
+    args = p.parse_args(argv)
+    url = os.environ.get("PAYWATCH_BENCH_DATABASE_URL", DEFAULT_URL)
+    sys.path[:] = _path_without_bench()  # `console` is the package, not this file
+
+    with bench_schema(url) as scoped, tempfile.TemporaryDirectory(prefix="pw-console-") as var:
+        os.environ["PAYWATCH_DATABASE_URL"] = scoped
+        os.environ["PAYWATCH_VAR_DIR"] = var
+        for name in ("PAYWATCH_PROMETHEUS_URL", "PAYWATCH_REDIS_URL", "PAYWATCH_REPLICA_URL"):
+            os.environ.pop(name, None)
+        page = OverviewPage()
+        try:
+            page.check(seeded=False)  # warm-up: builds the console's platform
+            empty_ms = median_ms(page.render, args.runs)
+            log(f"empty schema: overview {empty_ms:.0f} ms")
+
+            now = time.time()
+            t0 = time.perf_counter()  # recent first: rollup() folds from the newest rollup
+            recent = seed_recent(scoped, now, args.hours, args.instances)
+            seed_alerts(scoped, now)
+            log(f"recent {args.hours:g} h x {args.instances}: {recent} "
+                f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+            t0 = time.perf_counter()
+            engine = sa.create_engine(scoped)
+            counts = metrics_bench().fill(engine, now)
+            engine.dispose()
+            log(f"history (bench/metrics.py fill): {counts} in {time.perf_counter() - t0:.1f} s")
+
+            page.check(seeded=True)
+            samples = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                page.render()
+                samples.append((time.perf_counter() - t0) * 1000)
+            overview_ms = statistics.median(samples)
+            log(f"overview {overview_ms:.0f} ms (runs {[round(s) for s in samples]})")
+            parts = breakdown(args.runs)
+            log(f"breakdown {parts}")
+        finally:
+            from console.pages import platform
+
+            platform().close()
+    result = {
+        "overview_ms": round(overview_ms, 1),
+        "empty_overview_ms": round(empty_ms, 1),
+        "data_ratio": round(overview_ms / empty_ms, 2) if empty_ms else None,
+        "overview_runs_ms": [round(s, 1) for s in samples],
+        "breakdown": parts,
+        "rows": {**counts, **recent},
+        "hours_raw": args.hours,
+        "instances": args.instances,
+        "runs": args.runs,
+        "meets_target": overview_ms < TARGET_MS,
+        "target": {"overview_ms": f"< {TARGET_MS:.0f}"},
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
