@@ -8,6 +8,7 @@ bootstrap builds one from settings; tests build one per backend.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from .ids import IdGenerator
 from .instrument import NULL_METRICS, Metrics
 from .ledger import HotPolicy, Ledger
 from .locks import DistributedLock, MemoryLock
+from .locks.guarded import guarded_hold
 from .merchants import MerchantService
 from .payments import PayService
 from .refunds import RefundService
@@ -63,6 +65,12 @@ class PayCore:
         self.trades = TradeService(self)
         self.payments = PayService(self)
         self.refunds = RefundService(self)
+
+    def trade_lock(self, trade_id: int, *, link: str) -> AbstractContextManager[str]:
+        """Hold the trade's lock (one pay or refund of a trade at a time), through the
+        guard as ``link``'s dependency on the lock backend."""
+        return guarded_hold(self.lock, self.guard, f"trade:{trade_id}", caller=link,
+                            ttl=self.lock_ttl, wait=self.lock_wait)  # fmt: skip
 
     def close(self) -> None:
         self.lock.close()

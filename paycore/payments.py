@@ -94,9 +94,7 @@ class PayService(ChannelSettlement):
         self._preflight(trade, req, ctx)
         with (
             use_context(ctx),
-            self.core.lock.hold(
-                f"trade:{trade.id}", ttl=self.core.lock_ttl, wait=self.core.lock_wait
-            ),
+            self.core.trade_lock(trade.id, link="link.pay"),
         ):
             replay = self._replay(merchant_id, req.pay_no, fingerprint)
             if replay:

@@ -76,9 +76,7 @@ class RefundService:
         original = self.core.trades.get(merchant_id, req.out_trade_no)
         if original.trade_type not in REFUNDABLE:
             raise WrongState(f"a {original.trade_type} trade cannot be refunded")
-        with self.core.lock.hold(
-            f"trade:{original.id}", ttl=self.core.lock_ttl, wait=self.core.lock_wait
-        ):
+        with self.core.trade_lock(original.id, link="link.refund"):
             replay = self._replay(merchant_id, req.out_refund_no, fingerprint)
             if replay:
                 return replay

@@ -17,6 +17,9 @@ class DistributedLock(abc.ABC):
     even if its owner never released it.
     """
 
+    #: the dependency-map resource behind the lock (``None``: in-process, not a dependency)
+    resource: str | None = None
+
     @abc.abstractmethod
     def acquire(self, key: str, *, ttl: float, wait: float) -> str | None:
         """Take the lock on ``key`` for ``ttl`` seconds.

@@ -45,15 +45,22 @@ class RedisLock(DistributedLock):
     message that never contains the connection URL.
     """
 
+    #: the dependency-map resource the guard accounts lock calls to
+    resource = "redis"
+
     def __init__(
         self,
         client_or_url: redis_lib.Redis | str,
         *,
         namespace: str = "paywatch:lock:",
+        socket_timeout: float = 1.0,
     ) -> None:
         """Wrap an existing client, or create (and own) one from a ``redis://`` URL."""
         if isinstance(client_or_url, str):
-            self._client: Any = redis_lib.Redis.from_url(client_or_url)
+            # a hung Redis must fail the request, not hold it (and its trade) forever
+            self._client: Any = redis_lib.Redis.from_url(
+                client_or_url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            )
             self._owns_client = True
         else:
             self._client = client_or_url
