@@ -162,6 +162,18 @@ class PrometheusQuery(MetricsQuery):
     ) -> list[Series]:
         return self._vector(self.rate_expr(metric, window, match, by), at, by)
 
+    def count(
+        self,
+        metric: str,
+        *,
+        window: float,
+        at: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+    ) -> list[Series]:
+        expr = _sum(by, f"increase({promql_selector(metric, match)}[{_duration(window)}])")
+        return self._vector(expr, at, by)
+
     def ratio(
         self,
         numerator: str,

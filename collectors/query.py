@@ -39,6 +39,21 @@ class MetricsQuery(ABC):
         """Per-second increase of counter ``metric`` over ``window`` before ``at``,
         summed per group of the ``by`` labels, over series matching ``match``."""
 
+    def count(
+        self,
+        metric: str,
+        *,
+        window: float,
+        at: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+    ) -> list[Series]:
+        """How much counter ``metric`` went up over ``window`` before ``at`` (events, not
+        a rate), per group. This default scales :meth:`rate`, which over-counts a series
+        younger than the window; the implementations answer from the increase itself."""
+        return [Series(s.labels, None if s.value is None else s.value * window)
+                for s in self.rate(metric, window=window, at=at, match=match, by=by)]  # fmt: skip
+
     @abstractmethod
     def ratio(
         self,

@@ -266,6 +266,17 @@ class TimeSeriesStore(MetricsQuery):
             out[key] = out.get(key, 0.0) + inc
         return out
 
+    def count(
+        self,
+        metric: str,
+        *,
+        window: float,
+        at: float,
+        match: Labels | None = None,
+        by: tuple[str, ...] = (),
+    ) -> list[Series]:
+        return _series(by, self.increase(metric, window=window, at=at, match=match, by=by))
+
     def rate(
         self,
         metric: str,

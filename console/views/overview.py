@@ -119,14 +119,14 @@ def channel_health(
 def guard_fallbacks(
     query: MetricsQuery, now: float, *, window: float = 300.0
 ) -> list[dict[str, Any]]:
-    """Per resource: degraded and fallback calls in the window (rate x window)."""
+    """Per resource: degraded and fallback calls in the window (the counters' increase)."""
     table: dict[str, dict[str, Any]] = {}
     for outcome in FALLBACK_OUTCOMES:
-        for r in query.rate(
+        for r in query.count(
             GUARD, window=window, at=now, match={"outcome": outcome}, by=("resource",)
         ):
             row = table.setdefault(r.labels.get("resource", ""), {"degraded": 0.0, "fallback": 0.0})
-            row[outcome] = round((r.value or 0.0) * window, 1)
+            row[outcome] = round(r.value or 0.0, 1)
     return [{"resource": k, **v} for k, v in sorted(table.items())]
 
 

@@ -155,6 +155,13 @@ def test_prometheus_and_the_store_agree(live):
         assert p.value and p.value > 10  # ~50/s and ~150/s on an idle machine
         assert close(p.value, s.value, 0.25), (p, s)
 
+    p_count = prom.count(REQ, window=window, at=at, match=match, by=("outcome",))
+    s_count = store.count(REQ, window=window, at=at, match=match, by=("outcome",))
+    assert [r.labels for r in p_count] == [r.labels for r in s_count]
+    for p, s in zip(p_count, s_count, strict=True):
+        assert p.value and p.value > 80  # events in the window, not per second
+        assert close(p.value, s.value, 0.25), (p, s)
+
     p_ratio = prom.ratio(REQ, REQ, window=window, at=at, match_num={"outcome": "ok"},
                          match_den=match, by=("step",))  # fmt: skip
     s_ratio = store.ratio(REQ, REQ, window=window, at=at, match_num={"outcome": "ok"},

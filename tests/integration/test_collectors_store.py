@@ -75,6 +75,17 @@ def test_sampler_to_query_round_trip(migrated_db):
     assert quiet.rate(REQ, window=60, at=at + 3600) == []
 
 
+def test_count_is_the_increase_even_for_a_series_younger_than_the_window(migrated_db):
+    at = T0 + 5 * 12  # one minute of traffic, asked about over five
+    store = make_store(migrated_db, at)
+    traffic(store, until=13)
+    counted = store.count(REQ, window=300, at=at, match={"step": "pay"}, by=("outcome",))
+    # 12 intervals after the first sample: 36 ok and 12 errors (rate x window says 5x that)
+    assert values(counted) == {(("outcome", "error"),): 12.0, (("outcome", "ok"),): 36.0}
+    rated = store.rate(REQ, window=300, at=at, match={"step": "pay"}, by=("outcome",))
+    assert values(rated)[(("outcome", "ok"),)] * 300 == pytest.approx(180.0)
+
+
 def test_rows_written_match_the_exposition(migrated_db):
     store = make_store(migrated_db, T0)
     reg = CollectorRegistry()
