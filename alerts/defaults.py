@@ -1,4 +1,4 @@
-"""The default rules for the core links (what each means: ``docs/alerts.md``).
+"""The default rules for the core links (what each means and what to do: ``docs/runbook.md``).
 
 * success ratio per link step as SLO burn rates (trade_create, pay, callback, refund),
   and per pay org on the channel call;
@@ -17,7 +17,7 @@ from .spec import MinTraffic, QuerySpec
 
 REQUESTS = "paywatch_link_requests_total"
 LATENCY = "paywatch_link_latency_seconds"
-RUNBOOK = "docs/alerts.md#"
+RUNBOOK = "docs/runbook.md#"
 
 #: step → (SLO, min req/s below which the burn rate does not page)
 STEP_SLOS: dict[str, tuple[float, float]] = {

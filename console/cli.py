@@ -50,14 +50,24 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker(_: argparse.Namespace) -> int:
+def _worker(args: argparse.Namespace) -> int:
     from .bootstrap import build_platform
     from .worker import serve_worker
 
     platform = build_platform(Settings.from_env(), role="worker").start()
+    server = None
     try:
+        if args.metrics_port is not None and platform.observability is not None:
+            # the business gauges (backlogs, trial balance) live in the worker: Prometheus
+            # scrapes them here, as it scrapes each API replica's /metrics
+            from collectors import start_metrics_server
+
+            server, _ = start_metrics_server(platform.observability.registry, args.metrics_port,
+                                             addr=args.metrics_host)  # fmt: skip
         return serve_worker(platform)
     finally:
+        if server is not None:
+            server.shutdown()
         platform.close()
 
 
@@ -164,6 +174,9 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="run the scheduler jobs (safe to run several)")
+    worker.add_argument("--metrics-port", type=int,
+                        help="serve this worker's /metrics (business gauges) on this port")
+    worker.add_argument("--metrics-host", default="127.0.0.1")
     worker.set_defaults(func=_worker)
 
     console = sub.add_parser("console", help="run the Streamlit console")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -100,7 +101,7 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
         return Response("ok")
 
     receiver = LiveServer(Starlette(routes=[Route("/hook", hook, methods=["POST"])]))
-    api_port, sandbox_port = free_port(), free_port()
+    api_port, sandbox_port, metrics_port = free_port(), free_port(), free_port()
     env = os.environ | {
         "PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/pw.db",
         "PAYWATCH_VAR_DIR": str(tmp_path / "var"),
@@ -115,7 +116,8 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
         procs = [subprocess.Popen([sys.executable, "-m", "console.cli", *cmd], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for cmd in (["sandbox", "--port", str(sandbox_port), "--admin-token", "adm"],
-                             ["serve", "--port", str(api_port)], ["worker"])]
+                             ["serve", "--port", str(api_port)],
+                             ["worker", "--metrics-port", str(metrics_port)])]
         try:
             wait_http(f"http://127.0.0.1:{api_port}/readyz", procs[1])
             http = httpx.Client(base_url=f"http://127.0.0.1:{api_port}",
@@ -171,6 +173,11 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
                 assert balance_of(s, user_balance("u1", "CNY")) == 1_000
             assert trial_balance(db).ok
             engine.dispose()
+            # the worker's own /metrics: the business gauges Prometheus scrapes from it
+            body = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            assert "# TYPE paywatch_compensation_backlog gauge" in body
+            assert "paywatch_business_snapshot_ok 1.0" in body
+            assert re.search(r"^paywatch_notification_backlog \d+\.\d+$", body, re.M)
         finally:
             for p in procs:
                 p.terminate()

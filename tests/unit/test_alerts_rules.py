@@ -374,7 +374,7 @@ def test_export_groups_and_yaml() -> None:
         "labels": {"severity": "page"},
         "annotations": {
             "summary": "breaker for {{ $labels.resource }} is open (state {{ $value }})",
-            "runbook": "docs/alerts.md#breaker_open",
+            "runbook": "docs/runbook.md#breaker_open",
         },
     }
     assert rule_groups([], prefix="x-") == {"groups": []}
