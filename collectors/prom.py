@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from .errors import QueryError
-from .query import Labels, MetricsQuery, Series
+from .query import Labels, MetricsQuery, Series, check_agg
 from .store_eval import points
 
 __all__ = ["PrometheusQuery", "promql_selector"]
@@ -59,11 +59,11 @@ def _duration(seconds: float) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-def _sum(by: tuple[str, ...], expr: str) -> str:
+def _sum(by: tuple[str, ...], expr: str, agg: str = "sum") -> str:
     for key in by:
         if not _LABEL.fullmatch(key):
             raise QueryError(f"not a label name: {key!r}")
-    return f"sum by ({', '.join(by)}) ({expr})" if by else f"sum({expr})"
+    return f"{agg} by ({', '.join(by)}) ({expr})" if by else f"{agg}({expr})"
 
 
 def _value(text: str) -> float | None:
@@ -147,9 +147,12 @@ class PrometheusQuery(MetricsQuery):
         )
 
     def latest_expr(
-        self, metric: str, max_age: float, match: Labels | None, by: tuple[str, ...]
-    ) -> str:
-        return _sum(by, f"last_over_time({promql_selector(metric, match)}[{_duration(max_age)}])")
+        self, metric: str, max_age: float, match: Labels | None, by: tuple[str, ...],
+        agg: str = "sum",
+    ) -> str:  # fmt: skip
+        check_agg(agg)
+        inner = f"last_over_time({promql_selector(metric, match)}[{_duration(max_age)}])"
+        return _sum(by, inner, agg)
 
     def rate(
         self,
@@ -210,8 +213,9 @@ class PrometheusQuery(MetricsQuery):
         match: Labels | None = None,
         by: tuple[str, ...] = (),
         max_age: float = 300.0,
+        agg: str = "sum",
     ) -> list[Series]:
-        return self._vector(self.latest_expr(metric, max_age, match, by), at, by)
+        return self._vector(self.latest_expr(metric, max_age, match, by, agg), at, by)
 
     def range(
         self,

@@ -8,9 +8,12 @@ takes ``at`` (the evaluation time, injectable) and a ``window`` in seconds.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from .errors import QueryError
 
 Labels = Mapping[str, str]
 
@@ -21,6 +24,19 @@ class Series:
 
     labels: dict[str, str] = field(default_factory=dict)
     value: float | None = None
+
+
+AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
+    "sum": math.fsum, "max": max, "min": min, "avg": lambda v: math.fsum(v) / len(v),
+}  # fmt: skip
+
+
+def check_agg(agg: str) -> Callable[[list[float]], float]:
+    """The reducer of an aggregation name (:class:`QueryError` for an unknown one)."""
+    try:
+        return AGGREGATIONS[agg]
+    except KeyError:
+        raise QueryError(f"agg must be one of {', '.join(AGGREGATIONS)}, not {agg!r}") from None
 
 
 class MetricsQuery(ABC):
@@ -92,8 +108,12 @@ class MetricsQuery(ABC):
         match: Labels | None = None,
         by: tuple[str, ...] = (),
         max_age: float = 300.0,
+        agg: str = "sum",
     ) -> list[Series]:
-        """The newest value of a gauge (summed per group), if not older than max_age."""
+        """The newest value of a gauge per series, if not older than max_age, aggregated per
+        group with ``agg`` (``sum``, ``max``, ``min``, ``avg``): ``max`` for a figure every
+        replica exports alike (a backlog read from the database), ``sum`` for a per-process
+        share of a whole."""
 
     @abstractmethod
     def range(

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import QueryError, StoreError
 from .histogram import bucket_quantile, parse_le
-from .query import Labels, MetricsQuery, Series
+from .query import Labels, MetricsQuery, Series, check_agg
 from .schema import MetricSample
 from .store_eval import (
     SeriesRows,
@@ -334,17 +334,18 @@ class TimeSeriesStore(MetricsQuery):
         match: Labels | None = None,
         by: tuple[str, ...] = (),
         max_age: float = 300.0,
+        agg: str = "sum",
     ) -> list[Series]:
+        reduce = check_agg(agg)
         src = self.source_for(max_age, at - max_age)
         msql, params = self._params(src, metric, at - max_age, at, match)
         cache: dict[str, dict[str, str]] = {}
-        out: dict[tuple[str, ...], float] = {}
+        groups: dict[tuple[str, ...], list[float]] = {}
         for text, value in self._run(latest_sql(src, msql), params):
             labels = parse_labels(text, cache)
             if matches(labels, match):
-                key = group_key(labels, by)
-                out[key] = out.get(key, 0.0) + float(value)
-        return _series(by, out)
+                groups.setdefault(group_key(labels, by), []).append(float(value))
+        return _series(by, {k: reduce(v) for k, v in groups.items()})
 
     # -- charts ----------------------------------------------------------------------------
     def range(

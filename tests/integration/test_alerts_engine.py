@@ -118,15 +118,17 @@ class FakeQuery(MetricsQuery):
             if line.matches(histogram, match)
         ]
 
-    def latest(self, metric, *, at, match=None, by=(), max_age=300.0):
+    def latest(self, metric, *, at, match=None, by=(), max_age=300.0, agg="sum"):
+        from collectors.query import check_agg
+
         if self.fail:
             raise ConnectionError("metrics backend down")
-        out: dict[tuple[str, ...], float] = {}
+        out: dict[tuple[str, ...], list[float]] = {}
         for line in self.gauges:
             if line.matches(metric, match) and (line.until is None or at - line.until <= max_age):
                 key = self._group(line.labels, by)
-                out[key] = out.get(key, 0.0) + line.fn(min(at, line.until or at))
-        return [Series(dict(zip(by, k, strict=True)), v) for k, v in out.items()]
+                out.setdefault(key, []).append(line.fn(min(at, line.until or at)))
+        return [Series(dict(zip(by, k, strict=True)), check_agg(agg)(v)) for k, v in out.items()]
 
     def range(self, metric_kind, metric, *, start, end, step, match=None, by=(), window=300.0):
         raise NotImplementedError

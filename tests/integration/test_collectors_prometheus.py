@@ -183,6 +183,7 @@ def test_prometheus_and_the_store_agree(live):
         state, at=at, by=("resource",)
     )
     assert store.latest(state, at=at)[0].value == 1.0
+    assert prom.latest(state, at=at, agg="max") == store.latest(state, at=at, agg="max")
 
     start, end = at - 6, at
     p_chart = prom.range("rate", REQ, start=start, end=end, step=2, match=match, window=4)

@@ -240,6 +240,21 @@ def test_gauge_chart_reads_the_latest_value_per_point(migrated_db):
         store.range("rate", "x", start=T0, end=T0 + 10**6, step=1)
 
 
+def test_latest_aggregates_the_replicas_as_asked(migrated_db):
+    """Two workers export the same database-wide backlog: max, not their sum."""
+    store = make_store(migrated_db, T0 + 60)
+    backlog = "paywatch_compensation_backlog"
+    store.write([(T0 + 50, backlog, {"instance": "w1", "status": "pending"}, 600.0),
+                 (T0 + 55, backlog, {"instance": "w2", "status": "pending"}, 590.0),
+                 (T0 + 55, backlog, {"instance": "w2", "status": "manual"}, 3.0)])  # fmt: skip
+    assert values(store.latest(backlog, at=T0 + 60, by=("status",), agg="max")) == {
+        (("status", "manual"),): 3.0, (("status", "pending"),): 600.0}  # fmt: skip
+    assert store.latest(backlog, at=T0 + 60, match={"status": "pending"})[0].value == 1190.0
+    assert store.latest(backlog, at=T0 + 60, agg="min")[0].value == 3.0
+    with pytest.raises(QueryError):
+        store.latest(backlog, at=T0 + 60, agg="median")
+
+
 # -- rollups and retention ---------------------------------------------------------------------
 def rollup_rows(db, table: str, name: str) -> list[tuple]:
     with db.engine.connect() as conn:

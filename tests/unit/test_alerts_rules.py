@@ -59,7 +59,7 @@ class StubQuery(MetricsQuery):
         self.calls.append(("quantile", q, histogram, window, dict(match or {}), by))
         return [Series({"pay_org": "A"}, 1.5)]
 
-    def latest(self, metric, *, at, match=None, by=(), max_age=300.0):
+    def latest(self, metric, *, at, match=None, by=(), max_age=300.0, agg="sum"):
         self.calls.append(("latest", metric, dict(match or {}), by, max_age))
         return self.latests
 

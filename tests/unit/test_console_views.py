@@ -82,7 +82,7 @@ class FakeQuery(MetricsQuery):
     def quantile(self, q, histogram, *, window, at, match=None, by=()):
         return [Series({by[0]: "pay" if by == ("step",) else "SANDBOX_A"}, 0.25)]
 
-    def latest(self, metric, *, at, match=None, by=(), max_age=300.0):
+    def latest(self, metric, *, at, match=None, by=(), max_age=300.0, agg="sum"):
         return []
 
     def range(self, metric_kind, metric, *, start, end, step, match=None, by=(), window=300.0):
