@@ -31,33 +31,36 @@ def live() -> None:
     t = now()
     data = overview(p.observability.query, t, pay_orgs=p.settings.pay_orgs, window=window)
     st.subheader("Core links")
-    rates = link_rates(p.observability.query, start=t - 1800, end=t, points=30)
+    # 10 minutes: a freshly started platform shows its lines within a minute or two
+    rates = link_rates(p.observability.query, start=t - 600, end=t, points=30)
+    widths = [2, 1, 1, 1, 3]
+    for col, head in zip(st.columns(widths), ("link", "req/s", "success", "p99",
+                                                "req/s, last 10 min"), strict=True):  # fmt: skip
+        col.caption(head)
     for row in data["links"]:
-        cols = st.columns([2, 1, 1, 1, 3])
+        cols = st.columns(widths, vertical_alignment="center")
         colour = HEALTH_COLOURS[row["health"]]
         cols[0].markdown(
             f"<span style='color:{colour}'>●</span> **{row['step']}**", unsafe_allow_html=True
         )
-        cols[1].metric("req/s", fmt(row["rate"], ".2f"), label_visibility="collapsed")
-        cols[2].metric(
-            "success",
-            fmt(None if row["success"] is None else row["success"] * 100, ".2f") + "%",
-            label_visibility="collapsed",
-        )
-        cols[3].metric(
-            "p99",
-            fmt(None if row["p99_s"] is None else row["p99_s"] * 1000, ".0f") + " ms",
-            label_visibility="collapsed",
-        )
+        success = None if row["success"] is None else row["success"] * 100
+        p99_ms = None if row["p99_s"] is None else row["p99_s"] * 1000
+        cols[1].markdown(fmt(row["rate"], ".2f"))
+        cols[2].markdown(f"{fmt(success, '.2f')} %" if success is not None else "–")
+        cols[3].markdown(f"{fmt(p99_ms, ',.0f')} ms" if p99_ms is not None else "–")
         cols[4].plotly_chart(
-            sparkline(rates.get(row["step"], []), colour=colour),
+            sparkline(rates.get(row["step"], []), colour=colour, height=40),
             key=f"spark_{row['step']}",
-            config={"displayModeBar": False},
+            config={"displayModeBar": False, "staticPlot": True},
         )
     left, right = st.columns(2)
     with left:
         st.subheader("Channel health")
-        st.dataframe(data["channels"], hide_index=True, key="channels")
+        st.dataframe(data["channels"], hide_index=True, key="channels", column_config={
+            "rate": st.column_config.NumberColumn("req/s", format="%.2f"),
+            "success": st.column_config.NumberColumn("success", format="percent"),
+            "p99_s": st.column_config.NumberColumn("p99 (s)", format="%.3f"),
+        })  # fmt: skip
         st.subheader("Guard fallbacks")
         if data["guard"]:
             st.dataframe(data["guard"], hide_index=True, key="guard")
