@@ -24,13 +24,15 @@ A = {"merchant_id": "m-a", "order_type": "goods", "pay_org_no": "ORG1"}
 B = {"merchant_id": "m-b", "order_type": "goods", "pay_org_no": "ORG1"}
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-direct"])
 def store(request: pytest.FixtureRequest) -> Iterator[LimitStore]:
-    """The same contract runs against the in-process and the Redis backend."""
+    """The same contract runs against the in-process and the Redis backend (combining
+    concurrent decisions into pipelines, the default, and one round trip each)."""
     if request.param == "memory":
         backend: LimitStore = MemoryLimitStore()
     else:
-        backend = RedisLimitStore(request.getfixturevalue("redis_url"))
+        backend = RedisLimitStore(request.getfixturevalue("redis_url"),
+                                  combine=request.param == "redis")  # fmt: skip
     try:
         yield backend
     finally:
@@ -118,6 +120,48 @@ def test_n_per_second_from_several_threads(store: LimitStore) -> None:
         w.join()
     expected = rate * seconds + burst
     assert expected - tolerance <= sum(admitted) <= expected + tolerance, sum(admitted)
+
+
+def test_every_concurrent_decision_is_applied_exactly_once(store: LimitStore) -> None:
+    threads, calls, burst = 16, 25, 100
+    results: list[bool] = []
+    lock = threading.Lock()
+    start = threading.Barrier(threads)
+
+    def ask() -> None:
+        start.wait()
+        mine = [store.acquire("once", 0.001, burst).allowed for _ in range(calls)]
+        with lock:
+            results.extend(mine)
+
+    workers = [threading.Thread(target=ask) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(results) == threads * calls and sum(results) == burst
+
+
+def test_a_dead_redis_answers_every_waiting_thread() -> None:
+    dead = RedisLimitStore("redis://127.0.0.1:1/0")
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def ask() -> None:
+        start.wait()
+        for _ in range(5):
+            try:
+                dead.acquire("k", 1, 1)
+            except LimitBackendUnavailable as exc:
+                errors.append(exc)
+
+    workers = [threading.Thread(target=ask) for _ in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(10)
+    dead.close()
+    assert not any(w.is_alive() for w in workers) and len(errors) == 40
 
 
 # -- the limiter over each store -----------------------------------------------------

@@ -241,12 +241,21 @@ def test_shadow_pay_and_refund_change_no_real_row_balance_or_link_metric(stack):
 @pytest.fixture
 def plain(db_url, tmp_path):
     """Platform without channel front, API through TestClient."""
-    platform, mid, token = platform_for(db_url, tmp_path, channels=False)
+    yield from _plain(db_url, tmp_path)
+
+
+@pytest.fixture
+def plain_pg(pg_url, tmp_path):
+    yield from _plain(pg_url, tmp_path)
+
+
+def _plain(url, tmp_path):
+    platform, mid, token = platform_for(url, tmp_path, channels=False)
     client = TestClient(platform.api_app(), headers={"Authorization": f"Bearer {token}"})
     with client:
         yield platform, mid, client
     platform.close()
-    drop_shadow_of(db_url)
+    drop_shadow_of(url)
 
 
 @pytest.mark.parametrize("value", ["yes", "true", "2", "", "1, 0"])
@@ -325,10 +334,9 @@ def test_shadow_tables_have_the_real_structure(plain):
         assert shape(shadow_i, table, shadow.storage.schema) == shape(real_i, table, None), table
 
 
-def test_shadow_ledger_refuses_unbalanced_entries_on_postgresql(plain):
-    platform, mid, client = plain
-    if not platform.paycore.db.is_postgres:
-        pytest.skip("the balanced-entry trigger is PostgreSQL's")
+def test_shadow_ledger_refuses_unbalanced_entries_on_postgresql(plain_pg):
+    platform, mid, client = plain_pg
+    assert platform.paycore.db.is_postgres  # the balanced-entry trigger is PostgreSQL's
     assert client.post("/v1/trades", json=body("sh-1"), headers=SHADOW).status_code == 200
     shadow = platform.shadow.built
     from datetime import UTC, datetime
