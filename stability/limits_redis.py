@@ -12,6 +12,7 @@ order per bucket.
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 from typing import Any
@@ -83,20 +84,31 @@ _WAIT_S = 5.0
 
 
 class _Ask:
-    """One queued decision; ``wake`` is set when it is answered (``finished``) or when
+    """One queued decision; it is woken when it is answered (``finished``) or when
     its thread is handed the connection to send the queue itself."""
 
-    __slots__ = ("args", "finished", "key", "reply", "wake")
+    __slots__ = ("_gate", "args", "finished", "key", "reply", "woken")
 
     def __init__(self, key: str, args: list[str]) -> None:
         self.key, self.args = key, args
         self.reply: Any = None
-        self.finished = False
-        self.wake = threading.Event()
+        self.finished = self.woken = False
+        # a bare lock, held until woken: far cheaper than an Event (whose wait builds a
+        # Condition waiter) when thousands of decisions a second each wait once
+        self._gate = _thread.allocate_lock()
+        self._gate.acquire()
+
+    def wait(self, timeout: float) -> bool:
+        return self._gate.acquire(timeout=timeout)
+
+    def wake(self) -> None:
+        if not self.woken:
+            self.woken = True
+            self._gate.release()
 
     def finish(self, reply: Any) -> None:
         self.reply, self.finished = reply, True
-        self.wake.set()
+        self.wake()
 
     def outcome(self) -> Decision:
         if isinstance(self.reply, redis.exceptions.RedisError):
@@ -142,6 +154,7 @@ class RedisLimitStore(LimitStore):
         self._mu = threading.Lock()
         self._queue: list[_Ask] = []
         self._sending = False
+        self._last_batch = 0
 
     def acquire(self, key: str, rate: float, burst: float, cost: float = 1.0) -> Decision:
         check_acquire_args(rate, burst, cost)
@@ -157,9 +170,9 @@ class RedisLimitStore(LimitStore):
             self._queue.append(ask)
             lead, self._sending = not self._sending, True
         if not lead:
-            if not ask.wake.wait(_WAIT_S):
+            if not ask.wait(_WAIT_S):
                 with self._mu:  # promotions happen under the lock: decide once, here
-                    if not ask.wake.is_set():
+                    if not ask.woken:
                         if ask in self._queue:
                             self._queue.remove(ask)
                         raise LimitBackendUnavailable("limit store: no answer in time",
@@ -168,15 +181,16 @@ class RedisLimitStore(LimitStore):
                 return ask.outcome()
             # promoted: the previous sender handed the connection over to us
         try:
-            # let threads that are about to ask (just woken by the previous answer) join
-            # this round trip rather than wait for the next one
-            time.sleep(0)
+            if self._last_batch > 1:
+                # contended: let threads about to ask (just woken by the previous answer)
+                # join this round trip rather than wait for the next one
+                time.sleep(0)
             while not ask.finished:
                 self._send_queued()
         finally:
             with self._mu:  # hand over to the oldest waiter, or stop sending
                 if self._queue:
-                    self._queue[0].wake.set()
+                    self._queue[0].wake()
                 else:
                     self._sending = False
         return ask.outcome()
@@ -186,6 +200,7 @@ class RedisLimitStore(LimitStore):
             batch, self._queue = self._queue, []
         if not batch:
             return
+        self._last_batch = len(batch)
         try:
             if len(batch) == 1:
                 replies: list[Any] = [self._script(keys=[batch[0].key], args=batch[0].args)]
