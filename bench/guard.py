@@ -81,13 +81,18 @@ def main(argv: list[str] | None = None) -> int:
                                                          DEFAULT_REDIS))  # fmt: skip
     p.add_argument("--redis-seconds", type=float, default=5.0, help="window of each Python run")
     p.add_argument("--threads", type=int, default=16, help="Python threads and bench clients")
-    p.add_argument("--procs", type=int, default=4, help="processes of the multi-process run")
-    p.add_argument("--proc-threads", type=int, default=4, help="threads per process")
+    cpus = os.cpu_count() or 1
+    p.add_argument("--procs", type=int, default=cpus,
+                   help="processes of the multi-process run (default: one per CPU)")
+    p.add_argument("--proc-threads", type=int, default=None,
+                   help="threads per process (default: --threads spread over the processes)")
     p.add_argument("--requests", type=int, default=200_000, help="redis-benchmark -n")
     p.add_argument("--flips", type=int, default=40, help="flips per propagation mode")
     p.add_argument("--spacing-ms", type=float, default=150.0, help="pause after each flip")
     p.add_argument("--poll-s", type=float, default=0.25, help="the watcher's poll interval")
     args = p.parse_args(argv)
+    if args.proc_threads is None:  # the same number of clients as the other runs
+        args.proc_threads = max(1, args.threads // args.procs)
 
     load = os.getloadavg()[0]
     result: dict[str, Any] = run_overhead(args)

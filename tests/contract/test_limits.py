@@ -142,6 +142,32 @@ def test_every_concurrent_decision_is_applied_exactly_once(store: LimitStore) ->
     assert len(results) == threads * calls and sum(results) == burst
 
 
+def test_combined_decisions_survive_a_flushed_script_cache(redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    store = RedisLimitStore(client, namespace=f"t:{uuid.uuid4().hex[:8]}:")
+    try:
+        store.acquire("warm", 1, 1)
+        client.script_flush()  # as after a Redis restart: NOSCRIPT for the next EVALSHAs
+        results: list[bool] = []
+        start = threading.Barrier(12)
+
+        def ask() -> None:
+            start.wait()
+            results.append(store.acquire("shared", 0.001, 6).allowed)
+
+        workers = [threading.Thread(target=ask) for _ in range(12)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(10)
+        assert len(results) == 12 and sum(results) == 6  # every decision ran exactly once
+    finally:
+        store.close()
+        client.close()
+
+
 def test_a_dead_redis_answers_every_waiting_thread() -> None:
     dead = RedisLimitStore("redis://127.0.0.1:1/0")
     errors: list[BaseException] = []
