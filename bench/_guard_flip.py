@@ -14,7 +14,6 @@ import json
 import math
 import queue
 import random
-import secrets
 import subprocess
 import sys
 import threading
@@ -25,9 +24,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+from _schema import scratch_schema  # bench/_schema.py
 
-from console.migrate import upgrade_database
 from console.wiring import build_stability
 from paycore.db.engine import create_engine_from_url
 from stability.switches import SwitchSnapshot
@@ -44,24 +42,8 @@ def log(msg: str) -> None:
 @contextmanager
 def bench_schema(url: str) -> Iterator[str]:
     """A fresh, migrated schema; yields the URL scoped to it. Dropped on exit."""
-    schema = f"bench_guard_{secrets.token_hex(4)}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    log(f"schema {schema}")
-    scoped = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    try:
-        engine = create_engine_from_url(scoped, pool_size=2)
-        try:
-            upgrade_database(engine)
-        finally:
-            engine.dispose()
+    with scratch_schema(url, "bench_guard", log) as (_, scoped):
         yield scoped
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
-        log(f"dropped schema {schema}")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import socket
 import subprocess
@@ -20,9 +19,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-
-from console.migrate import upgrade_database
-from paycore.db.engine import create_engine_from_url
+from _schema import scratch_schema  # bench/_schema.py
 
 ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = ROOT / "bench" / "sql"
@@ -66,25 +63,8 @@ def free_port() -> int:
 @contextmanager
 def bench_schema(url: str) -> Iterator[tuple[str, str]]:
     """A fresh, migrated schema; yields (schema, url with its search_path). Dropped after."""
-    schema = f"bench_pay_{secrets.token_hex(4)}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    log(f"schema {schema}")
-    sep = "&" if "?" in url else "?"
-    scoped = f"{url}{sep}options=-csearch_path%3D{schema}"
-    try:
-        engine = create_engine_from_url(scoped, pool_size=2)
-        try:
-            upgrade_database(engine)
-        finally:
-            engine.dispose()
-        yield schema, scoped
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
-        log(f"dropped schema {schema}")
+    with scratch_schema(url, "bench_pay", log) as pair:
+        yield pair
 
 
 @dataclass

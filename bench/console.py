@@ -32,7 +32,6 @@ import importlib.util
 import json
 import os
 import random
-import secrets
 import statistics
 import sys
 import tempfile
@@ -95,27 +94,10 @@ def log(msg: str) -> None:
 @contextmanager
 def bench_schema(url: str) -> Iterator[str]:
     """A fresh, migrated schema; yields the URL scoped to it. Dropped afterwards."""
-    from console.migrate import upgrade_database
+    from _schema import scratch_schema  # bench/_schema.py
 
-    schema = f"bench_console_{secrets.token_hex(4)}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    log(f"schema {schema}")
-    sep = "&" if "?" in url else "?"
-    scoped = f"{url}{sep}options=-csearch_path%3D{schema}"
-    try:
-        engine = sa.create_engine(scoped)
-        try:
-            upgrade_database(engine)
-        finally:
-            engine.dispose()
+    with scratch_schema(url, "bench_console", log) as (_, scoped):
         yield scoped
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
-        log(f"dropped schema {schema}")
 
 
 # -- seeding -----------------------------------------------------------------------------------
