@@ -10,26 +10,12 @@ import time
 
 import httpx
 import sqlalchemy as sa
-from conftest import free_port
+from conftest import free_port, wait_http
 
 
 def run_cli(args, env, **kw):
     return subprocess.run([sys.executable, "-m", "console.cli", *args], env=env,
                           capture_output=True, text=True, timeout=120, **kw)
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer")
 
 
 def test_merchant_add_sandbox_and_serve_run_a_payment(tmp_path):
