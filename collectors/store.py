@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -26,17 +25,27 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import QueryError, StoreError
-from .histogram import bucket_quantile, parse_le
 from .query import Labels, MetricsQuery, Series, check_agg
 from .schema import MetricSample
 from .store_eval import (
-    SeriesRows,
     group_key,
     matches,
     parse_labels,
     points,
     series_intervals,
     split_rows,
+)
+from .store_math import (
+    Key,
+    add_line,
+    check_q,
+    div,
+    latest_points,
+    quantile_points,
+    quantiles,
+    range_kind,
+    series_key,
+    to_series,
 )
 from .store_sql import (
     H1,
@@ -70,8 +79,6 @@ _PG_INSERT = (
 
 #: (ts, name, labels, value)
 Sample = tuple[float, str, Mapping[str, str], float]
-Key = tuple[tuple[str, str], ...]
-_PCT = re.compile(r"p(\d{2,4})")
 
 
 class TimeSeriesStore(MetricsQuery):
@@ -275,7 +282,7 @@ class TimeSeriesStore(MetricsQuery):
         match: Labels | None = None,
         by: tuple[str, ...] = (),
     ) -> list[Series]:
-        return _series(by, self.increase(metric, window=window, at=at, match=match, by=by))
+        return to_series(by, self.increase(metric, window=window, at=at, match=match, by=by))
 
     def rate(
         self,
@@ -292,7 +299,7 @@ class TimeSeriesStore(MetricsQuery):
         for labels, inc, span in self._windows(metric, window, at, match):
             key = group_key(labels, by)
             out[key] = out.get(key, 0.0) + (inc / span if span > 0 else 0.0)
-        return _series(by, out)
+        return to_series(by, out)
 
     def ratio(
         self,
@@ -308,7 +315,7 @@ class TimeSeriesStore(MetricsQuery):
         num = self.increase(numerator, window=window, at=at, match=match_num, by=by)
         den = self.increase(denominator, window=window, at=at, match=match_den, by=by)
         # the denominator's groups (as PromQL's division): no numerator increase is 0
-        return _series(by, {k: _div(num.get(k, 0.0), d) for k, d in den.items()})
+        return to_series(by, {k: div(num.get(k, 0.0), d) for k, d in den.items()})
 
     def quantile(
         self,
@@ -320,11 +327,11 @@ class TimeSeriesStore(MetricsQuery):
         match: Labels | None = None,
         by: tuple[str, ...] = (),
     ) -> list[Series]:
-        _check_q(q)
+        check_q(q)
         inc = self.increase(
             f"{histogram}_bucket", window=window, at=at, match=match, by=(*by, "le")
         )
-        return _series(by, _quantiles(q, inc))
+        return to_series(by, quantiles(q, inc))
 
     def latest(
         self,
@@ -345,7 +352,7 @@ class TimeSeriesStore(MetricsQuery):
             labels = parse_labels(text, cache)
             if matches(labels, match):
                 groups.setdefault(group_key(labels, by), []).append(float(value))
-        return _series(by, {k: reduce(v) for k, v in groups.items()})
+        return to_series(by, {k: reduce(v) for k, v in groups.items()})
 
     # -- charts ----------------------------------------------------------------------------
     def range(
@@ -368,14 +375,14 @@ class TimeSeriesStore(MetricsQuery):
         ts = points(start, end, step)
         if len(ts) > MAX_POINTS:
             raise QueryError(f"range of {len(ts)} points; at most {MAX_POINTS}")
-        q = _kind(metric_kind)
+        q = range_kind(metric_kind)
         src = self.source_for(end - start + window, start - window)
         win = max(window, step, src.width)
         base = self._baseline(src)
         if metric_kind == "latest":
             msql, params = self._params(src, metric, start - win, end, match)
             series = split_rows(self._run(rows_sql(src, msql), params), match, deltas=False)
-            return _latest_points(series, by, ts, win)
+            return latest_points(series, by, ts, win)
         name = metric if q is None else f"{metric}_bucket"
         keys = by if q is None else (*by, "le")
         msql, params = self._params(src, name, start - win - base, end, match)
@@ -389,87 +396,15 @@ class TimeSeriesStore(MetricsQuery):
             mb = math.ceil(base / step)
             for labels, ivs in series_intervals(rows, match).values():
                 line = ivs.increases(len(ts), round(m), mb, per_second=q is None)
-                _add(sums.setdefault(group_key(labels, keys), [None] * len(ts)), line)
+                add_line(sums.setdefault(group_key(labels, keys), [None] * len(ts)), line)
         else:  # about a row per point: walk the index in time order, no sort in SQL
             series = split_rows(self._run(rows_sql(src, msql), params), match, deltas=True)
             for labels, rows_ in series.values():
                 line = rows_.increases(ts, win, base, per_second=q is None)
-                _add(sums.setdefault(group_key(labels, keys), [None] * len(ts)), line)
+                add_line(sums.setdefault(group_key(labels, keys), [None] * len(ts)), line)
         if q is None:
             return {
-                _key(by, k): list(zip(ts, vals, strict=True)) for k, vals in sorted(sums.items())
+                series_key(by, k): list(zip(ts, vals, strict=True))
+                for k, vals in sorted(sums.items())
             }
-        return _quantile_points(q, by, sums, ts)
-
-
-def _add(acc: list[float | None], line: list[float | None]) -> None:
-    for i, v in enumerate(line):
-        if v is not None:
-            prev = acc[i]
-            acc[i] = v if prev is None else prev + v
-
-
-def _latest_points(
-    series: dict[str, tuple[dict[str, str], SeriesRows]],
-    by: tuple[str, ...],
-    ts: list[float],
-    max_age: float,
-) -> dict[Key, list[tuple[float, float | None]]]:
-    sums: dict[tuple[str, ...], list[float | None]] = {}
-    for labels, rows in series.values():
-        _add(sums.setdefault(group_key(labels, by), [None] * len(ts)), rows.latest(ts, max_age))
-    return {_key(by, k): list(zip(ts, vals, strict=True)) for k, vals in sorted(sums.items())}
-
-
-def _quantile_points(
-    q: float, by: tuple[str, ...], sums: dict[tuple[str, ...], list[float | None]], ts: list[float]
-) -> dict[Key, list[tuple[float, float | None]]]:
-    groups: dict[tuple[str, ...], list[tuple[float, list[float | None]]]] = {}
-    for key, vals in sums.items():
-        groups.setdefault(key[:-1], []).append((parse_le(key[-1]), vals))
-    out: dict[Key, list[tuple[float, float | None]]] = {}
-    for gkey, buckets in sorted(groups.items()):
-        line: list[tuple[float, float | None]] = []
-        for i, t in enumerate(ts):
-            present: list[tuple[float, float]] = []
-            for le, vals in buckets:
-                v = vals[i]
-                if v is not None:
-                    present.append((le, v))
-            line.append((t, bucket_quantile(q, present) if present else None))
-        out[_key(by, gkey)] = line
-    return out
-
-
-def _quantiles(q: float, inc: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], float | None]:
-    groups: dict[tuple[str, ...], list[tuple[float, float]]] = {}
-    for key, value in inc.items():
-        groups.setdefault(key[:-1], []).append((parse_le(key[-1]), value))
-    return {k: bucket_quantile(q, b) for k, b in groups.items()}
-
-
-def _series(by: tuple[str, ...], values: Mapping[tuple[str, ...], float | None]) -> list[Series]:
-    return [Series(dict(zip(by, k, strict=True)), v) for k, v in sorted(values.items())]
-
-
-def _key(by: tuple[str, ...], values: tuple[str, ...]) -> Key:
-    return tuple(sorted(zip(by, values, strict=True)))
-
-
-def _div(num: float, den: float | None) -> float | None:
-    return None if not den else num / den
-
-
-def _check_q(q: float) -> None:
-    if not 0.0 <= q <= 1.0:
-        raise QueryError(f"quantile must be in [0, 1], not {q}")
-
-
-def _kind(kind: str) -> float | None:
-    """None for "rate"/"latest"; the quantile for "p50", "p99", "p999"..."""
-    if kind in ("rate", "latest"):
-        return None
-    m = _PCT.fullmatch(kind)
-    if m is None:
-        raise QueryError(f"unknown range kind {kind!r}: rate, latest or pNN (p50, p99, p999)")
-    return float("0." + m[1])
+        return quantile_points(q, by, sums, ts)
