@@ -30,6 +30,7 @@ OnChange = Callable[[str, str, str, str], None]
 #: after a failed store read, wait at least this long before the next one
 STORE_RETRY_S = 1.0
 _FORCED = (FORCED_OPEN, FORCED_CLOSED)
+_GOOD = (False, False)  # a window entry: (failed, slow)
 # (from_state, to_state, reason, snapshot to publish, generation of that snapshot)
 _Effect = tuple[str, str, str, BreakerSnapshot | None, int]
 
@@ -81,6 +82,9 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._io_lock = threading.Lock()  # store writes, in generation order
         self._state = CLOSED
+        #: closed (or forced closed) with no shared store: ``allow()`` is surely True
+        #: (kept up to date by every transition; the guard's hot path reads it)
+        self.plainly_closed = store is None
         self._opened_at: float | None = None
         self._window: deque[tuple[bool, bool]] = deque(maxlen=self.config.window_size)
         self._failures = self._slow = 0
@@ -114,7 +118,7 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May a call go through now? In half_open each ``True`` is a probe to record."""
-        if self._store is None and (self._state == CLOSED or self._state == FORCED_CLOSED):
+        if self.plainly_closed:
             return True  # hot path: nothing to tick or sync while closed and unshared
         fx: list[_Effect] = []
         self._sync(fx)
@@ -136,6 +140,19 @@ class CircuitBreaker:
         """Record the outcome of a call that :meth:`allow` admitted."""
         cfg = self.config
         slow = duration_s >= cfg.slow_call_s
+        if (success and not slow and self._state == CLOSED and self._store is None
+                and not self._failures and not self._slow and cfg.window_size >= 8):  # fmt: skip
+            # hot path: a good call into a clean window changes no count and no state, so
+            # it needs no lock (deque.append is atomic). A failure recorded at the same
+            # moment is at the window's far end, never the entry this append evicts; if
+            # one slipped in meanwhile, recount under the lock so the counts stay exact.
+            self._window.append(_GOOD)
+            if self._failures or self._slow:
+                with self._lock:
+                    entries = list(self._window)
+                    self._failures = sum(f for f, _ in entries)
+                    self._slow = sum(s for _, s in entries)
+            return
         fx: list[_Effect] = []
         with self._lock:
             now = self._clock()
@@ -191,6 +208,7 @@ class CircuitBreaker:
         if frm == to:
             return
         self._state = to
+        self.plainly_closed = self._store is None and to in (CLOSED, FORCED_CLOSED)
         self._opened_at = now if to in (OPEN, FORCED_OPEN) else None
         if to == CLOSED:  # a fresh window
             self._window.clear()

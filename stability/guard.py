@@ -23,7 +23,14 @@ from typing import Any, Protocol, TypeVar
 
 from .breaker import BreakerConfig, CircuitBreaker
 from .breaker_store import BreakerStateStore
-from .errors import BreakerOpen, CallTimeout, DependencyFailed, RateLimited, UnknownResource
+from .errors import (
+    BreakerOpen,
+    CallTimeout,
+    DependencyFailed,
+    LimitBackendUnavailable,
+    RateLimited,
+    UnknownResource,
+)
 from .limits import Limiter, LimitRule, MemoryLimitStore
 from .switches import SwitchSnapshot
 
@@ -56,9 +63,13 @@ class GuardStats:
     def outcome(self, resource: str, caller: str, outcome: str, duration_s: float) -> None:
         counter = self._counters.get((resource, outcome))
         if counter is None:
-            with self._lock:
-                counter = self._counters.setdefault((resource, outcome), itertools.count(1))
+            counter = self.counter(resource, outcome)
         next(counter)
+
+    def counter(self, resource: str, outcome: str) -> itertools.count[int]:
+        """The counter of one (resource, outcome): ``next()`` on it counts one."""
+        with self._lock:
+            return self._counters.setdefault((resource, outcome), itertools.count(1))
 
     @property
     def counts(self) -> Counter[tuple[str, str]]:
@@ -82,6 +93,7 @@ class _Route:
     grade: str
     timeout_s: float
     breaker: CircuitBreaker
+    passes: itertools.count[int]  #: the GuardStats counter of this resource's passes
 
 
 class Guard:
@@ -152,7 +164,8 @@ class Guard:
             edge = self.map.edge(caller, resource)
             if edge is None:
                 raise UnknownResource(f"no dependency {caller} -> {resource}", resource=resource)
-            route = _Route(edge.grade, edge.timeout_ms / 1000.0, self.breaker(resource))
+            route = _Route(edge.grade, edge.timeout_ms / 1000.0, self.breaker(resource),
+                           self.stats.counter(resource, "pass"))  # fmt: skip
             self._routes[(caller, resource)] = route
         return route
 
@@ -197,7 +210,66 @@ class Guard:
              labels: Mapping[str, str] = _EMPTY,
              fallback: Callable[[], T] | None = None) -> T:  # fmt: skip
         """Run ``fn`` under the guard; weak dependencies return ``fallback()`` instead of
-        failing, strong ones raise :class:`DependencyFailed`."""
+        failing, strong ones raise :class:`DependencyFailed`.
+
+        The common case (known edge, not degraded, a plainly closed breaker, at most one
+        fail-open limit rule, a call that returns in time) runs inline; everything else
+        takes :meth:`_call`, which does the same steps through :meth:`admit`.
+        """
+        route = self._routes.get((caller, resource))
+        if (route is None or not route.breaker.plainly_closed
+                or resource in self.snapshot.degraded):  # fmt: skip
+            return self._call(resource, fn, caller, labels, fallback)
+        if resource in self._limited:
+            rule = self.limiter.fast_rules.get(resource)
+            if rule is None:
+                return self._call(resource, fn, caller, labels, fallback)
+            key = rule.bucket_key(labels) if rule.scope else rule.name
+            try:
+                allowed, _, retry_after = self.limiter.store.take_valid(key, rule.rate, rule.burst)
+            except LimitBackendUnavailable:
+                allowed = True  # the rule fails open, as Limiter.check would decide
+            if not allowed:
+                if route.grade == "strong":
+                    self._record(resource, caller, "blocked", 0.0)
+                    raise RateLimited("rate limit", resource=resource, retry_after=retry_after)
+                return self._fallback(resource, caller, "blocked", fallback)
+        token = _budget.set(route.timeout_s)
+        start = self.clock()
+        try:
+            result = fn()
+        except self.ignore:
+            self.record(resource, caller, True, self.clock() - start)
+            raise
+        except Exception as exc:
+            return self._failed(route, resource, caller, start, exc, fallback)
+        finally:
+            _budget.reset(token)
+        elapsed = self.clock() - start
+        if elapsed <= route.timeout_s:
+            route.breaker.record(True, elapsed)
+            stats = self.stats
+            for r in self.recorders:
+                if r is stats:
+                    next(route.passes)  # what stats.outcome does, without the key lookup
+                else:
+                    r.outcome(resource, caller, "pass", elapsed)
+            return result
+        route.breaker.record(False, elapsed)
+        self._record(resource, caller, "timeout", elapsed)
+        if route.grade == "weak":
+            return self._fallback(resource, caller, "timeout", fallback)
+        return result
+
+    def _failed(self, route: _Route, resource: str, caller: str, start: float,
+                exc: Exception, fallback: Callable[[], T] | None) -> T:  # fmt: skip
+        self.record(resource, caller, False, self.clock() - start)
+        if route.grade == "weak":
+            return self._fallback(resource, caller, "error", fallback)
+        raise DependencyFailed(f"{resource} failed", resource=resource) from exc
+
+    def _call(self, resource: str, fn: Callable[[], T], caller: str,
+              labels: Mapping[str, str], fallback: Callable[[], T] | None) -> T:  # fmt: skip
         route, refusal = self.admit(resource, caller=caller, labels=labels)
         if refusal is not None:
             return self._fallback(resource, caller, refusal, fallback)
@@ -209,10 +281,7 @@ class Guard:
             self.record(resource, caller, True, self.clock() - start)
             raise
         except Exception as exc:
-            self.record(resource, caller, False, self.clock() - start)
-            if route.grade == "weak":
-                return self._fallback(resource, caller, "error", fallback)
-            raise DependencyFailed(f"{resource} failed", resource=resource) from exc
+            return self._failed(route, resource, caller, start, exc, fallback)
         finally:
             _budget.reset(token)
         elapsed = self.clock() - start

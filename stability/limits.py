@@ -59,6 +59,18 @@ class LimitStore(ABC):
         Raises :class:`LimitBackendUnavailable` when the store cannot be reached.
         """
 
+    def take(self, key: str, rate: float, burst: float,
+             cost: float = 1.0) -> tuple[bool, float, float]:  # fmt: skip
+        """:meth:`acquire` as a plain ``(allowed, remaining, retry_after)`` tuple (the
+        guard's hot path; stores override it to skip building a :class:`Decision`)."""
+        d = self.acquire(key, rate, burst, cost)
+        return d.allowed, d.remaining, d.retry_after
+
+    def take_valid(self, key: str, rate: float, burst: float,
+                   cost: float = 1.0) -> tuple[bool, float, float]:  # fmt: skip
+        """:meth:`take` for arguments already validated (a :class:`LimitRule`'s)."""
+        return self.take(key, rate, burst, cost)
+
     @abstractmethod
     def reset(self, key: str) -> None:
         """Forget bucket ``key`` (it starts full again)."""
@@ -79,31 +91,43 @@ class MemoryLimitStore(LimitStore):
         self._lock = threading.Lock()
         # key -> [tokens, last refill time, time at which the bucket is full again]
         self._buckets: dict[str, list[float]] = {}
-        self._ops = 0
+        self._until_sweep = self.SWEEP_EVERY
 
     def acquire(self, key: str, rate: float, burst: float, cost: float = 1.0) -> Decision:
+        return Decision(*self.take(key, rate, burst, cost))
+
+    def take(self, key: str, rate: float, burst: float,
+             cost: float = 1.0) -> tuple[bool, float, float]:  # fmt: skip
         if not (rate > 0 and burst >= 1 and 0 < cost <= burst):  # hot path: validate cheaply
             check_acquire_args(rate, burst, cost)
+        return self.take_valid(key, rate, burst, cost)
+
+    def take_valid(self, key: str, rate: float, burst: float,
+                   cost: float = 1.0) -> tuple[bool, float, float]:  # fmt: skip
+        """:meth:`take` for arguments already validated (a :class:`LimitRule`'s)."""
         with self._lock:
             now = self._clock()
             bucket = self._buckets.get(key)
             if bucket is None:
                 tokens = burst
+                bucket = self._buckets[key] = [0.0, 0.0, 0.0]
             else:
-                elapsed = now - bucket[1]
-                tokens = bucket[0] + elapsed * rate if elapsed > 0 else bucket[0]
-                if tokens > burst:
-                    tokens = burst
-            allowed = tokens >= cost
-            if allowed:
+                tokens = bucket[0]
+                if now > bucket[1]:
+                    tokens += (now - bucket[1]) * rate
+                    if tokens > burst:
+                        tokens = burst
+            if tokens >= cost:
                 tokens -= cost
-            need = (1.0 if allowed else cost) - tokens
-            retry_after = need / rate if need > 0 else 0.0
-            self._buckets[key] = [tokens, now, now + (burst - tokens) / rate]
-            self._ops += 1
-            if self._ops % self.SWEEP_EVERY == 0:
+                allowed, retry_after = True, (0.0 if tokens >= 1.0 else (1.0 - tokens) / rate)
+            else:
+                allowed, retry_after = False, (cost - tokens) / rate
+            bucket[0], bucket[1], bucket[2] = tokens, now, now + (burst - tokens) / rate
+            self._until_sweep -= 1
+            if not self._until_sweep:
+                self._until_sweep = self.SWEEP_EVERY
                 self._sweep(now)
-        return Decision(allowed, tokens, retry_after)
+        return allowed, tokens, retry_after
 
     def _sweep(self, now: float) -> None:
         # A bucket that has refilled completely is the same as a missing one.
@@ -210,8 +234,13 @@ class Limiter:
             names.add(rule.name)
             by_resource.setdefault(rule.resource, []).append(rule)
         frozen = {res: tuple(rs) for res, rs in by_resource.items()}
+        fast = {res: rs[0] for res, rs in frozen.items()
+                if len(rs) == 1 and not rs[0].dry_run and rs[0].policy == "fail_open"}  # fmt: skip
         with self._lock:
             self._by_resource = frozen
+            #: resource -> its only rule, when that rule enforces and fails open: the
+            #: guard's hot path asks the store for it directly (see ``Guard.call``)
+            self.fast_rules = fast
 
     def rules(self) -> list[LimitRule]:
         """The current rule set."""

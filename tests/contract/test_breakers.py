@@ -333,3 +333,35 @@ def test_without_a_store(env: Env) -> None:
     open_breaker(env, b)
     env.clock.advance(5)
     assert b.allow() and b.state == "half_open"
+
+
+def test_lock_free_good_calls_keep_the_window_counts_exact() -> None:
+    """Good calls into a clean window skip the lock; failures recorded at the same time
+    from other threads must still be counted exactly (the window is recounted)."""
+    import threading
+
+    from stability.breaker import BreakerConfig, CircuitBreaker
+
+    cfg = BreakerConfig(window_size=50, min_calls=50, failure_ratio=1.0, slow_ratio=1.0)
+    for _ in range(20):
+        b = CircuitBreaker("x", cfg)
+        start = threading.Barrier(9)
+
+        def good() -> None:
+            start.wait()
+            for _ in range(400):
+                b.record(True, 0.0)
+
+        def bad() -> None:
+            start.wait()
+            for _ in range(3):
+                b.record(False, 0.0)
+
+        threads = [threading.Thread(target=good) for _ in range(8)] + [threading.Thread(target=bad)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        window = list(b._window)
+        assert b._failures == sum(f for f, _ in window) and b._slow == 0
+        assert len(window) == 50 and b.state == "closed"

@@ -374,3 +374,18 @@ def test_redis_bucket_expires(redis_store: RedisLimitStore, redis_url: str) -> N
         assert 900 <= ttl <= 1000  # 2 x full refill (0.5 s) but at least 1 s
     finally:
         client.close()
+
+
+def test_memory_store_sweeps_buckets_that_refilled() -> None:
+    class SmallSweep(MemoryLimitStore):
+        SWEEP_EVERY = 4
+
+    now = [100.0]
+    store = SmallSweep(clock=lambda: now[0])
+    for key in ("a", "b", "c"):
+        assert store.take(key, 1.0, 2.0) == (True, 1.0, 0.0)
+    now[0] += 10.0  # a, b and c are full again: the same as absent
+    assert store.acquire("d", 1.0, 2.0).allowed  # the 4th decision sweeps
+    assert set(store._buckets) == {"d"}
+    assert store.take("d", 1.0, 2.0) == (True, 0.0, 1.0)
+    assert store.take("d", 1.0, 2.0) == (False, 0.0, 1.0)

@@ -136,3 +136,54 @@ def test_unknown_edge_is_refused():
 
     with pytest.raises(UnknownResource):
         make_guard().call("channel.Z", lambda: 1, caller="link.pay")
+
+
+class _DeadStore:
+    """A limit store whose backend is always unreachable."""
+
+    def take(self, *a, **kw):
+        from stability.errors import LimitBackendUnavailable
+
+        raise LimitBackendUnavailable("down", resource="redis")
+
+    acquire = take
+
+
+def test_inline_path_limits_weak_by_scope_and_applies_each_policy():
+    from stability.limits import Limiter
+
+    scoped = LimitRule("rk", "risk", rate=0.001, burst=1, scope=("merchant_id",))
+    g = make_guard(base_rules=[scoped])
+    a, b = {"merchant_id": "m-a"}, {"merchant_id": "m-b"}
+    assert g.call("risk", lambda: "ran", caller="link.pay", labels=a, fallback=lambda: "fb") == "ran"
+    assert g.call("risk", lambda: "ran", caller="link.pay", labels=a, fallback=lambda: "fb") == "fb"
+    assert g.call("risk", lambda: "ran", caller="link.pay", labels=b, fallback=lambda: "fb") == "ran"
+    assert g.stats.count("risk", "blocked") == 0 and g.stats.count("risk", "fallback") == 1
+
+    for policy, expect in (("fail_open", "ran"), ("fail_closed", "fb")):
+        rule = LimitRule("rk", "risk", rate=1, burst=1, policy=policy)
+        dead = make_guard(base_rules=[rule], limiter=Limiter(_DeadStore(), [rule]))
+        got = dead.call("risk", lambda: "ran", caller="link.pay", fallback=lambda: "fb")
+        assert got == expect, policy
+
+
+def test_inline_and_admit_paths_agree():
+    """The same calls through call() (inline when it can) and through admit()+record()."""
+    rules = [LimitRule("ch", "channel.A", rate=0.001, burst=3)]
+    inline, general = make_guard(base_rules=rules), make_guard(base_rules=rules)
+    outcomes = []
+    for g in (inline, general):
+        seen = []
+        for i in range(5):
+            try:
+                if g is inline:
+                    seen.append(g.call("channel.A", lambda: i, caller="link.pay"))
+                else:
+                    route, refusal = g.admit("channel.A", caller="link.pay")
+                    g.record("channel.A", "link.pay", True, 0.001)
+                    seen.append(i)
+            except RateLimited as exc:
+                seen.append(("limited", exc.retry_after > 0))
+        outcomes.append((seen, g.stats.count("channel.A", "pass"),
+                         g.stats.count("channel.A", "blocked")))
+    assert outcomes[0] == outcomes[1] == ([0, 1, 2, ("limited", True), ("limited", True)], 3, 2)
