@@ -70,13 +70,18 @@ if __name__ == "console":
 
 
 @cache
-def metrics_bench() -> ModuleType:
-    """``bench/metrics.py`` (its ``fill`` seeds the 30-day history; ``timed_ms``)."""
-    spec = importlib.util.spec_from_file_location("bench_metrics", BENCH / "metrics.py")
+def bench_module(name: str) -> ModuleType:
+    """``bench/<name>.py`` loaded by path (bench/ is off ``sys.path`` while this runs)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def metrics_bench() -> ModuleType:
+    """``bench/metrics.py`` (its ``fill`` seeds the 30-day history; ``timed_ms``)."""
+    return bench_module("metrics")
 
 
 APP = ROOT / "console" / "app.py"
@@ -94,9 +99,7 @@ def log(msg: str) -> None:
 @contextmanager
 def bench_schema(url: str) -> Iterator[str]:
     """A fresh, migrated schema; yields the URL scoped to it. Dropped afterwards."""
-    from _schema import scratch_schema  # bench/_schema.py
-
-    with scratch_schema(url, "bench_console", log) as (_, scoped):
+    with bench_module("_schema").scratch_schema(url, "bench_console", log) as (_, scoped):
         yield scoped
 
 
