@@ -84,7 +84,7 @@ def _sandbox(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     parts = urlsplit(settings.sandbox_url)
-    admin = args.admin_token or settings.extra.get("sandbox_admin_token") or "sandbox-admin"
+    admin = args.admin_token or settings.sandbox_admin_token()
     config = SandboxConfig(secrets=settings.resolved_channel_secrets(), admin_token=admin,
                            seed=args.seed)  # fmt: skip
     run_sandbox(args.host or parts.hostname or "127.0.0.1", args.port or parts.port or 8100,
@@ -174,8 +174,11 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="run the scheduler jobs (safe to run several)")
-    worker.add_argument("--metrics-port", type=int,
-                        help="serve this worker's /metrics (business gauges) on this port")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve this worker's /metrics (business gauges) on this port",
+    )
     worker.add_argument("--metrics-host", default="127.0.0.1")
     worker.set_defaults(func=_worker)
 

@@ -53,6 +53,7 @@ class Settings:
     channel_secrets: dict[str, str] = field(default_factory=dict, repr=False)
     var_dir: str = "var"
     notify_secret_value: str | None = field(default=None, repr=False)
+    sandbox_admin_token_value: str | None = field(default=None, repr=False)
     #: serve requests marked ``X-Paywatch-Shadow: 1`` from the shadow tables (built on
     #: the first such request); off: they are refused with 403 (``PAYWATCH_SHADOW=0``)
     shadow: bool = True
@@ -82,6 +83,7 @@ class Settings:
             channel_secrets=secrets,
             var_dir=get("VAR_DIR") or cls.var_dir,
             notify_secret_value=get("NOTIFY_SECRET"),
+            sandbox_admin_token_value=get("SANDBOX_ADMIN_TOKEN"),
             database_url=get("DATABASE_URL") or cls.database_url,
             redis_url=get("REDIS_URL"),
             replica_url=get("REPLICA_URL"),
@@ -117,6 +119,12 @@ class Settings:
         if self.notify_secret_value:
             return self.notify_secret_value
         return self._generated("notify_secret")
+
+    def sandbox_admin_token(self) -> str:
+        """The token of the sandbox channel's fault knobs (``PAYWATCH_SANDBOX_ADMIN_TOKEN``,
+        else generated once under ``var_dir``, so the sandbox, the console and
+        ``paywatch simulate`` sharing a var dir agree without a well-known default)."""
+        return self.sandbox_admin_token_value or self._generated("sandbox_admin_token")
 
     def _generated(self, name: str) -> str:
         import secrets as _secrets

@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -80,7 +79,7 @@ class AllInOne:
                  env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.settings, self.options = resolve(settings, options)
         self.env = dict(os.environ if env is None else env)
-        self.sandbox_token = self.env.get(SANDBOX_TOKEN_ENV) or secrets.token_urlsafe(24)
+        self.sandbox_token = self.settings.sandbox_admin_token()
         self.stop_event = threading.Event()
         self.logins: dict[str, tuple[str, str]] = {}
         self._undo: list[tuple[str, Callable[[], Any]]] = []

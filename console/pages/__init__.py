@@ -3,7 +3,6 @@ role checks and audited actions. Page files are run by ``st.navigation``."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,6 @@ from console.bootstrap import Platform, build_platform
 from console.settings import Settings
 
 PAGES_DIR = Path(__file__).resolve().parent
-SANDBOX_TOKEN_ENV = "PAYWATCH_SANDBOX_ADMIN_TOKEN"
 T = TypeVar("T")
 
 
@@ -85,7 +83,7 @@ def now() -> float:
 
 
 def sandbox_token() -> str:
-    return os.environ.get(SANDBOX_TOKEN_ENV) or "sandbox-admin"
+    return Settings.from_env().sandbox_admin_token()
 
 
 def fmt(value: float | None, spec: str = ".3f") -> str:

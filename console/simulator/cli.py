@@ -82,7 +82,7 @@ def _embedded(settings: Any, args: argparse.Namespace) -> Any:
     from .stack import fast_jobs
 
     jobs = fast_jobs(args.time_factor) if args.time_factor < 1 else None
-    token = args.sandbox_admin_token or os.environ.get(SANDBOX_TOKEN_ENV)
+    token = args.sandbox_admin_token or settings.sandbox_admin_token()
     opts = EmbeddedOptions(sandbox_admin_token=token, jobs=jobs,
                            sample_interval_s=1.0 if jobs else None)  # fmt: skip
     stack = EmbeddedPlatform(settings, opts).start()
@@ -124,8 +124,8 @@ def _simulator(settings: Any, args: argparse.Namespace, api_url: str, stack: Any
 
     sandbox_url = stack.settings.sandbox_url if stack else (args.sandbox_url
                                                             or settings.sandbox_url)  # fmt: skip
-    token = (stack.admin_token if stack else None) or args.sandbox_admin_token or os.environ.get(
-        SANDBOX_TOKEN_ENV) or "sandbox-admin"  # fmt: skip
+    token = ((stack.admin_token if stack else None) or args.sandbox_admin_token
+             or settings.sandbox_admin_token())  # fmt: skip
     config = SimConfig(api_url=api_url, rate=args.rate, seed=args.seed,
                        receiver_port=args.receiver_port,
                        receiver_failure_ratio=args.receiver_failure,

@@ -111,3 +111,15 @@ def test_repr_hides_password_given_as_query_parameter() -> None:
     url = f"postgresql+psycopg://u@h/db?password={PASSWORD}"
     s = Settings.from_env({"PAYWATCH_DATABASE_URL": url})
     assert PASSWORD not in repr(s)
+
+
+def test_sandbox_admin_token_is_generated_once_and_shared(tmp_path):
+    from console.settings import Settings
+
+    a = Settings(var_dir=str(tmp_path)).sandbox_admin_token()
+    b = Settings.from_env({"PAYWATCH_VAR_DIR": str(tmp_path)}).sandbox_admin_token()
+    assert a == b and len(a) >= 32 and a != "sandbox-admin"
+    assert (tmp_path / "sandbox_admin_token").stat().st_mode & 0o077 == 0
+    env = {"PAYWATCH_VAR_DIR": str(tmp_path), "PAYWATCH_SANDBOX_ADMIN_TOKEN": "from-env"}
+    assert Settings.from_env(env).sandbox_admin_token() == "from-env"
+    assert "from-env" not in repr(Settings.from_env(env))
