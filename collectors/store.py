@@ -346,9 +346,16 @@ class TimeSeriesStore(MetricsQuery):
         reduce = check_agg(agg)
         src = self.source_for(max_age, at - max_age)
         msql, params = self._params(src, metric, at - max_age, at, match)
+        rows = self._run(latest_sql(src, msql), params)
+        if not rows and src is not RAW and at >= self.clock() - self.raw_retention:
+            # the newest samples are not folded into the rollups yet (a database younger
+            # than a rollup bucket): without this, a fresh platform reads "absent"
+            span = min(max_age, self.raw_retention)
+            msql, params = self._params(RAW, metric, at - span, at, match)
+            rows = self._run(latest_sql(RAW, msql), params)
         cache: dict[str, dict[str, str]] = {}
         groups: dict[tuple[str, ...], list[float]] = {}
-        for text, value in self._run(latest_sql(src, msql), params):
+        for text, value in rows:
             labels = parse_labels(text, cache)
             if matches(labels, match):
                 groups.setdefault(group_key(labels, by), []).append(float(value))

@@ -240,6 +240,17 @@ def test_gauge_chart_reads_the_latest_value_per_point(migrated_db):
         store.range("rate", "x", start=T0, end=T0 + 10**6, step=1)
 
 
+def test_latest_over_hours_finds_samples_not_yet_rolled_up(migrated_db):
+    """A fresh platform: raw samples only. A 2-hour 'is it there' check (absent-data
+    alerts) must find them, not read the still-empty rollups and call the metric absent."""
+    store = make_store(migrated_db, T0 + 30)
+    store.write([(T0 + 20, "paywatch_trial_balance_ok", {"instance": "w1"}, 1.0)])
+    assert store.source_for(7200, T0 + 30 - 7200) is not RAW
+    assert [s.value for s in store.latest("paywatch_trial_balance_ok", at=T0 + 30,
+                                          max_age=7200, agg="min")] == [1.0]  # fmt: skip
+    assert store.latest("paywatch_orders_processing", at=T0 + 30, max_age=7200) == []
+
+
 def test_latest_aggregates_the_replicas_as_asked(migrated_db):
     """Two workers export the same database-wide backlog: max, not their sum."""
     store = make_store(migrated_db, T0 + 60)
