@@ -151,14 +151,17 @@ def build_default_rules(pay_orgs: tuple[str, ...] = ()) -> list[Rule]:
             summary="{{ $value }} ledger postings not yet applied",
         ),
         _gauge(
+            # tripped, not state >= 2: forced_closed (4) is an operator's choice, not an
+            # outage, and a dead dependency's breaker flips open <-> half_open (1), which
+            # would restart the hold every cool-down
             "breaker_open",
-            "paywatch_breaker_state",
+            "paywatch_breaker_tripped",
             ">=",
-            2,
+            1,
             by=("resource",),
             for_s=60,
             severity="page",
-            summary="breaker for {{ $labels.resource }} is open (state {{ $value }})",
+            summary="breaker for {{ $labels.resource }} has kept calls away for a minute",
         ),
         _gauge(
             "trial_balance_broken",

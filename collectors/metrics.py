@@ -63,6 +63,8 @@ GUARD_OUTCOMES = (
 )
 #: breaker state -> gauge value
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3, "forced_closed": 4}
+#: states in which a breaker keeps calls from its dependency (all or all but probes)
+TRIPPED_STATES = frozenset({"open", "half_open", "forced_open"})
 #: 1 ms .. 10 s, roughly 1-2.5-5 per decade: bucket error stays below ~60 % of a value
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -166,6 +168,13 @@ class CoreMetrics:
         self.breaker_state = Gauge(
             "paywatch_breaker_state",
             "Circuit breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open, 4 forced_closed",
+            ["resource"],
+            registry=registry,
+        )
+        self.breaker_tripped = Gauge(
+            "paywatch_breaker_tripped",
+            "1 while the breaker keeps calls away (open, half_open, forced_open), else 0: a "
+            "breaker cycling open <-> half_open on a dead dependency stays 1",
             ["resource"],
             registry=registry,
         )
@@ -286,10 +295,13 @@ class CoreMetrics:
         self.breaker_transitions.labels(res, new if value is not None else OTHER).inc()
         if value is not None:
             self.breaker_state.labels(res).set(value)
+            self.breaker_tripped.labels(res).set(1.0 if new in TRIPPED_STATES else 0.0)
 
     def set_breaker_state(self, resource: str, state: str) -> None:
         """Publish a breaker's current state (at start-up, before any change)."""
         value = BREAKER_STATES.get(state)
         if value is None:
             raise LabelError(f"unknown breaker state {state!r}; one of {tuple(BREAKER_STATES)}")
-        self.breaker_state.labels(self._resource(resource)).set(value)
+        res = self._resource(resource)
+        self.breaker_state.labels(res).set(value)
+        self.breaker_tripped.labels(res).set(1.0 if state in TRIPPED_STATES else 0.0)

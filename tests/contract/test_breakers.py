@@ -347,17 +347,13 @@ def test_lock_free_good_calls_keep_the_window_counts_exact() -> None:
         b = CircuitBreaker("x", cfg)
         start = threading.Barrier(9)
 
-        def good() -> None:
+        def run(b: CircuitBreaker, start: threading.Barrier, ok: bool, n: int) -> None:
             start.wait()
-            for _ in range(400):
-                b.record(True, 0.0)
+            for _ in range(n):
+                b.record(ok, 0.0)
 
-        def bad() -> None:
-            start.wait()
-            for _ in range(3):
-                b.record(False, 0.0)
-
-        threads = [threading.Thread(target=good) for _ in range(8)] + [threading.Thread(target=bad)]
+        threads = [threading.Thread(target=run, args=(b, start, True, 400)) for _ in range(8)]
+        threads.append(threading.Thread(target=run, args=(b, start, False, 3)))
         for t in threads:
             t.start()
         for t in threads:

@@ -435,3 +435,33 @@ def test_state_and_history_survive_a_new_engine(db) -> None:
         ]
         notes = conn.execute(sa.select(sa.func.count()).select_from(AlertNotification)).scalar()
         assert notes == 0  # no notifier configured
+
+
+def test_default_breaker_rule_pages_a_flapping_breaker_but_not_forced_closed(db) -> None:
+    """A dead dependency's breaker cycles open -> half_open -> open every cool-down. The
+    shipped rule must page after its minute; the state gauge alone (>= 2) never holds."""
+    from prometheus_client import CollectorRegistry
+
+    from alerts import default_rules
+    from collectors import CoreMetrics, Sampler, TimeSeriesStore
+
+    now = [T0]
+    store = TimeSeriesStore(db, clock=lambda: now[0])
+    metrics = CoreMetrics(CollectorRegistry())
+    sampler = Sampler(metrics.registry, store, interval=5.0)
+    rule = next(r for r in default_rules(["SANDBOX_A"]) if r.name == "breaker_open")
+    eng = AlertEngine(db, store, [rule])
+    metrics.set_breaker_state("channel.SANDBOX_A", "closed")
+    metrics.set_breaker_state("channel.SANDBOX_B", "closed")
+    metrics.breaker_changed("channel.SANDBOX_B", "closed", "forced_closed", "switch")
+    for i in range(0, 24):  # 2 minutes: open for 5 s, probing for 5 s, again
+        now[0] = T0 + 5 * i
+        state = "open" if i % 2 == 0 else "half_open"
+        metrics.breaker_changed("channel.SANDBOX_A", "x", state, "cool-down")
+        sampler.sample_once(now[0])
+        eng.evaluate(now=now[0])
+    firing = [(a.rule, a.labels.get("resource"), a.state) for a in eng.active()]
+    assert firing == [("breaker_open", "channel.SANDBOX_A", "firing")]
+    old_style = store.latest("paywatch_breaker_state", at=now[0], by=("resource",), agg="max")
+    # what a "state >= 2" rule sees on every other evaluation: half_open, the hold restarts
+    assert {s.labels["resource"]: s.value for s in old_style}["channel.SANDBOX_A"] == 1.0

@@ -30,6 +30,7 @@ COLLECTOR_METRICS = {
     "paywatch_link_latency_seconds_bucket",
     "paywatch_guard_outcomes_total",
     "paywatch_breaker_state",
+    "paywatch_breaker_tripped",
     "paywatch_compensation_backlog",
     "paywatch_notification_backlog",
     "paywatch_pending_postings",
@@ -338,7 +339,8 @@ def test_default_rules_cover_the_core_links() -> None:
     assert isinstance(p99, ThresholdRule) and (p99.op, p99.threshold, p99.for_s) == (">", 1.0, 300)
     breaker = by_name["breaker_open"]
     assert isinstance(breaker, ThresholdRule)
-    assert (breaker.op, breaker.threshold, breaker.for_s, breaker.severity) == (">=", 2, 60, "page")
+    assert (breaker.op, breaker.threshold, breaker.for_s, breaker.severity) == (">=", 1, 60, "page")
+    assert breaker.query.metric == "paywatch_breaker_tripped"
     for name in (
         "compensation_backlog_high",
         "notification_backlog_high",
@@ -369,11 +371,11 @@ def test_export_groups_and_yaml() -> None:
     breaker = next(r for r in items if r["alert"] == "breaker_open")
     assert breaker == {
         "alert": "breaker_open",
-        "expr": "max by (resource) (paywatch_breaker_state) >= 2",
+        "expr": "max by (resource) (paywatch_breaker_tripped) >= 1",
         "for": "1m",
         "labels": {"severity": "page"},
         "annotations": {
-            "summary": "breaker for {{ $labels.resource }} is open (state {{ $value }})",
+            "summary": "breaker for {{ $labels.resource }} has kept calls away for a minute",
             "runbook": "docs/runbook.md#breaker_open",
         },
     }

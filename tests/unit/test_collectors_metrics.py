@@ -198,9 +198,13 @@ def test_guard_outcomes_and_breaker_state(reg, m):
     state = "paywatch_breaker_state"
     m.set_breaker_state("channel.A", "closed")
     assert reg.get_sample_value(state, {"resource": "channel.A"}) == 0
-    for new, value in (("open", 2), ("half_open", 1), ("forced_open", 3), ("forced_closed", 4)):
+    tripped = "paywatch_breaker_tripped"
+    assert reg.get_sample_value(tripped, {"resource": "channel.A"}) == 0
+    for new, value, away in (("open", 2, 1), ("half_open", 1, 1), ("forced_open", 3, 1),
+                             ("forced_closed", 4, 0), ("closed", 0, 0)):  # fmt: skip
         m.breaker_changed("channel.A", "x", new, "because")
         assert reg.get_sample_value(state, {"resource": "channel.A"}) == value
+        assert reg.get_sample_value(tripped, {"resource": "channel.A"}) == away, new
     tr = "paywatch_breaker_transitions_total"
     assert reg.get_sample_value(tr, {"resource": "channel.A", "state": "open"}) == 1
     with pytest.raises(LabelError):

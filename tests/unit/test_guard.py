@@ -177,7 +177,7 @@ def test_inline_and_admit_paths_agree():
         for i in range(5):
             try:
                 if g is inline:
-                    seen.append(g.call("channel.A", lambda: i, caller="link.pay"))
+                    seen.append(g.call("channel.A", lambda i=i: i, caller="link.pay"))
                 else:
                     route, refusal = g.admit("channel.A", caller="link.pay")
                     g.record("channel.A", "link.pay", True, 0.001)
