@@ -37,7 +37,9 @@ class Knobs:
     fail_rate: float = 0.0  #: accept, then call back ``failed``
     callback_delay_ms: float = 50.0  #: from acceptance to the (first) callback
     duplicate_callbacks: int = 0  #: extra copies of every callback
-    amount_mismatch_rate: float = 0.0  #: callback amount one minor unit too high
+    #: a pay, recharge or withdraw settled one minor unit higher than asked (the channel
+    #: took too much); refunds settle as asked, so compensation can return what was taken
+    amount_mismatch_rate: float = 0.0
     statement_missing_rate: float = 0.0  #: settled txn left out of the statement
     statement_extra_rate: float = 0.0  #: a txn we never sent added to the statement
     statement_amount_diff_rate: float = 0.0  #: statement amount one minor unit too high

@@ -145,7 +145,7 @@ class SandboxState:
                 self._check_refund(org, channel_txn_no, amount, currency, origin)
             k = self._knobs[org]
             failed = self._rng.random() < k.fail_rate
-            mismatch = self._rng.random() < k.amount_mismatch_rate
+            mismatch = self._rng.random() < k.amount_mismatch_rate and kind != "refund"
             txn = SandboxTxn(
                 pay_org_no=org,
                 channel_txn_no=channel_txn_no,

@@ -371,6 +371,10 @@ def test_amount_mismatch(client, receiver, sandbox) -> None:
     assert call["payload"]["amount"] == 501
     result = client.query(req.channel_txn_no)
     assert result is not None and result.amount == 501
+    refund = request(kind="refund", amount=501, origin=req.channel_txn_no)
+    client.refund(refund, notify(receiver))
+    (call,) = receiver[0].wait(refund.channel_txn_no)
+    assert call["payload"]["amount"] == 501  # a refund settles as asked
 
 
 def test_query_states(client, receiver, sandbox) -> None:
