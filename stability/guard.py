@@ -213,17 +213,19 @@ class Guard:
         failing, strong ones raise :class:`DependencyFailed`.
 
         The common case (known edge, not degraded, a plainly closed breaker, at most one
-        fail-open limit rule, a call that returns in time) runs inline; everything else
-        takes :meth:`_call`, which does the same steps through :meth:`admit`.
+        fail-open limit rule) is admitted inline; everything else through :meth:`admit`.
         """
         route = self._routes.get((caller, resource))
+        rule = None
         if (route is None or not route.breaker.plainly_closed
-                or resource in self.snapshot.degraded):  # fmt: skip
-            return self._call(resource, fn, caller, labels, fallback)
-        if resource in self._limited:
-            rule = self.limiter.fast_rules.get(resource)
-            if rule is None:
-                return self._call(resource, fn, caller, labels, fallback)
+                or resource in self.snapshot.degraded
+                or (resource in self._limited
+                    and (rule := self.limiter.fast_rules.get(resource)) is None)):  # fmt: skip
+            route, refusal = self.admit(resource, caller=caller, labels=labels)
+            if refusal is not None:
+                return self._fallback(resource, caller, refusal, fallback)
+            rule = None
+        elif rule is not None:  # inline: one fail-open rule, asked of the store directly
             key = rule.bucket_key(labels) if rule.scope else rule.name
             try:
                 allowed, _, retry_after = self.limiter.store.take_valid(key, rule.rate, rule.burst)
@@ -267,30 +269,6 @@ class Guard:
         if route.grade == "weak":
             return self._fallback(resource, caller, "error", fallback)
         raise DependencyFailed(f"{resource} failed", resource=resource) from exc
-
-    def _call(self, resource: str, fn: Callable[[], T], caller: str,
-              labels: Mapping[str, str], fallback: Callable[[], T] | None) -> T:  # fmt: skip
-        route, refusal = self.admit(resource, caller=caller, labels=labels)
-        if refusal is not None:
-            return self._fallback(resource, caller, refusal, fallback)
-        token = _budget.set(route.timeout_s)
-        start = self.clock()
-        try:
-            result = fn()
-        except self.ignore:
-            self.record(resource, caller, True, self.clock() - start)
-            raise
-        except Exception as exc:
-            return self._failed(route, resource, caller, start, exc, fallback)
-        finally:
-            _budget.reset(token)
-        elapsed = self.clock() - start
-        in_time = elapsed <= route.timeout_s
-        route.breaker.record(in_time, elapsed)
-        self._record(resource, caller, "pass" if in_time else "timeout", elapsed)
-        if not in_time and route.grade == "weak":
-            return self._fallback(resource, caller, "timeout", fallback)
-        return result
 
     async def acall(self, resource: str, fn: Callable[[], Awaitable[T]], *, caller: str,
                     labels: Mapping[str, str] = _EMPTY,
