@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -54,6 +55,11 @@ def _worker(args: argparse.Namespace) -> int:
     from .bootstrap import build_platform
     from .worker import serve_worker
 
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")  # fmt: skip
+    if args.log_level != "debug":  # one line per job run and per HTTP call drowns the rest
+        for noisy in ("apscheduler", "httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     platform = build_platform(Settings.from_env(), role="worker").start()
     server = None
     try:
@@ -180,6 +186,8 @@ def parser() -> argparse.ArgumentParser:
         help="serve this worker's /metrics (business gauges) on this port",
     )
     worker.add_argument("--metrics-host", default="127.0.0.1")
+    worker.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])  # fmt: skip
     worker.set_defaults(func=_worker)
 
     console = sub.add_parser("console", help="run the Streamlit console")

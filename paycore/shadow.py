@@ -131,7 +131,7 @@ class MirroredMerchants(MerchantService):
         placeholder = hashlib.sha256(f"shadow-copy:{mid}".encode()).hexdigest()  # no credential
         row = {"merchant_id": mid, "token_hash": placeholder, "token_prefix": "shadow",
                "created_at": self.clock(), **fields}  # fmt: skip
-        insert_ignore(s, Merchant.__table__, row)
+        insert_ignore(s, Merchant.__table__, row, on=["merchant_id"])
         s.execute(update(Merchant).where(Merchant.merchant_id == mid).values(**fields))
         prods = sorted(info.products)
         kind = tuple_(MerchantProduct.order_type, MerchantProduct.sub_type)

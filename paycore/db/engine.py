@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,6 +84,20 @@ def _drop_hooks(session: Session, *_: Any) -> None:
     session.info.pop(_HOOKS, None)
 
 
+_SQLITE_ID_CLASH = re.compile(r"UNIQUE constraint failed: \w+\.id$")
+
+
+def is_id_collision(error: exc.IntegrityError) -> bool:
+    """A generated primary key that is already taken (two processes on one Snowflake
+    node id, or a clock stepped back across a restart): retrying draws a new id."""
+    orig = error.orig
+    diag = getattr(orig, "diag", None)
+    if getattr(orig, "sqlstate", None) == "23505" and diag is not None:
+        name = diag.constraint_name or ""
+        return name.startswith("pk_") or name.endswith("_pkey")  # ours, or PostgreSQL's default
+    return bool(_SQLITE_ID_CLASH.search(str(orig)))
+
+
 def is_retryable(error: exc.DBAPIError) -> bool:
     """Deadlocks and serialisation failures are safe to retry as a whole unit of work."""
     code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
@@ -134,6 +149,10 @@ class Database:
             except PayCoreError:
                 raise
             except exc.IntegrityError as e:
+                if attempt < self.max_retries and is_id_collision(e):
+                    log.warning("generated id already taken (%s): retrying with a new one; "
+                                "do two processes share PAYWATCH_NODE_ID?", e.orig)  # fmt: skip
+                    continue
                 raise DuplicateKey("duplicate key") from e
             except exc.DBAPIError as e:
                 if attempt < self.max_retries and is_retryable(e):

@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Table, UniqueConstraint
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
-def insert_ignore(session: Session, table: Any, values: dict[str, Any]) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING; True when this call inserted the row.
+def business_key(table: Table) -> list[str]:
+    """The columns an idempotent insert into ``table`` may find taken: its one unique
+    constraint, else its primary key (when the primary key *is* the business key)."""
+    unique = [c for c in table.constraints if isinstance(c, UniqueConstraint)]
+    if len(unique) > 1:
+        raise ValueError(f"{table.name} has several unique keys: name the conflict target")
+    cols = unique[0].columns if unique else table.primary_key.columns
+    return [c.name for c in cols]
 
+
+def insert_ignore(
+    session: Session, table: Any, values: dict[str, Any], *, on: Sequence[str] | None = None
+) -> bool:
+    """INSERT … ON CONFLICT (business key) DO NOTHING; True when this call inserted the row.
+
+    Only a conflict on the business key (``on``, default :func:`business_key`) means
+    "already there". A clash on a generated primary key is two processes sharing a
+    Snowflake node id: it raises (and :meth:`Database.run` retries with a fresh id) rather
+    than pass for a row recorded before, which once dropped a ledger posting unseen.
     Uses RETURNING rather than the row count: psycopg reports -1 for such inserts.
     """
+    target = list(on) if on is not None else business_key(table)
     dialect = session.get_bind().dialect.name
     stmt: Any
     if dialect == "postgresql":
-        stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+        stmt = (
+            postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=target)
+        )
     elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
+        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=target)
     else:  # pragma: no cover - only the two supported dialects
         raise NotImplementedError(dialect)
     key = list(table.primary_key.columns)[0]

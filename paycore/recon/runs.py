@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..db.schema import ReconDifference, ReconRun
-from ..db.util import insert_ignore
+from ..db.util import business_key, insert_ignore
 
 if TYPE_CHECKING:
     from ..core import PayCore
@@ -176,7 +176,11 @@ def record_differences(s: Session, core: PayCore, run_id: int, diffs: list[Diffe
     for start in range(0, len(rows), 1000):
         part = rows[start : start + 1000]
         ins: Any = postgresql.insert if core.db.is_postgres else sqlite.insert
-        stmt = ins(ReconDifference).values(part).on_conflict_do_nothing()
+        stmt = (
+            ins(ReconDifference)
+            .values(part)
+            .on_conflict_do_nothing(index_elements=business_key(ReconDifference.__table__))
+        )
         stmt = stmt.returning(ReconDifference.id)
         added += len(s.execute(stmt).all())
     return added

@@ -30,6 +30,7 @@ COMMON_KNOBS = {"error_rate": 0.06, "latency_ms": 30.0, "callback_delay_ms": 400
                 "duplicate_callbacks": 1}  # fmt: skip
 ADMIN = "crash-admin"
 FEE_BPS = 60
+OPERATOR_NODE = 1  # the Snowflake node id of the operator's tools; processes get 10, 11, ...
 USERS = [f"u{i}" for i in range(4)]
 FUNDING = 500_000  # per user, by a channel recharge before the load
 THREADS, PER_THREAD = 6, 14  # 84 trades
@@ -51,8 +52,10 @@ class Plan:
             return [{"tool": "channel", "amount": self.amount}]
         if self.kind == "balance":
             return [{"tool": "balance", "amount": self.amount}]
-        return [{"tool": "balance", "amount": self.balance_part},
-                {"tool": "channel", "amount": self.amount - self.balance_part}]
+        return [
+            {"tool": "balance", "amount": self.balance_part},
+            {"tool": "channel", "amount": self.amount - self.balance_part},
+        ]
 
     @property
     def balance_part(self) -> int:
@@ -100,8 +103,9 @@ class Merchant:
     """A merchant's HTTP client that retries each request until it has a definite answer."""
 
     def __init__(self, base: str, token: str, load: Load, deadline: float) -> None:
-        self.http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
-                                 timeout=5)
+        self.http = httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
         self.load = load
         self.deadline = deadline
 
@@ -182,7 +186,9 @@ class Stack:
     def start(self, name: str, *args: str) -> subprocess.Popen:
         self.starts[name] += 1
         log = (self.tmp / f"{name}.{self.starts[name]}.log").open("w")
-        env = self.env | {"PAYWATCH_NODE_ID": str(10 * len(self.starts) + self.starts[name])}
+        # one Snowflake node id per process ever started: a restarted API and worker once
+        # shared one, and a clash of their ids dropped a ledger posting
+        env = self.env | {"PAYWATCH_NODE_ID": str(10 + sum(self.starts.values()))}
         proc = subprocess.Popen([sys.executable, "-m", "console.cli", *args], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         self.procs[name] = proc
@@ -225,10 +231,11 @@ class Operator:
     def __init__(self, pg_url: str, redis_url: str, sandbox_url: str) -> None:
         from paycore import PayCore
         from paycore.channels.gateway import build_gateway
+        from paycore.ids import IdGenerator
         from paycore.jobs.active_query import ActiveQuery
         from paycore.locks import make_lock
 
-        self.core = PayCore(pg_url, lock=make_lock(redis_url))
+        self.core = PayCore(pg_url, lock=make_lock(redis_url), ids=IdGenerator(OPERATOR_NODE))
         self.gateway = build_gateway(sandbox_url, SECRETS)
         self.active = ActiveQuery(self.core, self.gateway, first_after_s=2, interval_s=1,
                                   max_attempts=60)  # fmt: skip

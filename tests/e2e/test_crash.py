@@ -51,6 +51,7 @@ from crash_load import (  # tests/e2e/crash_load.py
     FEE_BPS,
     FUNDING,
     KNOBS,
+    OPERATOR_NODE,
     ORGS,
     SECRETS,
     USERS,
@@ -63,6 +64,7 @@ from crash_load import (  # tests/e2e/crash_load.py
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
 
 def stuck(engine: sa.Engine, sandbox: str) -> list[tuple]:
     """Channel items still processing, with what the channel says about them."""
@@ -78,6 +80,46 @@ def stuck(engine: sa.Engine, sandbox: str) -> list[tuple]:
                     WHERE i.status = 'processing' AND i.tool = 'channel'""")]  # fmt: skip
     finally:
         gateway.close()
+
+
+def transit_residue(engine: sa.Engine) -> dict:
+    """What is left in platform transit, trade by trade, with the trades' entries,
+    items and exceptions: the evidence a failed money check needs."""
+    left = rows(engine, """
+        SELECT e.trade_id, sum(l.amount) AS net FROM journal_legs l
+        JOIN journal_entries e ON e.id = l.entry_id JOIN accounts a ON a.id = l.account_id
+        WHERE a.owner_type = 'platform' AND a.owner_id = 'transit'
+        GROUP BY e.trade_id HAVING sum(l.amount) <> 0""")  # fmt: skip
+    out = {}
+    for trade_id, net in left:
+        out[trade_id] = {
+            "net": net,
+            "entries": rows(
+                engine,
+                """
+                SELECT e.biz_type, e.biz_key, e.created_at, a.owner_id, l.amount
+                FROM journal_entries e JOIN journal_legs l ON l.entry_id = e.id
+                JOIN accounts a ON a.id = l.account_id WHERE e.trade_id = :t
+                ORDER BY e.created_at""",
+                t=trade_id,
+            ),  # fmt: skip
+            "items": rows(
+                engine,
+                """
+                SELECT i.id, o.id, o.pay_type, o.status, i.tool, i.status, i.amount,
+                       i.settled_amount, i.channel_txn_no FROM pay_items i
+                JOIN pay_orders o ON o.id = i.pay_order_id WHERE o.trade_id = :t""",
+                t=trade_id,
+            ),
+            "exceptions": rows(
+                engine,
+                """
+                SELECT id, kind, biz_key, pay_item_id, amount_taken, status FROM pay_exceptions
+                WHERE trade_id = :t""",
+                t=trade_id,
+            ),  # fmt: skip
+        }
+    return out
 
 
 def rows(engine: sa.Engine, sql: str, **params) -> list:
@@ -150,8 +192,11 @@ def test_kill_9_mid_load_loses_and_doubles_nothing(pg_url, redis_url, tmp_path):
         assert load.half_way.wait(40), "the load never got half-way"
         in_flight = 0
         for _ in range(50):  # strike while channel calls and callbacks are in flight
-            in_flight = rows(engine, """SELECT count(*) FROM pay_items
-                                        WHERE status = 'processing' AND tool = 'channel'""")[0][0]
+            in_flight = rows(
+                engine,
+                """SELECT count(*) FROM pay_items
+                                        WHERE status = 'processing' AND tool = 'channel'""",
+            )[0][0]
             if in_flight >= 3:
                 break
             time.sleep(0.05)
@@ -183,9 +228,10 @@ def test_kill_9_mid_load_loses_and_doubles_nothing(pg_url, redis_url, tmp_path):
         operator.close()
         from paycore import PayCore
         from paycore.channels.gateway import build_gateway
+        from paycore.ids import IdGenerator
         from paycore.recon import reconcile_day, reconcile_internal
 
-        core = PayCore(pg_url)
+        core = PayCore(pg_url, ids=IdGenerator(OPERATOR_NODE))  # the operator has closed
         gateway = build_gateway(sandbox, SECRETS)
         try:
             internal = reconcile_internal(core, window_s=3600, gateway=gateway, channel_sample=500)
@@ -243,8 +289,14 @@ def verify(engine, pg_url, mid, load: Load, internal, external, statement) -> No
         assert (t.paid_amount, t.refunded_amount) == ((p.amount if o.paid else 0),
                                                       want_refunded), no  # fmt: skip
     # paid exactly once: one successful pay order per paid trade, none per unpaid one
-    success = Counter(r.trade_id for r in rows(engine, """
-        SELECT trade_id FROM pay_orders WHERE pay_type = 'pay' AND status = 'success'"""))
+    success = Counter(
+        r.trade_id
+        for r in rows(
+            engine,
+            """
+        SELECT trade_id FROM pay_orders WHERE pay_type = 'pay' AND status = 'success'""",
+        )
+    )
     for no, t in trades.items():
         assert success[t.id] == (1 if load.outcomes[no].paid else 0), no
     assert not rows(engine, "SELECT id FROM pay_orders WHERE status = 'processing'")
@@ -272,8 +324,11 @@ def verify(engine, pg_url, mid, load: Load, internal, external, statement) -> No
     assert all(e.status == "resolved" for e in exceptions), exceptions
     # ... and only the ones the channels' knobs cause: a repeated callback is no new case
     assert {e.kind for e in exceptions} <= {"partial_payment", "amount_mismatch"}, exceptions
-    assert not rows(engine, """SELECT id FROM compensation_tasks WHERE status <> 'done'
-                               OR (status = 'running' AND lease_until < now())""")
+    assert not rows(
+        engine,
+        """SELECT id FROM compensation_tasks WHERE status <> 'done'
+                               OR (status = 'running' AND lease_until < now())""",
+    )
 
     # money: every balance is what the clients' own record of outcomes says
     cur = "CNY"
@@ -302,7 +357,7 @@ def verify(engine, pg_url, mid, load: Load, internal, external, statement) -> No
                    sum(balance_of(s, channel_clearing(org, cur)) for org in ORGS),
                    balance_of(s, platform_transit(cur)))  # fmt: skip
         assert got_users == user_want
-        assert got == (merchant_want, fee_want, channel_want, 0), got
+        assert got == (merchant_want, fee_want, channel_want, 0), (got, transit_residue(engine))
         tb = trial_balance(db)
         assert tb.ok and tb.legs_total == {cur: 0}, tb
     finally:
@@ -327,7 +382,9 @@ def verify(engine, pg_url, mid, load: Load, internal, external, statement) -> No
             - (plans[no].refund - min(plans[no].refund, plans[no].balance_part)
                if load.outcomes[no].refund_status == "paid" else 0)
             for no, t in trades.items()}  # fmt: skip
-    assert {k: v for k, v in kept.items() if k in ours and v} == {k: v for k, v in ours.items() if v}
+    assert {k: v for k, v in kept.items() if k in ours and v} == {
+        k: v for k, v in ours.items() if v
+    }
     assert internal.counts == {}, internal.counts
     assert external == dict.fromkeys(ORGS, {}), external
     assert not rows(engine, "SELECT kind, ref, note FROM recon_differences")

@@ -73,6 +73,33 @@ def test_posting_is_idempotent_per_business_key(core):
     assert report.legs_total == {"CNY": 0}
 
 
+def test_processes_sharing_a_node_id_lose_no_posting_and_no_trade(migrated_db):
+    """Two processes on one Snowflake node id (a misconfigured replica, or the crash
+    test's restarted API and worker) draw the same ids. A clash on a generated key is
+    retried with a fresh id; it once passed for "posted before" and dropped a posting."""
+    from conftest import Shop
+
+    from paycore import PayCore
+    from paycore.ids import IdGenerator
+
+    frozen = 1_800_000_000_000  # one millisecond forever: both draw id for id
+    a, b = (PayCore(migrated_db, ids=IdGenerator(7, clock_ms=lambda: frozen)) for _ in "ab")
+    shop_a = Shop(a)
+    shop_b = Shop.__new__(Shop)  # the same merchant, served by the other process
+    shop_b.__dict__.update(shop_a.__dict__, core=b)
+    legs = [debit(merchant_payable("M1", "CNY"), 10), credit(fee_income("CNY"), 10)]
+    posted = [
+        post(core, legs, f"{name}{i}") for i in range(5) for name, core in (("a", a), ("b", b))
+    ]
+    assert None not in posted and len(set(posted)) == 10  # every event posted, each once
+    trades = [shop.trade(amount=100) for _ in range(4) for shop in (shop_a, shop_b)]
+    assert len({t.id for t in trades}) == 8
+    assert shop_a.account(fee_income("CNY")) == 100
+    assert trial_balance(a.db).ok
+    for core in (a, b):
+        core.lock.close()
+
+
 def test_user_balance_cannot_go_negative(core, counts):
     before = counts(core.db)
     with pytest.raises(InsufficientBalance):
