@@ -138,7 +138,7 @@ class PayService(ChannelSettlement):
             raise InvalidPayTools("pay tool amounts must add up to the trade amount")
 
     def _replay(self, merchant_id: str, pay_no: str, fingerprint: str) -> PayOrderView | None:
-        with self.core.db.session() as s:
+        with self.core.db.reading() as s:
             po = s.execute(
                 select(PayOrder).where(
                     PayOrder.merchant_id == merchant_id, PayOrder.out_pay_no == pay_no
@@ -234,7 +234,9 @@ class PayService(ChannelSettlement):
                 )
         if not requests:
             self._complete(s, po)
-        s.flush()
+        if requests and len(requests) == len(items):
+            return pay_order_view(po, items), requests  # nothing changed since the insert
+        s.flush()  # balance items settled and the order maybe completed, by UPDATE: reload
         s.expire_all()
         po_row = s.get_one(PayOrder, po.id)
         rows = s.execute(select(PayItem).where(PayItem.pay_order_id == po.id)).scalars().all()
@@ -274,7 +276,8 @@ class PayService(ChannelSettlement):
             ]
         elif po.pay_type == "pay":
             # read through this session: a second connection would wait on SQLite's write lock
-            fee = fee_for(amount, s.get_one(Merchant, mid).fee_bps)
+            merchant = s.get_one(Merchant, mid)  # held: the outbox reads its URL from it
+            fee = fee_for(amount, merchant.fee_bps)
             legs = [
                 debit(platform_transit(cur), amount),
                 credit(merchant_payable(mid, cur), amount - fee),

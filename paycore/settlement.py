@@ -25,13 +25,6 @@ if TYPE_CHECKING:
     from .core import PayCore
 
 
-def lock_order(s: Session, pay_order_id: int, postgres: bool) -> PayOrder:
-    stmt = select(PayOrder).where(PayOrder.id == pay_order_id)
-    if postgres:
-        stmt = stmt.with_for_update()
-    return s.execute(stmt).scalar_one()
-
-
 class ChannelSettlement:
     """The channel-result half of :class:`paycore.payments.PayService`."""
 
@@ -58,15 +51,16 @@ class ChannelSettlement:
     def _settle(self, s: Session, r: ChannelResult) -> str:
         if not r.pay_org_no or not r.channel_txn_no:  # never match a tool without a channel
             raise PayOrderNotFound("no pay item for this channel transaction")
-        item = s.execute(
-            select(PayItem).where(
-                PayItem.pay_org_no == r.pay_org_no, PayItem.channel_txn_no == r.channel_txn_no
-            )
-        ).scalar_one_or_none()
-        if item is None:
+        of_item = (PayItem.pay_org_no == r.pay_org_no, PayItem.channel_txn_no == r.channel_txn_no)
+        # lock the order first, then read the item: its status is read under the lock
+        order_id = select(PayItem.pay_order_id).where(*of_item).scalar_subquery()
+        stmt = select(PayOrder).where(PayOrder.id == order_id)
+        if self.core.db.is_postgres:
+            stmt = stmt.with_for_update()
+        po = s.execute(stmt).scalar_one_or_none()
+        item = s.execute(select(PayItem).where(*of_item)).scalar_one_or_none()
+        if po is None or item is None:
             raise PayOrderNotFound("no pay item for this channel transaction")
-        po = lock_order(s, item.pay_order_id, self.core.db.is_postgres)
-        s.refresh(item)
         ctx = BizContext(po.merchant_id, po.order_type, po.sub_type, po.pay_org_no)
         with use_context(ctx):
             if po.pay_type == "refund":

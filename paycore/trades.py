@@ -156,7 +156,7 @@ class TradeService:
             return again
 
     def _replay(self, merchant_id: str, out_trade_no: str, fingerprint: str) -> TradeView | None:
-        with self.core.db.session() as s:
+        with self.core.db.reading() as s:
             t = find_trade(s, merchant_id, out_trade_no)
             if t is None:
                 return None
@@ -165,7 +165,7 @@ class TradeService:
             return trade_view(t)
 
     def get(self, merchant_id: str, out_trade_no: str) -> TradeView:
-        with self.core.db.session() as s:
+        with self.core.db.reading() as s:
             t = find_trade(s, merchant_id, out_trade_no)
             if t is None:
                 raise TradeNotFound("trade not found")

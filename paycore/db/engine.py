@@ -119,6 +119,11 @@ class Database:
         self.dialect = self.engine.dialect.name
         self.max_retries = max_retries
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite gets no autocommit reads: its BEGIN IMMEDIATE hook would open a
+        # transaction that autocommit never closes
+        self._reads = (sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                                    expire_on_commit=False)
+                       if self.dialect == "postgresql" else self._sessions)  # fmt: skip
         event.listen(self._sessions, "before_commit", _run_hooks)
         event.listen(self._sessions, "after_rollback", _drop_hooks)
 
@@ -133,6 +138,20 @@ class Database:
             try:
                 with s.begin():
                     yield s
+            except exc.DBAPIError as e:
+                raise StorageError("database error") from e
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for plain reads: each statement stands alone (autocommit).
+
+        It saves the BEGIN and COMMIT round trips of a transaction, a third of the cost
+        of a one-row lookup. Use :meth:`session` or :meth:`run` to write, or when several
+        reads must see one snapshot.
+        """
+        with self._reads() as s:
+            try:
+                yield s
             except exc.DBAPIError as e:
                 raise StorageError("database error") from e
 

@@ -2,8 +2,8 @@
 
 Legs are signed: debit positive, credit negative. Balances are kept on each
 subject's normal side, so a credit raises a liability's balance. Balance rows are
-changed with conditional UPDATEs (no SELECT … FOR UPDATE), all at once just before
-the transaction commits, in account id order.
+changed with conditional UPDATEs, all at once just before the transaction commits, in
+account id order (on PostgreSQL in one statement that locks them in that order first).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ..context import BizContext
@@ -185,8 +185,34 @@ def _apply_deferred(session: Session) -> None:
     postings, and the rows are held for the shortest time.
     """
     deltas: dict[int, int] = session.info.pop(_DELTAS, {})
-    for account_id in sorted(deltas):
-        apply_delta(session, account_id, deltas[account_id])
+    changes = sorted((a, d) for a, d in deltas.items() if d)
+    if len(changes) > 1 and session.get_bind().dialect.name == "postgresql":
+        _apply_all_pg(session, changes)
+        return
+    for account_id, delta in changes:
+        apply_delta(session, account_id, delta)
+
+
+# One round trip for any number of accounts: the CTE locks the rows in id order, the
+# UPDATE then changes them; a row it skips would go below zero. NO KEY UPDATE is the
+# lock an UPDATE of the balance takes: FOR UPDATE would also wait for the key-share
+# locks of legs being inserted against the account, and deadlock with them.
+_APPLY_ALL_PG = text(
+    "WITH v AS (SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:deltas AS bigint[]))"
+    " AS v(id, delta)), locked AS (SELECT a.id FROM accounts a JOIN v ON v.id = a.id"
+    " ORDER BY a.id FOR NO KEY UPDATE OF a)"
+    " UPDATE accounts a SET balance = a.balance + v.delta FROM v, locked l"
+    " WHERE a.id = v.id AND l.id = a.id AND (a.allow_negative OR a.balance + v.delta >= 0)"
+    " RETURNING a.id"
+)
+
+
+def _apply_all_pg(session: Session, changes: list[tuple[int, int]]) -> None:
+    """:func:`apply_delta` for several accounts in one statement (PostgreSQL)."""
+    ids = [a for a, _ in changes]
+    done = session.execute(_APPLY_ALL_PG, {"ids": ids, "deltas": [d for _, d in changes]}).all()
+    if len(done) != len(ids):
+        raise InsufficientBalance("insufficient balance")
 
 
 def apply_delta(session: Session, account_id: int, delta: int) -> None:

@@ -76,9 +76,8 @@ def notify_pay_order(
     and no second connection is needed while this one holds its locks (on SQLite a
     second connection would wait for this transaction's write lock: a deadlock).
     """
-    url = session.execute(
-        select(Merchant.notify_url).where(Merchant.merchant_id == po.merchant_id)
-    ).scalar_one_or_none()
+    merchant = session.get(Merchant, po.merchant_id)  # often loaded already (the fee)
+    url = merchant.notify_url if merchant is not None else None
     if not url:
         return None
     cols = (

@@ -12,6 +12,7 @@ from paycore.db.schema import Account, JournalLeg, PendingPosting
 from paycore.errors import InsufficientBalance, PayCoreError, StorageError, UnbalancedEntry
 from paycore.ledger import (
     AccountRef,
+    balance_of,
     credit,
     debit,
     drain_pending,
@@ -105,6 +106,15 @@ def test_user_balance_cannot_go_negative(core, counts):
     with pytest.raises(InsufficientBalance):
         post(core, [debit(user_balance("u9", "CNY"), 1), credit(platform_transit("CNY"), 1)])
     assert counts(core.db)["journal_entries"] == before["journal_entries"]
+    # several accounts change in one statement on PostgreSQL: one short account refuses all
+    refs = (user_balance("u9", "CNY"), platform_transit("CNY"), merchant_payable("M1", "CNY"))
+    post(core, [debit(refs[1], 5), credit(refs[2], 5)], "in")
+    with core.db.session() as s:
+        kept = [balance_of(s, r) for r in refs]
+    with pytest.raises(InsufficientBalance):
+        post(core, [debit(refs[0], 1), debit(refs[1], 4), credit(refs[2], 5)], "short")
+    with core.db.session() as s:
+        assert [balance_of(s, r) for r in refs] == kept
 
 
 def test_hot_accounts_use_sub_accounts_and_buffered_postings(core):
