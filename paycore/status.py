@@ -7,9 +7,10 @@ states have no outgoing transitions, so they are reached once.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 # trades
@@ -49,10 +50,18 @@ def cas_status(
     """Move ``row_id`` from ``from_status`` to ``to_status``; True if this call did it."""
     if to_status not in transitions.get(from_status, ()):
         raise ValueError(f"illegal transition {from_status} -> {to_status}")
-    result = session.execute(
+    stmt = _cas_statement(model, tuple(sorted(values)))
+    params = {"cas_id": row_id, "cas_from": from_status, "cas_to": to_status, **values}
+    result = session.execute(stmt, params)
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=64)
+def _cas_statement(model: Any, keys: tuple[str, ...]) -> Any:
+    """One statement per (model, columns set): building it costs as much as running it."""
+    return (
         update(model)
-        .where(model.id == row_id, model.status == from_status)
-        .values(status=to_status, **values)
+        .where(model.id == bindparam("cas_id"), model.status == bindparam("cas_from"))
+        .values(status=bindparam("cas_to"), **{k: bindparam(k) for k in keys})
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table, UniqueConstraint
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+
+_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def business_key(table: Table) -> list[str]:
@@ -31,16 +34,17 @@ def insert_ignore(
     than pass for a row recorded before, which once dropped a ledger posting unseen.
     Uses RETURNING rather than the row count: psycopg reports -1 for such inserts.
     """
-    target = list(on) if on is not None else business_key(table)
-    dialect = session.get_bind().dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        stmt = (
-            postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=target)
-        )
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=target)
-    else:  # pragma: no cover - only the two supported dialects
+    target = tuple(on) if on is not None else tuple(business_key(table))
+    stmt = _insert_ignore(table, session.get_bind().dialect.name, target)
+    return session.execute(stmt, values).first() is not None
+
+
+@lru_cache(maxsize=64)
+def _insert_ignore(table: Table, dialect: str, target: tuple[str, ...]) -> Any:
+    """One statement per (table, dialect, key), run with the row as its parameters:
+    building it anew for every row cost as much CPU as the round trip."""
+    if dialect not in _INSERTS:  # pragma: no cover - only the two supported dialects
         raise NotImplementedError(dialect)
     key = list(table.primary_key.columns)[0]
-    return session.execute(stmt.returning(key)).first() is not None
+    stmt = _INSERTS[dialect](table).on_conflict_do_nothing(index_elements=list(target))
+    return stmt.returning(key)
