@@ -69,23 +69,27 @@ def bench_schema(url: str) -> Iterator[tuple[str, str]]:
 
 @dataclass
 class Stack:
-    """The API (``console.cli serve``) and the sandbox (``console.cli sandbox``) as
-    subprocesses sharing one var dir (so one generated channel secrets file)."""
+    """The API (``console.cli serve``, ``replicas`` processes) and the sandbox
+    (``console.cli sandbox``) as subprocesses sharing one var dir (so one generated
+    channel secrets file). Each replica has its own port, Snowflake node id and callback
+    URL: the channel calls back the replica that sent the payment, as behind a load
+    balancer with per-replica callback hosts."""
 
     db_url: str
-    api_port: int = field(default_factory=free_port)
+    replicas: int = 1
     sandbox_port: int = field(default_factory=free_port)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     token: str = ""
 
     def __post_init__(self) -> None:
         self.var_dir = tempfile.mkdtemp(prefix="pay_e2e_")
-        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.api_ports = [free_port() for _ in range(self.replicas)]
+        self.api_urls = [f"http://127.0.0.1:{port}" for port in self.api_ports]
+        self.api_url = self.api_urls[0]
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
         self.env = {
             **os.environ,
             "PAYWATCH_DATABASE_URL": self.db_url,
-            "PAYWATCH_API_URL": self.api_url,
             "PAYWATCH_SANDBOX_URL": self.sandbox_url,
             "PAYWATCH_VAR_DIR": self.var_dir,
             "PYTHONUNBUFFERED": "1",
@@ -98,10 +102,10 @@ class Stack:
             raise RuntimeError(f"console.cli {args[0]} failed: {proc.stderr[-2000:]}")
         return proc.stdout
 
-    def spawn(self, name: str, *args: str) -> None:
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         out = open(Path(self.var_dir) / f"{name}.log", "wb")  # noqa: SIM115 - child owns it
         self.procs.append(subprocess.Popen([sys.executable, "-m", "console.cli", *args],
-                                           env=self.env, cwd=ROOT, stdout=out,
+                                           env=env or self.env, cwd=ROOT, stdout=out,
                                            stderr=subprocess.STDOUT))  # fmt: skip
         out.close()
 
@@ -115,13 +119,17 @@ class Stack:
         self.token = found[1]
         self.spawn("sandbox", "sandbox", "--port", str(self.sandbox_port),
                    "--admin-token", ADMIN_TOKEN)  # fmt: skip
-        self.spawn("api", "serve", "--port", str(self.api_port), "--log-level", "warning")
+        for n, (port, url) in enumerate(zip(self.api_ports, self.api_urls, strict=True)):
+            env = self.env | {"PAYWATCH_API_URL": url, "PAYWATCH_NODE_ID": str(100 + n)}
+            self.spawn(f"api{n}", "serve", "--port", str(port), "--log-level", "warning",
+                       env=env)  # fmt: skip
         self.wait_ready(f"{self.sandbox_url}/healthz")
-        self.wait_ready(f"{self.api_url}/readyz")
+        for url in self.api_urls:
+            self.wait_ready(f"{url}/readyz")
         r = httpx.put(f"{self.sandbox_url}/admin/knobs/{ORG}", json=knobs,
                       headers={"X-Sandbox-Admin": ADMIN_TOKEN})  # fmt: skip
         r.raise_for_status()
-        log(f"api {self.api_url}, sandbox {self.sandbox_url}, knobs {r.json()}")
+        log(f"api {', '.join(self.api_urls)}, sandbox {self.sandbox_url}, knobs {r.json()}")
 
     def wait_ready(self, url: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -143,7 +151,8 @@ class Stack:
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by the servers and this process, and host CPU ticks."""
         busy, total = host_cpu()
-        return {"sandbox": proc_cpu(self.procs[0].pid), "api": proc_cpu(self.procs[1].pid),
+        return {"sandbox": proc_cpu(self.procs[0].pid),
+                "api": sum(proc_cpu(p.pid) for p in self.procs[1:]),
                 "client": time.process_time(), "host_busy": busy, "host_total": total}  # fmt: skip
 
     def stop(self) -> None:

@@ -96,7 +96,8 @@ def load(
     def client(i: int) -> None:
         res = results[i]
         headers = {"Authorization": f"Bearer {stack.token}"}
-        with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30.0) as http:
+        url = stack.api_urls[i % len(stack.api_urls)]  # clients spread over the replicas
+        with httpx.Client(base_url=url, headers=headers, timeout=30.0) as http:
             pay_once(http, f"e2e-{run}-{i}-warm")  # connection and first-request costs
             barrier.wait()
             go.wait()
@@ -167,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grace", type=float, default=2.0, help="wait for callbacks after the load")
     p.add_argument("--latency-ms", type=float, default=1.0, help="sandbox answer latency")
     p.add_argument("--callback-delay-ms", type=float, default=5.0, help="sandbox callback delay")
+    p.add_argument("--replicas", type=int, default=1,
+                   help="API processes, each its own port and node id")  # fmt: skip
     p.add_argument("--pgbench-seconds", type=int, default=0, help="default: --seconds")
     p.add_argument("--pgbench-mode", default="prepared", choices=MODES,
                    help="pgbench -M (psycopg prepares repeated statements)")  # fmt: skip
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     load1 = os.getloadavg()[0]
     knobs = {"latency_ms": args.latency_ms, "callback_delay_ms": args.callback_delay_ms}
     with bench_schema(url) as (schema, scoped):
-        stack = Stack(scoped)
+        stack = Stack(scoped, replicas=args.replicas)
         try:
             stack.start(knobs)
             log(f"{args.clients} clients, {args.warmup:g}s warm-up, {args.seconds:g}s window")
@@ -209,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "pgbench_latency_ms": num(ref["latency_ms"]),
         "pgbench_mode": args.pgbench_mode,
         "clients": args.clients,
+        "api_replicas": args.replicas,
         "seconds": args.seconds,
         "sandbox_knobs": knobs,
         **{k: num(v) for k, v in usage.items()},
