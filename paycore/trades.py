@@ -108,9 +108,6 @@ class TradeService:
             )
             return detail.trade
         fingerprint = req.fingerprint()
-        existing = self._replay(merchant_id, req.out_trade_no, fingerprint)
-        if existing:
-            return existing
         now = self.core.clock()
 
         def work(s: Session) -> TradeView:
@@ -149,7 +146,9 @@ class TradeService:
 
         try:
             return self.core.db.run(work)
-        except DuplicateKey:  # a concurrent create with the same number won the insert
+        except DuplicateKey:  # a replay, or a concurrent create with the same number won
+            # (insert first, look up on conflict: a new trade, the usual case, costs one
+            # round trip less than looking first)
             again = self._replay(merchant_id, req.out_trade_no, fingerprint)
             if again is None:
                 raise
