@@ -1,5 +1,6 @@
-"""The channel-failure drill on a real platform: PostgreSQL, the sandbox channel over
-HTTP, the pay core API and a worker (each on its thread), Poisson merchant traffic.
+"""The channel-failure and redis-down drills on a real platform: PostgreSQL (and Redis
+through the fault proxy), the sandbox channel over HTTP, the pay core API and a worker
+(each on its thread), Poisson merchant traffic.
 
 The 4-minute drill runs at a tenth of its timeline (the channel fails from t+6 s to
 t+18 s of 24 s of traffic); the worker's alert evaluation and active query run the
@@ -12,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,50 @@ def test_channel_failure_drill_loses_and_doubles_nothing(platform):
     assert (row["name"], row["status"], row["lost"], row["doubled"]) == (
         "channel-failure", "passed", 0, 0)  # fmt: skip
     assert json.loads(Path(report["json_path"]).read_text())["status"] == "passed"
+
+
+@pytest.mark.redis
+def test_redis_down_drill_fails_fast_then_recovers_and_loses_nothing(pg_url, redis_url, tmp_path):
+    """Redis (trade locks, limits, switch pub/sub) unreachable through the fault proxy
+    from t+6 s to t+12 s: pays fail fast as 503 ``dependency_unavailable:redis``, the
+    ``redis`` breaker opens, payments resume after it, and nothing is lost or doubled."""
+    settings = Settings(database_url=pg_url, redis_url=redis_url,
+                        var_dir=str(tmp_path / "var"), notify_secret_value="drill-secret")  # fmt: skip
+    stack = EmbeddedPlatform(settings, EmbeddedOptions(jobs=fast_jobs(FACTOR),
+                                                       sample_interval_s=1.0)).start()  # fmt: skip
+    try:
+        assert "redis" in stack.proxies and stack.settings.redis_url != redis_url
+        port = free_port()
+        merchants = ensure_demo_merchants(stack.platform.paycore, settings.var_dir,
+                                          f"http://127.0.0.1:{port}", settings.pay_orgs)  # fmt: skip
+        sim = Simulator(SimConfig(api_url=stack.settings.api_url, rate=6.0, seed=9,
+                                  receiver_port=port, receiver_failure_ratio=0.0,
+                                  notify_secret=settings.notify_secret()), merchants)  # fmt: skip
+        drill = BUILTIN["redis-down"].scaled(FACTOR)
+        back = time.monotonic() + 120 * FACTOR  # Redis is back 12 s into the drill
+        try:
+            report = run_drill(drill, sim, stack.targets(settings), target="redis",
+                               time_factor=FACTOR, settle_s=90)  # fmt: skip
+        finally:
+            sim.stop()
+        paid_after = [r for r in sim.ledger if r.state in ("paid", "confirmed") and r.since > back]
+    finally:
+        stack.stop()
+    plat, audit, traffic = report["platform"], report["audit"], report["traffic"]
+    summary = json.dumps({k: report.get(k) for k in ("checks", "audit", "traffic", "steps")})
+    assert [s["params"] for s in report["steps"]] == [{"down": True}, {"down": False}], summary
+    assert not any("error" in s for s in report["steps"]) and not report["undo_errors"]
+    # while it was down: refused fast and named, the breaker opened
+    assert traffic["refusals"].get("pay:dependency_unavailable:redis", 0) > 0, summary
+    assert "redis" in plat["breakers_opened"], summary
+    # after it came back, payments went through again
+    assert len(paid_after) > 5, summary
+    assert audit["paid"] > 40, summary
+    # and nothing was lost, doubled or left unbalanced
+    assert report["still_pending"] == 0
+    assert (audit["lost"], audit["doubled"], audit["errors"]) == (0, 0, 0), summary
+    assert plat["trial_balance"]["ok"] and plat["trial_balance"]["legs_total"] == {"CNY": 0}
+    assert plat["recon"]["differences"] == 0 and report["status"] == "passed", summary
 
 
 def test_simulate_cli_reports_a_drill_that_cannot_apply(tmp_path):
