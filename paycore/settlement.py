@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from . import status as st
@@ -23,6 +23,15 @@ from .ledger import channel_clearing, platform_transit, user_balance
 
 if TYPE_CHECKING:
     from .core import PayCore
+
+
+# built once, run with parameters (building costs as much CPU as the round trip)
+_OF_ITEM = (PayItem.pay_org_no == bindparam("org"), PayItem.channel_txn_no == bindparam("txn"))
+_ITEM = select(PayItem).where(*_OF_ITEM)
+_ORDER_OF_ITEM = select(PayOrder).where(
+    PayOrder.id == select(PayItem.pay_order_id).where(*_OF_ITEM).scalar_subquery()
+)
+_ORDER_OF_ITEM_LOCKED = _ORDER_OF_ITEM.with_for_update()
 
 
 class ChannelSettlement:
@@ -51,14 +60,11 @@ class ChannelSettlement:
     def _settle(self, s: Session, r: ChannelResult) -> str:
         if not r.pay_org_no or not r.channel_txn_no:  # never match a tool without a channel
             raise PayOrderNotFound("no pay item for this channel transaction")
-        of_item = (PayItem.pay_org_no == r.pay_org_no, PayItem.channel_txn_no == r.channel_txn_no)
         # lock the order first, then read the item: its status is read under the lock
-        order_id = select(PayItem.pay_order_id).where(*of_item).scalar_subquery()
-        stmt = select(PayOrder).where(PayOrder.id == order_id)
-        if self.core.db.is_postgres:
-            stmt = stmt.with_for_update()
-        po = s.execute(stmt).scalar_one_or_none()
-        item = s.execute(select(PayItem).where(*of_item)).scalar_one_or_none()
+        of_item = {"org": r.pay_org_no, "txn": r.channel_txn_no}
+        lock = _ORDER_OF_ITEM_LOCKED if self.core.db.is_postgres else _ORDER_OF_ITEM
+        po = s.execute(lock, of_item).scalar_one_or_none()
+        item = s.execute(_ITEM, of_item).scalar_one_or_none()
         if po is None or item is None:
             raise PayOrderNotFound("no pay item for this channel transaction")
         ctx = BizContext(po.merchant_id, po.order_type, po.sub_type, po.pay_org_no)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 _INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def business_key(table: Table) -> list[str]:
+def business_key(table: Any) -> list[str]:
     """The columns an idempotent insert into ``table`` may find taken: its one unique
     constraint, else its primary key (when the primary key *is* the business key)."""
     unique = [c for c in table.constraints if isinstance(c, UniqueConstraint)]
