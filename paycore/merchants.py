@@ -189,6 +189,19 @@ class MerchantService:
             self._tokens[digest] = (time.monotonic() + self.cache_ttl, row.merchant_id)
         return self._active(self.get(row.merchant_id))
 
+    def cached_authentication(self, token: str) -> MerchantInfo | None:
+        """:meth:`authenticate` answered from the caches alone; None when that needs the
+        database (or must raise): the API then calls it off the event loop."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+            return None
+        digest, now = hash_token(token), time.monotonic()
+        with self._lock:
+            hit = self._tokens.get(digest)
+            cached = self._cache.get(hit[1]) if hit and hit[0] > now else None
+        if cached is None or cached[0] <= now or cached[1].status != "active":
+            return None
+        return cached[1]
+
     @staticmethod
     def _active(info: MerchantInfo) -> MerchantInfo:
         if info.status != "active":

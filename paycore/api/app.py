@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from ..channels import ChannelResult
 from ..channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
@@ -70,21 +71,33 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
             raise ShadowDisabled("shadow traffic is disabled on this deployment")
         return cfg.shadow()
 
-    def pick_core(request: Request, shadow: ShadowHeader = None) -> PayCore:
+    # The dependencies are async: a plain ``def`` costs every request a thread-pool hop
+    # each. Only what may touch the database (building the shadow core, a token not in
+    # the cache) goes to the thread pool.
+    async def pick_core(request: Request, shadow: ShadowHeader = None) -> PayCore:
         """The real core, or the shadow core for requests marked as shadow traffic
         (``shadow`` only documents the header in the OpenAPI; the edge parses it)."""
-        return target(edge.is_shadow(request))
+        if not edge.is_shadow(request):
+            return core
+        return await run_in_threadpool(target, True)
 
-    def pick_callback_core(request: Request, shadow: ShadowHeader = None) -> PayCore:
+    async def pick_callback_core(request: Request, shadow: ShadowHeader = None) -> PayCore:
         """As :func:`pick_core`; a channel marks shadow results with ``?shadow=1``."""
-        return target(edge.is_shadow(request, allow_query=True))
+        if not edge.is_shadow(request, allow_query=True):
+            return core
+        return await run_in_threadpool(target, True)
 
     Core = Annotated[PayCore, Depends(pick_core)]
 
-    def merchant(c: Core, authorization: Annotated[str | None, Header()] = None) -> MerchantInfo:
+    async def merchant(
+        c: Core, authorization: Annotated[str | None, Header()] = None
+    ) -> MerchantInfo:
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthenticationFailed("missing bearer token")
-        info = c.merchants.authenticate(authorization[7:].strip())
+        token = authorization[7:].strip()
+        info = c.merchants.cached_authentication(token)
+        if info is None:
+            info = await run_in_threadpool(c.merchants.authenticate, token)
         (limiter if c is core else shadow_limiter).check(info.merchant_id)
         return info
 
@@ -165,8 +178,6 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
             raise BadSignature("callback names another pay org")
         result = ChannelResult(pay_org_no, body.channel_txn_no, body.status, body.amount,
                                body.currency, body.channel_ref)  # fmt: skip
-        from starlette.concurrency import run_in_threadpool
-
         try:
             outcome = await run_in_threadpool(c.payments.on_channel_result, result)
         except NotFound:

@@ -47,6 +47,15 @@ def test_token_is_shown_once_and_stored_hashed(shop, core):
     for bad in (None, "", "pwk_wrong", shop.token + "x", "Bearer " + shop.token):
         with pytest.raises(AuthenticationFailed):
             core.merchants.authenticate(bad)
+    # the API's event-loop fast path answers only what authenticate() has cached
+    fresh = core.merchants.onboard("y", products=[("a", "b")], pay_orgs=["P"])
+    assert core.merchants.cached_authentication(fresh.token) is None  # not looked up yet
+    assert core.merchants.cached_authentication(shop.token).merchant_id == shop.mid
+    for bad in ("", "pwk_wrong", shop.token + "x"):
+        assert core.merchants.cached_authentication(bad) is None
+    core.merchants.cache_ttl = 0  # what authenticate() caches from now on is stale at once
+    assert core.merchants.authenticate(fresh.token).name == "y"
+    assert core.merchants.cached_authentication(fresh.token) is None
 
 
 def test_context_outside_grant_is_refused_and_writes_nothing(shop, core, counts):
