@@ -39,14 +39,20 @@ def platform(pg_url, tmp_path):
     stack.stop()
 
 
-def test_channel_failure_drill_loses_and_doubles_nothing(platform):
-    settings, stack = platform
+def drill_traffic(settings: Settings, stack: EmbeddedPlatform, *, seed: int,
+                  receiver_failure_ratio: float) -> Simulator:  # fmt: skip
+    """6 arrivals/s from the demo merchants, with their notification receivers."""
     port = free_port()
     merchants = ensure_demo_merchants(stack.platform.paycore, settings.var_dir,
                                       f"http://127.0.0.1:{port}", settings.pay_orgs)  # fmt: skip
-    sim = Simulator(SimConfig(api_url=stack.settings.api_url, rate=6.0, seed=8,
-                              receiver_port=port, receiver_failure_ratio=0.1,
-                              notify_secret=settings.notify_secret()), merchants)  # fmt: skip
+    return Simulator(SimConfig(api_url=stack.settings.api_url, rate=6.0, seed=seed,
+                               receiver_port=port, receiver_failure_ratio=receiver_failure_ratio,
+                               notify_secret=settings.notify_secret()), merchants)  # fmt: skip
+
+
+def test_channel_failure_drill_loses_and_doubles_nothing(platform):
+    settings, stack = platform
+    sim = drill_traffic(settings, stack, seed=8, receiver_failure_ratio=0.1)
     drill = BUILTIN["channel-failure"].for_org(ORG).scaled(FACTOR)
     try:
         report = run_drill(drill, sim, stack.targets(settings), target=ORG,
@@ -97,12 +103,7 @@ def test_redis_down_drill_fails_fast_then_recovers_and_loses_nothing(pg_url, red
                                                        sample_interval_s=1.0)).start()  # fmt: skip
     try:
         assert "redis" in stack.proxies and stack.settings.redis_url != redis_url
-        port = free_port()
-        merchants = ensure_demo_merchants(stack.platform.paycore, settings.var_dir,
-                                          f"http://127.0.0.1:{port}", settings.pay_orgs)  # fmt: skip
-        sim = Simulator(SimConfig(api_url=stack.settings.api_url, rate=6.0, seed=9,
-                                  receiver_port=port, receiver_failure_ratio=0.0,
-                                  notify_secret=settings.notify_secret()), merchants)  # fmt: skip
+        sim = drill_traffic(settings, stack, seed=9, receiver_failure_ratio=0.0)
         drill = BUILTIN["redis-down"].scaled(FACTOR)
         back = time.monotonic() + 120 * FACTOR  # Redis is back 12 s into the drill
         try:
