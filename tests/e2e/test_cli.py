@@ -45,7 +45,9 @@ def test_merchant_add_sandbox_and_serve_run_a_payment(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-m", "console.cli", cmd, "--port", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for cmd, port in (("sandbox", sandbox_port), ("serve", api_port))]
+    logs = ""
     try:
+        wait_http(f"http://127.0.0.1:{sandbox_port}/healthz", procs[0])
         wait_http(f"http://127.0.0.1:{api_port}/readyz", procs[1])
         http = httpx.Client(base_url=f"http://127.0.0.1:{api_port}",
                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
@@ -62,13 +64,14 @@ def test_merchant_add_sandbox_and_serve_run_a_payment(tmp_path):
             if trade["status"] == "paid":
                 break
             time.sleep(0.1)
-        assert trade["status"] == "paid" and trade["merchant_id"] == mid
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(10)
-    assert "pwk_" not in "".join(p.stderr.read() for p in procs if p.stderr)  # no secrets logged
+        logs = "".join(p.stderr.read() for p in procs if p.stderr)
+    assert trade["status"] == "paid" and trade["merchant_id"] == mid, logs[-4000:]
+    assert "pwk_" not in logs  # no secrets logged
 
 
 def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
