@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,6 +33,8 @@ from .ids import IdGenerator
 
 TOKEN_PREFIX = "pwk_"
 
+
+T = TypeVar("T")
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -133,10 +136,9 @@ class MerchantService:
 
     def get(self, merchant_id: str) -> MerchantInfo:
         """The merchant and its grant (cached for a few seconds)."""
-        with self._lock:
-            hit = self._cache.get(merchant_id)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
+        hit = self._fresh(self._cache, merchant_id)
+        if hit is not None:
+            return hit
         with self.db.session() as s:
             m = s.get(Merchant, merchant_id)
             if m is None:
@@ -173,10 +175,9 @@ class MerchantService:
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             raise AuthenticationFailed("missing or malformed token")
         digest = hash_token(token)
-        with self._lock:
-            hit = self._tokens.get(digest)
-        if hit and hit[0] > time.monotonic():
-            return self._active(self.get(hit[1]))
+        known = self._fresh(self._tokens, digest)
+        if known is not None:
+            return self._active(self.get(known))
         with self.db.session() as s:
             row = s.execute(
                 select(Merchant.merchant_id, Merchant.token_hash).where(
@@ -194,13 +195,15 @@ class MerchantService:
         database (or must raise): the API then calls it off the event loop."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             return None
-        digest, now = hash_token(token), time.monotonic()
+        known = self._fresh(self._tokens, hash_token(token))
+        info = self._fresh(self._cache, known) if known is not None else None
+        return info if info is not None and info.status == "active" else None
+
+    def _fresh(self, cache: dict[str, tuple[float, T]], key: str) -> T | None:
+        """``cache[key]`` while it has not expired, else None."""
         with self._lock:
-            hit = self._tokens.get(digest)
-            cached = self._cache.get(hit[1]) if hit and hit[0] > now else None
-        if cached is None or cached[0] <= now or cached[1].status != "active":
-            return None
-        return cached[1]
+            hit = cache.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     @staticmethod
     def _active(info: MerchantInfo) -> MerchantInfo:

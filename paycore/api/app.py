@@ -74,18 +74,17 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
     # The dependencies are async: a plain ``def`` costs every request a thread-pool hop
     # each. Only what may touch the database (building the shadow core, a token not in
     # the cache) goes to the thread pool.
+    async def core_for(shadow: bool) -> PayCore:
+        return await run_in_threadpool(target, True) if shadow else core
+
     async def pick_core(request: Request, shadow: ShadowHeader = None) -> PayCore:
         """The real core, or the shadow core for requests marked as shadow traffic
         (``shadow`` only documents the header in the OpenAPI; the edge parses it)."""
-        if not edge.is_shadow(request):
-            return core
-        return await run_in_threadpool(target, True)
+        return await core_for(edge.is_shadow(request))
 
     async def pick_callback_core(request: Request, shadow: ShadowHeader = None) -> PayCore:
         """As :func:`pick_core`; a channel marks shadow results with ``?shadow=1``."""
-        if not edge.is_shadow(request, allow_query=True):
-            return core
-        return await run_in_threadpool(target, True)
+        return await core_for(edge.is_shadow(request, allow_query=True))
 
     Core = Annotated[PayCore, Depends(pick_core)]
 

@@ -34,17 +34,17 @@ def insert_ignore(
     than pass for a row recorded before, which once dropped a ledger posting unseen.
     Uses RETURNING rather than the row count: psycopg reports -1 for such inserts.
     """
-    target = tuple(on) if on is not None else tuple(business_key(table))
-    stmt = _insert_ignore(table, session.get_bind().dialect.name, target)
+    stmt = _insert_ignore(table, session.get_bind().dialect.name, tuple(on) if on else None)
     return session.execute(stmt, values).first() is not None
 
 
 @lru_cache(maxsize=64)
-def _insert_ignore(table: Table, dialect: str, target: tuple[str, ...]) -> Any:
+def _insert_ignore(table: Table, dialect: str, on: tuple[str, ...] | None) -> Any:
     """One statement per (table, dialect, key), run with the row as its parameters:
     building it anew for every row cost as much CPU as the round trip."""
     if dialect not in _INSERTS:  # pragma: no cover - only the two supported dialects
         raise NotImplementedError(dialect)
     key = list(table.primary_key.columns)[0]
-    stmt = _INSERTS[dialect](table).on_conflict_do_nothing(index_elements=list(target))
+    target = list(on) if on else business_key(table)
+    stmt = _INSERTS[dialect](table).on_conflict_do_nothing(index_elements=target)
     return stmt.returning(key)
