@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
+from .db.util import execute_core
+
 # trades
 CREATED, PAYING, PAID, CONFIRMED, CLOSED = "created", "paying", "paid", "confirmed", "closed"
 TRADE_TRANSITIONS: dict[str, set[str]] = {
@@ -52,8 +54,7 @@ def cas_status(
         raise ValueError(f"illegal transition {from_status} -> {to_status}")
     stmt = _cas_statement(model, tuple(sorted(values)))
     params = {"cas_id": row_id, "cas_from": from_status, "cas_to": to_status, **values}
-    result = session.execute(stmt, params)
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return execute_core(session, stmt, params).rowcount == 1
 
 
 @lru_cache(maxsize=64)

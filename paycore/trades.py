@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from . import status as st
 from .context import BizContext
 from .db.schema import PayItem, PayOrder, Trade
+from .db.util import execute_core, row_values
 from .errors import DuplicateKey, IdempotencyConflict, TradeNotFound, WrongState
 from .ledger import credit, debit, fee_income, guarantee_escrow, merchant_payable
 from .models import (
@@ -81,6 +82,9 @@ _FIND_TRADE = select(Trade).where(Trade.merchant_id == bindparam("mid"),
                                   Trade.out_trade_no == bindparam("no"))  # fmt: skip
 
 
+_INSERT_TRADE = insert(Trade.__table__)
+
+
 def find_trade(s: Session, merchant_id: str, out_trade_no: str) -> Trade | None:
     return s.execute(_FIND_TRADE, {"mid": merchant_id, "no": out_trade_no}).scalar_one_or_none()
 
@@ -143,8 +147,7 @@ class TradeService:
                 created_at=now,
                 updated_at=now,
             )
-            s.add(trade)
-            s.flush()
+            execute_core(s, _INSERT_TRADE, row_values(trade))  # half the CPU of a flush
             return trade_view(trade)
 
         try:

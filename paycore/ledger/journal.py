@@ -13,19 +13,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ..context import BizContext
 from ..db.engine import before_commit
 from ..db.schema import Account, JournalEntry, JournalLeg, PendingPosting
-from ..db.util import insert_ignore
+from ..db.util import execute_core, insert_ignore
 from ..errors import InsufficientBalance, UnbalancedEntry
 from ..ids import IdGenerator
 from ..instrument import NULL_METRICS, Metrics
 from .accounts import BUFFERED, AccountDirectory, AccountRef, HotPolicy
 
 _DELTAS = "paywatch_balance_deltas"
+_INSERT_LEGS = insert(JournalLeg.__table__)
+_INSERT_PENDING = insert(PendingPosting.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +154,7 @@ class Ledger:
                 buffered.append((target, leg_id, delta))
             else:
                 changes[target] = changes.get(target, 0) + delta
-        session.execute(insert(JournalLeg), rows)
+        execute_core(session, _INSERT_LEGS, rows)
         deferred = session.info.get(_DELTAS)
         if deferred is None:
             deferred = session.info[_DELTAS] = {}
@@ -160,8 +162,9 @@ class Ledger:
         for account_id, delta in changes.items():
             deferred[account_id] = deferred.get(account_id, 0) + delta
         if buffered:
-            session.execute(
-                insert(PendingPosting),
+            execute_core(
+                session,
+                _INSERT_PENDING,
                 [
                     {
                         "id": self.ids.next_id(),
@@ -210,23 +213,25 @@ _APPLY_ALL_PG = text(
 def _apply_all_pg(session: Session, changes: list[tuple[int, int]]) -> None:
     """:func:`apply_delta` for several accounts in one statement (PostgreSQL)."""
     ids = [a for a, _ in changes]
-    done = session.execute(_APPLY_ALL_PG, {"ids": ids, "deltas": [d for _, d in changes]}).all()
+    params = {"ids": ids, "deltas": [d for _, d in changes]}
+    done = execute_core(session, _APPLY_ALL_PG, params).all()
     if len(done) != len(ids):
         raise InsufficientBalance("insufficient balance")
+
+
+_APPLY_ONE = (
+    update(Account.__table__)
+    .where(Account.id == bindparam("aid"),
+           Account.allow_negative | (Account.balance + bindparam("delta") >= 0))
+    .values(balance=Account.balance + bindparam("delta"))
+)  # fmt: skip
 
 
 def apply_delta(session: Session, account_id: int, delta: int) -> None:
     """Change a balance by ``delta`` unless that would take a non-negative account below 0."""
     if delta == 0:
         return
-    result = session.execute(
-        update(Account)
-        .where(Account.id == account_id)
-        .where(Account.allow_negative | (Account.balance + delta >= 0))
-        .values(balance=Account.balance + delta)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    if execute_core(session, _APPLY_ONE, {"aid": account_id, "delta": delta}).rowcount == 0:
         raise InsufficientBalance("insufficient balance")
 
 

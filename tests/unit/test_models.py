@@ -291,6 +291,12 @@ class RecordingSession:
         self.executed.append((stmt, params or {}))
         return type("Result", (), {"rowcount": self.rowcount})()
 
+    def flush(self) -> None:  # cas_status runs on the session's connection, after a flush
+        pass
+
+    def connection(self) -> RecordingSession:
+        return self
+
 
 @pytest.mark.parametrize(
     ("frm", "to", "transitions"),
