@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from . import status as st
@@ -78,13 +78,20 @@ _COMPLETE_IF_ALL_ITEMS_SUCCEEDED = (
     .execution_options(synchronize_session=False)
 )
 
-# paying -> paid (st.TRADE_TRANSITIONS), returning the fields completion posts with
+# paying -> paid (st.TRADE_TRANSITIONS), returning what completion needs: the trade's
+# fields for the postings, the merchant's fee and notify URL (read in this transaction)
+# spelled out: RETURNING renders the updated table's columns unqualified, and a bare
+# merchant_id in the subquery would be the merchants row's own (any merchant's fee)
+_TRADE_MERCHANT = literal_column("trades.merchant_id")
 _TRADE_PAID = (
     update(Trade.__table__)
     .where(Trade.id == bindparam("tid"), Trade.status == st.PAYING)
     .values(status=st.PAID, paid_amount=bindparam("paid"), updated_at=bindparam("now"))
-    .returning(Trade.trade_type, Trade.user_id, Trade.payee_user_id)
-)
+    .returning(Trade.trade_type, Trade.user_id, Trade.payee_user_id,
+               *(select(col).where(Merchant.merchant_id == _TRADE_MERCHANT)
+                 .scalar_subquery().label(col.key) for col in (Merchant.fee_bps,
+                                                              Merchant.notify_url)))
+)  # fmt: skip
 _INSERT_PAY_ORDER = insert(PayOrder.__table__)
 _INSERT_PAY_ITEMS = insert(PayItem.__table__)
 
@@ -302,9 +309,7 @@ class PayService(ChannelSettlement):
                 credit(guarantee_escrow(mid, cur), amount),
             ]
         elif po.pay_type == "pay":
-            # read through this session: a second connection would wait on SQLite's write lock
-            merchant = s.get_one(Merchant, mid)  # held: the outbox reads its URL from it
-            fee = fee_for(amount, merchant.fee_bps)
+            fee = fee_for(amount, trade.fee_bps)
             legs = [
                 debit(platform_transit(cur), amount),
                 credit(merchant_payable(mid, cur), amount - fee),
@@ -331,7 +336,8 @@ class PayService(ChannelSettlement):
                 legs=legs,
                 trade_id=po.trade_id,
             )
-        notify_pay_order(s, self.core, po, "trade.paid")  # outbox row, same transaction
+        # outbox row, same transaction
+        notify_pay_order(s, self.core, po, "trade.paid", merchant_url=trade.notify_url)
 
     def _fail(self, s: Session, po: PayOrder, error_code: str) -> None:
         """The order failed: release withdraw holds, reopen the trade, classify what was taken."""

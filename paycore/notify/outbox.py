@@ -9,6 +9,7 @@ notification behind, and a committed one always has its notification: delivery
 from __future__ import annotations
 
 import json
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
@@ -67,7 +68,13 @@ def add_notification(
 
 
 def notify_pay_order(
-    session: Session, core: PayCore, po: PayOrder, event_type: str, error_code: str | None = None
+    session: Session,
+    core: PayCore,
+    po: PayOrder,
+    event_type: str,
+    error_code: str | None = None,
+    *,
+    merchant_url: str | None | EllipsisType = ...,
 ) -> str | None:
     """Queue the merchant event for ``po`` reaching success or failure (same transaction).
 
@@ -75,9 +82,14 @@ def notify_pay_order(
     payload shows the state this transaction has just written (not a stale ORM copy),
     and no second connection is needed while this one holds its locks (on SQLite a
     second connection would wait for this transaction's write lock: a deadlock).
+    ``merchant_url``: the merchant's notify URL when the caller has read it in this
+    transaction (None: the merchant takes no notifications).
     """
-    merchant = session.get(Merchant, po.merchant_id)  # often loaded already (the fee)
-    url = merchant.notify_url if merchant is not None else None
+    if isinstance(merchant_url, EllipsisType):  # the caller has not read it already
+        merchant = session.get(Merchant, po.merchant_id)
+        url = merchant.notify_url if merchant is not None else None
+    else:
+        url = merchant_url
     if not url:
         return None
     cols = (

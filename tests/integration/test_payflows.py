@@ -117,6 +117,22 @@ def test_instant_balance_pay_moves_money_once_and_charges_the_fee(shop, core):
     assert trial_balance(core.db).ok
 
 
+def test_each_merchant_is_charged_its_own_fee(core):
+    """Completion reads the fee with the trade's compare-and-set: the merchant of that
+    trade, not whichever merchant row comes first."""
+    from conftest import Shop
+
+    cheap, dear = Shop(core, fee_bps=10), Shop(core, fee_bps=250)
+    for shop in (dear, cheap, dear):  # the first merchant onboarded is not the last to pay
+        t = shop.trade(amount=10_000)
+        po = pay(shop, t.out_trade_no, ("channel", 10_000))
+        assert shop.settle(po.items[0]) == "settled"
+    assert cheap.account(merchant_payable(cheap.mid, "CNY")) == 9_990
+    assert dear.account(merchant_payable(dear.mid, "CNY")) == 2 * 9_750
+    assert core.trades.get(cheap.mid, "t1").paid_amount == 10_000
+    assert trial_balance(core.db).ok
+
+
 def test_combined_balance_and_channel_payment(shop, core):
     shop.fund("u1", 300)
     t = shop.trade(amount=1_000)
