@@ -150,8 +150,8 @@ class TradeService:
             execute_core(s, _INSERT_TRADE, row_values(trade))  # half the CPU of a flush
             return trade_view(trade)
 
-        try:
-            return self.core.db.run(work)
+        try:  # a trade without an origin is one INSERT: no transaction around it needed
+            return self.core.db.run(work, one_statement=not req.origin_out_trade_no)
         except DuplicateKey:  # a replay, or a concurrent create with the same number won
             # (insert first, look up on conflict: a new trade, the usual case, costs one
             # round trip less than looking first)

@@ -13,8 +13,8 @@
 \set t1 random(2001, 2016)
 \set t2 random(2001, 2016)
 
--- step: create (POST /v1/trades: insert first, look up only on a conflict)
-BEGIN;
+-- step: create (POST /v1/trades: insert first, look up only on a conflict; one
+-- statement, so autocommit)
 INSERT INTO trades (id, merchant_id, out_trade_no, trade_type, status, amount, currency,
                     paid_amount, refunded_amount, user_id, payee_user_id, order_type,
                     sub_type, pay_org_no, origin_trade_id, root_trade_id, request_hash,
@@ -24,7 +24,6 @@ SELECT 8 * n, 'MPGBENCH', 'pgb-' || n::text, 'instant', 'created', 1000, 'CNY', 
        '13f3da4f3869aa9ec675e7afa1bbacefd434c568274db32952fa48582a2f5d35', '', now(), now()
 FROM (SELECT nextval('pay_bench_seq') AS n) AS s
 RETURNING id / 8 AS n \gset
-COMMIT;
 \set id :n * 8
 \set e1 :id + 1
 \set e2 :id + 2

@@ -155,15 +155,18 @@ class Database:
             except exc.DBAPIError as e:
                 raise StorageError("database error") from e
 
-    def run(self, fn: Callable[[Session], T]) -> T:
+    def run(self, fn: Callable[[Session], T], *, one_statement: bool = False) -> T:
         """Run ``fn`` in one transaction, retrying deadlocks with jittered backoff.
 
         ``fn`` must be safe to run again from the start (it is, when all of its
-        effects go through the session).
+        effects go through the session). ``one_statement``: ``fn`` sends a single
+        statement, which is atomic by itself; on PostgreSQL it then runs in autocommit,
+        without the BEGIN and COMMIT round trips (no before-commit hooks run).
         """
+        sessions = self._reads if one_statement else self._sessions
         for attempt in range(self.max_retries + 1):
             try:
-                with self._sessions() as s, s.begin():
+                with sessions() as s, s.begin():
                     return fn(s)
             except PayCoreError:
                 raise
