@@ -9,10 +9,11 @@ recorded as a classified exception, and is refunded in full by compensation.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, exists, insert, literal_column, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnClause
 
 from . import status as st
 from .channels import ChannelRequest
@@ -82,9 +83,9 @@ _COMPLETE_IF_ALL_ITEMS_SUCCEEDED = (
 # fields for the postings, the merchant's fee and notify URL (read in this transaction)
 # spelled out: RETURNING renders the updated table's columns unqualified, and a bare
 # merchant_id in the subquery would be the merchants row's own (any merchant's fee)
-_TRADE_MERCHANT = literal_column("trades.merchant_id")
+_TRADE_MERCHANT: ColumnClause[Any] = literal_column("trades.merchant_id")
 _TRADE_PAID = (
-    update(Trade.__table__)
+    update(Trade)
     .where(Trade.id == bindparam("tid"), Trade.status == st.PAYING)
     .values(status=st.PAID, paid_amount=bindparam("paid"), updated_at=bindparam("now"))
     .returning(Trade.trade_type, Trade.user_id, Trade.payee_user_id,
@@ -92,8 +93,8 @@ _TRADE_PAID = (
                  .scalar_subquery().label(col.key) for col in (Merchant.fee_bps,
                                                               Merchant.notify_url)))
 )  # fmt: skip
-_INSERT_PAY_ORDER = insert(PayOrder.__table__)
-_INSERT_PAY_ITEMS = insert(PayItem.__table__)
+_INSERT_PAY_ORDER = insert(PayOrder)
+_INSERT_PAY_ITEMS = insert(PayItem)
 
 
 class PayService(ChannelSettlement):

@@ -82,7 +82,7 @@ _FIND_TRADE = select(Trade).where(Trade.merchant_id == bindparam("mid"),
                                   Trade.out_trade_no == bindparam("no"))  # fmt: skip
 
 
-_INSERT_TRADE = insert(Trade.__table__)
+_INSERT_TRADE = insert(Trade)
 
 
 def find_trade(s: Session, merchant_id: str, out_trade_no: str) -> Trade | None:

@@ -27,8 +27,8 @@ from ..instrument import NULL_METRICS, Metrics
 from .accounts import BUFFERED, AccountDirectory, AccountRef, HotPolicy
 
 _DELTAS = "paywatch_balance_deltas"
-_INSERT_LEGS = insert(JournalLeg.__table__)
-_INSERT_PENDING = insert(PendingPosting.__table__)
+_INSERT_LEGS = insert(JournalLeg)
+_INSERT_PENDING = insert(PendingPosting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +224,7 @@ def _apply_all_pg(session: Session, changes: list[tuple[int, int]]) -> None:
 
 
 _APPLY_ONE = (
-    update(Account.__table__)
+    update(Account)
     .where(Account.id == bindparam("aid"),
            Account.allow_negative | (Account.balance + bindparam("delta") >= 0))
     .values(balance=Account.balance + bindparam("delta"))
