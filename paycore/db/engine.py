@@ -119,11 +119,11 @@ class Database:
         self.dialect = self.engine.dialect.name
         self.max_retries = max_retries
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite gets no autocommit reads: its BEGIN IMMEDIATE hook would open a
-        # transaction that autocommit never closes
-        self._reads = (sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-                                    expire_on_commit=False)
-                       if self.dialect == "postgresql" else self._sessions)  # fmt: skip
+        # plain reads and one-statement writes; SQLite gets no autocommit: its BEGIN
+        # IMMEDIATE hook would open a transaction that autocommit never closes
+        autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._autocommit = (sessionmaker(autocommit, expire_on_commit=False)
+                            if self.dialect == "postgresql" else self._sessions)  # fmt: skip
         event.listen(self._sessions, "before_commit", _run_hooks)
         event.listen(self._sessions, "after_rollback", _drop_hooks)
 
@@ -149,7 +149,7 @@ class Database:
         of a one-row lookup. Use :meth:`session` or :meth:`run` to write, or when several
         reads must see one snapshot.
         """
-        with self._reads() as s:
+        with self._autocommit() as s:
             try:
                 yield s
             except exc.DBAPIError as e:
@@ -163,7 +163,7 @@ class Database:
         statement, which is atomic by itself; on PostgreSQL it then runs in autocommit,
         without the BEGIN and COMMIT round trips (no before-commit hooks run).
         """
-        sessions = self._reads if one_statement else self._sessions
+        sessions = self._autocommit if one_statement else self._sessions
         for attempt in range(self.max_retries + 1):
             try:
                 with sessions() as s, s.begin():
