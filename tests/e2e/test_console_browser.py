@@ -181,7 +181,7 @@ def test_operator_degrades_risk_and_overview_counts_the_fallbacks(tmp_path):
                 degraded = _guard_count(api, "risk", "degraded")
                 assert degraded >= TRADES, degraded
 
-                row = _overview_guard_row(page, expect, "risk")
+                row = _overview_guard_row(page, expect, "risk", at_least=degraded)
                 page.screenshot(path=shots / "03_overview_fallbacks.png", full_page=True)
                 # the overview shows calls in the window as rate x window, and the store's
                 # rate divides by the seconds the young series spans: at least the count
@@ -296,9 +296,14 @@ def _pay_through_degraded_risk(api: str, token: str) -> int:
     return len(numbers)
 
 
-def _overview_guard_row(page: Any, expect: Any, resource: str) -> dict[str, float]:
+def _overview_guard_row(
+    page: Any, expect: Any, resource: str, *, at_least: float
+) -> dict[str, float]:
     """The overview's "Guard fallbacks" row of ``resource``, read from the table in the
     browser once the API's sampler has written it and the page's 5 s fragment refreshed.
+
+    The sampler writes every 5 s, so it may have caught the first calls but not yet the
+    last: wait for ``degraded`` to reach ``at_least`` (a row that never does times out).
 
     ``st.dataframe`` draws on a canvas; the cells are in the ``<table role=grid>`` inside it
     (fallback content: no layout, so text contents rather than inner texts or roles).
@@ -315,11 +320,11 @@ def _overview_guard_row(page: Any, expect: Any, resource: str) -> dict[str, floa
         header = grid.first.locator("thead th").all_text_contents()
         for tr in grid.first.locator("tbody tr").all():
             cells = dict(zip(header, tr.locator("td").all_text_contents(), strict=False))
-            if cells.get("resource") == resource and float(cells.get("degraded") or 0) > 0:
+            if cells.get("resource") == resource and float(cells.get("degraded") or 0) >= at_least:
                 return {k: float(v) for k, v in cells.items() if k != "resource"}
         return None
 
-    found = _wait(row, f"a {resource} row in Guard fallbacks", timeout=60)
+    found = _wait(row, f"a {resource} row in Guard fallbacks with {at_least}+ degraded", timeout=60)
     grid.first.scroll_into_view_if_needed()
     expect(page.get_by_text("No degraded or fallback calls in the window.")).to_have_count(0)
     return found
