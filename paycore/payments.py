@@ -38,7 +38,7 @@ from .ledger import (
 )
 from .models import PayOrderView, PayRequest, TradeView
 from .money import fee_for
-from .notify.outbox import notify_pay_order
+from .notify.outbox import merchant_notify_url, notify_pay_order
 from .settlement import ChannelSettlement
 from .trades import pay_order_view
 
@@ -79,19 +79,16 @@ _COMPLETE_IF_ALL_ITEMS_SUCCEEDED = (
     .execution_options(synchronize_session=False)
 )
 
-# paying -> paid (st.TRADE_TRANSITIONS), returning what completion needs: the trade's
-# fields for the postings, the merchant's fee and notify URL (read in this transaction)
-# spelled out: RETURNING renders the updated table's columns unqualified, and a bare
-# merchant_id in the subquery would be the merchants row's own (any merchant's fee)
+# what completion needs, returned by the trade's paying -> paid compare-and-set: the
+# trade's fields for the postings, the merchant's fee and notify URL (read in this
+# transaction). Spelled out: RETURNING renders the updated table's columns unqualified,
+# and a bare merchant_id in the subquery would be the merchants row's own (any merchant's
+# fee).
 _TRADE_MERCHANT: ColumnClause[Any] = literal_column("trades.merchant_id")
-_TRADE_PAID = (
-    update(Trade)
-    .where(Trade.id == bindparam("tid"), Trade.status == st.PAYING)
-    .values(status=st.PAID, paid_amount=bindparam("paid"), updated_at=bindparam("now"))
-    .returning(Trade.trade_type, Trade.user_id, Trade.payee_user_id,
-               *(select(col).where(Merchant.merchant_id == _TRADE_MERCHANT)
-                 .scalar_subquery().label(col.key) for col in (Merchant.fee_bps,
-                                                              Merchant.notify_url)))
+_PAID_TRADE_FIELDS = (
+    Trade.trade_type, Trade.user_id, Trade.payee_user_id,
+    *(select(col).where(Merchant.merchant_id == _TRADE_MERCHANT).scalar_subquery()
+      .label(col.key) for col in (Merchant.fee_bps, Merchant.notify_url)),
 )  # fmt: skip
 _INSERT_PAY_ORDER = insert(PayOrder)
 _INSERT_PAY_ITEMS = insert(PayItem)
@@ -296,9 +293,10 @@ class PayService(ChannelSettlement):
         if done.rowcount != 1:
             return
         # the trade's compare-and-set returns what the postings need: no separate read
-        trade = execute_core(
-            s, _TRADE_PAID, {"tid": po.trade_id, "paid": po.amount, "now": now}
-        ).one_or_none()
+        trade = st.cas_status_returning(
+            s, Trade, po.trade_id, st.PAYING, st.PAID, st.TRADE_TRANSITIONS, _PAID_TRADE_FIELDS,
+            paid_amount=po.amount, updated_at=now,
+        )  # fmt: skip
         if trade is None:
             raise WrongState(f"trade {po.trade_id} left paying while its pay order completed")
         cur, amount, mid = po.currency, po.amount, po.merchant_id
@@ -338,7 +336,7 @@ class PayService(ChannelSettlement):
                 trade_id=po.trade_id,
             )
         # outbox row, same transaction
-        notify_pay_order(s, self.core, po, "trade.paid", merchant_url=trade.notify_url)
+        notify_pay_order(s, self.core, po, "trade.paid", trade.notify_url)
 
     def _fail(self, s: Session, po: PayOrder, error_code: str) -> None:
         """The order failed: release withdraw holds, reopen the trade, classify what was taken."""
@@ -357,7 +355,8 @@ class PayService(ChannelSettlement):
         st.cas_status(
             s, Trade, po.trade_id, st.PAYING, st.CREATED, st.TRADE_TRANSITIONS, updated_at=now
         )
-        notify_pay_order(s, self.core, po, "trade.pay_failed", error_code)
+        url = merchant_notify_url(s, po.merchant_id)
+        notify_pay_order(s, self.core, po, "trade.pay_failed", url, error_code)
         items = s.execute(select(PayItem).where(PayItem.pay_order_id == po.id)).scalars().all()
         taken = sum(
             i.settled_amount or 0

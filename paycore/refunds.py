@@ -38,7 +38,7 @@ from .ledger import (
     user_balance,
 )
 from .models import RefundRequest, TradeDetail
-from .notify.outbox import notify_pay_order
+from .notify.outbox import merchant_notify_url, notify_pay_order
 from .trades import find_trade, trade_context
 
 if TYPE_CHECKING:
@@ -274,7 +274,8 @@ class RefundService:
                 paid_amount=po.amount,
                 updated_at=now,
             )
-            notify_pay_order(s, self.core, po, "refund.succeeded")
+            url = merchant_notify_url(s, po.merchant_id)
+            notify_pay_order(s, self.core, po, "refund.succeeded", url)
 
     def settle_item(self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult) -> str:
         """Settle the channel's answer to one refund item (called with the order locked)."""
@@ -382,5 +383,6 @@ class RefundService:
                     st.TRADE_TRANSITIONS,
                     updated_at=now,
                 )
-                notify_pay_order(s, self.core, po, "refund.failed", "channel_refused")
+                url = merchant_notify_url(s, po.merchant_id)
+                notify_pay_order(s, self.core, po, "refund.failed", url, "channel_refused")
             return "failed"

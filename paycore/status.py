@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import Row, bindparam, update
 from sqlalchemy.orm import Session
 
 from .db.util import execute_core
@@ -50,19 +50,51 @@ def cas_status(
     **values: Any,
 ) -> bool:
     """Move ``row_id`` from ``from_status`` to ``to_status``; True if this call did it."""
+    result = _cas(session, model, row_id, from_status, to_status, transitions, (), values)
+    return result.rowcount == 1
+
+
+def cas_status_returning(
+    session: Session,
+    model: Any,
+    row_id: int,
+    from_status: str,
+    to_status: str,
+    transitions: dict[str, set[str]],
+    returning: tuple[Any, ...],
+    **values: Any,
+) -> Row[Any] | None:
+    """As :func:`cas_status`, and the moved row's ``returning`` columns in the same
+    statement (no read after it); None if this call did not move it. ``returning`` should
+    be a module constant: the statement is cached per tuple."""
+    result = _cas(session, model, row_id, from_status, to_status, transitions, returning, values)
+    return result.one_or_none()
+
+
+def _cas(
+    session: Session,
+    model: Any,
+    row_id: int,
+    from_status: str,
+    to_status: str,
+    transitions: dict[str, set[str]],
+    returning: tuple[Any, ...],
+    values: dict[str, Any],
+) -> Any:
     if to_status not in transitions.get(from_status, ()):
         raise ValueError(f"illegal transition {from_status} -> {to_status}")
-    stmt = _cas_statement(model, tuple(sorted(values)))
+    stmt = _cas_statement(model, tuple(sorted(values)), returning)
     params = {"cas_id": row_id, "cas_from": from_status, "cas_to": to_status, **values}
-    return execute_core(session, stmt, params).rowcount == 1
+    return execute_core(session, stmt, params)
 
 
 @lru_cache(maxsize=64)
-def _cas_statement(model: Any, keys: tuple[str, ...]) -> Any:
+def _cas_statement(model: Any, keys: tuple[str, ...], returning: tuple[Any, ...]) -> Any:
     """One statement per (model, columns set): building it costs as much as running it."""
-    return (
+    stmt = (
         update(model)
         .where(model.id == bindparam("cas_id"), model.status == bindparam("cas_from"))
         .values(status=bindparam("cas_to"), **{k: bindparam(k) for k in keys})
         .execution_options(synchronize_session=False)
     )
+    return stmt.returning(*returning) if returning else stmt

@@ -7,7 +7,7 @@ first, retrying on a growing schedule.
 """
 
 from .delivery import DEFAULT_SCHEDULE, NotificationDelivery, envelope
-from .outbox import EVENT_TYPES, add_notification, notify_pay_order
+from .outbox import EVENT_TYPES, add_notification, merchant_notify_url, notify_pay_order
 
 __all__ = [
     "DEFAULT_SCHEDULE",
@@ -15,5 +15,6 @@ __all__ = [
     "NotificationDelivery",
     "add_notification",
     "envelope",
+    "merchant_notify_url",
     "notify_pay_order",
 ]

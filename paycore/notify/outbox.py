@@ -9,7 +9,6 @@ notification behind, and a committed one always has its notification: delivery
 from __future__ import annotations
 
 import json
-from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
@@ -67,29 +66,30 @@ def add_notification(
     return event_id
 
 
+def merchant_notify_url(session: Session, merchant_id: str) -> str | None:
+    """The merchant's notify URL, read through ``session`` (None: no notifications)."""
+    return session.execute(
+        select(Merchant.notify_url).where(Merchant.merchant_id == merchant_id)
+    ).scalar_one_or_none()
+
+
 def notify_pay_order(
     session: Session,
     core: PayCore,
     po: PayOrder,
     event_type: str,
+    url: str | None,
     error_code: str | None = None,
-    *,
-    merchant_url: str | None | EllipsisType = ...,
 ) -> str | None:
     """Queue the merchant event for ``po`` reaching success or failure (same transaction).
 
-    The merchant's URL and the trade's fields are read through ``session``: the
-    payload shows the state this transaction has just written (not a stale ORM copy),
-    and no second connection is needed while this one holds its locks (on SQLite a
-    second connection would wait for this transaction's write lock: a deadlock).
-    ``merchant_url``: the merchant's notify URL when the caller has read it in this
-    transaction (None: the merchant takes no notifications).
+    ``url``: the merchant's notify URL, read in this transaction (completion gets it from
+    its compare-and-set, other callers from :func:`merchant_notify_url`); None or empty
+    writes nothing. The trade's fields are read through ``session``: the payload shows
+    the state this transaction has just written (not a stale ORM copy), and no second
+    connection is needed while this one holds its locks (on SQLite a second connection
+    would wait for this transaction's write lock: a deadlock).
     """
-    if isinstance(merchant_url, EllipsisType):  # the caller has not read it already
-        merchant = session.get(Merchant, po.merchant_id)
-        url = merchant.notify_url if merchant is not None else None
-    else:
-        url = merchant_url
     if not url:
         return None
     cols = (
