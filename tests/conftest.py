@@ -279,3 +279,72 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+class Clock:
+    """A clock the test sets (``clock.now = …``); the code under test calls it."""
+
+    def __init__(self, now) -> None:
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class SandboxWorld:
+    """The pay core on ``db_url`` and the sandbox channel over real HTTP, with callbacks
+    held back ten minutes so that only the test settles orders, and the pay core's clock
+    (``clock``) in the test's hands. ``channel_now``: also set the sandbox's own clock
+    (the time it books a settlement at); None keeps it on wall time."""
+
+    def __init__(self, db_url: str, now, *, channel_now=None, seed: int = 0) -> None:
+        import secrets
+
+        from console.migrate import upgrade_database
+        from paycore import Database, PayCore
+        from paycore.channels.sandbox import create_sandbox_app
+        from paycore.channels.sandbox_config import Knobs, SandboxConfig
+
+        self.secrets = {Shop.ORG: secrets.token_urlsafe(16)}
+        self.channel_now = channel_now
+        quiet = Knobs(latency_ms=0, callback_delay_ms=600_000)  # no callback during a test
+        cfg = SandboxConfig(secrets=dict(self.secrets), admin_token="adm", seed=seed,
+                            knobs={Shop.ORG: quiet})  # fmt: skip
+        if channel_now is not None:
+            cfg.clock = lambda: self.channel_now.timestamp()
+        self.app = create_sandbox_app(cfg)
+        self.server = LiveServer(self.app)
+        self.db = Database(db_url)
+        upgrade_database(self.db.engine)
+        self.clock = Clock(now)
+        self.core = PayCore(self.db, clock=self.clock)
+        self.shop = Shop(self.core)
+
+    def __enter__(self):
+        from paycore.channels.gateway import ChannelFront, build_gateway
+
+        self.server.__enter__()
+        self.gateway = build_gateway(self.server.url, self.secrets)
+        self.front = ChannelFront(self.gateway, lambda org: "http://127.0.0.1:9/callback")
+        self.core.channel = self.front
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.front.close()
+        self.gateway.close()
+        self.server.__exit__(*exc)
+        self.core.close()
+
+    @property
+    def sandbox(self):
+        return self.app.state.sandbox
+
+    def pay(self, amount: int):
+        """Pay a new instant trade of ``amount`` through the channel; (trade, its item)."""
+        from paycore import PayRequest, PayTool
+
+        t = self.shop.trade("instant", amount)
+        po = self.core.payments.pay(self.shop.mid,
+                                    PayRequest(t.out_trade_no, (PayTool("channel", amount),)))  # fmt: skip
+        assert self.front.wait_idle(10)
+        return t, po.items[0]

@@ -6,17 +6,14 @@ the test: only the active query can settle the orders. Time is injected.
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import LiveServer, Shop, free_port
+from conftest import SandboxWorld, Shop, free_port
 
-from paycore import ChannelResult, Database, PayCore, PayRequest, PayTool
-from paycore.channels.gateway import ChannelFront, build_gateway
-from paycore.channels.sandbox import create_sandbox_app
-from paycore.channels.sandbox_config import Knobs, SandboxConfig
+from paycore import ChannelResult
+from paycore.channels.gateway import build_gateway
 from paycore.db.schema import JournalEntry, PayItem
 from paycore.jobs.active_query import ActiveQuery
 
@@ -24,52 +21,9 @@ ORG = Shop.ORG
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
-class Env:
+class Env(SandboxWorld):
     def __init__(self, pg_url: str) -> None:
-        from console.migrate import upgrade_database
-
-        self.secrets = {ORG: secrets.token_urlsafe(16)}
-        quiet = Knobs(latency_ms=0, callback_delay_ms=600_000)  # no callback during the test
-        self.app = create_sandbox_app(SandboxConfig(secrets=dict(self.secrets),
-                                                    admin_token="adm", knobs={ORG: quiet}))
-        self.server = LiveServer(self.app)
-        self.db = Database(pg_url)
-        upgrade_database(self.db.engine)
-        self.clock = Clock(T0)
-        self.core = PayCore(self.db, clock=self.clock)
-        self.shop = Shop(self.core)
-
-    def __enter__(self) -> Env:
-        self.server.__enter__()
-        self.gateway = build_gateway(self.server.url, self.secrets)
-        self.front = ChannelFront(self.gateway, lambda org: "http://127.0.0.1:9/callback")
-        self.core.channel = self.front
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.front.close()
-        self.gateway.close()
-        self.server.__exit__(*exc)
-        self.core.close()
-
-    @property
-    def sandbox(self):
-        return self.app.state.sandbox
-
-    def pay(self, amount: int):
-        t = self.shop.trade("instant", amount)
-        po = self.core.payments.pay(self.shop.mid,
-                                    PayRequest(t.out_trade_no, (PayTool("channel", amount),)))
-        assert self.front.wait_idle(10)
-        return t, po.items[0]
+        super().__init__(pg_url, T0)
 
     def item(self, item_id: int) -> PayItem:
         with self.db.session() as s:

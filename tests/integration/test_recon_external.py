@@ -8,17 +8,13 @@ minutes), so each side books a transaction exactly when the test says.
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import LiveServer, Shop
+from conftest import SandboxWorld, Shop
 
-from paycore import ChannelResult, Database, PayCore, PayRequest, PayTool, RefundRequest
-from paycore.channels.gateway import ChannelFront, build_gateway
-from paycore.channels.sandbox import create_sandbox_app
-from paycore.channels.sandbox_config import Knobs, SandboxConfig
+from paycore import ChannelResult, RefundRequest
 from paycore.db.schema import ReconDifference, ReconRun
 from paycore.recon import RESOLUTION, reconcile_day
 
@@ -30,57 +26,15 @@ def at(hh: int, mm: int, ss: int = 0, day: date = DAY) -> datetime:
     return datetime.combine(day, time(hh, mm, ss), tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class World:
+class World(SandboxWorld):
     """The pay core (PostgreSQL) and the sandbox channel (HTTP), with both clocks in hand."""
 
-    def __init__(self, pg_url: str) -> None:
-        from console.migrate import upgrade_database
+    def __init__(self, db_url: str) -> None:
+        super().__init__(db_url, at(8, 0), channel_now=at(0, 0), seed=11)
 
-        self.secrets = {ORG: secrets.token_urlsafe(16)}
-        self.channel_now = at(0, 0)
-        quiet = Knobs(latency_ms=0, callback_delay_ms=600_000)
-        cfg = SandboxConfig(secrets=dict(self.secrets), admin_token="adm", seed=11,
-                            knobs={ORG: quiet}, clock=lambda: self.channel_now.timestamp())
-        self.app = create_sandbox_app(cfg)
-        self.server = LiveServer(self.app)
-        self.db = Database(pg_url)
-        upgrade_database(self.db.engine)
-        self.clock = Clock(at(8, 0))
-        self.core = PayCore(self.db, clock=self.clock)
-        self.shop = Shop(self.core)
-
-    def __enter__(self) -> World:
-        self.server.__enter__()
-        self.gateway = build_gateway(self.server.url, self.secrets)
-        self.front = ChannelFront(self.gateway, lambda org: "http://127.0.0.1:9/callback")
-        self.core.channel = self.front
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.front.close()
-        self.gateway.close()
-        self.server.__exit__(*exc)
-        self.core.close()
-
-    @property
-    def sandbox(self):
-        return self.app.state.sandbox
-
-    def pay(self, amount: int, when: datetime):
+    def pay(self, amount: int, when: datetime):  # type: ignore[override]
         self.clock.now = when
-        t = self.shop.trade("instant", amount)
-        po = self.core.payments.pay(self.shop.mid,
-                                    PayRequest(t.out_trade_no, (PayTool("channel", amount),)))
-        assert self.front.wait_idle(10)
-        return t, po.items[0]
+        return super().pay(amount)
 
     def channel_settles(self, txn_no: str, when: datetime):
         self.channel_now = when
