@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from .errors import StabilityError
@@ -47,13 +48,15 @@ class SwitchWatcher:
         self.redis, self.channel = redis_client, channel
         self.expire = expire
         self.version = -1
+        self._expiry_known = False  # no snapshot yet: check expiry on the first refresh
+        self._next_expiry: datetime | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def refresh(self) -> bool:
         """Check the version now; apply a new snapshot if it moved. True if applied."""
-        if self.expire:
+        if self.expire and self._expiry_due():
             try:
                 self.service.expire_due()  # expired switches revert themselves
             except StabilityError:
@@ -68,7 +71,16 @@ class SwitchWatcher:
             return False
         self.apply(snapshot)
         self.version = snapshot.version
+        self._next_expiry, self._expiry_known = snapshot.next_expiry, True
         return True
+
+    def _expiry_due(self) -> bool:
+        """Whether a switch may have passed its expiry. Any new switch bumps the version,
+        and its snapshot brings its expiry: between changes, the last snapshot's earliest
+        expiry is the first moment one can expire (no transaction every poll until then)."""
+        if not self._expiry_known:
+            return True
+        return self._next_expiry is not None and self.service.clock() >= self._next_expiry
 
     def start(self) -> SwitchWatcher:
         self.refresh()

@@ -69,9 +69,17 @@ class SwitchSnapshot:
     forced: dict[str, str] = field(default_factory=dict)  # resource -> forced_open|forced_closed
     limits: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule name -> overrides
     dry_run: frozenset[str] = frozenset()  # limit rule names
+    #: the earliest expiry of a pending or active switch at this version (None: none):
+    #: until then no switch can expire, so watchers skip the expiry check
+    next_expiry: datetime | None = None
 
     @classmethod
-    def build(cls, version: int, switches: Iterable[SwitchRecord]) -> SwitchSnapshot:
+    def build(
+        cls,
+        version: int,
+        switches: Iterable[SwitchRecord],
+        next_expiry: datetime | None = None,
+    ) -> SwitchSnapshot:
         degraded, forced, limits, dry = set(), {}, {}, set()
         for sw in sorted(switches, key=lambda s: s.id):  # later changes win
             if sw.kind == "degrade":
@@ -82,7 +90,7 @@ class SwitchSnapshot:
                 limits[sw.target] = dict(sw.params)
             elif sw.kind == "dry_run_limit":
                 dry.add(sw.target)
-        return cls(version, frozenset(degraded), forced, limits, frozenset(dry))
+        return cls(version, frozenset(degraded), forced, limits, frozenset(dry), next_expiry)
 
 
 def _validate(kind: str, params: dict[str, Any]) -> None:
@@ -266,7 +274,12 @@ class SwitchService:
     def snapshot(self) -> SwitchSnapshot:
         """The version and the active switches, read consistently enough for polling."""
         version = self.version()
-        return SwitchSnapshot.build(version, self.active())
+        with self._connect() as conn:
+            next_expiry = conn.execute(
+                sa.select(sa.func.min(Switch.expires_at))
+                .where(Switch.status.in_((PENDING, ACTIVE)))
+            ).scalar_one()  # fmt: skip
+        return SwitchSnapshot.build(version, self.active(), next_expiry)
 
     def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
         with self._connect() as conn:

@@ -11,6 +11,7 @@ from stability.depmap_seed import default_map
 from stability.errors import ApprovalError, SwitchError
 from stability.limits import LimitRule
 from stability.policy import approval_policy
+from stability.propagation import SwitchWatcher
 from stability.schema import AuditEntry
 from stability.switches import SwitchService, SwitchSnapshot
 
@@ -99,6 +100,37 @@ def test_switches_expire_and_revert_themselves(svc):
     assert svc.get(sw.id).status == "expired"
     assert svc.audit_log()[0]["action"] == "expire" and svc.audit_log()[0]["actor"] == "system"
     assert svc.expire_due() == 0
+
+
+def test_watcher_checks_expiry_only_once_a_switch_can_have_expired(svc):
+    calls = []
+    expire_due = svc.expire_due
+    svc.expire_due = lambda: calls.append(svc.test_clock.now) or expire_due()
+    applied = []
+    watcher = SwitchWatcher(svc, applied.append)  # not started: the test drives refresh()
+    for _ in range(3):
+        watcher.refresh()
+    assert len(calls) == 1  # the first refresh, before any snapshot; then nothing can expire
+    sw = svc.propose("degrade", "coupon", actor="alice", reason="drill",
+                     ttl=timedelta(minutes=5))  # fmt: skip
+    pending = svc.propose("set_limit", "channel.SANDBOX_A.total", actor="alice",
+                          reason="drill", ttl=timedelta(minutes=9), params={"rate": 1})  # fmt: skip
+    assert pending.status == "pending"
+    assert watcher.refresh() and applied[-1].degraded == {"coupon"}
+    assert applied[-1].next_expiry == sw.expires_at
+    svc.test_clock.now += timedelta(minutes=4)
+    watcher.refresh()
+    assert len(calls) == 1  # before the earliest expiry: no expiry transaction
+    svc.test_clock.now += timedelta(minutes=1, seconds=1)
+    assert watcher.refresh()  # expired and reverted in this refresh
+    assert len(calls) == 2 and applied[-1].degraded == frozenset()
+    assert svc.get(sw.id).status == "expired"
+    assert applied[-1].next_expiry == pending.expires_at  # pending switches expire too
+    svc.test_clock.now += timedelta(minutes=4)
+    assert watcher.refresh() and svc.get(pending.id).status == "expired"
+    assert applied[-1].next_expiry is None
+    watcher.refresh()
+    assert len(calls) == 3
 
 
 def test_audit_log_is_append_only_history(svc, migrated_db):
