@@ -1,4 +1,4 @@
-"""The channel-failure and redis-down drills on a real platform: PostgreSQL (and Redis
+"""The channel-failure, redis-down and db-slow drills on a real platform: PostgreSQL (and Redis
 through the fault proxy), the sandbox channel over HTTP, the pay core API and a worker
 (each on its thread), Poisson merchant traffic.
 
@@ -13,9 +13,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import free_port
 
@@ -125,6 +127,51 @@ def test_redis_down_drill_fails_fast_then_recovers_and_loses_nothing(pg_url, red
     assert len(paid_after) > 5, summary
     assert audit["paid"] > 40, summary
     # and nothing was lost, doubled or left unbalanced
+    assert report["still_pending"] == 0
+    assert (audit["lost"], audit["doubled"], audit["errors"]) == (0, 0, 0), summary
+    assert plat["trial_balance"]["ok"] and plat["trial_balance"]["legs_total"] == {"CNY": 0}
+    assert plat["recon"]["differences"] == 0 and report["status"] == "passed", summary
+
+
+def test_db_slow_drill_slows_every_round_trip_and_loses_nothing(platform):
+    """Every database round trip 200 ms slower (the fault proxy) from t+6 s to t+18 s:
+    the pay link slows down but keeps its money straight, and speeds up again after."""
+    settings, stack = platform
+    assert "database" in stack.proxies
+    readyz = f"{stack.settings.api_url}/readyz"
+    probes: list[tuple[float, float]] = []  # (monotonic at start, seconds) of one DB ping
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.wait(0.5):
+            t0 = time.monotonic()
+            httpx.get(readyz, timeout=10).raise_for_status()
+            probes.append((t0, time.monotonic() - t0))
+
+    sim = drill_traffic(settings, stack, seed=10, receiver_failure_ratio=0.0)
+    drill = BUILTIN["db-slow"].scaled(FACTOR)
+    start = time.monotonic()
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        report = run_drill(drill, sim, stack.targets(settings), target="database",
+                           time_factor=FACTOR, settle_s=90)  # fmt: skip
+    finally:
+        stop.set()
+        prober.join(timeout=15)
+        sim.stop()
+    plat, audit = report["platform"], report["audit"]
+    summary = json.dumps({k: report.get(k) for k in ("checks", "audit", "traffic", "steps")})
+    assert [s["params"] for s in report["steps"]] == [{"latency_ms": 200.0},
+                                                       {"latency_ms": 0.0}], summary  # fmt: skip
+    assert not any("error" in s for s in report["steps"]) and not report["undo_errors"]
+    # a database ping took the added 200 ms while the fault was on, and not after it
+    slow = [d for t, d in probes if start + 7 < t < start + 17]
+    after = [d for t, d in probes if start + 20 < t]
+    assert slow and min(slow) >= 0.2, (slow, summary)
+    assert after and sorted(after)[len(after) // 2] < 0.2, (after, summary)
+    # payments went on, slower, and nothing was lost, doubled or left unbalanced
+    assert audit["paid"] > 40, summary
     assert report["still_pending"] == 0
     assert (audit["lost"], audit["doubled"], audit["errors"]) == (0, 0, 0), summary
     assert plat["trial_balance"]["ok"] and plat["trial_balance"]["legs_total"] == {"CNY": 0}
