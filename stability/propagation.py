@@ -48,8 +48,7 @@ class SwitchWatcher:
         self.redis, self.channel = redis_client, channel
         self.expire = expire
         self.version = -1
-        self._expiry_known = False  # no snapshot yet: check expiry on the first refresh
-        self._next_expiry: datetime | None = None
+        self._next_expiry: datetime | None = None  # of the snapshot at self.version
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -71,14 +70,14 @@ class SwitchWatcher:
             return False
         self.apply(snapshot)
         self.version = snapshot.version
-        self._next_expiry, self._expiry_known = snapshot.next_expiry, True
+        self._next_expiry = snapshot.next_expiry
         return True
 
     def _expiry_due(self) -> bool:
         """Whether a switch may have passed its expiry. Any new switch bumps the version,
         and its snapshot brings its expiry: between changes, the last snapshot's earliest
         expiry is the first moment one can expire (no transaction every poll until then)."""
-        if not self._expiry_known:
+        if self.version < 0:  # no snapshot yet
             return True
         return self._next_expiry is not None and self.service.clock() >= self._next_expiry
 

@@ -254,12 +254,7 @@ class SwitchService:
     def active(self, now: datetime | None = None) -> list[SwitchRecord]:
         """Switches in force right now (active and not past expiry)."""
         now = now or self.clock()
-        with self._connect() as conn:
-            rows = conn.execute(
-                sa.select(Switch).where(Switch.status == ACTIVE, Switch.expires_at > now)
-                .order_by(Switch.id)
-            ).all()  # fmt: skip
-        return [_record(r) for r in rows]
+        return _in_force(self._live(), now)
 
     def listing(self, limit: int = 200) -> list[SwitchRecord]:
         with self._connect() as conn:
@@ -273,13 +268,10 @@ class SwitchService:
 
     def snapshot(self) -> SwitchSnapshot:
         """The version and the active switches, read consistently enough for polling."""
-        version = self.version()
-        with self._connect() as conn:
-            next_expiry = conn.execute(
-                sa.select(sa.func.min(Switch.expires_at))
-                .where(Switch.status.in_((PENDING, ACTIVE)))
-            ).scalar_one()  # fmt: skip
-        return SwitchSnapshot.build(version, self.active(), next_expiry)
+        version, now = self.version(), self.clock()
+        live = self._live()  # one read: what is in force, and the earliest expiry
+        next_expiry = min((sw.expires_at for sw in live), default=None)
+        return SwitchSnapshot.build(version, _in_force(live, now), next_expiry)
 
     def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
         with self._connect() as conn:
@@ -294,6 +286,14 @@ class SwitchService:
         ]  # fmt: skip
 
     # -- internals -------------------------------------------------------------------------
+    def _live(self) -> list[SwitchRecord]:
+        """Pending and active switches (some may be past expiry), oldest first."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                sa.select(Switch).where(Switch.status.in_((PENDING, ACTIVE))).order_by(Switch.id)
+            ).all()  # fmt: skip
+        return [_record(r) for r in rows]
+
     def _connect(self) -> Connection:
         try:
             return self.engine.connect()
@@ -341,6 +341,10 @@ class SwitchService:
             reason=reason, before=json.dumps(before, default=str),
             after=json.dumps(after, default=str), version=version,
         ))  # fmt: skip
+
+
+def _in_force(switches: list[SwitchRecord], now: datetime) -> list[SwitchRecord]:
+    return [sw for sw in switches if sw.status == ACTIVE and sw.expires_at > now]
 
 
 def _record(row: Any) -> SwitchRecord:
