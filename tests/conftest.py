@@ -290,6 +290,11 @@ class Clock:
     def __call__(self):
         return self.now
 
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)
+
 
 class SandboxWorld:
     """The pay core on ``db_url`` and the sandbox channel over real HTTP, with callbacks

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 import pytest
 import sqlalchemy as sa
+from conftest import Clock
 
 from alerts import (
     AlertEngine,
@@ -143,14 +144,6 @@ class RecordingNotifier(Notifier):
     def notify(self, notification: Notification) -> list[Delivery]:
         self.sent.append(notification)
         return [Delivery("recorder", "sent", 1, "", "{}")]
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def pay_traffic(q: FakeQuery, errors: Fn, rps: float = 10.0, step: str = "pay") -> None:

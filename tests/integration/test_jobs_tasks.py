@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import Clock
 from sqlalchemy import func, select
 
 from paycore import IdGenerator
@@ -22,17 +23,6 @@ from paycore.jobs import (
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 CTX = BizContext("m1", "goods", "physical", "SANDBOX_A")
-
-
-class Clock:
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def make_queue(db, clock, worker="A", **kw) -> TaskQueue:
@@ -52,7 +42,7 @@ def entries(db) -> int:
 
 # -- the queue -----------------------------------------------------------------------------
 def test_enqueue_is_idempotent_per_kind_and_key(migrated_db):
-    q = make_queue(migrated_db, Clock())
+    q = make_queue(migrated_db, Clock(T0))
     assert q.enqueue(None, "k", "b1", {"a": 1}) is True
     assert q.enqueue(None, "k", "b1", {"a": 2}) is False  # same key: ignored
     assert q.enqueue(None, "other", "b1", {}) is True
@@ -66,7 +56,7 @@ def test_enqueue_is_idempotent_per_kind_and_key(migrated_db):
 
 
 def test_claim_leases_due_tasks_to_one_worker(migrated_db):
-    clock = Clock()
+    clock = Clock(T0)
     a, b = make_queue(migrated_db, clock, "A"), make_queue(migrated_db, clock, "B")
     for i in range(3):
         a.enqueue(None, "k", f"b{i}", {"i": i})
@@ -82,7 +72,7 @@ def test_claim_leases_due_tasks_to_one_worker(migrated_db):
 
 
 def test_backoff_grows_exponentially_within_jitter_bounds(migrated_db):
-    clock = Clock()
+    clock = Clock(T0)
     q = make_queue(migrated_db, clock, base_backoff_s=5, max_backoff_s=60, rng=random.Random(3))
     q.enqueue(None, "k", "b", {}, max_attempts=10)
     delays = []
@@ -113,7 +103,7 @@ def test_backoff_grows_exponentially_within_jitter_bounds(migrated_db):
 
 
 def test_a_business_failure_ends_the_task(migrated_db):
-    clock = Clock()
+    clock = Clock(T0)
     q = make_queue(migrated_db, clock)
     q.enqueue(None, "k", "b", {})
     (task,) = q.claim(1)
@@ -125,7 +115,7 @@ def test_a_business_failure_ends_the_task(migrated_db):
 
 
 def test_after_max_attempts_the_task_goes_to_manual(migrated_db):
-    clock = Clock()
+    clock = Clock(T0)
     q = make_queue(migrated_db, clock)
     q.enqueue(None, "k", "b", {}, max_attempts=3)
     outcomes = []
@@ -139,7 +129,7 @@ def test_after_max_attempts_the_task_goes_to_manual(migrated_db):
 
 
 def test_an_expired_lease_is_claimed_by_another_worker(migrated_db):
-    clock = Clock()
+    clock = Clock(T0)
     a = make_queue(migrated_db, clock, "A", lease_s=10)
     b = make_queue(migrated_db, clock, "B", lease_s=10)
     a.enqueue(None, "k", "b", {})
@@ -152,7 +142,7 @@ def test_an_expired_lease_is_claimed_by_another_worker(migrated_db):
 
 
 def test_a_stale_worker_cannot_settle_a_task_another_worker_reclaimed(migrated_db):
-    clock = Clock()
+    clock = Clock(T0)
     a = make_queue(migrated_db, clock, "A", lease_s=10)
     b = make_queue(migrated_db, clock, "B", lease_s=10)
     a.enqueue(None, "k", "b", {})
@@ -173,7 +163,7 @@ def test_a_stale_worker_cannot_settle_a_task_another_worker_reclaimed(migrated_d
 
 
 def test_a_task_whose_worker_died_on_its_last_attempt_goes_to_manual(migrated_db):
-    clock = Clock()
+    clock = Clock(T0)
     a = make_queue(migrated_db, clock, "A", lease_s=10)
     b = make_queue(migrated_db, clock, "B", lease_s=10)
     seen = []
@@ -187,7 +177,7 @@ def test_a_task_whose_worker_died_on_its_last_attempt_goes_to_manual(migrated_db
 
 
 def test_renewed_lease_and_released_tasks(migrated_db):
-    clock = Clock()
+    clock = Clock(T0)
     a = make_queue(migrated_db, clock, "A", lease_s=10)
     b = make_queue(migrated_db, clock, "B", lease_s=10)
     a.enqueue(None, "k", "1", {})
@@ -203,7 +193,7 @@ def test_renewed_lease_and_released_tasks(migrated_db):
 
 
 def test_manual_entry_retry_now_and_resolve(migrated_db):
-    clock = Clock()
+    clock = Clock(T0)
     q = make_queue(migrated_db, clock)
     q.enqueue(None, "k", "failed", {})
     q.enqueue(None, "k", "manual", {}, max_attempts=1)
@@ -233,7 +223,7 @@ def test_manual_entry_retry_now_and_resolve(migrated_db):
 
 # -- singleton leases ----------------------------------------------------------------------
 def test_job_lease_has_one_holder_until_it_expires(migrated_db):
-    clock = Clock()
+    clock = Clock(T0)
     leases = JobLeases(migrated_db, clock)
     assert leases.acquire("recon:A:2025-01-01", "w1", 60)
     assert not leases.acquire("recon:A:2025-01-01", "w2", 60)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import LiveServer, Shop, free_port
+from conftest import Clock, LiveServer, Shop, free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -64,14 +64,6 @@ class Receiver:
         with self.lock:
             self.events.setdefault(event_id, data)  # a repeat is acknowledged, not acted on
         return PlainTextResponse("ok")
-
-
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @pytest.fixture
@@ -181,7 +173,7 @@ def test_backlog_goes_newest_first(any_core, receiver):
     core = any_core
     ids = []
     for i in range(5):
-        core.test_clock.at = T0 + timedelta(seconds=i)
+        core.test_clock.now = T0 + timedelta(seconds=i)
         with core.db.session() as s:
             ids.append(add_notification(s, core, merchant_id="M1", event_type="trade.paid",
                                         trade_id=None, payload={"n": i}, url=f"{receiver.url}/ok"))

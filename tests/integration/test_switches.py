@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from conftest import Clock
 
 from stability.depmap_seed import default_map
 from stability.errors import ApprovalError, SwitchError
@@ -16,20 +17,12 @@ from stability.schema import AuditEntry
 from stability.switches import SwitchService, SwitchSnapshot
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def svc(migrated_db):
     dmap = default_map(("SANDBOX_A",))
     rules = [LimitRule("channel.SANDBOX_A.total", "channel.SANDBOX_A", rate=10, burst=10),
              LimitRule("coupon.total", "coupon", rate=10, burst=10)]
-    clock = Clock()
+    clock = Clock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
     service = SwitchService(migrated_db.engine, needs_approval=approval_policy(
         lambda: dmap, lambda: rules), clock=clock)
     service.test_clock = clock  # type: ignore[attr-defined]
