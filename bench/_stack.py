@@ -45,6 +45,22 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu() -> float:
+    """CPU seconds used so far by the live PostgreSQL server processes (the pool's
+    backends live through a window); NaN without ``/proc``."""
+    total, found = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # exited meanwhile
+        if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
+            found = True
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total if found else float("nan")
+
+
 def host_cpu() -> tuple[float, float]:
     """(busy, total) CPU ticks of the whole host; NaNs without ``/proc``."""
     try:
@@ -153,7 +169,8 @@ class Stack:
         busy, total = host_cpu()
         return {"sandbox": proc_cpu(self.procs[0].pid),
                 "api": sum(proc_cpu(p.pid) for p in self.procs[1:]),
-                "client": time.process_time(), "host_busy": busy, "host_total": total}  # fmt: skip
+                "client": time.process_time(), "postgres": postgres_cpu(),
+                "host_busy": busy, "host_total": total}  # fmt: skip
 
     def stop(self) -> None:
         for p in self.procs:
@@ -167,6 +184,23 @@ class Stack:
                 p.wait()
         self.procs.clear()
         shutil.rmtree(self.var_dir, ignore_errors=True)
+
+
+def _run_sampled(
+    cmd: list[str], env: dict[str, str], seconds: int
+) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """Run pgbench; also return the CPU (in cores) that PostgreSQL and pgbench used in
+    its middle (its backends exit with it, so they are read while they live)."""
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as popen:  # fmt: skip
+        edge = min(1.0, seconds / 4)
+        time.sleep(edge)
+        pg0, b0, t0 = postgres_cpu(), proc_cpu(popen.pid), time.perf_counter()
+        time.sleep(max(0.1, seconds - 2 * edge))
+        pg1, b1, t1 = postgres_cpu(), proc_cpu(popen.pid), time.perf_counter()
+        out, err = popen.communicate(timeout=seconds + 120)
+    done = subprocess.CompletedProcess(cmd, popen.returncode, out, err)
+    return done, (pg1 - pg0) / (t1 - t0), (b1 - b0) / (t1 - t0)
 
 
 def pgbench(url: str, schema: str, clients: int, seconds: int, mode: str) -> dict[str, float]:
@@ -186,7 +220,7 @@ def pgbench(url: str, schema: str, clients: int, seconds: int, mode: str) -> dic
         cmd = [exe, "-n", "-c", str(clients), "-j", str(min(2, clients)), "-T", str(seconds),
                "-M", mode, "-f", str(SQL_DIR / "pay_one.sql")]  # fmt: skip
         log(" ".join(cmd[1:]))
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 120)
+        proc, pg_rate, bench_rate = _run_sampled(cmd, env, seconds)
         out = proc.stdout
         tps, done, failed = TPS.search(out), DONE.search(out), FAILED.search(out)
         if proc.returncode != 0 or not tps or not done or (failed and int(failed[1])):
@@ -200,6 +234,8 @@ def pgbench(url: str, schema: str, clients: int, seconds: int, mode: str) -> dic
             raise RuntimeError(f"pgbench counted {done[1]} payments but {paid} trades are paid")
         lat = LATENCY.search(out)
         return {"tps": float(tps[1]), "done": int(done[1]),
-                "latency_ms": float(lat[1]) if lat else float("nan")}  # fmt: skip
+                "latency_ms": float(lat[1]) if lat else float("nan"),
+                "postgres_cpu_ms": pg_rate * 1000 / float(tps[1]),
+                "pgbench_cpu_ms": bench_rate * 1000 / float(tps[1])}  # fmt: skip
     finally:
         engine.dispose()

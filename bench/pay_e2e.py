@@ -36,7 +36,7 @@ from _stack import DEFAULT_URL, ORG, Stack, bench_schema, log, pgbench  # bench/
 RESULTS = Path(__file__).resolve().parent / "results" / "pay_e2e.json"
 AMOUNT = 1000
 MODES = ("simple", "extended", "prepared")
-PROCS = ("api", "sandbox", "client")
+PROCS = ("api", "sandbox", "client", "postgres")
 
 
 @dataclass
@@ -218,7 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "sandbox_knobs": knobs,
         **{k: num(v) for k, v in usage.items()},
-        "api_cpu_ms_per_payment": num(usage["api_cpu_pct"] * 10 / per_s) if per_s else None,
+        **{f"{k}_cpu_ms_per_payment": num(usage[f"{k}_cpu_pct"] * 10 / per_s) if per_s else None
+           for k in PROCS},
+        "python_cpu_ms_per_payment": num(sum(usage[f"{k}_cpu_pct"] for k in PROCS[:3]) * 10
+                                         / per_s) if per_s else None,
+        "pgbench_postgres_cpu_ms_per_payment": num(ref["postgres_cpu_ms"], 2),
+        "pgbench_client_cpu_ms_per_payment": num(ref["pgbench_cpu_ms"], 2),
         "cpus": os.cpu_count(),
         "loadavg_1m_before": num(load1, 2),
     }
