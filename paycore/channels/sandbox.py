@@ -138,7 +138,8 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
             await app.state.dispatcher.close()
             app.state.dispatcher = None
 
-    app = FastAPI(title="paywatch sandbox channel", lifespan=lifespan)
+    app = FastAPI(title="paywatch sandbox channel", lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})  # fmt: skip
     app.state.sandbox = state
     app.state.dispatcher = None
 
