@@ -49,6 +49,7 @@ class Platform:
         if self.observability is not None:
             overrides.setdefault("registry", self.observability.registry)
         overrides.setdefault("shadow", self.shadow)
+        overrides.setdefault("threads", self.settings.api_threads)
         return create_app(self.paycore, ApiConfig(channel_secrets=self.channel_secrets,
                                                   **overrides))  # fmt: skip
 

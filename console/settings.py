@@ -37,6 +37,19 @@ def _flag(name: str, value: str | None, default: bool) -> bool:
         raise ValueError(f"PAYWATCH_{name} must be 1 or 0") from None
 
 
+def _count(name: str, value: str | None, default: int, most: int) -> int:
+    """A whole number ``PAYWATCH_<name>`` from 1 to ``most``."""
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= most:
+        raise ValueError(f"PAYWATCH_{name} must be a whole number from 1 to {most}")
+    return n
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the running system is built from."""
@@ -59,6 +72,8 @@ class Settings:
     shadow: bool = True
     #: the sandbox channel shadow orders are sent to (default: ``sandbox_url``)
     shadow_channel_url: str | None = None
+    #: threads serving the API's pay core calls in one process (``PAYWATCH_API_THREADS``)
+    api_threads: int = 8
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -92,6 +107,7 @@ class Settings:
             node_id=int(node) if node else None,
             shadow=_flag("SHADOW", get("SHADOW"), cls.shadow),
             shadow_channel_url=get("SHADOW_CHANNEL_URL"),
+            api_threads=_count("API_THREADS", get("API_THREADS"), cls.api_threads, 256),
         )
 
     def resolved_channel_secrets(self) -> dict[str, str]:

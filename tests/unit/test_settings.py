@@ -123,3 +123,14 @@ def test_sandbox_admin_token_is_generated_once_and_shared(tmp_path):
     env = {"PAYWATCH_VAR_DIR": str(tmp_path), "PAYWATCH_SANDBOX_ADMIN_TOKEN": "from-env"}
     assert Settings.from_env(env).sandbox_admin_token() == "from-env"
     assert "from-env" not in repr(Settings.from_env(env))
+
+
+def test_api_threads_default_and_override() -> None:
+    assert Settings.from_env({}).api_threads == 8
+    assert Settings.from_env({"PAYWATCH_API_THREADS": "4"}).api_threads == 4
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "257", "four", "2.5"])
+def test_api_threads_out_of_range_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="PAYWATCH_API_THREADS must be a whole number"):
+        Settings.from_env({"PAYWATCH_API_THREADS": value})
