@@ -28,9 +28,10 @@ T = TypeVar("T")
 
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 #: PostgreSQL connections kept open per process: every thread of an API process that can
-#: hold one at once (anyio's 40 worker threads and the channel front's 8). With fewer,
-#: the overflow connections were opened and closed again under load (60 extra backends
-#: in a 12 s bench window at 20), each a fork on the server and a setup in the process.
+#: hold one at once, with ``PAYWATCH_API_THREADS`` up to anyio's 40 plus the channel
+#: front's 8 (opened only as needed). With fewer, overflow connections were opened and
+#: closed again under load (60 extra backends in a 12 s bench window at 20), each a fork
+#: on the server and a setup in the process.
 PG_POOL_SIZE = 48
 
 
