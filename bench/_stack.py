@@ -4,6 +4,7 @@ their own processes, merchant onboarding through the CLI, and the pgbench refere
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -48,17 +49,15 @@ def proc_cpu(pid: int) -> float:
 def postgres_cpu() -> float:
     """CPU seconds used so far by the live PostgreSQL server processes (the pool's
     backends live through a window); NaN without ``/proc``."""
-    total, found = 0.0, False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            text = stat.read_text()
+            if comm.read_text().strip() == "postgres":
+                pids.append(int(comm.parent.name))
         except OSError:
             continue  # exited meanwhile
-        if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
-            found = True
-            fields = text.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total if found else float("nan")
+    used = [cpu for cpu in map(proc_cpu, pids) if not math.isnan(cpu)]
+    return sum(used) if used else float("nan")
 
 
 def host_cpu() -> tuple[float, float]:

@@ -68,13 +68,14 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
     cfg = config or ApiConfig()
     limiter = edge.MerchantRateLimit(cfg.rate_per_s, cfg.burst)
     shadow_limiter = edge.MerchantRateLimit(cfg.rate_per_s, cfg.burst)  # never real tokens
-    # FastAPI's own OpenTelemetry hooks are off: metrics are ours (collectors), and asking
-    # OpenTelemetry per request whether it is configured cost 3-4 % of the API's CPU
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = cfg.threads
         yield
 
+    # FastAPI's own OpenTelemetry hooks are off: metrics are ours (collectors), and asking
+    # OpenTelemetry per request whether it is configured cost 3-4 % of the API's CPU
     app = FastAPI(title="paywatch pay core", version="1", responses=ERRORS, lifespan=lifespan,
                   telemetry={"tracing": False, "metrics": False, "logs": False})  # fmt: skip
     edge.install(app)
