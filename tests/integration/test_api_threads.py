@@ -62,3 +62,16 @@ def test_the_thread_pool_lives_with_the_app(core) -> None:
     assert all(len(threads) == 1 for threads in runs)
     assert not any(t.is_alive() for threads in runs for t in threads)
     assert runs[0] != runs[1]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_core_calls_work_when_the_host_skips_the_lifespan(core) -> None:
+    """A host that never runs the app's lifespan (a TestClient outside ``with``) still
+    gets the bounded pool."""
+    seen: dict = {"now": 0, "most": 0, "threads": set()}
+    _slow_ping(core, seen)
+    client = TestClient(create_app(core, ApiConfig(threads=2)))
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: client.get("/readyz").status_code, range(6)))
+    assert answers == [200] * 6
+    assert seen["most"] <= 2 and len(seen["threads"]) <= 2
