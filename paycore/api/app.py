@@ -4,7 +4,6 @@ import asyncio
 import contextvars
 import functools
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -83,29 +82,24 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
     limiter = edge.MerchantRateLimit(cfg.rate_per_s, cfg.burst)
     shadow_limiter = edge.MerchantRateLimit(cfg.rate_per_s, cfg.burst)  # never real tokens
 
-    # made on first use (also when a host skips the lifespan), shut down when the app
-    # stops; an app started again gets a new one
-    pools: list[ThreadPoolExecutor] = []
-    pools_lock = threading.Lock()
+    def new_pool() -> ThreadPoolExecutor:  # its threads start on first use, not here
+        return ThreadPoolExecutor(cfg.threads, thread_name_prefix="paycore-api")
+
+    pool = [new_pool()]  # also serves a host that skips the lifespan
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
-        finally:
-            if pools:
-                pools.pop().shutdown(wait=True)
+        finally:  # stop this run's threads; an app started again gets a fresh pool
+            stopping, pool[0] = pool[0], new_pool()
+            stopping.shutdown(wait=True)
 
     async def offload(fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the app's pool. A plain executor hop costs a fraction of
         anyio's ``to_thread`` (capacity limiter, cancel scope, backend lookups per call)."""
-        if not pools:
-            with pools_lock:  # a host without a lifespan may run several loops
-                if not pools:
-                    pools.append(ThreadPoolExecutor(cfg.threads,
-                                                    thread_name_prefix="paycore-api"))  # fmt: skip
         call = functools.partial(contextvars.copy_context().run, fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(pools[0], call)
+        return await asyncio.get_running_loop().run_in_executor(pool[0], call)
 
     # FastAPI's own OpenTelemetry hooks are off: metrics are ours (collectors), and asking
     # OpenTelemetry per request whether it is configured cost 3-4 % of the API's CPU

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -11,24 +12,17 @@ from paycore.db.engine import PG_POOL_SIZE, Database
 
 
 def _hold_all(db: Database, n: int) -> None:
-    """``n`` threads each check out a connection and keep it until all have one."""
+    """``n`` threads each check out a connection and keep it until all have one (an
+    error in any of them is raised here)."""
     barrier = threading.Barrier(n)
-    errors: list[BaseException] = []
 
-    def hold() -> None:
-        try:
-            with db.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-                barrier.wait(timeout=30)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def hold(_: int) -> None:
+        with db.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+            barrier.wait(timeout=30)
 
-    threads = [threading.Thread(target=hold) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(hold, range(n)))
 
 
 def test_api_concurrency_reuses_connections(pg_url: str) -> None:
