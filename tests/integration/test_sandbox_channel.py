@@ -353,6 +353,46 @@ def test_timeout_is_channel_unavailable(sandbox, receiver) -> None:
     assert call["payload"]["status"] == "success"
 
 
+def test_a_dropped_pay_is_unavailable_and_never_sent_twice() -> None:
+    """A channel that reads the pay and hangs up without answering: the outcome is
+    unknown (the active query settles it), and the client must not send it again: a
+    retried pay can be a second charge."""
+    seen: list[bytes] = []
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        srv.settimeout(5)
+
+        def hang_up() -> None:
+            for _ in range(3):  # room for retries, were the client to make them
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                with conn:
+                    seen.append(conn.recv(65536))
+
+        server = threading.Thread(target=hang_up, daemon=True)
+        server.start()
+        url = f"http://127.0.0.1:{srv.getsockname()[1]}"
+        with HttpChannelClient(url, "SANDBOX_A", SECRETS["SANDBOX_A"], timeout=2.0) as c:
+            with pytest.raises(ChannelUnavailable) as info:
+                c.pay(request(), "http://127.0.0.1:9/cb")
+        time.sleep(0.3)  # a retry would have connected by now
+    assert len(seen) == 1 and seen[0].startswith(b"POST /gateway/SANDBOX_A/pay ")
+    assert info.value.code == "channel_unavailable"
+    assert SECRETS["SANDBOX_A"] not in str(info.value)
+
+
+def test_an_unreachable_channel_is_unavailable() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with HttpChannelClient(f"http://127.0.0.1:{port}", "SANDBOX_A", SECRETS["SANDBOX_A"]) as c:
+        with pytest.raises(ChannelUnavailable, match="SANDBOX_A pay"):
+            c.pay(request(), "http://127.0.0.1:9/cb")
+
+
 def test_duplicate_callbacks(client, receiver, sandbox) -> None:
     knobs(sandbox, duplicate_callbacks=2)
     req = request()
