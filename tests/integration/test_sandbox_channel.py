@@ -375,9 +375,11 @@ def test_a_dropped_pay_is_unavailable_and_never_sent_twice() -> None:
         server = threading.Thread(target=hang_up, daemon=True)
         server.start()
         url = f"http://127.0.0.1:{srv.getsockname()[1]}"
-        with HttpChannelClient(url, "SANDBOX_A", SECRETS["SANDBOX_A"], timeout=2.0) as c:
-            with pytest.raises(ChannelUnavailable) as info:
-                c.pay(request(), "http://127.0.0.1:9/cb")
+        with (
+            HttpChannelClient(url, "SANDBOX_A", SECRETS["SANDBOX_A"], timeout=2.0) as c,
+            pytest.raises(ChannelUnavailable) as info,
+        ):
+            c.pay(request(), "http://127.0.0.1:9/cb")
         time.sleep(0.3)  # a retry would have connected by now
     assert len(seen) == 1 and seen[0].startswith(b"POST /gateway/SANDBOX_A/pay ")
     assert info.value.code == "channel_unavailable"
@@ -388,9 +390,11 @@ def test_an_unreachable_channel_is_unavailable() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with HttpChannelClient(f"http://127.0.0.1:{port}", "SANDBOX_A", SECRETS["SANDBOX_A"]) as c:
-        with pytest.raises(ChannelUnavailable, match="SANDBOX_A pay"):
-            c.pay(request(), "http://127.0.0.1:9/cb")
+    with (
+        HttpChannelClient(f"http://127.0.0.1:{port}", "SANDBOX_A", SECRETS["SANDBOX_A"]) as c,
+        pytest.raises(ChannelUnavailable, match="SANDBOX_A pay"),
+    ):
+        c.pay(request(), "http://127.0.0.1:9/cb")
 
 
 def test_duplicate_callbacks(client, receiver, sandbox) -> None:
