@@ -319,6 +319,29 @@ def test_callbacks_are_retried_until_answered(client, receiver) -> None:
     assert all(c["valid"] for c in calls)
 
 
+def test_callbacks_nobody_takes_are_given_up_and_counted(client, receiver, sandbox) -> None:
+    """After ``callback_attempts`` tries a callback is counted undeliverable (the pay
+    core's active query settles such orders); one receiver failing does not stop
+    deliveries to the others."""
+    dispatcher = sandbox.app.state.dispatcher
+    rec, _ = receiver
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{s.getsockname()[1]}/cb/SANDBOX_A"
+    failing = request()
+    rec.fail[failing.channel_txn_no] = 99  # answers 500 every time
+    before = (dispatcher.delivered, dispatcher.undeliverable)
+    client.pay(request(), refused)
+    client.pay(failing, notify(receiver))
+    fine = request()
+    client.pay(fine, notify(receiver))
+    assert wait_until(lambda: dispatcher.undeliverable - before[1] == 2, timeout=10)
+    attempts = sandbox.app.state.sandbox.config.callback_attempts
+    assert len(rec.of(failing.channel_txn_no)) == attempts
+    assert [c["answered"] for c in rec.wait(fine.channel_txn_no)] == [True]
+    assert dispatcher.delivered - before[0] == 1
+
+
 def test_fail_rate_one_calls_back_failed(client, receiver, sandbox) -> None:
     knobs(sandbox, fail_rate=1.0)
     req = request()
