@@ -202,39 +202,67 @@ def _run_sampled(
     return done, (pg1 - pg0) / (t1 - t0), (b1 - b0) / (t1 - t0)
 
 
-def pgbench(url: str, schema: str, clients: int, seconds: int, mode: str) -> dict[str, float]:
-    """Load ``pay_setup.sql`` into ``schema``, run ``pay_one.sql`` with pgbench, and check
-    that every transaction it counted left a paid trade behind."""
-    exe = shutil.which("pgbench") or "/usr/bin/pgbench"
-    engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql((SQL_DIR / "pay_setup.sql").read_text())
+class Pgbench:
+    """The reference runs: ``pay_setup.sql`` loaded once into ``schema``, then
+    ``pay_one.sql`` under pgbench as often as :meth:`run` is called (the bench runs it
+    before and after the HTTP run, so drift in the host's speed hits both sides alike)."""
+
+    def __init__(self, url: str, schema: str, clients: int, mode: str) -> None:
+        self.exe = shutil.which("pgbench") or "/usr/bin/pgbench"
+        self.schema, self.clients, self.mode = schema, clients, mode
+        self.engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+        self.counted = self.runs = 0  # payments pgbench reported, and runs, so far
         u = sa.make_url(url)
-        env = {**os.environ, "PGOPTIONS": f"-csearch_path={schema}"}
+        self.env = {**os.environ, "PGOPTIONS": f"-csearch_path={schema}"}
         for key, value in (("PGHOST", u.host), ("PGPORT", u.port), ("PGUSER", u.username),
                            ("PGPASSWORD", u.password), ("PGDATABASE", u.database)):  # fmt: skip
             if value is not None:
-                env[key] = str(value)
-        cmd = [exe, "-n", "-c", str(clients), "-j", str(min(2, clients)), "-T", str(seconds),
-               "-M", mode, "-f", str(SQL_DIR / "pay_one.sql")]  # fmt: skip
+                self.env[key] = str(value)
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql((SQL_DIR / "pay_setup.sql").read_text())
+
+    def run(self, seconds: int) -> dict[str, float]:
+        """One pgbench run of ``seconds``; checks that every payment pgbench counted (in
+        this and earlier runs) left a paid trade behind."""
+        cmd = [self.exe, "-n", "-c", str(self.clients), "-j", str(min(2, self.clients)),
+               "-T", str(seconds), "-M", self.mode, "-f", str(SQL_DIR / "pay_one.sql")]  # fmt: skip
         log(" ".join(cmd[1:]))
-        proc, pg_rate, bench_rate = _run_sampled(cmd, env, seconds)
+        proc, pg_rate, bench_rate = _run_sampled(cmd, self.env, seconds)
         out = proc.stdout
         tps, done, failed = TPS.search(out), DONE.search(out), FAILED.search(out)
         if proc.returncode != 0 or not tps or not done or (failed and int(failed[1])):
             raise RuntimeError(f"pgbench failed (exit {proc.returncode}):\n{out}\n{proc.stderr}")
-        with engine.connect() as conn:
+        self.counted += int(done[1])
+        self.runs += 1
+        with self.engine.connect() as conn:
             paid = conn.exec_driver_sql(
                 "SELECT count(*) FROM trades WHERE merchant_id = 'MPGBENCH' AND status = 'paid'"
             ).scalar_one()
-        # -T stops clients mid-script: at most one unfinished payment per client
-        if not int(done[1]) <= paid <= int(done[1]) + clients:
-            raise RuntimeError(f"pgbench counted {done[1]} payments but {paid} trades are paid")
+        # -T stops clients mid-script: at most one unfinished payment per client and run
+        if not self.counted <= paid <= self.counted + self.clients * self.runs:
+            raise RuntimeError(f"pgbench counted {self.counted} payments, {paid} trades are paid")
         lat = LATENCY.search(out)
-        return {"tps": float(tps[1]), "done": int(done[1]),
+        return {"tps": float(tps[1]), "seconds": float(seconds),
                 "latency_ms": float(lat[1]) if lat else float("nan"),
                 "postgres_cpu_ms": pg_rate * 1000 / float(tps[1]),
                 "pgbench_cpu_ms": bench_rate * 1000 / float(tps[1])}  # fmt: skip
-    finally:
-        engine.dispose()
+
+    def vacuum(self) -> None:
+        """VACUUM ANALYZE the schema's tables, so what one run wrote does not leave
+        autovacuum work (or stale statistics) to the next."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            tables = conn.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            ).scalars().all()
+            for table in tables:
+                conn.exec_driver_sql(f'VACUUM ANALYZE "{table}"')
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def combine(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Several reference runs as one: every figure weighted by the run's length."""
+    total = sum(r["seconds"] for r in runs)
+    return {k: sum(r[k] * r["seconds"] for r in runs) / total
+            for k in ("tps", "latency_ms", "postgres_cpu_ms", "pgbench_cpu_ms")}  # fmt: skip

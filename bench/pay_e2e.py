@@ -6,9 +6,11 @@ with its own HTTP connection, loop: create an instant trade, pay it with the cha
 tool. The sandbox accepts and calls back a few ms later; the callback marks the trade
 ``paid``. Completion is counted afterwards with SQL (no polling during the load).
 
-Then pgbench runs ``bench/sql/pay_one.sql`` (the SQL the pay core issues for one
-payment: create + pay + callback, same transactions) against the same schema, with the
-HTTP stack stopped. ``ratio`` = payments_per_s / pgbench_tps. Prints one JSON object as
+pgbench runs ``bench/sql/pay_one.sql`` (the SQL the pay core issues for one payment:
+create + pay + callback, same transactions) against the same schema, half of its time
+before the HTTP run and half after, with the HTTP stack stopped: the host's speed drifts
+over minutes, and both sides then see the same drift. ``ratio`` = payments_per_s /
+pgbench_tps. Prints one JSON object as
 the last line of stdout, also written to ``bench/results/pay_e2e.json``.
 
 Usage: ``python bench/pay_e2e.py [--seconds 15] [--clients 16]``; the database comes from
@@ -32,7 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from _stack import DEFAULT_URL, ORG, Stack, bench_schema, log, pgbench  # bench/_stack.py
+from _stack import DEFAULT_URL, ORG, Pgbench, Stack, bench_schema, combine, log  # bench/_stack.py
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pay_e2e.json"
 AMOUNT = 1000
@@ -202,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--callback-delay-ms", type=float, default=5.0, help="sandbox callback delay")
     p.add_argument("--replicas", type=int, default=1,
                    help="API processes, each its own port and node id")  # fmt: skip
-    p.add_argument("--pgbench-seconds", type=int, default=0, help="default: --seconds")
+    p.add_argument("--pgbench-seconds", type=int, default=0,
+                   help="default: --seconds; half before the HTTP run, half after")  # fmt: skip
     p.add_argument("--pgbench-mode", default="prepared", choices=MODES,
                    help="pgbench -M (psycopg prepares repeated statements)")  # fmt: skip
     args = p.parse_args(argv)
@@ -210,18 +213,27 @@ def main(argv: list[str] | None = None) -> int:
     url = os.environ.get("PAYWATCH_BENCH_DATABASE_URL", DEFAULT_URL)
     load1 = os.getloadavg()[0]
     knobs = {"latency_ms": args.latency_ms, "callback_delay_ms": args.callback_delay_ms}
+    pg_seconds = max(2, args.pgbench_seconds or round(args.seconds))
+    halves = [(pg_seconds + 1) // 2, pg_seconds // 2]  # before and after the HTTP run
     with bench_schema(url) as (schema, scoped):
-        stack = Stack(scoped, replicas=args.replicas)
+        reference = Pgbench(url, schema, args.clients, args.pgbench_mode)
         try:
-            stack.start(knobs)
-            log(f"{args.clients} clients, {args.warmup:g}s warm-up, {args.seconds:g}s window")
-            clients, start, usage = load(stack, args.clients, args.warmup, args.seconds)
-            done = completions(scoped, start, args.seconds, args.grace)
+            before = reference.run(halves[0])
+            reference.vacuum()
+            stack = Stack(scoped, replicas=args.replicas)
+            try:
+                stack.start(knobs)
+                log(f"{args.clients} clients, {args.warmup:g}s warm-up, {args.seconds:g}s window")
+                clients, start, usage = load(stack, args.clients, args.warmup, args.seconds)
+                done = completions(scoped, start, args.seconds, args.grace)
+            finally:
+                stack.stop()
+            log(f"http: {done['paid'] / args.seconds:.1f} payments/s; now pgbench again")
+            reference.vacuum()
+            after = reference.run(halves[1])
         finally:
-            stack.stop()
-        log(f"http: {done['paid'] / args.seconds:.1f} payments/s; now pgbench")
-        pg_seconds = args.pgbench_seconds or max(1, round(args.seconds))
-        ref = pgbench(url, schema, args.clients, pg_seconds, args.pgbench_mode)
+            reference.close()
+        ref = combine([before, after])
 
     lat = {k: [x for c in clients for x in getattr(c, k)] for k in ("total", "create", "pay")}
     errors = sum(c.errors for c in clients)
@@ -233,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         "p50_ms": num(pct(lat["total"], 50)),
         "p99_ms": num(pct(lat["total"], 99)),
         "pgbench_tps": num(ref["tps"]),
+        "pgbench_tps_before": num(before["tps"]),
+        "pgbench_tps_after": num(after["tps"]),
         "ratio": num(per_s / ref["tps"], 3),
         **{f"{k}_p{q}_ms": num(pct(lat[k], q)) for k in ("create", "pay") for q in (50, 99)},
         "pay_to_paid_p50_ms": num(done["pay_to_paid_p50_ms"]),
