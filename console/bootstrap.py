@@ -50,6 +50,7 @@ class Platform:
             overrides.setdefault("registry", self.observability.registry)
         overrides.setdefault("shadow", self.shadow)
         overrides.setdefault("threads", self.settings.api_threads)
+        overrides.setdefault("channel_front", self.front)
         return create_app(self.paycore, ApiConfig(channel_secrets=self.channel_secrets,
                                                   **overrides))  # fmt: skip
 

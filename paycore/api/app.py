@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from ..channels import ChannelResult
+from ..channels.gateway import ChannelFront
 from ..channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from ..core import PayCore
 from ..errors import AuthenticationFailed, BadSignature, MalformedRequest, NotFound
@@ -69,6 +70,9 @@ class ApiConfig:
     #: the shadow pay core (built on first call) for requests marked with
     #: ``X-Paywatch-Shadow: 1``; None refuses them with 403 ``shadow_disabled``
     shadow: Callable[[], PayCore] | None = None
+    #: the pay core's channel front: while the app runs it sends on the app's event loop
+    #: (:meth:`ChannelFront.bind_loop`), not on threads competing for the GIL
+    channel_front: ChannelFront | None = None
 
 
 def as_json(body: BaseModel) -> Response:
@@ -89,9 +93,14 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        front = cfg.channel_front
+        if front is not None:
+            front.bind_loop(asyncio.get_running_loop())
         try:
             yield
         finally:  # stop this run's threads; an app started again gets a fresh pool
+            if front is not None:
+                await front.unbind_loop()
             stopping, pool[0] = pool[0], new_pool()
             stopping.shutdown(wait=True)
 

@@ -12,11 +12,12 @@ import csv
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import urllib3
 from urllib3.exceptions import HTTPError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
@@ -125,11 +126,36 @@ class HttpChannelClient:
 
     def send(self, request: ChannelRequest, notify_url: str) -> ChannelAck:
         """Dispatch on ``request.kind`` (pay, refund or withdraw)."""
-        if request.kind not in ("pay", "refund", "withdraw"):
-            raise ChannelRejected(f"unsupported channel request kind {request.kind!r}")
         return self._transact(request.kind, request, notify_url)
 
+    async def send_async(
+        self, session: aiohttp.ClientSession, request: ChannelRequest, notify_url: str
+    ) -> ChannelAck:
+        """:meth:`send` on an event loop, through ``session``: the same request, signing
+        and answer handling, with aiohttp as the transport."""
+        call = self._transaction(request, notify_url)
+        timeout = aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=self.timeout)
+        try:
+            async with session.request(call.method, call.url, data=call.raw or None,
+                                       headers=call.headers, timeout=timeout,
+                                       allow_redirects=False) as resp:  # fmt: skip
+                status, data = resp.status, await resp.read()
+        except TimeoutError as exc:
+            raise self._timed_out(call) from exc
+        except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: a bad URL
+            raise self._unreachable(call, exc) from exc
+        return self._acknowledged(call, self._checked(call, status, data))
+
     def _transact(self, kind: str, request: ChannelRequest, notify_url: str) -> ChannelAck:
+        call = self._transaction(request, notify_url, kind)
+        return self._acknowledged(call, self._send(call))
+
+    def _transaction(
+        self, request: ChannelRequest, notify_url: str, kind: str | None = None
+    ) -> _Call:
+        kind = kind or request.kind
+        if kind not in ("pay", "refund", "withdraw"):
+            raise ChannelRejected(f"unsupported channel request kind {kind!r}")
         if request.pay_org_no != self.pay_org_no:
             raise ChannelRejected(
                 f"request for {request.pay_org_no} sent to the {self.pay_org_no} client"
@@ -142,11 +168,14 @@ class HttpChannelClient:
         }
         if request.origin_channel_txn_no is not None:
             body["origin_channel_txn_no"] = request.origin_channel_txn_no
-        data = self._json(self._call("POST", kind, f"/{kind}", body), kind)
+        return self._prepare("POST", kind, f"/{kind}", body)
+
+    def _acknowledged(self, call: _Call, answer: bytes) -> ChannelAck:
+        data = self._json(answer, call.op)
         ref = data.get("channel_ref")
         if data.get("accepted") is not True or not isinstance(ref, str):
-            raise ChannelUnavailable(f"{self.pay_org_no} {kind}: malformed acknowledgement")
-        return ChannelAck(self.pay_org_no, request.channel_txn_no, ref)
+            raise ChannelUnavailable(f"{call.where}: malformed acknowledgement")
+        return ChannelAck(self.pay_org_no, call.txn, ref)
 
     # -- queries ---------------------------------------------------------------------------
     def query_status(self, channel_txn_no: str) -> ChannelStatus:
@@ -182,17 +211,17 @@ class HttpChannelClient:
 
     def sign(self, user_id: str, card_no: str) -> str:
         """Bind ``user_id``'s card at the channel; returns the agreement number."""
-        resp = self._call("POST", "sign", "/sign", {"user_id": user_id, "card_no": card_no})
-        agreement = self._json(resp, "sign").get("agreement_no")
+        answer = self._call("POST", "sign", "/sign", {"user_id": user_id, "card_no": card_no})
+        agreement = self._json(answer, "sign").get("agreement_no")
         if not isinstance(agreement, str) or not agreement:
             raise ChannelUnavailable(f"{self.pay_org_no} sign: malformed answer")
         return agreement
 
     def statement(self, day: date) -> list[StatementLine]:
         """The channel's statement of transactions settled on UTC ``day``."""
-        resp = self._call("GET", "statement", "/statement", params={"date": day.isoformat()})
+        answer = self._call("GET", "statement", "/statement", params={"date": day.isoformat()})
         try:
-            rows = csv.DictReader(io.StringIO(resp.data.decode()))
+            rows = csv.DictReader(io.StringIO(answer.decode()))
             return [
                 StatementLine(
                     channel_txn_no=row["channel_txn_no"],
@@ -213,6 +242,22 @@ class HttpChannelClient:
         return parse_callback(self.pay_org_no, self._secret, headers, body)
 
     # -- transport -------------------------------------------------------------------------
+    def _prepare(
+        self,
+        method: str,
+        op: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> _Call:
+        raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = signed_headers(self._secret, raw)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        url = f"{self.base_url}/gateway/{quote(self.pay_org_no, safe='')}{path}"
+        txn = str(body.get("channel_txn_no", "")) if body else ""
+        return _Call(method, url, raw, headers, op, f"{self.pay_org_no} {op}", txn, params)
+
     def _call(
         self,
         method: str,
@@ -220,44 +265,44 @@ class HttpChannelClient:
         path: str,
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
-    ) -> urllib3.BaseHTTPResponse:
-        raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
-        headers = signed_headers(self._secret, raw)
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        url = f"{self.base_url}/gateway/{quote(self.pay_org_no, safe='')}{path}"
-        where = f"{self.pay_org_no} {op}"
+    ) -> bytes:
+        return self._send(self._prepare(method, op, path, body, params))
+
+    def _send(self, call: _Call) -> bytes:
+        """``call`` over urllib3; the body of a 2xx answer."""
         try:
-            resp = self._pool.request(method, url, body=raw or None, headers=headers,
-                                      fields=params, timeout=self._timeout, retries=False,
+            resp = self._pool.request(call.method, call.url, body=call.raw or None,
+                                      headers=call.headers, fields=call.params,
+                                      timeout=self._timeout, retries=False,
                                       redirect=False)  # fmt: skip
         except Urllib3Timeout as exc:
-            raise ChannelUnavailable(
-                f"{where}: timed out after {self.timeout:g}s", pay_org_no=self.pay_org_no, op=op
-            ) from exc
+            raise self._timed_out(call) from exc
         except (HTTPError, OSError) as exc:
-            raise ChannelUnavailable(
-                f"{where}: {type(exc).__name__}", pay_org_no=self.pay_org_no, op=op
-            ) from exc
-        if 200 <= resp.status < 300:
-            return resp
-        if 400 <= resp.status < 500:
-            raise ChannelRejected(
-                f"{where}: HTTP {resp.status} {_detail(resp)}".rstrip(),
-                pay_org_no=self.pay_org_no,
-                op=op,
-                status=resp.status,
-            )
-        raise ChannelUnavailable(
-            f"{where}: HTTP {resp.status}",
-            pay_org_no=self.pay_org_no,
-            op=op,
-            status=resp.status,
-        )
+            raise self._unreachable(call, exc) from exc
+        return self._checked(call, resp.status, resp.data)
 
-    def _json(self, resp: urllib3.BaseHTTPResponse, op: str) -> dict[str, Any]:
+    def _timed_out(self, call: _Call) -> ChannelUnavailable:
+        return ChannelUnavailable(f"{call.where}: timed out after {self.timeout:g}s",
+                                  pay_org_no=self.pay_org_no, op=call.op)  # fmt: skip
+
+    def _unreachable(self, call: _Call, exc: Exception) -> ChannelUnavailable:
+        return ChannelUnavailable(f"{call.where}: {type(exc).__name__}",
+                                  pay_org_no=self.pay_org_no, op=call.op)  # fmt: skip
+
+    def _checked(self, call: _Call, status: int, data: bytes) -> bytes:
+        """``data`` of a 2xx answer; :class:`ChannelRejected` for a 4xx (not processed),
+        :class:`ChannelUnavailable` for anything else (outcome unknown)."""
+        if 200 <= status < 300:
+            return data
+        if 400 <= status < 500:
+            reason = f"{call.where}: HTTP {status} {_detail(data)}".rstrip()
+            raise ChannelRejected(reason, pay_org_no=self.pay_org_no, op=call.op, status=status)
+        raise ChannelUnavailable(f"{call.where}: HTTP {status}", pay_org_no=self.pay_org_no,
+                                 op=call.op, status=status)  # fmt: skip
+
+    def _json(self, answer: bytes, op: str) -> dict[str, Any]:
         try:
-            data = resp.json()
+            data = json.loads(answer)
         except ValueError:
             data = None
         if not isinstance(data, dict):
@@ -265,10 +310,24 @@ class HttpChannelClient:
         return data
 
 
-def _detail(resp: urllib3.BaseHTTPResponse) -> str:
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One signed request to the channel, ready for either transport."""
+
+    method: str
+    url: str
+    raw: bytes
+    headers: dict[str, str] = field(repr=False)  # carries the signature
+    op: str
+    where: str  # "<org> <op>", for messages
+    txn: str  # the request's channel_txn_no, if it has one
+    params: dict[str, str] | None = None
+
+
+def _detail(answer: bytes) -> str:
     """A short, printable reason from an error answer (the channel's ``detail``)."""
     try:
-        detail = resp.json().get("detail", "")
+        detail = json.loads(answer).get("detail", "")
     except (ValueError, AttributeError):
         return ""
     text = detail if isinstance(detail, str) else json.dumps(detail)

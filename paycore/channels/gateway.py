@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -17,6 +18,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from datetime import date
+
+import aiohttp
 
 from ..errors import PayCoreError
 from .callbacks import parse_callback
@@ -93,12 +96,19 @@ class ChannelGateway:
 
 
 class ChannelFront:
-    """The pay core's channel port: hands requests to a thread pool and returns at once.
+    """The pay core's channel port: hands requests off and returns at once.
+
+    Requests are sent from a thread pool, or, once :meth:`bind_loop` has been called
+    (the API does, with its event loop), as tasks on that loop with aiohttp. In the API
+    the loop is idle between requests, while the pool's threads competed with the pay
+    core's for the GIL: with the loop, 108-117 instead of 86-107 payments/s and 8.0-8.7
+    instead of 8.6-10.6 ms of API CPU per payment (``bench/pay_e2e.py``, same runs).
 
     ``notify_url_for(org)`` gives the callback URL the channel should answer to, e.g.
     ``http://127.0.0.1:8000/v1/channels/{org}/callback``. Counters (``submitted``,
-    ``acked``, ``failures``) are updated as sends finish; ``on_ack`` / ``on_failure``
-    are optional hooks called from the pool's threads.
+    ``acked``, ``failures``) are updated as sends finish; ``on_ack`` / ``on_failure`` /
+    ``on_result`` are optional hooks called where the send ran (a pool thread or the
+    loop), so they must be quick and must not block.
     """
 
     def __init__(
@@ -123,6 +133,30 @@ class ChannelFront:
         self._pending: set[Future[None]] = set()
         self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="channel-front")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None  # made on the loop, on first use
+
+    @property
+    def bound_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop sends run on, or None when they run on the thread pool."""
+        return self._loop
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send as tasks on ``loop`` from now on (until :meth:`unbind_loop`)."""
+        with self._lock:
+            self._loop = loop
+
+    async def unbind_loop(self, timeout: float = 5.0) -> None:
+        """Back to the thread pool. Run on the bound loop before it stops: waits up to
+        ``timeout`` for the sends in flight on it, then closes its HTTP connections."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+            pending = set(self._pending) if loop is not None else set()
+        if pending:
+            await asyncio.wait([asyncio.wrap_future(f) for f in pending], timeout=timeout)
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
     def submit(self, request: ChannelRequest) -> None:
         """Queue ``request`` for sending and return immediately.
@@ -138,7 +172,11 @@ class ChannelFront:
         with self._lock:
             if self._closed:
                 raise ChannelUnavailable("the channel front is closed")
-            future = self._pool.submit(self._send, client, request)
+            if self._loop is not None:
+                future = asyncio.run_coroutine_threadsafe(self._send_async(client, request),
+                                                          self._loop)  # fmt: skip
+            else:
+                future = self._pool.submit(self._send, client, request)
             self.submitted += 1
             self._pending.add(future)
         future.add_done_callback(self._done)
@@ -152,11 +190,31 @@ class ChannelFront:
         try:
             ack = client.send(request, self.notify_url_for(request.pay_org_no))
         except Exception as exc:  # noqa: BLE001 - logged and counted; active query settles it
-            if self.on_result is not None:  # a 4xx is an answer: the channel itself is up
-                healthy = isinstance(exc, ChannelRejected)
-                self._hook(self.on_result, request, healthy, time.perf_counter() - start)
-            self._failed(request, exc)
+            self._finish(request, start, exc)
             return
+        self._finish(request, start, ack)
+
+    async def _send_async(self, client: HttpChannelClient, request: ChannelRequest) -> None:
+        start = time.perf_counter()
+        try:
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            notify_url = self.notify_url_for(request.pay_org_no)
+            ack = await client.send_async(self._session, request, notify_url)
+        except Exception as exc:  # noqa: BLE001 - logged and counted; active query settles it
+            self._finish(request, start, exc)
+            return
+        self._finish(request, start, ack)
+
+    def _finish(self, request: ChannelRequest, start: float, outcome: ChannelAck | Exception
+                ) -> None:  # fmt: skip
+        if isinstance(outcome, Exception):
+            if self.on_result is not None:  # a 4xx is an answer: the channel itself is up
+                healthy = isinstance(outcome, ChannelRejected)
+                self._hook(self.on_result, request, healthy, time.perf_counter() - start)
+            self._failed(request, outcome)
+            return
+        ack = outcome
         if self.on_result is not None:
             self._hook(self.on_result, request, True, time.perf_counter() - start)
         with self._lock:

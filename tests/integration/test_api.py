@@ -107,6 +107,8 @@ def test_pay_and_refund_flow_over_http(stack):
     assert time.perf_counter() - started < 2.0  # answered before the channel settled
     detail = stack.wait_for("flow-1", lambda d: d["trade"]["status"] == "paid")
     assert detail["trade"]["status"] == "paid" and detail["trade"]["paid_amount"] == 10_000
+    assert stack.platform.front.bound_loop is not None  # the API sends on its event loop
+    assert stack.platform.front.acked == 1 and stack.platform.front.failures == 0
     assert detail["pay_orders"][0]["status"] == "success"
     assert detail["pay_orders"][0]["items"][0]["status"] == "success"
     with stack.core.db.session() as s:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -153,12 +157,45 @@ def test_config_and_knobs_are_validated() -> None:
 
 
 # -- the channel front ---------------------------------------------------------------------
+class LoopThread:
+    """An asyncio event loop running in a thread, as an API's is."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro, timeout: float = 10.0):  # noqa: ANN001, ANN201
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture(params=["threads", "event loop"])
+def front_mode(request) -> Iterator[LoopThread | None]:  # noqa: ANN001
+    """Each front test runs with the front's threads, and bound to an event loop."""
+    if request.param == "threads":
+        yield None
+        return
+    loop = LoopThread()
+    yield loop
+    loop.stop()
+
+
 def test_front_submit_returns_fast_and_the_callback_still_arrives(
-    sandbox, receiver, caplog
+    sandbox, receiver, caplog, front_mode
 ) -> None:
     knobs(sandbox, latency_ms=300.0)
     gateway = build_gateway(sandbox.url, SECRETS)
-    front = ChannelFront(gateway, lambda org: notify(receiver, org))
+    results: list[tuple[str, bool, str]] = []
+    front = ChannelFront(gateway, lambda org: notify(receiver, org),
+                         on_result=lambda req, ok, _s: results.append(
+                             (req.channel_txn_no, ok, threading.current_thread().name)))
+    if front_mode is not None:
+        front.bind_loop(front_mode.loop)
     try:
         req = request()
         started = time.monotonic()
@@ -178,11 +215,52 @@ def test_front_submit_returns_fast_and_the_callback_still_arrives(
         assert bad.channel_txn_no in caplog.text and "SANDBOX_A" in caplog.text
         assert all(secret not in caplog.text for secret in SECRETS.values())
 
+        knobs(sandbox, error_rate=0.0)
+        dup = request()
+        front.submit(dup)
+        assert front.wait_idle(5)
+        front.submit(replace(dup, amount=dup.amount + 1))  # its number again: 409, a 4xx
+        assert front.wait_idle(5) and front.acked == 2 and front.failures == 2
+        # health as the guard sees it: up for answers (even a 4xx), down for a 503
+        assert [(t, ok) for t, ok, _ in results] == [
+            (req.channel_txn_no, True), (bad.channel_txn_no, False),
+            (dup.channel_txn_no, True), (dup.channel_txn_no, True)]
+        senders = {name for _, _, name in results}
+        if front_mode is None:
+            assert all(name.startswith("channel-front") for name in senders)
+        else:
+            assert senders == {front_mode.thread.name}  # sent on the loop, no pool thread
+
         with pytest.raises(UnknownChannel):
             front.submit(request(org="NOPE"))
-        assert front.failures == 2
+        assert front.failures == 3
     finally:
+        if front_mode is not None:
+            front_mode.run(front.unbind_loop())
         front.close()
         gateway.close()
     with pytest.raises(ChannelUnavailable):
         front.submit(request())
+
+
+def test_unbinding_waits_for_sends_in_flight_then_uses_threads(sandbox, receiver) -> None:
+    knobs(sandbox, latency_ms=300.0)
+    gateway = build_gateway(sandbox.url, SECRETS)
+    front = ChannelFront(gateway, lambda org: notify(receiver, org))
+    loop = LoopThread()
+    try:
+        front.bind_loop(loop.loop)
+        first = request()
+        front.submit(first)
+        loop.run(front.unbind_loop(timeout=5))  # returns once the send has its answer
+        assert front.pending == 0 and front.acked == 1
+        second = request()
+        front.submit(second)  # the loop is no longer used
+        assert front.wait_idle(5) and front.acked == 2
+        for r in (first, second):
+            (call,) = receiver[0].wait(r.channel_txn_no)
+            assert call["valid"]
+    finally:
+        loop.stop()
+        front.close()
+        gateway.close()
