@@ -101,8 +101,9 @@ class ChannelFront:
     Requests are sent from a thread pool, or, once :meth:`bind_loop` has been called
     (the API does, with its event loop), as tasks on that loop with aiohttp. In the API
     the loop is idle between requests, while the pool's threads competed with the pay
-    core's for the GIL: with the loop, 108-117 instead of 86-107 payments/s and 8.0-8.7
-    instead of 8.6-10.6 ms of API CPU per payment (``bench/pay_e2e.py``, same runs).
+    core's for the GIL: over six interleaved pairs of ``bench/pay_e2e.py`` runs the loop
+    won five, at 106-132 against 86-109 payments/s and 7.2-8.7 against 8.5-10.6 ms of
+    API CPU per payment.
 
     ``notify_url_for(org)`` gives the callback URL the channel should answer to, e.g.
     ``http://127.0.0.1:8000/v1/channels/{org}/callback``. Counters (``submitted``,
