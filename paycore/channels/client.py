@@ -181,7 +181,7 @@ class HttpChannelClient:
     def query_status(self, channel_txn_no: str) -> ChannelStatus:
         """The channel's raw view of a transaction, including pending states."""
         path = f"/query/{quote(channel_txn_no, safe='')}"
-        data = self._json(self._call("GET", "query", path), "query")
+        data = self._json(self._send(self._prepare("GET", "query", path)), "query")
         status, amount, currency = data.get("status"), data.get("amount"), data.get("currency")
         if (
             status not in SETTLED | PENDING
@@ -211,7 +211,8 @@ class HttpChannelClient:
 
     def sign(self, user_id: str, card_no: str) -> str:
         """Bind ``user_id``'s card at the channel; returns the agreement number."""
-        answer = self._call("POST", "sign", "/sign", {"user_id": user_id, "card_no": card_no})
+        body = {"user_id": user_id, "card_no": card_no}
+        answer = self._send(self._prepare("POST", "sign", "/sign", body))
         agreement = self._json(answer, "sign").get("agreement_no")
         if not isinstance(agreement, str) or not agreement:
             raise ChannelUnavailable(f"{self.pay_org_no} sign: malformed answer")
@@ -219,7 +220,8 @@ class HttpChannelClient:
 
     def statement(self, day: date) -> list[StatementLine]:
         """The channel's statement of transactions settled on UTC ``day``."""
-        answer = self._call("GET", "statement", "/statement", params={"date": day.isoformat()})
+        params = {"date": day.isoformat()}
+        answer = self._send(self._prepare("GET", "statement", "/statement", params=params))
         try:
             rows = csv.DictReader(io.StringIO(answer.decode()))
             return [
@@ -257,16 +259,6 @@ class HttpChannelClient:
         url = f"{self.base_url}/gateway/{quote(self.pay_org_no, safe='')}{path}"
         txn = str(body.get("channel_txn_no", "")) if body else ""
         return _Call(method, url, raw, headers, op, f"{self.pay_org_no} {op}", txn, params)
-
-    def _call(
-        self,
-        method: str,
-        op: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> bytes:
-        return self._send(self._prepare(method, op, path, body, params))
 
     def _send(self, call: _Call) -> bytes:
         """``call`` over urllib3; the body of a 2xx answer."""
