@@ -209,7 +209,7 @@ class Pgbench:
 
     def __init__(self, url: str, schema: str, clients: int, mode: str) -> None:
         self.exe = shutil.which("pgbench") or "/usr/bin/pgbench"
-        self.schema, self.clients, self.mode = schema, clients, mode
+        self.clients, self.mode = clients, mode
         self.engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
         self.counted = self.runs = 0  # payments pgbench reported, and runs, so far
         u = sa.make_url(url)

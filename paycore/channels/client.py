@@ -68,11 +68,12 @@ class StatementLine:
 class HttpChannelClient:
     """Talks to one pay org's gateway at ``base_url`` (``{base_url}/gateway/{org}/...``).
 
-    ``pool`` may be shared (urllib3 pool managers are thread-safe); one made here is
-    closed by :meth:`close`. urllib3 rather than httpx: the API sends every channel
-    request from the channel front's threads, on its GIL. Alone, httpx cost 0.38 ms of
-    CPU per request against urllib3's 0.26; under 16 clients the API spent 11.2-12.6 ms
-    per payment with httpx and 8.8-9.1 ms with urllib3 (``bench/pay_e2e.py``, same run).
+    Synchronous calls go over urllib3 (``pool`` may be shared: urllib3 pool managers
+    are thread-safe; one made here is closed by :meth:`close`); :meth:`send_async` goes
+    over an aiohttp session, with the same request, signing and answer handling. urllib3
+    rather than httpx: alone, httpx cost 0.38 ms of CPU per request against urllib3's
+    0.26; sending from the API's threads under 16 clients, the API spent 11.2-12.6 ms per
+    payment with httpx and 8.8-9.1 ms with urllib3 (``bench/pay_e2e.py``, same run).
     """
 
     def __init__(
@@ -91,11 +92,10 @@ class HttpChannelClient:
         self.timeout = timeout
         self._secret = secret
         self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self._async_timeout = aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout)
         self._owns_pool = pool is None
-        # kept-alive connections for at least the channel front's 8 sending threads; no
-        # retries (a retried pay could be a second charge) and no redirects
-        self._pool = pool if pool is not None else urllib3.PoolManager(
-            maxsize=16, retries=False, timeout=self._timeout)  # fmt: skip
+        # kept-alive connections for at least the channel front's 8 sending threads
+        self._pool = pool if pool is not None else urllib3.PoolManager(maxsize=16)
 
     def __repr__(self) -> str:
         return f"HttpChannelClient({self.base_url!r}, {self.pay_org_no!r})"
@@ -134,21 +134,20 @@ class HttpChannelClient:
         """:meth:`send` on an event loop, through ``session``: the same request, signing
         and answer handling, with aiohttp as the transport."""
         call = self._transaction(request, notify_url)
-        timeout = aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=self.timeout)
         try:
             async with session.request(call.method, call.url, data=call.raw or None,
-                                       headers=call.headers, timeout=timeout,
+                                       headers=call.headers, timeout=self._async_timeout,
                                        allow_redirects=False) as resp:  # fmt: skip
                 status, data = resp.status, await resp.read()
         except TimeoutError as exc:
             raise self._timed_out(call) from exc
         except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: a bad URL
             raise self._unreachable(call, exc) from exc
-        return self._acknowledged(call, self._checked(call, status, data))
+        return self._acknowledged(call, self._checked(call, status, data), request)
 
     def _transact(self, kind: str, request: ChannelRequest, notify_url: str) -> ChannelAck:
         call = self._transaction(request, notify_url, kind)
-        return self._acknowledged(call, self._send(call))
+        return self._acknowledged(call, self._send(call), request)
 
     def _transaction(
         self, request: ChannelRequest, notify_url: str, kind: str | None = None
@@ -170,12 +169,12 @@ class HttpChannelClient:
             body["origin_channel_txn_no"] = request.origin_channel_txn_no
         return self._prepare("POST", kind, f"/{kind}", body)
 
-    def _acknowledged(self, call: _Call, answer: bytes) -> ChannelAck:
+    def _acknowledged(self, call: _Call, answer: bytes, request: ChannelRequest) -> ChannelAck:
         data = self._json(answer, call.op)
         ref = data.get("channel_ref")
         if data.get("accepted") is not True or not isinstance(ref, str):
             raise ChannelUnavailable(f"{call.where}: malformed acknowledgement")
-        return ChannelAck(self.pay_org_no, call.txn, ref)
+        return ChannelAck(self.pay_org_no, request.channel_txn_no, ref)
 
     # -- queries ---------------------------------------------------------------------------
     def query_status(self, channel_txn_no: str) -> ChannelStatus:
@@ -257,11 +256,11 @@ class HttpChannelClient:
         if body is not None:
             headers["Content-Type"] = "application/json"
         url = f"{self.base_url}/gateway/{quote(self.pay_org_no, safe='')}{path}"
-        txn = str(body.get("channel_txn_no", "")) if body else ""
-        return _Call(method, url, raw, headers, op, f"{self.pay_org_no} {op}", txn, params)
+        return _Call(method, url, raw, headers, op, f"{self.pay_org_no} {op}", params)
 
     def _send(self, call: _Call) -> bytes:
-        """``call`` over urllib3; the body of a 2xx answer."""
+        """``call`` over urllib3, never retried (a retried pay could be a second charge)
+        and never redirected; the body of a 2xx answer."""
         try:
             resp = self._pool.request(call.method, call.url, body=call.raw or None,
                                       headers=call.headers, fields=call.params,
@@ -312,7 +311,6 @@ class _Call:
     headers: dict[str, str] = field(repr=False)  # carries the signature
     op: str
     where: str  # "<org> <op>", for messages
-    txn: str  # the request's channel_txn_no, if it has one
     params: dict[str, str] | None = None
 
 
