@@ -1,4 +1,5 @@
-"""The hostile suite's stack: the running API and the sandbox channel over real HTTP on
+"""The hostile suite's stack (import the fixture: ``from hostile_stack import hostile``;
+no conftest.py here: a second module named conftest would shadow tests/conftest.py): the running API and the sandbox channel over real HTTP on
 PostgreSQL, with two merchants (A, the victim; B, the attacker) granted the same pay orgs.
 
 Each test attacks one class of defect the way a hostile merchant or a faulty channel
