@@ -239,7 +239,7 @@ class PayService(ChannelSettlement):
                     ctx=ctx,
                     currency=cur,
                     trade_id=trade.id,
-                    source=user_balance(trade.user_id, cur),
+                    source=user_balance(trade.merchant_id, trade.user_id, cur),
                     target=platform_transit(cur),
                     amount=item.amount,
                 )
@@ -317,13 +317,13 @@ class PayService(ChannelSettlement):
         elif po.pay_type == "recharge":
             legs = [
                 debit(platform_transit(cur), amount),
-                credit(user_balance(trade.user_id, cur), amount),
+                credit(user_balance(mid, trade.user_id, cur), amount),
             ]
         elif po.pay_type == "transfer":
             assert trade.payee_user_id is not None
             legs = [
                 debit(platform_transit(cur), amount),
-                credit(user_balance(trade.payee_user_id, cur), amount),
+                credit(user_balance(mid, trade.payee_user_id, cur), amount),
             ]
         if legs:
             self.core.ledger.post(
@@ -338,8 +338,10 @@ class PayService(ChannelSettlement):
         # outbox row, same transaction
         notify_pay_order(s, self.core, po, "trade.paid", trade.notify_url)
 
-    def _fail(self, s: Session, po: PayOrder, error_code: str) -> None:
-        """The order failed: release withdraw holds, reopen the trade, classify what was taken."""
+    def _fail(self, s: Session, po: PayOrder, error_code: str, *, reopen: bool = True) -> None:
+        """The order failed: reopen the trade (or close it, when what the channel did is
+        unknown and a second pay could take the money twice), classify what was taken.
+        Withdraw holds are released by the caller, which knows whether they may be."""
         now = self.core.clock()
         if not st.cas_status(
             s,
@@ -352,9 +354,8 @@ class PayService(ChannelSettlement):
             error_code=error_code,
         ):
             return
-        st.cas_status(
-            s, Trade, po.trade_id, st.PAYING, st.CREATED, st.TRADE_TRANSITIONS, updated_at=now
-        )
+        st.cas_status(s, Trade, po.trade_id, st.PAYING, st.CREATED if reopen else st.CLOSED,
+                      st.TRADE_TRANSITIONS, updated_at=now)  # fmt: skip
         url = merchant_notify_url(s, po.merchant_id)
         notify_pay_order(s, self.core, po, "trade.pay_failed", url, error_code)
         items = s.execute(select(PayItem).where(PayItem.pay_order_id == po.id)).scalars().all()

@@ -39,6 +39,7 @@ from .ledger import (
 )
 from .models import RefundRequest, TradeDetail
 from .notify.outbox import merchant_notify_url, notify_pay_order
+from .settle_rules import describe, judge_success
 from .trades import find_trade, trade_context
 
 if TYPE_CHECKING:
@@ -249,7 +250,8 @@ class RefundService:
         cur = po.currency
         self.core.ledger.move(s, biz_type="refund_item", biz_key=str(item.id), ctx=ctx,
                               currency=cur, trade_id=origin_id, source=platform_transit(cur),
-                              target=user_balance(po.user_id, cur), amount=item.amount)  # fmt: skip
+                              target=user_balance(po.merchant_id, po.user_id, cur),
+                              amount=item.amount)  # fmt: skip
         st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
                       finished_at=self.core.clock(), settled_amount=item.amount)  # fmt: skip
 
@@ -278,111 +280,108 @@ class RefundService:
             notify_pay_order(s, self.core, po, "refund.succeeded", url)
 
     def settle_item(self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult) -> str:
-        """Settle the channel's answer to one refund item (called with the order locked)."""
-        now = self.core.clock()
-        cur = po.currency
+        """Settle the channel's answer to one refund item (called with the order locked).
+
+        A success at another amount or currency settles nothing (:mod:`paycore.settle_rules`):
+        the item's hold stays in transit for a human, the refund fails, and its other parts
+        go back to the merchant side.
+        """
         refund_trade = s.get_one(Trade, po.trade_id)
         ctx = trade_context(refund_trade)
+        success = r.status == st.SUCCESS
         if item.status != st.PROCESSING:
-            if item.status == r.status:
+            if item.status == r.status and (not success or r.amount == item.settled_amount):
                 return "duplicate"
-            record_exception(
-                self.core,
-                s,
-                "other",
-                biz_key=f"refund-conflict:{item.id}",
-                po=po,
-                item=item,
-                amount_taken=0,
-                resolution="manual",
-                detail=f"channel says {r.status} for a refund already {item.status}",
-            )
+            record_exception(self.core, s, "other", biz_key=f"refund-conflict:{item.id}",
+                             po=po, item=item, amount_taken=0, resolution="manual",
+                             detail=f"channel says {r.status} {r.amount} {r.currency} for a "
+                                    f"refund already {item.status}")  # fmt: skip
             return "exception"
         with use_context(ctx):
-            if r.status == st.SUCCESS:
-                st.cas_status(
-                    s,
-                    PayItem,
-                    item.id,
-                    st.PROCESSING,
-                    st.SUCCESS,
-                    st.PAY_TRANSITIONS,
-                    finished_at=now,
-                    settled_amount=item.amount,
+            if not success:  # the channel refused: all of the money goes back
+                self._fail_refund(s, po, refund_trade, ctx, [item], "channel_refused")
+                return "failed"
+            verdict = judge_success(item.amount, po.currency, r.amount, r.currency)
+            if verdict != "match":
+                st.cas_status(s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
+                              finished_at=self.core.clock())  # fmt: skip
+                detail = describe(verdict, item.amount, po.currency, r.amount, r.currency)
+                record_exception(
+                    self.core, s, "amount_mismatch", biz_key=str(item.id), po=po, item=item,
+                    amount_taken=0, detail=f"{detail}; its hold of {item.amount} stays in transit",
                 )
-                self.core.ledger.move(
-                    s,
-                    biz_type="refund_item",
-                    biz_key=str(item.id),
-                    ctx=ctx,
-                    currency=cur,
-                    trade_id=refund_trade.origin_trade_id,
-                    source=platform_transit(cur),
-                    target=channel_clearing(str(item.pay_org_no), cur),
-                    amount=item.amount,
-                )
-                states = s.execute(select(PayItem.tool, PayItem.status)
-                                   .where(PayItem.pay_order_id == po.id)).all()  # fmt: skip
-                if all(x.status == st.SUCCESS for x in states if x.tool != "balance"):
-                    # every channel part is back: now the held balance parts, then done
-                    for part in self._held_balance(s, po):
-                        self._return_balance(s, po, part, refund_trade.origin_trade_id, ctx)
-                    self._complete(s, po)
-                return "settled"
-            # the channel refused the refund: give the money back to the merchant side
-            st.cas_status(
-                s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS, finished_at=now
-            )
-            stmt = select(Trade).where(Trade.id == refund_trade.origin_trade_id)
-            if self.core.db.is_postgres:
-                stmt = stmt.with_for_update()
-            orig = s.execute(stmt).scalar_one()
-            # all or nothing: balance parts held for this refund go back to the merchant too
-            waiting = self._held_balance(s, po)
-            for part in waiting:
-                st.cas_status(s, PayItem, part.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                              finished_at=now)  # fmt: skip
-            for part in (item, *waiting):
-                self.core.ledger.move(
-                    s,
-                    biz_type="refund_release",
-                    biz_key=str(part.id),
-                    ctx=ctx,
-                    currency=cur,
-                    trade_id=orig.id,
-                    source=platform_transit(cur),
-                    target=_merchant_side(orig),
-                    amount=part.amount,
-                )
-                s.execute(
-                    update(Trade)
-                    .where(Trade.id == orig.id)
-                    .values(refunded_amount=Trade.refunded_amount - part.amount)
-                )
-                s.execute(
-                    update(PayItem)
-                    .where(PayItem.id == part.origin_item_id)
-                    .values(refunded_amount=PayItem.refunded_amount - part.amount)
-                )
-            if st.cas_status(
+                self._fail_refund(s, po, refund_trade, ctx, [], "amount_mismatch")
+                return "exception"
+            self._refund_item_done(s, po, item, refund_trade, ctx)
+            return "settled"
+
+    def _refund_item_done(
+        self, s: Session, po: PayOrder, item: PayItem, refund_trade: Trade, ctx: BizContext
+    ) -> None:
+        cur = po.currency
+        st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
+                      finished_at=self.core.clock(), settled_amount=item.amount)  # fmt: skip
+        self.core.ledger.move(
+            s,
+            biz_type="refund_item",
+            biz_key=str(item.id),
+            ctx=ctx,
+            currency=cur,
+            trade_id=refund_trade.origin_trade_id,
+            source=platform_transit(cur),
+            target=channel_clearing(str(item.pay_org_no), cur),
+            amount=item.amount,
+        )
+        states = s.execute(select(PayItem.tool, PayItem.status)
+                           .where(PayItem.pay_order_id == po.id)).all()  # fmt: skip
+        if all(x.status == st.SUCCESS for x in states if x.tool != "balance"):
+            # every channel part is back: now the held balance parts, then done
+            for part in self._held_balance(s, po):
+                self._return_balance(s, po, part, refund_trade.origin_trade_id, ctx)
+            self._complete(s, po)
+
+    def _fail_refund(self, s: Session, po: PayOrder, refund_trade: Trade, ctx: BizContext,
+                     released: list[PayItem], error_code: str) -> None:  # fmt: skip
+        """Fail the refund: ``released`` channel parts and the balance parts still held go
+        back to the merchant side (all or nothing); the refund trade closes."""
+        now = self.core.clock()
+        cur = po.currency
+        for part in released:
+            st.cas_status(s, PayItem, part.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
+                          finished_at=now)  # fmt: skip
+        stmt = select(Trade).where(Trade.id == refund_trade.origin_trade_id)
+        if self.core.db.is_postgres:
+            stmt = stmt.with_for_update()
+        orig = s.execute(stmt).scalar_one()
+        waiting = self._held_balance(s, po)
+        for part in waiting:
+            st.cas_status(s, PayItem, part.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
+                          finished_at=now)  # fmt: skip
+        for part in (*released, *waiting):
+            self.core.ledger.move(
                 s,
-                PayOrder,
-                po.id,
-                st.PROCESSING,
-                st.FAILED,
-                st.PAY_TRANSITIONS,
-                finished_at=now,
-                error_code="channel_refused",
-            ):
-                st.cas_status(
-                    s,
-                    Trade,
-                    refund_trade.id,
-                    st.PAYING,
-                    st.CLOSED,
-                    st.TRADE_TRANSITIONS,
-                    updated_at=now,
-                )
-                url = merchant_notify_url(s, po.merchant_id)
-                notify_pay_order(s, self.core, po, "refund.failed", url, "channel_refused")
-            return "failed"
+                biz_type="refund_release",
+                biz_key=str(part.id),
+                ctx=ctx,
+                currency=cur,
+                trade_id=orig.id,
+                source=platform_transit(cur),
+                target=_merchant_side(orig),
+                amount=part.amount,
+            )
+            s.execute(
+                update(Trade)
+                .where(Trade.id == orig.id)
+                .values(refunded_amount=Trade.refunded_amount - part.amount)
+            )
+            s.execute(
+                update(PayItem)
+                .where(PayItem.id == part.origin_item_id)
+                .values(refunded_amount=PayItem.refunded_amount - part.amount)
+            )
+        if st.cas_status(s, PayOrder, po.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
+                         finished_at=now, error_code=error_code):  # fmt: skip
+            st.cas_status(s, Trade, refund_trade.id, st.PAYING, st.CLOSED, st.TRADE_TRANSITIONS,
+                          updated_at=now)  # fmt: skip
+            url = merchant_notify_url(s, po.merchant_id)
+            notify_pay_order(s, self.core, po, "refund.failed", url, error_code)

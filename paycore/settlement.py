@@ -15,11 +15,13 @@ from sqlalchemy.orm import Session
 
 from . import status as st
 from .channels import ChannelResult
+from .compensation import item_of_refund_txn, settle_refund_callback
 from .context import BizContext, use_context
 from .db.schema import PayItem, PayOrder
 from .errors import PayOrderNotFound
 from .exceptions import record_exception
 from .ledger import channel_clearing, platform_transit, user_balance
+from .settle_rules import TAKEABLE, Verdict, describe, judge_success
 
 if TYPE_CHECKING:
     from .core import PayCore
@@ -42,8 +44,8 @@ class ChannelSettlement:
     def _complete(self, s: Session, po: PayOrder) -> None:  # provided by PayService
         raise NotImplementedError
 
-    def _fail(self, s: Session, po: PayOrder, error_code: str) -> None:  # by PayService
-        raise NotImplementedError
+    def _fail(self, s: Session, po: PayOrder, error_code: str, *, reopen: bool = True) -> None:
+        raise NotImplementedError  # by PayService
 
     # -- channel results -------------------------------------------------------------------
     def on_channel_result(self, result: ChannelResult) -> str:
@@ -66,6 +68,9 @@ class ChannelSettlement:
         po = s.execute(lock, of_item).scalar_one_or_none()
         item = s.execute(_ITEM, of_item).scalar_one_or_none()
         if po is None or item is None:
+            compensated = item_of_refund_txn(r.channel_txn_no)
+            if compensated is not None:  # our own compensation refund's answer
+                return settle_refund_callback(self.core, s, r, compensated)
             raise PayOrderNotFound("no pay item for this channel transaction")
         ctx = BizContext(po.merchant_id, po.order_type, po.sub_type, po.pay_org_no)
         with use_context(ctx):
@@ -76,97 +81,102 @@ class ChannelSettlement:
     def _settle_pay_item(
         self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult, ctx: BizContext
     ) -> str:
-        now = self.core.clock()
-        cur = po.currency
-        withdraw = po.pay_type == "withdraw"
-        success = r.status == st.SUCCESS
         if item.status != st.PROCESSING:
-            if item.status == r.status and (not success or r.amount == item.settled_amount):
-                return "duplicate"
-            if item.status == st.FAILED and success and r.amount == item.settled_amount:
-                return "duplicate"  # the amount mismatch again: taken and recorded already
-            if item.status == st.FAILED and success and not withdraw:
-                return self._late_success(s, po, item, r, ctx)
-            record_exception(
-                self.core,
-                s,
-                "other",
-                biz_key=f"conflict:{item.id}",
-                po=po,
-                item=item,
-                amount_taken=0,
-                resolution="manual",
-                detail=f"channel says {r.status} for an item already {item.status}",
-            )
-            return "exception"
-        if success and (r.amount != item.amount or r.currency != cur):
-            st.cas_status(
-                s,
-                PayItem,
-                item.id,
-                st.PROCESSING,
-                st.FAILED,
-                st.PAY_TRANSITIONS,
-                finished_at=now,
-                settled_amount=r.amount,
-            )
-            if not withdraw and r.currency == cur:
-                self._take(s, po, item, r.amount, ctx)
-            record_exception(
-                self.core,
-                s,
-                "amount_mismatch",
-                biz_key=str(item.id),
-                po=po,
-                item=item,
-                amount_taken=r.amount if r.currency == cur else 0,
-                detail=f"channel settled {r.amount} {r.currency}, order is {item.amount} {cur}",
-            )
-            self._fail(s, po, "amount_mismatch")
-            return "exception"
-        if success:
-            st.cas_status(
-                s,
-                PayItem,
-                item.id,
-                st.PROCESSING,
-                st.SUCCESS,
-                st.PAY_TRANSITIONS,
-                finished_at=now,
-                settled_amount=r.amount,
-            )
-            if withdraw:
-                self.core.ledger.move(
-                    s,
-                    biz_type="withdraw_out",
-                    biz_key=str(item.id),
-                    ctx=ctx,
-                    currency=cur,
-                    trade_id=po.trade_id,
-                    source=platform_transit(cur),
-                    target=channel_clearing(item.pay_org_no or ctx.pay_org_no, cur),
-                    amount=r.amount,
-                )
-            else:
-                self._take(s, po, item, r.amount, ctx)
-            if po.status == st.FAILED:  # another tool failed first: this money is a partial pay
-                record_exception(
-                    self.core,
-                    s,
-                    "partial_payment",
-                    biz_key=f"late:{item.id}",
-                    po=po,
-                    item=item,
-                    amount_taken=r.amount,
-                    detail="a tool succeeded after its order had failed",
-                )
-                return "exception"
-            self._complete(s, po)  # only when every item has succeeded
-            return "settled"
-        st.cas_status(
-            s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS, finished_at=now
-        )
+            return self._after_final(s, po, item, r, ctx)
+        if r.status == st.SUCCESS:
+            verdict = judge_success(item.amount, po.currency, r.amount, r.currency)
+            if verdict != "match":
+                return self._mismatch(s, po, item, r, ctx, verdict)
+            return self._succeed(s, po, item, r.amount, ctx)
+        return self._item_failed(s, po, item, ctx)
+
+    def _after_final(
+        self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult, ctx: BizContext
+    ) -> str:
+        """A result for an item that is already final: a repeat, a late success, or a
+        contradiction for a human."""
+        success = r.status == st.SUCCESS
+        if item.status == r.status and (not success or r.amount == item.settled_amount):
+            return "duplicate"
+        if item.status == st.FAILED and success and r.amount == item.settled_amount:
+            return "duplicate"  # the amount mismatch again: taken and recorded already
+        # a success for an item that failed without the channel having taken anything
+        late = item.status == st.FAILED and success and item.settled_amount is None
+        plausible = judge_success(item.amount, po.currency, r.amount, r.currency) in TAKEABLE
+        if late and plausible and po.pay_type != "withdraw":
+            return self._late_success(s, po, item, r, ctx)
+        record_exception(self.core, s, "other", biz_key=f"conflict:{item.id}", po=po,
+                         item=item, amount_taken=0, resolution="manual",
+                         detail=f"channel says {r.status} {r.amount} {r.currency} for an "
+                                f"item already {item.status}")  # fmt: skip
+        return "exception"
+
+    def _mismatch(self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult,
+                  ctx: BizContext, verdict: Verdict) -> str:  # fmt: skip
+        """A success at another amount or currency: nothing settles at the wrong amount.
+
+        A pay or recharge takes what the channel says it took when that is plausible
+        (:data:`TAKEABLE`) and refunds it in full; the trade may be paid again. Otherwise
+        (and for every withdraw) nothing is posted, the trade closes so the user's money is
+        never held twice, and a human decides; a withdraw's hold stays in transit.
+        """
+        withdraw = po.pay_type == "withdraw"
+        plausible = verdict in TAKEABLE
+        take = plausible and not withdraw
+        st.cas_status(s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
+                      finished_at=self.core.clock(),
+                      settled_amount=r.amount if plausible else None)  # fmt: skip
+        if take:
+            self._take(s, po, item, r.amount, ctx)
+        detail = describe(verdict, item.amount, po.currency, r.amount, r.currency)
         if withdraw:
+            detail += f"; the withdraw hold of {item.amount} stays in transit"
+        record_exception(self.core, s, "amount_mismatch", biz_key=str(item.id), po=po,
+                         item=item, amount_taken=r.amount if take else 0,
+                         detail=detail)  # fmt: skip
+        self._fail(s, po, "amount_mismatch", reopen=take)
+        return "exception"
+
+    def _succeed(
+        self, s: Session, po: PayOrder, item: PayItem, amount: int, ctx: BizContext
+    ) -> str:
+        cur = po.currency
+        st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
+                      finished_at=self.core.clock(), settled_amount=amount)  # fmt: skip
+        if po.pay_type == "withdraw":
+            self.core.ledger.move(
+                s,
+                biz_type="withdraw_out",
+                biz_key=str(item.id),
+                ctx=ctx,
+                currency=cur,
+                trade_id=po.trade_id,
+                source=platform_transit(cur),
+                target=channel_clearing(item.pay_org_no or ctx.pay_org_no, cur),
+                amount=amount,
+            )
+        else:
+            self._take(s, po, item, amount, ctx)
+        if po.status == st.FAILED:  # another tool failed first: this money is a partial pay
+            record_exception(
+                self.core,
+                s,
+                "partial_payment",
+                biz_key=f"late:{item.id}",
+                po=po,
+                item=item,
+                amount_taken=amount,
+                detail="a tool succeeded after its order had failed",
+            )
+            return "exception"
+        self._complete(s, po)  # only when every item has succeeded
+        return "settled"
+
+    def _item_failed(self, s: Session, po: PayOrder, item: PayItem, ctx: BizContext) -> str:
+        cur = po.currency
+        st.cas_status(s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
+                      finished_at=self.core.clock())  # fmt: skip
+        if po.pay_type == "withdraw":
             self.core.ledger.move(
                 s,
                 biz_type="withdraw_release",
@@ -175,7 +185,7 @@ class ChannelSettlement:
                 currency=cur,
                 trade_id=po.trade_id,
                 source=platform_transit(cur),
-                target=user_balance(po.user_id, cur),
+                target=user_balance(po.merchant_id, po.user_id, cur),
                 amount=item.amount,
             )
         self._fail(s, po, "channel_failed")

@@ -194,7 +194,7 @@ class Shop:
         from paycore.ledger import balance_of, user_balance
 
         with self.core.db.session() as s:
-            return balance_of(s, user_balance(user, "CNY"))
+            return balance_of(s, user_balance(self.mid, user, "CNY"))
 
     def account(self, ref) -> int:
         from paycore.ledger import balance_of

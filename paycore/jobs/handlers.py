@@ -37,10 +37,11 @@ from .. import status as st
 from ..channels.client import ChannelStatus
 from ..channels.errors import ChannelRejected, ChannelUnavailable
 from ..channels.port import ChannelRequest
+from ..compensation import post_exception_refund, refund_txn_no
 from ..context import BizContext
 from ..db.schema import CompensationTask, PayException, PayItem, PayOrder
 from ..errors import InsufficientBalance, InvalidContext, PayCoreError, UnbalancedEntry
-from ..ledger import channel_clearing, credit, debit, platform_transit, user_balance
+from ..ledger import channel_clearing, user_balance
 from ..ledger.accounts import AccountRef
 from ..ledger.journal import Leg
 from ..ledger.subjects import SUBJECTS
@@ -75,11 +76,6 @@ class RefundChannel(Protocol):
     def send(self, request: ChannelRequest, notify_url: str) -> Any: ...
 
     def query_status(self, org: str, channel_txn_no: str) -> ChannelStatus: ...
-
-
-def refund_txn_no(pay_item_id: int) -> str:
-    """Our channel number for the compensation refund of one pay item."""
-    return f"x{pay_item_id}"
 
 
 def ledger_posting_payload(*, biz_type: str, biz_key: str, ctx: BizContext, currency: str,
@@ -323,14 +319,12 @@ class Handlers:
     ) -> None:
         cur = plan.po.currency
         for part in parts:
-            to = (user_balance(plan.po.user_id, cur) if part.tool == "balance"
+            to = (user_balance(plan.po.merchant_id, plan.po.user_id, cur) if part.tool == "balance"
                   else channel_clearing(str(part.pay_org_no), cur))  # fmt: skip
-            self.core.ledger.post(
-                s, biz_type="exception_refund", biz_key=str(part.item_id), ctx=plan.ctx,
-                currency=cur, trade_id=plan.po.trade_id,
-                legs=[debit(platform_transit(cur), part.amount), credit(to, part.amount)],
-                memo=f"{plan.kind} exception {plan.exception_id}: full refund",
-            )  # fmt: skip
+            post_exception_refund(
+                self.core, s, plan.po, plan.ctx, item_id=part.item_id, to_account=to,
+                amount=part.amount, memo=f"{plan.kind} exception {plan.exception_id}: full refund",
+            )
         if resolve:
             s.execute(
                 update(PayException)

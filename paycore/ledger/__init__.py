@@ -9,6 +9,7 @@ from .accounts import (
     merchant_payable,
     platform_transit,
     user_balance,
+    user_owner_id,
 )
 from .balances import balance_of
 from .hot import drain_pending, pending_count, summarize_pending
@@ -34,4 +35,5 @@ __all__ = [
     "summarize_pending",
     "trial_balance",
     "user_balance",
+    "user_owner_id",
 ]

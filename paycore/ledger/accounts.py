@@ -47,8 +47,20 @@ class AccountRef:
         return (self.owner_type, self.owner_id, self.subject.code, self.currency)
 
 
-def user_balance(user_id: str, currency: str) -> AccountRef:
-    return AccountRef("user", user_id, USER_BALANCE, currency)
+def user_owner_id(merchant_id: str, user_id: str) -> str:
+    """The owner id of a user's accounts: the user as the merchant that funds it knows it.
+
+    A user belongs to the merchant that names it: ``u1`` of merchant A and ``u1`` of
+    merchant B are two people with two balances, and no merchant can name the other's.
+    ``:`` is outside the alphabet of merchant and user ids, so the pair cannot be forged.
+    """
+    return f"{merchant_id}:{user_id}"
+
+
+def user_balance(merchant_id: str, user_id: str, currency: str) -> AccountRef:
+    """The balance of ``user_id`` as merchant ``merchant_id``'s user (see
+    :func:`user_owner_id`): every posting to a user's money names its merchant."""
+    return AccountRef("user", user_owner_id(merchant_id, user_id), USER_BALANCE, currency)
 
 
 def merchant_payable(merchant_id: str, currency: str) -> AccountRef:

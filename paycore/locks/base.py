@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from paycore.errors import LockTimeout
+from paycore.errors import LockBackendError, LockTimeout
+
+log = logging.getLogger(__name__)
 
 
 class DistributedLock(abc.ABC):
@@ -49,7 +52,8 @@ class DistributedLock(abc.ABC):
 
         Raises :class:`paycore.errors.LockTimeout` if the lock cannot be acquired
         within ``wait`` seconds. The lock is released when the block exits, also
-        on an exception.
+        on an exception; a release the backend fails is logged, not raised (see
+        :meth:`release_quietly`).
         """
         token = self.acquire(key, ttl=ttl, wait=wait)
         if token is None:
@@ -57,7 +61,20 @@ class DistributedLock(abc.ABC):
         try:
             yield token
         finally:
-            self.release(key, token)
+            self.release_quietly(key, token)
+
+    def release_quietly(self, key: str, token: str) -> bool | None:
+        """:meth:`release`, and None instead of an error when the backend fails.
+
+        What the lock guarded has already happened (a pay committed): failing the
+        request now would hide a committed payment from its caller and skip sending it.
+        The lock frees itself when its TTL elapses.
+        """
+        try:
+            return self.release(key, token)
+        except LockBackendError:
+            log.warning("lock %s not released (backend error); it expires at its TTL", key)
+            return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Release any resources owned by this lock object (default: nothing)."""

@@ -43,4 +43,6 @@ def guarded_hold(lock: DistributedLock, guard: Any, key: str, *, caller: str, tt
     try:
         yield token
     finally:
-        lock.release(key, token)
+        start = time.monotonic()
+        if lock.release_quietly(key, token) is None:  # the outage still shows on the map
+            guard.record(resource, caller, False, time.monotonic() - start)

@@ -101,7 +101,9 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
     with receiver:
         added = run_cli(["merchant", "add", "--name", "w shop", "--product", "goods:physical",
                          "--pay-org", "SANDBOX_A", "--notify-url", f"{receiver.url}/hook"], env)
-        token = dict(ln.split(":", 1) for ln in added.stdout.strip().splitlines())["token"].strip()
+        printed = {k.strip(): v.strip() for k, v in (
+            ln.split(":", 1) for ln in added.stdout.strip().splitlines() if ":" in ln)}
+        token, mid = printed["token"], printed["merchant_id"]
         procs = [subprocess.Popen([sys.executable, "-m", "console.cli", *cmd], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for cmd in (["sandbox", "--port", str(sandbox_port), "--admin-token", "adm"],
@@ -159,7 +161,7 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
 
             db = Database(engine)
             with db.session() as s:
-                assert balance_of(s, user_balance("u1", "CNY")) == 1_000
+                assert balance_of(s, user_balance(mid, "u1", "CNY")) == 1_000
             assert trial_balance(db).ok
             engine.dispose()
             # the worker's own /metrics: the business gauges Prometheus scrapes from it

@@ -352,7 +352,7 @@ def verify(engine, pg_url, mid, load: Load, internal, external, statement) -> No
     db = Database(pg_url)
     try:
         with db.session() as s:
-            got_users = {u: balance_of(s, user_balance(u, cur)) for u in USERS}
+            got_users = {u: balance_of(s, user_balance(mid, u, cur)) for u in USERS}
             got = (balance_of(s, merchant_payable(mid, cur)), balance_of(s, fee_income(cur)),
                    sum(balance_of(s, channel_clearing(org, cur)) for org in ORGS),
                    balance_of(s, platform_transit(cur)))  # fmt: skip

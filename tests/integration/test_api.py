@@ -87,7 +87,7 @@ class Stack:
         with self.core.db.session() as s:
             from paycore.ledger import balance_of
 
-            bal = (balance_of(s, user_balance("u1", "CNY")),
+            bal = (balance_of(s, user_balance(self.mid, "u1", "CNY")),
                    balance_of(s, merchant_payable(self.mid, "CNY")))
         return table_counts(self.core.db), bal
 

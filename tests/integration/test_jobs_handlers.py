@@ -167,7 +167,7 @@ def test_exception_refund_retries_an_unavailable_channel_then_hands_over(shop, c
 
 def test_ledger_posting_task_posts_once_or_fails_for_good(core):
     queue, handlers, worker = jobs(core)
-    legs = [debit(merchant_payable("m1", "CNY"), 500), credit(user_balance("u9", "CNY"), 500)]
+    legs = [debit(merchant_payable("m1", "CNY"), 500), credit(user_balance("m1", "u9", "CNY"), 500)]
     payload = ledger_posting_payload(biz_type="bonus", biz_key="b1", ctx=CTX, currency="CNY",
                                      legs=legs, memo="async posting")  # fmt: skip
     queue.enqueue(None, LEDGER_POSTING, "bonus:b1", payload)
@@ -176,7 +176,7 @@ def test_ledger_posting_task_posts_once_or_fails_for_good(core):
     queue.enqueue(None, LEDGER_POSTING, "bonus:b2", bad)
     queue.enqueue(None, LEDGER_POSTING, "bonus:b3", {"legs": "nonsense"})
     overdraw = ledger_posting_payload(biz_type="bonus", biz_key="b4", ctx=CTX, currency="CNY",
-                                      legs=[debit(user_balance("u0", "CNY"), 1),
+                                      legs=[debit(user_balance("m1", "u0", "CNY"), 1),
                                             credit(merchant_payable("m1", "CNY"), 1)])  # fmt: skip
     queue.enqueue(None, LEDGER_POSTING, "bonus:b4", overdraw)
     assert worker.run_once() == 5

@@ -104,10 +104,10 @@ def test_processes_sharing_a_node_id_lose_no_posting_and_no_trade(migrated_db):
 def test_user_balance_cannot_go_negative(core, counts):
     before = counts(core.db)
     with pytest.raises(InsufficientBalance):
-        post(core, [debit(user_balance("u9", "CNY"), 1), credit(platform_transit("CNY"), 1)])
+        post(core, [debit(user_balance("M1", "u9", "CNY"), 1), credit(platform_transit("CNY"), 1)])
     assert counts(core.db)["journal_entries"] == before["journal_entries"]
     # several accounts change in one statement on PostgreSQL: one short account refuses all
-    refs = (user_balance("u9", "CNY"), platform_transit("CNY"), merchant_payable("M1", "CNY"))
+    refs = (user_balance("M1", "u9", "CNY"), platform_transit("CNY"), merchant_payable("M1", "CNY"))
     post(core, [debit(refs[1], 5), credit(refs[2], 5)], "in")
     with core.db.session() as s:
         kept = [balance_of(s, r) for r in refs]
@@ -150,7 +150,7 @@ def test_hot_accounts_use_sub_accounts_and_buffered_postings(core):
 
 
 def test_trial_balance_detects_a_tampered_balance(core):
-    post(core, [debit(merchant_payable("M1", "CNY"), 10), credit(user_balance("u1", "CNY"), 10)])
+    post(core, [debit(merchant_payable("M1", "CNY"), 10), credit(user_balance("M1", "u1", "CNY"), 10)])
     with core.db.session() as s:
         s.execute(sa.update(Account).where(Account.owner_id == "u1").values(balance=11))
     report = trial_balance(core.db)

@@ -122,7 +122,7 @@ def test_shadow_ledger_refuses_unbalanced_entries_on_postgresql(plain_pg):
     from paycore.ledger import user_balance
 
     def unbalanced(s) -> None:
-        acc = shadow.ledger.accounts.resolve(s, user_balance("u9", "CNY"), datetime.now(UTC))
+        acc = shadow.ledger.accounts.resolve(s, user_balance("M1", "u9", "CNY"), datetime.now(UTC))
         s.add(
             JournalEntry(
                 id=1,
