@@ -8,6 +8,7 @@ from typing import Any
 
 from paycore import Database, IdGenerator, PayCore
 from paycore.locks import make_lock
+from paycore.risk import RiskEngine, make_risk_counters
 
 from .migrate import upgrade_database
 from .observability import build_observability, business_snapshot
@@ -74,7 +75,16 @@ class Platform:
             self.observability.close()
         if self.shadow is not None:
             self.shadow.close()
+        self.paycore.risk.close()
         self.paycore.close()
+
+
+def build_risk_engine(settings: Settings, db: Database) -> RiskEngine:
+    """The risk engine from settings: its counters in Redis (shared by every API replica,
+    keys under ``settings.risk_namespace``) when ``PAYWATCH_REDIS_URL`` is set, else in
+    this process; blocklist and review log in ``db``."""
+    counters = make_risk_counters(settings.redis_url, namespace=settings.risk_namespace)
+    return RiskEngine(settings.risk_policy, counters=counters, db=db)
 
 
 def build_platform(
@@ -96,7 +106,7 @@ def build_platform(
     runtime = build_stability(db.engine, pay_orgs=settings.pay_orgs, redis_url=settings.redis_url)
     guard = runtime.guard
     core = PayCore(db, lock=make_lock(settings.redis_url), ids=IdGenerator(settings.node_id),
-                   guard=guard)  # fmt: skip
+                   guard=guard, risk=build_risk_engine(settings, db))  # fmt: skip
     secrets = settings.resolved_channel_secrets()
     platform = Platform(settings=settings, db=db, paycore=core, channel_secrets=secrets,
                         stability=runtime, role=role)  # fmt: skip

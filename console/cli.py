@@ -228,6 +228,9 @@ def parser() -> argparse.ArgumentParser:
                                 "worker, simulator, console)"))  # fmt: skip
     configure_simulate(sub.add_parser("simulate", help="merchant traffic, failing receivers "
                                       "and scripted drills"))  # fmt: skip
+    from .risk_cli import configure_parser as configure_risk
+
+    configure_risk(sub.add_parser("risk", help="risk blocklist and unchecked-payment reviews"))
     return p
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from paycore.risk import RiskPolicy
 
 _SECRET_PARAM = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|key)=[^&;]*")
 
@@ -50,6 +54,47 @@ def _count(name: str, value: str | None, default: int, most: int) -> int:
     return n
 
 
+#: ``PAYWATCH_RISK_<name>`` -> the :class:`paycore.risk.RiskPolicy` field it sets
+RISK_LIMITS = {
+    "MAX_AMOUNT": "max_amount",
+    "MAX_PER_MINUTE": "max_per_user_per_minute",
+    "DAILY_MAX_COUNT": "daily_max_count",
+    "DAILY_MAX_AMOUNT": "daily_max_amount",
+    "FALLBACK_MAX_AMOUNT": "fallback_max_amount",
+}
+
+
+def _risk_policy(get: Callable[[str], str | None]) -> RiskPolicy:
+    """The risk limits from ``PAYWATCH_RISK_*`` (whole minor units / counts), validated."""
+    from paycore.risk.policy import LIMIT_MAX, RiskPolicy
+
+    values: dict[str, Any] = {}
+    for env, name in RISK_LIMITS.items():
+        raw = get(f"RISK_{env}")
+        if raw is not None:
+            values[name] = _count(f"RISK_{env}", raw.strip(), 0, LIMIT_MAX)
+    refresh = get("RISK_BLOCKLIST_REFRESH_S")
+    if refresh is not None:
+        try:
+            values["blocklist_refresh_s"] = float(refresh)
+        except ValueError:
+            values["blocklist_refresh_s"] = 0.0
+        if not 0 < values["blocklist_refresh_s"] <= 3600:
+            raise ValueError("PAYWATCH_RISK_BLOCKLIST_REFRESH_S must be seconds in (0, 3600]")
+    default = RiskPolicy()
+    if values.get("fallback_max_amount", default.fallback_max_amount) > values.get(
+            "max_amount", default.max_amount):  # fmt: skip
+        raise ValueError("PAYWATCH_RISK_FALLBACK_MAX_AMOUNT must not exceed "
+                         "PAYWATCH_RISK_MAX_AMOUNT")  # fmt: skip
+    return RiskPolicy(**values)
+
+
+def _default_risk_policy() -> RiskPolicy:
+    from paycore.risk.policy import RiskPolicy
+
+    return RiskPolicy()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the running system is built from."""
@@ -74,6 +119,12 @@ class Settings:
     shadow_channel_url: str | None = None
     #: threads serving the API's pay core calls in one process (``PAYWATCH_API_THREADS``)
     api_threads: int = 8
+    #: the risk engine's limits (``PAYWATCH_RISK_MAX_AMOUNT``, ``..._MAX_PER_MINUTE``,
+    #: ``..._DAILY_MAX_COUNT``, ``..._DAILY_MAX_AMOUNT``, ``..._FALLBACK_MAX_AMOUNT``,
+    #: ``..._BLOCKLIST_REFRESH_S``)
+    risk_policy: RiskPolicy = field(default_factory=_default_risk_policy)
+    #: prefix of the risk counters' keys in Redis (``PAYWATCH_RISK_NAMESPACE``)
+    risk_namespace: str = "paywatch:risk:"
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -108,6 +159,8 @@ class Settings:
             shadow=_flag("SHADOW", get("SHADOW"), cls.shadow),
             shadow_channel_url=get("SHADOW_CHANNEL_URL"),
             api_threads=_count("API_THREADS", get("API_THREADS"), cls.api_threads, 256),
+            risk_policy=_risk_policy(get),
+            risk_namespace=get("RISK_NAMESPACE") or cls.risk_namespace,
         )
 
     def resolved_channel_secrets(self) -> dict[str, str]:

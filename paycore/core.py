@@ -57,7 +57,7 @@ class PayCore:
         self.channel = channel
         self.lock_ttl, self.lock_wait = lock_ttl, lock_wait
         self.guard = guard  # stability.Guard: wraps dependency calls when wired in
-        self.risk = risk or RiskEngine()
+        self.risk = risk or RiskEngine(db=self.db)  # blocklist and review log: this database
         self.metrics: Metrics = metrics or NULL_METRICS
         self.ledger = Ledger(self.ids, clock, hot_policy)
         self.ledger.metrics = self.metrics

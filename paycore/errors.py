@@ -192,6 +192,13 @@ class LockBackendError(DependencyUnavailable):
     code = "lock_unavailable"
 
 
+class RiskUnavailable(DependencyUnavailable):
+    """The risk counters (Redis) or the blocklist cannot be read; the pay link falls back
+    to :meth:`paycore.risk.RiskEngine.fallback` instead of answering with this."""
+
+    code = "risk_unavailable"
+
+
 class LockTimeout(Busy):
     """The lock could not be acquired within the wait time."""
 

@@ -39,6 +39,7 @@ from .ledger import (
 from .models import PayOrderView, PayRequest, TradeView
 from .money import fee_for
 from .notify.outbox import merchant_notify_url, notify_pay_order
+from .risk import RiskHold
 from .settlement import ChannelSettlement
 from .trades import pay_order_view
 
@@ -123,9 +124,10 @@ class PayService(ChannelSettlement):
         )
         self.core.merchants.authorize(merchant_id, ctx)
         self._check_tools(trade, req)
-        self._preflight(trade, req, ctx)
+        hold = self._preflight(trade, req, ctx)
         with (
             use_context(ctx),
+            hold,  # the risk reservation goes back if this pay order is not begun
             self.core.trade_lock(trade.id, link="link.pay"),
         ):
             # no second replay check under the lock: a pay that won meanwhile shows up as
@@ -142,19 +144,24 @@ class PayService(ChannelSettlement):
         self._submit(requests)
         return view
 
-    def _preflight(self, trade: TradeView, req: PayRequest, ctx: BizContext) -> None:
-        """Dependency checks before anything is written: risk (weak: falls back) and the
-        channel's switch, limit and breaker (strong: fail fast, naming the channel)."""
+    def _preflight(self, trade: TradeView, req: PayRequest, ctx: BizContext) -> RiskHold:
+        """Checks before anything is written: the trade can be paid at all (a hopeless
+        attempt never reaches risk, so it is never counted), risk (weak: falls back), and
+        the channel's switch, limit and breaker (strong: fail fast, naming the channel).
+
+        Returns the risk reservation (counted per merchant and user); the caller holds it
+        around beginning the pay order, which gives it back if the order is not begun."""
+        if trade.status != st.CREATED:
+            raise WrongState(f"trade is {trade.status}; it cannot be paid now")
         guard = self.core.guard
-        labels = ctx.as_labels()
-        if guard is None:
-            self.core.risk.check(trade.user_id, trade.amount)
-            return
-        guard.call("risk", lambda: self.core.risk.check(trade.user_id, trade.amount),
-                   caller="link.pay", labels=labels,
-                   fallback=lambda: self.core.risk.fallback(trade.amount))  # fmt: skip
-        if any(t.tool == "channel" for t in req.tools):
-            guard.admit(f"channel.{ctx.pay_org_no}", caller="link.pay", labels=labels)
+        labels = ctx.as_labels() if guard is not None else None
+        hold = self.core.risk.decide(trade.merchant_id, trade.user_id, trade.amount,
+                                     currency=trade.currency, trade_id=trade.id, guard=guard,
+                                     caller="link.pay", labels=labels)  # fmt: skip
+        if guard is not None and any(t.tool == "channel" for t in req.tools):
+            with hold:  # a channel that refuses gives the reservation back
+                guard.admit(f"channel.{ctx.pay_org_no}", caller="link.pay", labels=labels)
+        return hold
 
     def _check_tools(self, trade: TradeView, req: PayRequest) -> None:
         allowed = ALLOWED_TOOLS.get(trade.trade_type)

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from collectors.dbtypes import NAMING, UTCDateTime
+from collectors.dbtypes import NAMING, AutoId, UTCDateTime
 
 
 class Base(DeclarativeBase):
@@ -180,6 +180,40 @@ class PayException(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(Ts)
+
+
+class RiskBlock(Base):
+    """A blocklist entry: the user may not pay at this merchant (``merchant_id`` ``*``:
+    at any merchant, a platform decision)."""
+
+    __tablename__ = "risk_blocklist"
+    merchant_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(256))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Ts)
+
+
+class RiskReview(Base):
+    """A payment the risk check let through unchecked (its fallback), kept for review."""
+
+    __tablename__ = "risk_reviews"
+    __table_args__ = (
+        Index("ix_risk_reviews_status_created", "status", "created_at"),
+        Index("ix_risk_reviews_merchant_created", "merchant_id", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(64))
+    trade_id: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | reviewed
+    created_at: Mapped[datetime] = mapped_column(Ts)
+    reviewed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(Ts, nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
 
 
 class LedgerSubject(Base):
