@@ -40,6 +40,7 @@ ACTIONS: dict[str, str] = {
     "switch.revert": "operator",
     "drill.knobs": "operator",
     "user.manage": "admin",
+    "merchant.manage": "admin",
 }
 
 

@@ -104,6 +104,12 @@ class PayOrderNotFound(NotFound):
     code = "pay_order_not_found"
 
 
+class TokenNotFound(NotFound):
+    """No valid API token of this merchant has the given prefix (an admin action)."""
+
+    code = "token_not_found"
+
+
 # -- 409: conflicts with current state -----------------------------------------------------
 class Conflict(PayCoreError):
     code = "conflict"

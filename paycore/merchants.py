@@ -1,43 +1,99 @@
-"""Merchant onboarding, token authentication and context authorisation.
+"""Merchant onboarding, credentials, token authentication and context authorisation.
 
-A merchant gets an id, the (order type, sub type) pairs and pay orgs it may use,
-and an API token. The token is shown once and stored only as its SHA-256 hash (a
-random 256-bit token needs no slow hash: there is nothing to brute-force).
+A merchant gets an id, the (order type, sub type) pairs and pay orgs it may use, an
+API token and a notification signing secret. Both are shown once, at onboarding or at
+their rotation, and never again.
+
+**API tokens** are stored only as their SHA-256 hash (``merchant_api_tokens``; a random
+256-bit token needs no slow hash: there is nothing to brute-force). :meth:`rotate_token`
+issues a new token and lets the old ones work for a grace period (default 24 h, zero
+for a leaked token); :meth:`revoke_token` refuses one at once; :meth:`disable` refuses
+every call of the merchant (403 ``merchant_disabled``) until :meth:`enable`.
+
+**Notification secrets** (``merchant_notify_secrets``) are the HMAC keys the platform
+signs a merchant's notifications with: each merchant has its own, so no merchant can
+sign (or verify) another's. An HMAC key has to be at hand in clear to sign, so it is
+stored as it is (like the channel secrets): it is never logged, printed, put in an
+error, shown after its creation, or carried in a ``repr``; reading it takes the
+database's credentials, which already guard the money. (Wrapping it with a key from a
+KMS is the next step once the platform has one; the columns would not change.)
+:meth:`rotate_notify_secret` adds a new secret and keeps the old ones signing for an
+overlap window (default 24 h): meanwhile every notification carries one signature per
+secret, so the merchant switches its verifier at leisure. Merchants onboarded before
+per-merchant secrets have none and are signed with the platform's shared key until
+their first rotation (whose overlap then signs with the shared key and the new secret).
+
+**Propagation.** Every replica caches token lookups and merchant rows for
+``cache_ttl`` seconds (5 s): a revocation, a rotation's end or a disabling made through
+another replica (the CLI, the console) takes effect everywhere within that time. A
+token's expiry is checked against the clock on every call, cached or not.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TypeVar
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from .context import BizContext, check_code
 from .db.engine import Database
-from .db.schema import Merchant, MerchantPayOrg, MerchantProduct
+from .db.schema import (
+    Merchant,
+    MerchantApiToken,
+    MerchantNotifySecret,
+    MerchantPayOrg,
+    MerchantProduct,
+)
 from .errors import (
     AuthenticationFailed,
     ContextNotGranted,
     InvalidRequest,
     MerchantDisabled,
+    TokenNotFound,
     UnknownMerchant,
 )
 from .ids import IdGenerator
 
 TOKEN_PREFIX = "pwk_"
+NOTIFY_SECRET_PREFIX = "whsec_"
+TOKEN_ID_LEN = 10  #: ``pwk_`` and 6 characters: how a token is named in lists and logs
+SECRET_ID_LEN = 12  #: ``whsec_`` and 6 characters
+SHARED_KEY_ID = "platform"  #: how the platform's shared notification key is listed
+ACTIVE, DISABLED = "active", "disabled"
+DEFAULT_TOKEN_GRACE = timedelta(hours=24)
+DEFAULT_NOTIFY_OVERLAP = timedelta(hours=24)
+MAX_WINDOW = timedelta(days=30)
 
-
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def _new_notify_secret() -> str:
+    return NOTIFY_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def _window(value: timedelta, what: str) -> timedelta:
+    """``value`` if it is a duration within 0 .. 30 days; :class:`InvalidRequest` otherwise."""
+    if not isinstance(value, timedelta) or not timedelta(0) <= value <= MAX_WINDOW:
+        raise InvalidRequest(f"{what} must be a duration between 0 and 30 days")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +120,121 @@ class MerchantInfo:
 class Onboarded:
     merchant: MerchantInfo
     token: str  #: shown once; only its hash is stored
+    notify_secret: str  #: shown once; kept (never shown again) to sign notifications
 
-    def __repr__(self) -> str:  # never print the token by accident
-        return f"Onboarded(merchant_id={self.merchant.merchant_id!r}, token='***')"
+    def __repr__(self) -> str:  # never print a secret by accident
+        mid = self.merchant.merchant_id
+        return f"Onboarded(merchant_id={mid!r}, token='***', notify_secret='***')"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A new API token from :meth:`MerchantService.rotate_token` (shown once)."""
+
+    merchant_id: str
+    token: str
+    prefix: str
+    old_valid_until: datetime  #: the end of the previous tokens' grace
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(merchant_id={self.merchant_id!r}, prefix={self.prefix!r}, token='***')"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedNotifySecret:
+    """A new notification secret from :meth:`MerchantService.rotate_notify_secret`."""
+
+    merchant_id: str
+    secret: str
+    prefix: str
+    old_valid_until: datetime  #: until then notifications are signed with the old one too
+
+    def __repr__(self) -> str:
+        return (f"IssuedNotifySecret(merchant_id={self.merchant_id!r}, "
+                f"prefix={self.prefix!r}, secret='***')")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """One API token as an admin sees it: its prefix and dates, never the token."""
+
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        """``revoked``, ``expired``, ``grace`` (valid until ``expires_at``) or ``active``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None:
+            return "expired" if now >= self.expires_at else "grace"
+        return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySecretInfo:
+    """One notification secret as an admin sees it: its prefix and dates."""
+
+    prefix: str  #: :data:`SHARED_KEY_ID` for the platform's shared key
+    created_at: datetime
+    expires_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        """``expired``, ``overlap`` (signs until ``expires_at``) or ``active``."""
+        if self.expires_at is not None:
+            return "expired" if now >= self.expires_at else "overlap"
+        return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantSummary:
+    """A merchant in the admin list."""
+
+    merchant_id: str
+    name: str
+    status: str
+    notify_url: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    """A token lookup: whose token it is and until when it is valid (None: no end)."""
+
+    merchant_id: str
+    expires_at: datetime | None
+
+
+def notify_keys(
+    session: Session, merchant_ids: Iterable[str], now: datetime
+) -> dict[str, list[str | None]]:
+    """The keys each merchant's notifications are signed with at ``now``, newest first.
+
+    A merchant with no secret at all is absent (it is signed with the platform's shared
+    key); ``None`` in a list stands for that shared key during a first rotation's
+    overlap. Read through ``session`` (the delivery's claim transaction).
+    """
+    ids = sorted(set(merchant_ids))
+    if not ids:
+        return {}
+    n = MerchantNotifySecret
+    rows = session.execute(
+        select(n.merchant_id, n.secret, n.expires_at)
+        .where(n.merchant_id.in_(ids))
+        .order_by(n.merchant_id, n.created_at.desc(), n.id.desc())
+    ).all()
+    keys: dict[str, list[str | None]] = {}
+    for row in rows:
+        live = keys.setdefault(row.merchant_id, [])
+        if row.expires_at is None or row.expires_at > now:
+            live.append(row.secret)
+    return keys
 
 
 class MerchantService:
-    """Onboards merchants and answers "who is calling, and may they do this?"."""
+    """Onboards merchants, manages their credentials and answers "who is calling, and may
+    they do this?" (see the module docstring for the credential model)."""
 
     def __init__(
         self,
@@ -83,9 +247,10 @@ class MerchantService:
         self.db, self.ids, self.clock = db, ids, clock
         self.cache_ttl = cache_ttl
         self._cache: dict[str, tuple[float, MerchantInfo]] = {}
-        self._tokens: dict[str, tuple[float, str]] = {}  # token hash -> (until, merchant id)
+        self._tokens: dict[str, tuple[float, _Grant]] = {}  # token hash -> (until, grant)
         self._lock = threading.Lock()
 
+    # -- onboarding ----------------------------------------------------------------------
     def onboard(
         self,
         name: str,
@@ -96,7 +261,8 @@ class MerchantService:
         notify_url: str | None = None,
         merchant_id: str | None = None,
     ) -> Onboarded:
-        """Create a merchant with its grant; returns the merchant and its one-time token."""
+        """Create a merchant with its grant; returns the merchant, its one-time token and
+        its notification secret (both shown once)."""
         if not isinstance(name, str) or not 0 < len(name) <= 128:
             raise InvalidRequest("name must be 1-128 characters")
         if isinstance(fee_bps, bool) or not isinstance(fee_bps, int) or not 0 <= fee_bps <= 10_000:
@@ -106,7 +272,7 @@ class MerchantService:
         if not prods or not orgs:
             raise InvalidRequest("a merchant needs at least one product and one pay org")
         mid = check_code(merchant_id, "merchant_id") if merchant_id else f"M{self.ids.next_id()}"
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token, notify_secret = _new_token(), _new_notify_secret()
         now = self.clock()
 
         def work(s: Session) -> None:
@@ -115,8 +281,8 @@ class MerchantService:
                     merchant_id=mid,
                     name=name,
                     token_hash=hash_token(token),
-                    token_prefix=token[:10],
-                    status="active",
+                    token_prefix=token[:TOKEN_ID_LEN],
+                    status=ACTIVE,
                     fee_bps=fee_bps,
                     notify_url=notify_url,
                     created_at=now,
@@ -130,12 +296,15 @@ class MerchantService:
                 ]
             )
             s.add_all([MerchantPayOrg(merchant_id=mid, pay_org_no=p) for p in sorted(orgs)])
+            self._add_token(s, mid, token, now)
+            self._add_notify_secret(s, mid, notify_secret, now)
 
         self.db.run(work)
-        return Onboarded(self.get(mid), token)
+        return Onboarded(self.get(mid), token, notify_secret)
 
+    # -- who is calling ------------------------------------------------------------------
     def get(self, merchant_id: str) -> MerchantInfo:
-        """The merchant and its grant (cached for a few seconds)."""
+        """The merchant and its grant (cached for ``cache_ttl`` seconds)."""
         hit = self._fresh(self._cache, merchant_id)
         if hit is not None:
             return hit
@@ -171,33 +340,51 @@ class MerchantService:
         return info
 
     def authenticate(self, token: str | None) -> MerchantInfo:
-        """The merchant owning ``token``; :class:`AuthenticationFailed` otherwise."""
+        """The merchant owning ``token``: :class:`AuthenticationFailed` for an unknown,
+        revoked or expired token, :class:`MerchantDisabled` for a disabled merchant."""
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             raise AuthenticationFailed("missing or malformed token")
         digest = hash_token(token)
-        known = self._fresh(self._tokens, digest)
-        if known is not None:
-            return self._active(self.get(known))
-        with self.db.session() as s:
-            row = s.execute(
-                select(Merchant.merchant_id, Merchant.token_hash).where(
-                    Merchant.token_hash == digest
-                )
-            ).first()
-        if row is None or not secrets.compare_digest(row.token_hash, digest):
+        grant = self._fresh(self._tokens, digest)
+        if grant is None:
+            grant = self._lookup(digest)
+            with self._lock:
+                self._tokens[digest] = (time.monotonic() + self.cache_ttl, grant)
+        if not self._valid(grant):
             raise AuthenticationFailed("invalid token")
-        with self._lock:
-            self._tokens[digest] = (time.monotonic() + self.cache_ttl, row.merchant_id)
-        return self._active(self.get(row.merchant_id))
+        return self._active(self.get(grant.merchant_id))
 
     def cached_authentication(self, token: str) -> MerchantInfo | None:
         """:meth:`authenticate` answered from the caches alone; None when that needs the
         database (or must raise): the API then calls it off the event loop."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             return None
-        known = self._fresh(self._tokens, hash_token(token))
-        info = self._fresh(self._cache, known) if known is not None else None
-        return info if info is not None and info.status == "active" else None
+        grant = self._fresh(self._tokens, hash_token(token))
+        if grant is None or not self._valid(grant):
+            return None
+        info = self._fresh(self._cache, grant.merchant_id)
+        return info if info is not None and info.status == ACTIVE else None
+
+    def authorize(self, merchant_id: str, ctx: BizContext) -> MerchantInfo:
+        info = self._active(self.get(merchant_id))
+        info.authorize(ctx)
+        return info
+
+    def _lookup(self, digest: str) -> _Grant:
+        """The grant of the token hashed to ``digest``; refused if unknown or revoked."""
+        t = MerchantApiToken
+        with self.db.session() as s:
+            row = s.execute(
+                select(t.merchant_id, t.expires_at).where(
+                    t.token_hash == digest, t.revoked_at.is_(None)
+                )
+            ).first()
+        if row is None:
+            raise AuthenticationFailed("invalid token")
+        return _Grant(row.merchant_id, row.expires_at)
+
+    def _valid(self, grant: _Grant) -> bool:
+        return grant.expires_at is None or self.clock() < grant.expires_at
 
     def _fresh(self, cache: dict[str, tuple[float, T]], key: str) -> T | None:
         """``cache[key]`` while it has not expired, else None."""
@@ -207,13 +394,200 @@ class MerchantService:
 
     @staticmethod
     def _active(info: MerchantInfo) -> MerchantInfo:
-        if info.status != "active":
+        if info.status != ACTIVE:
             raise MerchantDisabled("merchant is disabled")
         return info
 
-    def authorize(self, merchant_id: str, ctx: BizContext) -> MerchantInfo:
-        info = self.get(merchant_id)
-        if info.status != "active":
-            raise MerchantDisabled("merchant is disabled")
-        info.authorize(ctx)
-        return info
+    def _forget(self, merchant_id: str) -> None:
+        """Drop this replica's cached rows of ``merchant_id`` (others expire within the TTL)."""
+        with self._lock:
+            self._cache.pop(merchant_id, None)
+            for digest in [d for d, (_, g) in self._tokens.items() if g.merchant_id == merchant_id]:
+                del self._tokens[digest]
+
+    # -- credentials (admin actions: the console and the CLI audit them) -----------------
+    def rotate_token(
+        self, merchant_id: str, *, grace: timedelta = DEFAULT_TOKEN_GRACE
+    ) -> IssuedToken:
+        """Issue a new API token; the merchant's other valid tokens work until
+        ``now + grace`` (0: refused at once, the answer to a leaked token)."""
+        until = self.clock() + _window(grace, "grace")
+        token = _new_token()
+
+        def work(s: Session) -> None:
+            now = self.clock()
+            self._lock_merchant(s, merchant_id)
+            t = MerchantApiToken
+            s.execute(
+                update(t)
+                .where(t.merchant_id == merchant_id, t.revoked_at.is_(None),
+                       or_(t.expires_at.is_(None), t.expires_at > until))
+                .values(expires_at=until)
+                .execution_options(synchronize_session=False)
+            )  # fmt: skip
+            self._add_token(s, merchant_id, token, now)
+            s.execute(
+                update(Merchant)
+                .where(Merchant.merchant_id == merchant_id)
+                .values(token_hash=hash_token(token), token_prefix=token[:TOKEN_ID_LEN])
+                .execution_options(synchronize_session=False)
+            )
+
+        self.db.run(work)
+        self._forget(merchant_id)
+        log.info("merchant %s: API token rotated, new %s, old ones valid until %s",
+                 merchant_id, token[:TOKEN_ID_LEN], until.isoformat())  # fmt: skip
+        return IssuedToken(merchant_id, token, token[:TOKEN_ID_LEN], until)
+
+    def revoke_token(self, merchant_id: str, prefix: str) -> int:
+        """Refuse the merchant's valid tokens starting with ``prefix`` (at least
+        :data:`TOKEN_ID_LEN` characters, as listed) from now on; returns how many.
+
+        :class:`TokenNotFound` if none matches. Revoking the last token leaves the
+        merchant without one until :meth:`rotate_token`.
+        """
+        if not isinstance(prefix, str) or not TOKEN_ID_LEN <= len(prefix) <= 16:
+            raise InvalidRequest(f"a token prefix of {TOKEN_ID_LEN} characters is required")
+        key = prefix[:TOKEN_ID_LEN]
+
+        def work(s: Session) -> int:
+            now = self.clock()
+            self._lock_merchant(s, merchant_id)
+            t = MerchantApiToken
+            done = s.execute(
+                update(t)
+                .where(t.merchant_id == merchant_id, t.prefix == key, t.revoked_at.is_(None),
+                       or_(t.expires_at.is_(None), t.expires_at > now))
+                .values(revoked_at=now)
+                .execution_options(synchronize_session=False)
+            )  # fmt: skip
+            return int(done.rowcount)  # type: ignore[attr-defined]
+
+        revoked = self.db.run(work)
+        if not revoked:
+            raise TokenNotFound("no valid token of this merchant has that prefix")
+        self._forget(merchant_id)
+        log.info("merchant %s: API token %s revoked", merchant_id, key)
+        return revoked
+
+    def rotate_notify_secret(
+        self, merchant_id: str, *, overlap: timedelta = DEFAULT_NOTIFY_OVERLAP
+    ) -> IssuedNotifySecret:
+        """Add a new notification secret; the current ones keep signing until
+        ``now + overlap`` (notifications meanwhile carry a signature per secret)."""
+        overlap = _window(overlap, "overlap")
+        until = self.clock() + overlap
+        secret = _new_notify_secret()
+
+        def work(s: Session) -> None:
+            now = self.clock()
+            self._lock_merchant(s, merchant_id)
+            n = MerchantNotifySecret
+            # a secret that signs nothing any more is not kept
+            s.execute(
+                delete(n)
+                .where(n.merchant_id == merchant_id, n.expires_at.is_not(None),
+                       n.expires_at <= now)
+                .execution_options(synchronize_session=False)
+            )  # fmt: skip
+            held = s.execute(
+                select(func.count()).select_from(n).where(n.merchant_id == merchant_id)
+            ).scalar_one()
+            if not held and overlap:  # first rotation: the shared key signs on meanwhile
+                s.add(n(id=self.ids.next_id(), merchant_id=merchant_id, secret=None,
+                        prefix=SHARED_KEY_ID, created_at=now, expires_at=until))  # fmt: skip
+            s.execute(
+                update(n)
+                .where(n.merchant_id == merchant_id,
+                       or_(n.expires_at.is_(None), n.expires_at > until))
+                .values(expires_at=until)
+                .execution_options(synchronize_session=False)
+            )  # fmt: skip
+            self._add_notify_secret(s, merchant_id, secret, now)
+
+        self.db.run(work)
+        log.info("merchant %s: notification secret rotated, new %s, old ones sign until %s",
+                 merchant_id, secret[:SECRET_ID_LEN], until.isoformat())  # fmt: skip
+        return IssuedNotifySecret(merchant_id, secret, secret[:SECRET_ID_LEN], until)
+
+    def disable(self, merchant_id: str) -> MerchantInfo:
+        """Refuse every API call of the merchant (403 ``merchant_disabled``)."""
+        return self._set_status(merchant_id, DISABLED)
+
+    def enable(self, merchant_id: str) -> MerchantInfo:
+        """Let a disabled merchant call the API again."""
+        return self._set_status(merchant_id, ACTIVE)
+
+    def _set_status(self, merchant_id: str, status: str) -> MerchantInfo:
+        def work(s: Session) -> int:
+            done = s.execute(
+                update(Merchant)
+                .where(Merchant.merchant_id == merchant_id)
+                .values(status=status)
+                .execution_options(synchronize_session=False)
+            )
+            return int(done.rowcount)  # type: ignore[attr-defined]
+
+        if not self.db.run(work):
+            raise UnknownMerchant("unknown merchant")
+        self._forget(merchant_id)
+        log.info("merchant %s: %s", merchant_id, status)
+        return self.get(merchant_id)
+
+    def _lock_merchant(self, s: Session, merchant_id: str) -> None:
+        """Lock the merchant's row for this transaction (credential changes of one
+        merchant run one at a time); :class:`UnknownMerchant` if there is none."""
+        stmt = select(Merchant.merchant_id).where(Merchant.merchant_id == merchant_id)
+        found = s.execute(stmt.with_for_update()).scalar_one_or_none()
+        if found is None:
+            raise UnknownMerchant("unknown merchant")
+
+    @staticmethod
+    def _add_token(s: Session, merchant_id: str, token: str, now: datetime) -> None:
+        s.add(MerchantApiToken(token_hash=hash_token(token), merchant_id=merchant_id,
+                               prefix=token[:TOKEN_ID_LEN], created_at=now))  # fmt: skip
+
+    def _add_notify_secret(self, s: Session, merchant_id: str, secret: str, now: datetime) -> None:
+        s.add(MerchantNotifySecret(id=self.ids.next_id(), merchant_id=merchant_id, secret=secret,
+                                   prefix=secret[:SECRET_ID_LEN], created_at=now))  # fmt: skip
+
+    # -- what an admin sees (never a token or a secret) ---------------------------------
+    def merchants(self) -> list[MerchantSummary]:
+        """Every merchant, by id."""
+        m = Merchant
+        with self.db.session() as s:
+            rows = s.execute(
+                select(m.merchant_id, m.name, m.status, m.notify_url, m.created_at)
+                .order_by(m.merchant_id)
+            ).all()
+        return [MerchantSummary(*r) for r in rows]
+
+    def tokens(self, merchant_id: str) -> list[TokenInfo]:
+        """The merchant's API tokens, newest first (prefixes and dates only)."""
+        t = MerchantApiToken
+        with self.db.session() as s:
+            rows = s.execute(
+                select(t.prefix, t.created_at, t.expires_at, t.revoked_at)
+                .where(t.merchant_id == merchant_id)
+                .order_by(t.created_at.desc())
+            ).all()
+        return [TokenInfo(*r) for r in rows]
+
+    def notify_secrets(self, merchant_id: str) -> list[NotifySecretInfo]:
+        """The merchant's notification secrets, newest first (prefixes and dates only);
+        empty: signed with the platform's shared key."""
+        n = MerchantNotifySecret
+        with self.db.session() as s:
+            rows = s.execute(
+                select(n.prefix, n.created_at, n.expires_at)
+                .where(n.merchant_id == merchant_id)
+                .order_by(n.created_at.desc(), n.id.desc())
+            ).all()
+        return [NotifySecretInfo(*r) for r in rows]
+
+
+def describe(info: TokenInfo | NotifySecretInfo, now: datetime) -> dict[str, Any]:
+    """A row for a table or a CLI listing: the prefix, state and dates (no secret)."""
+    return {"prefix": info.prefix, "state": info.state(now), "created_at": info.created_at,
+            "valid_until": info.expires_at,
+            "revoked_at": getattr(info, "revoked_at", None)}  # fmt: skip

@@ -1,10 +1,12 @@
 """Demo merchants for the simulator: onboarded once, their tokens kept in ``var_dir``.
 
-The pay core shows a merchant's API token once and stores only its hash, so the
-simulator keeps the demo tokens in ``<var_dir>/demo_merchants.json`` (mode 0600) and
-re-uses them on the next start. If the file is lost while the merchants exist, the
-tokens cannot be recovered (``paycore.merchants`` has no token rotation): new demo
-merchants are onboarded under the next free id (``DEMO-SHOP-2``, ...).
+The pay core shows a merchant's API token and notification secret once, so the
+simulator keeps them in ``<var_dir>/demo_merchants.json`` (mode 0600) and re-uses them
+on the next start. If the file is lost while the merchants exist, they are not
+recovered here: new demo merchants are onboarded under the next free id
+(``DEMO-SHOP-2``, ...). (``paywatch merchant rotate-token`` would issue new ones.)
+A kept merchant from before per-merchant notification secrets has none: its
+notifications are signed with the platform's shared key.
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ class SimMerchant:
     trade_types: tuple[str, ...]  #: which trade types this merchant's traffic uses
     fee_bps: int = 0
     notify_url: str | None = None
+    notify_secret: str | None = field(default=None, repr=False)  #: verifies its notifications
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready, token included (only for the 0600 file)."""
+        """JSON-ready, token and secret included (only for the 0600 file)."""
         return {"key": self.key, "merchant_id": self.merchant_id, "token": self.token,
                 "products": [list(p) for p in self.products], "pay_orgs": list(self.pay_orgs),
                 "trade_types": list(self.trade_types), "fee_bps": self.fee_bps,
-                "notify_url": self.notify_url}  # fmt: skip
+                "notify_url": self.notify_url, "notify_secret": self.notify_secret}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimMerchant:
@@ -50,7 +53,8 @@ class SimMerchant:
                    products=tuple((str(o), str(s)) for o, s in d["products"]),
                    pay_orgs=tuple(str(o) for o in d["pay_orgs"]),
                    trade_types=tuple(str(t) for t in d["trade_types"]),
-                   fee_bps=int(d.get("fee_bps", 0)), notify_url=d.get("notify_url"))  # fmt: skip
+                   fee_bps=int(d.get("fee_bps", 0)), notify_url=d.get("notify_url"),
+                   notify_secret=d.get("notify_secret"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ def _onboard(core: PayCore, spec: DemoSpec, orgs: tuple[str, ...], notify_url: s
                                 merchant_id=mid)  # fmt: skip
     log.info("onboarded demo merchant %s (%s)", mid, spec.name)
     return SimMerchant(spec.key, mid, ob.token, spec.products, orgs, spec.trade_types,
-                       spec.fee_bps, notify_url)  # fmt: skip
+                       spec.fee_bps, notify_url, ob.notify_secret)  # fmt: skip
 
 
 def ensure_demo_merchants(

@@ -2,12 +2,13 @@
 
 :class:`ReceiverServer` is a small threaded HTTP server standing in for the merchants'
 ``notify_url`` endpoints (any path, e.g. ``/notify/shop``). Each POST must carry a
-valid ``X-Paywatch-Signature`` (see :mod:`paycore.notify.delivery`): a bad one is
-answered 401. Of the good ones a configurable fraction is failed on purpose, with a
-500 or by answering only after the sender's timeout, so delivery retries and the
-outbox backlog get exercised. Accepted events are recorded once per event id (a
-merchant must dedupe: delivery is at least once); the ``on_event`` hook sees each
-event id once, which is the merchant's exactly-once effect.
+valid ``X-Paywatch-Signature`` (see :mod:`paycore.notify.delivery`) under the secret of
+the merchant behind the path (``path_secrets``; the platform's shared key for a merchant
+without one): a bad one is answered 401. Of the good ones a configurable fraction is
+failed on purpose, with a 500 or by answering only after the sender's timeout, so
+delivery retries and the outbox backlog get exercised. Accepted events are recorded
+once per event id (a merchant must dedupe: delivery is at least once); the
+``on_event`` hook sees each event id once, which is the merchant's exactly-once effect.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from paycore.channels.signing import verify_headers
 from paycore.notify.delivery import EVENT_ID_HEADER
+from paycore.notify.signing import verify_notification
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -71,12 +72,14 @@ class ReceiverServer:
         timeout_s: float = 4.0,
         seed: int | None = None,
         on_event: Callable[[ReceivedEvent], None] | None = None,
+        path_secrets: Mapping[str, str] | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the notification secret is required to verify signatures")
         if not 0.0 <= failure_ratio <= 1.0 or not 0.0 <= timeout_share <= 1.0:
             raise ValueError("failure_ratio and timeout_share must be in [0, 1]")
         self.secret = secret
+        self.path_secrets = dict(path_secrets or {})  #: notify path -> merchant's own secret
         self.failure_ratio, self.timeout_share, self.timeout_s = (
             failure_ratio, timeout_share, timeout_s)  # fmt: skip
         self.on_event = on_event
@@ -127,7 +130,8 @@ class ReceiverServer:
     # -- one request (called from the handler's thread) ---------------------------------
     def handle(self, path: str, headers: Any, body: bytes) -> int:
         """Decide the answer to one POST; returns the HTTP status to send."""
-        if not verify_headers(self.secret, headers, body):
+        secret = self.path_secrets.get(path.split("?", 1)[0], self.secret)
+        if not verify_notification(secret, headers, body):
             with self._lock:
                 self.stats.bad_signature += 1
             return 401

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .client import MerchantClient
 from .flows import Flows, Plan, draw_plan
@@ -87,10 +88,12 @@ class Simulator:
             return self
         cfg = self.config
         if cfg.receiver_port is not None and cfg.notify_secret:
+            own = {urlsplit(m.notify_url).path: m.notify_secret for m in self.merchants
+                   if m.notify_url and m.notify_secret}  # fmt: skip
             self.receiver = ReceiverServer(
                 cfg.notify_secret, host=cfg.receiver_host, port=cfg.receiver_port,
                 failure_ratio=cfg.receiver_failure_ratio, seed=cfg.seed,
-                on_event=self._on_event).start()  # fmt: skip
+                on_event=self._on_event, path_secrets=own).start()  # fmt: skip
         elif cfg.receiver_port is not None:
             log.warning("no notification secret: the simulator runs without receivers")
         self.started_at = time.time()

@@ -50,6 +50,43 @@ class Merchant(Base):
     created_at: Mapped[datetime] = mapped_column(Ts)
 
 
+class MerchantApiToken(Base):
+    """An API token of a merchant, stored as its SHA-256 hash (the token is shown once).
+
+    A merchant has one token, or two while a rotation's grace runs: the old one carries
+    ``expires_at`` (NULL: no end). ``revoked_at`` set: refused at once, kept for the record.
+    ``merchants.token_hash`` names the newest token (informational; authentication reads
+    this table).
+    """
+
+    __tablename__ = "merchant_api_tokens"
+    __table_args__ = (Index("ix_merchant_api_tokens_merchant", "merchant_id"),)
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(32), ForeignKey("merchants.merchant_id"))
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Ts)
+    expires_at: Mapped[datetime | None] = mapped_column(Ts, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(Ts, nullable=True)
+
+
+class MerchantNotifySecret(Base):
+    """A merchant's notification signing secret (HMAC key), kept so the platform can sign.
+
+    One row, or two while a rotation's overlap runs (the old one carries ``expires_at``).
+    ``secret`` NULL stands for the platform's shared notification key: a merchant
+    onboarded before per-merchant secrets, during the overlap of its first rotation.
+    """
+
+    __tablename__ = "merchant_notify_secrets"
+    __table_args__ = (Index("ix_merchant_notify_secrets_merchant", "merchant_id"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    merchant_id: Mapped[str] = mapped_column(String(32), ForeignKey("merchants.merchant_id"))
+    secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Ts)
+    expires_at: Mapped[datetime | None] = mapped_column(Ts, nullable=True)
+
+
 class MerchantProduct(Base):
     """An (order_type, sub_type) the merchant is granted."""
 

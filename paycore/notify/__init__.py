@@ -2,12 +2,14 @@
 
 :func:`add_notification` writes the outbox row inside the transaction that changes
 the order's state, so a notification exists if and only if the change committed.
-:class:`NotificationDelivery` (run by the worker) POSTs due rows, signed, newest
-first, retrying on a growing schedule.
+:class:`NotificationDelivery` (run by the worker) POSTs due rows, signed with the
+merchant's own secret, newest first, retrying on a growing schedule; a merchant checks
+them with :func:`verify_notification`.
 """
 
 from .delivery import DEFAULT_SCHEDULE, NotificationDelivery, envelope
 from .outbox import EVENT_TYPES, add_notification, merchant_notify_url, notify_pay_order
+from .signing import notification_signature, verify_notification
 
 __all__ = [
     "DEFAULT_SCHEDULE",
@@ -16,5 +18,7 @@ __all__ = [
     "add_notification",
     "envelope",
     "merchant_notify_url",
+    "notification_signature",
     "notify_pay_order",
+    "verify_notification",
 ]

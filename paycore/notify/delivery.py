@@ -9,10 +9,14 @@ POSTed concurrently, then every outcome is written in one transaction.
 The request body is JSON ``{"event_id", "event_type", "created_at", "data"}``; the
 headers carry ``X-Paywatch-Event-Id``, ``X-Paywatch-Timestamp`` (Unix seconds, wall
 clock) and ``X-Paywatch-Signature``: hex HMAC-SHA256 of ``timestamp + "." + body``
-(:func:`paycore.channels.signing.sign`), keyed with the platform's notification key
-(``secret``; or ``secret_for(merchant_id)`` once merchants get their own keys). A
-merchant verifies it with :func:`paycore.channels.signing.verify_headers` and dedupes
-on the event id: delivery is at least once.
+(:func:`paycore.channels.signing.sign`) keyed with the merchant's own notification
+secret (:mod:`paycore.merchants`), one comma-separated value per secret while a
+rotation's overlap runs (:mod:`.signing`). The keys are read in the claim's
+transaction, so a rotation applies from the next batch. Only a merchant that has no
+secret of its own (onboarded before per-merchant secrets) is signed with the
+platform's shared key, ``secret``. A merchant verifies with
+:func:`paycore.notify.verify_notification` and dedupes on the event id: delivery is at
+least once.
 
 A 2xx answer is delivery. Anything else (another status, a redirect, a timeout, a
 connection error) is a retry at ``now + schedule[attempts - 1]``; after the last
@@ -34,7 +38,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -42,11 +46,13 @@ import httpx
 from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from ..channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from ..db.engine import Database
 from ..db.schema import Notification, NotificationAttempt
 from ..ids import IdGenerator
 from ..instrument import NULL_METRICS, Metrics
+from ..merchants import notify_keys
+from .signing import notification_signature
 
 
 def _reason(error: str) -> str:
@@ -89,6 +95,7 @@ class _Claimed:
     payload: str
     attempts: int
     created_at: datetime
+    keys: tuple[str, ...] = ()  #: the merchant's signing keys at the claim (newest first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +117,6 @@ class NotificationDelivery:
         db: Database,
         *,
         secret: str,
-        secret_for: Callable[[str], str] | None = None,
         schedule: Sequence[int] = DEFAULT_SCHEDULE,
         clock: Callable[[], datetime] = _utcnow,
         client: httpx.Client | None = None,
@@ -122,8 +128,8 @@ class NotificationDelivery:
         ids: IdGenerator | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        if not secret and secret_for is None:
-            raise ValueError("a notification signing secret is required")
+        if not secret:
+            raise ValueError("the platform's shared notification key is required")
         if not schedule or any(s <= 0 for s in schedule):
             raise ValueError("schedule must be a non-empty list of positive seconds")
         self.db = db
@@ -135,7 +141,7 @@ class NotificationDelivery:
         self.batch, self.timeout = batch, timeout
         self.lease_s = max(lease_s, math.ceil(batch / workers) * timeout * 2)
         self.ids = ids or IdGenerator()
-        self._secret_for = secret_for or (lambda _mid: secret)
+        self._shared_key = secret  # for merchants without a secret of their own
         self._owns_client = client is None
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="notify")
@@ -176,6 +182,8 @@ class NotificationDelivery:
         if self.db.is_postgres:
             stmt = stmt.with_for_update(skip_locked=True)
         rows = [_Claimed(*r) for r in s.execute(stmt).all()]
+        keys = notify_keys(s, {r.merchant_id for r in rows}, now)
+        rows = [replace(r, keys=self._keys(keys.get(r.merchant_id))) for r in rows]
         if rows:
             s.execute(
                 update(n)
@@ -185,14 +193,23 @@ class NotificationDelivery:
             )
         return rows
 
+    def _keys(self, own: list[str | None] | None) -> tuple[str, ...]:
+        """A merchant's signing keys: its own (None in them is the shared key during a
+        first rotation's overlap); the shared key only for a merchant with none at all."""
+        if own is None:
+            return (self._shared_key,)
+        return tuple(self._shared_key if k is None else k for k in own)
+
     def _post(self, row: _Claimed) -> _Outcome:
+        if not row.keys:  # its secrets all ran out: never fall back to the shared key
+            return _Outcome(None, "no_signing_key", 0)
         body = envelope(row.event_id, row.event_type, row.created_at, row.payload)
         ts = str(int(time.time()))  # the signature's freshness is wall-clock time
         headers = {
             "Content-Type": "application/json",
             EVENT_ID_HEADER: row.event_id,
             TIMESTAMP_HEADER: ts,
-            SIGNATURE_HEADER: sign(self._secret_for(row.merchant_id), ts, body),
+            SIGNATURE_HEADER: notification_signature(row.keys, ts, body),
         }
         start = time.perf_counter()
         code: int | None = None

@@ -136,7 +136,10 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
             event = next(r for r in received if b"trade.paid" in r["body"])
             from paycore.channels.signing import verify_headers
 
-            assert verify_headers("notify-secret-for-tests", event["headers"], event["body"])
+            # signed with the merchant's own secret (printed once by `merchant add`), not
+            # with the platform's shared key
+            assert verify_headers(printed["notify_secret"], event["headers"], event["body"])
+            assert not verify_headers("notify-secret-for-tests", event["headers"], event["body"])
             assert _json.loads(event["body"])["event_id"] == event["headers"]["x-paywatch-event-id"]
 
             # a combined payment whose channel part fails: 300 taken from balance must come back

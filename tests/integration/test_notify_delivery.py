@@ -21,9 +21,13 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from paycore import Database, PayCore, PayRequest, PayTool
-from paycore.channels.signing import verify_headers
 from paycore.db.schema import Notification, NotificationAttempt
-from paycore.notify import DEFAULT_SCHEDULE, NotificationDelivery, add_notification
+from paycore.notify import (
+    DEFAULT_SCHEDULE,
+    NotificationDelivery,
+    add_notification,
+    verify_notification,
+)
 
 SECRET = "platform-notify-key-for-tests"
 T0 = datetime(2030, 5, 1, 8, 0, tzinfo=UTC)
@@ -40,11 +44,14 @@ class Receiver:
         self.hits: list[str] = []  # event ids in arrival order, retries included
         self.events: dict[str, dict] = {}  # event id -> body: what the merchant acted on
         self.bad_signatures = 0
+        #: the keys this endpoint verifies with: the shared key (rows of merchant "M1",
+        #: which has no secret of its own) and the secrets of the merchants onboarded here
+        self.secrets = {SECRET}
         self.app = Starlette(routes=[Route("/{mode}", self.hook, methods=["POST"])])
 
     async def hook(self, request: Request) -> PlainTextResponse:
         body = await request.body()
-        if not verify_headers(SECRET, request.headers, body):
+        if not any(verify_notification(k, request.headers, body) for k in self.secrets):
             with self.lock:
                 self.bad_signatures += 1
             return PlainTextResponse("bad signature", status_code=401)
@@ -101,6 +108,7 @@ def onboard(core, url: str) -> Shop:
     ob = core.merchants.onboard("hooked shop", products=[("goods", "physical")],
                                 pay_orgs=[Shop.ORG], notify_url=url)
     shop.mid = ob.merchant.merchant_id
+    shop.notify_secret = ob.notify_secret
     return shop
 
 
@@ -119,6 +127,7 @@ def notification(core, event_id: str) -> Notification:
 def test_failing_receiver_gets_each_event_once_on_schedule(pg_core, receiver):
     core = pg_core
     shop = onboard(core, f"{receiver.url}/flaky")
+    receiver.secrets.add(shop.notify_secret)
     shop.fund("u1", 10_000)  # recharge: trade.paid #1
     trades = [shop.trade("instant", 1_000 + i) for i in range(3)]
     for t in trades:

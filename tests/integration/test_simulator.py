@@ -143,11 +143,16 @@ def test_receiver_fails_the_configured_share_with_500_or_a_late_answer():
 
 
 def test_receiver_takes_the_pay_cores_real_deliveries_exactly_once(shop):
+    from datetime import timedelta as _td
+
     from paycore.notify.delivery import NotificationDelivery
     from paycore.notify.outbox import add_notification
 
     effects = []
-    rx = ReceiverServer(SECRET, failure_ratio=1.0, timeout_share=0.0, on_event=effects.append)
+    # the shop signs with its own secret (rotated here, since the fixture did not keep it)
+    own = shop.core.merchants.rotate_notify_secret(shop.mid, overlap=_td(0)).secret
+    rx = ReceiverServer(SECRET, failure_ratio=1.0, timeout_share=0.0, on_event=effects.append,
+                        path_secrets={"/notify/shop": own})
     rx.start()
     delivery = NotificationDelivery(shop.core.db, secret=SECRET, schedule=(1, 1), timeout=2.0)
     try:

@@ -1,0 +1,125 @@
+"""Admin: merchants' credentials: rotate or revoke an API token, rotate the notification
+signing secret, disable or enable a merchant (each audited; admins only).
+
+A new token or secret is shown once, on the run that made it, and never again: the
+audit row keeps its prefix only. Changes reach every API replica within the merchant
+cache's TTL (5 s). Page convention: see :mod:`console.pages.ops_compensation`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import streamlit as st
+
+from console.reports.context import page_context, run_audited
+from paycore.merchants import DISABLED, describe
+
+
+def render(ctx: Any, user: Any = None) -> None:
+    c = page_context(ctx, user)
+    st.title("Merchants")
+    if not c.can("merchant.manage"):
+        st.error("Only admins manage merchants' credentials.")
+        return
+    service = c.core.merchants
+    merchants = service.merchants()
+    if not merchants:
+        st.info("No merchants yet (`paywatch merchant add`).")
+        return
+    listing = st.container()  # filled last, so it shows what this run's action changed
+    labels = {m.merchant_id: f"{m.merchant_id} · {m.name}" for m in merchants}
+    mid = st.selectbox("Merchant", list(labels), format_func=labels.__getitem__,
+                       key="merchant_target")  # fmt: skip
+    _tokens(c, service, mid)
+    _notify_secret(c, service, mid)
+    _status(c, service, mid)
+    listing.dataframe([{"merchant_id": m.merchant_id, "name": m.name, "status": m.status,
+                        "notify_url": m.notify_url, "created_at": m.created_at}
+                       for m in service.merchants()], hide_index=True)  # fmt: skip
+    now = c.now()
+    st.subheader("Credentials of " + mid)
+    st.dataframe([{"kind": "API token", **describe(t, now)} for t in service.tokens(mid)]
+                 + [{"kind": "notification secret", **describe(n, now)}
+                    for n in service.notify_secrets(mid)], hide_index=True)  # fmt: skip
+
+
+def _shown_once(what: str, value: str, note: str) -> None:
+    st.warning(f"The new {what} is shown once, now: copy it to the merchant. {note}")
+    st.code(value, language=None)
+
+
+def _tokens(c: Any, service: Any, mid: str) -> None:
+    st.subheader("API token")
+    grace_h = st.number_input("Grace for the current tokens (hours; 0 for a leaked token)",
+                              min_value=0.0, max_value=720.0, value=24.0, step=1.0,
+                              key="merchant_grace_h")  # fmt: skip
+    if st.button("Rotate token", key="merchant_rotate_token"):
+        grace = timedelta(hours=grace_h)
+        ok, res = run_audited(c, "merchant.token.rotate", f"merchant:{mid}",
+                              {"grace_s": int(grace.total_seconds())},
+                              lambda: service.rotate_token(mid, grace=grace))  # fmt: skip
+        if ok:
+            _shown_once("API token", res.token, "Older tokens work until "
+                        f"{res.old_valid_until:%Y-%m-%d %H:%M:%S} UTC.")  # fmt: skip
+        else:
+            st.error(f"Failed: {res}")
+    now = c.now()
+    valid = [t.prefix for t in service.tokens(mid) if t.state(now) in ("active", "grace")]
+    if not valid:
+        st.info("This merchant has no valid token: rotate to issue one.")
+        return
+    prefix = st.selectbox("Token to revoke", valid, key="merchant_revoke_prefix")
+    sure = st.checkbox("Calls with this token fail at once", key="merchant_revoke_confirm")
+    if st.button("Revoke token", key="merchant_revoke_token"):
+        if not sure:
+            st.error("Tick the box to confirm the revocation.")
+            return
+        ok, res = run_audited(c, "merchant.token.revoke", f"merchant:{mid}", {"prefix": prefix},
+                              lambda: service.revoke_token(mid, prefix))  # fmt: skip
+        if ok:
+            st.success(f"Token {prefix}… revoked; every replica refuses it within seconds.")
+        else:
+            st.error(f"Failed: {res}")
+
+
+def _notify_secret(c: Any, service: Any, mid: str) -> None:
+    st.subheader("Notification signing secret")
+    overlap_h = st.number_input("Overlap: hours the old secret also signs", min_value=0.0,
+                                max_value=720.0, value=24.0, step=1.0,
+                                key="merchant_overlap_h")  # fmt: skip
+    if st.button("Rotate notification secret", key="merchant_rotate_secret"):
+        overlap = timedelta(hours=overlap_h)
+        ok, res = run_audited(
+            c, "merchant.notify_secret.rotate", f"merchant:{mid}",
+            {"overlap_s": int(overlap.total_seconds())},
+            lambda: service.rotate_notify_secret(mid, overlap=overlap))  # fmt: skip
+        if ok:
+            _shown_once("notification secret", res.secret, "Until "
+                        f"{res.old_valid_until:%Y-%m-%d %H:%M:%S} UTC notifications carry a "
+                        "signature under the old secret too.")  # fmt: skip
+        else:
+            st.error(f"Failed: {res}")
+
+
+def _status(c: Any, service: Any, mid: str) -> None:
+    st.subheader("Status")
+    info = service.get(mid)
+    st.write(f"**{info.status}**")
+    action, label = (("enable", "Enable merchant") if info.status == DISABLED
+                     else ("disable", "Disable merchant"))  # fmt: skip
+    if st.button(label, key=f"merchant_{action}"):
+        ok, res = run_audited(c, f"merchant.{action}", f"merchant:{mid}", {},
+                              lambda: getattr(service, action)(mid))  # fmt: skip
+        if ok:
+            st.success(f"{mid} is {res.status}; every replica follows within seconds.")
+        else:
+            st.error(f"Failed: {res}")
+
+
+if __name__ == "__main__":  # run as a page by st.navigation
+    from console.pages import platform, require
+
+    _user = require("merchant.manage")
+    render(platform(), _user)
