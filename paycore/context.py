@@ -14,7 +14,11 @@ from dataclasses import dataclass
 
 from .errors import InvalidContext
 
-_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
+#: a context code (merchant id, order type, sub type, pay org): 1-32 letters, digits,
+#: ``_ . -``, starting with a letter or digit (the OpenAPI document publishes it)
+CODE_MAX = 32
+CODE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
+_CODE = re.compile(CODE_PATTERN)
 
 
 def check_code(value: object, field: str) -> str:

@@ -37,6 +37,13 @@ class MalformedRequest(InvalidRequest):
     http_status = 400
 
 
+class InvalidCharacters(MalformedRequest):
+    """A string holds control or invisible characters (Unicode Cc, Cf, Cs, Co, Cn, Zl,
+    Zp): refused before it reaches storage, a log line or a console."""
+
+    code = "invalid_characters"
+
+
 class InvalidAmount(InvalidRequest):
     code = "invalid_amount"
 

@@ -4,16 +4,40 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .context import check_code
-from .errors import InvalidPayTools, InvalidRequest, UnsupportedTradeType
+from .errors import InvalidCharacters, InvalidPayTools, InvalidRequest, UnsupportedTradeType
 from .money import check_amount, check_currency
 from .status import TRADE_TYPES
 
 TOOLS = ("balance", "channel")
+
+#: Every number a caller chooses (``out_trade_no``, ``out_pay_no``, ``out_refund_no``,
+#: ``origin_out_trade_no``) and every user id it names (``user_id``, ``payee_user_id``):
+#: 1-64 letters, digits, ``_``, ``.``, ``-``, starting with a letter or a digit. So every
+#: accepted number is one URL path segment as it stands (never ``.``, ``..``, ``a/b``)
+#: and can be queried, paid and refunded again.
+#:
+#: Numbers the pay core generates itself contain ``:``, which is outside this alphabet:
+#: the pay orders of refunds are ``refund:<out_refund_no>``, user accounts in the ledger
+#: are keyed ``<merchant_id>:<user_id>``. A caller can never write such a number, so a
+#: generated number never collides with a caller's (no ``out_pay_no`` can squat on a
+#: later refund's pay order). Keep every generated number in a ``<kind>:`` namespace.
+NUMBER_MAX = 64
+NUMBER_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NUMBER = re.compile(NUMBER_PATTERN)
+#: free text (a trade's ``subject``, a refund's ``reason``): at most this many characters
+TEXT_MAX = 256
+#: Unicode categories refused in every string: controls (Cc: NUL, ESC, newlines, C1),
+#: format characters (Cf: bidi overrides, zero-width characters), surrogates (Cs),
+#: private use (Co), unassigned (Cn), line and paragraph separators (Zl, Zp). Spaces
+#: (Zs) and every visible character are allowed in free text.
+HOSTILE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def request_hash(payload: Any) -> str:
@@ -22,9 +46,36 @@ def request_hash(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _check_no(value: Any, field_name: str) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= 64 or not value.isprintable():
-        raise InvalidRequest(f"{field_name} must be 1-64 printable characters", field=field_name)
+def has_hostile_chars(text: str) -> bool:
+    """True if ``text`` holds a character of :data:`HOSTILE_CATEGORIES`."""
+    if text.isprintable():  # the common case, at C speed
+        return False
+    return any(unicodedata.category(ch) in HOSTILE_CATEGORIES for ch in text)
+
+
+def check_number(value: Any, field_name: str) -> str:
+    """A caller's number or user id (see :data:`NUMBER_PATTERN`), else
+    :class:`InvalidCharacters` (400) for hostile characters or :class:`InvalidRequest`."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{field_name} must be a string", field=field_name)
+    if has_hostile_chars(value):
+        raise InvalidCharacters(f"{field_name} holds control or invisible characters",
+                                field=field_name)  # fmt: skip
+    if not _NUMBER.fullmatch(value):
+        raise InvalidRequest(f"{field_name} must be 1-{NUMBER_MAX} characters of "
+                             "[A-Za-z0-9_.-], starting with a letter or digit",
+                             field=field_name)  # fmt: skip
+    return value
+
+
+def check_text(value: Any, field_name: str, max_length: int = TEXT_MAX) -> str:
+    """Free text of at most ``max_length`` characters without hostile characters."""
+    if not isinstance(value, str) or len(value) > max_length:
+        raise InvalidRequest(f"{field_name} must be at most {max_length} characters",
+                             field=field_name)  # fmt: skip
+    if has_hostile_chars(value):
+        raise InvalidCharacters(f"{field_name} holds control or invisible characters",
+                                field=field_name)  # fmt: skip
     return value
 
 
@@ -45,26 +96,27 @@ class CreateTrade:
     origin_out_trade_no: str | None = None  # the trade that started this one (refunds: required)
 
     def __post_init__(self) -> None:
-        _check_no(self.out_trade_no, "out_trade_no")
+        check_number(self.out_trade_no, "out_trade_no")
         for name in ("order_type", "sub_type", "pay_org_no"):
             check_code(getattr(self, name), name)
         if self.origin_out_trade_no is not None:
-            _check_no(self.origin_out_trade_no, "origin_out_trade_no")
+            check_number(self.origin_out_trade_no, "origin_out_trade_no")
         if self.trade_type not in TRADE_TYPES:
             raise UnsupportedTradeType(f"trade_type must be one of {', '.join(TRADE_TYPES)}")
         check_amount(self.amount)
         check_currency(self.currency)
-        _check_no(self.user_id, "user_id")
+        check_number(self.user_id, "user_id")
+        if self.payee_user_id is not None:
+            check_number(self.payee_user_id, "payee_user_id")
         if self.trade_type == "transfer":
-            if not self.payee_user_id:
+            if self.payee_user_id is None:
                 raise InvalidRequest("a transfer needs payee_user_id", field="payee_user_id")
-            _check_no(self.payee_user_id, "payee_user_id")
             if self.payee_user_id == self.user_id:
                 raise InvalidRequest("payer and payee must differ", field="payee_user_id")
         if self.trade_type == "refund" and not self.origin_out_trade_no:
-            raise InvalidRequest("a refund trade needs origin_out_trade_no")
-        if not isinstance(self.subject, str) or len(self.subject) > 256:
-            raise InvalidRequest("subject must be at most 256 characters", field="subject")
+            raise InvalidRequest("a refund trade needs origin_out_trade_no",
+                                 field="origin_out_trade_no")  # fmt: skip
+        check_text(self.subject, "subject")
 
     def fingerprint(self) -> str:
         return request_hash(asdict(self))
@@ -93,9 +145,9 @@ class PayRequest:
     pay_org_no: str | None = None  # defaults to the trade's pay org
 
     def __post_init__(self) -> None:
-        _check_no(self.out_trade_no, "out_trade_no")
+        check_number(self.out_trade_no, "out_trade_no")
         if self.out_pay_no is not None:
-            _check_no(self.out_pay_no, "out_pay_no")
+            check_number(self.out_pay_no, "out_pay_no")
         if self.pay_org_no is not None:
             check_code(self.pay_org_no, "pay_org_no")
         if not isinstance(self.tools, tuple | list) or not all(
@@ -124,11 +176,10 @@ class RefundRequest:
     reason: str = ""
 
     def __post_init__(self) -> None:
-        _check_no(self.out_trade_no, "out_trade_no")
-        _check_no(self.out_refund_no, "out_refund_no")
+        check_number(self.out_trade_no, "out_trade_no")
+        check_number(self.out_refund_no, "out_refund_no")
         check_amount(self.amount)
-        if not isinstance(self.reason, str) or len(self.reason) > 256:
-            raise InvalidRequest("reason must be at most 256 characters", field="reason")
+        check_text(self.reason, "reason")
 
     def fingerprint(self) -> str:
         return request_hash(asdict(self))

@@ -19,6 +19,10 @@ CURRENCIES: dict[str, int] = {
 }
 #: The largest single amount accepted, in minor units (10^12: ten billion at 2 decimals).
 MAX_AMOUNT = 1_000_000_000_000
+#: The smallest amount a merchant may ask for (one minor unit).
+MIN_AMOUNT = 1
+#: the shape of a currency code (ISO 4217: three capital letters); known ones: CURRENCIES
+CURRENCY_PATTERN = "^[A-Z]{3}$"
 
 
 def check_currency(currency: Any) -> str:
@@ -35,7 +39,7 @@ def check_amount(amount: Any, *, field: str = "amount") -> int:
     """
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise InvalidAmount(f"{field} must be an integer number of minor units", field=field)
-    if amount <= 0:
+    if amount < MIN_AMOUNT:
         raise InvalidAmount(f"{field} must be positive", field=field)
     if amount > MAX_AMOUNT:
         raise InvalidAmount(f"{field} exceeds the maximum of {MAX_AMOUNT}", field=field)

@@ -17,13 +17,21 @@ from pydantic import BaseModel, ValidationError
 from ..channels import ChannelResult
 from ..channels.gateway import ChannelFront
 from ..channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from ..context import CODE_MAX, CODE_PATTERN
 from ..core import PayCore
-from ..errors import AuthenticationFailed, BadSignature, MalformedRequest, NotFound
-from ..models import CreateTrade, PayRequest, PayTool, RefundRequest
+from ..errors import (
+    AuthenticationFailed,
+    BadSignature,
+    InvalidCharacters,
+    MalformedRequest,
+    NotFound,
+)
+from ..models import NUMBER_MAX, NUMBER_PATTERN, CreateTrade, PayRequest, PayTool, RefundRequest
 from ..shadow import ShadowDisabled
 from . import edge
 from .convert import detail_out, pay_order_out, trade_out
 from .schemas import (
+    INVALID_CHARACTERS,
     CallbackBody,
     CreateTradeBody,
     ErrorOut,
@@ -35,11 +43,26 @@ from .schemas import (
 )
 
 log = logging.getLogger("paycore.api")
-OutNo = Annotated[str, Path(min_length=1, max_length=64)]
+#: a caller's number in a path: the alphabet it was created with (422 for any other)
+OutNo = Annotated[str, Path(min_length=1, max_length=NUMBER_MAX, pattern=NUMBER_PATTERN)]
+PayOrgNo = Annotated[str, Path(min_length=1, max_length=CODE_MAX, pattern=CODE_PATTERN)]
+
+
+def _shadow_schema(schema: dict[str, Any]) -> None:
+    """An optional header is absent, never null: publish it as the string enum it is."""
+    schema.pop("anyOf", None)
+    schema.update(type="string", enum=["0", "1"])
+
+
+#: only documents the header (with its enum); :func:`edge.is_shadow` parses it, so a
+#: bad value is 400 invalid_shadow_header rather than a validation error
 ShadowHeader = Annotated[str | None, Header(
-    alias=edge.SHADOW_HEADER,
+    alias=edge.SHADOW_HEADER, json_schema_extra=_shadow_schema,
     description="1: shadow (pressure-test) traffic, served from the shadow tables; 0 or "
     "absent: real traffic. Any other value: 400 invalid_shadow_header.")]  # fmt: skip
+#: the callback route reads its body raw (the signature covers the bytes); this documents it
+CALLBACK_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": CallbackBody.model_json_schema()}}}}  # fmt: skip
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
 }
@@ -78,6 +101,17 @@ class ApiConfig:
 def as_json(body: BaseModel) -> Response:
     """``body`` serialized once by pydantic (FastAPI would validate it again first)."""
     return Response(body.model_dump_json(), media_type="application/json")
+
+
+def parse_callback_body(raw: bytes) -> CallbackBody:
+    """A verified callback's body, whole and well-formed, else 400 (``invalid_characters``
+    for control or invisible characters, ``malformed_request`` for anything else)."""
+    try:
+        return CallbackBody.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(e["type"] == INVALID_CHARACTERS for e in exc.errors()):
+            raise InvalidCharacters("callback body holds invisible characters") from None
+        raise MalformedRequest("callback body is not valid") from None
 
 
 def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
@@ -202,9 +236,10 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
     async def close(out_trade_no: OutNo, m: Merchant) -> Response:
         return as_json(trade_out(await offload(m.core.trades.close, m.merchant_id, out_trade_no)))
 
-    @app.post("/v1/channels/{pay_org_no}/callback", tags=["channels"])
+    @app.post("/v1/channels/{pay_org_no}/callback", tags=["channels"],
+              openapi_extra=CALLBACK_BODY)  # fmt: skip
     async def channel_callback(
-        pay_org_no: Annotated[str, Path(max_length=32)],
+        pay_org_no: PayOrgNo,
         request: Request,
         c: Annotated[PayCore, Depends(pick_callback_core)],
     ) -> JSONResponse:
@@ -221,10 +256,7 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
             log.warning("callback with a bad signature from %s (request %s)", pay_org_no,
                         edge.request_id(request))  # fmt: skip
             raise BadSignature("callback signature did not verify")
-        try:
-            body = CallbackBody.model_validate_json(raw)
-        except ValidationError:
-            raise MalformedRequest("callback body is not valid") from None
+        body = parse_callback_body(raw)
         if body.pay_org_no != pay_org_no:
             raise BadSignature("callback names another pay org")
         result = ChannelResult(pay_org_no, body.channel_txn_no, body.status, body.amount,

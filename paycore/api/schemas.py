@@ -1,13 +1,58 @@
-"""HTTP request and response bodies. Amounts are strict integers: no floats, no strings."""
+"""HTTP request and response bodies. Amounts are strict integers: no floats, no strings.
+
+The request bodies state the real rules in the OpenAPI document (number alphabet and
+length, amount range, currencies, context codes), so a schema-driven client or fuzzer
+sends what the pay core takes. Where the pay core answers a rule with its own error code
+(``invalid_amount``, ``unknown_currency``, ``invalid_context``) the schema only publishes
+the rule and :mod:`paycore.models` enforces it; the number alphabet is enforced here too.
+Every string refuses control and invisible characters first (error type
+:data:`INVALID_CHARACTERS`, answered 400 ``invalid_characters``).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from pydantic_core import PydanticCustomError
+
+from ..context import CODE_MAX, CODE_PATTERN
+from ..models import NUMBER_MAX, NUMBER_PATTERN, TEXT_MAX, has_hostile_chars
+from ..money import CURRENCIES, CURRENCY_PATTERN, MAX_AMOUNT, MIN_AMOUNT
 
 TradeType = Literal["instant", "guaranteed", "recharge", "withdraw", "refund", "transfer"]
+#: the pydantic error type of a string with control or invisible characters
+INVALID_CHARACTERS = "invalid_characters"
+
+
+def _refuse_hostile(value: Any) -> Any:
+    """Runs before every other check of a string field: hostile characters are a 400."""
+    if isinstance(value, str) and has_hostile_chars(value):
+        raise PydanticCustomError(INVALID_CHARACTERS,
+                                  "control or invisible characters are not allowed")  # fmt: skip
+    return value
+
+
+_Clean = BeforeValidator(_refuse_hostile)  # after the Field: it wraps (runs before) them
+#: free text without control or invisible characters (length set per field)
+Text = Annotated[StrictStr, _Clean]
+_TEXT_RULE = ("free text; no control or invisible characters (Unicode Cc, Cf, Cs, Co, Cn, "
+              "Zl, Zp): 400 invalid_characters")  # fmt: skip
+#: a caller's number or user id (:data:`paycore.models.NUMBER_PATTERN`)
+Number = Annotated[StrictStr, Field(
+    min_length=1, max_length=NUMBER_MAX, pattern=NUMBER_PATTERN,
+    description="1-64 of [A-Za-z0-9_.-], starting with a letter or digit"), _Clean]
+#: a context code; the pay core answers a bad one with 422 ``invalid_context``
+Code = Annotated[StrictStr, Field(
+    min_length=1, max_length=CODE_MAX, json_schema_extra={"pattern": CODE_PATTERN}), _Clean]
+#: a currency the pay core knows; any other is 422 ``unknown_currency``
+Currency = Annotated[StrictStr, Field(
+    min_length=3, max_length=3, json_schema_extra={"enum": sorted(CURRENCIES)}), _Clean]
+#: minor units; outside the range the pay core answers 422 ``invalid_amount``
+Amount = Annotated[StrictInt, Field(
+    description=f"minor units, {MIN_AMOUNT} .. {MAX_AMOUNT}",
+    json_schema_extra={"minimum": MIN_AMOUNT, "maximum": MAX_AMOUNT})]
 
 
 class _Body(BaseModel):
@@ -15,45 +60,51 @@ class _Body(BaseModel):
 
 
 class CreateTradeBody(_Body):
-    out_trade_no: StrictStr = Field(min_length=1, max_length=64)
+    out_trade_no: Number
     trade_type: TradeType
-    amount: StrictInt = Field(description="minor units, 1 .. 10^12")
-    currency: StrictStr = Field(min_length=3, max_length=3)
-    user_id: StrictStr = Field(min_length=1, max_length=64)
-    order_type: StrictStr = Field(min_length=1, max_length=32)
-    sub_type: StrictStr = Field(min_length=1, max_length=32)
-    pay_org_no: StrictStr = Field(min_length=1, max_length=32)
-    payee_user_id: StrictStr | None = Field(default=None, max_length=64)
-    subject: StrictStr = Field(default="", max_length=256)
-    origin_out_trade_no: StrictStr | None = Field(default=None, max_length=64)
+    amount: Amount
+    currency: Currency
+    user_id: Number
+    order_type: Code
+    sub_type: Code
+    pay_org_no: Code
+    payee_user_id: Number | None = None
+    subject: Text = Field(default="", max_length=TEXT_MAX, description=_TEXT_RULE)
+    origin_out_trade_no: Number | None = None
 
 
 class PayToolBody(_Body):
     tool: Literal["balance", "channel"]
-    amount: StrictInt
+    amount: Amount
 
 
 class PayBody(_Body):
     tools: list[PayToolBody] = Field(min_length=1, max_length=4)
-    out_pay_no: StrictStr | None = Field(default=None, min_length=1, max_length=64)
-    pay_org_no: StrictStr | None = Field(default=None, min_length=1, max_length=32)
+    out_pay_no: Number | None = None
+    pay_org_no: Code | None = None
 
 
 class RefundBody(_Body):
-    out_refund_no: StrictStr = Field(min_length=1, max_length=64)
-    amount: StrictInt
-    reason: StrictStr = Field(default="", max_length=256)
+    out_refund_no: Number
+    amount: Amount
+    reason: Text = Field(default="", max_length=TEXT_MAX, description=_TEXT_RULE)
 
 
 class CallbackBody(BaseModel):
+    """A channel's result. Validated whole (the pay core's number alphabet, an amount in
+    the money range, a currency's shape, a known status) before anything is looked up;
+    any violation is 400 ``malformed_request``, hostile characters 400
+    ``invalid_characters``. Whether the amount fits the item is settlement's business."""
+
     model_config = ConfigDict(extra="ignore")
-    pay_org_no: StrictStr = Field(max_length=32)
-    channel_txn_no: StrictStr = Field(max_length=64)
+    pay_org_no: Annotated[StrictStr, Field(min_length=1, max_length=CODE_MAX,
+                                           pattern=CODE_PATTERN), _Clean]  # fmt: skip
+    channel_txn_no: Number
     status: Literal["success", "failed"]
-    amount: StrictInt = Field(ge=0)
-    currency: StrictStr = Field(max_length=3)
-    channel_ref: StrictStr = Field(default="", max_length=64)
-    kind: StrictStr | None = None
+    amount: StrictInt = Field(ge=0, le=MAX_AMOUNT)
+    currency: Annotated[StrictStr, Field(pattern=CURRENCY_PATTERN), _Clean]
+    channel_ref: Text = Field(default="", max_length=64)
+    kind: Annotated[StrictStr, Field(max_length=32), _Clean] | None = None
 
 
 class PayItemOut(BaseModel):

@@ -163,6 +163,12 @@ BAD_CASES = [
     ("confirm instant trade", "POST", "/v1/trades/seed/confirm", None, {}, 409, "wrong_state"),
     ("oversized body", "POST", "/v1/trades", {"subject": "x" * 70_000}, {}, 413,
      "request_too_large"),
+    ("control character", "POST", "/v1/trades", {"subject": "a\x00"}, {}, 400,
+     "invalid_characters"),
+    ("number outside the alphabet", "POST", "/v1/trades", {"out_trade_no": "a/b"}, {}, 422,
+     "invalid_request"),
+    ("path number outside the alphabet", "GET", "/v1/trades/x:y", None, {}, 422,
+     "invalid_request"),
 ]
 
 

@@ -12,6 +12,7 @@ from paycore import errors
 from paycore.db.schema import PayOrder
 from paycore.errors import (
     InvalidAmount,
+    InvalidCharacters,
     InvalidContext,
     InvalidPayTools,
     InvalidRequest,
@@ -103,7 +104,18 @@ def test_trade_types() -> None:
         ({"pay_org_no": None}, InvalidContext, "pay_org_no"),
         ({"out_trade_no": ""}, InvalidRequest, "out_trade_no"),
         ({"out_trade_no": "x" * 65}, InvalidRequest, "out_trade_no"),
-        ({"out_trade_no": "a\nb"}, InvalidRequest, "out_trade_no"),
+        ({"out_trade_no": "a\nb"}, InvalidCharacters, "out_trade_no"),
+        ({"out_trade_no": "a/b"}, InvalidRequest, "out_trade_no"),
+        ({"out_trade_no": ".."}, InvalidRequest, "out_trade_no"),
+        ({"out_trade_no": "refund:R1"}, InvalidRequest, "out_trade_no"),
+        ({"user_id": "m1:u1"}, InvalidRequest, "user_id"),
+        ({"user_id": "u\x00"}, InvalidCharacters, "user_id"),
+        ({"payee_user_id": "u\x00"}, InvalidCharacters, "payee_user_id"),
+        ({"payee_user_id": ""}, InvalidRequest, "payee_user_id"),
+        ({"origin_out_trade_no": "a b"}, InvalidRequest, "origin_out_trade_no"),
+        ({"subject": "pen\x00"}, InvalidCharacters, "subject"),
+        ({"subject": "abc\u202etxt"}, InvalidCharacters, "subject"),
+        ({"subject": "line\u2028break"}, InvalidCharacters, "subject"),
         ({"out_trade_no": 17}, InvalidRequest, "out_trade_no"),
         ({"user_id": ""}, InvalidRequest, "user_id"),
         ({"user_id": None}, InvalidRequest, "user_id"),
@@ -113,7 +125,7 @@ def test_trade_types() -> None:
         ({"trade_type": "transfer", "payee_user_id": ""}, InvalidRequest, "payee_user_id"),
         ({"trade_type": "transfer", "payee_user_id": "u1"}, InvalidRequest, "payee_user_id"),
         ({"trade_type": "transfer", "payee_user_id": "x" * 65}, InvalidRequest, "payee_user_id"),
-        ({"trade_type": "refund"}, InvalidRequest, None),
+        ({"trade_type": "refund"}, InvalidRequest, "origin_out_trade_no"),
         ({"subject": "s" * 257}, InvalidRequest, "subject"),
         ({"subject": None}, InvalidRequest, "subject"),
     ],
@@ -169,8 +181,19 @@ def test_fingerprint_differs_when_a_field_differs(name: str) -> None:
     assert base.fingerprint() != other.fingerprint()
 
 
-def test_fingerprint_distinguishes_absent_from_empty() -> None:
-    assert trade(payee_user_id=None).fingerprint() != trade(payee_user_id="").fingerprint()
+def test_fingerprint_distinguishes_absent_from_given() -> None:
+    assert trade(payee_user_id=None).fingerprint() != trade(payee_user_id="u9").fingerprint()
+
+
+def test_free_text_allows_spaces_and_any_visible_script() -> None:
+    subject = "Café\u3000订单 №7 \u00a0😀"
+    assert trade(subject=subject).subject == subject
+    assert RefundRequest("T-1", "R-1", 5, reason=subject).reason == subject
+
+
+@pytest.mark.parametrize("no", ["a", "0", "A.b_c-9", "x" * 64, "1..2"])
+def test_numbers_in_the_alphabet_are_accepted(no: str) -> None:
+    assert trade(out_trade_no=no, user_id=no).out_trade_no == no
 
 
 # -- PayRequest ----------------------------------------------------------------------------
@@ -231,6 +254,9 @@ def test_pay_request_fingerprint() -> None:
         ({"out_trade_no": "x" * 65}, InvalidRequest),
         ({"out_pay_no": ""}, InvalidRequest),
         ({"out_pay_no": "x" * 65}, InvalidRequest),
+        ({"out_pay_no": "refund:R1"}, InvalidRequest),  # the refunds' generated namespace
+        ({"out_pay_no": "p\x00"}, InvalidCharacters),
+        ({"out_trade_no": "a/b"}, InvalidRequest),
         ({"pay_org_no": "bad org"}, InvalidContext),
         ({"pay_org_no": ""}, InvalidContext),
     ],
@@ -255,6 +281,8 @@ def test_refund_request_valid() -> None:
         ({"out_trade_no": "x" * 65}, InvalidRequest, "out_trade_no"),
         ({"out_refund_no": ""}, InvalidRequest, "out_refund_no"),
         ({"out_refund_no": None}, InvalidRequest, "out_refund_no"),
+        ({"out_refund_no": "r:1"}, InvalidRequest, "out_refund_no"),
+        ({"reason": "oops\x00"}, InvalidCharacters, "reason"),
         ({"amount": 0}, InvalidAmount, "amount"),
         ({"amount": -100}, InvalidAmount, "amount"),
         ({"amount": 5.0}, InvalidAmount, "amount"),
