@@ -130,6 +130,29 @@ def test_attempts_failing_on_an_unreachable_lock_are_not_counted(migrated_db):
         core.close()
 
 
+def test_attempts_refused_by_a_closed_channel_are_not_counted(migrated_db):
+    from console.wiring import build_stability
+    from stability.errors import StabilityError
+
+    runtime = build_stability(migrated_db.engine, pay_orgs=(Shop.ORG,), redis_url=None)
+    core = PayCore(migrated_db, guard=runtime.guard,
+                   risk=RiskEngine(RiskPolicy(max_per_user_per_minute=1), db=migrated_db))  # fmt: skip
+    try:
+        shop = Shop(core)
+        channel = runtime.guard.breaker(f"channel.{Shop.ORG}")
+        channel.force("forced_open", "channel outage drill")
+        for _ in range(3):
+            with pytest.raises(StabilityError):
+                new_paid(shop)
+        channel.force(None, "drill over")
+        new_paid(shop)  # the refused attempts gave their reservations back
+        with pytest.raises(RiskRejected):
+            new_paid(shop)
+    finally:
+        core.close()
+        runtime.close()
+
+
 def test_concurrent_pays_never_pass_the_daily_count(shop, core):
     engine(core, daily_max_count=5)
     trades = [shop.trade("instant", 100, "u7") for _ in range(16)]
