@@ -90,18 +90,27 @@ class RefundBody(_Body):
     reason: Text = Field(default="", max_length=TEXT_MAX, description=_TEXT_RULE)
 
 
+#: the largest amount a callback may report: what an amount column (BIGINT) can hold.
+#: Not :data:`MAX_AMOUNT`: a signed result for one of our items with an absurd amount is
+#: evidence (the channel may really have taken it), so settlement records it as an
+#: exception; only what cannot even be stored is a malformed body.
+CALLBACK_AMOUNT_MAX = 2**63 - 1
+
+
 class CallbackBody(BaseModel):
-    """A channel's result. Validated whole (the pay core's number alphabet, an amount in
-    the money range, a currency's shape, a known status) before anything is looked up;
-    any violation is 400 ``malformed_request``, hostile characters 400
-    ``invalid_characters``. Whether the amount fits the item is settlement's business."""
+    """A channel's result. Validated whole (the pay core's number alphabet, a strict
+    integer amount that fits the store, a currency's shape, a known status) before
+    anything is looked up; any violation is 400 ``malformed_request``, hostile characters
+    400 ``invalid_characters``. Whether the amount fits the item is settlement's business
+    (a mismatch, a zero success or an amount above :data:`MAX_AMOUNT` is a recorded
+    exception there)."""
 
     model_config = ConfigDict(extra="ignore")
     pay_org_no: Annotated[StrictStr, Field(min_length=1, max_length=CODE_MAX,
                                            pattern=CODE_PATTERN), _Clean]  # fmt: skip
     channel_txn_no: Number
     status: Literal["success", "failed"]
-    amount: StrictInt = Field(ge=0, le=MAX_AMOUNT)
+    amount: StrictInt = Field(ge=0, le=CALLBACK_AMOUNT_MAX)
     currency: Annotated[StrictStr, Field(pattern=CURRENCY_PATTERN), _Clean]
     channel_ref: Text = Field(default="", max_length=64)
     kind: Annotated[StrictStr, Field(max_length=32), _Clean] | None = None

@@ -254,14 +254,16 @@ def test_path_numbers_follow_the_same_rule(hostile, path):
 
 @pytest.mark.parametrize("field,value", [
     ("channel_txn_no", "a/b"), ("channel_txn_no", ""), ("channel_txn_no", "x" * 65),
-    ("amount", True), ("amount", 1.0), ("amount", 2 ** 62), ("amount", 10 ** 30),
-    ("amount", -1), ("amount", "100"), ("amount", MAX_AMOUNT + 1),
+    ("amount", True), ("amount", 1.0), ("amount", 2 ** 63), ("amount", 10 ** 30),
+    ("amount", -1), ("amount", "100"),
     ("currency", "cny"), ("currency", "CNYX"), ("currency", 156),
     ("status", "succeeded"), ("status", None), ("pay_org_no", None),
 ])
 def test_malformed_callback_bodies_are_refused_cleanly(hostile, field, value):
-    """Old code: ``a/b``, an empty number, 2^62, 10^30, 10^12+1 and ``cny`` passed the
-    body check and went on to the settlement (here: 404 ``pay_order_not_found``)."""
+    """Old code: ``a/b``, an empty number, 2^63, 10^30 and ``cny`` passed the body check
+    and went on to the settlement (here: 404 ``pay_order_not_found``). An amount that
+    fits the store but not the item (2^62, 10^12+1) is not malformed: settlement records
+    it as an exception (tests/hostile/test_money_paths.py)."""
     before, errors = hostile.counts(), link_errors(hostile)
     r = hostile.callback("SANDBOX_A", callback_body(**{field: value}))
     assert error_of(r) == (400, "malformed_request"), r.text
@@ -314,7 +316,7 @@ def test_openapi_states_the_real_rules(hostile):
     assert refund["reason"]["maxLength"] == 256
     callback = _body(doc, "/v1/channels/{pay_org_no}/callback")["properties"]
     assert callback["channel_txn_no"]["pattern"] == NUMBER_PATTERN
-    assert (callback["amount"]["minimum"], callback["amount"]["maximum"]) == (0, MAX_AMOUNT)
+    assert (callback["amount"]["minimum"], callback["amount"]["maximum"]) == (0, 2**63 - 1)
     assert callback["currency"]["pattern"] == "^[A-Z]{3}$"
     assert set(callback["status"]["enum"]) == {"success", "failed"}
     for path, ops in doc["paths"].items():
