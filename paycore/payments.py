@@ -124,6 +124,12 @@ class PayService(ChannelSettlement):
         )
         self.core.merchants.authorize(merchant_id, ctx)
         self._check_tools(trade, req)
+        if trade.status != st.CREATED:  # hopeless: never counted by risk. A concurrent
+            # twin of this request may have won since the first replay check: its answer
+            replay = self._replay(merchant_id, req.pay_no, fingerprint)
+            if replay:
+                return replay
+            raise WrongState(f"trade is {trade.status}; it cannot be paid now")
         hold = self._preflight(trade, req, ctx)
         with (
             use_context(ctx),
@@ -145,14 +151,12 @@ class PayService(ChannelSettlement):
         return view
 
     def _preflight(self, trade: TradeView, req: PayRequest, ctx: BizContext) -> RiskHold:
-        """Checks before anything is written: the trade can be paid at all (a hopeless
-        attempt never reaches risk, so it is never counted), risk (weak: falls back), and
-        the channel's switch, limit and breaker (strong: fail fast, naming the channel).
+        """Checks before anything is written, for a trade that can be paid: risk (weak:
+        falls back), and the channel's switch, limit and breaker (strong: fail fast,
+        naming the channel).
 
         Returns the risk reservation (counted per merchant and user); the caller holds it
         around beginning the pay order, which gives it back if the order is not begun."""
-        if trade.status != st.CREATED:
-            raise WrongState(f"trade is {trade.status}; it cannot be paid now")
         guard = self.core.guard
         labels = ctx.as_labels() if guard is not None else None
         hold = self.core.risk.decide(trade.merchant_id, trade.user_id, trade.amount,
