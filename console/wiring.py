@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from paycore import errors as pe
+from stability.breaker_stats import BreakerStatsPublisher
 from stability.breaker_store import make_breaker_store
 from stability.depmap import DependencyMap
 from stability.depmap_seed import seed_if_empty
@@ -35,12 +36,18 @@ class StabilityRuntime:
     watcher: SwitchWatcher
     breaker_events: BreakerEventLog
     redis: Any = None
+    breaker_stats: BreakerStatsPublisher | None = None  # breaker windows for the console
 
     def start(self) -> None:
         self.watcher.start()
+        if self.breaker_stats is None:
+            self.breaker_stats = BreakerStatsPublisher(self.switches.engine,
+                                                       self.guard.breakers).start()
 
     def close(self) -> None:
         self.watcher.stop()
+        if self.breaker_stats is not None:
+            self.breaker_stats.stop()
         if self.redis is not None:
             self.redis.close()
 

@@ -77,6 +77,20 @@ class ApprovalError(SwitchError):
     http_status = 409
 
 
+class SwitchConflict(SwitchError):
+    """A live (pending or active) switch of the same kind already holds the target.
+
+    ``existing_id`` names it (``None`` when it ended before it could be named)."""
+
+    code = "switch_conflict"
+    http_status = 409
+
+    def __init__(self, message: str = "", *, resource: str | None = None,
+                 existing_id: int | None = None) -> None:  # fmt: skip
+        super().__init__(message, resource=resource)
+        self.existing_id = existing_id
+
+
 class UnknownResource(StabilityError):
     code = "unknown_resource"
     http_status = 404

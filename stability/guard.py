@@ -154,6 +154,10 @@ class Guard:
                     self._breakers[resource] = b
         return b
 
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Every breaker made so far, by resource (a copy)."""
+        return dict(self._breakers)
+
     def _breaker_changed(self, name: str, old: str, new: str, reason: str) -> None:
         for r in self.recorders:
             r.breaker_changed(name, old, new, reason)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -56,11 +57,20 @@ class Edge(Base):
     sla_target: Mapped[float] = mapped_column(Float, default=0.999)
 
 
+#: the rows the one-live-switch-per-kind-and-target index covers
+LIVE_SWITCH = "status IN ('pending', 'active')"
+
+
 class Switch(Base):
     """One switch change: degrade, force a breaker, set a limit, dry-run a limit."""
 
     __tablename__ = "stability_switches"
-    __table_args__ = (Index("ix_stability_switches_status", "status", "expires_at"),)
+    __table_args__ = (
+        Index("ix_stability_switches_status", "status", "expires_at"),
+        # one live (pending or active) switch per kind and target (migration 0010)
+        Index("uq_stability_switches_live", "kind", "target", unique=True,
+              postgresql_where=text(LIVE_SWITCH), sqlite_where=text(LIVE_SWITCH)),
+    )  # fmt: skip
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(128))
@@ -114,3 +124,23 @@ class BreakerEvent(Base):
     reason: Mapped[str] = mapped_column(String(128), default="")
     node: Mapped[str] = mapped_column(String(64), default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BreakerStat(Base):
+    """A breaker's current window in one process (``node``), published every few seconds
+    by :class:`stability.breaker_stats.BreakerStatsPublisher` so the console, another
+    process, can show failure and slow-call ratios (migration 0010)."""
+
+    __tablename__ = "stability_breaker_stats"
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    calls: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer)
+    slow_calls: Mapped[int] = mapped_column(Integer)
+    window_size: Mapped[int] = mapped_column(Integer)
+    min_calls: Mapped[int] = mapped_column(Integer)
+    failure_threshold: Mapped[float] = mapped_column(Float)
+    slow_threshold: Mapped[float] = mapped_column(Float)
+    slow_call_s: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

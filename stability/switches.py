@@ -6,6 +6,12 @@ same transaction as its audit entry; processes watch that counter (see
 :mod:`stability.propagation`) and rebuild their :class:`SwitchSnapshot` from the
 active switches. An expired switch stops applying at its expiry even before the
 expiry job marks it, because :meth:`SwitchService.active` filters by time.
+
+One live switch per kind and target: a second pending or active switch of the same kind
+for the same target is refused with :class:`~stability.errors.SwitchConflict` naming the
+one in force. The service checks inside the writing transaction, and a partial unique
+index (``uq_stability_switches_live``, PostgreSQL and SQLite) holds when two processes
+apply at the same moment (SQLite serialises writers with ``BEGIN IMMEDIATE`` anyway).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from .errors import ApprovalError, StabilityError, SwitchError
+from .errors import ApprovalError, StabilityError, SwitchConflict, SwitchError
 from .schema import AuditEntry, ConfigVersion, Switch
 
 log = logging.getLogger(__name__)
@@ -150,6 +156,10 @@ class SwitchService:
         status = PENDING if approval else ACTIVE
 
         def work(conn: Connection) -> int:
+            self._expire(conn, now, kind=kind, target=target)  # a lapsed twin makes room
+            live = self._live_of(conn, kind, target)
+            if live is not None:
+                raise conflict(live)
             sid = conn.execute(
                 sa.insert(Switch).values(
                     kind=kind, target=target, params=json.dumps(params), reason=reason,
@@ -163,7 +173,19 @@ class SwitchService:
                         None, after, now)  # fmt: skip
             return int(sid)
 
-        return self.get(self._tx(work))
+        try:
+            sid = self._tx(work)
+        except SwitchStorageError as e:
+            if not isinstance(e.__cause__, sa_exc.IntegrityError):
+                raise
+            # a concurrent apply of the same kind and target won the unique index
+            with self._connect() as conn:
+                live = self._live_of(conn, kind, target)
+            if live is None:
+                raise SwitchConflict(f"a {kind} switch for {target} was changed at the same "
+                                     "moment; reload and retry", resource=target) from None
+            raise conflict(live) from None
+        return self.get(sid)
 
     def approve(self, switch_id: int, *, approver: str) -> SwitchRecord:
         """A second person approves a pending switch; it applies from now."""
@@ -203,29 +225,22 @@ class SwitchService:
     def expire_due(self) -> int:
         """Mark every switch past its expiry as expired (the expiry job); returns the count."""
         now = self.clock()
+        return int(self._tx(lambda conn: self._expire(conn, now)))
 
-        def work(conn: Connection) -> int:
-            due = conn.execute(
-                sa.select(Switch).where(Switch.status.in_((PENDING, ACTIVE)),
-                                        Switch.expires_at <= now)
-            ).all()  # fmt: skip
-            for row in due:
-                sw = _record(row)
-                if self._set_status(conn, sw, EXPIRED, ended_at=now):
-                    self._audit(
-                        conn,
-                        "system",
-                        "expire",
-                        sw.target,
-                        sw.id,
-                        "expired",
-                        {"status": sw.status},
-                        {"status": EXPIRED},
-                        now,
-                    )
-            return len(due)
-
-        return self._tx(work)
+    def _expire(self, conn: Connection, now: datetime, *, kind: str | None = None,
+                target: str | None = None) -> int:  # fmt: skip
+        """Mark live switches past their expiry (of one kind and target, if given) expired."""
+        query = sa.select(Switch).where(Switch.status.in_((PENDING, ACTIVE)),
+                                        Switch.expires_at <= now)  # fmt: skip
+        if kind is not None:
+            query = query.where(Switch.kind == kind, Switch.target == target)
+        due = conn.execute(query).all()
+        for row in due:
+            sw = _record(row)
+            if self._set_status(conn, sw, EXPIRED, ended_at=now):
+                self._audit(conn, "system", "expire", sw.target, sw.id, "expired",
+                            {"status": sw.status}, {"status": EXPIRED}, now)  # fmt: skip
+        return len(due)
 
     def _end(self, switch_id: int, status: str, actor: str, reason: str,
              from_status: tuple[str, ...]) -> SwitchRecord:  # fmt: skip
@@ -255,6 +270,12 @@ class SwitchService:
         """Switches in force right now (active and not past expiry)."""
         now = now or self.clock()
         return _in_force(self._live(), now)
+
+    def live(self, now: datetime | None = None) -> list[SwitchRecord]:
+        """Pending and active switches not past their expiry, oldest first: what is in force
+        or waits for approval (at most one per kind and target)."""
+        now = now or self.clock()
+        return [sw for sw in self._live() if sw.expires_at > now]
 
     def listing(self, limit: int = 200) -> list[SwitchRecord]:
         with self._connect() as conn:
@@ -293,6 +314,16 @@ class SwitchService:
                 sa.select(Switch).where(Switch.status.in_((PENDING, ACTIVE))).order_by(Switch.id)
             ).all()  # fmt: skip
         return [_record(r) for r in rows]
+
+    @staticmethod
+    def _live_of(conn: Connection, kind: str, target: str) -> SwitchRecord | None:
+        """The pending or active switch of ``kind`` on ``target``, if any."""
+        row = conn.execute(
+            sa.select(Switch).where(Switch.kind == kind, Switch.target == target,
+                                    Switch.status.in_((PENDING, ACTIVE)))
+            .order_by(Switch.id).limit(1)
+        ).first()  # fmt: skip
+        return None if row is None else _record(row)
 
     def _connect(self) -> Connection:
         try:
@@ -341,6 +372,15 @@ class SwitchService:
             reason=reason, before=json.dumps(before, default=str),
             after=json.dumps(after, default=str), version=version,
         ))  # fmt: skip
+
+
+def conflict(live: SwitchRecord) -> SwitchConflict:
+    """The refusal of a second switch of ``live``'s kind on its target, naming ``live``."""
+    state = "pending approval" if live.status == PENDING else "already active"
+    return SwitchConflict(
+        f"a {live.kind} switch for {live.target} is {state} (#{live.id}, by {live.actor}, "
+        f"until {live.expires_at:%Y-%m-%d %H:%M} UTC): revert it or let it expire first",
+        resource=live.target, existing_id=live.id)  # fmt: skip
 
 
 def _in_force(switches: list[SwitchRecord], now: datetime) -> list[SwitchRecord]:
