@@ -93,15 +93,15 @@ class BreakerStatsPublisher:
         gone = set(self._last) - {r.resource for r in rows}
         if not changed and not gone:
             return 0
-        table = BreakerStat.__table__
+        stat = BreakerStat
         with self.engine.begin() as conn:
             for name in set(changed) | gone:
-                conn.execute(sa.delete(table).where(table.c.node == self.node,
-                                                    table.c.resource == name))  # fmt: skip
+                conn.execute(sa.delete(stat).where(stat.node == self.node,
+                                                   stat.resource == name))  # fmt: skip
             if changed:
-                conn.execute(sa.insert(table), [r.__dict__ for r in changed.values()])
+                conn.execute(sa.insert(stat), [r.__dict__ for r in changed.values()])
             if due:
-                conn.execute(sa.delete(table).where(table.c.updated_at < now - PRUNE_AFTER))
+                conn.execute(sa.delete(stat).where(stat.updated_at < now - PRUNE_AFTER))
         self._last = {r.resource: _key(r) for r in rows}
         if due:
             self._last_write = now
@@ -122,8 +122,7 @@ class BreakerStatsPublisher:
             self._thread = None
         try:
             with self.engine.begin() as conn:
-                conn.execute(sa.delete(BreakerStat.__table__)
-                             .where(BreakerStat.__table__.c.node == self.node))  # fmt: skip
+                conn.execute(sa.delete(BreakerStat).where(BreakerStat.node == self.node))
         except sa_exc.SQLAlchemyError:
             log.warning("could not remove breaker stats of %s", self.node)
 

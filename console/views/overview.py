@@ -1,9 +1,15 @@
-"""On-call overview: core-link numbers, channel health, alerts, backlogs, guard fallbacks."""
+"""On-call overview: core-link numbers, channel health, alerts, backlogs, guard fallbacks
+(and the alert rows' summary, resource, age and runbook section)."""
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
@@ -12,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from alerts.schema import AlertState
 from collectors.query import MetricsQuery
+from console.safe import md
 
 STEPS = (
     "trade_create",
@@ -69,12 +76,21 @@ def _success(
 
 
 def link_stats(
-    query: MetricsQuery, now: float, *, window: float = 300.0, steps: Iterable[str] = STEPS
+    query: MetricsQuery,
+    now: float,
+    *,
+    window: float = 300.0,
+    steps: Iterable[str] = STEPS,
+    pay_org: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Per core-link step: requests per second, success ratio, p99 seconds and health."""
-    rates = _by(query.rate(REQUESTS, window=window, at=now, by=("step",)), "step")
-    success = _success(query, now, window, "step")
-    p99 = _by(query.quantile(0.99, LATENCY, window=window, at=now, by=("step",)), "step")
+    """Per core-link step: requests per second, success ratio, p99 seconds and health
+    (only the calls through ``pay_org`` when given)."""
+    match = {"pay_org": pay_org} if pay_org else None
+    rates = _by(query.rate(REQUESTS, window=window, at=now, match=match, by=("step",)), "step")
+    success = _success(query, now, window, "step", match)
+    p99 = _by(
+        query.quantile(0.99, LATENCY, window=window, at=now, match=match, by=("step",)), "step"
+    )
     out = []
     for step in steps:
         s = success.get(step)
@@ -212,8 +228,9 @@ def sparkline(
         go.Scatter(
             x=[t for t, _ in points],
             y=[v for _, v in points],
-            mode="lines",
+            mode="lines+markers",  # a lone point still shows
             line={"color": colour, "width": 1.5},
+            marker={"color": colour, "size": 3},
             hoverinfo="y",
         )
     )
@@ -228,64 +245,181 @@ def sparkline(
 
 
 def link_chart(series: dict[str, list[tuple[float, Any]]], title: str = "") -> go.Figure:
-    """Rate and failures (left axis) with p99 (right axis) of one link."""
-    from datetime import UTC, datetime
+    """Rate and failures (left axis) with p99 (right axis) of one link; lines with markers,
+    so a series of one point (or points between gaps) still shows."""
 
-    def xs(pts: list[tuple[float, Any]]) -> list[datetime]:
-        return [datetime.fromtimestamp(t, UTC) for t, _ in pts]
+    def trace(key: str, name: str, **style: Any) -> go.Scatter:
+        pts = series.get(key, [])
+        return go.Scatter(x=[datetime.fromtimestamp(t, UTC) for t, _ in pts],
+                          y=[v for _, v in pts], name=name, mode="lines+markers",
+                          marker={"size": 6}, **style)  # fmt: skip
 
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=xs(series.get("rate", [])), name="req/s", y=[v for _, v in series.get("rate", [])]
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=xs(series.get("failed", [])),
-            name="failed/s",
-            y=[v for _, v in series.get("failed", [])],
-            line={"color": HEALTH_COLOURS[BAD]},
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=xs(series.get("p99", [])),
-            name="p99 s",
-            yaxis="y2",
-            y=[v for _, v in series.get("p99", [])],
-            line={"dash": "dot"},
-        )
-    )
+    fig = go.Figure([
+        trace("rate", "req/s"),
+        trace("failed", "failed/s", line={"color": HEALTH_COLOURS[BAD]}),
+        trace("p99", "p99 s", yaxis="y2", line={"dash": "dot"}),
+    ])  # fmt: skip
     fig.update_layout(
         title=title,
         height=360,
         margin={"l": 40, "r": 40, "t": 40, "b": 30},
-        yaxis={"title": "per second"},
-        yaxis2={"title": "p99 s", "overlaying": "y", "side": "right"},
+        yaxis={"title": "per second", "rangemode": "tozero"},
+        yaxis2={"title": "p99 s", "overlaying": "y", "side": "right", "rangemode": "tozero"},
     )
     return fig
 
 
+# -- active alerts ------------------------------------------------------------------------
+#: labels every alert carries (shown elsewhere in the row), not part of "what is affected"
+_OWN_LABELS = frozenset({"alertname", "severity"})
+_SEVERITY_RANK = {"critical": 0, "page": 1, "ticket": 2, "warning": 3, "info": 4}
+RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
+
+
+def alert_resource(labels: dict[str, str]) -> str:
+    """What the alert is about: its labels other than ``alertname`` and ``severity``
+    (``resource`` first), as ``k=v, ...``; empty when the rule has none."""
+    rest = sorted((k, v) for k, v in labels.items() if k not in _OWN_LABELS)
+    rest.sort(key=lambda kv: kv[0] != "resource")
+    return ", ".join(f"{k}={v}" for k, v in rest)
+
+
+def _alert_order(a: dict[str, Any]) -> tuple:
+    return (a["state"] != "firing", _SEVERITY_RANK.get(a["severity"], 9),
+            a["active_since"] or 0.0, a["rule"])  # fmt: skip
+
+
+def _json_dict(text: str | None) -> dict[str, str]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
 def active_alerts(engine: Engine) -> list[dict[str, Any]]:
-    """Firing and pending alerts (firing first), from ``alert_states``."""
+    """Firing and pending alerts from ``alert_states``: firing first, then by severity
+    (page before ticket), oldest first. Each has its summary and runbook annotations
+    and the ``resource`` it is about."""
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(AlertState.__table__)
-            .where(AlertState.state.in_(("firing", "pending")))
-            .order_by(AlertState.state, AlertState.rule)
+            sa.select(AlertState.__table__).where(AlertState.state.in_(("firing", "pending")))
         ).all()
-    return [
-        {
-            "rule": r.rule,
-            "state": r.state,
-            "severity": r.severity,
-            "labels": json.loads(r.labels or "{}"),
-            "value": r.value,
-            "active_since": r.active_since,
-        }
-        for r in rows
-    ]
+    out = []
+    for r in rows:
+        labels, notes = _json_dict(r.labels), _json_dict(r.annotations)
+        out.append({
+            "fingerprint": r.fingerprint, "rule": r.rule, "state": r.state,
+            "severity": r.severity, "labels": labels, "resource": alert_resource(labels),
+            "summary": notes.get("summary", ""), "runbook": notes.get("runbook", ""),
+            "value": r.value, "active_since": r.active_since, "fired_at": r.fired_at,
+        })  # fmt: skip
+    return sorted(out, key=_alert_order)
+
+
+def age(seconds: float) -> str:
+    """A duration as people say it: ``40 s``, ``14 min``, ``2 h 5 min``, ``3 d 4 h``."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def clock_time(epoch: float, now: float) -> str:
+    """``HH:MM:SS UTC`` (with the date when not today)."""
+    t, today = datetime.fromtimestamp(epoch, UTC), datetime.fromtimestamp(now, UTC)
+    return f"{t:%H:%M:%S} UTC" if t.date() == today.date() else f"{t:%Y-%m-%d %H:%M} UTC"
+
+
+@dataclass(frozen=True)
+class RunbookSection:
+    """One ``### name`` section of docs/runbook.md: its heading, anchor and text."""
+
+    heading: str
+    anchor: str
+    text: str
+
+
+def heading_anchor(heading: str) -> str:
+    """The anchor GitHub (and most Markdown renderers) give a heading:
+    ``slo_channel_call_success_<org>`` → ``slo_channel_call_success_org``."""
+    slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return slug.replace(" ", "-")
+
+
+@functools.cache
+def runbook_sections(path: Path = RUNBOOK) -> dict[str, RunbookSection]:
+    """The runbook's sections by anchor (empty when the file is not there)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    out: dict[str, RunbookSection] = {}
+    head: str | None = None
+    body: list[str] = []
+    fenced = False
+
+    def close() -> None:
+        if head is not None:
+            out[heading_anchor(head)] = RunbookSection(head, heading_anchor(head),
+                                                       "\n".join(body).strip())  # fmt: skip
+
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        m = None if fenced else re.match(r"(#{1,3}) (.+)", line)
+        if m:
+            close()
+            head, body = (m.group(2), []) if len(m.group(1)) == 3 else (None, [])
+        elif head is not None:
+            body.append(line)
+    close()
+    return out
+
+
+def runbook_section(link: str, rule: str = "", *, path: Path = RUNBOOK) -> RunbookSection | None:
+    """The section an alert's ``runbook`` annotation (``docs/runbook.md#anchor``) names, if
+    the runbook has it; a section named after the alert's own rule (``…_absent``) first."""
+    if not link.startswith("docs/runbook.md#"):
+        return None
+    sections = runbook_sections(path)
+    return sections.get(rule) or sections.get(link.split("#", 1)[1])
+
+
+_BADGE = {"critical": "red", "page": "red", "ticket": "orange", "warning": "orange"}
+
+
+def alert_markdown(a: dict[str, Any], now: float, silence: Any = None) -> str:
+    """One alert as one line of Markdown: severity badge, summary, resource, state and
+    since when, and the silence covering it. Every stored string goes through
+    :func:`console.safe.md` (labels and annotations are data, not markup)."""
+    colour = _BADGE.get(a["severity"], "gray")
+    parts = [f":{colour}-badge[{md(a['severity'] or '?')}]",
+             f"**{md(a['summary'] or a['rule'])}**"]  # fmt: skip
+    if a["resource"]:
+        parts.append(md(a["resource"]))
+    since = a["active_since"]
+    state = md(a["state"])
+    parts.append(f"{state} since {clock_time(since, now)} ({age(now - since)})" if since
+                 else state)  # fmt: skip
+    if silence is not None:
+        parts.append(f":gray-badge[silenced until {clock_time(silence.ends_at, now)} by "
+                     f"{md(silence.creator)}]")  # fmt: skip
+    return " · ".join(parts)
+
+
+def alert_table(alerts: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """The alerts as table rows (rule, state, severity, resource, since, labels as k=v)."""
+    return [{
+        "rule": a["rule"], "state": a["state"], "severity": a["severity"],
+        "resource": a["resource"],
+        "since": clock_time(a["active_since"], now) if a["active_since"] else "",
+        "labels": ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items())),
+    } for a in alerts]  # fmt: skip
 
 
 def backlogs(engine: Engine) -> dict[str, Any]:
