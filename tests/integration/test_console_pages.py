@@ -133,7 +133,7 @@ def test_dependency_map_page_with_impact(console_db):
     assert not at.exception, at.exception
     nodes = _table(at, "breaker")
     assert "coupon" in set(nodes["resource"])
-    at.selectbox(key="impact_resource").select("coupon").run(timeout=30)
+    at.selectbox(key="url_impact").select("coupon").run(timeout=30)
     assert not at.exception
     assert "Fails:" in _texts(at) and "Degrades:" in _texts(at)
 
@@ -167,8 +167,9 @@ def test_operator_degrades_coupon_with_reason_and_expiry(console_db):
     assert not at.exception, at.exception
     at.selectbox(key="sw_kind").select("degrade")
     at.selectbox(key="sw_target").select("coupon").run(timeout=30)
-    at.button(key="sw_apply").click().run(timeout=30)  # no reason, no expiry
-    assert {e.value for e in at.error} >= {"a reason is required", "an expiry is required"}
+    assert at.number_input(key="sw_hours").value == 1.0  # expiry defaults to 1 h
+    at.button(key="sw_apply").click().run(timeout=30)  # no reason
+    assert {e.value for e in at.error} == {"a reason is required"}
     at.text_input(key="sw_reason").input("coupon service slow, shed it")
     at.number_input(key="sw_hours").set_value(2.0)
     at.button(key="sw_dry_run").click().run(timeout=30)
@@ -239,29 +240,7 @@ def test_breakers_page_lists_events_and_lint(console_db):
     assert "Timeout lint" in _texts(at)
 
 
-def test_drills_page_puts_knobs_to_the_sandbox(console_db, monkeypatch):
-    import httpx
-
-    calls = []
-
-    def fake_put(url, headers=None, json=None, timeout=None):
-        calls.append((url, headers, json))
-        return httpx.Response(200, json=json, request=httpx.Request("PUT", url))
-
-    monkeypatch.setattr(httpx, "put", fake_put)
-    monkeypatch.setenv("PAYWATCH_SANDBOX_ADMIN_TOKEN", "drill-token")
-    at = _page(_app("otto", "operator").run(timeout=30), "sre_drills")
-    assert not at.exception, at.exception
-    at.slider(key="drill_error_rate").set_value(0.5)
-    at.button(key="drill_apply").click().run(timeout=30)
-    assert not at.exception, at.exception
-    assert calls and calls[0][0].endswith("/admin/knobs/SANDBOX_A")
-    assert calls[0][1] == {"X-Sandbox-Admin": "drill-token"}
-    assert calls[0][2]["error_rate"] == 0.5
-    assert [(r.action, r.target) for r in _audit(console_db)] == [("drill.knobs", "SANDBOX_A")]
-
-
-def test_drills_page_lists_reports_and_shows_one(console_db):
+def test_drills_page_lists_reports_and_shows_one(console_db, monkeypatch):
     from console.simulator.report import save_report
 
     base = {"target": "SANDBOX_A", "time_factor": 0.1, "reason": "",
@@ -287,6 +266,7 @@ def test_drills_page_lists_reports_and_shows_one(console_db):
     save_report(console_db, {**base, "drill": {"name": "redis-down", "summary": "redis"},
                              "status": "not_applicable", "reason": "no Redis is configured",
                              "started_at": "2026-11-23T04:00:00+00:00"})  # fmt: skip
+    monkeypatch.setenv("PAYWATCH_SANDBOX_URL", "http://127.0.0.1:9")  # nothing listens
     at = _page(_app("otto", "operator").run(timeout=30), "sre_drills")
     assert not at.exception, at.exception
     reports = _table(at, "lost")
@@ -296,11 +276,13 @@ def test_drills_page_lists_reports_and_shows_one(console_db):
     first_id = int(reports["id"].iloc[1])
     at.selectbox(key="drill_report").select(first_id).run(timeout=30)
     assert not at.exception, at.exception
-    assert "**channel-failure** on SANDBOX_A: down" in _texts(at)
+    assert "**channel\\-failure** on SANDBOX\\_A: down" in _texts(at)  # names via md()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "passed" and metrics["Lost"] == "0"
     assert metrics["Fallbacks / fail-fast"] == "0 / 8"
     breakers = _table(at, "to")
     assert list(breakers["resource"]) == ["channel.SANDBOX_A"]
     assert list(_table(at, "breaker_open")["resource"]) == ["channel.SANDBOX_A"]
-    assert at.slider(key="drill_error_rate")  # the knob controls are still there
+    # the knobs panel failed alone (the sandbox is down; its test: test_console_ops_pages.py)
+    assert any("sandbox channel is unavailable" in w.value for w in at.warning)
+    assert not at.slider
