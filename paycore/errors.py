@@ -58,6 +58,19 @@ class InvalidContext(InvalidRequest):
     code = "invalid_context"
 
 
+class UnknownPayOrg(InvalidContext):
+    """A well-formed pay org that is not one of the configured pay orgs."""
+
+    code = "unknown_pay_org"
+
+
+class DayNotOver(InvalidRequest):
+    """A day's statement was asked for before the (UTC) day ended, without consent to
+    reconcile an unfinished day."""
+
+    code = "day_not_over"
+
+
 class UnsupportedTradeType(InvalidRequest):
     code = "unsupported_trade_type"
 

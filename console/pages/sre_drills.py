@@ -1,104 +1,178 @@
 """Drills: set the sandbox channel's fault knobs and watch the effect on the channel;
-the reports of scripted drills (``paywatch simulate --drill``): list and details."""
+the reports of scripted drills (``paywatch simulate --drill``): list and details.
+
+The knob controls start at what the sandbox runs now (``GET /admin/knobs``), and follow
+it when it changes (another operator, a scripted drill); an unsaved edit is kept while
+the sandbox stays as it was. With the sandbox unreachable the knobs panel says so and
+offers no controls. Each panel fails alone (:func:`console.panel.panel`).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import httpx
 import streamlit as st
 
 from console.auth import can
-from console.pages import audited, fmt, now, platform, require, sandbox_token
+from console.pages import now, platform, require, sandbox_token
+from console.panel import panel
+from console.reports.context import PageContext, run_audited
+from console.reports.ops import big_ints_as_text, flash, ids_as_text, take_flash
+from console.safe import md
 from console.simulator.report import detail_tables, get_report, list_reports
+from console.urlstate import url_select
 from console.views.overview import channel_health, link_chart, link_series
 from console.views.switches import knob_request
+from paycore.channels.sandbox_config import Knobs
 
-user = require("sre")
-st.title("Drills")
-p = platform()
-org = st.selectbox("Pay org", p.settings.pay_orgs, key="drill_org")
-st.caption(f"Sandbox: {p.settings.sandbox_url}")
-c1, c2, c3 = st.columns(3)
-error_rate = c1.slider("Error rate (503)", 0.0, 1.0, 0.0, 0.05, key="drill_error_rate")
-timeout_rate = c2.slider("Timeout rate", 0.0, 1.0, 0.0, 0.05, key="drill_timeout_rate")
-latency = c3.number_input("Median latency (ms)", 0.0, 600_000.0, 5.0, key="drill_latency")
-fail_rate = c1.slider("Fail (callback failed) rate", 0.0, 1.0, 0.0, 0.05, key="drill_fail_rate")
-changes = {
-    "error_rate": error_rate,
-    "timeout_rate": timeout_rate,
-    "latency_ms": latency,
-    "fail_rate": fail_rate,
-}
-b1, b2 = st.columns(2)
-allowed = can(user.role, "drill.knobs")
+PAGE = "drills"
+#: (knob, label, control) of the knobs set here; rates are sliders over [0, 1]
+CONTROLS = (("error_rate", "Error rate (503)", "rate"), ("timeout_rate", "Timeout rate", "rate"),
+            ("latency_ms", "Median latency (ms)", "ms"),
+            ("fail_rate", "Fail (callback failed) rate", "rate"))  # fmt: skip
+DETAILS = (("Checks", "checks"), ("Timeline", "steps"), ("Traffic", "traffic"),
+           ("Refusals", "refusals"), ("Alerts", "alerts"), ("Breaker events", "breakers"),
+           ("Guard outcomes", "guard"))  # fmt: skip
 
 
-def put(body: dict[str, float]) -> dict[str, float]:
-    url, headers, payload = knob_request(p.settings.sandbox_url, org, body, sandbox_token())
+def read_knobs(sandbox_url: str, org: str, token: str) -> dict[str, Any]:
+    """The knobs the sandbox runs for ``org`` now; raises when it cannot say."""
+    resp = httpx.get(f"{sandbox_url.rstrip('/')}/admin/knobs",
+                     headers={"X-Sandbox-Admin": token}, timeout=3.0)  # fmt: skip
+    resp.raise_for_status()
+    knobs = resp.json().get(org)
+    if not isinstance(knobs, dict):
+        raise LookupError(f"the sandbox does not serve {org}")
+    return knobs
+
+
+def put_knobs(sandbox_url: str, org: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+    url, headers, payload = knob_request(sandbox_url, org, body, token)
     resp = httpx.put(url, headers=headers, json=payload, timeout=5.0)
     resp.raise_for_status()
     return dict(resp.json())
 
 
-if b1.button("Apply knobs", key="drill_apply", disabled=not allowed):
-    got = audited(user, "drill.knobs", org, {"changes": changes}, lambda: put(changes))
-    if got is not None:
-        st.success("Knobs applied")
-        st.json(got)
-if b2.button("Reset to healthy", key="drill_reset", disabled=not allowed):
-    healthy = {"error_rate": 0.0, "timeout_rate": 0.0, "latency_ms": 5.0, "fail_rate": 0.0}
-    if audited(user, "drill.reset", org, {"changes": healthy}, lambda: put(healthy)) is not None:
-        st.success("Channel reset to healthy")
+def _follow(org: str, current: dict[str, Any]) -> None:
+    """Start the controls at the sandbox's values: on first show, on another org, when
+    the sandbox changed since the last look, or when Streamlit dropped a control's state
+    (the page was left). Set before the widgets exist."""
+    seen = (org, {k: current.get(k) for k, _, _ in CONTROLS})
+    missing = any(f"drill_{k}" not in st.session_state for k, _, _ in CONTROLS)
+    if missing or st.session_state.get("drill_seen") != seen:
+        for k, _, _ in CONTROLS:
+            st.session_state[f"drill_{k}"] = float(current[k])
+        st.session_state["drill_seen"] = seen
 
 
-@st.fragment(run_every=5)
-def effect() -> None:
+def knobs_panel(c: PageContext, sandbox_url: str, org: str, allowed: bool) -> None:
+    """The knob controls at the sandbox's values; apply and reset, audited."""
+    token = sandbox_token()
+    current = read_knobs(sandbox_url, org, token)
+    _follow(org, current)
+    cols = st.columns(3)
+    changes: dict[str, float] = {}
+    for i, (k, label, control) in enumerate(CONTROLS):
+        col = cols[i % 3]
+        if control == "rate":
+            changes[k] = col.slider(label, 0.0, 1.0, step=0.01, key=f"drill_{k}")
+        else:
+            changes[k] = col.number_input(label, 0.0, 600_000.0, step=1.0, key=f"drill_{k}")
+    with st.expander(f"Every knob {org} runs now"):
+        st.dataframe([{"knob": k, "value": str(v)} for k, v in current.items()],
+                     hide_index=True, key="drill_current")  # fmt: skip
+    b1, b2 = st.columns(2)
+    if b1.button("Apply knobs", key="drill_apply", disabled=not allowed) and allowed:
+        ok, res = run_audited(c, "drill.knobs", org, {"changes": changes},
+                              lambda: put_knobs(sandbox_url, org, token, changes))  # fmt: skip
+        _done(ok, res, f"Knobs applied to {org}: " + ", ".join(
+            f"{k} {v:g}" for k, v in changes.items()))  # fmt: skip
+    if b2.button("Reset to healthy", key="drill_reset", disabled=not allowed) and allowed:
+        healthy = Knobs().as_dict()
+        ok, res = run_audited(c, "drill.reset", org, {"changes": healthy},
+                              lambda: put_knobs(sandbox_url, org, token, healthy))  # fmt: skip
+        _done(ok, res, f"{org} reset to a healthy channel.")
+
+
+def _done(ok: bool, res: Any, message: str) -> None:
+    if not ok:
+        st.error(md(f"Not applied: {res}"))
+        return
+    flash(st.session_state, PAGE, message)
+    st.rerun()
+
+
+def effect_panel(query: Any, org: str) -> None:
     t = now()
-    rows = [
-        r for r in channel_health(p.observability.query, t, [org], window=60) if r["pay_org"] == org
-    ]
-    st.subheader("Effect (last minute)")
+    rows = [r for r in channel_health(query, t, [org], window=60) if r["pay_org"] == org]
     st.dataframe(rows, hide_index=True, key="drill_health")
-    series = link_series(
-        p.observability.query, "channel_call", start=t - 900, end=t, points=60, pay_org=org
-    )
+    series = link_series(query, "channel_call", start=t - 900, end=t, points=60, pay_org=org)
     st.plotly_chart(link_chart(series, title=f"channel_call {org}"), key="drill_chart")
 
 
-effect()
-
-
-DETAILS = (("Checks", "checks"), ("Timeline", "steps"), ("Traffic", "traffic"),
-           ("Refusals", "refusals"), ("Alerts", "alerts"), ("Breaker events", "breakers"),
-           ("Guard outcomes", "guard"))  # fmt: skip
-st.subheader("Drill reports")
-reports = list_reports(p.db.engine)
-if not reports:
-    st.caption("No drill has run yet: `paywatch simulate --drill channel-failure` writes one.")
-else:
-    st.dataframe(reports, hide_index=True, key="drill_reports")
+def reports_panel(engine: Any) -> None:
+    reports = list_reports(engine)
+    if not reports:
+        st.caption("No drill has run yet: `paywatch simulate --drill channel-failure` writes one.")
+        return
+    st.dataframe(ids_as_text(reports), hide_index=True, key="drill_reports")
     labels = {r["id"]: f"#{r['id']} {r['name']} ({r['status']}, {r['started_at']:%Y-%m-%d %H:%M})"
               for r in reports}  # fmt: skip
     chosen = st.selectbox("Report", list(labels), format_func=labels.__getitem__,
                           key="drill_report")  # fmt: skip
-    report = get_report(p.db.engine, int(chosen)) if chosen is not None else None
+    report = get_report(engine, int(chosen)) if chosen is not None else None
     if report is not None:
-        st.markdown(f"**{report['drill']['name']}** on {report.get('target') or '-'}: "
-                    f"{report['drill'].get('summary', '')}")  # fmt: skip
-        if report.get("reason"):
-            st.warning(f"Not applicable: {report['reason']}")
-        tables = detail_tables(report)
-        audit = report.get("audit") or {}
-        plat = report.get("platform") or {}
-        m = st.columns(5)
-        m[0].metric("Status", report["status"])
-        m[1].metric("Lost", audit.get("lost", 0) + plat.get("money_not_returned", 0))
-        m[2].metric("Doubled", audit.get("doubled", 0))
-        m[3].metric("Fallbacks / fail-fast", f"{plat.get('fallbacks_taken', 0)} / "
-                    f"{plat.get('fail_fast', 0)}")  # fmt: skip
-        m[4].metric("Trial balance", fmt((plat.get("trial_balance") or {}).get("ok"), ""))
-        for title, key in DETAILS:
-            if tables[key]:
-                st.markdown(f"**{title}**")
-                st.dataframe(tables[key], hide_index=True, key=f"drill_detail_{key}")
-        with st.expander("Full report (JSON)"):
-            st.json(report, expanded=False)
+        report_detail(report)
+
+
+def report_detail(report: dict[str, Any]) -> None:
+    drill = report.get("drill") or {}
+    st.markdown(f"**{md(drill.get('name'))}** on {md(report.get('target') or '-')}: "
+                f"{md(drill.get('summary', ''))}")  # fmt: skip
+    if report.get("reason"):
+        st.warning(f"Not applicable: {md(report['reason'])}")
+    tables = detail_tables(report)
+    audit = report.get("audit") or {}
+    plat = report.get("platform") or {}
+    m = st.columns(5)
+    m[0].metric("Status", md(report.get("status")))
+    m[1].metric("Lost", audit.get("lost", 0) + plat.get("money_not_returned", 0))
+    m[2].metric("Doubled", audit.get("doubled", 0))
+    m[3].metric("Fallbacks / fail-fast", f"{plat.get('fallbacks_taken', 0)} / "
+                f"{plat.get('fail_fast', 0)}")  # fmt: skip
+    ok = (plat.get("trial_balance") or {}).get("ok")
+    m[4].metric("Trial balance", "–" if ok is None else str(ok))
+    for title, key in DETAILS:
+        if tables[key]:
+            st.markdown(f"**{title}**")
+            st.dataframe(ids_as_text(tables[key]), hide_index=True, key=f"drill_detail_{key}")
+    with st.expander("Full report (JSON)"):
+        st.json(big_ints_as_text(report), expanded=False)
+
+
+def main() -> None:
+    user = require("sre")
+    st.title("Drills")
+    p = platform()
+    c = PageContext(p, user.username, user.role)
+    done = take_flash(st.session_state, PAGE)
+    if done:
+        st.success(md(done))
+    org = url_select("Pay org", list(p.settings.pay_orgs), key="org")
+    st.caption(f"Sandbox: {md(p.settings.sandbox_url)}")
+    allowed = can(user.role, "drill.knobs")
+    with panel("Channel knobs", "sandbox"):
+        knobs_panel(c, p.settings.sandbox_url, org, allowed)
+
+    @st.fragment(run_every=5)
+    def effect() -> None:
+        with panel("Effect (last minute)", "metrics"):
+            effect_panel(p.observability.query, org)
+
+    effect()
+    with panel("Drill reports", "database"):
+        reports_panel(p.db.engine)
+
+
+main()

@@ -1,17 +1,23 @@
 """Operations reads: compensation queue, notification backlog, reconciliation, manual items.
 
-Plain SQL over the pay core's tables; the one write here is
-:func:`resolve_difference` (a reconciliation difference settled by a human).
-Compensation retries and notification resends go through the pay core's own
-:class:`~paycore.jobs.tasks.TaskQueue` and
-:class:`~paycore.notify.delivery.NotificationDelivery`.
+Plain SQL over the pay core's tables; the writes here are :func:`resolve_difference` (a
+reconciliation difference settled by a human) and :func:`reconcile_statement` (an
+uploaded statement reconciled, pay org and day checked first). Compensation retries and
+notification resends go through the pay core's own :class:`~paycore.jobs.tasks.TaskQueue`
+and :class:`~paycore.notify.delivery.NotificationDelivery`.
+
+Also the pages' plain helpers (no Streamlit here): :func:`ids_as_text` (64-bit ids as
+strings, so a browser never rounds them through a JavaScript number), what each picker
+may offer (:data:`ACTIONABLE_TASKS`, :data:`RESENDABLE`) and :func:`flash` /
+:func:`take_flash` (a confirmation kept across the rerun that refreshes a page).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -52,6 +58,32 @@ def compensation_rows(
     stmt = select(T).order_by(T.updated_at.desc(), T.id.desc()).limit(limit)
     if status:
         stmt = stmt.where(T.status == status)
+    if kind:
+        stmt = stmt.where(T.kind == kind)
+    with db.session() as s:
+        return [
+            TaskRow(r.id, r.kind, r.biz_key, r.merchant_id, r.status, r.attempts, r.max_attempts,
+                    r.next_run_at, r.last_error, r.note, r.updated_at)  # fmt: skip
+            for r in s.execute(stmt).scalars()
+        ]
+
+
+#: task statuses a console action (retry now, resolve by hand) applies to; ``running``
+#: and ``done`` tasks are refused by :class:`~paycore.jobs.tasks.TaskQueue`
+ACTIONABLE_TASKS = ("pending", "failed", "manual")
+
+
+def actionable_tasks(
+    db: Database, *, status: str | None = None, kind: str | None = None, limit: int = 200
+) -> list[TaskRow]:
+    """The tasks an operator can act on (in :data:`ACTIONABLE_TASKS`), within the filter
+    ``status``/``kind`` (a filter on a status that is not actionable gives none)."""
+    statuses = [s for s in ACTIONABLE_TASKS if status in (None, s)]
+    if not statuses:
+        return []
+    T = CompensationTask
+    stmt = (select(T).where(T.status.in_(statuses))
+            .order_by(T.updated_at.desc(), T.id.desc()).limit(limit))  # fmt: skip
     if kind:
         stmt = stmt.where(T.kind == kind)
     with db.session() as s:
@@ -116,6 +148,24 @@ def notification_rows(
                             history.get(r.id, []))  # fmt: skip
             for r in rows
         ]
+
+
+#: notification statuses a manual resend applies to: given up, or delivered and asked
+#: for again; ``pending`` ones are on the worker's schedule already
+RESENDABLE = ("gave_up", "delivered")
+
+
+def resend_notification(db: Database, delivery: Any, notification_id: int, actor: str) -> bool:
+    """Resend one notification if it is (still) :data:`RESENDABLE`; ValueError if not."""
+    with db.session() as s:
+        stmt = select(Notification.status).where(Notification.id == notification_id)
+        status = s.execute(stmt).scalar_one_or_none()
+    if status is None:
+        raise ValueError(f"notification {notification_id} does not exist")
+    if status not in RESENDABLE:
+        raise ValueError(f"notification {notification_id} is {status}; only given-up or "
+                         "delivered notifications are resent by hand")  # fmt: skip
+    return bool(delivery.resend(notification_id, actor))
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,3 +330,78 @@ def difference_kinds(db: Database) -> list[str]:
     with db.session() as s:
         seen = {str(k) for k in s.execute(select(ReconDifference.kind).distinct()).scalars()}
     return sorted(set(CLASSES) | seen)
+
+
+def configured_pay_orgs(platform: Any) -> tuple[str, ...]:
+    """The pay orgs the platform is configured for (``PAYWATCH_PAY_ORGS``)."""
+    settings = getattr(platform, "settings", None)
+    orgs = tuple(getattr(settings, "pay_orgs", None) or ())
+    if orgs:
+        return orgs
+    from console.settings import Settings
+
+    return Settings.from_env().pay_orgs
+
+
+def reconcile_statement(
+    core: Any, lines: Iterable[Any], pay_org_no: str, day: date, *,
+    pay_orgs: Collection[str], unfinished_ok: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Any:  # fmt: skip
+    """Reconcile an uploaded statement for ``pay_org_no`` and UTC ``day``.
+
+    The pay org must be one of ``pay_orgs`` (``*`` or an unknown org is refused, nothing
+    recorded); a day not over yet is refused unless ``unfinished_ok`` (the person
+    confirmed). ``progress`` is called with the number of lines read so far.
+    Returns the :class:`~paycore.recon.ReconReport`.
+    """
+    from paycore.recon import reconcile_day
+
+    def feed(_org: str, _day: date) -> Iterator[Any]:
+        for n, line in enumerate(lines, start=1):
+            yield line
+            if progress is not None:
+                progress(n)
+
+    return reconcile_day(core, feed, pay_org_no, day, pay_orgs=tuple(pay_orgs),
+                         unfinished_ok=unfinished_ok)  # fmt: skip
+
+
+def ids_as_text(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Table rows with every id (``id`` and ``*_id`` integer columns) as a string.
+
+    Our ids are 64-bit; a browser table holds numbers as JavaScript doubles, exact only
+    up to 2^53, so ``387985099441922048`` would show as ``...050``. As text it is exact.
+    """
+    def text(k: str, v: Any) -> Any:
+        is_id = k == "id" or k.endswith("_id")
+        return str(v) if is_id and isinstance(v, int) and not isinstance(v, bool) else v
+
+    return [{k: text(k, v) for k, v in r.items()} for r in rows]
+
+
+def big_ints_as_text(value: Any) -> Any:
+    """``value`` (JSON-like) with integers beyond 2^53 as strings, for ``st.json``."""
+    if isinstance(value, dict):
+        return {k: big_ints_as_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [big_ints_as_text(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        return str(value)
+    return value
+
+
+_FLASH = "ops_flash:"
+
+
+def flash(state: Any, page: str, message: str) -> None:
+    """Keep ``message`` for ``page``'s next run (the rerun that refreshes its tables) in
+    ``state`` (``st.session_state`` or any mutable mapping)."""
+    state[_FLASH + page] = message
+
+
+def take_flash(state: Any, page: str) -> str | None:
+    """The message :func:`flash` kept for ``page``, once (``state``: ``st.session_state``
+    or any mutable mapping)."""
+    message = state.pop(_FLASH + page, None)
+    return None if message is None else str(message)

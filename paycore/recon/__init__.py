@@ -2,7 +2,7 @@
 against the channel's daily statement). Both record differences with a resolution
 path and are idempotent: re-running adds nothing."""
 
-from .external import CLASSES, RESOLUTION, reconcile_day
+from .external import CLASSES, RESOLUTION, check_pay_org, day_over, reconcile_day
 from .internal import reconcile_internal
 from .runs import Difference, ReconReport
 
@@ -10,6 +10,8 @@ __all__ = [
     "CLASSES",
     "RESOLUTION",
     "Difference",
+    "check_pay_org",
+    "day_over",
     "ReconReport",
     "reconcile_day",
     "reconcile_internal",

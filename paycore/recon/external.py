@@ -40,7 +40,7 @@ records nothing new.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -51,7 +51,9 @@ from sqlalchemy.orm import Session
 
 from .. import status as st
 from ..channels.client import StatementLine
+from ..context import check_code
 from ..db.schema import JournalEntry, JournalLeg, PayException, PayItem
+from ..errors import DayNotOver, UnknownPayOrg
 from .runs import (
     Difference,
     ReconReport,
@@ -120,12 +122,22 @@ def reconcile_day(
     *,
     cutoff_grace_s: float = 300,
     chunk: int = 5000,
+    pay_orgs: Collection[str] | None = None,
+    unfinished_ok: bool = True,
 ) -> ReconReport:
     """Reconcile ``pay_org_no`` for UTC ``day``; returns the counts per class.
 
     ``source`` is a gateway (its ``statement(org, day)``) or a callable of
     ``(org, day)`` returning statement lines (a list or a lazy iterable).
+
+    Refused before anything is recorded: a pay org that is not a context code (``*``)
+    (:class:`~paycore.errors.InvalidContext`), one outside ``pay_orgs`` when given
+    (:class:`~paycore.errors.UnknownPayOrg`), and, with ``unfinished_ok=False``, a day
+    that is not over yet in UTC (:class:`~paycore.errors.DayNotOver`).
     """
+    check_pay_org(pay_org_no, pay_orgs)
+    if not unfinished_ok:
+        check_day_over(day, core.clock())
     fetch: Callable[[str, date], Iterable[StatementLine]] = (
         source.statement if hasattr(source, "statement") else source
     )
@@ -137,6 +149,28 @@ def reconcile_day(
         mark_failed(core, report)
         raise
     return report
+
+
+def check_pay_org(pay_org_no: str, pay_orgs: Collection[str] | None = None) -> str:
+    """``pay_org_no`` if it is a context code and (when ``pay_orgs`` is given) one of them."""
+    check_code(pay_org_no, "pay_org_no")
+    if pay_orgs is not None and pay_org_no not in pay_orgs:
+        known = ", ".join(sorted(pay_orgs)) or "none"
+        raise UnknownPayOrg(f"{pay_org_no} is not a configured pay org (configured: {known})",
+                            field="pay_org_no")  # fmt: skip
+    return pay_org_no
+
+
+def day_over(day: date, now: datetime) -> bool:
+    """Whether the UTC ``day`` has ended at ``now``."""
+    return now >= datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def check_day_over(day: date, now: datetime) -> None:
+    """Raise :class:`~paycore.errors.DayNotOver` when the UTC ``day`` has not ended."""
+    if not day_over(day, now):
+        raise DayNotOver(f"the UTC day {day.isoformat()} is not over yet: its statement may "
+                         "still grow, and what it lacks now would be recorded as differences")
 
 
 def _run(

@@ -131,6 +131,7 @@ def test_reconciliation_resolve_difference(platform):
             created_at=datetime.now(UTC)))  # fmt: skip
     at = _app("console.pages.ops_reconciliation", platform, "olga", "operator")
     _ok(at)
+    at.selectbox(key="url_days").select("all days").run()  # the day filter starts at yesterday
     at.text_input(key="rc_note").input("channel fee withheld, booked")
     _button(at, "rc_resolve").click().run()
     _ok(at)
