@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from console.audit import record
 from paycore.db.schema import Merchant, MerchantPayOrg
 from stability.depmap import DependencyMap, impact
+from stability.errors import StabilityError
 from stability.limits import LimitRule
 from stability.policy import approval_policy, is_core_link, is_strong_dependency
 from stability.switches import KINDS, MAX_HORIZON, SwitchRecord
@@ -30,6 +32,7 @@ __all__ = [
     "in_force_rows",
     "knob_request",
     "merchants_by_pay_org",
+    "run_audited",
     "preview_switch",
     "switch_impact",
     "switch_rows",
@@ -37,6 +40,7 @@ __all__ = [
     "time_left",
     "weak_targets",
 ]
+T = TypeVar("T")
 #: the expiry a new switch gets unless the person changes it
 DEFAULT_HOURS = 1.0
 
@@ -272,7 +276,8 @@ def switch_impact(
         core_f, core_d = imp.core_links_failing, imp.core_links_degraded
     hit = [resource, *fails] if refuses else []
     orgs = sorted({n.split(".", 1)[1] for n in hit if n.startswith("channel.")})
-    every = bool(core_f or core_d)
+    # a channel's failure reaches the core links only for the merchants of its pay org
+    every = bool(core_f or core_d) and not orgs
     if every:
         affected = list(merchants.get("*", []))
     else:
@@ -352,3 +357,21 @@ def weak_targets(dmap: DependencyMap) -> list[str]:
     called = {e.callee for e in dmap.edges}
     return [r.name for r in dmap.resources
             if r.name in called and not r.core_link and not is_strong_dependency(dmap, r.name)]
+
+
+def run_audited(
+    engine: Engine, actor: str, role: str, action: str, target: str, detail: dict[str, Any],
+    fn: Callable[[], T],
+) -> tuple[T | None, str | None]:  # fmt: skip
+    """Run a switch change and write the console audit row with its outcome. Returns
+    ``(result, None)``, or ``(None, the refusal's message)`` when the switch service
+    refused it (the caller shows the message through ``md()``: it names people)."""
+    try:
+        result = fn()
+    except StabilityError as exc:
+        record(engine, actor=actor, role=role, action=action, target=target,
+               detail={**detail, "ok": False, "error": str(exc)[:500]})  # fmt: skip
+        return None, str(exc)
+    record(engine, actor=actor, role=role, action=action, target=target,
+           detail={**detail, "ok": True})  # fmt: skip
+    return result, None
