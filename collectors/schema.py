@@ -41,6 +41,9 @@ class _Rollup:
     max: Mapped[float] = mapped_column(Float)
     sum: Mapped[float] = mapped_column(Float)
     count: Mapped[int] = mapped_column(Integer)
+    #: counters: the exact increase of the samples in the bucket, each against the sample
+    #: before it (resets handled); NULL for buckets folded before migration 0011
+    inc: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Rollup1m(_Rollup, Base):

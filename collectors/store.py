@@ -37,10 +37,13 @@ from .store_eval import (
 )
 from .store_math import (
     Key,
+    Level,
+    Piece,
     add_line,
     check_q,
     div,
     latest_points,
+    plan,
     quantile_points,
     quantiles,
     range_kind,
@@ -58,12 +61,15 @@ from .store_sql import (
     latest_sql,
     match_clause,
     names_sql,
+    newest_bucket_sql,
+    raw_piece_sql,
     rollup_1h_sql,
     rollup_1m_sql,
+    rollup_piece_sql,
     rows_sql,
 )
 
-__all__ = ["H1_RETENTION", "M1_RETENTION", "RAW_RETENTION", "Sample", "TimeSeriesStore"]
+__all__ = ["GAP", "H1_RETENTION", "M1_RETENTION", "RAW_RETENTION", "Sample", "TimeSeriesStore"]
 
 RAW_RETENTION = 6 * 3600.0
 M1_RETENTION = 7 * 86400.0
@@ -71,6 +77,10 @@ H1_RETENTION = 90 * 86400.0
 M1_FROM = 2 * 3600.0  # windows this long or longer read 1-minute rollups
 H1_FROM = 2 * 86400.0  # ... and this long or longer, 1-hour rollups
 MAX_POINTS = 11_000  # as Prometheus' query_range
+#: a counter sample counts against the sample before it only if that is at most this
+#: many seconds older; after a longer silence the series starts over from its next sample
+GAP = 300.0
+_SOURCES = {RAW.name: RAW, M1.name: M1, H1.name: H1}
 _PG_INSERT = (
     "INSERT INTO metric_samples (ts, name, labels, value) SELECT ts, name, labels, value"
     " FROM json_to_recordset(CAST(:rows AS json))"
@@ -96,6 +106,8 @@ class TimeSeriesStore(MetricsQuery):
         clock: Callable[[], float] = time.time,
         raw_retention: float = RAW_RETENTION,
         m1_retention: float = M1_RETENTION,
+        h1_retention: float = H1_RETENTION,
+        gap: float = GAP,
     ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
@@ -103,6 +115,8 @@ class TimeSeriesStore(MetricsQuery):
         self.clock = clock
         self.raw_retention = raw_retention
         self.m1_retention = m1_retention
+        self.h1_retention = h1_retention
+        self.gap = max(gap, 2.0 * sample_interval)
         self._marks: dict[str, float] = {}  # rollup table -> start of the last bucket folded
         self._label_cache: dict[tuple[tuple[str, str], ...], str] = {}
 
@@ -166,7 +180,10 @@ class TimeSeriesStore(MetricsQuery):
             mark = self._last_bucket(conn, dst.table, self.names(conn, dst.table))
         lo = 0.0 if mark is None else mark - dst.width
         stmt = sa.text(sql).bindparams(sa.bindparam("names", expanding=True))
-        n = conn.execute(stmt, {"names": names, "lo": lo, "hi": now}).rowcount
+        params: dict[str, Any] = {"names": names, "lo": lo, "hi": now}
+        if dst is M1:
+            params["gap"] = self.gap
+        n = conn.execute(stmt, params).rowcount
         self._marks[dst.table] = math.floor(now / dst.width) * dst.width
         return max(n, 0)
 
@@ -266,11 +283,77 @@ class TimeSeriesStore(MetricsQuery):
         match: Labels | None = None,
         by: tuple[str, ...] = (),
     ) -> dict[tuple[str, ...], float]:
-        """Counter increase over (at - window, at] per group of the ``by`` labels."""
+        """Counter increase over (at - window, at] per group of the ``by`` labels.
+
+        Exact to the sample: every sample in the window counts its increase against the
+        sample before it (a decrease is a reset: the value itself; a predecessor more
+        than :attr:`gap` seconds back: nothing), read from whichever resolution holds
+        it, stitched (:meth:`window_plan`): whole hours from the 1-hour rollups, whole
+        minutes from the 1-minute ones, raw samples for the newest minutes (not folded
+        yet) and the window's first minute. A start older than the raw and minute
+        retention widens to the minute or hour that holds it.
+        """
         out: dict[tuple[str, ...], float] = {}
-        for labels, inc, _ in self._windows(metric, window, at, match):
+        for labels, inc, _, _ in self._stitched(metric, window, at, match):
             key = group_key(labels, by)
             out[key] = out.get(key, 0.0) + inc
+        return out
+
+    def window_plan(self, metric: str, *, window: float, at: float) -> list[Piece]:
+        """The pieces :meth:`increase` reads for ``metric`` over (at - window, at]."""
+        if window <= 0:
+            raise QueryError("window must be positive")
+        try:
+            with self.engine.connect() as conn:
+                return self._plan(conn, metric, at - window, at)
+        except SQLAlchemyError as exc:
+            raise QueryError(f"metrics query failed: {type(exc).__name__}") from exc
+
+    def _plan(self, conn: Connection, metric: str, lo: float, hi: float) -> list[Piece]:
+        now = self.clock()
+        until = {}
+        for src in (M1, H1):
+            newest = conn.execute(sa.text(newest_bucket_sql(src.table)), {"name": metric}).scalar()
+            # the newest bucket is still filling and the one before may miss a late writer
+            until[src.name] = -math.inf if newest is None else float(newest) - src.width
+        levels = (
+            Level(H1.name, H1.width, now - self.h1_retention, until[H1.name]),
+            Level(M1.name, M1.width, now - self.m1_retention, until[M1.name]),
+            Level(RAW.name, 0.0, now - self.raw_retention + self.gap),
+        )
+        return plan(lo, hi, levels)
+
+    def _stitched(
+        self, metric: str, window: float, at: float, match: Labels | None
+    ) -> list[tuple[dict[str, str], float, float, float]]:
+        """Per matching series: (labels, increase over the window, first and last time
+        the increase spans)."""
+        if window <= 0:
+            raise QueryError("window must be positive")
+        msql, mparams = match_clause(match)
+        acc: dict[str, list[float]] = {}
+        try:
+            with self.engine.connect() as conn:
+                for piece in self._plan(conn, metric, at - window, at):
+                    params = {**mparams, "name": metric, "lo": piece.lo, "hi": piece.hi}
+                    if piece.name == RAW.name:
+                        sql = raw_piece_sql(msql, lo_open=piece.lo_open, hi_closed=piece.hi_closed)
+                        params["gap"] = self.gap
+                    else:
+                        sql = rollup_piece_sql(_SOURCES[piece.name], msql)
+                    for text, inc, t0, t1 in conn.execute(sa.text(sql), params):
+                        cur = acc.setdefault(text, [0.0, math.inf, -math.inf])
+                        cur[0] += float(inc or 0.0)
+                        cur[1] = min(cur[1], float(t0))
+                        cur[2] = max(cur[2], float(t1))
+        except SQLAlchemyError as exc:
+            raise QueryError(f"metrics query failed: {type(exc).__name__}") from exc
+        cache: dict[str, dict[str, str]] = {}
+        out = []
+        for text, (inc, t0, t1) in acc.items():
+            labels = parse_labels(text, cache)
+            if matches(labels, match):
+                out.append((labels, inc, t0, t1))
         return out
 
     def count(

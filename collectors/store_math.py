@@ -3,8 +3,10 @@ part of :mod:`collectors.store`, no database)."""
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from .errors import QueryError
 from .histogram import bucket_quantile, parse_le
@@ -86,3 +88,92 @@ def range_kind(kind: str) -> float | None:
     if m is None:
         raise QueryError(f"unknown range kind {kind!r}: rate, latest or pNN (p50, p99, p999)")
     return float("0." + m[1])
+
+
+# -- stitching a window from the resolutions that hold it ---------------------------------------
+@dataclass(frozen=True)
+class Level:
+    """One resolution as a window plan sees it: ``width`` 0 for raw samples; it holds
+    every sample from ``reach`` on (retention) and, for a rollup, every sample before
+    ``until`` completely folded (its newest buckets are still filling)."""
+
+    name: str  # "raw", "1m", "1h"
+    width: float
+    reach: float
+    until: float = math.inf
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Read samples with ts in ``lo`` .. ``hi`` from the level ``name`` (for a rollup:
+    the buckets starting in [lo, hi))."""
+
+    name: str
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_closed: bool = False
+
+
+def _floor(t: float, w: float) -> float:
+    return math.floor(t / w) * w if math.isfinite(t) else t
+
+
+def _ceil(t: float, w: float) -> float:
+    return math.ceil(t / w) * w if math.isfinite(t) else t
+
+
+def plan(lo: float, hi: float, levels: Sequence[Level]) -> list[Piece]:
+    """The pieces that cover the window (lo, hi] with every sample in exactly one piece.
+
+    ``levels`` go from coarse to fine and end with the raw samples. Whole buckets of the
+    coarsest level that holds them cover the middle of the window (few rows); finer
+    levels cover the edges: the newest samples (not yet folded) and the window's start,
+    which the finest level still holding it gives to the sample. Where none does (older
+    than the raw and minute retention), the start widens to the bucket holding it.
+    """
+    if hi < lo:
+        return []
+    return _cover(lo, hi, True, True, levels, strict=False) or []
+
+
+def _cover(lo: float, hi: float, lo_open: bool, hi_closed: bool, levels: Sequence[Level],
+           *, strict: bool) -> list[Piece] | None:  # fmt: skip
+    """Cover ``lo .. hi`` with ``levels``; None when ``strict`` and they cannot read ``lo``
+    (a coarser level then widens instead); otherwise what they hold of it."""
+    if hi < lo or (hi == lo and (lo_open or not hi_closed)):
+        return []
+    lvl, finer = levels[0], levels[1:]
+    w = lvl.width
+    if not w or not finer:  # the finest level: clamp to what it holds
+        start = lo if not w else _floor(lo, w)
+        if start < lvl.reach:
+            if strict:
+                return None
+            lo, lo_open = (lvl.reach, False) if not w else (_ceil(lvl.reach, w), False)
+        if hi < lo:
+            return []
+        if w:
+            return [Piece(lvl.name, _floor(lo, w), min(_ceil(hi, w), _floor(lvl.until, w)))]
+        return [Piece(lvl.name, lo, hi, lo_open, hi_closed)]
+    b = min(_floor(hi, w), _floor(lvl.until, w))
+    a = _ceil(lo, w)
+    if lo_open and a == lo:  # the sample at lo itself is not in the window
+        a += w
+    if a >= b:  # no whole bucket of this level inside: the finer levels do it all
+        got = _cover(lo, hi, lo_open, hi_closed, finer, strict=True)
+        if got is not None:
+            return got
+        start = _floor(lo, w)
+        if start + w > b or (strict and start < lvl.reach):
+            return None if strict else _cover(lo, hi, lo_open, hi_closed, finer, strict=False)
+        a = start
+        head: list[Piece] | None = []
+    else:
+        head = _cover(lo, a, lo_open, False, finer, strict=True)
+        if head is None:  # the finer levels no longer hold the start: widen to the bucket
+            if strict and _floor(lo, w) < lvl.reach:
+                return None
+            a, head = _floor(lo, w), []
+    tail = _cover(b, hi, False, hi_closed, finer, strict=False)
+    return [*head, Piece(lvl.name, a, b), *(tail or [])]

@@ -27,8 +27,11 @@ __all__ = [
     "latest_sql",
     "match_clause",
     "names_sql",
+    "newest_bucket_sql",
+    "raw_piece_sql",
     "rollup_1h_sql",
     "rollup_1m_sql",
+    "rollup_piece_sql",
     "rows_sql",
 ]
 
@@ -181,35 +184,95 @@ def bucket_expr(col: str, width: float, dialect: str) -> str:
 _UPSERT = (
     ' ON CONFLICT (name, labels, bucket) DO UPDATE SET "last" = excluded."last",'
     ' "min" = excluded."min", "max" = excluded."max", "sum" = excluded."sum",'
-    ' "count" = excluded."count"'
+    ' "count" = excluded."count", inc = excluded.inc'
 )
-_COLS = '(bucket, name, labels, "last", "min", "max", "sum", "count")'
+_COLS = '(bucket, name, labels, "last", "min", "max", "sum", "count", inc)'
+
+#: a sample's increase against the sample before it (``pv`` at ``pt``): none without a
+#: predecessor within ``:gap`` seconds, the value itself after a decrease (a reset)
+_SAMPLE_DELTA = (
+    "CASE WHEN pv IS NULL OR ts - pt > :gap THEN 0.0"
+    " WHEN value >= pv THEN value - pv ELSE value END"
+)
+_LAG = (
+    "LAG(value) OVER (PARTITION BY {part} ORDER BY ts, id) AS pv,"
+    " LAG(ts) OVER (PARTITION BY {part} ORDER BY ts, id) AS pt"
+)
 
 
 def rollup_1m_sql(dialect: str) -> str:
-    """Fold raw samples with ts in [:lo, :hi) into 1-minute buckets (upsert)."""
+    """Fold raw samples with ts in [:lo, :hi) into 1-minute buckets (upsert). ``inc`` is
+    the sum of the bucket's sample deltas (:data:`_SAMPLE_DELTA`); the samples of the
+    ``:gap`` seconds before ``:lo`` are read only as predecessors."""
     b = bucket_expr("ts", 60.0, dialect)
+    lag = _LAG.format(part="name, labels")
     return (
         f"INSERT INTO metric_rollup_1m {_COLS}"
         " SELECT b, name, labels, MAX(CASE WHEN rn = 1 THEN value END), MIN(value),"
-        " MAX(value), SUM(value), COUNT(*)"
-        f" FROM (SELECT name, labels, value, {b} AS b, ROW_NUMBER() OVER"
-        f" (PARTITION BY name, labels, {b} ORDER BY ts DESC, id DESC) AS rn"
-        " FROM metric_samples WHERE name IN :names AND ts >= :lo AND ts < :hi) AS s"
+        " MAX(value), SUM(value), COUNT(*), SUM(d)"
+        f" FROM (SELECT name, labels, value, b, {_SAMPLE_DELTA} AS d, ROW_NUMBER() OVER"
+        " (PARTITION BY name, labels, b ORDER BY ts DESC, id DESC) AS rn"
+        f" FROM (SELECT name, labels, value, ts, id, {b} AS b, {lag}"
+        " FROM metric_samples WHERE name IN :names AND ts >= :lo - :gap AND ts < :hi) AS p"
+        " WHERE ts >= :lo) AS s"
         # "WHERE true": SQLite's parser needs it between a SELECT and ON CONFLICT
         " WHERE true GROUP BY b, name, labels" + _UPSERT
     )
 
 
 def rollup_1h_sql(dialect: str) -> str:
-    """Fold 1-minute buckets in [:lo, :hi) into 1-hour buckets (upsert)."""
+    """Fold 1-minute buckets in [:lo, :hi) into 1-hour buckets (upsert); ``inc`` is the
+    sum of the minutes' (NULL if one of them has none)."""
     b = bucket_expr("bucket", 3600.0, dialect)
     return (
         f"INSERT INTO metric_rollup_1h {_COLS}"
         ' SELECT hb, name, labels, MAX(CASE WHEN rn = 1 THEN "last" END), MIN("min"),'
-        ' MAX("max"), SUM("sum"), SUM("count")'
-        f' FROM (SELECT name, labels, "last", "min", "max", "sum", "count", {b} AS hb,'
+        ' MAX("max"), SUM("sum"), SUM("count"),'
+        " CASE WHEN COUNT(inc) = COUNT(*) THEN SUM(inc) END"
+        f' FROM (SELECT name, labels, "last", "min", "max", "sum", "count", inc, {b} AS hb,'
         f" ROW_NUMBER() OVER (PARTITION BY name, labels, {b} ORDER BY bucket DESC) AS rn"
         " FROM metric_rollup_1m WHERE name IN :names AND bucket >= :lo AND bucket < :hi)"
         " AS s WHERE true GROUP BY hb, name, labels" + _UPSERT
     )
+
+
+# -- counter increases stitched from pieces (see collectors.store_math.plan) -------------------
+def raw_piece_sql(match_sql: str, *, lo_open: bool, hi_closed: bool) -> str:
+    """Per series: the summed deltas of the raw samples with ts in the piece (``:lo``
+    .. ``:hi``, ends open or closed as given), each against its predecessor (read from
+    ``:gap`` seconds before ``:lo``); also the time of the first predecessor and of the
+    last sample (for rates)."""
+    lo = ">" if lo_open else ">="
+    hi = "<=" if hi_closed else "<"
+    lag = _LAG.format(part="labels")
+    return (
+        f"SELECT labels, SUM({_SAMPLE_DELTA}) AS inc, MIN(COALESCE(pt, ts)) AS t0,"
+        " MAX(ts) AS t1"
+        f" FROM (SELECT labels, ts, value, {lag} FROM metric_samples"
+        f" WHERE name = :name AND ts >= :lo - :gap AND ts <= :hi{match_sql}) AS p"
+        f" WHERE ts {lo} :lo AND ts {hi} :hi GROUP BY labels"
+    )
+
+
+def rollup_piece_sql(src: Source, match_sql: str) -> str:
+    """Per series: the summed ``inc`` of the buckets starting in [:lo, :hi). A bucket
+    folded before ``inc`` existed counts the old way, from its ``last`` against the
+    bucket before (read from one bucket before ``:lo``) with the min/max reset rule."""
+    w = float(src.width)
+    legacy = (
+        "CASE WHEN prev IS NULL THEN 0.0 WHEN v >= prev AND mn >= prev THEN v - prev"
+        " ELSE v + CASE WHEN mx > prev AND mx > v THEN mx - prev ELSE 0.0 END END"
+    )
+    return (
+        f"SELECT labels, SUM(CASE WHEN inc IS NOT NULL THEN inc ELSE {legacy} END) AS inc,"
+        f" MIN(bucket) AS t0, MAX(bucket) + {w!r} AS t1"
+        f' FROM (SELECT labels, bucket, inc, "last" AS v, "min" AS mn, "max" AS mx,'
+        f' LAG("last") OVER (PARTITION BY labels ORDER BY bucket) AS prev FROM {src.table}'
+        f" WHERE name = :name AND bucket >= :lo - {w!r} AND bucket < :hi{match_sql}) AS p"
+        " WHERE bucket >= :lo GROUP BY labels"
+    )
+
+
+def newest_bucket_sql(table: str) -> str:
+    """The start of the newest bucket of one metric (an index probe)."""
+    return f"SELECT MAX(bucket) FROM {table} WHERE name = :name"

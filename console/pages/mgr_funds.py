@@ -1,7 +1,9 @@
 """Managers: the fund report (income, outgo, balances by business and subject), charts
 and CSV exports. Managers and admins only.
 
-Page convention: see :mod:`console.pages.ops_compensation`.
+Page convention: see :mod:`console.pages.ops_compensation`. Amounts are shown as money
+(``213,575.66 CNY``, the currency's exponent); the CSV exports keep exact minor units.
+Period, currency and dimension live in the URL (``?from=…&to=…&currency=…&by=…``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,83 @@ from typing import Any
 
 import streamlit as st
 
-from console.reports.charts import dimension_chart, subject_chart
-from console.reports.context import page_context, table
-from console.reports.funds import DIMENSIONS, SubjectRow, columns_of, fund_report, to_csv
+from console.panel import panel
+from console.reports.charts import NO_DATA, dimension_chart, subject_chart
+from console.reports.context import page_context
+from console.reports.funds import (
+    DIMENSIONS,
+    FundReport,
+    SubjectRow,
+    columns_of,
+    format_money,
+    fund_report,
+    has_movement,
+    money_table,
+    to_csv,
+)
+from console.urlstate import url_date, url_select
+
+DIMENSION_NAMES = {"merchant_id": "merchant", "order_type": "order type",
+                   "sub_type": "sub type", "pay_org_no": "pay org"}  # fmt: skip
+
+
+def _period(today: date) -> tuple[date, date] | None:
+    p1, p2 = st.columns(2)
+    with p1:
+        first = url_date("From (UTC, inclusive)", key="from", default=today - timedelta(days=30))
+    with p2:
+        last = url_date("To (UTC, inclusive)", key="to", default=today)
+    if last < first:
+        st.error("Pick a start day on or before the end day.")
+        return None
+    return first, last
+
+
+def _totals(rep: FundReport) -> None:
+    st.subheader("Totals")
+    if not rep.totals:
+        st.info(NO_DATA)
+        return
+    cols = st.columns(min(len(rep.totals), 4))
+    for col, t in zip(cols, rep.totals, strict=False):
+        col.metric(f"Platform income ({t.currency})", format_money(t.platform_income, t.currency),
+                   help=f"{t.entries:,} journal entries; debits = credits = "
+                        f"{format_money(t.debits, t.currency)}")  # fmt: skip
+    st.dataframe(money_table(rep.totals), hide_index=True)
+
+
+def _subjects(rep: FundReport, cur: str, first: date, last: date) -> None:
+    st.subheader("By subject")
+    rows = [r for r in rep.subjects if r.currency == cur]
+    st.dataframe(money_table(rows), hide_index=True)
+    fig = subject_chart(rep, cur)
+    if fig is None:
+        st.info(NO_DATA)
+    else:
+        st.plotly_chart(fig, key="fr_subject_chart")
+    st.download_button("Download subjects CSV (minor units)",
+                       to_csv(rep.subjects, columns_of(SubjectRow)),
+                       file_name=f"funds_subjects_{first}_{last}.csv", mime="text/csv",
+                       key="fr_dl_subjects")  # fmt: skip
+
+
+def _dimension(rep: FundReport, cur: str, first: date, last: date) -> None:
+    st.subheader("By business")
+    dim = url_select("Dimension", DIMENSIONS, key="by", format_func=DIMENSION_NAMES.get)
+    groups = rep.by(dim)
+    st.dataframe(money_table([g for g in groups if g.currency == cur], drop=("dimension",)),
+                 hide_index=True)  # fmt: skip
+    fig = dimension_chart(groups, cur)
+    if fig is None:
+        st.info(NO_DATA)
+    else:
+        st.plotly_chart(fig, key="fr_dim_chart")
+    st.download_button(f"Download by {DIMENSION_NAMES[dim]} CSV (minor units)",
+                       to_csv(groups) or "", file_name=f"funds_by_{dim}_{first}_{last}.csv",
+                       mime="text/csv", key="fr_dl_dim")  # fmt: skip
+    st.download_button("Download full breakdown CSV (minor units)", to_csv(rep.details) or "",
+                       file_name=f"funds_detail_{first}_{last}.csv", mime="text/csv",
+                       key="fr_dl_detail")  # fmt: skip
 
 
 def render(ctx: Any, user: Any = None) -> None:
@@ -22,38 +98,24 @@ def render(ctx: Any, user: Any = None) -> None:
         st.error("The fund report is for managers and admins.")
         return
     st.title("Fund report")
-    today = c.now().date()
-    p1, p2 = st.columns(2)
-    first = p1.date_input("From (UTC, inclusive)", value=today - timedelta(days=30),
-                          key="fr_start")  # fmt: skip
-    last = p2.date_input("To (UTC, inclusive)", value=today, key="fr_end")
-    if not isinstance(first, date) or not isinstance(last, date) or last < first:
-        st.error("Pick a start day on or before the end day.")
+    period = _period(c.now().date())
+    if period is None:
         return
+    first, last = period
     start = datetime.combine(first, time(0), tzinfo=UTC)
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=UTC)
-    rep = fund_report(c.db, start, end)
-    st.subheader("Totals")
-    st.dataframe(table(rep.totals), hide_index=True)
-    currencies = sorted({t.currency for t in rep.totals}) or ["CNY"]
-    cur = st.selectbox("Currency", currencies, key="fr_cur")
-    st.subheader("By subject")
-    st.dataframe(table([r for r in rep.subjects if r.currency == cur]), hide_index=True)
-    st.plotly_chart(subject_chart(rep, cur), key="fr_subject_chart")
-    st.download_button("Download subjects CSV", to_csv(rep.subjects, columns_of(SubjectRow)),
-                       file_name=f"funds_subjects_{first}_{last}.csv", mime="text/csv",
-                       key="fr_dl_subjects")  # fmt: skip
-    st.subheader("By business")
-    dim = st.selectbox("Dimension", DIMENSIONS, key="fr_dim")
-    groups = rep.by(dim)
-    st.dataframe(table([g for g in groups if g.currency == cur]), hide_index=True)
-    st.plotly_chart(dimension_chart(groups, cur), key="fr_dim_chart")
-    st.download_button(f"Download by {dim} CSV", to_csv(groups) or "",
-                       file_name=f"funds_by_{dim}_{first}_{last}.csv", mime="text/csv",
-                       key="fr_dl_dim")  # fmt: skip
-    st.download_button("Download full breakdown CSV", to_csv(rep.details) or "",
-                       file_name=f"funds_detail_{first}_{last}.csv", mime="text/csv",
-                       key="fr_dl_detail")  # fmt: skip
+    with panel(None, "database"):
+        rep = fund_report(c.db, start, end)
+        _totals(rep)
+        if not rep.subjects:
+            return
+        currencies = sorted({t.currency for t in rep.totals} | {r.currency for r in rep.subjects})
+        cur = url_select("Currency", currencies, key="currency")
+        if not has_movement(rep, cur):
+            st.info(f"{NO_DATA}: nothing was posted in {cur} from {first} to {last}; "
+                    "the balances below are as they stood.")  # fmt: skip
+        _subjects(rep, cur, first, last)
+        _dimension(rep, cur, first, last)
 
 
 if __name__ == "__main__":  # run as a page by st.navigation

@@ -25,6 +25,10 @@ completed pays and not returned on refunds). Balances come from the journal, not
 The same numbers are broken down by the four context columns of the journal entry
 (``merchant_id, order_type, sub_type, pay_org_no``) and subject; summing the breakdown
 rows of a subject over any dimension gives the subject row exactly.
+
+People read amounts through :func:`format_money` (``213,575.66 CNY``: the currency's
+exponent from :data:`paycore.money.CURRENCIES`, thousands separators, integer arithmetic
+only); CSV exports keep the exact minor units.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from sqlalchemy import case, func, select
 from paycore import Database
 from paycore.db.schema import Account, JournalEntry, JournalLeg, LedgerSubject
 from paycore.ledger.subjects import FEE_INCOME
+from paycore.money import CURRENCIES
 
 DIMENSIONS = ("merchant_id", "order_type", "sub_type", "pay_org_no")
 
@@ -212,6 +217,50 @@ def fund_report(db: Database, start: datetime, end: datetime) -> FundReport:
                                     sum(r.credits for r in rows_c), fee,
                                     counts.get(cur, 0)))  # fmt: skip
     return report
+
+
+#: amount fields of the report rows (minor units)
+MONEY_FIELDS = frozenset({"debits", "credits", "income", "outgo", "net", "opening", "closing",
+                          "platform_income"})  # fmt: skip
+
+
+def format_money(minor: int, currency: str) -> str:
+    """An amount in minor units as people read it: ``21357566, "CNY"`` ->
+    ``"213,575.66 CNY"``; ``-500, "JPY"`` -> ``"-500 JPY"``. Exact for any integer (no
+    floats). A currency without a known exponent shows its minor units as they are."""
+    minor = int(minor)
+    exp = CURRENCIES.get(currency)
+    sign = "-" if minor < 0 else ""
+    whole, frac = divmod(abs(minor), 10**exp) if exp else (abs(minor), 0)
+    text = f"{sign}{whole:,}"
+    if exp:
+        text += f".{frac:0{exp}d}"
+    elif exp is None:
+        text += " (minor units)"
+    return f"{text} {currency}"
+
+
+def major_units(minor: int, currency: str) -> float:
+    """An amount in the currency's major unit, for chart axes only (never for sums)."""
+    return int(minor) / 10 ** CURRENCIES.get(currency, 0)
+
+
+def money_table(rows: Iterable[Any], *, drop: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Report rows as display dicts: every amount as :func:`format_money` text in the
+    row's currency; other fields as they are (``drop`` leaves fields out)."""
+    out = []
+    for r in rows:
+        d = asdict(r) if is_dataclass(r) and not isinstance(r, type) else dict(r)
+        cur = str(d.get("currency", ""))
+        out.append({k: (format_money(v, cur) if k in MONEY_FIELDS else v)
+                    for k, v in d.items() if k not in drop})  # fmt: skip
+    return out
+
+
+def has_movement(report: FundReport, currency: str | None = None) -> bool:
+    """Whether any leg was posted in the period (in ``currency``, when given)."""
+    return any(t.entries > 0 or t.debits > 0 for t in report.totals
+               if currency is None or t.currency == currency)  # fmt: skip
 
 
 def to_csv(rows: Iterable[Any], columns: Sequence[str] | None = None) -> str:

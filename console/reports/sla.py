@@ -1,7 +1,10 @@
 """The SLA report: availability and p99 latency against target, with error budgets.
 
 Read from metrics through :class:`collectors.query.MetricsQuery` over ``window_s``
-before ``now``:
+before ``now``. Every count is the counters' *increase* over the window
+(:meth:`MetricsQuery.count`: the database store sums the increase of each sample against
+the one before it, stitched from raw samples and rollups; Prometheus answers
+``increase()``), rounded to whole requests. Nothing is a rate times the window.
 
 * core link steps (``paywatch_link_requests_total{step,outcome}``): *good* is
   ``ok`` and ``pending`` (accepted, result later: not a failure of the step); *bad* is
@@ -13,14 +16,18 @@ before ``now``:
   (blocked by a limit, degraded, fallback) are neither. Target: the resource's
   ``sla_target``.
 
-Availability = good / (good + bad) (None with no traffic). Error budget: ``allowed``
-= (1 − SLO) · total requests; ``budget_left`` = 1 − bad / allowed (negative when
-overspent); burn rate = (bad / total) / (1 − SLO) (1.0 spends the budget exactly over
-the window).
+``requests`` counts every outcome, ``total`` = good + bad (what the target is about),
+``excluded`` the rest. Availability = good / total (None with no traffic). Error
+budget: ``allowed_errors`` = (1 − SLO) · total; ``budget_left`` = 1 − bad / allowed,
+the fraction of the budget still unspent (negative when overspent: −0.25 means the
+budget is exhausted and a quarter more was spent); burn rate = (bad / total) / (1 − SLO)
+(1.0 spends the budget exactly over the window). A 100 % target has no budget: any
+error exhausts it (``budget_left`` −inf, burn inf).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +43,11 @@ DEP_GOOD = frozenset({"pass"})
 DEP_BAD = frozenset({"error", "timeout", "breaker_open"})
 DEFAULT_SLO = 0.999
 DEFAULT_WINDOW_S = 30 * 86400.0
+#: the report's windows: label -> seconds (1 h .. 90 d: the 1-hour rollups' retention)
+WINDOWS = {"1h": 3600.0, "6h": 6 * 3600.0, "1d": 86400.0, "7d": 7 * 86400.0,
+           "30d": 30 * 86400.0, "90d": 90 * 86400.0}  # fmt: skip
+WINDOW_NAMES = {"1h": "1 hour", "6h": "6 hours", "1d": "1 day", "7d": "7 days",
+                "30d": "30 days", "90d": "90 days"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +55,11 @@ class SlaRow:
     kind: str  # "link" | "dependency"
     name: str
     slo: float
-    total: float  # good + bad requests in the window
-    good: float
-    bad: float
+    requests: int  # every outcome in the window
+    total: int  # good + bad: what the target is about
+    good: int
+    bad: int
+    excluded: int  # requests - total (business refusals, limits, fallbacks)
     availability: float | None
     p99_s: float | None
     allowed_errors: float
@@ -62,30 +76,36 @@ def _targets(dmap: Any) -> dict[str, float]:
 
 def _counts(
     query: MetricsQuery, metric: str, key: str, *, window: float, at: float
-) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for s in query.rate(metric, window=window, at=at, by=(key, "outcome")):
+) -> dict[str, dict[str, int]]:
+    """Requests per name and outcome: the counters' increase, in whole requests."""
+    out: dict[str, dict[str, int]] = {}
+    for s in query.count(metric, window=window, at=at, by=(key, "outcome")):
         name, outcome = s.labels.get(key, ""), s.labels.get("outcome", "")
-        if not name or s.value is None:
+        if not name or s.value is None or not math.isfinite(s.value):
             continue
         per = out.setdefault(name, {})
-        per[outcome] = per.get(outcome, 0.0) + s.value * window
+        per[outcome] = per.get(outcome, 0) + max(round(s.value), 0)
     return out
 
 
-def _row(kind: str, name: str, slo: float, outcomes: dict[str, float],
+def _row(kind: str, name: str, slo: float, outcomes: dict[str, int],
          good_set: Iterable[str], bad_set: Iterable[str], p99: float | None) -> SlaRow:  # fmt: skip
-    good = sum(outcomes.get(o, 0.0) for o in good_set)
-    bad = sum(outcomes.get(o, 0.0) for o in bad_set)
+    good = sum(outcomes.get(o, 0) for o in good_set)
+    bad = sum(outcomes.get(o, 0) for o in bad_set)
     total = good + bad
-    allowed = (1.0 - slo) * total
+    requests = sum(outcomes.values())
+    allowed = max(1.0 - slo, 0.0) * total
     if total <= 0:
-        return SlaRow(kind, name, slo, 0.0, 0.0, 0.0, None, p99, 0.0, None, None, None)
+        return SlaRow(kind, name, slo, requests, 0, 0, 0, requests, None, p99, 0.0, None, None,
+                      None)  # fmt: skip
     availability = good / total
-    budget_left = 1.0 - bad / allowed
-    burn = (bad / total) / (1.0 - slo)
-    return SlaRow(kind, name, slo, total, good, bad, availability, p99, allowed, budget_left,
-                  burn, availability >= slo)  # fmt: skip
+    if allowed > 0:
+        budget_left = 1.0 - bad / allowed
+        burn = (bad / total) / (1.0 - slo)
+    else:  # a 100 % target: no budget to spend
+        budget_left, burn = (1.0, 0.0) if bad == 0 else (-math.inf, math.inf)
+    return SlaRow(kind, name, slo, requests, total, good, bad, requests - total, availability,
+                  p99, allowed, budget_left, burn, availability >= slo)  # fmt: skip
 
 
 def sla_report(
@@ -121,8 +141,83 @@ def sla_report(
     return rows
 
 
+def has_traffic(rows: Iterable[SlaRow]) -> bool:
+    """Whether any row saw a request in the window (else the period has no data)."""
+    return any(r.requests > 0 for r in rows)
+
+
+# -- display ------------------------------------------------------------------------------------
+def percent(x: float | None, digits: int = 3) -> str:
+    """``0.99912`` -> ``"99.912 %"``; None -> ``"—"``."""
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x * 100:,.{digits}f} %"
+
+
+def target_text(slo: float) -> str:
+    """A target as people write it: ``0.999`` -> ``"99.9 %"``."""
+    return f"{round(slo * 100, 6):g} %"
+
+
+def status_text(row: SlaRow) -> str:
+    """``met``, ``missed`` or ``no traffic``."""
+    if row.met is None:
+        return "no traffic"
+    return "met" if row.met else "missed"
+
+
+def budget_text(row: SlaRow) -> str:
+    """What is left of the error budget: ``"62.5 % left"``; spent past zero: ``"exhausted
+    by 12.0 %"`` (spent 112 % of it); ``"—"`` without traffic."""
+    left = row.budget_left
+    if left is None:
+        return "—"
+    if left == -math.inf:
+        return "exhausted (a 100 % target has no budget)"
+    if left < 0:
+        return f"exhausted by {-left * 100:,.1f} %"
+    return f"{left * 100:,.1f} % left"
+
+
+def burn_text(row: SlaRow) -> str:
+    """Burn rate as a multiple: ``"0.38×"`` (1× spends the budget exactly over the window)."""
+    b = row.burn_rate
+    if b is None:
+        return "—"
+    if not math.isfinite(b):
+        return "∞"
+    return f"{b:,.2f}×"
+
+
+def p99_text(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    return f"{seconds * 1000:,.1f} ms"
+
+
+def display_rows(rows: Iterable[SlaRow]) -> list[dict[str, Any]]:
+    """The rows as the page shows them: integers for counts, percentages, met/missed."""
+    return [
+        {
+            "kind": r.kind,
+            "name": r.name,
+            "status": status_text(r),
+            "target": target_text(r.slo),
+            "availability": percent(r.availability),
+            "requests": r.requests,
+            "good": r.good,
+            "bad": r.bad,
+            "excluded": r.excluded,
+            "error budget": budget_text(r),
+            "burn rate": burn_text(r),
+            "p99": p99_text(r.p99_s),
+        }
+        for r in rows
+    ]
+
+
 def sla_csv(rows: Iterable[SlaRow]) -> str:
-    """The rows as CSV (header always present)."""
+    """The rows as CSV (header always present): exact counts and fractions."""
     from dataclasses import fields
 
     from .funds import to_csv
