@@ -63,6 +63,12 @@ def signed_headers(secret: str, body: bytes, now: float | None = None) -> dict[s
     return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(secret, timestamp, body)}
 
 
+def header_value(headers: Mapping[str, str], name: str) -> str:
+    """``headers[name]`` from case-insensitive headers (Starlette's, httpx's) or a plain
+    dict (canonical or lower-case name); empty when absent."""
+    return headers.get(name) or headers.get(name.lower()) or ""
+
+
 def verify_headers(
     secret: str,
     headers: Mapping[str, str],
@@ -76,6 +82,5 @@ def verify_headers(
     ``headers`` should be case-insensitive (Starlette's and httpx's are); a plain
     dict is looked up with the canonical names and their lower-case forms.
     """
-    timestamp = headers.get(TIMESTAMP_HEADER) or headers.get(TIMESTAMP_HEADER.lower()) or ""
-    signature = headers.get(SIGNATURE_HEADER) or headers.get(SIGNATURE_HEADER.lower()) or ""
-    return verify(secret, timestamp, body, signature, now=now, tolerance=tolerance)
+    return verify(secret, header_value(headers, TIMESTAMP_HEADER), body,
+                  header_value(headers, SIGNATURE_HEADER), now=now, tolerance=tolerance)

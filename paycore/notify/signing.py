@@ -16,6 +16,7 @@ from ..channels.signing import (
     DEFAULT_TOLERANCE,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    header_value,
     sign,
     verify,
 )
@@ -45,9 +46,9 @@ def verify_notification(
     ``headers`` should be case-insensitive (Starlette's, httpx's); a plain dict is looked
     up with the canonical names and their lower-case forms.
     """
-    timestamp = headers.get(TIMESTAMP_HEADER) or headers.get(TIMESTAMP_HEADER.lower()) or ""
-    value = headers.get(SIGNATURE_HEADER) or headers.get(SIGNATURE_HEADER.lower()) or ""
-    values = [v.strip() for v in value.split(SEPARATOR)[:MAX_SIGNATURES]]
+    timestamp = header_value(headers, TIMESTAMP_HEADER)
+    values = [v.strip() for v in header_value(headers, SIGNATURE_HEADER).split(SEPARATOR)]
+    values = values[:MAX_SIGNATURES]
     return any(
         verify(secret, timestamp, body, v, now=now, tolerance=tolerance) for v in values if v
     )
