@@ -2,24 +2,48 @@
 
 Builds the platform once, signs the user in (local users; OIDC via ``st.login`` only when
 ``[auth]`` is configured in ``secrets.toml``), and shows the pages the user's role allows.
+Every page has its own URL (``/sre_switches?window=1h``): a reload, a bookmark or a shared
+link opens the same page; signed out, the login screen keeps the requested page and opens
+it after sign-in. A page the user's role may not open says so instead of "Page not found".
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import streamlit as st
 
-from console.audit import record
 from console.auth import (
     User,
+    attempt_login,
     ensure_bootstrap_admin,
+    login_wait,
+    lowest_role_for,
+    oidc_action,
     oidc_configured,
     oidc_role,
     page_allowed,
-    verify,
+    sign_in,
+    sign_out,
+    throttle_keys,
 )
-from console.pages import PAGES_DIR, current_user, platform
+from console.pages import (
+    ENDED_KEY,
+    NOTICE_KEY,
+    PAGES_DIR,
+    ROLE_CHANGED_KEY,
+    SESSION_KEY,
+    SHELL_KEY,
+    client_address,
+    current_user,
+    forget_session,
+    oidc_roles,
+    platform,
+    put_cookie,
+    start_session,
+)
+from console.safe import md
 
 #: (file, title, icon, section) of the pages built here; ops_/mgr_/admin_ pages are discovered
 PAGES = [
@@ -35,87 +59,157 @@ SECTIONS = {"ops": "Operations", "mgr": "Managers", "admin": "Admin"}
 TITLES = {"mgr_sla.py": "SLA report", "mgr_funds.py": "Fund report"}
 
 
-def _pages_for(role: str) -> dict[str, list[st.Page]]:
-    nav: dict[str, list[st.Page]] = {}
-    for file, title, icon, section in PAGES:
-        if page_allowed(role, file) and (PAGES_DIR / file).exists():
-            nav.setdefault(section, []).append(st.Page(f"pages/{file}", title=title, icon=icon))
+def _all_pages() -> list[tuple[str, str, str | None, str]]:
+    """Every page file with its title, icon and section, in navigation order."""
+    pages: list[tuple[str, str, str | None, str]] = [
+        p for p in PAGES if (PAGES_DIR / p[0]).exists()]  # fmt: skip
     for prefix, section in SECTIONS.items():
         for path in sorted(PAGES_DIR.glob(f"{prefix}_*.py")):
-            if page_allowed(role, path.name):
-                title = (
-                    TITLES.get(path.name)
-                    or path.stem.split("_", 1)[1].replace("_", " ").capitalize()
-                )
-                nav.setdefault(section, []).append(st.Page(f"pages/{path.name}", title=title))
+            title = (TITLES.get(path.name)
+                     or path.stem.split("_", 1)[1].replace("_", " ").capitalize())  # fmt: skip
+            pages.append((path.name, title, None, section))
+    return pages
+
+
+def _refused(title: str, file: str):  # noqa: ANN202 - a page callable
+    """A page the user's role may not open: says so (e.g. right after a demotion)."""
+
+    def page() -> None:
+        user = current_user()
+        need = lowest_role_for(file) or "admin"
+        st.title(title)
+        role = user.role if user is not None else "none"
+        st.error(f"Your role is {role}: {md(title)} needs the {need} role or above. "
+                 "Nothing on this page was done.")  # fmt: skip
+        st.caption("Roles are checked on every click; ask an admin if your role is wrong.")
+
+    return page
+
+
+def _pages_for(role: str) -> dict[str, list[st.Page]]:
+    """The navigation for ``role``: its pages in the sidebar, every other page hidden
+    under its own URL, where it explains that the role may not open it."""
+    nav: dict[str, list[st.Page]] = {}
+    refused: list[st.Page] = []
+    for file, title, icon, section in _all_pages():
+        if page_allowed(role, file):
+            nav.setdefault(section, []).append(
+                st.Page(PAGES_DIR / file, title=title, icon=icon, url_path=file[:-3]))
+        else:
+            refused.append(st.Page(_refused(title, file), title=title, url_path=file[:-3],
+                                   visibility="hidden"))  # fmt: skip
+    if refused:
+        nav.setdefault(next(iter(nav), ""), []).extend(refused)
     return nav
 
 
 def _login() -> None:
     engine = platform().db.engine
     st.title("paywatch console")
+    notice = st.session_state.pop(NOTICE_KEY, None)
+    if notice:
+        st.info(md(notice))
     with st.form("login"):
         username = st.text_input("User name", key="login_username")
         password = st.text_input("Password", type="password", key="login_password")
         submitted = st.form_submit_button("Log in")
     if submitted:
-        user = verify(engine, username, password)
-        if user is None:
-            record(
-                engine,
-                actor=username[:64] or "-",
-                role="-",
-                action="login_failed",
-                target="console",
-            )
-            st.error("Invalid user name or password.")
-        else:
-            st.session_state["user"] = {"username": user.username, "role": user.role}
-            record(engine, actor=user.username, role=user.role, action="login", target="console")
-            st.rerun()
+        _try_login(engine, username, password)
     if oidc_configured(st.secrets):
         st.divider()
         st.button("Log in with single sign-on", on_click=st.login)
+    put_cookie(None)  # a cookie left from an ended session goes
+
+
+def _try_login(engine, username: str, password: str) -> None:  # noqa: ANN001
+    client = client_address()
+    wait = login_wait(engine, throttle_keys(username, client))
+    note = (f"Repeated failed sign-ins: answering in {math.ceil(wait)} s…" if wait > 0
+            else "Checking…")  # fmt: skip
+    with st.spinner(note):
+        result = attempt_login(engine, username, password, client=client)
+    if result.user is not None:
+        token = sign_in(engine, result.user, client=client,
+                        detail={"waited_s": round(result.waited_s, 1)})  # fmt: skip
+        start_session(token, result.user)
+        st.rerun()
+    if result.outcome == "disabled":
+        st.error("This user is disabled: ask an admin.")
+    elif result.outcome == "throttled":
+        st.error(f"Too many failed sign-ins: try again in {math.ceil(result.retry_after_s)} s.")
+    else:
+        st.error("Invalid user name or password.")
+    if result.waited_s >= 1:
+        st.caption(f"Answered after {result.waited_s:.0f} s: each failed sign-in after the "
+                   "third makes the next one wait longer.")  # fmt: skip
 
 
 def _oidc_user() -> User | None:
-    """The user signed in through ``st.login``, when OIDC is configured."""
+    """The single sign-on user when no console session is valid: signs them in (a new
+    console session, audited once), or ends the IdP sign-in when this browser's console
+    session has just ended (idle, logged out, revoked)."""
+    had_session = bool(st.session_state.pop(ENDED_KEY, False))
     if not oidc_configured(st.secrets):
         return None
     try:
-        if not st.user.is_logged_in:
-            return None
-        email = str(st.user.get("email") or "")
-        roles = st.secrets.get("console", {}).get("oidc_roles", {})
+        logged_in = bool(st.user.is_logged_in)
+        email = str(st.user.get("email") or "") if logged_in else ""
     except Exception:  # noqa: BLE001 - misconfigured OIDC never blocks local login
         return None
-    return User(email, oidc_role(email, roles)) if email else None
+    action = oidc_action(logged_in=logged_in, email=email, had_session=had_session)
+    if action == "logout":
+        st.logout()
+        st.stop()
+    if action != "sign_in":
+        return None
+    user = User(email, oidc_role(email, oidc_roles()), "oidc")
+    token = sign_in(platform().db.engine, user, client=client_address())
+    start_session(token, user)
+    return user
+
+
+def _login_navigation() -> None:
+    """Signed out: every page URL shows the login form, so the address (page, window,
+    filters) is kept and opens after sign-in. Streamlit's automatic page list (every file
+    under pages/) must not show before sign-in, hence a navigation of its own."""
+    pages = [st.Page(_login, title="Log in", url_path="login", default=True)]
+    pages += [st.Page(_login, title="Log in", url_path=file[:-3]) for file, *_ in _all_pages()]
+    st.navigation(pages, position="hidden").run()
+
+
+def _sidebar(user: User) -> None:
+    with st.sidebar:
+        st.caption(f"Signed in as **{md(user.username)}** ({user.role})")
+        changed = st.session_state.pop(ROLE_CHANGED_KEY, None)
+        if changed:
+            st.warning(f"Your role was changed from {changed[0]} to {changed[1]}: pages and "
+                       "actions follow the new role.")  # fmt: skip
+        if st.button("Log out", key="logout"):
+            _logout(user)
+        token = st.session_state.get(SESSION_KEY)
+        if token:
+            put_cookie(token)
+
+
+def _logout(user: User) -> None:
+    oidc = sign_out(platform().db.engine, st.session_state.get(SESSION_KEY), user)
+    forget_session()
+    if oidc:
+        st.logout()  # the IdP sign-in ends too, or the next run would sign straight back in
+        st.stop()
+    st.rerun()
 
 
 def main() -> None:
     st.set_page_config(page_title="paywatch console", layout="wide")
+    st.session_state[SHELL_KEY] = True
     ensure_bootstrap_admin(platform().db.engine, os.environ)
     user = current_user() or _oidc_user()
     if user is None:
-        # a navigation of its own: Streamlit's automatic page list (every file under
-        # pages/) must not show before sign-in
-        st.navigation([st.Page(_login, title="Log in", url_path="login")],
-                      position="hidden").run()  # fmt: skip
+        _login_navigation()
         st.stop()
     assert user is not None
-    st.session_state["user"] = {"username": user.username, "role": user.role}
-    with st.sidebar:
-        st.caption(f"Signed in as **{user.username}** ({user.role})")
-        if st.button("Log out", key="logout"):
-            record(
-                platform().db.engine,
-                actor=user.username,
-                role=user.role,
-                action="logout",
-                target="console",
-            )
-            st.session_state.pop("user", None)
-            st.rerun()
+    _sidebar(user)
     st.navigation(_pages_for(user.role)).run()
 
 

@@ -245,28 +245,21 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _user(args: argparse.Namespace) -> int:
-    """Console users: the password comes from a prompt or PAYWATCH_USER_PASSWORD, never argv
+    """Console users: add, passwd, role, disable, enable, remove, list. Each change is
+    written to the console audit log (actor: ``--actor``, $PAYWATCH_ACTOR or the OS user;
+    role ``cli``). The password comes from a prompt or PAYWATCH_USER_PASSWORD, never argv
     (command lines are visible to every user of the machine)."""
-    import getpass
-    import os
-
     from paycore import Database
 
-    from .auth import AuthError, create_user, set_password, set_role
+    from .auth import AuthError
     from .migrate import upgrade_database
 
     db = Database(Settings.from_env().database_url)
     try:
         upgrade_database(db.engine)
-        if args.user_command == "role":
-            found = set_role(db.engine, args.name, args.role)
-        else:
-            password = os.environ.get("PAYWATCH_USER_PASSWORD") or getpass.getpass("Password: ")
-            if args.user_command == "add":
-                create_user(db.engine, args.name, password, args.role)
-                found = True
-            else:
-                found = set_password(db.engine, args.name, password)
+        if args.user_command == "list":
+            return _user_list(db.engine)
+        found = _user_change(db.engine, args)
     except AuthError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -276,6 +269,49 @@ def _user(args: argparse.Namespace) -> int:
         print(f"error: no user {args.name!r}", file=sys.stderr)
         return 2
     print(f"user {args.name}: {args.user_command} done")
+    return 0
+
+
+def _user_change(engine: Any, args: argparse.Namespace) -> bool:
+    """Run one ``paywatch user`` change and audit it (also when refused)."""
+    import getpass
+    import os
+
+    from . import auth
+    from .audit import record
+
+    command, name = args.user_command, args.name
+    detail: dict[str, Any] = {"role": args.role} if command in ("add", "role") else {}
+    password = ""
+    if command in ("add", "passwd"):
+        password = os.environ.get("PAYWATCH_USER_PASSWORD") or getpass.getpass("Password: ")
+    actions: dict[str, Callable[[], Any]] = {
+        "add": lambda: auth.create_user(engine, name, password, args.role),
+        "passwd": lambda: auth.set_password(engine, name, password),
+        "role": lambda: auth.set_role(engine, name, args.role),
+        "disable": lambda: auth.disable_user(engine, name),
+        "enable": lambda: auth.enable_user(engine, name),
+        "remove": lambda: auth.remove_user(engine, name),
+    }
+    action = {"add": "user.create", "passwd": "user.password"}.get(command, f"user.{command}")
+    try:
+        found = actions[command]() is not False
+    except auth.AuthError as exc:
+        record(engine, actor=_actor(args), role="cli", action=action, target=f"user:{name}",
+               detail={**detail, "ok": False, "error": str(exc)})  # fmt: skip
+        raise
+    if not found:
+        detail["error"] = "no such user"
+    record(engine, actor=_actor(args), role="cli", action=action, target=f"user:{name}",
+           detail={**detail, "ok": found})  # fmt: skip
+    return found
+
+
+def _user_list(engine: Any) -> int:
+    from .auth import list_users
+
+    for u in list_users(engine):
+        print(f"{u['username']}\t{u['role']}\t{u['status']}\tsessions={u['sessions']}")
     return 0
 
 
@@ -383,15 +419,24 @@ def parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--admin-token")
     sandbox.set_defaults(func=_sandbox)
 
-    user = sub.add_parser("user", help="console users (add, passwd, role)")
+    user = sub.add_parser("user", help="console users (add, passwd, role, disable, enable, "
+                          "remove, list)")  # fmt: skip
     usub = user.add_subparsers(dest="user_command", required=True)
-    for name, help_ in (("add", "create a user"), ("passwd", "reset a password"),
-                        ("role", "change a role")):  # fmt: skip
+    usub.add_parser("list", help="list users, their role, state and open sessions"
+                    ).set_defaults(func=_user)  # fmt: skip
+    for name, help_ in (("add", "create a user"),
+                        ("passwd", "reset a password (ends the user's sessions)"),
+                        ("role", "change a role (effective at the user's next click)"),
+                        ("disable", "disable a user (ends the user's sessions)"),
+                        ("enable", "enable a disabled user"),
+                        ("remove", "remove a user (ends the user's sessions)")):  # fmt: skip
         cmd = usub.add_parser(name, help=help_)
         cmd.add_argument("--name", required=True)
-        if name != "passwd":
+        if name in ("add", "role"):
             cmd.add_argument("--role", required=True, choices=("viewer", "operator", "manager",
                                                                "admin"))  # fmt: skip
+        cmd.add_argument("--actor", help="who runs this, for the audit log (default: "
+                         "$PAYWATCH_ACTOR or the OS user)")  # fmt: skip
         cmd.set_defaults(func=_user)
 
     shadow = sub.add_parser("shadow", help="shadow (pressure-test) tables")

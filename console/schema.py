@@ -1,10 +1,10 @@
-"""Console tables: local users and the console audit log."""
+"""Console tables: local users, their sessions, login throttling and the audit log."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, MetaData, String, Text
+from sqlalchemy import Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from collectors.dbtypes import NAMING, AutoId, UTCDateTime
@@ -25,6 +25,38 @@ class ConsoleUser(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: set while the user is disabled: no sign-in, and open sessions end at the next click
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConsoleSession(Base):
+    """A signed-in browser: the SHA-256 of the random token its cookie holds (the token
+    itself is never stored). Deleted on logout, expiry, and when an admin disables or
+    removes the user or resets the password."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_username", "username"),)
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: a local user's name, or the e-mail of a single sign-on (OIDC) user
+    username: Mapped[str] = mapped_column(String(320))
+    source: Mapped[str] = mapped_column(String(8))  # "local" | "oidc"
+    client: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsoleLoginThrottle(Base):
+    """Failed sign-ins per key (``user:<name>`` or ``client:<address>``): the next attempt
+    is answered no earlier than ``next_at``. ``version`` makes updates compare-and-set,
+    so concurrent attempts from any number of sessions or processes take turns."""
+
+    __tablename__ = "console_login_throttle"
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer)
 
 
 class ConsoleAudit(Base):

@@ -1,22 +1,47 @@
 """Shared helpers for the console pages: the cached platform, the signed-in user,
-role checks and audited actions. Page files are run by ``st.navigation``."""
+role checks and audited actions. Page files are run by ``st.navigation``.
+
+The signed-in user is resolved afresh on every run (:func:`current_user`): the browser
+session holds only a session token (in ``st.session_state`` and in the
+``paywatch_session`` cookie, so a reload keeps the user signed in), and the token is
+looked up in ``console_sessions`` joined with the user's row each time. A demoted,
+disabled or removed user, or one whose password was reset, gets the new state at the
+next click.
+"""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import streamlit as st
 
 from console.audit import record
-from console.auth import User, can
+from console.auth import (
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    User,
+    can,
+    load_user,
+    session_user,
+)
 from console.bootstrap import Platform, build_platform
+from console.safe import md
 from console.settings import Settings
 
 PAGES_DIR = Path(__file__).resolve().parent
 T = TypeVar("T")
+
+#: ``st.session_state`` keys: this browser session's token and what the shell shows once
+SESSION_KEY = "console_session"
+ENDED_KEY = "console_session_ended"
+NOTICE_KEY = "console_notice"
+ROLE_CHANGED_KEY = "console_role_changed"
+SHELL_KEY = "console_shell_ran"
 
 
 @st.cache_resource(show_spinner=False)
@@ -30,23 +55,151 @@ def platform() -> Platform:
     return _platform(s.database_url, s.var_dir, s.sandbox_url, s.prometheus_url or "")
 
 
+def leave_legacy_pages() -> None:
+    """Make the next run go through ``console/app.py``.
+
+    Streamlit treats an app with a ``pages/`` folder beside its main script as a legacy
+    multipage app until the first ``st.navigation`` call of the process: a first request
+    for ``/sre_switches`` after a start would run that page file alone, without the
+    shell (no sign-in, no navigation, the automatic page list shown). Every page calls
+    this (through :func:`require`): it switches the legacy mode off and reruns, so the
+    shell resolves the requested page. (The shell needs no rerun: run as the legacy main
+    page, its own ``st.navigation`` takes over. A session the shell has already served,
+    which only Streamlit's AppTest puts back into legacy mode, is not rerun: that would
+    drop the click being tested; the page's own :func:`require` guards it.)
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - another Streamlit layout
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        if not st.session_state.get(SHELL_KEY):
+            st.rerun()
+
+
+def client_address() -> str:
+    """The client for login throttling: the connection's address; behind a local reverse
+    proxy the address that proxy saw (the last ``X-Forwarded-For`` hop, which a client
+    cannot forge); else "local"."""
+    try:
+        ip = st.context.ip_address
+        forwarded = st.context.headers.get("X-Forwarded-For")
+    except Exception:  # noqa: BLE001 - no client context (tests, bare mode)
+        return "local"
+    if isinstance(ip, str) and ip:
+        return ip[:64]
+    hops = [h.strip() for h in (forwarded if isinstance(forwarded, str) else "").split(",")]
+    return (hops[-1] or "local")[:64]
+
+
+def oidc_roles() -> Mapping[str, str]:
+    """``[console.oidc_roles]`` of ``secrets.toml`` (e-mail → role), read every run."""
+    try:
+        return dict(st.secrets.get("console", {}).get("oidc_roles", {}))
+    except Exception:  # noqa: BLE001 - no secrets file
+        return {}
+
+
+def idle_timeout() -> timedelta:
+    return timedelta(minutes=Settings.from_env().console_idle_minutes)
+
+
+def _cookie_token() -> str | None:
+    try:
+        value = st.context.cookies.get(SESSION_COOKIE)
+    except Exception:  # noqa: BLE001 - no client context
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def start_session(token: str, user: User) -> None:
+    """Remember the new session in this browser session (the cookie follows)."""
+    st.session_state[SESSION_KEY] = token
+    st.session_state.pop(ENDED_KEY, None)
+    _remember(user)
+
+
+def forget_session(notice: str | None = None) -> None:
+    """Drop this browser session's user (the server-side session is ended elsewhere)."""
+    for key in (SESSION_KEY, "user", ROLE_CHANGED_KEY):
+        st.session_state.pop(key, None)
+    if notice:
+        st.session_state[NOTICE_KEY] = notice
+
+
+def _remember(user: User) -> None:
+    prev = st.session_state.get("user")
+    if (isinstance(prev, dict) and prev.get("username") == user.username
+            and prev.get("role") not in (None, user.role)):  # fmt: skip
+        st.session_state[ROLE_CHANGED_KEY] = (str(prev["role"]), user.role)
+    st.session_state["user"] = {"username": user.username, "role": user.role}
+
+
 def current_user() -> User | None:
+    """The signed-in user as the database has it now, or ``None``.
+
+    The session token comes from this browser session, else from the cookie (a reload);
+    an ended session (logout, idle, expiry, disabled/removed user, reset password) leaves
+    a notice for the login screen. A ``user`` put into ``st.session_state`` by server code
+    without a session (tests, embedding) is re-read from ``console_users`` too.
+    """
+    engine = platform().db.engine
+    token = st.session_state.get(SESSION_KEY) or _cookie_token()
+    if token:
+        user = session_user(engine, token, idle=idle_timeout(), oidc_roles=oidc_roles())
+        if user is not None:
+            st.session_state[SESSION_KEY] = token
+            _remember(user)
+            return user
+        had = SESSION_KEY in st.session_state or "user" in st.session_state
+        forget_session("Your session has ended (logged out, idle, or changed by an admin): "
+                       "sign in again." if had else None)  # fmt: skip
+        st.session_state[ENDED_KEY] = True
+        return None
     raw = st.session_state.get("user")
-    if isinstance(raw, User):
-        return raw
-    if isinstance(raw, dict) and raw.get("username") and raw.get("role"):
-        return User(str(raw["username"]), str(raw["role"]))
-    return None
+    name = raw.username if isinstance(raw, User) else (
+        raw.get("username") if isinstance(raw, dict) else None)  # fmt: skip
+    if not name:
+        return None
+    user = load_user(engine, str(name))
+    if user is None:
+        forget_session()
+        return None
+    _remember(user)
+    return user
 
 
 def require(action: str) -> User:
     """The signed-in user if allowed ``action``; otherwise an error and the page stops."""
+    leave_legacy_pages()
     user = current_user()
     if user is None or not can(user.role, action):
-        st.error("You are not allowed to open this page.")
+        role = f" (your role is {user.role})" if user is not None else " (sign in first)"
+        st.error(f"You are not allowed to open this page{role}.")
         st.stop()
     assert user is not None
     return user
+
+
+def cookie_script(token: str | None) -> str:
+    """The snippet that stores ``token`` in the session cookie (``None``: deletes it).
+
+    ``SameSite=Strict`` (never sent from another site), ``Secure`` on HTTPS, path ``/``;
+    the token only ever travels in this cookie, never in the URL.
+    """
+    if token is None:
+        value, age = "", 0
+    else:
+        value, age = token, int(SESSION_LIFETIME.total_seconds())
+    cookie = json.dumps(f"{SESSION_COOKIE}={value}; Path=/; Max-Age={age}; SameSite=Strict")
+    return (f"<script>document.cookie = {cookie} + (location.protocol === 'https:' ? "
+            "'; Secure' : '');</script>")  # fmt: skip
+
+
+def put_cookie(token: str | None) -> None:
+    """Set (or with ``None`` delete) the session cookie in the browser."""
+    st.html(cookie_script(token), unsafe_allow_javascript=True)
 
 
 def audited(
@@ -65,7 +218,7 @@ def audited(
             target=target,
             detail={**detail, "ok": False, "error": str(exc)[:500]},
         )
-        st.error(f"{action} failed: {exc}")
+        st.error(f"{md(action)} failed: {md(exc)}")
         return None
     record(
         engine,

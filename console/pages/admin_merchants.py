@@ -13,7 +13,9 @@ from typing import Any
 
 import streamlit as st
 
+from console.panel import panel
 from console.reports.context import page_context, run_audited
+from console.safe import md
 from paycore.merchants import DISABLED, describe
 
 
@@ -24,7 +26,11 @@ def render(ctx: Any, user: Any = None) -> None:
         st.error("Only admins manage merchants' credentials.")
         return
     service = c.core.merchants
-    merchants = service.merchants()
+    merchants: list[Any] | None = None
+    with panel(None, "database"):
+        merchants = service.merchants()
+    if merchants is None:
+        return
     if not merchants:
         st.info("No merchants yet (`paywatch merchant add`).")
         return
@@ -32,17 +38,21 @@ def render(ctx: Any, user: Any = None) -> None:
     labels = {m.merchant_id: f"{m.merchant_id} · {m.name}" for m in merchants}
     mid = st.selectbox("Merchant", list(labels), format_func=labels.__getitem__,
                        key="merchant_target")  # fmt: skip
-    _tokens(c, service, mid)
-    _notify_secret(c, service, mid)
-    _status(c, service, mid)
-    listing.dataframe([{"merchant_id": m.merchant_id, "name": m.name, "status": m.status,
-                        "notify_url": m.notify_url, "created_at": m.created_at}
-                       for m in service.merchants()], hide_index=True)  # fmt: skip
-    now = c.now()
-    st.subheader("Credentials of " + mid)
-    st.dataframe([{"kind": "API token", **describe(t, now)} for t in service.tokens(mid)]
-                 + [{"kind": "notification secret", **describe(n, now)}
-                    for n in service.notify_secrets(mid)], hide_index=True)  # fmt: skip
+    with panel(None, "database"):
+        _tokens(c, service, mid)
+    with panel(None, "database"):
+        _notify_secret(c, service, mid)
+    with panel(None, "database"):
+        _status(c, service, mid)
+    with listing, panel(None, "database"):
+        st.dataframe([{"merchant_id": m.merchant_id, "name": m.name, "status": m.status,
+                       "notify_url": m.notify_url, "created_at": m.created_at}
+                      for m in service.merchants()], hide_index=True)  # fmt: skip
+    with panel("Credentials of " + md(mid), "database"):
+        now = c.now()
+        st.dataframe([{"kind": "API token", **describe(t, now)} for t in service.tokens(mid)]
+                     + [{"kind": "notification secret", **describe(n, now)}
+                        for n in service.notify_secrets(mid)], hide_index=True)  # fmt: skip
 
 
 def _shown_once(what: str, value: str, note: str) -> None:
@@ -64,7 +74,7 @@ def _tokens(c: Any, service: Any, mid: str) -> None:
             _shown_once("API token", res.token, "Older tokens work until "
                         f"{res.old_valid_until:%Y-%m-%d %H:%M:%S} UTC.")  # fmt: skip
         else:
-            st.error(f"Failed: {res}")
+            st.error(f"Failed: {md(res)}")
     now = c.now()
     valid = [t.prefix for t in service.tokens(mid) if t.state(now) in ("active", "grace")]
     if not valid:
@@ -79,9 +89,10 @@ def _tokens(c: Any, service: Any, mid: str) -> None:
         ok, res = run_audited(c, "merchant.token.revoke", f"merchant:{mid}", {"prefix": prefix},
                               lambda: service.revoke_token(mid, prefix))  # fmt: skip
         if ok:
-            st.success(f"Token {prefix}… revoked; every replica refuses it within seconds.")
+            st.success(f"Token {md(prefix)}… revoked; every replica refuses it within "
+                       "seconds.")  # fmt: skip
         else:
-            st.error(f"Failed: {res}")
+            st.error(f"Failed: {md(res)}")
 
 
 def _notify_secret(c: Any, service: Any, mid: str) -> None:
@@ -100,22 +111,22 @@ def _notify_secret(c: Any, service: Any, mid: str) -> None:
                         f"{res.old_valid_until:%Y-%m-%d %H:%M:%S} UTC notifications carry a "
                         "signature under the old secret too.")  # fmt: skip
         else:
-            st.error(f"Failed: {res}")
+            st.error(f"Failed: {md(res)}")
 
 
 def _status(c: Any, service: Any, mid: str) -> None:
     st.subheader("Status")
     info = service.get(mid)
-    st.write(f"**{info.status}**")
+    st.write(f"**{md(info.status)}**")
     action, label = (("enable", "Enable merchant") if info.status == DISABLED
                      else ("disable", "Disable merchant"))  # fmt: skip
     if st.button(label, key=f"merchant_{action}"):
         ok, res = run_audited(c, f"merchant.{action}", f"merchant:{mid}", {},
                               lambda: getattr(service, action)(mid))  # fmt: skip
         if ok:
-            st.success(f"{mid} is {res.status}; every replica follows within seconds.")
+            st.success(f"{md(mid)} is {md(res.status)}; every replica follows within seconds.")
         else:
-            st.error(f"Failed: {res}")
+            st.error(f"Failed: {md(res)}")
 
 
 if __name__ == "__main__":  # run as a page by st.navigation
