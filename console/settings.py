@@ -125,6 +125,9 @@ class Settings:
     risk_policy: RiskPolicy = field(default_factory=_default_risk_policy)
     #: prefix of the risk counters' keys in Redis (``PAYWATCH_RISK_NAMESPACE``)
     risk_namespace: str = "paywatch:risk:"
+    #: minutes without a click after which a console session ends
+    #: (``PAYWATCH_CONSOLE_IDLE_MINUTES``, 1 .. 720)
+    console_idle_minutes: int = 30
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -161,6 +164,8 @@ class Settings:
             api_threads=_count("API_THREADS", get("API_THREADS"), cls.api_threads, 256),
             risk_policy=_risk_policy(get),
             risk_namespace=get("RISK_NAMESPACE") or cls.risk_namespace,
+            console_idle_minutes=_count("CONSOLE_IDLE_MINUTES", get("CONSOLE_IDLE_MINUTES"),
+                                        cls.console_idle_minutes, 720),  # fmt: skip
         )
 
     def resolved_channel_secrets(self) -> dict[str, str]:
