@@ -89,8 +89,8 @@ def build_default_rules(pay_orgs: tuple[str, ...] = ()) -> list[Rule]:
                 match={"step": "channel_call", "pay_org": org},
                 labels={"pay_org": org},
                 min_traffic_rps=0.02,
-                annotations=_notes(
-                    "slo_channel_call_success", f"channel calls to {org} are failing"
+                annotations=_notes(  # the heading is slo_channel_call_success_<org>
+                    "slo_channel_call_success_org", f"channel calls to {org} are failing"
                 ),
             )
         )

@@ -45,13 +45,25 @@ class UpOptions:
     console: bool = True
 
 
+#: Streamlit options every console start carries (also in console/.streamlit/config.toml,
+#: which ``streamlit run console/app.py`` reads): no telemetry, no deploy button, and no
+#: traceback, exception type or message in the browser ("none"; false would still show the
+#: stack trace): an uncaught error shows a generic line, the details go to the log only
+STREAMLIT_OPTIONS = {
+    "browser.gatherUsageStats": "false",
+    "client.toolbarMode": "minimal",
+    "client.showErrorDetails": "none",
+}
+
+
 def console_command(host: str, port: int) -> list[str]:
-    """The command that serves the Streamlit console (no telemetry, no deploy button)."""
+    """The command that serves the Streamlit console (``paywatch console``, ``paywatch up``)."""
     app = Path(__file__).with_name("app.py")
-    return [sys.executable, "-m", "streamlit", "run", str(app),
-            "--server.port", str(port), "--server.address", host,
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--client.toolbarMode", "minimal"]  # fmt: skip
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+           "--server.address", host, "--server.headless", "true"]  # fmt: skip
+    for name, value in STREAMLIT_OPTIONS.items():
+        cmd += [f"--{name}", value]
+    return cmd
 
 
 def resolve(settings: Settings, options: UpOptions) -> tuple[Settings, UpOptions]:

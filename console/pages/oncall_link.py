@@ -1,38 +1,61 @@
-"""Link drill-down: one core-link step over a chosen time range."""
+"""Link drill-down: one core-link step over a chosen window, for all pay orgs or one.
+
+The filters (``?link=…&window=…&org=…``) live in the URL and apply to every figure, the
+headline included. The figures refresh themselves and say when they were read; with the
+metrics source down they say so instead of failing the page.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from console.pages import fmt, now, platform, require
+from console.panel import panel
+from console.urlstate import url_select
 from console.views.overview import STEPS, link_chart, link_series, link_stats
 
-RANGES = {"15 min": 900, "1 hour": 3600, "6 hours": 21600, "24 hours": 86400}
+#: URL value → (label, seconds)
+WINDOWS = {"15m": ("15 min", 900), "1h": ("1 hour", 3600), "6h": ("6 hours", 21600),
+           "24h": ("24 hours", 86400)}  # fmt: skip
+ALL = ""  #: the pay-org option meaning every pay org (kept out of the URL)
+EVERY = 15  #: seconds between refreshes
+
+
+@st.fragment(run_every=EVERY)
+def figures(step: str, window: str, org: str) -> None:
+    label, span = WINDOWS[window]
+    scope = f"{step} · {org or 'all pay orgs'} · last {label}"
+    with panel("Headline", "metrics"):
+        p, t = platform(), now()
+        stats = link_stats(p.observability.query, t, window=span, steps=(step,),
+                           pay_org=org or None)[0]  # fmt: skip
+        st.caption(scope)
+        m = st.columns(3)
+        m[0].metric("Requests/s", fmt(stats["rate"], ".2f"))
+        success = None if stats["success"] is None else stats["success"] * 100
+        m[1].metric("Success", f"{fmt(success, '.2f')} %" if success is not None else "–")
+        p99 = None if stats["p99_s"] is None else stats["p99_s"] * 1000
+        m[2].metric("p99", f"{fmt(p99, ',.0f')} ms" if p99 is not None else "–")
+        if stats["rate"] is None:
+            st.info("No traffic recorded for this link" +
+                    (" through this pay org" if org else "") + " in the window.")  # fmt: skip
+    with panel("Over time", "metrics"):
+        p, t = platform(), now()
+        series = link_series(p.observability.query, step, start=t - span, end=t, points=120,
+                             pay_org=org or None)  # fmt: skip
+        st.plotly_chart(link_chart(series, title=scope), key="link_chart")
+
 
 require("oncall")
 st.title("Link drill-down")
-p = platform()
+orgs = [ALL, *platform().settings.pay_orgs]
 c1, c2, c3 = st.columns(3)
-step = c1.selectbox("Step", STEPS, key="link_step")
-label = c2.selectbox("Time range", list(RANGES), index=1, key="link_range")
-org = c3.selectbox("Pay org", ["(all)", *p.settings.pay_orgs], key="link_org")
-t = now()
-span = RANGES[label]
-series = link_series(
-    p.observability.query,
-    step,
-    start=t - span,
-    end=t,
-    points=120,
-    pay_org=None if org == "(all)" else org,
-)
-stats = next(
-    r for r in link_stats(p.observability.query, t, window=min(span, 3600)) if r["step"] == step
-)
-m = st.columns(3)
-m[0].metric("Requests/s", fmt(stats["rate"], ".2f"))
-m[1].metric(
-    "Success", fmt(None if stats["success"] is None else stats["success"] * 100, ".2f") + "%"
-)
-m[2].metric("p99", fmt(None if stats["p99_s"] is None else stats["p99_s"] * 1000, ".0f") + " ms")
-st.plotly_chart(link_chart(series, title=f"{step} — last {label}"), key="link_chart")
+with c1:
+    step = url_select("Link", list(STEPS), key="link", default="pay")
+with c2:
+    window = url_select("Window", list(WINDOWS), key="window", default="1h",
+                        format_func=lambda w: WINDOWS[w][0])  # fmt: skip
+with c3:
+    org = url_select("Pay org", orgs, key="org", default=ALL,
+                     format_func=lambda o: o or "all pay orgs")  # fmt: skip
+figures(step, window, org)

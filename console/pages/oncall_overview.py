@@ -1,89 +1,253 @@
-"""On-call overview: core links, channel health, alerts, backlogs, guard fallbacks."""
+"""On-call overview: active alerts first, then core links, channel health, guard fallbacks
+and backlogs.
+
+Every panel reads its own source inside :func:`console.panel.panel`, so a metrics outage
+leaves the database-backed panels (alerts, backlogs) working and no traceback reaches the
+browser; each panel says when it read its data. The panels refresh themselves
+(``st.fragment(run_every=...)``). Operators and above can silence an alert here: the
+silence is an ``alert_silences`` row (creator, comment and end required) that the
+workers' alert dispatch honours.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
+from alerts.errors import SilenceError
+from alerts.silences import SilenceStore, first_match
+from console.auth import User, can
+from console.audit import record
 from console.pages import fmt, now, platform, require
+from console.panel import panel
+from console.safe import md
+from console.urlstate import url_select
 from console.views.overview import (
     HEALTH_COLOURS,
     active_alerts,
+    alert_markdown,
+    alert_table,
     backlogs,
+    channel_health,
+    clock_time,
+    guard_fallbacks,
     link_rates,
-    overview,
+    link_stats,
+    runbook_section,
     sparkline,
 )
 
-require("oncall")
-st.title("Overview")
-window = st.select_slider(
-    "Window",
-    options=[60, 300, 900, 3600],
-    value=300,
-    format_func=lambda s: f"{s // 60} min",
-    key="overview_window",
-)
+WINDOWS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
+SILENCE_FOR = {"30 min": 1800, "1 hour": 3600, "2 hours": 7200, "4 hours": 14400,
+               "8 hours": 28800, "24 hours": 86400}  # fmt: skip
+SHOWN = 6  #: alert rows listed before "and N more" (the rest are in the labels table)
+ALERTS_EVERY, METRICS_EVERY = 10, 5  #: seconds between refreshes
 
 
-@st.fragment(run_every=5)
-def live() -> None:
-    p = platform()
-    t = now()
-    data = overview(p.observability.query, t, pay_orgs=p.settings.pay_orgs, window=window)
-    st.subheader("Core links")
-    # 10 minutes: a freshly started platform shows its lines within a minute or two
-    rates = link_rates(p.observability.query, start=t - 600, end=t, points=30)
-    widths = [2, 1, 1, 1, 3]
-    for col, head in zip(st.columns(widths), ("link", "req/s", "success", "p99",
-                                                "req/s, last 10 min"), strict=True):  # fmt: skip
-        col.caption(head)
-    for row in data["links"]:
-        cols = st.columns(widths, vertical_alignment="center")
-        colour = HEALTH_COLOURS[row["health"]]
-        cols[0].markdown(
-            f"<span style='color:{colour}'>●</span> **{row['step']}**", unsafe_allow_html=True
-        )
-        success = None if row["success"] is None else row["success"] * 100
-        p99_ms = None if row["p99_s"] is None else row["p99_s"] * 1000
-        cols[1].markdown(fmt(row["rate"], ".2f"))
-        cols[2].markdown(f"{fmt(success, '.2f')} %" if success is not None else "–")
-        cols[3].markdown(f"{fmt(p99_ms, ',.0f')} ms" if p99_ms is not None else "–")
-        cols[4].plotly_chart(
-            sparkline(rates.get(row["step"], []), colour=colour, height=40),
-            key=f"spark_{row['step']}",
-            config={"displayModeBar": False, "staticPlot": True},
-        )
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Channel health")
-        st.dataframe(data["channels"], hide_index=True, key="channels", column_config={
+def _runbook(a: dict[str, Any]) -> None:
+    section = runbook_section(a["runbook"], a["rule"])
+    if section is None:
+        st.caption("no runbook")
+        return
+    with st.popover("Runbook", key=f"runbook_{a['fingerprint'][:24]}"):
+        st.markdown(f"#### {section.heading}")  # our own docs, not user text
+        st.markdown(section.text)
+        st.caption(f"docs/runbook.md#{section.anchor}")
+
+
+@st.fragment(run_every=ALERTS_EVERY)
+def alerts_panel() -> None:
+    with panel("Active alerts", "database"):
+        engine = platform().db.engine
+        t = now()
+        alerts = active_alerts(engine)
+        silences = SilenceStore(engine).active(t)
+        if not alerts:
+            st.success("No active alerts.")
+        for a in alerts[:SHOWN]:
+            row, book = st.columns([9, 1], vertical_alignment="center")
+            row.markdown(alert_markdown(a, t, first_match(silences, a["labels"])))
+            with book:
+                _runbook(a)
+        if len(alerts) > SHOWN:
+            st.caption(f"and {len(alerts) - SHOWN} more (all {len(alerts)} in the table below)")
+        if alerts:
+            with st.expander(f"Labels of the {len(alerts)} active alerts"):
+                st.dataframe(alert_table(alerts, t), hide_index=True, key="alerts")
+
+
+def _audit(user: User, action: str, target: str, detail: dict[str, Any], ok: bool) -> None:
+    record(platform().db.engine, actor=user.username, role=user.role, action=action,
+           target=target, detail={**detail, "ok": ok})  # fmt: skip
+
+
+def _silence(user: User) -> tuple[str, str]:
+    """Silence the chosen alert with the submitted form's values; (level, message)."""
+    state = st.session_state
+    fingerprint, comment = state.get("silence_alert"), str(state.get("silence_comment") or "")
+    if not fingerprint:
+        return "error", "Choose the alert to silence."
+    if not comment.strip():
+        return "error", "A silence needs a comment saying why."
+    engine, t = platform().db.engine, now()
+    alert = next((a for a in active_alerts(engine) if a["fingerprint"] == fingerprint), None)
+    if alert is None:
+        return "warning", "That alert is no longer active."
+    ends = t + SILENCE_FOR.get(str(state.get("silence_for")), 3600)
+    detail = {"matchers": alert["labels"], "ends_at": ends, "comment": comment}
+    try:
+        made = SilenceStore(engine).create(alert["labels"], user.username, comment,
+                                           ends_at=ends, now=t)  # fmt: skip
+    except SilenceError as exc:
+        _audit(user, "alert.silence", alert["rule"], {**detail, "error": str(exc)}, False)
+        return "error", f"Not silenced: {exc}"
+    _audit(user, "alert.silence", alert["rule"], {**detail, "silence_id": made.id}, True)
+    state["silence_comment"] = ""  # the widgets are not drawn yet in this run
+    state["silence_alert"] = None
+    return "success", (f"Silenced “{alert['summary'] or alert['rule']}” until "
+                       f"{clock_time(made.ends_at, t)}.")  # fmt: skip
+
+
+def _end_silence(user: User) -> tuple[str, str]:
+    sid = st.session_state.get("silence_end")
+    if sid is None:
+        return "error", "Choose the silence to end."
+    try:
+        SilenceStore(platform().db.engine).expire(int(sid))
+    except SilenceError as exc:
+        _audit(user, "alert.unsilence", f"silence {sid}", {"error": str(exc)}, False)
+        return "error", f"Not ended: {exc}"
+    _audit(user, "alert.unsilence", f"silence {sid}", {"silence_id": int(sid)}, True)
+    return "success", f"Silence {sid} ended."
+
+
+def silence_actions(user: User) -> tuple[str, str] | None:
+    """Carry out a submitted silence form or "End silence" click, before the panels are
+    drawn (so the alerts panel of this very run shows the change). Role checked here."""
+    state = st.session_state
+    wants = "silence" if state.get("silence_submit") else "end" if state.get(
+        "silence_end_click") else None  # fmt: skip
+    if wants is None:
+        return None
+    if not can(user.role, "alert.silence"):
+        return "error", "Your role may not silence alerts."
+    return _silence(user) if wants == "silence" else _end_silence(user)
+
+
+def silence_form(user: User, result: tuple[str, str] | None) -> None:
+    """Silence an active alert for a chosen time (operators and above), or end a silence."""
+    with st.expander("Silence an alert", expanded=result is not None):
+        if result:
+            getattr(st, result[0])(md(result[1]))
+        read: dict[str, Any] = {}
+        with panel(None, "database"):
+            engine, t = platform().db.engine, now()
+            read["alerts"] = {a["fingerprint"]: a for a in active_alerts(engine)}
+            read["silences"] = SilenceStore(engine).active(t)
+        if not read:
+            return
+        alerts, silences = read["alerts"], read["silences"]
+        with st.form("silence"):
+            st.selectbox("Alert", list(alerts), index=None, key="silence_alert",
+                         placeholder="Choose an active alert",
+                         format_func=lambda fp: " · ".join(filter(None, (
+                             alerts[fp]["summary"] or alerts[fp]["rule"],
+                             alerts[fp]["resource"], alerts[fp]["state"]))))  # fmt: skip
+            st.selectbox("For", list(SILENCE_FOR), index=1, key="silence_for")
+            st.text_input("Comment (why)", max_chars=500, key="silence_comment")
+            st.caption(f"Creator: {md(user.username)}. Notifications for this alert stop "
+                       "until the silence ends; the alert stays on this page.")  # fmt: skip
+            st.form_submit_button("Silence", key="silence_submit")
+        if silences:
+            st.dataframe([{
+                "id": s.id, "matchers": ", ".join(f"{k}={v}" for k, v in s.matchers.items()),
+                "creator": s.creator, "comment": s.comment,
+                "ends": clock_time(s.ends_at, t)} for s in silences],
+                hide_index=True, key="silences")  # fmt: skip
+            c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+            c1.selectbox("Silence", [s.id for s in silences], key="silence_end")
+            c2.button("End silence", key="silence_end_click")
+
+
+def _core_links(window: float) -> None:
+    with panel("Core links", "metrics"):
+        p, t = platform(), now()
+        links = link_stats(p.observability.query, t, window=window)
+        # 10 minutes: a freshly started platform shows its lines within a minute or two
+        rates = link_rates(p.observability.query, start=t - 600, end=t, points=30)
+        widths = [2, 1, 1, 1, 3]
+        for col, head in zip(st.columns(widths), ("link", "req/s", "success", "p99",
+                                                    "req/s, last 10 min"), strict=True):  # fmt: skip
+            col.caption(head)
+        for row in links:
+            cols = st.columns(widths, vertical_alignment="center")
+            colour = HEALTH_COLOURS[row["health"]]
+            cols[0].markdown(  # step names and colours are ours
+                f"<span style='color:{colour}'>●</span> **{row['step']}**", unsafe_allow_html=True
+            )
+            success = None if row["success"] is None else row["success"] * 100
+            p99_ms = None if row["p99_s"] is None else row["p99_s"] * 1000
+            cols[1].markdown(fmt(row["rate"], ".2f"))
+            cols[2].markdown(f"{fmt(success, '.2f')} %" if success is not None else "–")
+            cols[3].markdown(f"{fmt(p99_ms, ',.0f')} ms" if p99_ms is not None else "–")
+            cols[4].plotly_chart(
+                sparkline(rates.get(row["step"], []), colour=colour, height=40),
+                key=f"spark_{row['step']}",
+                config={"displayModeBar": False, "staticPlot": True},
+            )
+
+
+def _channels(window: float) -> None:
+    with panel("Channel health", "metrics"):
+        p = platform()
+        rows = channel_health(p.observability.query, now(), p.settings.pay_orgs, window=window)
+        st.dataframe(rows, hide_index=True, key="channels", column_config={
             "rate": st.column_config.NumberColumn("req/s", format="%.2f"),
             "success": st.column_config.NumberColumn("success", format="percent"),
             "p99_s": st.column_config.NumberColumn("p99 (s)", format="%.3f"),
         })  # fmt: skip
-        st.subheader("Guard fallbacks")
-        if data["guard"]:
-            st.dataframe(data["guard"], hide_index=True, key="guard")
+
+
+def _guard(window: float) -> None:
+    with panel("Guard fallbacks", "metrics"):
+        rows = guard_fallbacks(platform().observability.query, now(), window=window)
+        if rows:
+            st.dataframe(rows, hide_index=True, key="guard")
         else:
             st.caption("No degraded or fallback calls in the window.")
-    with right:
-        st.subheader("Active alerts")
-        alerts = active_alerts(p.db.engine)
-        if alerts:
-            st.dataframe(alerts, hide_index=True, key="alerts")
-        else:
-            st.success("No active alerts.")
-        st.subheader("Backlogs")
-        b = backlogs(p.db.engine)
+
+
+def _backlogs() -> None:
+    with panel("Backlogs", "database"):
+        b = backlogs(platform().db.engine)
         c = st.columns(3)
         c[0].metric("Compensation pending", b["compensation"]["pending"])
         c[1].metric("Notifications pending", b["notifications_pending"])
         c[2].metric("Pending postings", b["pending_postings"])
-        st.dataframe(
-            [{"status": k, "tasks": v} for k, v in b["compensation"].items()],
-            hide_index=True,
-            key="comp_backlog",
-        )
+        st.dataframe([{"status": k, "tasks": v} for k, v in b["compensation"].items()],
+                     hide_index=True, key="comp_backlog")  # fmt: skip
 
 
-live()
+@st.fragment(run_every=METRICS_EVERY)
+def metrics_panels(window: float) -> None:
+    _core_links(window)
+    left, right = st.columns(2)
+    with left:
+        _channels(window)
+        _guard(window)
+    with right:
+        _backlogs()
+
+
+user = require("oncall")
+head, pick = st.columns([3, 2], vertical_alignment="bottom")
+head.title("Overview")
+with pick:
+    label = url_select("Window", list(WINDOWS), key="window", default="5m", widget=st.radio,
+                       horizontal=True, format_func=lambda w: f"last {w}")  # fmt: skip
+result = silence_actions(user)
+alerts_panel()
+if can(user.role, "alert.silence"):
+    silence_form(user, result)
+metrics_panels(float(WINDOWS[label]))

@@ -398,8 +398,7 @@ def alert_markdown(a: dict[str, Any], now: float, silence: Any = None) -> str:
     since when, and the silence covering it. Every stored string goes through
     :func:`console.safe.md` (labels and annotations are data, not markup)."""
     colour = _BADGE.get(a["severity"], "gray")
-    parts = [f":{colour}-badge[{md(a['severity'] or '?')}]",
-             f"**{md(a['summary'] or a['rule'])}**"]  # fmt: skip
+    parts = [f":{colour}-badge[{md(a['severity'] or '?')}] **{md(a['summary'] or a['rule'])}**"]
     if a["resource"]:
         parts.append(md(a["resource"]))
     since = a["active_since"]
