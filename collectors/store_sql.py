@@ -257,10 +257,11 @@ def raw_piece_sql(match_sql: str, *, lo_open: bool, hi_closed: bool) -> str:
 def rollup_piece_sql(src: Source, match_sql: str) -> str:
     """Per series: the summed ``inc`` of the buckets starting in [:lo, :hi). A bucket
     folded before ``inc`` existed counts the old way, from its ``last`` against the
-    bucket before (read from one bucket before ``:lo``) with the min/max reset rule."""
+    bucket before (read from one bucket before ``:lo``) with the min/max reset rule, or
+    from its own min when there is none (exact for a counter that did not reset in it)."""
     w = float(src.width)
-    legacy = (
-        "CASE WHEN prev IS NULL THEN 0.0 WHEN v >= prev AND mn >= prev THEN v - prev"
+    legacy = (  # a series' first bucket: its rise from the lowest value it held
+        "CASE WHEN prev IS NULL THEN v - mn WHEN v >= prev AND mn >= prev THEN v - prev"
         " ELSE v + CASE WHEN mx > prev AND mx > v THEN mx - prev ELSE 0.0 END END"
     )
     return (
