@@ -79,7 +79,7 @@ with panel("Now in force", "database"):
     confirming = st.session_state.get("sw_confirm_revert")
     for row in rows:
         rec = by_id[row["id"]]
-        with st.container(border=True):
+        with st.container(border=True, key=f"sw_row_{rec.id}"):
             left, right = st.columns([5, 1])
             left.markdown(
                 f"**#{rec.id} {md(rec.kind)} {md(rec.target)}** · by {md(row['who'])} · "
@@ -123,7 +123,7 @@ with panel("Pending approval", "database"):
     for rec in pending:
         imp = switch_impact(dmap, rules, rec.kind, rec.target, rec.params, merchants)
         before, after = before_after(dmap, rules, rec.kind, rec.target, rec.params)
-        with st.container(border=True):
+        with st.container(border=True, key=f"sw_card_{rec.id}"):
             st.markdown(
                 f"**#{rec.id} {md(rec.kind)} {md(rec.target)}** proposed by {md(rec.actor)}, "
                 f"until **{until(rec)}**"

@@ -248,7 +248,9 @@ def _degrade_risk(page: Any, expect: Any) -> None:
     hours.press("Enter")
     expect(hours).to_have_value("2.00")
     page.get_by_role("button", name="Apply switch").click()
-    expect(page.get_by_text(re.compile(r"Switch #\d+ is active\."))).to_be_visible()
+    # the confirmation (also shown as a toast)
+    expect(page.get_by_test_id("stAlertContentSuccess").get_by_text(
+        re.compile(r"Switch #\d+ is active\."))).to_be_visible()  # fmt: skip
 
 
 def _select(page: Any, label: str, option: str) -> None:
