@@ -326,3 +326,22 @@ def test_breaker_windows_are_published_for_the_console(migrated_db):
     assert read_stats(migrated_db.engine)[0].updated_at == clock.now
     pub.stop()
     assert [r.node for r in read_stats(migrated_db.engine)] == ["api-2"]
+
+
+def test_a_started_stability_runtime_publishes_its_breakers(migrated_db):
+    """The wiring: every process that starts its stability layer (API, worker, up) publishes
+    its breaker windows; closing it removes them."""
+    from console.wiring import build_stability
+    from stability.breaker_stats import read_stats
+
+    rt = build_stability(migrated_db.engine, pay_orgs=("SANDBOX_A",), redis_url=None)
+    rt.start()
+    try:
+        for ok in (True, True, False):
+            rt.guard.record("risk", "link.pay", ok, 0.01)
+        assert rt.breaker_stats is not None and rt.breaker_stats.publish_once() == 1
+        [row] = read_stats(migrated_db.engine)
+        assert (row.resource, row.calls, row.failures) == ("risk", 3, 1)
+    finally:
+        rt.close()
+    assert read_stats(migrated_db.engine) == []
