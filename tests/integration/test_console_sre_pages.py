@@ -280,3 +280,36 @@ def test_a_breaker_panel_fails_alone(console_db):
     assert any("The database is unavailable" in w.value for w in at.warning)
     assert _table(at, "transition")["resource"].tolist() == ["risk"]  # the events panel works
     assert "Timeout lint" in _texts(at)
+
+
+def test_the_proposer_withdraws_a_pending_switch_and_the_form_shows_before_after(console_db):
+    sw = _service(console_db).propose("degrade", "channel.SANDBOX_B", actor="otto",
+                                      reason="channel B down", ttl=timedelta(hours=1))  # fmt: skip
+    at = _page("sre_switches", "otto")
+    at.selectbox(key="sw_kind").select("set_limit").run(timeout=30)
+    at.selectbox(key="sw_target").select("risk.total").run(timeout=30)
+    assert ("Before: enforced: rate 5000/s, burst 10000 → after: enforced: rate 100/s, burst 200"
+            in _plain(_texts(at)))  # fmt: skip
+    at.button(key=f"sw_withdraw_{sw.id}").click().run(timeout=30)
+    assert not at.exception, at.exception
+    assert at.success[0].value == f"Switch #{sw.id} withdrawn."
+    assert _switches(console_db) == [(sw.id, "degrade", "channel.SANDBOX_B", "reverted", "otto")]
+
+
+def test_a_process_silent_for_90_s_is_left_out_of_the_breaker_figures(console_db):
+    from datetime import UTC, datetime
+
+    from stability.breaker import CircuitBreaker
+    from stability.breaker_stats import BreakerStatsPublisher
+
+    risk = CircuitBreaker("risk")
+    for ok in (True, False):
+        risk.record(ok, 0.01)
+    old = datetime.now(UTC) - timedelta(minutes=2)
+    BreakerStatsPublisher(console_db, lambda: {"risk": risk}, node="gone",
+                          clock=lambda: old).publish_once()  # fmt: skip
+    risk.record(True, 0.01)
+    BreakerStatsPublisher(console_db, lambda: {"risk": risk}, node="live").publish_once()
+    at = _page("sre_breakers", "otto")
+    row = _table(at, "failure_ratio").set_index("resource").loc["risk"]
+    assert (row["calls"], row["processes"], row["failure_ratio"]) == (3, 1, 0.333)
