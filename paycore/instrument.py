@@ -18,11 +18,12 @@ class Metrics(Protocol):
 
 
 class _NullTimed:
-    __slots__ = ("outcome", "reason")
+    __slots__ = ("outcome", "pay_org", "reason")
 
     def __init__(self) -> None:
         self.outcome = "ok"
         self.reason = ""
+        self.pay_org = ""
 
     def __enter__(self) -> _NullTimed:
         return self

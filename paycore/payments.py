@@ -109,6 +109,7 @@ class PayService(ChannelSettlement):
         """
         with self.core.metrics.timed("pay", req.pay_org_no or "") as timed:
             view = self._pay(merchant_id, req)
+            timed.pay_org = view.pay_org_no or timed.pay_org  # the trade's org by default
             if view.status == "processing":
                 timed.outcome = "pending"  # the channel answers later, by callback
             return view

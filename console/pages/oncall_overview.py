@@ -66,7 +66,7 @@ def alerts_panel() -> None:
         if not alerts:
             st.success("No active alerts.")
         for a in alerts[:SHOWN]:
-            row, book = st.columns([9, 1], vertical_alignment="center")
+            row, book = st.columns([6, 1.2], vertical_alignment="center")
             row.markdown(alert_markdown(a, t, first_match(silences, a["labels"])))
             with book:
                 _runbook(a)

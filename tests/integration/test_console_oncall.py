@@ -418,3 +418,27 @@ def test_streamlit_run_app_directly_reads_error_details_off(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, timeout=60, check=True)  # fmt: skip
     assert out.stdout.strip() == "none"
+
+
+def test_a_pay_is_counted_under_its_trades_pay_org(migrated_db):
+    """The drill-down's pay-org filter (and the per-org pay alerts) read the ``pay_org``
+    label: a pay that names no org (the usual case: the trade has it) was labelled "" and
+    vanished from every pay org's figures."""
+    from prometheus_client import CollectorRegistry
+
+    from collectors import CoreMetrics
+    from paycore import PayCore, PayRequest, PayTool
+    from tests.conftest import Shop
+
+    reg = CollectorRegistry()
+    core = PayCore(migrated_db, metrics=CoreMetrics(reg))
+    try:
+        shop = Shop(core)
+        trade = shop.trade(amount=1_000)
+        core.payments.pay(shop.mid, PayRequest(trade.out_trade_no, (PayTool("channel", 1_000),)))
+    finally:
+        core.lock.close()
+    v = reg.get_sample_value
+    labels = {"step": "pay", "outcome": "pending", "reason": ""}
+    assert v("paywatch_link_requests_total", {**labels, "pay_org": "SANDBOX_A"}) == 1
+    assert v("paywatch_link_requests_total", {**labels, "pay_org": ""}) is None
