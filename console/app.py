@@ -139,7 +139,7 @@ def _try_login(engine, username: str, password: str) -> None:  # noqa: ANN001
         st.error(f"Too many failed sign-ins: try again in {math.ceil(result.retry_after_s)} s.")
     else:
         st.error("Invalid user name or password.")
-    if result.waited_s >= 1:
+    if result.waited_s >= 0.5:
         st.caption(f"Answered after {result.waited_s:.0f} s: each failed sign-in after the "
                    "third makes the next one wait longer.")  # fmt: skip
 

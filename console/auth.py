@@ -459,17 +459,22 @@ def _reserve_one(conn: Connection, key: str, row: Any, now: datetime, throttle: 
     return bool(done.rowcount)
 
 
-def _settle_success(engine: Engine, user_key: str, client_key: str, now: datetime) -> None:
-    """A right password: the user's count is cleared, the client's reservation given back
-    (its earlier failures stay, so one good account does not reset a guessing client)."""
+def _settle_success(engine: Engine, keys: tuple[str, str], now: datetime,
+                    throttle: Throttle) -> None:  # fmt: skip
+    """A right password: the user's count is cleared; the client's reservation is given
+    back but its earlier failures stay (one good account does not reset a guessing
+    client), so its next attempt waits what they call for."""
+    user_key, client_key = keys
     with engine.begin() as conn:
         conn.execute(sa.delete(ConsoleLoginThrottle).where(ConsoleLoginThrottle.key == user_key))
-        conn.execute(
-            sa.update(ConsoleLoginThrottle).where(ConsoleLoginThrottle.key == client_key)
-            .values(failures=sa.case((ConsoleLoginThrottle.failures > 0,
-                                      ConsoleLoginThrottle.failures - 1), else_=0),
-                    next_at=now, version=ConsoleLoginThrottle.version + 1)
-        )  # fmt: skip
+        row = _throttle_rows(conn, [client_key]).get(client_key)
+        if row is not None:
+            left = max(0, int(row.failures) - 1)
+            conn.execute(
+                sa.update(ConsoleLoginThrottle).where(ConsoleLoginThrottle.key == client_key)
+                .values(failures=left, next_at=now + timedelta(seconds=throttle.delay(left)),
+                        version=ConsoleLoginThrottle.version + 1)
+            )  # fmt: skip
 
 
 def _forget_old(engine: Engine, now: datetime, throttle: Throttle) -> None:
@@ -528,7 +533,7 @@ def attempt_login(
         waited += 0.05
     user, cause = _authenticate(engine, username, password)
     if user is not None:
-        _settle_success(engine, *keys, clock())
+        _settle_success(engine, keys, clock(), throttle)
         return LoginResult(user, "ok", waited)
     _forget_old(engine, clock(), throttle)
     record(engine, actor=_actor(username), role="-", action="login_failed", target="console",
