@@ -30,6 +30,7 @@ from console.panel import panel
 from console.reports.context import page_context, run_audited
 from console.safe import md
 
+_FLASH = "admin_users_flash"
 #: the audit actions the sign-in activity table shows
 ACTIVITY = ("login", "login_failed", "login_throttled", "logout", "user.create", "user.role",
             "user.password", "user.disable", "user.enable", "user.remove")  # fmt: skip
@@ -48,6 +49,9 @@ def render(ctx: Any, user: Any = None) -> None:
     if not c.can("user.manage"):
         st.error("Only admins manage console users.")
         return
+    flash = st.session_state.pop(_FLASH, None)
+    if flash:
+        st.success(flash)
     engine = c.db.engine
     listing = st.container()  # filled last, so it shows what this run's action changed
 
@@ -104,16 +108,16 @@ def _disable_or_remove(c: Any, engine: Any, target: str, disabled: bool) -> None
     st.write(f"{who} is **{'disabled' if disabled else 'enabled'}**.")
     if disabled:
         if st.button("Enable user", key="user_enable"):
-            ok, res = run_audited(c, "user.enable", f"user:{target}", {},
-                                  lambda: enable_user(engine, target))  # fmt: skip
-            _outcome(ok, res, f"{who} is enabled and may sign in again.")
+            _changed(*run_audited(c, "user.enable", f"user:{target}", {},
+                                  lambda: enable_user(engine, target)),
+                     f"{who} is enabled and may sign in again.")  # fmt: skip
     elif st.button("Disable user", key="user_disable"):
         if target == c.user:
             st.error("You cannot disable yourself.")
         else:
-            ok, res = run_audited(c, "user.disable", f"user:{target}", {},
-                                  lambda: disable_user(engine, target))  # fmt: skip
-            _outcome(ok, res, f"{who} is disabled; their open sessions have ended.")
+            _changed(*run_audited(c, "user.disable", f"user:{target}", {},
+                                  lambda: disable_user(engine, target)),
+                     f"{who} is disabled; their open sessions have ended.")  # fmt: skip
     sure = st.checkbox(f"Remove {who} for good (the audit log keeps their rows)",
                        key="user_remove_confirm")  # fmt: skip
     if st.button("Remove user", key="user_remove"):
@@ -122,9 +126,18 @@ def _disable_or_remove(c: Any, engine: Any, target: str, disabled: bool) -> None
         elif not sure:
             st.error("Tick the box to confirm the removal.")
         else:
-            ok, res = run_audited(c, "user.remove", f"user:{target}", {},
-                                  lambda: remove_user(engine, target))  # fmt: skip
-            _outcome(ok, res, f"{who} is removed; their open sessions have ended.")
+            _changed(*run_audited(c, "user.remove", f"user:{target}", {},
+                                  lambda: remove_user(engine, target)),
+                     f"{who} is removed; their open sessions have ended.")  # fmt: skip
+
+
+def _changed(ok: bool, result: Any, success: str) -> None:
+    """After a change of a user's access: the page is drawn again (so its buttons and
+    lists show the new state) with the confirmation on top; a failure is shown here."""
+    if ok and result is not False:
+        st.session_state[_FLASH] = success
+        st.rerun()
+    _outcome(ok, result, success)
 
 
 if __name__ == "__main__":  # run as a page by st.navigation
