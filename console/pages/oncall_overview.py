@@ -17,8 +17,8 @@ import streamlit as st
 
 from alerts.errors import SilenceError
 from alerts.silences import SilenceStore, first_match
-from console.auth import User, can
 from console.audit import record
+from console.auth import User, can
 from console.pages import fmt, now, platform, require
 from console.panel import panel
 from console.safe import md
@@ -27,6 +27,7 @@ from console.views.overview import (
     HEALTH_COLOURS,
     active_alerts,
     alert_markdown,
+    alert_resource,
     alert_table,
     backlogs,
     channel_health,
@@ -166,7 +167,10 @@ def silence_form(user: User, result: tuple[str, str] | None) -> None:
                 "ends": clock_time(s.ends_at, t)} for s in silences],
                 hide_index=True, key="silences")  # fmt: skip
             c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-            c1.selectbox("Silence", [s.id for s in silences], key="silence_end")
+            by_id = {s.id: s for s in silences}
+            c1.selectbox("Silence", list(by_id), key="silence_end", format_func=lambda i: (
+                f"{i}: {by_id[i].matchers.get('alertname', '')} "
+                f"{alert_resource(by_id[i].matchers)} until {clock_time(by_id[i].ends_at, t)}"))
             c2.button("End silence", key="silence_end_click")
 
 
@@ -177,8 +181,8 @@ def _core_links(window: float) -> None:
         # 10 minutes: a freshly started platform shows its lines within a minute or two
         rates = link_rates(p.observability.query, start=t - 600, end=t, points=30)
         widths = [2, 1, 1, 1, 3]
-        for col, head in zip(st.columns(widths), ("link", "req/s", "success", "p99",
-                                                    "req/s, last 10 min"), strict=True):  # fmt: skip
+        heads = ("link", "req/s", "success", "p99", "req/s, last 10 min")
+        for col, head in zip(st.columns(widths), heads, strict=True):
             col.caption(head)
         for row in links:
             cols = st.columns(widths, vertical_alignment="center")

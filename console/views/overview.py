@@ -257,12 +257,14 @@ def link_chart(series: dict[str, list[tuple[float, Any]]], title: str = "") -> g
     fig = go.Figure([
         trace("rate", "req/s"),
         trace("failed", "failed/s", line={"color": HEALTH_COLOURS[BAD]}),
-        trace("p99", "p99 s", yaxis="y2", line={"dash": "dot"}),
+        trace("p99", "p99 s", yaxis="y2", line={"dash": "dot", "color": "#9467bd"}),
     ])  # fmt: skip
     fig.update_layout(
         title=title,
         height=360,
-        margin={"l": 40, "r": 40, "t": 40, "b": 30},
+        margin={"l": 40, "r": 40, "t": 60, "b": 30},
+        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02,
+                "yanchor": "bottom"},  # above the plot, clear of the right axis
         yaxis={"title": "per second", "rangemode": "tozero"},
         yaxis2={"title": "p99 s", "overlaying": "y", "side": "right", "rangemode": "tozero"},
     )

@@ -244,6 +244,9 @@ def test_drilldown_org_filter_applies_to_the_headline(console_stack, browser):  
     open_link(page, stack, "link=pay&window=15m")
     wait(lambda: _requests(page) not in ("", "–"), "traffic on the unfiltered headline",
          timeout=60)  # fmt: skip
+    chart = page.get_by_test_id("stPlotlyChart")
+    chart.scroll_into_view_if_needed()
+    expect(chart.locator("path.point").first).to_be_visible()  # markers: sparse points show
     page.screenshot(path=str(artifacts() / "oncall_08_drilldown_all.png"))
     open_link(page, stack, "link=pay&window=15m&org=SANDBOX_B")
     expect(page.get_by_text("pay · SANDBOX_B · last 15 min").first).to_be_visible()

@@ -122,10 +122,12 @@ def test_link_drilldown_page(console_db):
     at = _page(_app("vera", "viewer").run(timeout=30), "oncall_link")
     assert not at.exception, at.exception
     assert "Link drill-down" in _texts(at)
-    at.selectbox(key="link_step").select("refund")
-    at.selectbox(key="link_range").select("6 hours").run(timeout=30)
+    at.selectbox(key="url_link").select("refund")
+    at.selectbox(key="url_window").select("6h").run(timeout=30)
     assert not at.exception
     assert [m.label for m in at.metric] == ["Requests/s", "Success", "p99"]
+    assert at.query_params["link"] in ("refund", ["refund"])  # shareable: the view is in the URL
+    assert at.query_params["window"] in ("6h", ["6h"])
 
 
 def test_dependency_map_page_with_impact(console_db):
