@@ -16,10 +16,15 @@ from typing import Any
 # directives (``:red[…]``, ``:material/…:``, ``$…$``), plus the HTML brackets
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&\"'])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# GFM links bare URLs and e-mail addresses even when their punctuation is escaped: a
+# zero-width space inside "://", "www." and after "@" leaves the text as it reads, unlinked
+_AUTOLINK = re.compile(r"(?i)(:(?=//)|www(?=\.)|@)")
+ZWSP = "\u200b"
 
 
 def md(value: Any) -> str:
     """``value`` as text that Markdown shows verbatim (one line: newlines become spaces)."""
     text = _CONTROL.sub("", "" if value is None else str(value))
     text = text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    text = _AUTOLINK.sub(lambda m: m.group(0) + ZWSP, text)
     return _SPECIAL.sub(r"\\\1", text)

@@ -30,10 +30,19 @@ def test_hostile_markdown_renders_as_its_characters(text):
     assert not at.exception
     shown = at.markdown[0].value
     # what the user typed, character for character, once the escapes are read
-    unescaped = shown.replace("\\", "")
+    unescaped = shown.replace("\\", "").replace("\u200b", "")
     assert unescaped == text.replace("\\", "").replace("\n", " ")
     # no special character is left bare (each is preceded by its escape)
     assert not re.search(r"(?<!\\)[!*_`\[\]()<>:$#|~]", shown.replace("\\\\", "")), shown
+
+
+@pytest.mark.parametrize("text", ["see http://127.0.0.1:9/p.png now", "www.example.com",
+                                  "mail ops@example.com"])
+def test_bare_urls_and_addresses_are_not_linked(text):
+    shown = md(text)
+    assert "://" not in shown and "www." not in shown.replace("\\", "")
+    assert "@" not in shown or "@\u200b" in shown
+    assert shown.replace("\\", "").replace("\u200b", "") == text
 
 
 def test_control_characters_are_dropped():
