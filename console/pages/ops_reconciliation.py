@@ -62,14 +62,14 @@ def _orgs_on_record(c: Any) -> list[str]:
 
 
 def _show_after_action() -> None:
-    """After a reconciliation: point the filters at its pay org and day (set before the
-    widgets exist, so they start from the URL)."""
+    """After a reconciliation: point the filters at its pay org and day (widget values
+    set before the widgets exist; they write them to the URL)."""
     show = st.session_state.pop("rc_show", None)
     if not show:
         return
-    st.query_params.update({"org": show["org"], "day": show["day"], "days": DAYS[0]})
-    for widget in FILTERS.values():
-        st.session_state.pop(widget, None)
+    values = {"org": show["org"], "day": date.fromisoformat(show["day"]), "days": DAYS[0]}
+    for key, value in values.items():
+        st.session_state[FILTERS[key]] = value
 
 
 def render(ctx: Any, user: Any = None) -> None:

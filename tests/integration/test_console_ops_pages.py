@@ -221,6 +221,7 @@ def test_reconcile_statement_is_checked_before_anything_is_recorded(platform):
 @pytest.fixture
 def drill_env(tmp_path, monkeypatch):
     """The console's environment (migrated SQLite, var dir) and a real sandbox channel."""
+    from console.auth import create_user
     from console.migrate import upgrade_database
     from paycore.channels.sandbox import SandboxConfig, create_sandbox_app
 
@@ -232,6 +233,7 @@ def drill_env(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     engine = sa.create_engine(url)
     upgrade_database(engine)
+    create_user(engine, "otto", "correct-horse-battery", "operator")  # read on every run
     config = SandboxConfig(secrets={o: f"secret-{o}" for o in ORGS}, admin_token=ADMIN)
     with LiveServer(create_sandbox_app(config)) as sandbox:
         monkeypatch.setenv("PAYWATCH_SANDBOX_URL", sandbox.url)
