@@ -46,6 +46,13 @@ def _put_knobs(stack: Any, org: str, changes: dict[str, float]) -> dict[str, Any
     return dict(r.json())
 
 
+def _get_knobs(stack: Any, org: str) -> dict[str, Any]:
+    r = httpx.get(f"{stack.sandbox}/admin/knobs",
+                  headers={"X-Sandbox-Admin": _admin_token(stack)}, timeout=5)  # fmt: skip
+    assert r.status_code == 200, r.text
+    return dict(r.json()[org])
+
+
 def _seed_tasks(engine: sa.Engine) -> dict[str, int]:
     """One compensation task per status, with ids above 2^53 as the platform makes them."""
     from paycore.db.schema import CompensationTask
@@ -143,6 +150,13 @@ def test_operator_drills_and_operations(console_stack, browser, tmp_path):  # no
     latency = page.get_by_role("spinbutton", name="Median latency (ms)")
     expect(latency).to_have_value(f"{KNOBS['latency_ms']:.2f}")
     page.screenshot(path=str(out / "ops_01_drills_knobs_at_sandbox_values.png"))
+    latency.fill("300")
+    latency.press("Enter")
+    page.get_by_role("button", name="Apply knobs").click()
+    expect(page.get_by_text(re.compile(r"^Knobs applied to SANDBOX_A: .*latency_ms 300"))
+           ).to_be_visible(timeout=30_000)  # fmt: skip
+    assert _get_knobs(stack, "SANDBOX_A")["latency_ms"] == 300.0
+    expect(latency).to_have_value("300.00")
 
     # Compensation: the picker lists no done (or running) task
     _open(page, "Compensation", "Compensation queue")
@@ -194,3 +208,13 @@ def test_operator_drills_and_operations(console_stack, browser, tmp_path):  # no
     with stack.engine.connect() as conn:
         orgs = conn.execute(sa.text("select distinct pay_org_no from recon_differences")).all()
     assert [o[0] for o in orgs] == ["SANDBOX_A"]  # no bogus "*" difference
+
+    # the sandbox goes away: the knobs panel says so, the rest of Drills still works
+    stack.procs.stop("sandbox")
+    _open(page, "Drills", "Drills")
+    expect(page.get_by_text(re.compile(r"^The sandbox channel is unavailable"))).to_be_visible(
+        timeout=30_000)
+    expect(page.locator("input[type=range]")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Drill reports")).to_be_visible()
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+    page.screenshot(path=str(out / "ops_05_drills_sandbox_down.png"))
