@@ -14,11 +14,13 @@ The data, in a throw-away migrated PostgreSQL schema, as the product leaves it:
 * a few firing, pending and resolved alerts.
 
 ``overview_ms``: ``streamlit.testing.v1.AppTest`` runs ``console/app.py`` signed in as a
-viewer, which opens the Overview page (links, sparklines, channel health, guard
-fallbacks, alerts, backlogs): the whole server-side script run, median of ``--runs``
+viewer, which opens the Overview page (alerts, links, sparklines, channel health, guard
+fallbacks, backlogs): the whole server-side script run, median of ``--runs``
 after a warm-up. The same render over the empty schema (before seeding) is the
 reference: ``data_ratio = overview_ms / empty_overview_ms``. The breakdown times the read
 functions of ``console.views.overview`` the page calls, one at a time. Target < 1000 ms.
+``metrics_down_overview_ms``: the same seeded page with the metrics source unreachable
+(Prometheus at a closed port): alerts and backlogs drawn, the three metrics panels say so.
 
 Progress goes to stderr; the last line of stdout is one JSON object, also written to
 ``bench/results/console.json``.
@@ -213,6 +215,19 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
     return metrics_bench().timed_ms(fn, runs)
 
 
+def viewer(url: str) -> None:
+    """The viewer the page signs in as (the console reads the user's row on every run)."""
+    import secrets
+
+    from console.auth import create_user
+
+    engine = sa.create_engine(url)
+    try:
+        create_user(engine, "vera", secrets.token_urlsafe(16), "viewer")
+    finally:
+        engine.dispose()
+
+
 class OverviewPage:
     """``console/app.py`` under AppTest, signed in as a viewer: the Overview page."""
 
@@ -228,24 +243,52 @@ class OverviewPage:
             raise RuntimeError(f"overview raised: {at.exception}")
         return at
 
-    def check(self, *, seeded: bool) -> None:
+    def check(self, *, seeded: bool, metrics_down: bool = False) -> None:
         at = self.render()
         subheaders = [s.value for s in at.subheader]
-        for part in ("Core links", "Channel health", "Guard fallbacks", "Active alerts"):
+        for part in ("Active alerts", "Core links", "Channel health", "Guard fallbacks",
+                     "Backlogs"):  # fmt: skip
             if part not in subheaders:
                 raise RuntimeError(f"overview lacks {part}: {subheaders}")
+        down = [w.value for w in at.warning if "metrics source is unavailable" in w.value]
+        if len(down) != (3 if metrics_down else 0):
+            raise RuntimeError(f"metrics panels down: {down} (metrics_down={metrics_down})")
         if seeded:
             tables = [d.value for d in at.dataframe]
-            guard = next((t for t in tables if "degraded" in t.columns), None)
-            if guard is None or "risk" not in list(guard["resource"]):
-                raise RuntimeError("the seeded degraded risk calls are not on the overview")
+            if not metrics_down:
+                guard = next((t for t in tables if "degraded" in t.columns), None)
+                if guard is None or "risk" not in list(guard["resource"]):
+                    raise RuntimeError("the seeded degraded risk calls are not on the overview")
             alerts = next((t for t in tables if "rule" in t.columns), None)
-            if alerts is None or len(alerts) != 5:
+            rows = [m for m in at.markdown if "-badge[" in str(m.value)]
+            if alerts is None or len(alerts) != 5 or len(rows) != 5:
                 raise RuntimeError("expected the 5 seeded firing/pending alerts")
+
+
+def built_platforms() -> list[Any]:
+    """The console platforms the page built (one per metrics source)."""
+    from console.pages import platform
+
+    out = [platform()]
+    prom = os.environ.pop("PAYWATCH_PROMETHEUS_URL", None)
+    out.append(platform())
+    if prom is not None:
+        os.environ["PAYWATCH_PROMETHEUS_URL"] = prom
+    return out
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def breakdown(runs: int) -> dict[str, float]:
     """The page's reads one at a time, on the console's own platform (its store)."""
+    from alerts.silences import SilenceStore
     from console.pages import platform
     from console.views import overview as ov
 
@@ -276,6 +319,7 @@ def breakdown(runs: int) -> dict[str, float]:
         "sparkline_series_per_step_ms": sparklines_per_step,
         "sparkline_figures_ms": figures,
         "active_alerts_ms": lambda: ov.active_alerts(engine),
+        "silences_ms": lambda: SilenceStore(engine).active(),
         "backlogs_ms": lambda: ov.backlogs(engine),
     }
     return {k: round(median_ms(fn, runs), 2) for k, fn in parts.items()}
@@ -296,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PAYWATCH_VAR_DIR"] = var
         for name in ("PAYWATCH_PROMETHEUS_URL", "PAYWATCH_REDIS_URL", "PAYWATCH_REPLICA_URL"):
             os.environ.pop(name, None)
+        viewer(scoped)
         page = OverviewPage()
         try:
             page.check(seeded=False)  # warm-up: builds the console's platform
@@ -324,15 +369,22 @@ def main(argv: list[str] | None = None) -> int:
             log(f"overview {overview_ms:.0f} ms (runs {[round(s) for s in samples]})")
             parts = breakdown(args.runs)
             log(f"breakdown {parts}")
+            # the metrics source unreachable (a closed port): the page still draws its
+            # database panels and says which ones are down, as fast
+            os.environ["PAYWATCH_PROMETHEUS_URL"] = f"http://127.0.0.1:{closed_port()}"
+            page.check(seeded=True, metrics_down=True)
+            outage_ms = median_ms(page.render, args.runs)
+            log(f"metrics source down: overview {outage_ms:.0f} ms")
         finally:
-            from console.pages import platform
-
-            platform().close()
+            for built in {id(b): b for b in built_platforms()}.values():
+                built.close()
+            os.environ.pop("PAYWATCH_PROMETHEUS_URL", None)
     result = {
         "overview_ms": round(overview_ms, 1),
         "empty_overview_ms": round(empty_ms, 1),
         "data_ratio": round(overview_ms / empty_ms, 2) if empty_ms else None,
         "overview_runs_ms": [round(s, 1) for s in samples],
+        "metrics_down_overview_ms": round(outage_ms, 1),
         "breakdown": parts,
         "rows": {**counts, **recent},
         "hours_raw": args.hours,

@@ -11,6 +11,7 @@ workers' alert dispatch honours.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import streamlit as st
@@ -39,6 +40,7 @@ from console.views.overview import (
     sparkline,
 )
 
+log = logging.getLogger("console.oncall")
 WINDOWS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
 SILENCE_FOR = {"30 min": 1800, "1 hour": 3600, "2 hours": 7200, "4 hours": 14400,
                "8 hours": 28800, "24 hours": 86400}  # fmt: skip
@@ -51,7 +53,7 @@ def _runbook(a: dict[str, Any]) -> None:
     if section is None:
         st.caption("no runbook")
         return
-    with st.popover("Runbook", key=f"runbook_{a['fingerprint'][:24]}"):
+    with st.popover("Runbook", key=f"runbook_{a['fingerprint']}"):
         st.markdown(f"#### {section.heading}")  # our own docs, not user text
         st.markdown(section.text)
         st.caption(f"docs/runbook.md#{section.anchor}")
@@ -133,7 +135,11 @@ def silence_actions(user: User) -> tuple[str, str] | None:
         return None
     if not can(user.role, "alert.silence"):
         return "error", "Your role may not silence alerts."
-    return _silence(user) if wants == "silence" else _end_silence(user)
+    try:
+        return _silence(user) if wants == "silence" else _end_silence(user)
+    except Exception:  # noqa: BLE001 - the database failing: say so, never a traceback
+        log.warning("silence action failed", exc_info=True)
+        return "error", "The database did not answer; check the silences below before trying again."
 
 
 def silence_form(user: User, result: tuple[str, str] | None) -> None:

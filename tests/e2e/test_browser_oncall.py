@@ -207,8 +207,11 @@ def test_alerts_above_the_fold_updated_and_silenced(console_stack, browser):  # 
     assert captions.count() >= 4  # alerts, core links, channel health, guard, backlogs
     runbooks.first.click()
     expect(page.get_by_text("docs/runbook.md#slo_pay_success")).to_be_visible()
-    expect(page.get_by_text(re.compile("Pays are failing fast enough"))).to_be_visible()
+    section = page.get_by_text(re.compile("Pays are failing fast enough"))
+    expect(section).to_be_visible()
     page.screenshot(path=str(artifacts() / "oncall_06_runbook.png"))
+    page.wait_for_timeout(12_000)  # an alerts refresh later, the runbook is still open
+    expect(section).to_be_visible()
     assert page.get_by_text("Silence an alert").count() == 0  # a viewer has no such action
 
     op = new_page(browser)
