@@ -333,7 +333,7 @@ def test_drills_with_sandbox_and_metrics_down_fail_panel_by_panel(drill_env, mon
     assert list(_table(at, "lost")["status"]) == ["failed"]  # the database panel still works
     assert any(c.value.startswith("updated ") and "database" in c.value for c in at.caption)
     _assert_inert(at)
-    assert str(BIG) in at.json[0].value  # the full report's 64-bit id stays exact
+    assert f'"{BIG}"' in at.json[0].value  # the full report's 64-bit id: text, not a number
 
 
 # -- compensation: the picker offers only tasks an action applies to ------------------------
@@ -404,6 +404,8 @@ def test_notification_picker_offers_resendable_ones_and_refreshes(platform):
     _ok(at)
     assert at.selectbox(key="nt_id").options == [f"{BIG} · trade.paid · m · gave_up"]
     assert list(_table(at, "event_id")["id"]) == [str(BIG), "8"]  # exact, as text
+    assert list(_table(at, "event_id")["last_error"])[0] == HOSTILE[0]  # a table: text
+    assert "![px](" not in "\n".join(_texts(at))
     _button(at, "nt_resend").click().run()
     _ok(at)
     assert any(f"Notification {BIG} queued" in s.value for s in at.success)
