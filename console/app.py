@@ -103,12 +103,15 @@ def _pages_for(role: str) -> dict[str, list[st.Page]]:
     return nav
 
 
-def _login() -> None:
+def _login(then: str | None = None) -> None:
+    """The login form; ``then`` names the page the address asks for (opened after)."""
     engine = platform().db.engine
     st.title("paywatch console")
     notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:
         st.info(md(notice))
+    if then:
+        st.caption(f"Sign in to open {md(then)}.")
     with st.form("login"):
         username = st.text_input("User name", key="login_username")
         password = st.text_input("Password", type="password", key="login_password")
@@ -173,8 +176,16 @@ def _login_navigation() -> None:
     filters) is kept and opens after sign-in. Streamlit's automatic page list (every file
     under pages/) must not show before sign-in, hence a navigation of its own."""
     pages = [st.Page(_login, title="Log in", url_path="login", default=True)]
-    pages += [st.Page(_login, title="Log in", url_path=file[:-3]) for file, *_ in _all_pages()]
+    pages += [st.Page(_login_to(title), title="Log in", url_path=file[:-3])
+              for file, title, *_ in _all_pages()]  # fmt: skip
     st.navigation(pages, position="hidden").run()
+
+
+def _login_to(title: str):  # noqa: ANN202 - a page callable
+    def page() -> None:
+        _login(title)
+
+    return page
 
 
 def _sidebar(user: User) -> None:
@@ -210,7 +221,7 @@ def main() -> None:
         st.stop()
     assert user is not None
     _sidebar(user)
-    st.navigation(_pages_for(user.role)).run()
+    st.navigation(_pages_for(user.role), expanded=True).run()
 
 
 main()

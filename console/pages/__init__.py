@@ -50,9 +50,33 @@ def _platform(database_url: str, var_dir: str, sandbox_url: str, prometheus_url:
 
 
 def platform() -> Platform:
-    """The console's platform, built once per database (role "console", no channels)."""
+    """The console's platform, built once per database (role "console", no channels).
+
+    In a fragment's own rerun (a panel refreshing itself) the user is checked again
+    first: the shell does not run then, and a removed user's open page must not go on
+    showing fresh data (:func:`_check_in_fragment`)."""
     s = Settings.from_env()
-    return _platform(s.database_url, s.var_dir, s.sandbox_url, s.prometheus_url or "")
+    built = _platform(s.database_url, s.var_dir, s.sandbox_url, s.prometheus_url or "")
+    _check_in_fragment()
+    return built
+
+
+def _check_in_fragment() -> None:
+    """Once per fragment-only run: when the session has ended or the role changed, rerun
+    the whole app, so the shell shows the login screen or what the new role may see."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    runs = getattr(ctx, "fragment_ids_this_run", None) if ctx is not None else None
+    if not runs or getattr(ctx, "_paywatch_checked", None) is runs:
+        return
+    ctx._paywatch_checked = runs  # type: ignore[union-attr]
+    seen = st.session_state.get("user")
+    if not isinstance(seen, dict):
+        return  # the login screen has no fragments
+    user = current_user()
+    if user is None or user.role != seen.get("role"):
+        st.rerun(scope="app")
 
 
 def leave_legacy_pages() -> None:

@@ -66,11 +66,10 @@ def render(ctx: Any, user: Any = None) -> None:
                                   lambda: create_user(engine, name, password, role))  # fmt: skip
             _outcome(ok, res, f"User {md(name)} created as {role}.")
 
-    users: list[dict[str, Any]] = []
-    with panel(None, "database"):
+    with panel("Change a user", "database"):
         users = list_users(engine)
-    if users:
-        _change_user(c, engine, users)
+        if users:
+            _change_user(c, engine, users)
     with listing, panel("Console users", "database"):
         st.dataframe(list_users(engine), hide_index=True, key="user_list")
     with panel("Sign-in activity", "database"):
@@ -82,7 +81,6 @@ def render(ctx: Any, user: Any = None) -> None:
 
 
 def _change_user(c: Any, engine: Any, users: list[dict[str, Any]]) -> None:
-    st.subheader("Change a user")
     by_name = {u["username"]: u for u in users}
     target = st.selectbox("User", list(by_name), key="user_target")
     who = md(target)
