@@ -52,10 +52,7 @@ def _styled(rows: list[dict[str, Any]]) -> Any:
     return frame.style.map(lambda v: colours.get(v, ""), subset=["status"])
 
 
-def _render_report(c: Any, query: Any, window: str) -> None:
-    dmap = None
-    with panel(None, "database"):
-        dmap = _dmap(c.platform)
+def _render_report(query: Any, dmap: Any, window: str) -> None:
     now = time.time()
     rows = sla_report(query, dmap, now=now, window_s=WINDOWS[window])
     start = datetime.fromtimestamp(now - WINDOWS[window], UTC)
@@ -88,8 +85,14 @@ def render(ctx: Any, user: Any = None) -> None:
     if query is None:
         st.warning("No metrics source is configured.")
         return
-    with panel("Service levels", "metrics"):
-        _render_report(c, query, window)
+    report, targets = st.container(), st.container()
+    dmap = None
+    with targets, panel(None, "database"):  # drawn below the report, read first
+        st.caption("Targets: each resource's sla_target in the dependency map "
+                   "(99.9 % where the map has none).")
+        dmap = _dmap(c.platform)
+    with report, panel("Service levels", "metrics"):
+        _render_report(query, dmap, window)
 
 
 if __name__ == "__main__":  # run as a page by st.navigation
