@@ -126,12 +126,15 @@ def _ceil(t: float, w: float) -> float:
 def plan(lo: float, hi: float, levels: Sequence[Level]) -> list[Piece]:
     """The pieces that cover the window (lo, hi] with every sample in exactly one piece.
 
-    ``levels`` go from coarse to fine and end with the raw samples. Whole buckets of the
-    coarsest level that holds them cover the middle of the window (few rows); finer
-    levels cover the edges: the newest samples (not yet folded) and the window's start,
-    which the finest level still holding it gives to the sample. Where none does (older
-    than the raw and minute retention), the start widens to the bucket holding it.
+    ``levels`` go from coarse to fine and end with the raw samples (width 0). Whole
+    buckets of the coarsest level that holds them cover the middle of the window (few
+    rows); finer levels cover the edges: the newest samples (not yet folded) and the
+    window's start, which the finest level still holding it gives to the sample. Where
+    none does (older than the raw and minute retention), the start widens to the bucket
+    holding it.
     """
+    if not levels or levels[-1].width:
+        raise ValueError("levels must end with the raw samples (width 0)")
     if hi < lo:
         return []
     return _cover(lo, hi, True, True, levels, strict=False) or []
@@ -139,41 +142,34 @@ def plan(lo: float, hi: float, levels: Sequence[Level]) -> list[Piece]:
 
 def _cover(lo: float, hi: float, lo_open: bool, hi_closed: bool, levels: Sequence[Level],
            *, strict: bool) -> list[Piece] | None:  # fmt: skip
-    """Cover ``lo .. hi`` with ``levels``; None when ``strict`` and they cannot read ``lo``
-    (a coarser level then widens instead); otherwise what they hold of it."""
+    """Cover ``lo .. hi`` with ``levels``; None when ``strict`` and they cannot read from
+    ``lo`` on (a coarser level then widens instead); otherwise what they hold of it."""
     if hi < lo or (hi == lo and (lo_open or not hi_closed)):
         return []
     lvl, finer = levels[0], levels[1:]
     w = lvl.width
-    if not w or not finer:  # the finest level: clamp to what it holds
-        start = lo if not w else _floor(lo, w)
-        if start < lvl.reach:
+    if not w:  # raw samples: exact, from what retention still holds
+        if lo < lvl.reach:
             if strict:
                 return None
-            lo, lo_open = (lvl.reach, False) if not w else (_ceil(lvl.reach, w), False)
-        if hi < lo:
-            return []
-        if w:
-            return [Piece(lvl.name, _floor(lo, w), min(_ceil(hi, w), _floor(lvl.until, w)))]
-        return [Piece(lvl.name, lo, hi, lo_open, hi_closed)]
+            lo, lo_open = lvl.reach, False
+        return [] if hi < lo else [Piece(lvl.name, lo, hi, lo_open, hi_closed)]
     b = min(_floor(hi, w), _floor(lvl.until, w))
     a = _ceil(lo, w)
     if lo_open and a == lo:  # the sample at lo itself is not in the window
         a += w
-    if a >= b:  # no whole bucket of this level inside: the finer levels do it all
-        got = _cover(lo, hi, lo_open, hi_closed, finer, strict=True)
-        if got is not None:
-            return got
-        start = _floor(lo, w)
-        if start + w > b or (strict and start < lvl.reach):
-            return None if strict else _cover(lo, hi, lo_open, hi_closed, finer, strict=False)
-        a = start
-        head: list[Piece] | None = []
-    else:
+    head: list[Piece] | None
+    if a < b:
         head = _cover(lo, a, lo_open, False, finer, strict=True)
-        if head is None:  # the finer levels no longer hold the start: widen to the bucket
-            if strict and _floor(lo, w) < lvl.reach:
-                return None
-            a, head = _floor(lo, w), []
-    tail = _cover(b, hi, False, hi_closed, finer, strict=False)
-    return [*head, Piece(lvl.name, a, b), *(tail or [])]
+    else:  # no whole bucket of this level inside: the finer levels do it all if they can
+        head = _cover(lo, hi, lo_open, hi_closed, finer, strict=True)
+        if head is not None:
+            return head
+        if _floor(lo, w) + w > b:  # nor does this level hold the bucket around lo
+            return None if strict else _cover(lo, hi, lo_open, hi_closed, finer, strict=False)
+    if head is None:  # the finer levels no longer hold the start: widen to its bucket
+        if strict and _floor(lo, w) < lvl.reach:
+            return None
+        a, head = _floor(lo, w), []
+    tail = _cover(b, hi, False, hi_closed, finer, strict=False) or []
+    return [*head, Piece(lvl.name, a, b), *tail]

@@ -75,7 +75,7 @@ def _subjects(rep: FundReport, cur: str, first: date, last: date) -> None:
 
 def _dimension(rep: FundReport, cur: str, first: date, last: date) -> None:
     st.subheader("By business")
-    dim = url_select("Dimension", DIMENSIONS, key="by", format_func=DIMENSION_NAMES.get)
+    dim = url_select("Dimension", DIMENSIONS, key="by", format_func=lambda d: DIMENSION_NAMES[d])
     groups = rep.by(dim)
     st.dataframe(money_table([g for g in groups if g.currency == cur], drop=("dimension",)),
                  hide_index=True)  # fmt: skip

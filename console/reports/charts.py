@@ -88,8 +88,8 @@ def sla_chart(rows: Sequence[SlaRow]) -> go.Figure | None:
                             "line": {"width": 3}})  # fmt: skip
     low = min(min(r.availability or 0.0 for r in live), min(r.slo for r in live)) * 100
     floor = max(0.0, low - max((100.0 - low) * 0.5, 0.05))
+    order = [label(f"{r.kind}:{r.name}") for r in live]
     fig.update_layout(title="Availability against target", yaxis_title="availability (%)",
                       yaxis_range=[floor, 100.0 + (100.0 - floor) * 0.08],
-                      xaxis={"categoryorder": "array",
-                             "categoryarray": [label(f"{r.kind}:{r.name}") for r in live]})  # fmt: skip
+                      xaxis={"categoryorder": "array", "categoryarray": order})  # fmt: skip
     return fig

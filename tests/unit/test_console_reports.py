@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import insert
 
 from collectors.query import MetricsQuery, Series
+from console.reports.charts import MET, MISSED, sla_chart
 from console.reports.funds import DIMENSIONS, SubjectRow, columns_of, fund_report, to_csv
 from console.reports.ops import (
     compensation_rows,
@@ -22,7 +23,6 @@ from console.reports.ops import (
     recon_runs,
     resolve_difference,
 )
-from console.reports.charts import MET, MISSED, sla_chart
 from console.reports.sla import budget_text, display_rows, has_traffic, sla_csv, sla_report
 from paycore import CreateTrade, PayRequest, PayTool, RefundRequest
 from paycore.db.schema import Notification, NotificationAttempt, ReconDifference
@@ -409,3 +409,37 @@ def test_manual_items(shop, core):
         s.execute(update(PayItem).where(PayItem.id == po.items[0].id).values(manual=True))
     rows = manual_items(core.db)
     assert [r.id for r in rows] == [po.items[0].id] and rows[0].amount == 500
+
+
+# -- money as people read it ----------------------------------------------------------------------
+def test_format_money_uses_each_currencys_exponent_and_separators():
+    from console.reports.funds import format_money
+
+    assert format_money(21_357_566, "CNY") == "213,575.66 CNY"
+    assert format_money(5, "CNY") == "0.05 CNY" and format_money(-5, "USD") == "-0.05 USD"
+    assert format_money(-123_456_789, "JPY") == "-123,456,789 JPY"  # exponent 0
+    assert format_money(0, "KRW") == "0 KRW"
+    assert format_money(10**18 + 7, "EUR") == "10,000,000,000,000,000.07 EUR"  # no float
+    assert format_money(42, "XTS") == "42 (minor units) XTS"  # unknown: says what it is
+
+
+def test_fund_tables_and_charts_show_money_and_say_when_empty(shop, core):
+    from console.reports.charts import dimension_chart, subject_chart
+    from console.reports.funds import format_money, has_movement, money_table
+
+    _seed(shop)
+    rep = fund_report(core.db, *_window(core))
+    rows = money_table(rep.subjects)
+    fee = next(r for r in rows if r["subject_code"] == "6001")
+    assert fee["income"] == format_money(rep.subject("6001").income, "CNY")
+    assert all(str(r[k]).endswith(" CNY") for r in rows for k in ("debits", "net", "closing"))
+    assert money_table(rep.by("pay_org_no"), drop=("dimension",))[0].keys() >= {"value", "net"}
+    fig = subject_chart(rep, "CNY")
+    assert fig is not None and "CNY" in fig.layout.yaxis.title.text
+    assert format_money(rep.subject("1002").income, "CNY") in fig.data[0].customdata
+    assert dimension_chart(rep.by("merchant_id"), "CNY") is not None
+    assert has_movement(rep, "CNY") and not has_movement(rep, "JPY")
+    later = _window(core)[1] + timedelta(days=3)
+    quiet = fund_report(core.db, later, later + timedelta(days=1))
+    assert not has_movement(quiet)
+    assert subject_chart(quiet, "CNY") is None and dimension_chart(quiet.by("order_type")) is None
