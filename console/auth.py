@@ -322,12 +322,13 @@ def open_session(engine: Engine, username: str, *, source: str = "local", client
 
 
 def session_user(engine: Engine, token: str | None, *, idle: timedelta,
-                 oidc_roles: Mapping[str, str] | None = None,
+                 oidc_roles: Mapping[str, str] | None = None, touch: bool = True,
                  now: datetime | None = None) -> User | None:  # fmt: skip
     """The user of the session ``token`` as the database has it now, or ``None`` (no such
     session, expired, idle longer than ``idle``, user disabled or removed). A session that
-    is over is deleted. Its last activity is recorded at most every ``min(60 s, idle/4)``.
-    A local user's role is read from ``console_users``; an OIDC user's from ``oidc_roles``.
+    is over is deleted. With ``touch`` (a click, not a page refreshing itself) its last
+    activity is recorded, at most every ``min(60 s, idle/4)``. A local user's role is read
+    from ``console_users``; an OIDC user's from ``oidc_roles``.
     """
     if not token:
         return None
@@ -351,7 +352,7 @@ def session_user(engine: Engine, token: str | None, *, idle: timedelta,
     if user is None or now >= row.expires_at or now - row.last_seen_at >= idle:
         end_session(engine, token)
         return None
-    if now - row.last_seen_at >= min(timedelta(seconds=60), idle / 4):
+    if touch and now - row.last_seen_at >= min(timedelta(seconds=60), idle / 4):
         with engine.begin() as conn:
             conn.execute(sa.update(ConsoleSession).where(ConsoleSession.token_hash == key)
                          .values(last_seen_at=now))  # fmt: skip

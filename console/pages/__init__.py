@@ -74,7 +74,7 @@ def _check_in_fragment() -> None:
     seen = st.session_state.get("user")
     if not isinstance(seen, dict):
         return  # the login screen has no fragments
-    user = current_user()
+    user = current_user(click=False)
     if user is None or user.role != seen.get("role"):
         st.rerun(scope="app")
 
@@ -160,18 +160,20 @@ def _remember(user: User) -> None:
     st.session_state["user"] = {"username": user.username, "role": user.role}
 
 
-def current_user() -> User | None:
+def current_user(*, click: bool = True) -> User | None:
     """The signed-in user as the database has it now, or ``None``.
 
     The session token comes from this browser session, else from the cookie (a reload);
     an ended session (logout, idle, expiry, disabled/removed user, reset password) leaves
     a notice for the login screen. A ``user`` put into ``st.session_state`` by server code
-    without a session (tests, embedding) is re-read from ``console_users`` too.
+    without a session (tests, embedding) is re-read from ``console_users`` too. Only a
+    ``click`` (not a page refreshing itself) counts as activity for the idle timeout.
     """
     engine = platform().db.engine
     token = st.session_state.get(SESSION_KEY) or _cookie_token()
     if token:
-        user = session_user(engine, token, idle=idle_timeout(), oidc_roles=oidc_roles())
+        user = session_user(engine, token, idle=idle_timeout(), oidc_roles=oidc_roles(),
+                            touch=click)  # fmt: skip
         if user is not None:
             st.session_state[SESSION_KEY] = token
             _remember(user)

@@ -259,6 +259,8 @@ def test_idle_and_lifetime_end_a_session(engine):
         assert auth.session_user(engine, token, idle=IDLE, now=t) is not None, t
     assert auth.session_user(engine, token, idle=IDLE, now=T0 + auth.SESSION_LIFETIME) is None
     idle = auth.open_session(engine, "olive", now=T0)
+    # a page refreshing itself (touch=False) is no activity
+    assert auth.session_user(engine, idle, idle=IDLE, touch=False, now=T0 + IDLE / 2)
     assert auth.session_user(engine, idle, idle=IDLE, now=T0 + IDLE) is None
     assert auth.session_user(engine, idle, idle=IDLE, now=T0) is None  # deleted, not revived
 
