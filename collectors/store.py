@@ -2,11 +2,14 @@
 
 The :class:`~collectors.sampler.Sampler` writes a registry's samples here every few
 seconds; :meth:`TimeSeriesStore.rollup` folds them into rollups (last/min/max/sum/count
-per bucket, upserted, so it is idempotent and can run from several processes) and
-:meth:`TimeSeriesStore.prune` drops what is past retention. The store answers the
-:class:`~collectors.query.MetricsQuery` interface from whichever resolution fits:
-raw samples for windows under 2 h, 1-minute rollups up to 2 days, 1-hour rollups
-beyond (and a coarser one whenever the finer one is already pruned at that time).
+and the exact increase ``inc`` per bucket, upserted, so it is idempotent and can run from
+several processes) and :meth:`TimeSeriesStore.prune` drops what is past retention.
+
+Counts (:meth:`~TimeSeriesStore.increase`, so ``count``, ``ratio`` and ``quantile``) are
+stitched from every resolution, each sample counted once (:func:`.store_math.plan`).
+Rates, gauges and charts read one resolution: raw samples for windows under 2 h,
+1-minute rollups up to 2 days, 1-hour rollups beyond (and a coarser one whenever the
+finer one is already pruned at that time).
 
 Counters are stored cumulative, as exposed; a decrease is a counter reset (a process
 restart), and the increase across it is the value after the reset.
@@ -77,8 +80,8 @@ H1_RETENTION = 90 * 86400.0
 M1_FROM = 2 * 3600.0  # windows this long or longer read 1-minute rollups
 H1_FROM = 2 * 86400.0  # ... and this long or longer, 1-hour rollups
 MAX_POINTS = 11_000  # as Prometheus' query_range
-#: a counter sample counts against the sample before it only if that is at most this
-#: many seconds older; after a longer silence the series starts over from its next sample
+#: how far back a raw read looks for a sample's predecessor where the minute rollups do
+#: not hold it yet (rollups lagging or not run yet)
 GAP = 300.0
 _SOURCES = {RAW.name: RAW, M1.name: M1, H1.name: H1}
 _PG_INSERT = (
@@ -180,10 +183,7 @@ class TimeSeriesStore(MetricsQuery):
             mark = self._last_bucket(conn, dst.table, self.names(conn, dst.table))
         lo = 0.0 if mark is None else mark - dst.width
         stmt = sa.text(sql).bindparams(sa.bindparam("names", expanding=True))
-        params: dict[str, Any] = {"names": names, "lo": lo, "hi": now}
-        if dst is M1:
-            params["gap"] = self.gap
-        n = conn.execute(stmt, params).rowcount
+        n = conn.execute(stmt, {"names": names, "lo": lo, "hi": now}).rowcount
         self._marks[dst.table] = math.floor(now / dst.width) * dst.width
         return max(n, 0)
 
@@ -286,15 +286,15 @@ class TimeSeriesStore(MetricsQuery):
         """Counter increase over (at - window, at] per group of the ``by`` labels.
 
         Exact to the sample: every sample in the window counts its increase against the
-        sample before it (a decrease is a reset: the value itself; a predecessor more
-        than :attr:`gap` seconds back: nothing), read from whichever resolution holds
-        it, stitched (:meth:`window_plan`): whole hours from the 1-hour rollups, whole
-        minutes from the 1-minute ones, raw samples for the newest minutes (not folded
-        yet) and the window's first minute. A start older than the raw and minute
+        sample before it in its series, however long before (a decrease is a reset: the
+        value itself; a series' first sample: nothing), read from whichever resolution
+        holds it, stitched (:meth:`window_plan`): whole hours from the 1-hour rollups,
+        whole minutes from the 1-minute ones, raw samples for the newest minutes (not
+        folded yet) and the window's first minute. A start older than the raw and minute
         retention widens to the minute or hour that holds it.
         """
         out: dict[tuple[str, ...], float] = {}
-        for labels, inc, _, _ in self._stitched(metric, window, at, match):
+        for labels, inc in self._stitched(metric, window, at, match):
             key = group_key(labels, by)
             out[key] = out.get(key, 0.0) + inc
         return out
@@ -305,11 +305,14 @@ class TimeSeriesStore(MetricsQuery):
             raise QueryError("window must be positive")
         try:
             with self.engine.connect() as conn:
-                return self._plan(conn, metric, at - window, at)
+                return self._plan(conn, metric, at - window, at)[0]
         except SQLAlchemyError as exc:
             raise QueryError(f"metrics query failed: {type(exc).__name__}") from exc
 
-    def _plan(self, conn: Connection, metric: str, lo: float, hi: float) -> list[Piece]:
+    def _plan(
+        self, conn: Connection, metric: str, lo: float, hi: float
+    ) -> tuple[list[Piece], float]:
+        """The pieces, and the time before which the 1-minute rollup is complete."""
         now = self.clock()
         until = {}
         for src in (M1, H1):
@@ -321,39 +324,49 @@ class TimeSeriesStore(MetricsQuery):
             Level(M1.name, M1.width, now - self.m1_retention, until[M1.name]),
             Level(RAW.name, 0.0, now - self.raw_retention + self.gap),
         )
-        return plan(lo, hi, levels)
+        return plan(lo, hi, levels), until[M1.name]
+
+    def _raw_bounds(self, lo: float, m1_until: float) -> tuple[float, float]:
+        """Where a raw piece from ``lo`` reads samples from (``flo``) and before which the
+        1-minute rollup gives each series' previous value (``mlo``): from the minute
+        holding ``lo`` when the rollup is complete before it (exact), else from
+        :attr:`gap` seconds back (the rollups lag behind)."""
+        start = math.floor(lo / M1.width) * M1.width
+        if start <= m1_until:
+            return start, start
+        if m1_until >= lo - self.gap:
+            return m1_until, m1_until
+        flo = lo - self.gap
+        return flo, math.floor(flo / M1.width) * M1.width
 
     def _stitched(
         self, metric: str, window: float, at: float, match: Labels | None
-    ) -> list[tuple[dict[str, str], float, float, float]]:
-        """Per matching series: (labels, increase over the window, first and last time
-        the increase spans)."""
+    ) -> list[tuple[dict[str, str], float]]:
+        """Per matching series: (labels, increase over the window)."""
         if window <= 0:
             raise QueryError("window must be positive")
         msql, mparams = match_clause(match)
-        acc: dict[str, list[float]] = {}
+        acc: dict[str, float] = {}
         try:
             with self.engine.connect() as conn:
-                for piece in self._plan(conn, metric, at - window, at):
+                pieces, m1_until = self._plan(conn, metric, at - window, at)
+                for piece in pieces:
                     params = {**mparams, "name": metric, "lo": piece.lo, "hi": piece.hi}
                     if piece.name == RAW.name:
                         sql = raw_piece_sql(msql, lo_open=piece.lo_open, hi_closed=piece.hi_closed)
-                        params["gap"] = self.gap
+                        params["flo"], params["mlo"] = self._raw_bounds(piece.lo, m1_until)
                     else:
                         sql = rollup_piece_sql(_SOURCES[piece.name], msql)
-                    for text, inc, t0, t1 in conn.execute(sa.text(sql), params):
-                        cur = acc.setdefault(text, [0.0, math.inf, -math.inf])
-                        cur[0] += float(inc or 0.0)
-                        cur[1] = min(cur[1], float(t0))
-                        cur[2] = max(cur[2], float(t1))
+                    for text, inc in conn.execute(sa.text(sql), params):
+                        acc[text] = acc.get(text, 0.0) + float(inc or 0.0)
         except SQLAlchemyError as exc:
             raise QueryError(f"metrics query failed: {type(exc).__name__}") from exc
         cache: dict[str, dict[str, str]] = {}
         out = []
-        for text, (inc, t0, t1) in acc.items():
+        for text, inc in acc.items():
             labels = parse_labels(text, cache)
             if matches(labels, match):
-                out.append((labels, inc, t0, t1))
+                out.append((labels, inc))
         return out
 
     def count(

@@ -188,35 +188,40 @@ _UPSERT = (
 )
 _COLS = '(bucket, name, labels, "last", "min", "max", "sum", "count", inc)'
 
-#: a sample's increase against the sample before it (``pv`` at ``pt``): none without a
-#: predecessor within ``:gap`` seconds, the value itself after a decrease (a reset)
-_SAMPLE_DELTA = (
-    "CASE WHEN pv IS NULL OR ts - pt > :gap THEN 0.0"
-    " WHEN value >= pv THEN value - pv ELSE value END"
-)
-_LAG = (
-    "LAG(value) OVER (PARTITION BY {part} ORDER BY ts, id) AS pv,"
-    " LAG(ts) OVER (PARTITION BY {part} ORDER BY ts, id) AS pt"
-)
+#: a sample's increase against the sample before it in its series (``pv``): nothing for a
+#: series' first sample, the value itself after a decrease (a reset: a new process)
+_SAMPLE_DELTA = "CASE WHEN pv IS NULL THEN 0.0 WHEN value >= pv THEN value - pv ELSE value END"
+
+
+def _previous_last(name: str, before: str) -> str:
+    """The newest 1-minute bucket's ``last`` of series (``name``, ``k.labels``) among the
+    buckets starting before ``before``: the value of the sample before those read (an
+    index seek on the rollup's unique (name, labels, bucket) index, however long ago)."""
+    return (
+        f'(SELECT m."last" FROM metric_rollup_1m m WHERE m.name = {name}'
+        f" AND m.labels = k.labels AND m.bucket < {before} ORDER BY m.bucket DESC LIMIT 1)"
+    )
 
 
 def rollup_1m_sql(dialect: str) -> str:
     """Fold raw samples with ts in [:lo, :hi) into 1-minute buckets (upsert). ``inc`` is
-    the sum of the bucket's sample deltas (:data:`_SAMPLE_DELTA`); the samples of the
-    ``:gap`` seconds before ``:lo`` are read only as predecessors."""
+    the sum of the bucket's sample deltas (:data:`_SAMPLE_DELTA`); a series' first sample
+    in the range counts against the last value folded before ``:lo``. One window (per
+    series, in time order) gives each sample its predecessor and marks the last of its
+    bucket."""
     b = bucket_expr("ts", 60.0, dialect)
-    lag = _LAG.format(part="name, labels")
+    w = "OVER (PARTITION BY name, labels ORDER BY ts, id)"
+    rows = "FROM metric_samples WHERE name IN :names AND ts >= :lo AND ts < :hi"
     return (
         f"INSERT INTO metric_rollup_1m {_COLS}"
-        " SELECT b, name, labels, MAX(CASE WHEN rn = 1 THEN value END), MIN(value),"
-        " MAX(value), SUM(value), COUNT(*), SUM(d)"
-        f" FROM (SELECT name, labels, value, b, {_SAMPLE_DELTA} AS d, ROW_NUMBER() OVER"
-        " (PARTITION BY name, labels, b ORDER BY ts DESC, id DESC) AS rn"
-        f" FROM (SELECT name, labels, value, ts, id, {b} AS b, {lag}"
-        " FROM metric_samples WHERE name IN :names AND ts >= :lo - :gap AND ts < :hi) AS p"
-        " WHERE ts >= :lo) AS s"
-        # "WHERE true": SQLite's parser needs it between a SELECT and ON CONFLICT
-        " WHERE true GROUP BY b, name, labels" + _UPSERT
+        " SELECT b, name, labels, MAX(CASE WHEN nb IS NULL OR nb <> b THEN value END),"
+        f" MIN(value), MAX(value), SUM(value), COUNT(*), SUM({_SAMPLE_DELTA})"
+        f" FROM (SELECT name, labels, value, base, b, LAG(value) {w} AS pv, LEAD(b) {w} AS nb"
+        f" FROM (SELECT name, labels, value, ts, id, {b} AS b, 0 AS base {rows}"
+        f" UNION ALL SELECT k.name, k.labels, {_previous_last('k.name', ':lo')}, -1.0, 0,"
+        f" -1.0, 1 FROM (SELECT DISTINCT name, labels {rows}) AS k) AS r) AS p"
+        # "WHERE": SQLite's parser needs one between a SELECT and ON CONFLICT
+        " WHERE base = 0 GROUP BY b, name, labels" + _UPSERT
     )
 
 
@@ -239,18 +244,21 @@ def rollup_1h_sql(dialect: str) -> str:
 # -- counter increases stitched from pieces (see collectors.store_math.plan) -------------------
 def raw_piece_sql(match_sql: str, *, lo_open: bool, hi_closed: bool) -> str:
     """Per series: the summed deltas of the raw samples with ts in the piece (``:lo``
-    .. ``:hi``, ends open or closed as given), each against its predecessor (read from
-    ``:gap`` seconds before ``:lo``); also the time of the first predecessor and of the
-    last sample (for rates)."""
+    .. ``:hi``, ends open or closed as given). Each counts against the sample before it:
+    raw samples are read from ``:flo`` (at or before ``:lo``), and before those a
+    series' value is the ``last`` of its newest 1-minute bucket starting before ``:mlo``
+    (at or before ``:flo``), which the fold read the same way."""
     lo = ">" if lo_open else ">="
     hi = "<=" if hi_closed else "<"
-    lag = _LAG.format(part="labels")
+    w = "OVER (PARTITION BY labels ORDER BY ts, id)"
+    rows = f"FROM metric_samples WHERE name = :name AND ts >= :flo AND ts <= :hi{match_sql}"
     return (
-        f"SELECT labels, SUM({_SAMPLE_DELTA}) AS inc, MIN(COALESCE(pt, ts)) AS t0,"
-        " MAX(ts) AS t1"
-        f" FROM (SELECT labels, ts, value, {lag} FROM metric_samples"
-        f" WHERE name = :name AND ts >= :lo - :gap AND ts <= :hi{match_sql}) AS p"
-        f" WHERE ts {lo} :lo AND ts {hi} :hi GROUP BY labels"
+        f"SELECT labels, SUM({_SAMPLE_DELTA}) AS inc"
+        f" FROM (SELECT labels, ts, value, base, LAG(value) {w} AS pv"
+        f" FROM (SELECT labels, ts, value, id, 0 AS base {rows}"
+        f" UNION ALL SELECT k.labels, -1.0, {_previous_last(':name', ':mlo')}, 0, 1"
+        f" FROM (SELECT DISTINCT labels {rows}) AS k) AS r) AS p"
+        f" WHERE base = 0 AND ts {lo} :lo AND ts {hi} :hi GROUP BY labels"
     )
 
 
@@ -265,8 +273,7 @@ def rollup_piece_sql(src: Source, match_sql: str) -> str:
         " ELSE v + CASE WHEN mx > prev AND mx > v THEN mx - prev ELSE 0.0 END END"
     )
     return (
-        f"SELECT labels, SUM(CASE WHEN inc IS NOT NULL THEN inc ELSE {legacy} END) AS inc,"
-        f" MIN(bucket) AS t0, MAX(bucket) + {w!r} AS t1"
+        f"SELECT labels, SUM(CASE WHEN inc IS NOT NULL THEN inc ELSE {legacy} END) AS inc"
         f' FROM (SELECT labels, bucket, inc, "last" AS v, "min" AS mn, "max" AS mx,'
         f' LAG("last") OVER (PARTITION BY labels ORDER BY bucket) AS prev FROM {src.table}'
         f" WHERE name = :name AND bucket >= :lo - {w!r} AND bucket < :hi{match_sql}) AS p"
