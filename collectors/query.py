@@ -65,8 +65,10 @@ class MetricsQuery(ABC):
         by: tuple[str, ...] = (),
     ) -> list[Series]:
         """How much counter ``metric`` went up over ``window`` before ``at`` (events, not
-        a rate), per group. This default scales :meth:`rate`, which over-counts a series
-        younger than the window; the implementations answer from the increase itself."""
+        a rate), per group: what reports count with (the SLA report). Both implementations
+        answer from the increase itself (the store: stitched and exact to the sample;
+        Prometheus: ``increase()``). This default, for test doubles only, scales
+        :meth:`rate`, which over-counts a series younger than the window."""
         return [Series(s.labels, None if s.value is None else s.value * window)
                 for s in self.rate(metric, window=window, at=at, match=match, by=by)]  # fmt: skip
 

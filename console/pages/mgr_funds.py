@@ -27,6 +27,7 @@ from console.reports.funds import (
     money_table,
     to_csv,
 )
+from console.safe import md
 from console.urlstate import url_date, url_select
 
 DIMENSION_NAMES = {"merchant_id": "merchant", "order_type": "order type",
@@ -52,7 +53,8 @@ def _totals(rep: FundReport) -> None:
         return
     cols = st.columns(min(len(rep.totals), 4))
     for col, t in zip(cols, rep.totals, strict=False):
-        col.metric(f"Platform income ({t.currency})", format_money(t.platform_income, t.currency),
+        col.metric(f"Platform income ({md(t.currency)})",
+                   format_money(t.platform_income, t.currency),
                    help=f"{t.entries:,} journal entries; debits = credits = "
                         f"{format_money(t.debits, t.currency)}")  # fmt: skip
     st.dataframe(money_table(rep.totals), hide_index=True)
@@ -112,7 +114,7 @@ def render(ctx: Any, user: Any = None) -> None:
         currencies = sorted({t.currency for t in rep.totals} | {r.currency for r in rep.subjects})
         cur = url_select("Currency", currencies, key="currency")
         if not has_movement(rep, cur):
-            st.info(f"{NO_DATA}: nothing was posted in {cur} from {first} to {last}; "
+            st.info(f"{NO_DATA}: nothing was posted in {md(cur)} from {first} to {last}; "
                     "the balances below are as they stood.")  # fmt: skip
         _subjects(rep, cur, first, last)
         _dimension(rep, cur, first, last)
