@@ -55,6 +55,7 @@ class MetricsQuery(ABC):
         """Per-second increase of counter ``metric`` over ``window`` before ``at``,
         summed per group of the ``by`` labels, over series matching ``match``."""
 
+    @abstractmethod
     def count(
         self,
         metric: str,
@@ -67,10 +68,8 @@ class MetricsQuery(ABC):
         """How much counter ``metric`` went up over ``window`` before ``at`` (events, not
         a rate), per group: what reports count with (the SLA report). Both implementations
         answer from the increase itself (the store: stitched and exact to the sample;
-        Prometheus: ``increase()``). This default, for test doubles only, scales
-        :meth:`rate`, which over-counts a series younger than the window."""
-        return [Series(s.labels, None if s.value is None else s.value * window)
-                for s in self.rate(metric, window=window, at=at, match=match, by=by)]  # fmt: skip
+        Prometheus: ``increase()``), never from rate x window, which over-counts a series
+        younger than the window."""
 
     @abstractmethod
     def ratio(

@@ -104,6 +104,10 @@ class FakeQuery(MetricsQuery):
         incs = self._increases(metric, window, at, match, by)
         return [Series(dict(zip(by, k, strict=True)), v / window) for k, v in incs.items()]
 
+    def count(self, metric, *, window, at, match=None, by=()):
+        incs = self._increases(metric, window, at, match, by)
+        return [Series(dict(zip(by, k, strict=True)), v) for k, v in incs.items()]
+
     def ratio(self, numerator, denominator, *, window, at, match_num=None, match_den=None, by=()):
         num = self._increases(numerator, window, at, match_num, by)
         den = self._increases(denominator, window, at, match_den, by)

@@ -50,6 +50,10 @@ class StubQuery(MetricsQuery):
         self.calls.append(("rate", metric, window, dict(match or {}), by))
         return self.rates.get(window, [Series({}, 100.0)])
 
+    def count(self, metric, *, window, at, match=None, by=()):
+        self.calls.append(("count", metric, window, dict(match or {}), by))
+        return [Series(s.labels, s.value * window) for s in self.rates.get(window, [])]
+
     def ratio(self, numerator, denominator, *, window, at, match_num=None, match_den=None, by=()):
         self.calls.append(
             ("ratio", numerator, window, dict(match_num or {}), dict(match_den or {}), by)

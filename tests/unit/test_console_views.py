@@ -67,6 +67,11 @@ class FakeQuery(MetricsQuery):
             return [Series({"step": "pay"}, 10.0), Series({"step": "refund"}, 1.0)]
         return [Series({"pay_org": "SANDBOX_A"}, 4.0), Series({"pay_org": "EXTRA"}, 1.0)]
 
+    def count(self, metric, *, window, at, match=None, by=()):
+        """The canned rates' events over the window (a young series is not modelled)."""
+        return [Series(s.labels, s.value * window)
+                for s in self.rate(metric, window=window, at=at, match=match, by=by)]
+
     def ratio(self, numerator, denominator, *, window, at, match_num=None, match_den=None, by=()):
         outcome = (match_num or {}).get("outcome")
         key = by[0]
