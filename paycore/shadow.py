@@ -55,11 +55,11 @@ class ShadowUnavailable(PayCoreError):
 
 
 class _ShadowTimed:
-    __slots__ = ("_count", "outcome", "reason", "step")
+    __slots__ = ("_count", "outcome", "pay_org", "reason", "step")
 
     def __init__(self, count: Callable[[str], None], step: str) -> None:
         self._count, self.step = count, step
-        self.outcome, self.reason = "ok", ""
+        self.outcome, self.reason, self.pay_org = "ok", "", ""
 
     def __enter__(self) -> _ShadowTimed:
         return self
