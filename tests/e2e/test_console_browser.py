@@ -17,22 +17,21 @@ and the overview reads them back through ``MetricsQuery``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shutil
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from browser_stack import Processes as Stack
+from browser_stack import artifacts as _artifacts
+from browser_stack import chromium_path as _chromium
+from browser_stack import select as _select
+from browser_stack import wait as _wait
 from conftest import _unavailable, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,78 +39,6 @@ OPERATOR, PASSWORD = "olive", "operator-password-1"
 REASON = "risk service brown-out (browser e2e)"
 TRADES = 4
 pytestmark = pytest.mark.timeout(300)
-
-
-def _chromium() -> str:
-    """Debian's Chromium (``PAYWATCH_CHROMIUM`` overrides); skip, or fail under CI."""
-    path = os.environ.get("PAYWATCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.access(path, os.X_OK):
-        _unavailable("Chromium", FileNotFoundError(f"{path}: apt-get install chromium"))
-    return path
-
-
-def _artifacts() -> Path:
-    out = Path(os.environ.get("PAYWATCH_ARTIFACTS") or ROOT / "artifacts" / "browser")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _wait(pred: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Stack:
-    """The CLI processes of one test, each in its own process group with a log file."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env, self.logs = env, logs
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "console.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
-
-    def start(self, name: str, *args: str) -> None:
-        log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", *args], env=self.env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        log.close()
-
-    def tail(self, name: str, n: int = 3000) -> str:
-        path = self.logs / f"{name}.log"
-        return path.read_text(errors="replace")[-n:] if path.exists() else ""
-
-    def wait_http(self, name: str, url: str, timeout: float = 60) -> None:
-        def up() -> bool:
-            if self.procs[name].poll() is not None:
-                raise AssertionError(f"{name} exited:\n{self.tail(name)}")
-            try:
-                return httpx.get(url, timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        _wait(up, f"{name} at {url}", timeout)
-
-    def stop(self) -> None:
-        """SIGTERM to every process group (``console`` starts Streamlit as a child), then
-        SIGKILL what is left."""
-        for p in self.procs.values():
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(15)
-            with contextlib.suppress(ProcessLookupError):  # the rest of the group too
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait(5)
 
 
 def _guard_count(api: str, resource: str, outcome: str) -> float:
@@ -251,15 +178,6 @@ def _degrade_risk(page: Any, expect: Any) -> None:
     # the confirmation (also shown as a toast)
     expect(page.get_by_test_id("stAlertContentSuccess").get_by_text(
         re.compile(r"Switch #\d+ is active\."))).to_be_visible()  # fmt: skip
-
-
-def _select(page: Any, label: str, option: str) -> None:
-    from playwright.sync_api import expect
-
-    box = page.get_by_role("combobox", name=label, exact=True)
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    expect(box).to_have_value(option)
 
 
 def _pay_through_degraded_risk(api: str, token: str) -> int:
