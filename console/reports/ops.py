@@ -60,10 +60,14 @@ def compensation_rows(
         stmt = stmt.where(T.status == status)
     if kind:
         stmt = stmt.where(T.kind == kind)
+    return _task_rows(db, stmt)
+
+
+def _task_rows(db: Database, stmt: Any) -> list[TaskRow]:
     with db.session() as s:
         return [
             TaskRow(r.id, r.kind, r.biz_key, r.merchant_id, r.status, r.attempts, r.max_attempts,
-                    r.next_run_at, r.last_error, r.note, r.updated_at)  # fmt: skip
+                    r.next_run_at, r.last_error, r.note, r.updated_at)
             for r in s.execute(stmt).scalars()
         ]
 
@@ -86,12 +90,7 @@ def actionable_tasks(
             .order_by(T.updated_at.desc(), T.id.desc()).limit(limit))  # fmt: skip
     if kind:
         stmt = stmt.where(T.kind == kind)
-    with db.session() as s:
-        return [
-            TaskRow(r.id, r.kind, r.biz_key, r.merchant_id, r.status, r.attempts, r.max_attempts,
-                    r.next_run_at, r.last_error, r.note, r.updated_at)  # fmt: skip
-            for r in s.execute(stmt).scalars()
-        ]
+    return _task_rows(db, stmt)
 
 
 def compensation_kinds(db: Database) -> list[str]:
