@@ -89,18 +89,48 @@ def redis_server() -> str:
     return REDIS_URL
 
 
+#: logical Redis databases a test can lease for itself (0 is left to a developer's own
+#: platform; the lease keys live in the database of ``REDIS_URL``, which is never leased)
+LEASABLE_REDIS_DBS = range(1, 15)
+LEASE_SECONDS = 900  # longer than any test's timeout: a killed run's lease runs out
+
+
 @pytest.fixture
 def redis_url(redis_server: str) -> Iterator[str]:
-    """The Redis URL on a test-only logical database, flushed before and after."""
+    """A Redis URL on a logical database leased to this test alone.
+
+    The lease (``SET NX`` in ``REDIS_URL``'s database) keeps every other test, of this
+    suite or of another started beside it, out of that database while this test runs;
+    only then is it emptied, so no test ever empties a database another one uses.
+    """
     import redis
 
-    client = redis.Redis.from_url(redis_server)
-    client.flushdb()
+    registry = redis.Redis.from_url(redis_server)
+    owner = uuid.uuid4().hex
+    base = redis_server.rsplit("/", 1)[0]
+    leased = None
+    deadline = time.monotonic() + 60
+    while leased is None:
+        for db in LEASABLE_REDIS_DBS:
+            if registry.set(f"paywatch-test:redis-lease:{db}", owner, nx=True, ex=LEASE_SECONDS):
+                leased = db
+                break
+        else:
+            if time.monotonic() > deadline:
+                pytest.fail("no Redis test database could be leased within 60 s")
+            time.sleep(0.2)
+    url = f"{base}/{leased}"
+    own = redis.Redis.from_url(url)
+    own.flushdb()  # ours alone: a run that died may have left keys behind
     try:
-        yield redis_server
+        yield url
     finally:
-        client.flushdb()
-        client.close()
+        own.flushdb()
+        own.close()
+        key = f"paywatch-test:redis-lease:{leased}"
+        if registry.get(key) == owner.encode():
+            registry.delete(key)
+        registry.close()
 
 
 @pytest.fixture
