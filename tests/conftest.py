@@ -121,11 +121,16 @@ def redis_url(redis_server: str) -> Iterator[str]:
             time.sleep(0.2)
     url = f"{base}/{leased}"
     own = redis.Redis.from_url(url)
-    own.flushdb()  # ours alone: a run that died may have left keys behind
+
+    def clear() -> None:  # the leased database only: a run that died may have left keys
+        for key in own.scan_iter(count=500):
+            own.unlink(key)
+
+    clear()
     try:
         yield url
     finally:
-        own.flushdb()
+        clear()
         own.close()
         key = f"paywatch-test:redis-lease:{leased}"
         if registry.get(key) == owner.encode():
