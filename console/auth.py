@@ -21,16 +21,25 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .audit import ADMIN_ONLY, record
-from .schema import ConsoleLoginThrottle, ConsoleSession, ConsoleUser
+from .oidc import oidc_action, oidc_configured, oidc_role  # noqa: F401 - re-exported
+from .schema import ConsoleSession, ConsoleUser
+from .throttle import (  # noqa: F401 - Throttle, login_wait, throttle_keys re-exported
+    Throttle,
+    _forget_old,
+    _settle_success,
+    login_wait,
+    reserve_attempt,
+    throttle_keys,
+)
 
 ROLES = ("viewer", "operator", "manager", "admin")
 _RANK = {r: i for i, r in enumerate(ROLES)}
@@ -372,118 +381,6 @@ def _end_sessions(conn: Connection, username: str) -> None:
                                                  ConsoleSession.source == "local"))  # fmt: skip
 
 
-# -- login throttling --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Throttle:
-    """Growing waits after failed sign-ins: ``free`` failures cost nothing, then each
-    further attempt waits ``base_s``, doubling, up to ``cap_s``. A key's count is forgotten
-    ``forget_after`` its last failure; a success clears the user's count."""
-
-    free: int = 3
-    base_s: float = 1.0
-    cap_s: float = 30.0
-    forget_after: timedelta = timedelta(minutes=15)
-
-    def delay(self, failures: int) -> float:
-        """Seconds the next attempt waits after ``failures`` failures."""
-        if failures < self.free:
-            return 0.0
-        return float(min(self.cap_s, self.base_s * 2 ** (failures - self.free)))
-
-
-def throttle_keys(username: str, client: str) -> tuple[str, str]:
-    """The two throttle keys of an attempt: the typed user name and the client."""
-    return f"user:{(username or '').strip()[:64]}", f"client:{(client or '-')[:64]}"
-
-
-def _throttle_rows(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
-    rows = conn.execute(sa.select(ConsoleLoginThrottle).where(
-        ConsoleLoginThrottle.key.in_(list(keys)))).all()  # fmt: skip
-    return {r.key: r for r in rows}
-
-
-def _live_failures(row: Any, now: datetime, throttle: Throttle) -> int:
-    if row is None or now - row.last_at >= throttle.forget_after:
-        return 0
-    return int(row.failures)
-
-
-def login_wait(engine: Engine, keys: Iterable[str], *, throttle: Throttle = Throttle(),
-               now: datetime | None = None) -> float:  # fmt: skip
-    """Seconds until an attempt on ``keys`` may be checked (0: now)."""
-    now = _now(now)
-    with engine.connect() as conn:
-        rows = _throttle_rows(conn, keys)
-    waits = [(r.next_at - now).total_seconds() for r in rows.values()
-             if _live_failures(r, now, throttle)]  # fmt: skip
-    return max([0.0, *waits])
-
-
-def reserve_attempt(engine: Engine, keys: Iterable[str], *, throttle: Throttle = Throttle(),
-                    now: datetime | None = None) -> bool:  # fmt: skip
-    """Count an attempt as failed before its password is checked, on every key at once
-    (compare-and-set): False when a key's wait is not over or a concurrent attempt took the
-    turn. A success then gives the count back (:func:`_settle_success`), so concurrent
-    attempts from any session or process cannot share one turn."""
-    now, keys = _now(now), list(keys)
-    try:
-        with engine.begin() as conn:
-            rows = _throttle_rows(conn, keys)
-            for key in keys:
-                if not _reserve_one(conn, key, rows.get(key), now, throttle):
-                    raise _Lost
-    except (_Lost, sa.exc.IntegrityError):
-        return False
-    return True
-
-
-class _Lost(Exception):
-    """A concurrent attempt changed a throttle row first (rolls the reservation back)."""
-
-
-def _reserve_one(conn: Connection, key: str, row: Any, now: datetime, throttle: Throttle) -> bool:
-    failures = _live_failures(row, now, throttle)
-    if failures and row.next_at > now:
-        return False
-    values = {"failures": failures + 1, "next_at": now + timedelta(
-        seconds=throttle.delay(failures + 1)), "last_at": now}  # fmt: skip
-    if row is None:
-        conn.execute(sa.insert(ConsoleLoginThrottle).values(key=key, version=1, **values))
-        return True
-    done = conn.execute(
-        sa.update(ConsoleLoginThrottle)
-        .where(ConsoleLoginThrottle.key == key, ConsoleLoginThrottle.version == row.version)
-        .values(version=row.version + 1, **values)
-    )  # fmt: skip
-    return bool(done.rowcount)
-
-
-def _settle_success(engine: Engine, keys: tuple[str, str], now: datetime,
-                    throttle: Throttle) -> None:  # fmt: skip
-    """A right password: the user's count is cleared; the client's reservation is given
-    back but its earlier failures stay (one good account does not reset a guessing
-    client), so its next attempt waits what they call for."""
-    user_key, client_key = keys
-    with engine.begin() as conn:
-        conn.execute(sa.delete(ConsoleLoginThrottle).where(ConsoleLoginThrottle.key == user_key))
-        row = _throttle_rows(conn, [client_key]).get(client_key)
-        if row is not None:
-            left = max(0, int(row.failures) - 1)
-            conn.execute(
-                sa.update(ConsoleLoginThrottle).where(ConsoleLoginThrottle.key == client_key)
-                .values(failures=left, next_at=now + timedelta(seconds=throttle.delay(left)),
-                        version=ConsoleLoginThrottle.version + 1)
-            )  # fmt: skip
-
-
-def _forget_old(engine: Engine, now: datetime, throttle: Throttle) -> None:
-    with engine.begin() as conn:
-        stale = ConsoleLoginThrottle.last_at < now - throttle.forget_after
-        conn.execute(sa.delete(ConsoleLoginThrottle).where(stale))
-
-
 # -- signing in and out ------------------------------------------------------------------
 
 #: the one reason operators see for any refused sign-in (no hint which names exist)
@@ -573,44 +470,6 @@ def sign_out(engine: Engine, token: str | None, user: User) -> bool:
     record(engine, actor=_actor(user.username), role=user.role, action="logout",
            target="console", detail={"via": user.source})  # fmt: skip
     return user.source == "oidc"
-
-
-# -- single sign-on (OIDC through st.login) ----------------------------------------------
-
-
-def oidc_configured(secrets_obj: Mapping[str, Any] | Any) -> bool:
-    """True when ``st.secrets`` (or any mapping) has an ``[auth]`` section for ``st.login``.
-
-    Never raises: a missing secrets file means "not configured".
-    """
-    try:
-        auth = secrets_obj.get("auth") if hasattr(secrets_obj, "get") else None
-        if not auth:
-            return False
-        providers = [v for v in auth.values() if isinstance(v, Mapping)]
-        return bool(auth.get("client_id") or any(v.get("client_id") for v in providers))
-    except Exception:  # noqa: BLE001 - streamlit raises when no secrets file exists
-        return False
-
-
-def oidc_role(email: str | None, mapping: Mapping[str, str] | None) -> str:
-    """The role of an OIDC-signed-in user: from ``[console.oidc_roles]``, else viewer."""
-    if email and mapping and mapping.get(email) in _RANK:
-        return str(mapping[email])
-    return "viewer"
-
-
-def oidc_action(*, logged_in: bool, email: str | None,
-                had_session: bool) -> Literal["sign_in", "logout", "none"]:  # fmt: skip
-    """What to do with an IdP identity when no console session is valid: "sign_in" (open
-    a session, audited once), "logout" (the console session of this browser ended — idle,
-    revoked — or the identity has no e-mail: end the IdP sign-in too, so it is not silently
-    renewed) or "none" (not signed in at the IdP)."""
-    if not logged_in:
-        return "none"
-    if had_session or not email:
-        return "logout"
-    return "sign_in"
 
 
 def ensure_bootstrap_admin(engine: Engine, env: Mapping[str, str]) -> bool:
