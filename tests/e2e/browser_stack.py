@@ -178,9 +178,9 @@ class ConsoleStack:
         self.engine.dispose()
 
 
-@pytest.fixture
-def console_stack(tmp_path) -> Iterator[ConsoleStack]:
-    stack = ConsoleStack(tmp_path)
+@contextlib.contextmanager
+def running(stack: ConsoleStack) -> Iterator[ConsoleStack]:
+    """Set up and start ``stack``; its processes' logs are printed when the body fails."""
     stack.setup()
     try:
         stack.start()
@@ -191,6 +191,12 @@ def console_stack(tmp_path) -> Iterator[ConsoleStack]:
         raise
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def console_stack(tmp_path) -> Iterator[ConsoleStack]:
+    with running(ConsoleStack(tmp_path)) as stack:
+        yield stack
 
 
 @pytest.fixture

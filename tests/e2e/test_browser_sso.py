@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from browser_stack import ConsoleStack, artifacts, browser, wait  # noqa: F401
+from browser_stack import ConsoleStack, artifacts, browser, running, wait  # noqa: F401
 
 from console.auth import SESSION_COOKIE
 
@@ -71,16 +71,8 @@ def sso_stack(tmp_path: Path, idp: str) -> Iterator[ConsoleStack]:
     secrets = tmp_path / "secrets.toml"
     stack = ConsoleStack(tmp_path, extra_env={"STREAMLIT_SECRETS_FILES": str(secrets)})
     _secrets(secrets, stack.console, idp)
-    stack.setup()
-    try:
-        stack.start()
+    with running(stack):
         yield stack
-    except Exception:
-        for name in stack.procs.procs:
-            print(f"--- {name} log ---\n{stack.procs.tail(name)}", file=sys.stderr)
-        raise
-    finally:
-        stack.stop()
 
 
 def _shot(page: Any, name: str) -> None:
