@@ -109,8 +109,9 @@ class QuerySpec:
             return query.quantile(
                 self.q, self.metric, window=self.window, at=at, match=self.match, by=self.by
             )
-        return query.latest(self.metric, at=at, match=self.match, by=self.by,
-                            max_age=self.window, agg=self.agg)  # fmt: skip
+        return query.latest(
+            self.metric, at=at, match=self.match, by=self.by, max_age=self.window, agg=self.agg
+        )
 
     def present(self, query: MetricsQuery, at: float, window: float) -> bool:
         """Whether the underlying series had any sample in the ``window`` before ``at``."""

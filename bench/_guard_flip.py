@@ -61,8 +61,9 @@ def _reader(stream: Any, out: queue.Queue[dict[str, Any]]) -> None:
     out.put({"eof": True})
 
 
-def measure(url: str, redis_url: str | None, flips: int, spacing_s: float,
-            poll_s: float = 0.25) -> dict[str, Any]:  # fmt: skip
+def measure(
+    url: str, redis_url: str | None, flips: int, spacing_s: float, poll_s: float = 0.25
+) -> dict[str, Any]:
     """Flip ``flips`` times; latencies in ms of the child seeing each commit."""
     engine = create_engine_from_url(url, pool_size=2)
     runtime = build_stability(engine, pay_orgs=ORGS, redis_url=redis_url, poll_s=poll_s)
@@ -77,8 +78,11 @@ def measure(url: str, redis_url: str | None, flips: int, spacing_s: float,
     svc.on_commit = on_commit
     child = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), url, redis_url or "-", str(poll_s)],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue[dict[str, Any]] = queue.Queue()
     threading.Thread(target=_reader, args=(child.stdout, lines), daemon=True).start()
     lat: list[float] = []
@@ -92,8 +96,13 @@ def measure(url: str, redis_url: str | None, flips: int, spacing_s: float,
         sw = None
         for i in range(flips):
             if sw is None:
-                sw = svc.propose("degrade", TARGET, actor="bench", reason=f"guard bench flip {i}",
-                                 ttl=timedelta(minutes=10))  # fmt: skip
+                sw = svc.propose(
+                    "degrade",
+                    TARGET,
+                    actor="bench",
+                    reason=f"guard bench flip {i}",
+                    ttl=timedelta(minutes=10),
+                )
                 if sw.status != "active":
                     raise RuntimeError(f"switch is {sw.status}, expected active")
                 want = True
@@ -132,9 +141,14 @@ def measure(url: str, redis_url: str | None, flips: int, spacing_s: float,
         engine.dispose()
     if not lat:
         raise RuntimeError("the child saw no flip")
-    return {"p50_ms": round(percentile(lat, 0.5), 2), "p99_ms": round(percentile(lat, 0.99), 2),
-            "max_ms": round(max(lat), 2), "samples": len(lat), "missed": missed,
-            "wrong_state": wrong}  # fmt: skip
+    return {
+        "p50_ms": round(percentile(lat, 0.5), 2),
+        "p99_ms": round(percentile(lat, 0.99), 2),
+        "max_ms": round(max(lat), 2),
+        "samples": len(lat),
+        "missed": missed,
+        "wrong_state": wrong,
+    }
 
 
 def child_main(url: str, redis_url: str | None, poll_s: float) -> None:
@@ -151,8 +165,9 @@ def child_main(url: str, redis_url: str | None, poll_s: float) -> None:
 
     def timed_apply(snapshot: SwitchSnapshot) -> None:
         apply(snapshot)  # guard.apply: the snapshot is in force when it returns
-        emit({"v": snapshot.version, "degraded": TARGET in guard.snapshot.degraded,
-              "t": time.time()})  # fmt: skip
+        emit(
+            {"v": snapshot.version, "degraded": TARGET in guard.snapshot.degraded, "t": time.time()}
+        )
 
     runtime.watcher.apply = timed_apply
     runtime.start()

@@ -105,8 +105,9 @@ def libs_runner() -> Runner:
     return run
 
 
-def time_batches(runners: dict[str, Runner], batches: int, calls: int,
-                 warmup: int = 10) -> dict[str, list[float]]:  # fmt: skip
+def time_batches(
+    runners: dict[str, Runner], batches: int, calls: int, warmup: int = 10
+) -> dict[str, list[float]]:
     """Per-call µs of every batch; the runners take turns (rotating order) so host noise
     hits all of them alike."""
     names = list(runners)
@@ -208,7 +209,8 @@ def profile(calls: int = 50_000, top: int = 14) -> list[tuple[str, int, float, f
     rows = []
     for (file, line, func), (_cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
         where = f"{file.rsplit('/', 2)[-2:][-1]}:{line}({func})" if "/" in file else func
-        rows.append((where, round(nc / calls, 2), round(tt / calls * 1e6, 3),
-                     round(ct / calls * 1e6, 3)))  # fmt: skip
+        rows.append(
+            (where, round(nc / calls, 2), round(tt / calls * 1e6, 3), round(ct / calls * 1e6, 3))
+        )
     rows.sort(key=lambda r: -r[2])
     return rows[:top]

@@ -26,8 +26,9 @@ def log(msg: str) -> None:
     print(f"[guard] {msg}", file=sys.stderr, flush=True)
 
 
-def _thread(store: RedisLimitStore, tag: str, start_at: float, stop_at: float,
-            out: list[int]) -> None:  # fmt: skip
+def _thread(
+    store: RedisLimitStore, tag: str, start_at: float, stop_at: float, out: list[int]
+) -> None:
     """Decide on this thread's own keys from ``start_at`` to ``stop_at``; count them."""
     keys = [f"{tag}:{k}" for k in range(KEYS_PER_THREAD)]
     acquire, now = store.acquire, time.time
@@ -42,8 +43,9 @@ def _thread(store: RedisLimitStore, tag: str, start_at: float, stop_at: float,
     out.append(n)
 
 
-def run_threads(url: str, namespace: str, threads: int, start_at: float, stop_at: float,
-                tag: str = "p0") -> tuple[int, float]:  # fmt: skip
+def run_threads(
+    url: str, namespace: str, threads: int, start_at: float, stop_at: float, tag: str = "p0"
+) -> tuple[int, float]:
     """Decisions made by ``threads`` threads sharing one store (one pool), as a process
     of the pay link would, and the CPU seconds this process used in the window."""
     store = RedisLimitStore(url, namespace=namespace)
@@ -66,8 +68,9 @@ def run_threads(url: str, namespace: str, threads: int, start_at: float, stop_at
     return sum(counts), cpu
 
 
-def _proc(url: str, namespace: str, threads: int, seconds: float, tag: str, barrier: Any,
-          q: Any) -> None:  # fmt: skip
+def _proc(
+    url: str, namespace: str, threads: int, seconds: float, tag: str, barrier: Any, q: Any
+) -> None:
     try:
         barrier.wait(timeout=120)  # every process spawned and imported: start together
         start_at = time.time() + 0.3
@@ -76,13 +79,14 @@ def _proc(url: str, namespace: str, threads: int, seconds: float, tag: str, barr
         q.put(repr(exc))
 
 
-def run_processes(url: str, namespace: str, procs: int, threads: int,
-                  seconds: float) -> float:  # fmt: skip
+def run_processes(url: str, namespace: str, procs: int, threads: int, seconds: float) -> float:
     """Decisions/s of ``procs`` processes × ``threads`` threads (no shared GIL)."""
     ctx = mp.get_context("spawn")
     q, barrier = ctx.Queue(), ctx.Barrier(procs + 1)
-    ps = [ctx.Process(target=_proc, args=(url, namespace, threads, seconds, f"p{i}", barrier, q))
-          for i in range(procs)]  # fmt: skip
+    ps = [
+        ctx.Process(target=_proc, args=(url, namespace, threads, seconds, f"p{i}", barrier, q))
+        for i in range(procs)
+    ]
     for p in ps:
         p.start()
     barrier.wait(timeout=120)
@@ -95,8 +99,7 @@ def run_processes(url: str, namespace: str, procs: int, threads: int,
     return sum(results) / seconds
 
 
-def decisions_per_s(url: str, namespace: str, threads: int,
-                    seconds: float) -> tuple[float, float]:  # fmt: skip
+def decisions_per_s(url: str, namespace: str, threads: int, seconds: float) -> tuple[float, float]:
     """Decisions/s of one process and its CPU µs per decision (all threads)."""
     start_at = time.time() + 0.5
     n, cpu = run_threads(url, namespace, threads, start_at, start_at + seconds)
@@ -123,9 +126,29 @@ def redis_benchmark(url: str, prefix: str, requests: int, clients: int) -> float
         sha = client.script_load(TOKEN_BUCKET_LUA)
     finally:
         client.close()
-    cmd = [exe, "-h", host, "-p", port, "--dbnum", db, "-n", str(requests), "-c", str(clients),
-           "-r", "1000000", "-q", "evalsha", sha, "1", f"{prefix}__rand_int__",
-           repr(RATE), repr(BURST), "1"]  # fmt: skip
+    cmd = [
+        exe,
+        "-h",
+        host,
+        "-p",
+        port,
+        "--dbnum",
+        db,
+        "-n",
+        str(requests),
+        "-c",
+        str(clients),
+        "-r",
+        "1000000",
+        "-q",
+        "evalsha",
+        sha,
+        "1",
+        f"{prefix}__rand_int__",
+        repr(RATE),
+        repr(BURST),
+        "1",
+    ]
     log(" ".join(cmd[1:]))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     found = RPS.findall(proc.stdout.replace("\r", "\n"))
@@ -152,19 +175,31 @@ def cleanup(url: str, pattern: str) -> int:
         client.close()
 
 
-def measure(url: str, tag: str, *, threads: int, procs: int, proc_threads: int,
-            seconds: float, requests: int) -> dict[str, object]:  # fmt: skip
+def measure(
+    url: str,
+    tag: str,
+    *,
+    threads: int,
+    procs: int,
+    proc_threads: int,
+    seconds: float,
+    requests: int,
+) -> dict[str, object]:
     ns = f"bench:guard:{tag}:"
     try:
         bench = [redis_benchmark(url, f"{ns}rb:", requests, threads)]
         log(f"redis-benchmark: {bench[0]:.0f} decisions/s")
         one_rb = redis_benchmark(url, f"{ns}rb:", max(requests // 10, 1000), 1)
         one_us, one_cpu_us = single_decision_us(url, ns)
-        log(f"one client: redis-benchmark {1e6 / one_rb:.1f} µs, Python {one_us:.1f} µs "
-            f"({one_cpu_us:.1f} µs CPU)")  # fmt: skip
+        log(
+            f"one client: redis-benchmark {1e6 / one_rb:.1f} µs, Python {one_us:.1f} µs "
+            f"({one_cpu_us:.1f} µs CPU)"
+        )
         by_threads, cpu_us = decisions_per_s(url, ns, threads, seconds)
-        log(f"1 process x {threads} threads: {by_threads:.0f} decisions/s, "
-            f"{cpu_us:.1f} µs CPU per decision")  # fmt: skip
+        log(
+            f"1 process x {threads} threads: {by_threads:.0f} decisions/s, "
+            f"{cpu_us:.1f} µs CPU per decision"
+        )
         by_procs = run_processes(url, ns, procs, proc_threads, seconds)
         log(f"{procs} processes x {proc_threads} threads: {by_procs:.0f} decisions/s")
         bench.append(redis_benchmark(url, f"{ns}rb:", requests, threads))

@@ -130,8 +130,14 @@ def measure_notifications(n: int = 2000, *, batch: int = 50, concurrency: int = 
     with bench_db() as db, receiver() as url:
         now = datetime.now(UTC)
         payload = json.dumps({"out_trade_no": "bench", "amount": 1000, "currency": "CNY"})
-        common = {"merchant_id": "MBENCH", "event_type": "trade.paid", "payload": payload,
-                  "url": f"{url}/hook", "status": "pending", "next_attempt_at": now}  # fmt: skip
+        common = {
+            "merchant_id": "MBENCH",
+            "event_type": "trade.paid",
+            "payload": payload,
+            "url": f"{url}/hook",
+            "status": "pending",
+            "next_attempt_at": now,
+        }
         rows = [
             {"id": i + 1, "event_id": f"evt_bench_{i}", "created_at": now + timedelta(0, 0, i)}
             | common
@@ -192,12 +198,34 @@ def _seed_ours(db: Database, n: int) -> list[tuple[int, int, datetime]]:
     step = (timedelta(hours=23, minutes=40)) / n
     ours = [(10_000_000 + i, 100 + i % 9_000, start + step * i) for i in range(n)]
     m = mid.merchant_id
-    trades = ((i, m, f"b{i}", "instant", "paid", a, "CNY", a, 0, "u1", "goods", "physical", ORG,
-               i, "h", "", at, at) for i, a, at in ours)  # fmt: skip
-    orders = ((i, i, m, f"p{i}", "pay", "success", a, "CNY", "u1", "goods", "physical", ORG, "h",
-               at, at) for i, a, at in ours)  # fmt: skip
-    items = ((i, i, m, 0, "channel", "success", a, 0, ORG, str(i), a, at, at)
-             for i, a, at in ours)  # fmt: skip
+    trades = (
+        (
+            i,
+            m,
+            f"b{i}",
+            "instant",
+            "paid",
+            a,
+            "CNY",
+            a,
+            0,
+            "u1",
+            "goods",
+            "physical",
+            ORG,
+            i,
+            "h",
+            "",
+            at,
+            at,
+        )
+        for i, a, at in ours
+    )
+    orders = (
+        (i, i, m, f"p{i}", "pay", "success", a, "CNY", "u1", "goods", "physical", ORG, "h", at, at)
+        for i, a, at in ours
+    )
+    items = ((i, i, m, 0, "channel", "success", a, 0, ORG, str(i), a, at, at) for i, a, at in ours)
     raw = db.engine.raw_connection()
     try:
         cur = raw.cursor()
@@ -231,8 +259,9 @@ def measure_recon_100k(n: int = 100_000) -> tuple[float, float]:
         ours = _seed_ours(db, n)
         log(f"recon: seeded {n} items in {time.perf_counter() - t0:.1f}s")
         core = PayCore(db)
-        expect = {k: n // SEEDED_EVERY for k in ("amount_mismatch", "missing_channel",
-                                                 "missing_ours")}  # fmt: skip
+        expect = {
+            k: n // SEEDED_EVERY for k in ("amount_mismatch", "missing_channel", "missing_ours")
+        }
 
         def source(org: str, day: date) -> Iterator[StatementLine]:
             return _statement(ours)
@@ -249,8 +278,10 @@ def measure_recon_100k(n: int = 100_000) -> tuple[float, float]:
         if again.added or again.counts != expect:
             raise RuntimeError(f"the re-run was not idempotent: {again.as_dict()}")
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    log(f"recon: {n} lines in {elapsed:.2f}s, peak {peak:.1f} MB traced "
-        f"(process max RSS {maxrss:.0f} MB incl. seeding)")  # fmt: skip
+    log(
+        f"recon: {n} lines in {elapsed:.2f}s, peak {peak:.1f} MB traced "
+        f"(process max RSS {maxrss:.0f} MB incl. seeding)"
+    )
     return elapsed, peak
 
 

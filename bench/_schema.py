@@ -13,8 +13,7 @@ from paycore.db.engine import create_engine_from_url
 
 
 @contextmanager
-def scratch_schema(url: str, prefix: str,
-                   log: Callable[[str], None]) -> Iterator[tuple[str, str]]:  # fmt: skip
+def scratch_schema(url: str, prefix: str, log: Callable[[str], None]) -> Iterator[tuple[str, str]]:
     """Yields ``(schema, url with its search_path)``; the schema is dropped afterwards."""
     schema = f"{prefix}_{secrets.token_hex(4)}"
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")

@@ -111,38 +111,63 @@ class Stack:
         }
 
     def cli(self, *args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "console.cli", *args], env=self.env,
-                              cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "console.cli", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"console.cli {args[0]} failed: {proc.stderr[-2000:]}")
         return proc.stdout
 
     def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         out = open(Path(self.var_dir) / f"{name}.log", "wb")  # noqa: SIM115 - child owns it
-        self.procs.append(subprocess.Popen([sys.executable, "-m", "console.cli", *args],
-                                           env=env or self.env, cwd=ROOT, stdout=out,
-                                           stderr=subprocess.STDOUT))  # fmt: skip
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "console.cli", *args],
+                env=env or self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        )
         out.close()
 
     def start(self, knobs: dict[str, float]) -> None:
         # onboarding first: it writes the channel secrets file both servers then read
-        out = self.cli("merchant", "add", "--name", "pay-e2e", "--product", "goods:physical",
-                       "--pay-org", ORG, "--fee-bps", "100")  # fmt: skip
+        out = self.cli(
+            "merchant",
+            "add",
+            "--name",
+            "pay-e2e",
+            "--product",
+            "goods:physical",
+            "--pay-org",
+            ORG,
+            "--fee-bps",
+            "100",
+        )
         found = re.search(r"^token:\s+(\S+)", out, re.M)
         if found is None:
             raise RuntimeError("merchant add printed no token")
         self.token = found[1]
-        self.spawn("sandbox", "sandbox", "--port", str(self.sandbox_port),
-                   "--admin-token", ADMIN_TOKEN)  # fmt: skip
+        self.spawn(
+            "sandbox", "sandbox", "--port", str(self.sandbox_port), "--admin-token", ADMIN_TOKEN
+        )
         for n, (port, url) in enumerate(zip(self.api_ports, self.api_urls, strict=True)):
             env = self.env | {"PAYWATCH_API_URL": url, "PAYWATCH_NODE_ID": str(100 + n)}
-            self.spawn(f"api{n}", "serve", "--port", str(port), "--log-level", "warning",
-                       env=env)  # fmt: skip
+            self.spawn(f"api{n}", "serve", "--port", str(port), "--log-level", "warning", env=env)
         self.wait_ready(f"{self.sandbox_url}/healthz")
         for url in self.api_urls:
             self.wait_ready(f"{url}/readyz")
-        r = httpx.put(f"{self.sandbox_url}/admin/knobs/{ORG}", json=knobs,
-                      headers={"X-Sandbox-Admin": ADMIN_TOKEN})  # fmt: skip
+        r = httpx.put(
+            f"{self.sandbox_url}/admin/knobs/{ORG}",
+            json=knobs,
+            headers={"X-Sandbox-Admin": ADMIN_TOKEN},
+        )
         r.raise_for_status()
         log(f"api {', '.join(self.api_urls)}, sandbox {self.sandbox_url}, knobs {r.json()}")
 
@@ -160,16 +185,22 @@ class Stack:
         raise RuntimeError(f"{url} not ready after {timeout:.0f}s\n{self.logs()}")
 
     def logs(self, tail: int = 1500) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}"
-                         for p in sorted(Path(self.var_dir).glob("*.log")))  # fmt: skip
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}"
+            for p in sorted(Path(self.var_dir).glob("*.log"))
+        )
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by the servers and this process, and host CPU ticks."""
         busy, total = host_cpu()
-        return {"sandbox": proc_cpu(self.procs[0].pid),
-                "api": sum(proc_cpu(p.pid) for p in self.procs[1:]),
-                "client": time.process_time(), "postgres": postgres_cpu(),
-                "host_busy": busy, "host_total": total}  # fmt: skip
+        return {
+            "sandbox": proc_cpu(self.procs[0].pid),
+            "api": sum(proc_cpu(p.pid) for p in self.procs[1:]),
+            "client": time.process_time(),
+            "postgres": postgres_cpu(),
+            "host_busy": busy,
+            "host_total": total,
+        }
 
     def stop(self) -> None:
         for p in self.procs:
@@ -190,8 +221,9 @@ def _run_sampled(
 ) -> tuple[subprocess.CompletedProcess[str], float, float]:
     """Run pgbench; also return the CPU (in cores) that PostgreSQL and pgbench used in
     its middle (its backends exit with it, so they are read while they live)."""
-    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as popen:  # fmt: skip
+    with subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as popen:
         edge = min(1.0, seconds / 4)
         time.sleep(edge)
         pg0, b0, t0 = postgres_cpu(), proc_cpu(popen.pid), time.perf_counter()
@@ -214,8 +246,13 @@ class Pgbench:
         self.counted = self.runs = 0  # payments pgbench reported, and runs, so far
         u = sa.make_url(url)
         self.env = {**os.environ, "PGOPTIONS": f"-csearch_path={schema}"}
-        for key, value in (("PGHOST", u.host), ("PGPORT", u.port), ("PGUSER", u.username),
-                           ("PGPASSWORD", u.password), ("PGDATABASE", u.database)):  # fmt: skip
+        for key, value in (
+            ("PGHOST", u.host),
+            ("PGPORT", u.port),
+            ("PGUSER", u.username),
+            ("PGPASSWORD", u.password),
+            ("PGDATABASE", u.database),
+        ):
             if value is not None:
                 self.env[key] = str(value)
         with self.engine.begin() as conn:
@@ -224,8 +261,20 @@ class Pgbench:
     def run(self, seconds: int) -> dict[str, float]:
         """One pgbench run of ``seconds``; checks that every payment pgbench counted (in
         this and earlier runs) left a paid trade behind."""
-        cmd = [self.exe, "-n", "-c", str(self.clients), "-j", str(min(2, self.clients)),
-               "-T", str(seconds), "-M", self.mode, "-f", str(SQL_DIR / "pay_one.sql")]  # fmt: skip
+        cmd = [
+            self.exe,
+            "-n",
+            "-c",
+            str(self.clients),
+            "-j",
+            str(min(2, self.clients)),
+            "-T",
+            str(seconds),
+            "-M",
+            self.mode,
+            "-f",
+            str(SQL_DIR / "pay_one.sql"),
+        ]
         log(" ".join(cmd[1:]))
         proc, pg_rate, bench_rate = _run_sampled(cmd, self.env, seconds)
         out = proc.stdout
@@ -242,18 +291,25 @@ class Pgbench:
         if not self.counted <= paid <= self.counted + self.clients * self.runs:
             raise RuntimeError(f"pgbench counted {self.counted} payments, {paid} trades are paid")
         lat = LATENCY.search(out)
-        return {"tps": float(tps[1]), "seconds": float(seconds),
-                "latency_ms": float(lat[1]) if lat else float("nan"),
-                "postgres_cpu_ms": pg_rate * 1000 / float(tps[1]),
-                "pgbench_cpu_ms": bench_rate * 1000 / float(tps[1])}  # fmt: skip
+        return {
+            "tps": float(tps[1]),
+            "seconds": float(seconds),
+            "latency_ms": float(lat[1]) if lat else float("nan"),
+            "postgres_cpu_ms": pg_rate * 1000 / float(tps[1]),
+            "pgbench_cpu_ms": bench_rate * 1000 / float(tps[1]),
+        }
 
     def vacuum(self) -> None:
         """VACUUM ANALYZE the schema's tables, so what one run wrote does not leave
         autovacuum work (or stale statistics) to the next."""
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            tables = conn.exec_driver_sql(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-            ).scalars().all()
+            tables = (
+                conn.exec_driver_sql(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                )
+                .scalars()
+                .all()
+            )
             for table in tables:
                 conn.exec_driver_sql(f'VACUUM ANALYZE "{table}"')
 
@@ -264,5 +320,7 @@ class Pgbench:
 def combine(runs: list[dict[str, float]]) -> dict[str, float]:
     """Several reference runs as one: every figure weighted by the run's length."""
     total = sum(r["seconds"] for r in runs)
-    return {k: sum(r[k] * r["seconds"] for r in runs) / total
-            for k in ("tps", "latency_ms", "postgres_cpu_ms", "pgbench_cpu_ms")}  # fmt: skip
+    return {
+        k: sum(r[k] * r["seconds"] for r in runs) / total
+        for k in ("tps", "latency_ms", "postgres_cpu_ms", "pgbench_cpu_ms")
+    }

@@ -194,13 +194,21 @@ def seed_alerts(url: str, now: float) -> None:
     rows = []
     for i in range(60):
         state = "firing" if i < 3 else "pending" if i < 5 else "resolved"
-        rows.append({
-            "fingerprint": f"bench{i:04d}", "rule": f"BenchRule{i % 7}",
-            "labels": json.dumps({"step": "pay", "n": str(i)}), "annotations": "{}",
-            "severity": "page" if i % 2 else "ticket", "state": state, "value": 0.1,
-            "active_since": now - 600, "fired_at": now - 300 if state == "firing" else None,
-            "resolved_at": now - 60 if state == "resolved" else None, "last_eval": now,
-        })  # fmt: skip
+        rows.append(
+            {
+                "fingerprint": f"bench{i:04d}",
+                "rule": f"BenchRule{i % 7}",
+                "labels": json.dumps({"step": "pay", "n": str(i)}),
+                "annotations": "{}",
+                "severity": "page" if i % 2 else "ticket",
+                "state": state,
+                "value": 0.1,
+                "active_since": now - 600,
+                "fired_at": now - 300 if state == "firing" else None,
+                "resolved_at": now - 60 if state == "resolved" else None,
+                "last_eval": now,
+            }
+        )
     cols = ", ".join(rows[0])
     vals = ", ".join(f":{c}" for c in rows[0])
     try:
@@ -246,8 +254,13 @@ class OverviewPage:
     def check(self, *, seeded: bool, metrics_down: bool = False) -> None:
         at = self.render()
         subheaders = [s.value for s in at.subheader]
-        for part in ("Active alerts", "Core links", "Channel health", "Guard fallbacks",
-                     "Backlogs"):  # fmt: skip
+        for part in (
+            "Active alerts",
+            "Core links",
+            "Channel health",
+            "Guard fallbacks",
+            "Backlogs",
+        ):
             if part not in subheaders:
                 raise RuntimeError(f"overview lacks {part}: {subheaders}")
         down = [w.value for w in at.warning if "metrics source is unavailable" in w.value]
@@ -328,8 +341,12 @@ def breakdown(runs: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=7, help="timed page renders (after a warm-up)")
-    p.add_argument("--hours", type=float, default=RAW_RETENTION / 3600,
-                   help="hours of raw 5 s samples (the raw retention)")  # fmt: skip
+    p.add_argument(
+        "--hours",
+        type=float,
+        default=RAW_RETENTION / 3600,
+        help="hours of raw 5 s samples (the raw retention)",
+    )
     p.add_argument("--instances", type=int, default=2, help="processes sampling")
     args = p.parse_args(argv)
     url = os.environ.get("PAYWATCH_BENCH_DATABASE_URL", DEFAULT_URL)
@@ -351,8 +368,10 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()  # recent first: rollup() folds from the newest rollup
             recent = seed_recent(scoped, now, args.hours, args.instances)
             seed_alerts(scoped, now)
-            log(f"recent {args.hours:g} h x {args.instances}: {recent} "
-                f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+            log(
+                f"recent {args.hours:g} h x {args.instances}: {recent} "
+                f"in {time.perf_counter() - t0:.1f} s"
+            )
             t0 = time.perf_counter()
             engine = sa.create_engine(scoped)
             counts = metrics_bench().fill(engine, now)

@@ -43,8 +43,10 @@ def log(msg: str) -> None:
 def run_overhead(args: argparse.Namespace) -> dict[str, Any]:
     log(f"overhead: {args.batches} batches x {args.calls} calls, bare / guard / libs")
     out = _guard_overhead.overhead(args.batches, args.calls)
-    log(f"bare {out['bare_us']} µs, guard {out['guard_us']} µs (+{out['guard_added_us']}), "
-        f"pybreaker+limits {out['libs_baseline_us']} µs")  # fmt: skip
+    log(
+        f"bare {out['bare_us']} µs, guard {out['guard_us']} µs (+{out['guard_added_us']}), "
+        f"pybreaker+limits {out['libs_baseline_us']} µs"
+    )
     parts = _guard_overhead.components()
     log("guard steps, p50 µs per call (bare loop subtracted):")
     for name, us in parts.items():
@@ -64,8 +66,9 @@ def run_flips(args: argparse.Namespace) -> dict[str, Any]:
     with _guard_flip.bench_schema(url) as scoped:
         for mode, redis_url in (("pubsub", args.redis_url), ("poll", None)):
             log(f"flips ({mode}): {args.flips} flips ~{args.spacing_ms} ms apart")
-            r = _guard_flip.measure(scoped, redis_url, args.flips, args.spacing_ms / 1000.0,
-                                    poll_s=args.poll_s)  # fmt: skip
+            r = _guard_flip.measure(
+                scoped, redis_url, args.flips, args.spacing_ms / 1000.0, poll_s=args.poll_s
+            )
             log(f"flips ({mode}): {r}")
             key = "flip" if mode == "pubsub" else "flip_poll"
             out.update({f"{key}_{name}": value for name, value in r.items()})
@@ -77,15 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batches", type=int, default=200, help="timed batches per variant")
     p.add_argument("--calls", type=int, default=2000, help="calls per batch")
-    p.add_argument("--redis-url", default=os.environ.get("PAYWATCH_BENCH_REDIS_URL",
-                                                         DEFAULT_REDIS))  # fmt: skip
+    p.add_argument("--redis-url", default=os.environ.get("PAYWATCH_BENCH_REDIS_URL", DEFAULT_REDIS))
     p.add_argument("--redis-seconds", type=float, default=5.0, help="window of each Python run")
     p.add_argument("--threads", type=int, default=16, help="Python threads and bench clients")
     cpus = os.cpu_count() or 1
-    p.add_argument("--procs", type=int, default=cpus,
-                   help="processes of the multi-process run (default: one per CPU)")
-    p.add_argument("--proc-threads", type=int, default=None,
-                   help="threads per process (default: --threads spread over the processes)")
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=cpus,
+        help="processes of the multi-process run (default: one per CPU)",
+    )
+    p.add_argument(
+        "--proc-threads",
+        type=int,
+        default=None,
+        help="threads per process (default: --threads spread over the processes)",
+    )
     p.add_argument("--requests", type=int, default=200_000, help="redis-benchmark -n")
     p.add_argument("--flips", type=int, default=40, help="flips per propagation mode")
     p.add_argument("--spacing-ms", type=float, default=150.0, help="pause after each flip")
@@ -109,13 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     result.update(run_flips(args))
-    result.update({
-        "meets_guard_target": result["guard_added_us"] <= TARGET_ADDED_US,
-        "meets_redis_target": result["ratio_redis"] >= TARGET_RATIO,
-        "meets_flip_target": result["flip_p99_ms"] < TARGET_FLIP_P99_MS,
-        "loadavg_1m_before": round(load, 2),
-        "cpus": os.cpu_count(),
-    })  # fmt: skip
+    result.update(
+        {
+            "meets_guard_target": result["guard_added_us"] <= TARGET_ADDED_US,
+            "meets_redis_target": result["ratio_redis"] >= TARGET_RATIO,
+            "meets_flip_target": result["flip_p99_ms"] < TARGET_FLIP_P99_MS,
+            "loadavg_1m_before": round(load, 2),
+            "cpus": os.cpu_count(),
+        }
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

@@ -64,8 +64,9 @@ def child(url: str, name: str, batch: int) -> int:
 def spawn(url: str, name: str, batch: int) -> subprocess.Popen[str]:
     p = subprocess.Popen(
         [sys.executable, __file__, "--child", url, name, str(batch)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert p.stdout is not None
     if p.stdout.readline().strip() != "ready":
         raise RuntimeError(f"worker {name} did not start")
@@ -91,11 +92,14 @@ def enqueue(db: Any, phase: str, n: int) -> None:
     queue = TaskQueue(db, IdGenerator(), worker_id="producer")
     with db.session() as s:
         for i in range(n):
-            legs = [debit(merchant_payable(f"bench-m{i % 64}", "CNY"), 100),
-                    credit(platform_transit("CNY"), 100)]  # fmt: skip
+            legs = [
+                debit(merchant_payable(f"bench-m{i % 64}", "CNY"), 100),
+                credit(platform_transit("CNY"), 100),
+            ]
             key = f"{phase}-{i}"
-            payload = ledger_posting_payload(biz_type="bench", biz_key=key, ctx=ctx,
-                                             currency="CNY", legs=legs)  # fmt: skip
+            payload = ledger_posting_payload(
+                biz_type="bench", biz_key=key, ctx=ctx, currency="CNY", legs=legs
+            )
             queue.enqueue(s, LEDGER_POSTING, key, payload)
 
 
@@ -128,14 +132,19 @@ def check(db: Any, total: int) -> None:
     from paycore.ledger import trial_balance
 
     with db.engine.connect() as conn:
-        row = conn.execute(sa.text(
-            "SELECT count(*), max(attempts), count(*) FILTER (WHERE status <> 'done')"
-            " FROM compensation_tasks")).one()  # fmt: skip
+        row = conn.execute(
+            sa.text(
+                "SELECT count(*), max(attempts), count(*) FILTER (WHERE status <> 'done')"
+                " FROM compensation_tasks"
+            )
+        ).one()
         sql = "SELECT count(*) FROM journal_entries WHERE biz_type = 'bench'"
         entries = conn.execute(sa.text(sql)).scalar_one()
     if tuple(row) != (total, 1, 0) or entries != total:
-        raise RuntimeError(f"not exactly once: tasks/max attempts/not done {tuple(row)}, "
-                           f"entries {entries}, expected {total}")  # fmt: skip
+        raise RuntimeError(
+            f"not exactly once: tasks/max attempts/not done {tuple(row)}, "
+            f"entries {entries}, expected {total}"
+        )
     tb = trial_balance(db)
     if not tb.ok:
         raise RuntimeError(f"trial balance failed: {tb}")
@@ -155,7 +164,10 @@ def load_nr() -> Any:
 
 def measure_nr() -> dict[str, float | None]:
     out: dict[str, float | None] = {
-        "notifications_per_s": None, "recon_100k_s": None, "recon_100k_peak_mb": None}  # fmt: skip
+        "notifications_per_s": None,
+        "recon_100k_s": None,
+        "recon_100k_peak_mb": None,
+    }
     nr = load_nr()
     notifications = getattr(nr, "measure_notifications", None)
     recon = getattr(nr, "measure_recon_100k", None)

@@ -67,9 +67,16 @@ def num(value: float, digits: int = 1) -> float | None:
 
 
 def trade_body(no: str, user: str) -> dict[str, object]:
-    return {"out_trade_no": no, "trade_type": "instant", "amount": AMOUNT, "currency": "CNY",
-            "user_id": user, "order_type": "goods", "sub_type": "physical",
-            "pay_org_no": ORG}  # fmt: skip
+    return {
+        "out_trade_no": no,
+        "trade_type": "instant",
+        "amount": AMOUNT,
+        "currency": "CNY",
+        "user_id": user,
+        "order_type": "goods",
+        "sub_type": "physical",
+        "pay_org_no": ORG,
+    }
 
 
 class Api:
@@ -79,8 +86,9 @@ class Api:
 
     def __init__(self, url: str, token: str) -> None:
         parts = urlsplit(url)
-        self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
-                                               timeout=30.0)  # fmt: skip
+        self.conn = http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port, timeout=30.0
+        )
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def post(self, path: str, body: dict[str, object]) -> tuple[int, bytes]:
@@ -106,8 +114,9 @@ def pay_once(api: Api, no: str, user: str) -> tuple[float, float]:
     t1 = time.perf_counter()
     if status != 200:
         raise RuntimeError(f"create {status}: {body[:200]!r}")
-    status, body = api.post(f"/v1/trades/{no}/pay",
-                            {"tools": [{"tool": "channel", "amount": AMOUNT}]})  # fmt: skip
+    status, body = api.post(
+        f"/v1/trades/{no}/pay", {"tools": [{"tool": "channel", "amount": AMOUNT}]}
+    )
     t2 = time.perf_counter()
     if status != 200 or json.loads(body)["status"] not in ("processing", "success"):
         raise RuntimeError(f"pay {status}: {body[:200]!r}")
@@ -175,23 +184,32 @@ def completions(url: str, start: float, seconds: float, grace: float) -> dict[st
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            paid = conn.execute(sa.text(
-                "SELECT count(*) FROM pay_orders WHERE status = 'success'"
-                " AND finished_at >= :lo AND finished_at < :hi"), {"lo": lo, "hi": hi},
-            ).scalar_one()  # fmt: skip
-            row = conn.execute(sa.text(
-                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),"
-                " percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),"
-                " count(*) FILTER (WHERE ms IS NULL)"
-                " FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms"
-                "       FROM pay_orders WHERE created_at >= :lo AND created_at < :hi) AS o"),
+            paid = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pay_orders WHERE status = 'success'"
+                    " AND finished_at >= :lo AND finished_at < :hi"
+                ),
                 {"lo": lo, "hi": hi},
-            ).one()  # fmt: skip
+            ).scalar_one()
+            row = conn.execute(
+                sa.text(
+                    "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),"
+                    " percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),"
+                    " count(*) FILTER (WHERE ms IS NULL)"
+                    " FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms"
+                    "       FROM pay_orders WHERE created_at >= :lo AND created_at < :hi) AS o"
+                ),
+                {"lo": lo, "hi": hi},
+            ).one()
     finally:
         engine.dispose()
     p50, p99 = (float("nan") if v is None else float(v) for v in row[:2])
-    return {"paid": int(paid), "pay_to_paid_p50_ms": p50, "pay_to_paid_p99_ms": p99,
-            "unsettled": int(row[2])}  # fmt: skip
+    return {
+        "paid": int(paid),
+        "pay_to_paid_p50_ms": p50,
+        "pay_to_paid_p99_ms": p99,
+        "unsettled": int(row[2]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,12 +220,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grace", type=float, default=2.0, help="wait for callbacks after the load")
     p.add_argument("--latency-ms", type=float, default=1.0, help="sandbox answer latency")
     p.add_argument("--callback-delay-ms", type=float, default=5.0, help="sandbox callback delay")
-    p.add_argument("--replicas", type=int, default=1,
-                   help="API processes, each its own port and node id")  # fmt: skip
-    p.add_argument("--pgbench-seconds", type=int, default=0,
-                   help="default: --seconds; half before the HTTP run, half after")  # fmt: skip
-    p.add_argument("--pgbench-mode", default="prepared", choices=MODES,
-                   help="pgbench -M (psycopg prepares repeated statements)")  # fmt: skip
+    p.add_argument(
+        "--replicas", type=int, default=1, help="API processes, each its own port and node id"
+    )
+    p.add_argument(
+        "--pgbench-seconds",
+        type=int,
+        default=0,
+        help="default: --seconds; half before the HTTP run, half after",
+    )
+    p.add_argument(
+        "--pgbench-mode",
+        default="prepared",
+        choices=MODES,
+        help="pgbench -M (psycopg prepares repeated statements)",
+    )
     args = p.parse_args(argv)
 
     url = os.environ.get("PAYWATCH_BENCH_DATABASE_URL", DEFAULT_URL)
@@ -262,10 +289,13 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "sandbox_knobs": knobs,
         **{k: num(v) for k, v in usage.items()},
-        **{f"{k}_cpu_ms_per_payment": num(usage[f"{k}_cpu_pct"] * 10 / per_s) if per_s else None
-           for k in PROCS},
-        "python_cpu_ms_per_payment": num(sum(usage[f"{k}_cpu_pct"] for k in PROCS[:3]) * 10
-                                         / per_s) if per_s else None,
+        **{
+            f"{k}_cpu_ms_per_payment": num(usage[f"{k}_cpu_pct"] * 10 / per_s) if per_s else None
+            for k in PROCS
+        },
+        "python_cpu_ms_per_payment": num(sum(usage[f"{k}_cpu_pct"] for k in PROCS[:3]) * 10 / per_s)
+        if per_s
+        else None,
         "pgbench_postgres_cpu_ms_per_payment": num(ref["postgres_cpu_ms"], 2),
         "pgbench_client_cpu_ms_per_payment": num(ref["pgbench_cpu_ms"], 2),
         "cpus": os.cpu_count(),

@@ -61,8 +61,13 @@ def make_metrics_app(registry: CollectorRegistry, path: str = "/metrics") -> Any
             accept = headers.get(b"accept", b"").decode("latin-1") or None
             body, ctype = metrics_response(registry, accept)
             status = 200
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", ctype.encode())]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", ctype.encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     return app

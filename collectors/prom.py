@@ -147,9 +147,13 @@ class PrometheusQuery(MetricsQuery):
         )
 
     def latest_expr(
-        self, metric: str, max_age: float, match: Labels | None, by: tuple[str, ...],
+        self,
+        metric: str,
+        max_age: float,
+        match: Labels | None,
+        by: tuple[str, ...],
         agg: str = "sum",
-    ) -> str:  # fmt: skip
+    ) -> str:
         check_agg(agg)
         inner = f"last_over_time({promql_selector(metric, match)}[{_duration(max_age)}])"
         return _sum(by, inner, agg)

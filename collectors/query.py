@@ -27,8 +27,11 @@ class Series:
 
 
 AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
-    "sum": math.fsum, "max": max, "min": min, "avg": lambda v: math.fsum(v) / len(v),
-}  # fmt: skip
+    "sum": math.fsum,
+    "max": max,
+    "min": min,
+    "avg": lambda v: math.fsum(v) / len(v),
+}
 
 
 def check_agg(agg: str) -> Callable[[list[float]], float]:

@@ -140,8 +140,9 @@ def plan(lo: float, hi: float, levels: Sequence[Level]) -> list[Piece]:
     return _cover(lo, hi, True, True, levels, strict=False) or []
 
 
-def _cover(lo: float, hi: float, lo_open: bool, hi_closed: bool, levels: Sequence[Level],
-           *, strict: bool) -> list[Piece] | None:  # fmt: skip
+def _cover(
+    lo: float, hi: float, lo_open: bool, hi_closed: bool, levels: Sequence[Level], *, strict: bool
+) -> list[Piece] | None:
     """Cover ``lo .. hi`` with ``levels``; None when ``strict`` and they cannot read from
     ``lo`` on (a coarser level then widens instead); otherwise what they hold of it."""
     if hi < lo or (hi == lo and (lo_open or not hi_closed)):

@@ -62,11 +62,13 @@ TITLES = {"mgr_sla.py": "SLA report", "mgr_funds.py": "Fund report"}
 def _all_pages() -> list[tuple[str, str, str | None, str]]:
     """Every page file with its title, icon and section, in navigation order."""
     pages: list[tuple[str, str, str | None, str]] = [
-        p for p in PAGES if (PAGES_DIR / p[0]).exists()]  # fmt: skip
+        p for p in PAGES if (PAGES_DIR / p[0]).exists()
+    ]
     for prefix, section in SECTIONS.items():
         for path in sorted(PAGES_DIR.glob(f"{prefix}_*.py")):
-            title = (TITLES.get(path.name)
-                     or path.stem.split("_", 1)[1].replace("_", " ").capitalize())  # fmt: skip
+            title = (
+                TITLES.get(path.name) or path.stem.split("_", 1)[1].replace("_", " ").capitalize()
+            )
             pages.append((path.name, title, None, section))
     return pages
 
@@ -79,8 +81,10 @@ def _refused(title: str, file: str):  # noqa: ANN202 - a page callable
         need = lowest_role_for(file) or "admin"
         st.title(title)
         role = user.role if user is not None else "none"
-        st.error(f"Your role is {role}: {md(title)} needs the {need} role or above. "
-                 "Nothing on this page was done.")  # fmt: skip
+        st.error(
+            f"Your role is {role}: {md(title)} needs the {need} role or above. "
+            "Nothing on this page was done."
+        )
         st.caption("Roles are checked on every click; ask an admin if your role is wrong.")
 
     return page
@@ -94,10 +98,12 @@ def _pages_for(role: str) -> dict[str, list[st.Page]]:
     for file, title, icon, section in _all_pages():
         if page_allowed(role, file):
             nav.setdefault(section, []).append(
-                st.Page(PAGES_DIR / file, title=title, icon=icon, url_path=file[:-3]))
+                st.Page(PAGES_DIR / file, title=title, icon=icon, url_path=file[:-3])
+            )
         else:
-            refused.append(st.Page(_refused(title, file), title=title, url_path=file[:-3],
-                                   visibility="hidden"))  # fmt: skip
+            refused.append(
+                st.Page(_refused(title, file), title=title, url_path=file[:-3], visibility="hidden")
+            )
     if refused:
         nav.setdefault(next(iter(nav), ""), []).extend(refused)
     return nav
@@ -127,13 +133,15 @@ def _login(then: str | None = None) -> None:
 def _try_login(engine, username: str, password: str) -> None:  # noqa: ANN001
     client = client_address()
     wait = login_wait(engine, throttle_keys(username, client))
-    note = (f"Repeated failed sign-ins: answering in {math.ceil(wait)} s…" if wait > 0
-            else "Checking…")  # fmt: skip
+    note = (
+        f"Repeated failed sign-ins: answering in {math.ceil(wait)} s…" if wait > 0 else "Checking…"
+    )
     with st.spinner(note):
         result = attempt_login(engine, username, password, client=client)
     if result.user is not None:
-        token = sign_in(engine, result.user, client=client,
-                        detail={"waited_s": round(result.waited_s, 1)})  # fmt: skip
+        token = sign_in(
+            engine, result.user, client=client, detail={"waited_s": round(result.waited_s, 1)}
+        )
         start_session(token, result.user)
         st.rerun()
     if result.outcome == "disabled":
@@ -143,8 +151,10 @@ def _try_login(engine, username: str, password: str) -> None:  # noqa: ANN001
     else:
         st.error("Invalid user name or password.")
     if result.waited_s >= 0.5:
-        st.caption(f"Answered after {result.waited_s:.0f} s: each failed sign-in after the "
-                   "third makes the next one wait longer.")  # fmt: skip
+        st.caption(
+            f"Answered after {result.waited_s:.0f} s: each failed sign-in after the "
+            "third makes the next one wait longer."
+        )
 
 
 def _oidc_user() -> User | None:
@@ -176,8 +186,10 @@ def _login_navigation() -> None:
     filters) is kept and opens after sign-in. Streamlit's automatic page list (every file
     under pages/) must not show before sign-in, hence a navigation of its own."""
     pages = [st.Page(_login, title="Log in", url_path="login", default=True)]
-    pages += [st.Page(_login_to(title), title="Log in", url_path=file[:-3])
-              for file, title, *_ in _all_pages()]  # fmt: skip
+    pages += [
+        st.Page(_login_to(title), title="Log in", url_path=file[:-3])
+        for file, title, *_ in _all_pages()
+    ]
     st.navigation(pages, position="hidden").run()
 
 
@@ -193,8 +205,10 @@ def _sidebar(user: User) -> None:
         st.caption(f"Signed in as **{md(user.username)}** ({user.role})")
         changed = st.session_state.pop(ROLE_CHANGED_KEY, None)
         if changed:
-            st.warning(f"Your role was changed from {changed[0]} to {changed[1]}: pages and "
-                       "actions follow the new role.")  # fmt: skip
+            st.warning(
+                f"Your role was changed from {changed[0]} to {changed[1]}: pages and "
+                "actions follow the new role."
+            )
         if st.button("Log out", key="logout"):
             _logout(user)
         token = st.session_state.get(SESSION_KEY)

@@ -171,9 +171,10 @@ def set_password(engine: Engine, username: str, password: str) -> bool:
     _check_new_password(password)
     with engine.begin() as conn:
         done = conn.execute(
-            sa.update(ConsoleUser).where(_where(username))
+            sa.update(ConsoleUser)
+            .where(_where(username))
             .values(password_hash=hash_password(password))
-        )  # fmt: skip
+        )
         if done.rowcount:
             _end_sessions(conn, username)
     return bool(done.rowcount)
@@ -184,11 +185,15 @@ def _guard_last_admin(conn: Connection, username: str, *, losing: bool) -> None:
     (``losing``) would leave none: the console could no longer be administered."""
     if not losing:
         return
-    admins = conn.execute(
-        sa.select(ConsoleUser.username)
-        .where(ConsoleUser.role == "admin", ConsoleUser.disabled_at.is_(None))
-        .with_for_update()
-    ).scalars().all()  # fmt: skip
+    admins = (
+        conn.execute(
+            sa.select(ConsoleUser.username)
+            .where(ConsoleUser.role == "admin", ConsoleUser.disabled_at.is_(None))
+            .with_for_update()
+        )
+        .scalars()
+        .all()
+    )
     if admins == [username]:
         raise AuthError("this is the last enabled admin: make another admin first")
 
@@ -221,8 +226,9 @@ def disable_user(engine: Engine, username: str, *, now: datetime | None = None) 
             return False
         _guard_last_admin(conn, username, losing=row.role == "admin")
         if row.disabled_at is None:
-            conn.execute(sa.update(ConsoleUser).where(_where(username))
-                         .values(disabled_at=_now(now)))  # fmt: skip
+            conn.execute(
+                sa.update(ConsoleUser).where(_where(username)).values(disabled_at=_now(now))
+            )
         _end_sessions(conn, username)
     return True
 
@@ -230,8 +236,7 @@ def disable_user(engine: Engine, username: str, *, now: datetime | None = None) 
 def enable_user(engine: Engine, username: str) -> bool:
     """Enable a disabled local user again; False when there is no such user."""
     with engine.begin() as conn:
-        done = conn.execute(sa.update(ConsoleUser).where(_where(username))
-                            .values(disabled_at=None))  # fmt: skip
+        done = conn.execute(sa.update(ConsoleUser).where(_where(username)).values(disabled_at=None))
     return bool(done.rowcount)
 
 
@@ -262,9 +267,13 @@ def _authenticate(engine: Engine, username: str, password: str) -> tuple[User | 
     (the last only with the right password). Same cost whether the user exists or not."""
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(ConsoleUser.username, ConsoleUser.password_hash, ConsoleUser.role,
-                      ConsoleUser.disabled_at).where(_where(username))
-        ).first()  # fmt: skip
+            sa.select(
+                ConsoleUser.username,
+                ConsoleUser.password_hash,
+                ConsoleUser.role,
+                ConsoleUser.disabled_at,
+            ).where(_where(username))
+        ).first()
     if row is None:
         check_password(password or "", _DUMMY)
         return None, "unknown_user"
@@ -291,17 +300,27 @@ def list_users(engine: Engine) -> list[dict[str, Any]]:
     )
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(ConsoleUser.username, ConsoleUser.role, ConsoleUser.created_at,
-                      ConsoleUser.disabled_at, sessions.c.n)
+            sa.select(
+                ConsoleUser.username,
+                ConsoleUser.role,
+                ConsoleUser.created_at,
+                ConsoleUser.disabled_at,
+                sessions.c.n,
+            )
             .outerjoin(sessions, sessions.c.username == ConsoleUser.username)
             .order_by(ConsoleUser.username)
-        ).all()  # fmt: skip
+        ).all()
     return [
-        {"username": r.username, "role": r.role,
-         "status": "disabled" if r.disabled_at is not None else "enabled",
-         "sessions": int(r.n or 0), "created_at": r.created_at, "disabled_at": r.disabled_at}
+        {
+            "username": r.username,
+            "role": r.role,
+            "status": "disabled" if r.disabled_at is not None else "enabled",
+            "sessions": int(r.n or 0),
+            "created_at": r.created_at,
+            "disabled_at": r.disabled_at,
+        }
         for r in rows
-    ]  # fmt: skip
+    ]
 
 
 # -- sessions ----------------------------------------------------------------------------
@@ -316,23 +335,42 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def open_session(engine: Engine, username: str, *, source: str = "local", client: str = "-",
-                 now: datetime | None = None) -> str:  # fmt: skip
+def open_session(
+    engine: Engine,
+    username: str,
+    *,
+    source: str = "local",
+    client: str = "-",
+    now: datetime | None = None,
+) -> str:
     """Start a session for ``username``; returns the random token (stored hashed only)."""
     now = _now(now)
     token = secrets.token_urlsafe(32)
     with engine.begin() as conn:
         conn.execute(sa.delete(ConsoleSession).where(ConsoleSession.expires_at <= now))
-        conn.execute(sa.insert(ConsoleSession).values(
-            token_hash=_token_hash(token), username=username[:320], source=source,
-            client=client[:64], created_at=now, last_seen_at=now,
-            expires_at=now + SESSION_LIFETIME))  # fmt: skip
+        conn.execute(
+            sa.insert(ConsoleSession).values(
+                token_hash=_token_hash(token),
+                username=username[:320],
+                source=source,
+                client=client[:64],
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + SESSION_LIFETIME,
+            )
+        )
     return token
 
 
-def session_user(engine: Engine, token: str | None, *, idle: timedelta,
-                 oidc_roles: Mapping[str, str] | None = None, touch: bool = True,
-                 now: datetime | None = None) -> User | None:  # fmt: skip
+def session_user(
+    engine: Engine,
+    token: str | None,
+    *,
+    idle: timedelta,
+    oidc_roles: Mapping[str, str] | None = None,
+    touch: bool = True,
+    now: datetime | None = None,
+) -> User | None:
     """The user of the session ``token`` as the database has it now, or ``None`` (no such
     session, expired, idle longer than ``idle``, user disabled or removed). A session that
     is over is deleted. With ``touch`` (a click, not a page refreshing itself) its last
@@ -344,12 +382,17 @@ def session_user(engine: Engine, token: str | None, *, idle: timedelta,
     now, key = _now(now), _token_hash(token)
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(ConsoleSession.username, ConsoleSession.source,
-                      ConsoleSession.last_seen_at, ConsoleSession.expires_at,
-                      ConsoleUser.role, ConsoleUser.disabled_at)
+            sa.select(
+                ConsoleSession.username,
+                ConsoleSession.source,
+                ConsoleSession.last_seen_at,
+                ConsoleSession.expires_at,
+                ConsoleUser.role,
+                ConsoleUser.disabled_at,
+            )
             .outerjoin(ConsoleUser, ConsoleUser.username == ConsoleSession.username)
             .where(ConsoleSession.token_hash == key)
-        ).first()  # fmt: skip
+        ).first()
     if row is None:
         return None
     if row.source == "oidc":
@@ -363,8 +406,11 @@ def session_user(engine: Engine, token: str | None, *, idle: timedelta,
         return None
     if touch and now - row.last_seen_at >= min(timedelta(seconds=60), idle / 4):
         with engine.begin() as conn:
-            conn.execute(sa.update(ConsoleSession).where(ConsoleSession.token_hash == key)
-                         .values(last_seen_at=now))  # fmt: skip
+            conn.execute(
+                sa.update(ConsoleSession)
+                .where(ConsoleSession.token_hash == key)
+                .values(last_seen_at=now)
+            )
     return user
 
 
@@ -372,13 +418,17 @@ def end_session(engine: Engine, token: str | None) -> None:
     """Delete the session ``token`` (logout); nothing when there is none."""
     if token:
         with engine.begin() as conn:
-            conn.execute(sa.delete(ConsoleSession)
-                         .where(ConsoleSession.token_hash == _token_hash(token)))  # fmt: skip
+            conn.execute(
+                sa.delete(ConsoleSession).where(ConsoleSession.token_hash == _token_hash(token))
+            )
 
 
 def _end_sessions(conn: Connection, username: str) -> None:
-    conn.execute(sa.delete(ConsoleSession).where(ConsoleSession.username == username,
-                                                 ConsoleSession.source == "local"))  # fmt: skip
+    conn.execute(
+        sa.delete(ConsoleSession).where(
+            ConsoleSession.username == username, ConsoleSession.source == "local"
+        )
+    )
 
 
 # -- signing in and out ------------------------------------------------------------------
@@ -434,9 +484,19 @@ def attempt_login(
         _settle_success(engine, keys, clock(), throttle)
         return LoginResult(user, "ok", waited)
     _forget_old(engine, clock(), throttle)
-    record(engine, actor=_actor(username), role="-", action="login_failed", target="console",
-           detail={"reason": REFUSED, "client": client, "waited_s": round(waited, 1),
-                   ADMIN_ONLY: {"cause": cause}})  # fmt: skip
+    record(
+        engine,
+        actor=_actor(username),
+        role="-",
+        action="login_failed",
+        target="console",
+        detail={
+            "reason": REFUSED,
+            "client": client,
+            "waited_s": round(waited, 1),
+            ADMIN_ONLY: {"cause": cause},
+        },
+    )
     return LoginResult(None, "disabled" if cause == "disabled" else "refused", waited)
 
 
@@ -444,21 +504,42 @@ def _actor(username: str) -> str:
     return _CONTROL.sub("", (username or "").strip())[:64] or "-"
 
 
-def _throttled(engine: Engine, username: str, client: str, waited: float,
-               retry: float) -> LoginResult:  # fmt: skip
-    record(engine, actor=_actor(username), role="-", action="login_throttled", target="console",
-           detail={"reason": "too many failed sign-ins", "client": client,
-                   "retry_after_s": round(retry, 1)})  # fmt: skip
+def _throttled(
+    engine: Engine, username: str, client: str, waited: float, retry: float
+) -> LoginResult:
+    record(
+        engine,
+        actor=_actor(username),
+        role="-",
+        action="login_throttled",
+        target="console",
+        detail={
+            "reason": "too many failed sign-ins",
+            "client": client,
+            "retry_after_s": round(retry, 1),
+        },
+    )
     return LoginResult(None, "throttled", waited, retry)
 
 
-def sign_in(engine: Engine, user: User, *, client: str, detail: dict[str, Any] | None = None,
-            now: datetime | None = None) -> str:  # fmt: skip
+def sign_in(
+    engine: Engine,
+    user: User,
+    *,
+    client: str,
+    detail: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> str:
     """Open a session for ``user`` and audit the login (once per session); the token."""
     token = open_session(engine, user.username, source=user.source, client=client, now=now)
-    record(engine, actor=_actor(user.username), role=user.role, action="login",
-           target="console",
-           detail={"via": user.source, "client": client, **(detail or {})})  # fmt: skip
+    record(
+        engine,
+        actor=_actor(user.username),
+        role=user.role,
+        action="login",
+        target="console",
+        detail={"via": user.source, "client": client, **(detail or {})},
+    )
     return token
 
 
@@ -467,8 +548,14 @@ def sign_out(engine: Engine, token: str | None, user: User) -> bool:
     single sign-on: the caller must then also end the IdP sign-in (``st.logout``), or the
     next run would sign the user straight back in."""
     end_session(engine, token)
-    record(engine, actor=_actor(user.username), role=user.role, action="logout",
-           target="console", detail={"via": user.source})  # fmt: skip
+    record(
+        engine,
+        actor=_actor(user.username),
+        role=user.role,
+        action="logout",
+        target="console",
+        detail={"via": user.source},
+    )
     return user.source == "oidc"
 
 

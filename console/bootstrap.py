@@ -52,8 +52,9 @@ class Platform:
         overrides.setdefault("shadow", self.shadow)
         overrides.setdefault("threads", self.settings.api_threads)
         overrides.setdefault("channel_front", self.front)
-        return create_app(self.paycore, ApiConfig(channel_secrets=self.channel_secrets,
-                                                  **overrides))  # fmt: skip
+        return create_app(
+            self.paycore, ApiConfig(channel_secrets=self.channel_secrets, **overrides)
+        )
 
     def record_trial_balance(self, ok: bool) -> None:
         """Hook for the trial-balance job (a metric when metrics are wired)."""
@@ -105,16 +106,28 @@ def build_platform(
         upgrade_database(db.engine)
     runtime = build_stability(db.engine, pay_orgs=settings.pay_orgs, redis_url=settings.redis_url)
     guard = runtime.guard
-    core = PayCore(db, lock=make_lock(settings.redis_url), ids=IdGenerator(settings.node_id),
-                   guard=guard, risk=build_risk_engine(settings, db))  # fmt: skip
+    core = PayCore(
+        db,
+        lock=make_lock(settings.redis_url),
+        ids=IdGenerator(settings.node_id),
+        guard=guard,
+        risk=build_risk_engine(settings, db),
+    )
     secrets = settings.resolved_channel_secrets()
-    platform = Platform(settings=settings, db=db, paycore=core, channel_secrets=secrets,
-                        stability=runtime, role=role)  # fmt: skip
+    platform = Platform(
+        settings=settings,
+        db=db,
+        paycore=core,
+        channel_secrets=secrets,
+        stability=runtime,
+        role=role,
+    )
     business = None
     if role in ("all", "worker"):
         business = partial(business_snapshot, core, lambda: platform.trial_balance_ok)
-    obs = build_observability(db.engine, settings, role=role, business=business,
-                              rejected=BUSINESS_ERRORS)  # fmt: skip
+    obs = build_observability(
+        db.engine, settings, role=role, business=business, rejected=BUSINESS_ERRORS
+    )
     platform.observability = obs
     core.metrics = core.ledger.metrics = obs.metrics
     guard.recorders.append(obs.metrics)
@@ -122,15 +135,21 @@ def build_platform(
         from paycore.channels.gateway import ChannelFront, build_gateway
 
         def observe(request: Any, healthy: bool, seconds: float) -> None:
-            guard.record(f"channel.{request.pay_org_no}", "link.pay", healthy, seconds,
-                         timeout_s=3.0)  # fmt: skip
-            obs.metrics.observe("channel_call", "ok" if healthy else "error",
-                                pay_org=request.pay_org_no, seconds=seconds)  # fmt: skip
+            guard.record(
+                f"channel.{request.pay_org_no}", "link.pay", healthy, seconds, timeout_s=3.0
+            )
+            obs.metrics.observe(
+                "channel_call",
+                "ok" if healthy else "error",
+                pay_org=request.pay_org_no,
+                seconds=seconds,
+            )
 
         gateway = build_gateway(settings.sandbox_url, secrets)
         api = settings.api_url.rstrip("/")
-        platform.front = ChannelFront(gateway, lambda org: f"{api}/v1/channels/{org}/callback",
-                                      on_result=observe)  # fmt: skip
+        platform.front = ChannelFront(
+            gateway, lambda org: f"{api}/v1/channels/{org}/callback", on_result=observe
+        )
         core.channel = platform.front
     platform.shadow = build_shadow(platform)  # built on the first shadow request
     return platform

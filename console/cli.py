@@ -15,6 +15,7 @@ from .settings import Settings
 
 T = TypeVar("T")
 
+
 def _merchant_add(args: argparse.Namespace) -> int:
     from .bootstrap import build_platform
 
@@ -25,16 +26,22 @@ def _merchant_add(args: argparse.Namespace) -> int:
     platform = build_platform(channels=False)
     try:
         ob = platform.paycore.merchants.onboard(
-            args.name, products=products, pay_orgs=args.pay_org, fee_bps=args.fee_bps,
+            args.name,
+            products=products,
+            pay_orgs=args.pay_org,
+            fee_bps=args.fee_bps,
             notify_url=args.notify_url,
-        )  # fmt: skip
+        )
     finally:
         platform.close()
     print(f"merchant_id: {ob.merchant.merchant_id}")
     print(f"token:       {ob.token}")
     print(f"notify_secret: {ob.notify_secret}")
-    print("The token and the notification secret are shown once; only the token's hash "
-          "is stored, the secret is kept to sign notifications.", file=sys.stderr)
+    print(
+        "The token and the notification secret are shown once; only the token's hash "
+        "is stored, the secret is kept to sign notifications.",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -59,8 +66,9 @@ def _actor(args: argparse.Namespace) -> str:
     return (args.actor or os.environ.get("PAYWATCH_ACTOR") or getpass.getuser())[:64]
 
 
-def _merchant_admin(args: argparse.Namespace, action: str, detail: dict[str, Any],
-                    fn: Callable[[Any], T]) -> T:  # fmt: skip
+def _merchant_admin(
+    args: argparse.Namespace, action: str, detail: dict[str, Any], fn: Callable[[Any], T]
+) -> T:
     """Run ``fn(merchant_service)`` and write the console audit row with its outcome.
 
     The CLI's authority is the database's credentials (as for ``paywatch user``): the
@@ -84,11 +92,23 @@ def _merchant_admin(args: argparse.Namespace, action: str, detail: dict[str, Any
         try:
             result = fn(service)
         except PayCoreError as exc:
-            record(db.engine, actor=_actor(args), role="cli", action=action, target=target,
-                   detail={**detail, "ok": False, "error": exc.code})  # fmt: skip
+            record(
+                db.engine,
+                actor=_actor(args),
+                role="cli",
+                action=action,
+                target=target,
+                detail={**detail, "ok": False, "error": exc.code},
+            )
             raise
-        record(db.engine, actor=_actor(args), role="cli", action=action, target=target,
-               detail={**detail, **_outcome(result), "ok": True})  # fmt: skip
+        record(
+            db.engine,
+            actor=_actor(args),
+            role="cli",
+            action=action,
+            target=target,
+            detail={**detail, **_outcome(result), "ok": True},
+        )
         return result
     finally:
         db.dispose()
@@ -111,40 +131,56 @@ def _outcome(result: Any) -> dict[str, Any]:
 
 def _merchant_rotate_token(args: argparse.Namespace) -> int:
     mid, grace = args.merchant_id, args.grace
-    issued = _merchant_admin(args, "merchant.token.rotate",
-                             {"grace_s": int(grace.total_seconds())},
-                             lambda m: m.rotate_token(mid, grace=grace))  # fmt: skip
+    issued = _merchant_admin(
+        args,
+        "merchant.token.rotate",
+        {"grace_s": int(grace.total_seconds())},
+        lambda m: m.rotate_token(mid, grace=grace),
+    )
     print(f"merchant_id: {issued.merchant_id}")
     print(f"token:       {issued.token}")
-    print(f"The token is shown once. Older tokens stay valid until "
-          f"{issued.old_valid_until.isoformat()}.", file=sys.stderr)  # fmt: skip
+    print(
+        f"The token is shown once. Older tokens stay valid until "
+        f"{issued.old_valid_until.isoformat()}.",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _merchant_revoke_token(args: argparse.Namespace) -> int:
-    n = _merchant_admin(args, "merchant.token.revoke", {"prefix": args.prefix},
-                        lambda m: m.revoke_token(args.merchant_id, args.prefix))  # fmt: skip
-    print(f"merchant {args.merchant_id}: {n} token(s) {args.prefix[:10]}… revoked; every API "
-          f"replica refuses them within seconds")  # fmt: skip
+    n = _merchant_admin(
+        args,
+        "merchant.token.revoke",
+        {"prefix": args.prefix},
+        lambda m: m.revoke_token(args.merchant_id, args.prefix),
+    )
+    print(
+        f"merchant {args.merchant_id}: {n} token(s) {args.prefix[:10]}… revoked; every API "
+        f"replica refuses them within seconds"
+    )
     return 0
 
 
 def _merchant_rotate_notify_secret(args: argparse.Namespace) -> int:
-    issued = _merchant_admin(args, "merchant.notify_secret.rotate",
-                             {"overlap_s": int(args.overlap.total_seconds())},
-                             lambda m: m.rotate_notify_secret(args.merchant_id,
-                                                              overlap=args.overlap))  # fmt: skip
+    issued = _merchant_admin(
+        args,
+        "merchant.notify_secret.rotate",
+        {"overlap_s": int(args.overlap.total_seconds())},
+        lambda m: m.rotate_notify_secret(args.merchant_id, overlap=args.overlap),
+    )
     print(f"merchant_id: {issued.merchant_id}")
     print(f"notify_secret: {issued.secret}")
-    print(f"The secret is shown once. Notifications carry signatures under the old secret "
-          f"too until {issued.old_valid_until.isoformat()}.", file=sys.stderr)  # fmt: skip
+    print(
+        f"The secret is shown once. Notifications carry signatures under the old secret "
+        f"too until {issued.old_valid_until.isoformat()}.",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _merchant_status(args: argparse.Namespace) -> int:
     action, mid = args.merchant_command, args.merchant_id
-    info = _merchant_admin(args, f"merchant.{action}", {},
-                           lambda m: getattr(m, action)(mid))  # fmt: skip
+    info = _merchant_admin(args, f"merchant.{action}", {}, lambda m: getattr(m, action)(mid))
     print(f"merchant {info.merchant_id}: {info.status} (every API replica within seconds)")
     return 0
 
@@ -201,8 +237,9 @@ def _worker(args: argparse.Namespace) -> int:
     from .bootstrap import build_platform
     from .worker import serve_worker
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     if args.log_level != "debug":  # one line per job run and per HTTP call drowns the rest
         for noisy in ("apscheduler", "httpx", "httpcore"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -214,8 +251,9 @@ def _worker(args: argparse.Namespace) -> int:
             # scrapes them here, as it scrapes each API replica's /metrics
             from collectors import start_metrics_server
 
-            server, _ = start_metrics_server(platform.observability.registry, args.metrics_port,
-                                             addr=args.metrics_host)  # fmt: skip
+            server, _ = start_metrics_server(
+                platform.observability.registry, args.metrics_port, addr=args.metrics_host
+            )
         return serve_worker(platform)
     finally:
         if server is not None:
@@ -237,10 +275,10 @@ def _sandbox(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     parts = urlsplit(settings.sandbox_url)
     admin = args.admin_token or settings.sandbox_admin_token()
-    config = SandboxConfig(secrets=settings.resolved_channel_secrets(), admin_token=admin,
-                           seed=args.seed)  # fmt: skip
-    run_sandbox(args.host or parts.hostname or "127.0.0.1", args.port or parts.port or 8100,
-                config)  # fmt: skip
+    config = SandboxConfig(
+        secrets=settings.resolved_channel_secrets(), admin_token=admin, seed=args.seed
+    )
+    run_sandbox(args.host or parts.hostname or "127.0.0.1", args.port or parts.port or 8100, config)
     return 0
 
 
@@ -297,13 +335,25 @@ def _user_change(engine: Any, args: argparse.Namespace) -> bool:
     try:
         found = actions[command]() is not False
     except auth.AuthError as exc:
-        record(engine, actor=_actor(args), role="cli", action=action, target=f"user:{name}",
-               detail={**detail, "ok": False, "error": str(exc)})  # fmt: skip
+        record(
+            engine,
+            actor=_actor(args),
+            role="cli",
+            action=action,
+            target=f"user:{name}",
+            detail={**detail, "ok": False, "error": str(exc)},
+        )
         raise
     if not found:
         detail["error"] = "no such user"
-    record(engine, actor=_actor(args), role="cli", action=action, target=f"user:{name}",
-           detail={**detail, "ok": found})  # fmt: skip
+    record(
+        engine,
+        actor=_actor(args),
+        role="cli",
+        action=action,
+        target=f"user:{name}",
+        detail={**detail, "ok": found},
+    )
     return found
 
 
@@ -344,33 +394,58 @@ def _merchant_commands(msub: Any) -> None:
     """``show``, ``rotate-token``, ``revoke-token``, ``rotate-notify-secret``, ``disable``,
     ``enable``: each audited (``--actor`` names who runs it)."""
     specs: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = [
-        ("show", "status, token prefixes and notification secrets (never a secret)",
-         _merchant_show),
-        ("rotate-token", "issue a new API token (printed once); older ones valid for --grace",
-         _merchant_rotate_token),
-        ("revoke-token", "refuse one API token (by its prefix, see show) at once",
-         _merchant_revoke_token),
-        ("rotate-notify-secret", "new notification signing secret (printed once); the old one "
-         "also signs for --overlap", _merchant_rotate_notify_secret),
-        ("disable", "refuse every API call of the merchant (403 merchant_disabled)",
-         _merchant_status),
+        (
+            "show",
+            "status, token prefixes and notification secrets (never a secret)",
+            _merchant_show,
+        ),
+        (
+            "rotate-token",
+            "issue a new API token (printed once); older ones valid for --grace",
+            _merchant_rotate_token,
+        ),
+        (
+            "revoke-token",
+            "refuse one API token (by its prefix, see show) at once",
+            _merchant_revoke_token,
+        ),
+        (
+            "rotate-notify-secret",
+            "new notification signing secret (printed once); the old one also signs for --overlap",
+            _merchant_rotate_notify_secret,
+        ),
+        (
+            "disable",
+            "refuse every API call of the merchant (403 merchant_disabled)",
+            _merchant_status,
+        ),
         ("enable", "let a disabled merchant call the API again", _merchant_status),
-    ]  # fmt: skip
+    ]
     for name, help_, func in specs:
         cmd = msub.add_parser(name, help=help_)
         cmd.add_argument("merchant_id")
         if name == "revoke-token":
             cmd.add_argument("prefix", help="the token's prefix as listed (pwk_ and 6 characters)")
         if name == "rotate-token":
-            cmd.add_argument("--grace", type=duration, default=timedelta(hours=24),
-                             help="how long older tokens stay valid: 0 (leaked), 30m, 24h "
-                                  "(default), up to 30d")  # fmt: skip
+            cmd.add_argument(
+                "--grace",
+                type=duration,
+                default=timedelta(hours=24),
+                help="how long older tokens stay valid: 0 (leaked), 30m, 24h (default), up to 30d",
+            )
         if name == "rotate-notify-secret":
-            cmd.add_argument("--overlap", type=duration, default=timedelta(hours=24),
-                             help="how long the old secret also signs (default 24h)")  # fmt: skip
+            cmd.add_argument(
+                "--overlap",
+                type=duration,
+                default=timedelta(hours=24),
+                help="how long the old secret also signs (default 24h)",
+            )
         if name != "show":
-            cmd.add_argument("--actor", help="who runs this, for the audit log (default: "
-                             "$PAYWATCH_ACTOR or the login name)")  # fmt: skip
+            cmd.add_argument(
+                "--actor",
+                help="who runs this, for the audit log (default: "
+                "$PAYWATCH_ACTOR or the login name)",
+            )
         cmd.set_defaults(func=func)
 
 
@@ -382,8 +457,9 @@ def parser() -> argparse.ArgumentParser:
     msub = merchant.add_subparsers(dest="merchant_command", required=True)
     add = msub.add_parser("add", help="onboard a merchant; prints its API token once")
     add.add_argument("--name", required=True)
-    add.add_argument("--product", action="append", required=True,
-                     help="ORDER_TYPE:SUB_TYPE, repeatable")  # fmt: skip
+    add.add_argument(
+        "--product", action="append", required=True, help="ORDER_TYPE:SUB_TYPE, repeatable"
+    )
     add.add_argument("--pay-org", action="append", required=True, help="repeatable")
     add.add_argument("--fee-bps", type=int, default=0)
     add.add_argument("--notify-url")
@@ -403,8 +479,9 @@ def parser() -> argparse.ArgumentParser:
         help="serve this worker's /metrics (business gauges) on this port",
     )
     worker.add_argument("--metrics-host", default="127.0.0.1")
-    worker.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])  # fmt: skip
+    worker.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     worker.set_defaults(func=_worker)
 
     console = sub.add_parser("console", help="run the Streamlit console")
@@ -419,24 +496,31 @@ def parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--admin-token")
     sandbox.set_defaults(func=_sandbox)
 
-    user = sub.add_parser("user", help="console users (add, passwd, role, disable, enable, "
-                          "remove, list)")  # fmt: skip
+    user = sub.add_parser(
+        "user", help="console users (add, passwd, role, disable, enable, remove, list)"
+    )
     usub = user.add_subparsers(dest="user_command", required=True)
-    usub.add_parser("list", help="list users, their role, state and open sessions"
-                    ).set_defaults(func=_user)  # fmt: skip
-    for name, help_ in (("add", "create a user"),
-                        ("passwd", "reset a password (ends the user's sessions)"),
-                        ("role", "change a role (effective at the user's next click)"),
-                        ("disable", "disable a user (ends the user's sessions)"),
-                        ("enable", "enable a disabled user"),
-                        ("remove", "remove a user (ends the user's sessions)")):  # fmt: skip
+    usub.add_parser("list", help="list users, their role, state and open sessions").set_defaults(
+        func=_user
+    )
+    for name, help_ in (
+        ("add", "create a user"),
+        ("passwd", "reset a password (ends the user's sessions)"),
+        ("role", "change a role (effective at the user's next click)"),
+        ("disable", "disable a user (ends the user's sessions)"),
+        ("enable", "enable a disabled user"),
+        ("remove", "remove a user (ends the user's sessions)"),
+    ):
         cmd = usub.add_parser(name, help=help_)
         cmd.add_argument("--name", required=True)
         if name in ("add", "role"):
-            cmd.add_argument("--role", required=True, choices=("viewer", "operator", "manager",
-                                                               "admin"))  # fmt: skip
-        cmd.add_argument("--actor", help="who runs this, for the audit log (default: "
-                         "$PAYWATCH_ACTOR or the OS user)")  # fmt: skip
+            cmd.add_argument(
+                "--role", required=True, choices=("viewer", "operator", "manager", "admin")
+            )
+        cmd.add_argument(
+            "--actor",
+            help="who runs this, for the audit log (default: $PAYWATCH_ACTOR or the OS user)",
+        )
         cmd.set_defaults(func=_user)
 
     shadow = sub.add_parser("shadow", help="shadow (pressure-test) tables")
@@ -450,10 +534,14 @@ def parser() -> argparse.ArgumentParser:
     from .simulator.cli import configure_parser as configure_simulate
     from .up import configure_parser as configure_up
 
-    configure_up(sub.add_parser("up", help="run everything in one command (API, sandbox, "
-                                "worker, simulator, console)"))  # fmt: skip
-    configure_simulate(sub.add_parser("simulate", help="merchant traffic, failing receivers "
-                                      "and scripted drills"))  # fmt: skip
+    configure_up(
+        sub.add_parser(
+            "up", help="run everything in one command (API, sandbox, worker, simulator, console)"
+        )
+    )
+    configure_simulate(
+        sub.add_parser("simulate", help="merchant traffic, failing receivers and scripted drills")
+    )
     from .risk_cli import configure_parser as configure_risk
 
     configure_risk(sub.add_parser("risk", help="risk blocklist and unchecked-payment reviews"))

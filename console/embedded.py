@@ -77,8 +77,9 @@ class EmbeddedPlatform:
                 )
         api_port = o.api_port or free_port(o.host)
         sandbox_port = o.sandbox_port or free_port(o.host)
-        changes.update(api_url=f"http://{o.host}:{api_port}",
-                       sandbox_url=f"http://{o.host}:{sandbox_port}")  # fmt: skip
+        changes.update(
+            api_url=f"http://{o.host}:{api_port}", sandbox_url=f"http://{o.host}:{sandbox_port}"
+        )
         self.settings = dataclasses.replace(s, **changes)
         platform = self.platform = build_platform(self.settings, role="all")
         self._undo.append(platform.close)
@@ -87,9 +88,14 @@ class EmbeddedPlatform:
         if o.jobs is not None:
             platform.worker_jobs.extend(o.jobs(platform))
         platform.start()
-        sandbox = ServerThread(create_sandbox_app(SandboxConfig(
-            secrets=platform.channel_secrets, admin_token=self.admin_token)),
-            o.host, sandbox_port, "sandbox").start()  # fmt: skip
+        sandbox = ServerThread(
+            create_sandbox_app(
+                SandboxConfig(secrets=platform.channel_secrets, admin_token=self.admin_token)
+            ),
+            o.host,
+            sandbox_port,
+            "sandbox",
+        ).start()
         self._undo.append(sandbox.stop)
         api = ServerThread(platform.api_app(), o.host, api_port, "api").start()
         self._undo.append(api.stop)
@@ -130,8 +136,11 @@ class EmbeddedPlatform:
             from paycore.db.engine import create_engine_from_url
 
             self._engine = create_engine_from_url(original.database_url)
-        return DrillTargets(sandbox=SandboxAdmin(self.settings.sandbox_url, self.admin_token),
-                            proxies=dict(self.proxies), engine=self._engine,
-                            core=self.platform.paycore,
-                            prometheus_url=original.prometheus_url,
-                            var_dir=var_dir or original.var_dir)  # fmt: skip
+        return DrillTargets(
+            sandbox=SandboxAdmin(self.settings.sandbox_url, self.admin_token),
+            proxies=dict(self.proxies),
+            engine=self._engine,
+            core=self.platform.paycore,
+            prometheus_url=original.prometheus_url,
+            var_dir=var_dir or original.var_dir,
+        )

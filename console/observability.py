@@ -46,18 +46,28 @@ class Observability:
 def business_snapshot(core: PayCore, trial_ok: Callable[[], bool | None]) -> BusinessSnapshot:
     """The business gauges, from SQL (fund figures never come from metrics)."""
     with core.db.session() as s:
-        processing = s.execute(sa.select(sa.func.count()).select_from(PayOrder)
-                               .where(PayOrder.status == "processing")).scalar_one()  # fmt: skip
-        backlog = dict(s.execute(
-            sa.select(CompensationTask.status, sa.func.count())
-            .where(CompensationTask.status.in_(("pending", "running", "manual")))
-            .group_by(CompensationTask.status)).all())  # fmt: skip
-        notify = s.execute(sa.select(sa.func.count()).select_from(Notification)
-                           .where(Notification.status == "pending")).scalar_one()  # fmt: skip
-        diffs = dict(s.execute(
-            sa.select(ReconDifference.kind, sa.func.count())
-            .where(ReconDifference.status == "open", ReconDifference.resolution != "expected")
-            .group_by(ReconDifference.kind)).all())  # fmt: skip
+        processing = s.execute(
+            sa.select(sa.func.count()).select_from(PayOrder).where(PayOrder.status == "processing")
+        ).scalar_one()
+        backlog = dict(
+            s.execute(
+                sa.select(CompensationTask.status, sa.func.count())
+                .where(CompensationTask.status.in_(("pending", "running", "manual")))
+                .group_by(CompensationTask.status)
+            ).all()
+        )
+        notify = s.execute(
+            sa.select(sa.func.count())
+            .select_from(Notification)
+            .where(Notification.status == "pending")
+        ).scalar_one()
+        diffs = dict(
+            s.execute(
+                sa.select(ReconDifference.kind, sa.func.count())
+                .where(ReconDifference.status == "open", ReconDifference.resolution != "expected")
+                .group_by(ReconDifference.kind)
+            ).all()
+        )
     ok = trial_ok()
     return BusinessSnapshot(
         processing_orders=int(processing),
@@ -70,9 +80,13 @@ def business_snapshot(core: PayCore, trial_ok: Callable[[], bool | None]) -> Bus
 
 
 def build_observability(
-    engine: Engine, settings: Settings, *, role: str,
-    business: Callable[[], BusinessSnapshot] | None, rejected: tuple[type[BaseException], ...],
-) -> Observability:  # fmt: skip
+    engine: Engine,
+    settings: Settings,
+    *,
+    role: str,
+    business: Callable[[], BusinessSnapshot] | None,
+    rejected: tuple[type[BaseException], ...],
+) -> Observability:
     """A fresh registry with the pay-link metrics, a sampler into the database, and the
     query backend (Prometheus when ``PAYWATCH_PROMETHEUS_URL`` is set)."""
     registry = CollectorRegistry()

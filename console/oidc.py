@@ -32,8 +32,9 @@ def oidc_role(email: str | None, mapping: Mapping[str, str] | None) -> str:
     return "viewer"
 
 
-def oidc_action(*, logged_in: bool, email: str | None,
-                had_session: bool) -> Literal["sign_in", "logout", "none"]:  # fmt: skip
+def oidc_action(
+    *, logged_in: bool, email: str | None, had_session: bool
+) -> Literal["sign_in", "logout", "none"]:
     """What to do with an IdP identity when no console session is valid: "sign_in" (open
     a session, audited once), "logout" (the console session of this browser ended — idle,
     revoked — or the identity has no e-mail: end the IdP sign-in too, so it is not silently
@@ -43,5 +44,3 @@ def oidc_action(*, logged_in: bool, email: str | None,
     if had_session or not email:
         return "logout"
     return "sign_in"
-
-

@@ -47,7 +47,9 @@ def panel(
         yield
     except Exception as exc:  # noqa: BLE001 - a panel fails alone, with no traceback shown
         log.warning("panel %r: %s unavailable", title, source, exc_info=True)
-        st.warning(f"{source_name(source).capitalize()} is unavailable "
-                   f"({type(exc).__name__}); this panel will show again when it answers.")
+        st.warning(
+            f"{source_name(source).capitalize()} is unavailable "
+            f"({type(exc).__name__}); this panel will show again when it answers."
+        )
         return
     st.caption(f"updated {clock():%H:%M:%S} UTC from {source_name(source)}")

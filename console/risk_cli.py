@@ -37,8 +37,14 @@ def _with_db(fn: Callable[[Any, argparse.Namespace], int]) -> Callable[[argparse
 def _audit(db: Any, args: argparse.Namespace, action: str, detail: dict[str, Any]) -> None:
     from .audit import record
 
-    record(db.engine, actor=_actor(args), role="cli", action=action,
-           target=f"{args.merchant}/{args.user}", detail=detail)  # fmt: skip
+    record(
+        db.engine,
+        actor=_actor(args),
+        role="cli",
+        action=action,
+        target=f"{args.merchant}/{args.user}",
+        detail=detail,
+    )
 
 
 def _block(db: Any, args: argparse.Namespace) -> int:
@@ -65,8 +71,10 @@ def _list(db: Any, args: argparse.Namespace) -> int:
     from paycore.risk import blocked
 
     for e in blocked(db, args.merchant):
-        print(f"{e.merchant_id}\t{e.user_id}\t{e.created_at:%Y-%m-%dT%H:%M:%SZ}\t"
-              f"{e.created_by}\t{e.reason}")  # fmt: skip
+        print(
+            f"{e.merchant_id}\t{e.user_id}\t{e.created_at:%Y-%m-%dT%H:%M:%SZ}\t"
+            f"{e.created_by}\t{e.reason}"
+        )
     return 0
 
 
@@ -74,8 +82,10 @@ def _reviews(db: Any, args: argparse.Namespace) -> int:
     from paycore.risk import list_reviews
 
     for r in list_reviews(db, status=args.status, merchant_id=args.merchant, limit=args.limit):
-        print(f"{r.id}\t{r.created_at:%Y-%m-%dT%H:%M:%SZ}\t{r.status}\t{r.merchant_id}\t"
-              f"{r.user_id}\t{r.trade_id}\t{r.amount} {r.currency}\t{r.reason}")  # fmt: skip
+        print(
+            f"{r.id}\t{r.created_at:%Y-%m-%dT%H:%M:%SZ}\t{r.status}\t{r.merchant_id}\t"
+            f"{r.user_id}\t{r.trade_id}\t{r.amount} {r.currency}\t{r.reason}"
+        )
     return 0
 
 
@@ -87,8 +97,14 @@ def _review(db: Any, args: argparse.Namespace) -> int:
     if not close_review(db, args.id, actor=_actor(args), note=args.note):
         print(f"error: no open review {args.id}", file=sys.stderr)
         return 2
-    record(db.engine, actor=_actor(args), role="cli", action="risk.review",
-           target=str(args.id), detail={"note": args.note})  # fmt: skip
+    record(
+        db.engine,
+        actor=_actor(args),
+        role="cli",
+        action="risk.review",
+        target=str(args.id),
+        detail={"note": args.note},
+    )
     print(f"review {args.id}: reviewed")
     return 0
 
@@ -96,8 +112,10 @@ def _review(db: Any, args: argparse.Namespace) -> int:
 def configure_parser(risk: argparse.ArgumentParser) -> None:
     """The ``risk`` subcommands."""
     sub = risk.add_subparsers(dest="risk_command", required=True)
-    for name, fn, help_ in (("block", _block, "block a user at a merchant ('*': every one)"),
-                            ("unblock", _unblock, "remove a blocklist entry")):  # fmt: skip
+    for name, fn, help_ in (
+        ("block", _block, "block a user at a merchant ('*': every one)"),
+        ("unblock", _unblock, "remove a blocklist entry"),
+    ):
         cmd = sub.add_parser(name, help=help_)
         cmd.add_argument("--merchant", required=True, help="merchant id, or '*' for every one")
         cmd.add_argument("--user", required=True)

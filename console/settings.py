@@ -27,8 +27,16 @@ def _redact(url: str | None) -> str | None:
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
 
 
-_FLAGS = {"1": True, "true": True, "on": True, "yes": True,
-          "0": False, "false": False, "off": False, "no": False}  # fmt: skip
+_FLAGS = {
+    "1": True,
+    "true": True,
+    "on": True,
+    "yes": True,
+    "0": False,
+    "false": False,
+    "off": False,
+    "no": False,
+}
 
 
 def _flag(name: str, value: str | None, default: bool) -> bool:
@@ -83,9 +91,11 @@ def _risk_policy(get: Callable[[str], str | None]) -> RiskPolicy:
             raise ValueError("PAYWATCH_RISK_BLOCKLIST_REFRESH_S must be seconds in (0, 3600]")
     default = RiskPolicy()
     if values.get("fallback_max_amount", default.fallback_max_amount) > values.get(
-            "max_amount", default.max_amount):  # fmt: skip
-        raise ValueError("PAYWATCH_RISK_FALLBACK_MAX_AMOUNT must not exceed "
-                         "PAYWATCH_RISK_MAX_AMOUNT")  # fmt: skip
+        "max_amount", default.max_amount
+    ):
+        raise ValueError(
+            "PAYWATCH_RISK_FALLBACK_MAX_AMOUNT must not exceed PAYWATCH_RISK_MAX_AMOUNT"
+        )
     return RiskPolicy(**values)
 
 
@@ -164,8 +174,9 @@ class Settings:
             api_threads=_count("API_THREADS", get("API_THREADS"), cls.api_threads, 256),
             risk_policy=_risk_policy(get),
             risk_namespace=get("RISK_NAMESPACE") or cls.risk_namespace,
-            console_idle_minutes=_count("CONSOLE_IDLE_MINUTES", get("CONSOLE_IDLE_MINUTES"),
-                                        cls.console_idle_minutes, 720),  # fmt: skip
+            console_idle_minutes=_count(
+                "CONSOLE_IDLE_MINUTES", get("CONSOLE_IDLE_MINUTES"), cls.console_idle_minutes, 720
+            ),
         )
 
     def resolved_channel_secrets(self) -> dict[str, str]:

@@ -35,8 +35,9 @@ def shadow_front(settings: Settings, secrets: dict[str, str], counter: Any) -> A
         if counter is not None:
             counter.shadow("channel_call")
 
-    front = ChannelFront(gateway, lambda org: f"{api}/v1/channels/{org}/callback?shadow=1",
-                         on_result=observe)  # fmt: skip
+    front = ChannelFront(
+        gateway, lambda org: f"{api}/v1/channels/{org}/callback?shadow=1", on_result=observe
+    )
     return front
 
 

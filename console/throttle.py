@@ -47,8 +47,9 @@ def throttle_keys(username: str, client: str) -> tuple[str, str]:
 
 
 def _throttle_rows(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
-    rows = conn.execute(sa.select(ConsoleLoginThrottle).where(
-        ConsoleLoginThrottle.key.in_(list(keys)))).all()  # fmt: skip
+    rows = conn.execute(
+        sa.select(ConsoleLoginThrottle).where(ConsoleLoginThrottle.key.in_(list(keys)))
+    ).all()
     return {r.key: r for r in rows}
 
 
@@ -58,19 +59,30 @@ def _live_failures(row: Any, now: datetime, throttle: Throttle) -> int:
     return int(row.failures)
 
 
-def login_wait(engine: Engine, keys: Iterable[str], *, throttle: Throttle = Throttle(),
-               now: datetime | None = None) -> float:  # fmt: skip
+def login_wait(
+    engine: Engine,
+    keys: Iterable[str],
+    *,
+    throttle: Throttle = Throttle(),
+    now: datetime | None = None,
+) -> float:
     """Seconds until an attempt on ``keys`` may be checked (0: now)."""
     now = _now(now)
     with engine.connect() as conn:
         rows = _throttle_rows(conn, keys)
-    waits = [(r.next_at - now).total_seconds() for r in rows.values()
-             if _live_failures(r, now, throttle)]  # fmt: skip
+    waits = [
+        (r.next_at - now).total_seconds() for r in rows.values() if _live_failures(r, now, throttle)
+    ]
     return max([0.0, *waits])
 
 
-def reserve_attempt(engine: Engine, keys: Iterable[str], *, throttle: Throttle = Throttle(),
-                    now: datetime | None = None) -> bool:  # fmt: skip
+def reserve_attempt(
+    engine: Engine,
+    keys: Iterable[str],
+    *,
+    throttle: Throttle = Throttle(),
+    now: datetime | None = None,
+) -> bool:
     """Count an attempt as failed before its password is checked, on every key at once
     (compare-and-set): False when a key's wait is not over or a concurrent attempt took the
     turn. A success then gives the count back (:func:`_settle_success`), so concurrent
@@ -95,8 +107,11 @@ def _reserve_one(conn: Connection, key: str, row: Any, now: datetime, throttle: 
     failures = _live_failures(row, now, throttle)
     if failures and row.next_at > now:
         return False
-    values = {"failures": failures + 1, "next_at": now + timedelta(
-        seconds=throttle.delay(failures + 1)), "last_at": now}  # fmt: skip
+    values = {
+        "failures": failures + 1,
+        "next_at": now + timedelta(seconds=throttle.delay(failures + 1)),
+        "last_at": now,
+    }
     if row is None:
         conn.execute(sa.insert(ConsoleLoginThrottle).values(key=key, version=1, **values))
         return True
@@ -104,12 +119,13 @@ def _reserve_one(conn: Connection, key: str, row: Any, now: datetime, throttle: 
         sa.update(ConsoleLoginThrottle)
         .where(ConsoleLoginThrottle.key == key, ConsoleLoginThrottle.version == row.version)
         .values(version=row.version + 1, **values)
-    )  # fmt: skip
+    )
     return bool(done.rowcount)
 
 
-def _settle_success(engine: Engine, keys: tuple[str, str], now: datetime,
-                    throttle: Throttle) -> None:  # fmt: skip
+def _settle_success(
+    engine: Engine, keys: tuple[str, str], now: datetime, throttle: Throttle
+) -> None:
     """A right password: the user's count is cleared; the client's reservation is given
     back but its earlier failures stay (one good account does not reset a guessing
     client), so its next attempt waits what they call for."""
@@ -120,15 +136,17 @@ def _settle_success(engine: Engine, keys: tuple[str, str], now: datetime,
         if row is not None:
             left = max(0, int(row.failures) - 1)
             conn.execute(
-                sa.update(ConsoleLoginThrottle).where(ConsoleLoginThrottle.key == client_key)
-                .values(failures=left, next_at=now + timedelta(seconds=throttle.delay(left)),
-                        version=ConsoleLoginThrottle.version + 1)
-            )  # fmt: skip
+                sa.update(ConsoleLoginThrottle)
+                .where(ConsoleLoginThrottle.key == client_key)
+                .values(
+                    failures=left,
+                    next_at=now + timedelta(seconds=throttle.delay(left)),
+                    version=ConsoleLoginThrottle.version + 1,
+                )
+            )
 
 
 def _forget_old(engine: Engine, now: datetime, throttle: Throttle) -> None:
     with engine.begin() as conn:
         stale = ConsoleLoginThrottle.last_at < now - throttle.forget_after
         conn.execute(sa.delete(ConsoleLoginThrottle).where(stale))
-
-

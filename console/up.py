@@ -59,8 +59,19 @@ STREAMLIT_OPTIONS = {
 def console_command(host: str, port: int) -> list[str]:
     """The command that serves the Streamlit console (``paywatch console``, ``paywatch up``)."""
     app = Path(__file__).with_name("app.py")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-           "--server.address", host, "--server.headless", "true"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+    ]
     for name, value in STREAMLIT_OPTIONS.items():
         cmd += [f"--{name}", value]
     return cmd
@@ -73,9 +84,13 @@ def resolve(settings: Settings, options: UpOptions) -> tuple[Settings, UpOptions
     def port(value: int) -> int:
         return value or free_port(o.host)
 
-    options = dataclasses.replace(o, api_port=port(o.api_port), sandbox_port=port(o.sandbox_port),
-                                  console_port=port(o.console_port),
-                                  receiver_port=port(o.receiver_port))  # fmt: skip
+    options = dataclasses.replace(
+        o,
+        api_port=port(o.api_port),
+        sandbox_port=port(o.sandbox_port),
+        console_port=port(o.console_port),
+        receiver_port=port(o.receiver_port),
+    )
     settings = dataclasses.replace(
         settings,
         api_url=f"http://{options.host}:{options.api_port}",
@@ -87,8 +102,9 @@ def resolve(settings: Settings, options: UpOptions) -> tuple[Settings, UpOptions
 class AllInOne:
     """The running parts of ``paywatch up``; :meth:`stop` undoes :meth:`start`."""
 
-    def __init__(self, settings: Settings, options: UpOptions, *,
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, settings: Settings, options: UpOptions, *, env: dict[str, str] | None = None
+    ) -> None:
         self.settings, self.options = resolve(settings, options)
         self.env = dict(os.environ if env is None else env)
         self.sandbox_token = self.settings.sandbox_admin_token()
@@ -114,9 +130,16 @@ class AllInOne:
 
         s, o = self.settings, self.options
         Path(s.var_dir).mkdir(parents=True, exist_ok=True)
-        embedded = EmbeddedPlatform(s, EmbeddedOptions(
-            host=o.host, api_port=o.api_port, sandbox_port=o.sandbox_port, proxies=False,
-            sandbox_admin_token=self.sandbox_token)).start()  # fmt: skip
+        embedded = EmbeddedPlatform(
+            s,
+            EmbeddedOptions(
+                host=o.host,
+                api_port=o.api_port,
+                sandbox_port=o.sandbox_port,
+                proxies=False,
+                sandbox_admin_token=self.sandbox_token,
+            ),
+        ).start()
         self._undo.append(("platform", embedded.stop))
         self.platform = embedded.platform
         self.logins = ensure_demo_users(self.platform.db.engine, s.var_dir)
@@ -129,13 +152,18 @@ class AllInOne:
         from .simulator import SimConfig, Simulator, ensure_demo_merchants
 
         s, o = self.settings, self.options
-        merchants = ensure_demo_merchants(self.platform.paycore, s.var_dir,
-                                          f"http://{o.host}:{o.receiver_port}",
-                                          s.pay_orgs)  # fmt: skip
-        config = SimConfig(api_url=s.api_url, rate=o.rate, receiver_host=o.host,
-                           receiver_port=o.receiver_port, sandbox_url=s.sandbox_url,
-                           sandbox_admin_token=self.sandbox_token,
-                           notify_secret=s.notify_secret())  # fmt: skip
+        merchants = ensure_demo_merchants(
+            self.platform.paycore, s.var_dir, f"http://{o.host}:{o.receiver_port}", s.pay_orgs
+        )
+        config = SimConfig(
+            api_url=s.api_url,
+            rate=o.rate,
+            receiver_host=o.host,
+            receiver_port=o.receiver_port,
+            sandbox_url=s.sandbox_url,
+            sandbox_admin_token=self.sandbox_token,
+            notify_secret=s.notify_secret(),
+        )
         self.simulator = Simulator(config, merchants).start()
         self._undo.append(("simulator", self.simulator.stop))
 
@@ -187,10 +215,13 @@ class AllInOne:
         lines = ["", "paywatch is up", ""]
         if o.console:
             lines.append(f"  console   http://{o.host}:{o.console_port}")
-        lines += [f"  API       {s.api_url}   (metrics: {s.api_url}/metrics)",
-                  f"  sandbox   {s.sandbox_url}",
-                  f"  database  {_redact(s.database_url)}",
-                  "", "  demo logins (user / password):"]  # fmt: skip
+        lines += [
+            f"  API       {s.api_url}   (metrics: {s.api_url}/metrics)",
+            f"  sandbox   {s.sandbox_url}",
+            f"  database  {_redact(s.database_url)}",
+            "",
+            "  demo logins (user / password):",
+        ]
         lines += [f"    {user:<9} {pw}   ({role})" for user, (role, pw) in self.logins.items()]
         if o.rate > 0:
             lines.append(f"\n  simulator: ~{o.rate:g} payments/s (Poisson)")
@@ -201,8 +232,10 @@ class AllInOne:
 def run(settings: Settings, options: UpOptions) -> int:
     """Start everything, print where it is, wait for Ctrl-C/SIGTERM, stop cleanly."""
     stack = AllInOne(settings, options)
-    previous = {sig: signal.signal(sig, lambda *_: stack.stop_event.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    previous = {
+        sig: signal.signal(sig, lambda *_: stack.stop_event.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         stack.start()
         print(stack.banner(), flush=True)
@@ -228,13 +261,19 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     d = UpOptions()
     p.add_argument("--host", default=d.host)
     p.add_argument("--api-port", type=int, help="default: the port of PAYWATCH_API_URL or 8000")
-    p.add_argument("--sandbox-port", type=int,
-                   help="default: the port of PAYWATCH_SANDBOX_URL or 8100")  # fmt: skip
+    p.add_argument(
+        "--sandbox-port", type=int, help="default: the port of PAYWATCH_SANDBOX_URL or 8100"
+    )
     p.add_argument("--console-port", type=int, default=d.console_port)
-    p.add_argument("--receiver-port", type=int, default=d.receiver_port,
-                   help="the simulated merchants' notification receivers")  # fmt: skip
-    p.add_argument("--rate", type=float, default=d.rate,
-                   help="simulated payments per second (0: no simulator)")  # fmt: skip
+    p.add_argument(
+        "--receiver-port",
+        type=int,
+        default=d.receiver_port,
+        help="the simulated merchants' notification receivers",
+    )
+    p.add_argument(
+        "--rate", type=float, default=d.rate, help="simulated payments per second (0: no simulator)"
+    )
     p.add_argument("--no-console", action="store_true", help="do not start the console")
 
     def handle(args: argparse.Namespace) -> int:

@@ -31,16 +31,24 @@ def _remember(key: str, text: str | None) -> None:
         st.query_params[key] = text
 
 
-def url_select(label: str, options: Sequence[T], *, key: str, default: T | None = None,
-               format_func: Callable[[T], str] = str, widget: Callable[..., Any] | None = None,
-               **kwargs: Any) -> T:
+def url_select(
+    label: str,
+    options: Sequence[T],
+    *,
+    key: str,
+    default: T | None = None,
+    format_func: Callable[[T], str] = str,
+    widget: Callable[..., Any] | None = None,
+    **kwargs: Any,
+) -> T:
     """A selectbox (or ``widget``: ``st.radio``, ``st.segmented_control`` …) over
     ``options`` whose choice is kept in ``?key=``."""
     by_text = {str(o): o for o in options}
     start = by_text.get(url_value(key) or "", default if default is not None else options[0])
     index = list(options).index(start) if start in options else 0
-    chosen = (widget or st.selectbox)(label, options, index=index, key=f"url_{key}",
-                                      format_func=format_func, **kwargs)
+    chosen = (widget or st.selectbox)(
+        label, options, index=index, key=f"url_{key}", format_func=format_func, **kwargs
+    )
     _remember(key, str(chosen) if chosen is not None else None)
     return chosen
 

@@ -22,9 +22,14 @@ from stability.switches import SwitchService
 
 #: errors that are the caller's fault, not the dependency's: never trip a breaker
 BUSINESS_ERRORS: tuple[type[BaseException], ...] = (
-    pe.InvalidRequest, pe.AuthenticationFailed, pe.ContextNotGranted, pe.MerchantDisabled,
-    pe.RiskRejected, pe.NotFound, pe.Conflict,
-)  # fmt: skip
+    pe.InvalidRequest,
+    pe.AuthenticationFailed,
+    pe.ContextNotGranted,
+    pe.MerchantDisabled,
+    pe.RiskRejected,
+    pe.NotFound,
+    pe.Conflict,
+)
 
 
 @dataclass
@@ -41,8 +46,9 @@ class StabilityRuntime:
     def start(self) -> None:
         self.watcher.start()
         if self.breaker_stats is None:
-            self.breaker_stats = BreakerStatsPublisher(self.switches.engine,
-                                                       self.guard.breakers).start()
+            self.breaker_stats = BreakerStatsPublisher(
+                self.switches.engine, self.guard.breakers
+            ).start()
 
     def close(self) -> None:
         self.watcher.stop()
@@ -52,25 +58,32 @@ class StabilityRuntime:
             self.redis.close()
 
 
-def build_stability(engine: Engine, *, pay_orgs: tuple[str, ...], redis_url: str | None,
-                    poll_s: float = 0.25) -> StabilityRuntime:  # fmt: skip
+def build_stability(
+    engine: Engine, *, pay_orgs: tuple[str, ...], redis_url: str | None, poll_s: float = 0.25
+) -> StabilityRuntime:
     """Seed the dependency map if empty and build the guard and switch machinery."""
     store = DependencyMapStore(engine)
     seed_if_empty(store, pay_orgs, redis_lock=bool(redis_url))
     dmap = store.load()
     rules = default_rules(pay_orgs)
     events = BreakerEventLog(engine)
-    guard = Guard(dmap, limiter=Limiter(make_limit_store(redis_url)), base_rules=rules,
-                  breaker_store=make_breaker_store(redis_url) if redis_url else None,
-                  recorders=[events], ignore=BUSINESS_ERRORS)  # fmt: skip
+    guard = Guard(
+        dmap,
+        limiter=Limiter(make_limit_store(redis_url)),
+        base_rules=rules,
+        breaker_store=make_breaker_store(redis_url) if redis_url else None,
+        recorders=[events],
+        ignore=BUSINESS_ERRORS,
+    )
     client = None
     if redis_url:
         import redis
 
         client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
     switches = SwitchService(
-        engine, needs_approval=approval_policy(lambda: guard.map, lambda: guard.base_rules),
+        engine,
+        needs_approval=approval_policy(lambda: guard.map, lambda: guard.base_rules),
         on_commit=redis_publisher(client) if client is not None else None,
-    )  # fmt: skip
+    )
     watcher = SwitchWatcher(switches, guard.apply, poll_s=poll_s, redis_client=client)
     return StabilityRuntime(store, dmap, guard, switches, watcher, events, client)

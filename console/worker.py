@@ -33,9 +33,14 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
     core, settings = platform.paycore, platform.settings
     gateway = platform.front.gateway if platform.front is not None else None
     leases = JobLeases(core.db, core.clock)
-    delivery = NotificationDelivery(core.db, secret=settings.notify_secret(), clock=core.clock,
-                                    worker_id=worker_id, ids=core.ids,
-                                    metrics=core.metrics)  # fmt: skip
+    delivery = NotificationDelivery(
+        core.db,
+        secret=settings.notify_secret(),
+        clock=core.clock,
+        worker_id=worker_id,
+        ids=core.ids,
+        metrics=core.metrics,
+    )
     jobs: list[Job] = [
         (delivery.deliver_due, 5.0, "notifications"),
         (lambda: summary_posting_job(core), 2.0, "summary_posting"),
@@ -44,24 +49,45 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
     if gateway is not None:
         active = ActiveQuery(core, gateway)
         jobs.append((active.run_once, 30.0, "active_query"))
-        jobs.append((singleton_job(leases, "recon:internal", worker_id, 55,
-                                   lambda: reconcile_internal(core, gateway=gateway)),
-                     60.0, "recon_internal"))  # fmt: skip
+        jobs.append(
+            (
+                singleton_job(
+                    leases,
+                    "recon:internal",
+                    worker_id,
+                    55,
+                    lambda: reconcile_internal(core, gateway=gateway),
+                ),
+                60.0,
+                "recon_internal",
+            )
+        )
         for org in settings.pay_orgs:
-            jobs.append((_daily_recon(core, gateway, leases, worker_id, org), 600.0,
-                         f"recon_external_{org}"))  # fmt: skip
+            jobs.append(
+                (
+                    _daily_recon(core, gateway, leases, worker_id, org),
+                    600.0,
+                    f"recon_external_{org}",
+                )
+            )
     obs = platform.observability
     if obs is not None:
         alerts = build_alert_engine(core.db.engine, obs.query, settings)
-        jobs.append((singleton_job(leases, "alerts:evaluate", worker_id, 25, alerts.evaluate),
-                     30.0, "alerts"))  # fmt: skip
+        jobs.append(
+            (
+                singleton_job(leases, "alerts:evaluate", worker_id, 25, alerts.evaluate),
+                30.0,
+                "alerts",
+            )
+        )
     for job in platform.extra_worker_jobs():
         jobs.append(job)
     return jobs, [delivery]
 
 
-def _daily_recon(core: Any, gateway: Any, leases: JobLeases, worker_id: str,
-                 org: str) -> Callable[[], Any]:  # fmt: skip
+def _daily_recon(
+    core: Any, gateway: Any, leases: JobLeases, worker_id: str, org: str
+) -> Callable[[], Any]:
     """T+1: once per day per pay org, after the channel's file is ready (01:00 UTC)."""
 
     def yesterday() -> str:
@@ -73,8 +99,9 @@ def _daily_recon(core: Any, gateway: Any, leases: JobLeases, worker_id: str,
         day = datetime.now(UTC).date() - timedelta(days=1)
         return reconcile_day(core, gateway, org, day)
 
-    return singleton_job(leases, lambda: f"recon:{org}:{yesterday()}", worker_id, 3600, run,
-                         keep=True)  # fmt: skip
+    return singleton_job(
+        leases, lambda: f"recon:{org}:{yesterday()}", worker_id, 3600, run, keep=True
+    )
 
 
 def serve_worker(platform: Platform, stop: threading.Event | None = None) -> int:

@@ -11,8 +11,14 @@ from console.simulator.schema import metadata as simulator_metadata
 from paycore.db.schema import metadata as paycore_metadata
 from stability.schema import metadata as stability_metadata
 
-target_metadata = [paycore_metadata, stability_metadata, collectors_metadata, alerts_metadata,
-                   console_metadata, simulator_metadata]
+target_metadata = [
+    paycore_metadata,
+    stability_metadata,
+    collectors_metadata,
+    alerts_metadata,
+    console_metadata,
+    simulator_metadata,
+]
 
 
 def run_migrations_online() -> None:

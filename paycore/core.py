@@ -69,8 +69,14 @@ class PayCore:
     def trade_lock(self, trade_id: int, *, link: str) -> AbstractContextManager[str]:
         """Hold the trade's lock (one pay or refund of a trade at a time), through the
         guard as ``link``'s dependency on the lock backend."""
-        return guarded_hold(self.lock, self.guard, f"trade:{trade_id}", caller=link,
-                            ttl=self.lock_ttl, wait=self.lock_wait)  # fmt: skip
+        return guarded_hold(
+            self.lock,
+            self.guard,
+            f"trade:{trade_id}",
+            caller=link,
+            ttl=self.lock_ttl,
+            wait=self.lock_wait,
+        )
 
     def close(self) -> None:
         self.lock.close()

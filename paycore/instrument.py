@@ -13,8 +13,9 @@ from typing import Any, Protocol
 class Metrics(Protocol):
     def timed(self, step: str, pay_org: str = "") -> Any: ...
 
-    def observe(self, step: str, outcome: str, reason: str = "", pay_org: str = "", *,
-                seconds: float) -> None: ...  # fmt: skip
+    def observe(
+        self, step: str, outcome: str, reason: str = "", pay_org: str = "", *, seconds: float
+    ) -> None: ...
 
 
 class _NullTimed:
@@ -28,8 +29,12 @@ class _NullTimed:
     def __enter__(self) -> _NullTimed:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         return None
 
 
@@ -37,8 +42,9 @@ class _NullMetrics:
     def timed(self, step: str, pay_org: str = "") -> _NullTimed:
         return _NullTimed()
 
-    def observe(self, step: str, outcome: str, reason: str = "", pay_org: str = "", *,
-                seconds: float) -> None:  # fmt: skip
+    def observe(
+        self, step: str, outcome: str, reason: str = "", pay_org: str = "", *, seconds: float
+    ) -> None:
         return None
 
 

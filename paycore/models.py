@@ -59,23 +59,28 @@ def check_number(value: Any, field_name: str) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(f"{field_name} must be a string", field=field_name)
     if has_hostile_chars(value):
-        raise InvalidCharacters(f"{field_name} holds control or invisible characters",
-                                field=field_name)  # fmt: skip
+        raise InvalidCharacters(
+            f"{field_name} holds control or invisible characters", field=field_name
+        )
     if not _NUMBER.fullmatch(value):
-        raise InvalidRequest(f"{field_name} must be 1-{NUMBER_MAX} characters of "
-                             "[A-Za-z0-9_.-], starting with a letter or digit",
-                             field=field_name)  # fmt: skip
+        raise InvalidRequest(
+            f"{field_name} must be 1-{NUMBER_MAX} characters of "
+            "[A-Za-z0-9_.-], starting with a letter or digit",
+            field=field_name,
+        )
     return value
 
 
 def check_text(value: Any, field_name: str, max_length: int = TEXT_MAX) -> str:
     """Free text of at most ``max_length`` characters without hostile characters."""
     if not isinstance(value, str) or len(value) > max_length:
-        raise InvalidRequest(f"{field_name} must be at most {max_length} characters",
-                             field=field_name)  # fmt: skip
+        raise InvalidRequest(
+            f"{field_name} must be at most {max_length} characters", field=field_name
+        )
     if has_hostile_chars(value):
-        raise InvalidCharacters(f"{field_name} holds control or invisible characters",
-                                field=field_name)  # fmt: skip
+        raise InvalidCharacters(
+            f"{field_name} holds control or invisible characters", field=field_name
+        )
     return value
 
 
@@ -114,8 +119,9 @@ class CreateTrade:
             if self.payee_user_id == self.user_id:
                 raise InvalidRequest("payer and payee must differ", field="payee_user_id")
         if self.trade_type == "refund" and not self.origin_out_trade_no:
-            raise InvalidRequest("a refund trade needs origin_out_trade_no",
-                                 field="origin_out_trade_no")  # fmt: skip
+            raise InvalidRequest(
+                "a refund trade needs origin_out_trade_no", field="origin_out_trade_no"
+            )
         check_text(self.subject, "subject")
 
     def fingerprint(self) -> str:

@@ -67,15 +67,18 @@ PAY_TYPE = {
 
 # hot statements are built once and run with parameters: building one costs as much CPU
 # as the round trip
-_PAY_ORDER_BY_NO = select(PayOrder).where(PayOrder.merchant_id == bindparam("mid"),
-                                          PayOrder.out_pay_no == bindparam("no"))  # fmt: skip
+_PAY_ORDER_BY_NO = select(PayOrder).where(
+    PayOrder.merchant_id == bindparam("mid"), PayOrder.out_pay_no == bindparam("no")
+)
 _ITEMS_OF = select(PayItem).where(PayItem.pay_order_id == bindparam("po_id"))
 # the order's compare-and-set and the check that all its items succeeded, in one statement
 _COMPLETE_IF_ALL_ITEMS_SUCCEEDED = (
     update(PayOrder)
-    .where(PayOrder.id == bindparam("po_id"), PayOrder.status == st.PROCESSING,
-           ~exists().where(PayItem.pay_order_id == bindparam("po_id"),
-                           PayItem.status != st.SUCCESS))  # fmt: skip
+    .where(
+        PayOrder.id == bindparam("po_id"),
+        PayOrder.status == st.PROCESSING,
+        ~exists().where(PayItem.pay_order_id == bindparam("po_id"), PayItem.status != st.SUCCESS),
+    )
     .values(status=st.SUCCESS, finished_at=bindparam("now"))
     .execution_options(synchronize_session=False)
 )
@@ -87,10 +90,14 @@ _COMPLETE_IF_ALL_ITEMS_SUCCEEDED = (
 # fee).
 _TRADE_MERCHANT: ColumnClause[Any] = literal_column("trades.merchant_id")
 _PAID_TRADE_FIELDS = (
-    Trade.trade_type, Trade.user_id, Trade.payee_user_id,
-    *(select(col).where(Merchant.merchant_id == _TRADE_MERCHANT).scalar_subquery()
-      .label(col.key) for col in (Merchant.fee_bps, Merchant.notify_url)),
-)  # fmt: skip
+    Trade.trade_type,
+    Trade.user_id,
+    Trade.payee_user_id,
+    *(
+        select(col).where(Merchant.merchant_id == _TRADE_MERCHANT).scalar_subquery().label(col.key)
+        for col in (Merchant.fee_bps, Merchant.notify_url)
+    ),
+)
 _INSERT_PAY_ORDER = insert(PayOrder)
 _INSERT_PAY_ITEMS = insert(PayItem)
 
@@ -160,9 +167,16 @@ class PayService(ChannelSettlement):
         around beginning the pay order, which gives it back if the order is not begun."""
         guard = self.core.guard
         labels = ctx.as_labels() if guard is not None else None
-        hold = self.core.risk.decide(trade.merchant_id, trade.user_id, trade.amount,
-                                     currency=trade.currency, trade_id=trade.id, guard=guard,
-                                     caller="link.pay", labels=labels)  # fmt: skip
+        hold = self.core.risk.decide(
+            trade.merchant_id,
+            trade.user_id,
+            trade.amount,
+            currency=trade.currency,
+            trade_id=trade.id,
+            guard=guard,
+            caller="link.pay",
+            labels=labels,
+        )
         if guard is not None and any(t.tool == "channel" for t in req.tools):
             with hold:  # a channel that refuses gives the reservation back
                 guard.admit(f"channel.{ctx.pay_org_no}", caller="link.pay", labels=labels)
@@ -256,8 +270,16 @@ class PayService(ChannelSettlement):
                     amount=item.amount,
                 )
             if balance:
-                st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
-                              finished_at=now, settled_amount=item.amount)  # fmt: skip
+                st.cas_status(
+                    s,
+                    PayItem,
+                    item.id,
+                    st.PROCESSING,
+                    st.SUCCESS,
+                    st.PAY_TRANSITIONS,
+                    finished_at=now,
+                    settled_amount=item.amount,
+                )
             else:
                 requests.append(
                     ChannelRequest(
@@ -306,9 +328,16 @@ class PayService(ChannelSettlement):
             return
         # the trade's compare-and-set returns what the postings need: no separate read
         trade = st.cas_status_returning(
-            s, Trade, po.trade_id, st.PAYING, st.PAID, st.TRADE_TRANSITIONS, _PAID_TRADE_FIELDS,
-            paid_amount=po.amount, updated_at=now,
-        )  # fmt: skip
+            s,
+            Trade,
+            po.trade_id,
+            st.PAYING,
+            st.PAID,
+            st.TRADE_TRANSITIONS,
+            _PAID_TRADE_FIELDS,
+            paid_amount=po.amount,
+            updated_at=now,
+        )
         if trade is None:
             raise WrongState(f"trade {po.trade_id} left paying while its pay order completed")
         cur, amount, mid = po.currency, po.amount, po.merchant_id
@@ -366,8 +395,15 @@ class PayService(ChannelSettlement):
             error_code=error_code,
         ):
             return
-        st.cas_status(s, Trade, po.trade_id, st.PAYING, st.CREATED if reopen else st.CLOSED,
-                      st.TRADE_TRANSITIONS, updated_at=now)  # fmt: skip
+        st.cas_status(
+            s,
+            Trade,
+            po.trade_id,
+            st.PAYING,
+            st.CREATED if reopen else st.CLOSED,
+            st.TRADE_TRANSITIONS,
+            updated_at=now,
+        )
         url = merchant_notify_url(s, po.merchant_id)
         notify_pay_order(s, self.core, po, "trade.pay_failed", url, error_code)
         items = s.execute(select(PayItem).where(PayItem.pay_order_id == po.id)).scalars().all()

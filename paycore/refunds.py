@@ -244,22 +244,44 @@ class RefundService:
             self._complete(s, po)
         return requests
 
-    def _return_balance(self, s: Session, po: PayOrder, item: PayItem, origin_id: int | None,
-                        ctx: BizContext) -> None:  # fmt: skip
+    def _return_balance(
+        self, s: Session, po: PayOrder, item: PayItem, origin_id: int | None, ctx: BizContext
+    ) -> None:
         """Give a balance part of a refund back to the user's balance."""
         cur = po.currency
-        self.core.ledger.move(s, biz_type="refund_item", biz_key=str(item.id), ctx=ctx,
-                              currency=cur, trade_id=origin_id, source=platform_transit(cur),
-                              target=user_balance(po.merchant_id, po.user_id, cur),
-                              amount=item.amount)  # fmt: skip
-        st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
-                      finished_at=self.core.clock(), settled_amount=item.amount)  # fmt: skip
+        self.core.ledger.move(
+            s,
+            biz_type="refund_item",
+            biz_key=str(item.id),
+            ctx=ctx,
+            currency=cur,
+            trade_id=origin_id,
+            source=platform_transit(cur),
+            target=user_balance(po.merchant_id, po.user_id, cur),
+            amount=item.amount,
+        )
+        st.cas_status(
+            s,
+            PayItem,
+            item.id,
+            st.PROCESSING,
+            st.SUCCESS,
+            st.PAY_TRANSITIONS,
+            finished_at=self.core.clock(),
+            settled_amount=item.amount,
+        )
 
     def _held_balance(self, s: Session, po: PayOrder) -> list[PayItem]:
         """The balance parts of a refund still waiting for its channel parts."""
-        return list(s.execute(select(PayItem).where(
-            PayItem.pay_order_id == po.id, PayItem.tool == "balance",
-            PayItem.status == st.PROCESSING)).scalars())  # fmt: skip
+        return list(
+            s.execute(
+                select(PayItem).where(
+                    PayItem.pay_order_id == po.id,
+                    PayItem.tool == "balance",
+                    PayItem.status == st.PROCESSING,
+                )
+            ).scalars()
+        )
 
     def _complete(self, s: Session, po: PayOrder) -> None:
         now = self.core.clock()
@@ -292,10 +314,18 @@ class RefundService:
         if item.status != st.PROCESSING:
             if item.status == r.status and (not success or r.amount == item.settled_amount):
                 return "duplicate"
-            record_exception(self.core, s, "other", biz_key=f"refund-conflict:{item.id}",
-                             po=po, item=item, amount_taken=0, resolution="manual",
-                             detail=f"channel says {r.status} {r.amount} {r.currency} for a "
-                                    f"refund already {item.status}")  # fmt: skip
+            record_exception(
+                self.core,
+                s,
+                "other",
+                biz_key=f"refund-conflict:{item.id}",
+                po=po,
+                item=item,
+                amount_taken=0,
+                resolution="manual",
+                detail=f"channel says {r.status} {r.amount} {r.currency} for a "
+                f"refund already {item.status}",
+            )
             return "exception"
         with use_context(ctx):
             if not success:  # the channel refused: all of the money goes back
@@ -303,12 +333,25 @@ class RefundService:
                 return "failed"
             verdict = judge_success(item.amount, po.currency, r.amount, r.currency)
             if verdict != "match":
-                st.cas_status(s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                              finished_at=self.core.clock())  # fmt: skip
+                st.cas_status(
+                    s,
+                    PayItem,
+                    item.id,
+                    st.PROCESSING,
+                    st.FAILED,
+                    st.PAY_TRANSITIONS,
+                    finished_at=self.core.clock(),
+                )
                 detail = describe(verdict, item.amount, po.currency, r.amount, r.currency)
                 record_exception(
-                    self.core, s, "amount_mismatch", biz_key=str(item.id), po=po, item=item,
-                    amount_taken=0, detail=f"{detail}; its hold of {item.amount} stays in transit",
+                    self.core,
+                    s,
+                    "amount_mismatch",
+                    biz_key=str(item.id),
+                    po=po,
+                    item=item,
+                    amount_taken=0,
+                    detail=f"{detail}; its hold of {item.amount} stays in transit",
                 )
                 self._fail_refund(s, po, refund_trade, ctx, [], "amount_mismatch")
                 return "exception"
@@ -319,8 +362,16 @@ class RefundService:
         self, s: Session, po: PayOrder, item: PayItem, refund_trade: Trade, ctx: BizContext
     ) -> None:
         cur = po.currency
-        st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
-                      finished_at=self.core.clock(), settled_amount=item.amount)  # fmt: skip
+        st.cas_status(
+            s,
+            PayItem,
+            item.id,
+            st.PROCESSING,
+            st.SUCCESS,
+            st.PAY_TRANSITIONS,
+            finished_at=self.core.clock(),
+            settled_amount=item.amount,
+        )
         self.core.ledger.move(
             s,
             biz_type="refund_item",
@@ -332,31 +383,41 @@ class RefundService:
             target=channel_clearing(str(item.pay_org_no), cur),
             amount=item.amount,
         )
-        states = s.execute(select(PayItem.tool, PayItem.status)
-                           .where(PayItem.pay_order_id == po.id)).all()  # fmt: skip
+        states = s.execute(
+            select(PayItem.tool, PayItem.status).where(PayItem.pay_order_id == po.id)
+        ).all()
         if all(x.status == st.SUCCESS for x in states if x.tool != "balance"):
             # every channel part is back: now the held balance parts, then done
             for part in self._held_balance(s, po):
                 self._return_balance(s, po, part, refund_trade.origin_trade_id, ctx)
             self._complete(s, po)
 
-    def _fail_refund(self, s: Session, po: PayOrder, refund_trade: Trade, ctx: BizContext,
-                     released: list[PayItem], error_code: str) -> None:  # fmt: skip
+    def _fail_refund(
+        self,
+        s: Session,
+        po: PayOrder,
+        refund_trade: Trade,
+        ctx: BizContext,
+        released: list[PayItem],
+        error_code: str,
+    ) -> None:
         """Fail the refund: ``released`` channel parts and the balance parts still held go
         back to the merchant side (all or nothing); the refund trade closes."""
         now = self.core.clock()
         cur = po.currency
         for part in released:
-            st.cas_status(s, PayItem, part.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                          finished_at=now)  # fmt: skip
+            st.cas_status(
+                s, PayItem, part.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS, finished_at=now
+            )
         stmt = select(Trade).where(Trade.id == refund_trade.origin_trade_id)
         if self.core.db.is_postgres:
             stmt = stmt.with_for_update()
         orig = s.execute(stmt).scalar_one()
         waiting = self._held_balance(s, po)
         for part in waiting:
-            st.cas_status(s, PayItem, part.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                          finished_at=now)  # fmt: skip
+            st.cas_status(
+                s, PayItem, part.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS, finished_at=now
+            )
         for part in (*released, *waiting):
             self.core.ledger.move(
                 s,
@@ -379,9 +440,24 @@ class RefundService:
                 .where(PayItem.id == part.origin_item_id)
                 .values(refunded_amount=PayItem.refunded_amount - part.amount)
             )
-        if st.cas_status(s, PayOrder, po.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                         finished_at=now, error_code=error_code):  # fmt: skip
-            st.cas_status(s, Trade, refund_trade.id, st.PAYING, st.CLOSED, st.TRADE_TRANSITIONS,
-                          updated_at=now)  # fmt: skip
+        if st.cas_status(
+            s,
+            PayOrder,
+            po.id,
+            st.PROCESSING,
+            st.FAILED,
+            st.PAY_TRANSITIONS,
+            finished_at=now,
+            error_code=error_code,
+        ):
+            st.cas_status(
+                s,
+                Trade,
+                refund_trade.id,
+                st.PAYING,
+                st.CLOSED,
+                st.TRADE_TRANSITIONS,
+                updated_at=now,
+            )
             url = merchant_notify_url(s, po.merchant_id)
             notify_pay_order(s, self.core, po, "refund.failed", url, error_code)

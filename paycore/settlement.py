@@ -105,14 +105,29 @@ class ChannelSettlement:
         plausible = judge_success(item.amount, po.currency, r.amount, r.currency) in TAKEABLE
         if late and plausible and po.pay_type != "withdraw":
             return self._late_success(s, po, item, r, ctx)
-        record_exception(self.core, s, "other", biz_key=f"conflict:{item.id}", po=po,
-                         item=item, amount_taken=0, resolution="manual",
-                         detail=f"channel says {r.status} {r.amount} {r.currency} for an "
-                                f"item already {item.status}")  # fmt: skip
+        record_exception(
+            self.core,
+            s,
+            "other",
+            biz_key=f"conflict:{item.id}",
+            po=po,
+            item=item,
+            amount_taken=0,
+            resolution="manual",
+            detail=f"channel says {r.status} {r.amount} {r.currency} for an "
+            f"item already {item.status}",
+        )
         return "exception"
 
-    def _mismatch(self, s: Session, po: PayOrder, item: PayItem, r: ChannelResult,
-                  ctx: BizContext, verdict: Verdict) -> str:  # fmt: skip
+    def _mismatch(
+        self,
+        s: Session,
+        po: PayOrder,
+        item: PayItem,
+        r: ChannelResult,
+        ctx: BizContext,
+        verdict: Verdict,
+    ) -> str:
         """A success at another amount or currency: nothing settles at the wrong amount.
 
         A pay or recharge takes what the channel says it took when that is plausible
@@ -123,17 +138,31 @@ class ChannelSettlement:
         withdraw = po.pay_type == "withdraw"
         plausible = verdict in TAKEABLE
         take = plausible and not withdraw
-        st.cas_status(s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                      finished_at=self.core.clock(),
-                      settled_amount=r.amount if plausible else None)  # fmt: skip
+        st.cas_status(
+            s,
+            PayItem,
+            item.id,
+            st.PROCESSING,
+            st.FAILED,
+            st.PAY_TRANSITIONS,
+            finished_at=self.core.clock(),
+            settled_amount=r.amount if plausible else None,
+        )
         if take:
             self._take(s, po, item, r.amount, ctx)
         detail = describe(verdict, item.amount, po.currency, r.amount, r.currency)
         if withdraw:
             detail += f"; the withdraw hold of {item.amount} stays in transit"
-        record_exception(self.core, s, "amount_mismatch", biz_key=str(item.id), po=po,
-                         item=item, amount_taken=r.amount if take else 0,
-                         detail=detail)  # fmt: skip
+        record_exception(
+            self.core,
+            s,
+            "amount_mismatch",
+            biz_key=str(item.id),
+            po=po,
+            item=item,
+            amount_taken=r.amount if take else 0,
+            detail=detail,
+        )
         self._fail(s, po, "amount_mismatch", reopen=take)
         return "exception"
 
@@ -141,8 +170,16 @@ class ChannelSettlement:
         self, s: Session, po: PayOrder, item: PayItem, amount: int, ctx: BizContext
     ) -> str:
         cur = po.currency
-        st.cas_status(s, PayItem, item.id, st.PROCESSING, st.SUCCESS, st.PAY_TRANSITIONS,
-                      finished_at=self.core.clock(), settled_amount=amount)  # fmt: skip
+        st.cas_status(
+            s,
+            PayItem,
+            item.id,
+            st.PROCESSING,
+            st.SUCCESS,
+            st.PAY_TRANSITIONS,
+            finished_at=self.core.clock(),
+            settled_amount=amount,
+        )
         if po.pay_type == "withdraw":
             self.core.ledger.move(
                 s,
@@ -174,8 +211,15 @@ class ChannelSettlement:
 
     def _item_failed(self, s: Session, po: PayOrder, item: PayItem, ctx: BizContext) -> str:
         cur = po.currency
-        st.cas_status(s, PayItem, item.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS,
-                      finished_at=self.core.clock())  # fmt: skip
+        st.cas_status(
+            s,
+            PayItem,
+            item.id,
+            st.PROCESSING,
+            st.FAILED,
+            st.PAY_TRANSITIONS,
+            finished_at=self.core.clock(),
+        )
         if po.pay_type == "withdraw":
             self.core.ledger.move(
                 s,

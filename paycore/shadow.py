@@ -64,8 +64,12 @@ class _ShadowTimed:
     def __enter__(self) -> _ShadowTimed:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._count(self.step)
 
 
@@ -84,8 +88,9 @@ class ShadowMetrics:
         """Count ``step`` when the block ends (whatever its outcome)."""
         return _ShadowTimed(self._count, step)
 
-    def observe(self, step: str, outcome: str, reason: str = "", pay_org: str = "", *,
-                seconds: float) -> None:  # fmt: skip
+    def observe(
+        self, step: str, outcome: str, reason: str = "", pay_org: str = "", *, seconds: float
+    ) -> None:
         """Count ``step``; outcome and latency are not recorded for shadow traffic."""
         self._count(step)
 
@@ -126,11 +131,20 @@ class MirroredMerchants(MerchantService):
 
     def _upsert(self, s: Session, info: MerchantInfo) -> None:
         mid = info.merchant_id
-        fields = {"name": info.name, "status": info.status, "fee_bps": info.fee_bps,
-                  "notify_url": info.notify_url}  # fmt: skip
+        fields = {
+            "name": info.name,
+            "status": info.status,
+            "fee_bps": info.fee_bps,
+            "notify_url": info.notify_url,
+        }
         placeholder = hashlib.sha256(f"shadow-copy:{mid}".encode()).hexdigest()  # no credential
-        row = {"merchant_id": mid, "token_hash": placeholder, "token_prefix": "shadow",
-               "created_at": self.clock(), **fields}  # fmt: skip
+        row = {
+            "merchant_id": mid,
+            "token_hash": placeholder,
+            "token_prefix": "shadow",
+            "created_at": self.clock(),
+            **fields,
+        }
         insert_ignore(s, Merchant.__table__, row, on=["merchant_id"])
         s.execute(update(Merchant).where(Merchant.merchant_id == mid).values(**fields))
         prods = sorted(info.products)
@@ -158,9 +172,15 @@ class ShadowPayCore(PayCore):
 
     def __init__(self, storage: ShadowStorage, real: PayCore, **kwargs: Any) -> None:
         kwargs.setdefault("hot_policy", real.ledger.accounts.policy)
-        super().__init__(Database(storage.engine), ids=real.ids, clock=real.clock,
-                         lock_ttl=real.lock_ttl, lock_wait=real.lock_wait, guard=None,
-                         **kwargs)  # fmt: skip
+        super().__init__(
+            Database(storage.engine),
+            ids=real.ids,
+            clock=real.clock,
+            lock_ttl=real.lock_ttl,
+            lock_wait=real.lock_wait,
+            guard=None,
+            **kwargs,
+        )
         self.storage = storage
         self.merchants = MirroredMerchants(real.merchants, self.db, self)
         self.on_close: list[Callable[[], None]] = []

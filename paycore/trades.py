@@ -78,8 +78,9 @@ def trade_context(t: Trade) -> BizContext:
 
 
 # hot lookups are built once and run with parameters: building costs as much as running
-_FIND_TRADE = select(Trade).where(Trade.merchant_id == bindparam("mid"),
-                                  Trade.out_trade_no == bindparam("no"))  # fmt: skip
+_FIND_TRADE = select(Trade).where(
+    Trade.merchant_id == bindparam("mid"), Trade.out_trade_no == bindparam("no")
+)
 
 
 _INSERT_TRADE = insert(Trade)

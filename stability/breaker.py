@@ -140,8 +140,15 @@ class CircuitBreaker:
         """Record the outcome of a call that :meth:`allow` admitted."""
         cfg = self.config
         slow = duration_s >= cfg.slow_call_s
-        if (success and not slow and self._state == CLOSED and self._store is None
-                and not self._failures and not self._slow and cfg.window_size >= 8):  # fmt: skip
+        if (
+            success
+            and not slow
+            and self._state == CLOSED
+            and self._store is None
+            and not self._failures
+            and not self._slow
+            and cfg.window_size >= 8
+        ):
             # hot path: a good call into a clean window changes no count and no state, so
             # it needs no lock (deque.append is atomic). A failure recorded at the same
             # moment is at the window's far end, never the entry this append evicts; if
@@ -202,8 +209,9 @@ class CircuitBreaker:
 
     # -- internals (called with self._lock held, except _sync and _apply) --
 
-    def _move(self, to: str, reason: str, now: float, fx: list[_Effect], publish: bool = True
-              ) -> None:  # fmt: skip
+    def _move(
+        self, to: str, reason: str, now: float, fx: list[_Effect], publish: bool = True
+    ) -> None:
         frm = self._state
         if frm == to:
             return

@@ -53,9 +53,20 @@ class BreakerWindow:
 def window_of(breaker: CircuitBreaker, node: str, now: datetime) -> BreakerWindow:
     """The breaker's current window (counters, thresholds) as a publishable row."""
     snap, cfg = breaker.snapshot(), breaker.config
-    return BreakerWindow(breaker.name, node, snap.state, snap.calls, snap.failures,
-                         snap.slow_calls, cfg.window_size, cfg.min_calls, cfg.failure_ratio,
-                         cfg.slow_ratio, cfg.slow_call_s, now)  # fmt: skip
+    return BreakerWindow(
+        breaker.name,
+        node,
+        snap.state,
+        snap.calls,
+        snap.failures,
+        snap.slow_calls,
+        cfg.window_size,
+        cfg.min_calls,
+        cfg.failure_ratio,
+        cfg.slow_ratio,
+        cfg.slow_call_s,
+        now,
+    )
 
 
 class BreakerStatsPublisher:
@@ -85,10 +96,12 @@ class BreakerStatsPublisher:
         """Write what changed (everything once a heartbeat is due); returns rows written."""
         now = self.clock()
         rows = [window_of(b, self.node, now) for b in list(self.breakers().values())]
-        rows = [r for r in rows if r.calls or r.state not in ("closed", "forced_closed",
-                                                              "forced_open")]  # fmt: skip
+        rows = [
+            r for r in rows if r.calls or r.state not in ("closed", "forced_closed", "forced_open")
+        ]
         due = self._last_write is None or now - self._last_write >= timedelta(
-            seconds=self.heartbeat_s)
+            seconds=self.heartbeat_s
+        )
         changed = {r.resource: r for r in rows if due or self._last.get(r.resource) != _key(r)}
         gone = set(self._last) - {r.resource for r in rows}
         if not changed and not gone:
@@ -96,8 +109,7 @@ class BreakerStatsPublisher:
         stat = BreakerStat
         with self.engine.begin() as conn:
             for name in set(changed) | gone:
-                conn.execute(sa.delete(stat).where(stat.node == self.node,
-                                                   stat.resource == name))  # fmt: skip
+                conn.execute(sa.delete(stat).where(stat.node == self.node, stat.resource == name))
             if changed:
                 conn.execute(sa.insert(stat), [r.__dict__ for r in changed.values()])
             if due:
@@ -109,8 +121,9 @@ class BreakerStatsPublisher:
 
     def start(self) -> BreakerStatsPublisher:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="paywatch-breaker-stats",
-                                            daemon=True)  # fmt: skip
+            self._thread = threading.Thread(
+                target=self._loop, name="paywatch-breaker-stats", daemon=True
+            )
             self._thread.start()
         return self
 

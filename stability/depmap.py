@@ -34,8 +34,10 @@ class MapStorageError(StabilityError):
 
 def _text(value: object, field: str, limit: int, *, required: bool = False) -> None:
     if not isinstance(value, str) or len(value) > limit or (required and not value.strip()):
-        raise InvalidDependency(f"{field} must be a {'non-empty ' if required else ''}string "
-                                f"of at most {limit} characters, got {value!r}")  # fmt: skip
+        raise InvalidDependency(
+            f"{field} must be a {'non-empty ' if required else ''}string "
+            f"of at most {limit} characters, got {value!r}"
+        )
 
 
 def _sla(value: object) -> None:
@@ -114,8 +116,9 @@ class DependencyMap:
         for e in edges:
             for end in (e.caller, e.callee):
                 if end not in self._resources:
-                    raise UnknownResource(f"{e.caller} -> {e.callee}: unknown resource {end}",
-                                          resource=end)  # fmt: skip
+                    raise UnknownResource(
+                        f"{e.caller} -> {e.callee}: unknown resource {end}", resource=end
+                    )
             if (e.caller, e.callee) in self._edges:
                 raise InvalidDependency(f"edge {e.caller} -> {e.callee} declared twice")
             self._edges[(e.caller, e.callee)] = e
@@ -178,8 +181,10 @@ class DependencyMap:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view for the console."""
-        return {"resources": [asdict(r) for r in self.resources],
-                "edges": [asdict(e) for e in self.edges]}  # fmt: skip
+        return {
+            "resources": [asdict(r) for r in self.resources],
+            "edges": [asdict(e) for e in self.edges],
+        }
 
 
 @dataclass(frozen=True)
@@ -196,9 +201,11 @@ class LintFinding:
     @property
     def message(self) -> str:
         extra = f" + {self.overhead_ms} ms overhead" if self.overhead_ms else ""
-        return (f"{self.caller} -> {self.callee}: timeout {self.caller_timeout_ms} ms does not "
-                f"exceed the {self.callee_spend_ms} ms{extra} {self.callee} can spend "
-                f"(retries included) on path {' -> '.join(self.path)}")  # fmt: skip
+        return (
+            f"{self.caller} -> {self.callee}: timeout {self.caller_timeout_ms} ms does not "
+            f"exceed the {self.callee_spend_ms} ms{extra} {self.callee} can spend "
+            f"(retries included) on path {' -> '.join(self.path)}"
+        )
 
 
 def lint_timeouts(dmap: DependencyMap, *, overhead_ms: int = 0) -> list[LintFinding]:
@@ -224,7 +231,8 @@ def lint_timeouts(dmap: DependencyMap, *, overhead_ms: int = 0) -> list[LintFind
             if e.timeout_ms <= spend + overhead_ms:
                 tail = (e.callee, slow.callee) if slow else (e.callee,)
                 findings[(caller, e.callee)] = LintFinding(
-                    caller, e.callee, path + tail, e.timeout_ms, spend, overhead_ms)  # fmt: skip
+                    caller, e.callee, path + tail, e.timeout_ms, spend, overhead_ms
+                )
             visit((*path, e.callee))
 
     for root in dmap.roots():
@@ -264,6 +272,10 @@ def impact(dmap: DependencyMap, failed: str) -> Impact:
     """
     failing, affected = _upstream(dmap, failed, "strong"), _upstream(dmap, failed, None)
     fails, degrades = sorted(failing), sorted(affected - failing)
-    return Impact(failed, fails, degrades,
-                  [n for n in fails if dmap.resource(n).core_link],
-                  [n for n in degrades if dmap.resource(n).core_link])  # fmt: skip
+    return Impact(
+        failed,
+        fails,
+        degrades,
+        [n for n in fails if dmap.resource(n).core_link],
+        [n for n in degrades if dmap.resource(n).core_link],
+    )

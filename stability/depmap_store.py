@@ -52,16 +52,19 @@ class DependencyMapStore:
     @staticmethod
     def _read(conn: Connection) -> DependencyMap:
         rows = conn.execute(sa.select(Resource.__table__).order_by(Resource.name))
-        resources = [ResourceSpec(**{**row._asdict(), "core_link": bool(row.core_link)})
-                     for row in rows]  # fmt: skip
+        resources = [
+            ResourceSpec(**{**row._asdict(), "core_link": bool(row.core_link)}) for row in rows
+        ]
         rows = conn.execute(sa.select(Edge.__table__).order_by(Edge.caller, Edge.callee))
         edges = [EdgeSpec(**{k: v for k, v in row._asdict().items() if k != "id"}) for row in rows]
         return DependencyMap(resources, edges)
 
     @staticmethod
     def _empty(conn: Connection) -> bool:
-        return not any(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-                       for t in (Resource.__table__, Edge.__table__))  # fmt: skip
+        return not any(
+            conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            for t in (Resource.__table__, Edge.__table__)
+        )
 
     def load(self) -> DependencyMap:
         """The stored map (empty when nothing is stored)."""
@@ -72,8 +75,9 @@ class DependencyMapStore:
         """Add or update a resource; returns the new map."""
         with self._tx(write=True) as conn:
             cur = self._read(conn)
-            new = DependencyMap([*(r for r in cur.resources if r.name != spec.name), spec],
-                                cur.edges)  # fmt: skip
+            new = DependencyMap(
+                [*(r for r in cur.resources if r.name != spec.name), spec], cur.edges
+            )
             where = Resource.name == spec.name
             if conn.execute(sa.select(Resource.name).where(where)).first():
                 conn.execute(sa.update(Resource).where(where).values(**asdict(spec)))

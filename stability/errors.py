@@ -25,8 +25,9 @@ class DependencyFailed(StabilityError):
     code = "dependency_failed"
     http_status = 503
 
-    def __init__(self, message: str = "", *, resource: str | None = None,
-                 reason: str = "error") -> None:  # fmt: skip
+    def __init__(
+        self, message: str = "", *, resource: str | None = None, reason: str = "error"
+    ) -> None:
         super().__init__(message, resource=resource)
         self.reason = reason  # error | timeout | breaker_open | degraded | limited
 
@@ -50,8 +51,9 @@ class RateLimited(StabilityError):
     code = "rate_limited"
     http_status = 429
 
-    def __init__(self, message: str = "", *, resource: str | None = None,
-                 retry_after: float = 1.0) -> None:  # fmt: skip
+    def __init__(
+        self, message: str = "", *, resource: str | None = None, retry_after: float = 1.0
+    ) -> None:
         super().__init__(message, resource=resource)
         self.retry_after = retry_after
 
@@ -85,8 +87,9 @@ class SwitchConflict(SwitchError):
     code = "switch_conflict"
     http_status = 409
 
-    def __init__(self, message: str = "", *, resource: str | None = None,
-                 existing_id: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, message: str = "", *, resource: str | None = None, existing_id: int | None = None
+    ) -> None:
         super().__init__(message, resource=resource)
         self.existing_id = existing_id
 

@@ -30,9 +30,16 @@ class BreakerEventLog:
     def breaker_changed(self, resource: str, old: str, new: str, reason: str) -> None:
         try:
             with self.engine.begin() as conn:
-                conn.execute(sa.insert(BreakerEvent).values(
-                    resource=resource, from_state=old, to_state=new, reason=reason[:128],
-                    node=self.node, at=datetime.now(UTC)))  # fmt: skip
+                conn.execute(
+                    sa.insert(BreakerEvent).values(
+                        resource=resource,
+                        from_state=old,
+                        to_state=new,
+                        reason=reason[:128],
+                        node=self.node,
+                        at=datetime.now(UTC),
+                    )
+                )
         except sa_exc.SQLAlchemyError:
             log.warning("could not record breaker change %s %s->%s", resource, old, new)
 
@@ -41,5 +48,14 @@ class BreakerEventLog:
             rows = conn.execute(
                 sa.select(BreakerEvent).order_by(BreakerEvent.id.desc()).limit(limit)
             ).all()
-        return [{"resource": r.resource, "from": r.from_state, "to": r.to_state,
-                 "reason": r.reason, "node": r.node, "at": r.at} for r in rows]  # fmt: skip
+        return [
+            {
+                "resource": r.resource,
+                "from": r.from_state,
+                "to": r.to_state,
+                "reason": r.reason,
+                "node": r.node,
+                "at": r.at,
+            }
+            for r in rows
+        ]

@@ -133,9 +133,12 @@ class Guard:
         rules = []
         for rule in self.base_rules:
             over = snapshot.limits.get(rule.name, {})
-            rule = replace(rule, rate=float(over.get("rate", rule.rate)),
-                           burst=float(over.get("burst", over.get("rate", rule.burst))),
-                           dry_run=rule.dry_run or rule.name in snapshot.dry_run)  # fmt: skip
+            rule = replace(
+                rule,
+                rate=float(over.get("rate", rule.rate)),
+                burst=float(over.get("burst", over.get("rate", rule.burst))),
+                dry_run=rule.dry_run or rule.name in snapshot.dry_run,
+            )
             rules.append(rule)
         self.limiter.set_rules(rules)
         self._limited = {r.resource for r in rules}
@@ -149,8 +152,12 @@ class Guard:
             with self._lock:
                 b = self._breakers.get(resource)
                 if b is None:
-                    b = CircuitBreaker(resource, self.breaker_config, store=self.breaker_store,
-                                       on_change=self._breaker_changed)  # fmt: skip
+                    b = CircuitBreaker(
+                        resource,
+                        self.breaker_config,
+                        store=self.breaker_store,
+                        on_change=self._breaker_changed,
+                    )
                     self._breakers[resource] = b
         return b
 
@@ -168,14 +175,19 @@ class Guard:
             edge = self.map.edge(caller, resource)
             if edge is None:
                 raise UnknownResource(f"no dependency {caller} -> {resource}", resource=resource)
-            route = _Route(edge.grade, edge.timeout_ms / 1000.0, self.breaker(resource),
-                           self.stats.counter(resource, "pass"))  # fmt: skip
+            route = _Route(
+                edge.grade,
+                edge.timeout_ms / 1000.0,
+                self.breaker(resource),
+                self.stats.counter(resource, "pass"),
+            )
             self._routes[(caller, resource)] = route
         return route
 
     # -- calls -----------------------------------------------------------------------------
-    def admit(self, resource: str, *, caller: str,
-              labels: Mapping[str, str] = _EMPTY) -> tuple[_Route, str | None]:  # fmt: skip
+    def admit(
+        self, resource: str, *, caller: str, labels: Mapping[str, str] = _EMPTY
+    ) -> tuple[_Route, str | None]:
         """Switch, limit and breaker checks. Returns the route and, when the call must
         not go ahead, why (``degraded``, ``blocked``, ``breaker_open``); strong
         dependencies raise instead."""
@@ -190,29 +202,41 @@ class Guard:
             if not outcome.allowed:
                 if route.grade == "strong":
                     self._record(resource, caller, "blocked", 0.0)
-                    raise RateLimited("rate limit", resource=resource,
-                                      retry_after=outcome.retry_after)  # fmt: skip
+                    raise RateLimited(
+                        "rate limit", resource=resource, retry_after=outcome.retry_after
+                    )
                 refusal = "blocked"
         if refusal is None and not route.breaker.allow():
             refusal = "breaker_open"
         if refusal is not None and route.grade == "strong":
             self._record(resource, caller, refusal, 0.0)
             cls = BreakerOpen if refusal == "breaker_open" else DependencyFailed
-            raise cls(f"{resource} is unavailable ({refusal})", resource=resource,
-                      reason=refusal)  # fmt: skip
+            raise cls(f"{resource} is unavailable ({refusal})", resource=resource, reason=refusal)
         return route, refusal
 
-    def record(self, resource: str, caller: str, ok: bool, duration_s: float,
-               timeout_s: float | None = None) -> None:  # fmt: skip
+    def record(
+        self,
+        resource: str,
+        caller: str,
+        ok: bool,
+        duration_s: float,
+        timeout_s: float | None = None,
+    ) -> None:
         """Record a call made outside :meth:`call` (e.g. an asynchronous channel send)."""
         timed_out = timeout_s is not None and duration_s > timeout_s
         self.breaker(resource).record(ok and not timed_out, duration_s)
         outcome = "timeout" if timed_out else ("pass" if ok else "error")
         self._record(resource, caller, outcome, duration_s)
 
-    def call(self, resource: str, fn: Callable[[], T], *, caller: str,
-             labels: Mapping[str, str] = _EMPTY,
-             fallback: Callable[[], T] | None = None) -> T:  # fmt: skip
+    def call(
+        self,
+        resource: str,
+        fn: Callable[[], T],
+        *,
+        caller: str,
+        labels: Mapping[str, str] = _EMPTY,
+        fallback: Callable[[], T] | None = None,
+    ) -> T:
         """Run ``fn`` under the guard; weak dependencies return ``fallback()`` instead of
         failing, strong ones raise :class:`DependencyFailed`.
 
@@ -221,10 +245,15 @@ class Guard:
         """
         route = self._routes.get((caller, resource))
         rule = None
-        if (route is None or not route.breaker.plainly_closed
-                or resource in self.snapshot.degraded
-                or (resource in self._limited
-                    and (rule := self.limiter.fast_rules.get(resource)) is None)):  # fmt: skip
+        if (
+            route is None
+            or not route.breaker.plainly_closed
+            or resource in self.snapshot.degraded
+            or (
+                resource in self._limited
+                and (rule := self.limiter.fast_rules.get(resource)) is None
+            )
+        ):
             route, refusal = self.admit(resource, caller=caller, labels=labels)
             if refusal is not None:
                 return self._fallback(resource, caller, refusal, fallback)
@@ -267,16 +296,29 @@ class Guard:
             return self._fallback(resource, caller, "timeout", fallback)
         return result
 
-    def _failed(self, route: _Route, resource: str, caller: str, start: float,
-                exc: Exception, fallback: Callable[[], T] | None) -> T:  # fmt: skip
+    def _failed(
+        self,
+        route: _Route,
+        resource: str,
+        caller: str,
+        start: float,
+        exc: Exception,
+        fallback: Callable[[], T] | None,
+    ) -> T:
         self.record(resource, caller, False, self.clock() - start)
         if route.grade == "weak":
             return self._fallback(resource, caller, "error", fallback)
         raise DependencyFailed(f"{resource} failed", resource=resource) from exc
 
-    async def acall(self, resource: str, fn: Callable[[], Awaitable[T]], *, caller: str,
-                    labels: Mapping[str, str] = _EMPTY,
-                    fallback: Callable[[], T] | None = None) -> T:  # fmt: skip
+    async def acall(
+        self,
+        resource: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        caller: str,
+        labels: Mapping[str, str] = _EMPTY,
+        fallback: Callable[[], T] | None = None,
+    ) -> T:
         """Async :meth:`call`; the timeout is enforced with ``asyncio.wait_for``."""
         route, refusal = self.admit(resource, caller=caller, labels=labels)
         if refusal is not None:
@@ -291,8 +333,7 @@ class Guard:
             self.record(resource, caller, False, self.clock() - start, route.timeout_s)
             if route.grade == "weak":
                 return self._fallback(resource, caller, "timeout", fallback)
-            raise CallTimeout(f"{resource} timed out", resource=resource,
-                              reason="timeout") from exc  # fmt: skip
+            raise CallTimeout(f"{resource} timed out", resource=resource, reason="timeout") from exc
         except Exception as exc:
             self.record(resource, caller, False, self.clock() - start)
             if route.grade == "weak":
@@ -301,11 +342,13 @@ class Guard:
         self.record(resource, caller, True, self.clock() - start, route.timeout_s)
         return result
 
-    def _fallback(self, resource: str, caller: str, why: str,
-                  fallback: Callable[[], T] | None) -> T:  # fmt: skip
+    def _fallback(
+        self, resource: str, caller: str, why: str, fallback: Callable[[], T] | None
+    ) -> T:
         if fallback is None:
-            raise DependencyFailed(f"{resource} unavailable and no fallback", resource=resource,
-                                   reason=why)  # fmt: skip
+            raise DependencyFailed(
+                f"{resource} unavailable and no fallback", resource=resource, reason=why
+            )
         self._record(resource, caller, "degraded" if why == "degraded" else "fallback", 0.0)
         return fallback()
 

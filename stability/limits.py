@@ -59,15 +59,17 @@ class LimitStore(ABC):
         Raises :class:`LimitBackendUnavailable` when the store cannot be reached.
         """
 
-    def take(self, key: str, rate: float, burst: float,
-             cost: float = 1.0) -> tuple[bool, float, float]:  # fmt: skip
+    def take(
+        self, key: str, rate: float, burst: float, cost: float = 1.0
+    ) -> tuple[bool, float, float]:
         """:meth:`acquire` as a plain ``(allowed, remaining, retry_after)`` tuple (the
         guard's hot path; stores override it to skip building a :class:`Decision`)."""
         d = self.acquire(key, rate, burst, cost)
         return d.allowed, d.remaining, d.retry_after
 
-    def take_valid(self, key: str, rate: float, burst: float,
-                   cost: float = 1.0) -> tuple[bool, float, float]:  # fmt: skip
+    def take_valid(
+        self, key: str, rate: float, burst: float, cost: float = 1.0
+    ) -> tuple[bool, float, float]:
         """:meth:`take` for arguments already validated (a :class:`LimitRule`'s)."""
         return self.take(key, rate, burst, cost)
 
@@ -96,14 +98,16 @@ class MemoryLimitStore(LimitStore):
     def acquire(self, key: str, rate: float, burst: float, cost: float = 1.0) -> Decision:
         return Decision(*self.take(key, rate, burst, cost))
 
-    def take(self, key: str, rate: float, burst: float,
-             cost: float = 1.0) -> tuple[bool, float, float]:  # fmt: skip
+    def take(
+        self, key: str, rate: float, burst: float, cost: float = 1.0
+    ) -> tuple[bool, float, float]:
         if not (rate > 0 and burst >= 1 and 0 < cost <= burst):  # hot path: validate cheaply
             check_acquire_args(rate, burst, cost)
         return self.take_valid(key, rate, burst, cost)
 
-    def take_valid(self, key: str, rate: float, burst: float,
-                   cost: float = 1.0) -> tuple[bool, float, float]:  # fmt: skip
+    def take_valid(
+        self, key: str, rate: float, burst: float, cost: float = 1.0
+    ) -> tuple[bool, float, float]:
         """:meth:`take` for arguments already validated (a :class:`LimitRule`'s)."""
         with self._lock:
             now = self._clock()
@@ -234,8 +238,11 @@ class Limiter:
             names.add(rule.name)
             by_resource.setdefault(rule.resource, []).append(rule)
         frozen = {res: tuple(rs) for res, rs in by_resource.items()}
-        fast = {res: rs[0] for res, rs in frozen.items()
-                if len(rs) == 1 and not rs[0].dry_run and rs[0].policy == "fail_open"}  # fmt: skip
+        fast = {
+            res: rs[0]
+            for res, rs in frozen.items()
+            if len(rs) == 1 and not rs[0].dry_run and rs[0].policy == "fail_open"
+        }
         with self._lock:
             self._by_resource = frozen
             #: resource -> its only rule, when that rule enforces and fails open: the

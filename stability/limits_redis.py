@@ -180,8 +180,9 @@ class RedisLimitStore(LimitStore):
                     if not ask.woken:
                         if ask in self._queue:
                             self._queue.remove(ask)
-                        raise LimitBackendUnavailable("limit store: no answer in time",
-                                                      resource="redis")  # fmt: skip
+                        raise LimitBackendUnavailable(
+                            "limit store: no answer in time", resource="redis"
+                        )
             if ask.finished:
                 return ask.outcome()
             # promoted: the previous sender handed the connection over to us

@@ -41,7 +41,8 @@ def default_rules(pay_orgs: Iterable[str]) -> list[LimitRule]:
     for org in pay_orgs:
         res = f"channel.{org}"
         rules.append(LimitRule(f"{res}.total", res, rate=2000, burst=4000))
-        rules.append(LimitRule(f"{res}.per_merchant", res, rate=500, burst=1000,
-                               scope=("merchant_id",)))  # fmt: skip
+        rules.append(
+            LimitRule(f"{res}.per_merchant", res, rate=500, burst=1000, scope=("merchant_id",))
+        )
     rules.append(LimitRule("risk.total", "risk", rate=5000, burst=10000))
     return rules

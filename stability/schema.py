@@ -68,9 +68,15 @@ class Switch(Base):
     __table_args__ = (
         Index("ix_stability_switches_status", "status", "expires_at"),
         # one live (pending or active) switch per kind and target (migration 0010)
-        Index("uq_stability_switches_live", "kind", "target", unique=True,
-              postgresql_where=text(LIVE_SWITCH), sqlite_where=text(LIVE_SWITCH)),
-    )  # fmt: skip
+        Index(
+            "uq_stability_switches_live",
+            "kind",
+            "target",
+            unique=True,
+            postgresql_where=text(LIVE_SWITCH),
+            sqlite_where=text(LIVE_SWITCH),
+        ),
+    )
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(128))

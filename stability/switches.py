@@ -130,10 +130,16 @@ class SwitchService:
 
     # -- changes ---------------------------------------------------------------------------
     def propose(
-        self, kind: str, target: str, *, actor: str, reason: str,
-        expires_at: datetime | None = None, ttl: timedelta | None = None,
+        self,
+        kind: str,
+        target: str,
+        *,
+        actor: str,
+        reason: str,
+        expires_at: datetime | None = None,
+        ttl: timedelta | None = None,
         params: dict[str, Any] | None = None,
-    ) -> SwitchRecord:  # fmt: skip
+    ) -> SwitchRecord:
         """Create a switch. It applies at once, or after approval for strong targets."""
         params = dict(params or {})
         _validate(kind, params)
@@ -161,16 +167,40 @@ class SwitchService:
             if live is not None:
                 raise conflict(live)
             sid = conn.execute(
-                sa.insert(Switch).values(
-                    kind=kind, target=target, params=json.dumps(params), reason=reason,
-                    actor=actor, status=status, requires_approval=approval, approved_by=None,
-                    created_at=now, expires_at=expires_at, applied_at=None if approval else now,
-                ).returning(Switch.id)
-            ).scalar_one()  # fmt: skip
-            after = {"kind": kind, "target": target, "params": params, "status": status,
-                     "expires_at": expires_at.isoformat()}  # fmt: skip
-            self._audit(conn, actor, "propose" if approval else "apply", target, sid, reason,
-                        None, after, now)  # fmt: skip
+                sa.insert(Switch)
+                .values(
+                    kind=kind,
+                    target=target,
+                    params=json.dumps(params),
+                    reason=reason,
+                    actor=actor,
+                    status=status,
+                    requires_approval=approval,
+                    approved_by=None,
+                    created_at=now,
+                    expires_at=expires_at,
+                    applied_at=None if approval else now,
+                )
+                .returning(Switch.id)
+            ).scalar_one()
+            after = {
+                "kind": kind,
+                "target": target,
+                "params": params,
+                "status": status,
+                "expires_at": expires_at.isoformat(),
+            }
+            self._audit(
+                conn,
+                actor,
+                "propose" if approval else "apply",
+                target,
+                sid,
+                reason,
+                None,
+                after,
+                now,
+            )
             return int(sid)
 
         try:
@@ -182,8 +212,11 @@ class SwitchService:
             with self._connect() as conn:
                 live = self._live_of(conn, kind, target)
             if live is None:
-                raise SwitchConflict(f"a {kind} switch for {target} was changed at the same "
-                                     "moment; reload and retry", resource=target) from None
+                raise SwitchConflict(
+                    f"a {kind} switch for {target} was changed at the same "
+                    "moment; reload and retry",
+                    resource=target,
+                ) from None
             raise conflict(live) from None
         return self.get(sid)
 
@@ -227,23 +260,35 @@ class SwitchService:
         now = self.clock()
         return int(self._tx(lambda conn: self._expire(conn, now)))
 
-    def _expire(self, conn: Connection, now: datetime, *, kind: str | None = None,
-                target: str | None = None) -> int:  # fmt: skip
+    def _expire(
+        self, conn: Connection, now: datetime, *, kind: str | None = None, target: str | None = None
+    ) -> int:
         """Mark live switches past their expiry (of one kind and target, if given) expired."""
-        query = sa.select(Switch).where(Switch.status.in_((PENDING, ACTIVE)),
-                                        Switch.expires_at <= now)  # fmt: skip
+        query = sa.select(Switch).where(
+            Switch.status.in_((PENDING, ACTIVE)), Switch.expires_at <= now
+        )
         if kind is not None:
             query = query.where(Switch.kind == kind, Switch.target == target)
         due = conn.execute(query).all()
         for row in due:
             sw = _record(row)
             if self._set_status(conn, sw, EXPIRED, ended_at=now):
-                self._audit(conn, "system", "expire", sw.target, sw.id, "expired",
-                            {"status": sw.status}, {"status": EXPIRED}, now)  # fmt: skip
+                self._audit(
+                    conn,
+                    "system",
+                    "expire",
+                    sw.target,
+                    sw.id,
+                    "expired",
+                    {"status": sw.status},
+                    {"status": EXPIRED},
+                    now,
+                )
         return len(due)
 
-    def _end(self, switch_id: int, status: str, actor: str, reason: str,
-             from_status: tuple[str, ...]) -> SwitchRecord:  # fmt: skip
+    def _end(
+        self, switch_id: int, status: str, actor: str, reason: str, from_status: tuple[str, ...]
+    ) -> SwitchRecord:
         if not reason or not reason.strip():
             raise SwitchError("a reason is required")
         now = self.clock()
@@ -255,8 +300,17 @@ class SwitchService:
             if status == REJECTED and actor == sw.actor:
                 raise ApprovalError("a switch must be rejected by a second person")
             self._set_status(conn, sw, status, ended_at=now)
-            self._audit(conn, actor, status, sw.target, sw.id, reason, {"status": sw.status},
-                        {"status": status}, now)  # fmt: skip
+            self._audit(
+                conn,
+                actor,
+                status,
+                sw.target,
+                sw.id,
+                reason,
+                {"status": sw.status},
+                {"status": status},
+                now,
+            )
             return sw.id
 
         return self.get(self._tx(work))
@@ -284,8 +338,11 @@ class SwitchService:
 
     def version(self) -> int:
         with self._connect() as conn:
-            return int(conn.execute(sa.select(ConfigVersion.version).where(ConfigVersion.id == 1))
-                       .scalar_one())  # fmt: skip
+            return int(
+                conn.execute(
+                    sa.select(ConfigVersion.version).where(ConfigVersion.id == 1)
+                ).scalar_one()
+            )
 
     def snapshot(self) -> SwitchSnapshot:
         """The version and the active switches, read consistently enough for polling."""
@@ -300,11 +357,20 @@ class SwitchService:
                 sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
             ).all()
         return [
-            {"id": r.id, "at": r.at, "actor": r.actor, "action": r.action, "target": r.target,
-             "switch_id": r.switch_id, "reason": r.reason, "before": json.loads(r.before),
-             "after": json.loads(r.after), "version": r.version}
+            {
+                "id": r.id,
+                "at": r.at,
+                "actor": r.actor,
+                "action": r.action,
+                "target": r.target,
+                "switch_id": r.switch_id,
+                "reason": r.reason,
+                "before": json.loads(r.before),
+                "after": json.loads(r.after),
+                "version": r.version,
+            }
             for r in rows
-        ]  # fmt: skip
+        ]
 
     # -- internals -------------------------------------------------------------------------
     def _live(self) -> list[SwitchRecord]:
@@ -312,17 +378,20 @@ class SwitchService:
         with self._connect() as conn:
             rows = conn.execute(
                 sa.select(Switch).where(Switch.status.in_((PENDING, ACTIVE))).order_by(Switch.id)
-            ).all()  # fmt: skip
+            ).all()
         return [_record(r) for r in rows]
 
     @staticmethod
     def _live_of(conn: Connection, kind: str, target: str) -> SwitchRecord | None:
         """The pending or active switch of ``kind`` on ``target``, if any."""
         row = conn.execute(
-            sa.select(Switch).where(Switch.kind == kind, Switch.target == target,
-                                    Switch.status.in_((PENDING, ACTIVE)))
-            .order_by(Switch.id).limit(1)
-        ).first()  # fmt: skip
+            sa.select(Switch)
+            .where(
+                Switch.kind == kind, Switch.target == target, Switch.status.in_((PENDING, ACTIVE))
+            )
+            .order_by(Switch.id)
+            .limit(1)
+        ).first()
         return None if row is None else _record(row)
 
     def _connect(self) -> Connection:
@@ -335,8 +404,9 @@ class SwitchService:
         try:
             with self.engine.begin() as conn:
                 result = fn(conn)
-                version = conn.execute(sa.select(ConfigVersion.version)
-                                       .where(ConfigVersion.id == 1)).scalar_one()  # fmt: skip
+                version = conn.execute(
+                    sa.select(ConfigVersion.version).where(ConfigVersion.id == 1)
+                ).scalar_one()
         except sa_exc.SQLAlchemyError as e:
             raise SwitchStorageError("switch store unavailable") from e
         if self.on_commit is not None:
@@ -354,24 +424,47 @@ class SwitchService:
 
     def _set_status(self, conn: Connection, sw: SwitchRecord, status: str, **values: Any) -> bool:
         result = conn.execute(
-            sa.update(Switch).where(Switch.id == sw.id, Switch.status == sw.status)
+            sa.update(Switch)
+            .where(Switch.id == sw.id, Switch.status == sw.status)
             .values(status=status, **values)
-        )  # fmt: skip
+        )
         if result.rowcount != 1:
             raise SwitchError("switch changed concurrently; reload and retry")
         return True
 
-    def _audit(self, conn: Connection, actor: str, action: str, target: str, switch_id: int,
-               reason: str, before: Any, after: Any, now: datetime) -> None:  # fmt: skip
-        conn.execute(sa.update(ConfigVersion).where(ConfigVersion.id == 1)
-                     .values(version=ConfigVersion.version + 1))  # fmt: skip
-        version = conn.execute(sa.select(ConfigVersion.version)
-                               .where(ConfigVersion.id == 1)).scalar_one()  # fmt: skip
-        conn.execute(sa.insert(AuditEntry).values(
-            at=now, actor=actor, action=action, target=target, switch_id=switch_id,
-            reason=reason, before=json.dumps(before, default=str),
-            after=json.dumps(after, default=str), version=version,
-        ))  # fmt: skip
+    def _audit(
+        self,
+        conn: Connection,
+        actor: str,
+        action: str,
+        target: str,
+        switch_id: int,
+        reason: str,
+        before: Any,
+        after: Any,
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            sa.update(ConfigVersion)
+            .where(ConfigVersion.id == 1)
+            .values(version=ConfigVersion.version + 1)
+        )
+        version = conn.execute(
+            sa.select(ConfigVersion.version).where(ConfigVersion.id == 1)
+        ).scalar_one()
+        conn.execute(
+            sa.insert(AuditEntry).values(
+                at=now,
+                actor=actor,
+                action=action,
+                target=target,
+                switch_id=switch_id,
+                reason=reason,
+                before=json.dumps(before, default=str),
+                after=json.dumps(after, default=str),
+                version=version,
+            )
+        )
 
 
 def conflict(live: SwitchRecord) -> SwitchConflict:
@@ -380,7 +473,9 @@ def conflict(live: SwitchRecord) -> SwitchConflict:
     return SwitchConflict(
         f"a {live.kind} switch for {live.target} is {state} (#{live.id}, by {live.actor}, "
         f"until {live.expires_at:%Y-%m-%d %H:%M} UTC): revert it or let it expire first",
-        resource=live.target, existing_id=live.id)  # fmt: skip
+        resource=live.target,
+        existing_id=live.id,
+    )
 
 
 def _in_force(switches: list[SwitchRecord], now: datetime) -> list[SwitchRecord]:
@@ -390,11 +485,18 @@ def _in_force(switches: list[SwitchRecord], now: datetime) -> list[SwitchRecord]
 def _record(row: Any) -> SwitchRecord:
     s = row[0] if not hasattr(row, "kind") else row
     return SwitchRecord(
-        id=int(s.id), kind=s.kind, target=s.target, params=json.loads(s.params),
-        reason=s.reason, actor=s.actor, status=s.status,
-        requires_approval=bool(s.requires_approval), approved_by=s.approved_by,
-        created_at=_aware(s.created_at), expires_at=_aware(s.expires_at),
-    )  # fmt: skip
+        id=int(s.id),
+        kind=s.kind,
+        target=s.target,
+        params=json.loads(s.params),
+        reason=s.reason,
+        actor=s.actor,
+        status=s.status,
+        requires_approval=bool(s.requires_approval),
+        approved_by=s.approved_by,
+        created_at=_aware(s.created_at),
+        expires_at=_aware(s.expires_at),
+    )
 
 
 def _aware(value: datetime) -> datetime:

@@ -295,8 +295,9 @@ class LiveServer:
 
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -348,8 +349,9 @@ class SandboxWorld:
         self.secrets = {Shop.ORG: secrets.token_urlsafe(16)}
         self.channel_now = channel_now
         quiet = Knobs(latency_ms=0, callback_delay_ms=600_000)  # no callback during a test
-        cfg = SandboxConfig(secrets=dict(self.secrets), admin_token="adm", seed=seed,
-                            knobs={Shop.ORG: quiet})  # fmt: skip
+        cfg = SandboxConfig(
+            secrets=dict(self.secrets), admin_token="adm", seed=seed, knobs={Shop.ORG: quiet}
+        )
         if channel_now is not None:
             cfg.clock = lambda: self.channel_now.timestamp()
         self.app = create_sandbox_app(cfg)
@@ -384,7 +386,8 @@ class SandboxWorld:
         from paycore import PayRequest, PayTool
 
         t = self.shop.trade("instant", amount)
-        po = self.core.payments.pay(self.shop.mid,
-                                    PayRequest(t.out_trade_no, (PayTool("channel", amount),)))  # fmt: skip
+        po = self.core.payments.pay(
+            self.shop.mid, PayRequest(t.out_trade_no, (PayTool("channel", amount),))
+        )
         assert self.front.wait_idle(10)
         return t, po.items[0]

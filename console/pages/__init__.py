@@ -154,8 +154,11 @@ def forget_session(notice: str | None = None) -> None:
 
 def _remember(user: User) -> None:
     prev = st.session_state.get("user")
-    if (isinstance(prev, dict) and prev.get("username") == user.username
-            and prev.get("role") not in (None, user.role)):  # fmt: skip
+    if (
+        isinstance(prev, dict)
+        and prev.get("username") == user.username
+        and prev.get("role") not in (None, user.role)
+    ):
         st.session_state[ROLE_CHANGED_KEY] = (str(prev["role"]), user.role)
     st.session_state["user"] = {"username": user.username, "role": user.role}
 
@@ -172,20 +175,27 @@ def current_user(*, click: bool = True) -> User | None:
     engine = platform().db.engine
     token = st.session_state.get(SESSION_KEY) or _cookie_token()
     if token:
-        user = session_user(engine, token, idle=idle_timeout(), oidc_roles=oidc_roles(),
-                            touch=click)  # fmt: skip
+        user = session_user(
+            engine, token, idle=idle_timeout(), oidc_roles=oidc_roles(), touch=click
+        )
         if user is not None:
             st.session_state[SESSION_KEY] = token
             _remember(user)
             return user
         had = SESSION_KEY in st.session_state or "user" in st.session_state
-        forget_session("Your session has ended (logged out, idle, or changed by an admin): "
-                       "sign in again." if had else None)  # fmt: skip
+        forget_session(
+            "Your session has ended (logged out, idle, or changed by an admin): sign in again."
+            if had
+            else None
+        )
         st.session_state[ENDED_KEY] = True
         return None
     raw = st.session_state.get("user")
-    name = raw.username if isinstance(raw, User) else (
-        raw.get("username") if isinstance(raw, dict) else None)  # fmt: skip
+    name = (
+        raw.username
+        if isinstance(raw, User)
+        else (raw.get("username") if isinstance(raw, dict) else None)
+    )
     if not name:
         return None
     user = load_user(engine, str(name))
@@ -219,8 +229,10 @@ def cookie_script(token: str | None) -> str:
     else:
         value, age = token, int(SESSION_LIFETIME.total_seconds())
     cookie = json.dumps(f"{SESSION_COOKIE}={value}; Path=/; Max-Age={age}; SameSite=Strict")
-    return (f"<script>document.cookie = {cookie} + (location.protocol === 'https:' ? "
-            "'; Secure' : '');</script>")  # fmt: skip
+    return (
+        f"<script>document.cookie = {cookie} + (location.protocol === 'https:' ? "
+        "'; Secure' : '');</script>"
+    )
 
 
 def put_cookie(token: str | None) -> None:

@@ -36,8 +36,9 @@ def render(ctx: Any, user: Any = None) -> None:
         return
     listing = st.container()  # filled last, so it shows what this run's action changed
     labels = {m.merchant_id: f"{m.merchant_id} · {m.name}" for m in merchants}
-    mid = st.selectbox("Merchant", list(labels), format_func=labels.__getitem__,
-                       key="merchant_target")  # fmt: skip
+    mid = st.selectbox(
+        "Merchant", list(labels), format_func=labels.__getitem__, key="merchant_target"
+    )
     with panel(None, "database"):
         _tokens(c, service, mid)
     with panel(None, "database"):
@@ -45,14 +46,29 @@ def render(ctx: Any, user: Any = None) -> None:
     with panel(None, "database"):
         _status(c, service, mid)
     with listing, panel(None, "database"):
-        st.dataframe([{"merchant_id": m.merchant_id, "name": m.name, "status": m.status,
-                       "notify_url": m.notify_url, "created_at": m.created_at}
-                      for m in service.merchants()], hide_index=True)  # fmt: skip
+        st.dataframe(
+            [
+                {
+                    "merchant_id": m.merchant_id,
+                    "name": m.name,
+                    "status": m.status,
+                    "notify_url": m.notify_url,
+                    "created_at": m.created_at,
+                }
+                for m in service.merchants()
+            ],
+            hide_index=True,
+        )
     with panel("Credentials of " + md(mid), "database"):
         now = c.now()
-        st.dataframe([{"kind": "API token", **describe(t, now)} for t in service.tokens(mid)]
-                     + [{"kind": "notification secret", **describe(n, now)}
-                        for n in service.notify_secrets(mid)], hide_index=True)  # fmt: skip
+        st.dataframe(
+            [{"kind": "API token", **describe(t, now)} for t in service.tokens(mid)]
+            + [
+                {"kind": "notification secret", **describe(n, now)}
+                for n in service.notify_secrets(mid)
+            ],
+            hide_index=True,
+        )
 
 
 def _shown_once(what: str, value: str, note: str) -> None:
@@ -62,17 +78,29 @@ def _shown_once(what: str, value: str, note: str) -> None:
 
 def _tokens(c: Any, service: Any, mid: str) -> None:
     st.subheader("API token")
-    grace_h = st.number_input("Grace for the current tokens (hours; 0 for a leaked token)",
-                              min_value=0.0, max_value=720.0, value=24.0, step=1.0,
-                              key="merchant_grace_h")  # fmt: skip
+    grace_h = st.number_input(
+        "Grace for the current tokens (hours; 0 for a leaked token)",
+        min_value=0.0,
+        max_value=720.0,
+        value=24.0,
+        step=1.0,
+        key="merchant_grace_h",
+    )
     if st.button("Rotate token", key="merchant_rotate_token"):
         grace = timedelta(hours=grace_h)
-        ok, res = run_audited(c, "merchant.token.rotate", f"merchant:{mid}",
-                              {"grace_s": int(grace.total_seconds())},
-                              lambda: service.rotate_token(mid, grace=grace))  # fmt: skip
+        ok, res = run_audited(
+            c,
+            "merchant.token.rotate",
+            f"merchant:{mid}",
+            {"grace_s": int(grace.total_seconds())},
+            lambda: service.rotate_token(mid, grace=grace),
+        )
         if ok:
-            _shown_once("API token", res.token, "Older tokens work until "
-                        f"{res.old_valid_until:%Y-%m-%d %H:%M:%S} UTC.")  # fmt: skip
+            _shown_once(
+                "API token",
+                res.token,
+                f"Older tokens work until {res.old_valid_until:%Y-%m-%d %H:%M:%S} UTC.",
+            )
         else:
             st.error(f"Failed: {md(res)}")
     now = c.now()
@@ -86,30 +114,46 @@ def _tokens(c: Any, service: Any, mid: str) -> None:
         if not sure:
             st.error("Tick the box to confirm the revocation.")
             return
-        ok, res = run_audited(c, "merchant.token.revoke", f"merchant:{mid}", {"prefix": prefix},
-                              lambda: service.revoke_token(mid, prefix))  # fmt: skip
+        ok, res = run_audited(
+            c,
+            "merchant.token.revoke",
+            f"merchant:{mid}",
+            {"prefix": prefix},
+            lambda: service.revoke_token(mid, prefix),
+        )
         if ok:
-            st.success(f"Token {md(prefix)}… revoked; every replica refuses it within "
-                       "seconds.")  # fmt: skip
+            st.success(f"Token {md(prefix)}… revoked; every replica refuses it within seconds.")
         else:
             st.error(f"Failed: {md(res)}")
 
 
 def _notify_secret(c: Any, service: Any, mid: str) -> None:
     st.subheader("Notification signing secret")
-    overlap_h = st.number_input("Overlap: hours the old secret also signs", min_value=0.0,
-                                max_value=720.0, value=24.0, step=1.0,
-                                key="merchant_overlap_h")  # fmt: skip
+    overlap_h = st.number_input(
+        "Overlap: hours the old secret also signs",
+        min_value=0.0,
+        max_value=720.0,
+        value=24.0,
+        step=1.0,
+        key="merchant_overlap_h",
+    )
     if st.button("Rotate notification secret", key="merchant_rotate_secret"):
         overlap = timedelta(hours=overlap_h)
         ok, res = run_audited(
-            c, "merchant.notify_secret.rotate", f"merchant:{mid}",
+            c,
+            "merchant.notify_secret.rotate",
+            f"merchant:{mid}",
             {"overlap_s": int(overlap.total_seconds())},
-            lambda: service.rotate_notify_secret(mid, overlap=overlap))  # fmt: skip
+            lambda: service.rotate_notify_secret(mid, overlap=overlap),
+        )
         if ok:
-            _shown_once("notification secret", res.secret, "Until "
-                        f"{res.old_valid_until:%Y-%m-%d %H:%M:%S} UTC notifications carry a "
-                        "signature under the old secret too.")  # fmt: skip
+            _shown_once(
+                "notification secret",
+                res.secret,
+                "Until "
+                f"{res.old_valid_until:%Y-%m-%d %H:%M:%S} UTC notifications carry a "
+                "signature under the old secret too.",
+            )
         else:
             st.error(f"Failed: {md(res)}")
 
@@ -118,11 +162,15 @@ def _status(c: Any, service: Any, mid: str) -> None:
     st.subheader("Status")
     info = service.get(mid)
     st.write(f"**{md(info.status)}**")
-    action, label = (("enable", "Enable merchant") if info.status == DISABLED
-                     else ("disable", "Disable merchant"))  # fmt: skip
+    action, label = (
+        ("enable", "Enable merchant")
+        if info.status == DISABLED
+        else ("disable", "Disable merchant")
+    )
     if st.button(label, key=f"merchant_{action}"):
-        ok, res = run_audited(c, f"merchant.{action}", f"merchant:{mid}", {},
-                              lambda: getattr(service, action)(mid))  # fmt: skip
+        ok, res = run_audited(
+            c, f"merchant.{action}", f"merchant:{mid}", {}, lambda: getattr(service, action)(mid)
+        )
         if ok:
             st.success(f"{md(mid)} is {md(res.status)}; every replica follows within seconds.")
         else:

@@ -32,8 +32,18 @@ from console.safe import md
 
 _FLASH = "admin_users_flash"
 #: the audit actions the sign-in activity table shows
-ACTIVITY = ("login", "login_failed", "login_throttled", "logout", "user.create", "user.role",
-            "user.password", "user.disable", "user.enable", "user.remove")  # fmt: skip
+ACTIVITY = (
+    "login",
+    "login_failed",
+    "login_throttled",
+    "logout",
+    "user.create",
+    "user.role",
+    "user.password",
+    "user.disable",
+    "user.enable",
+    "user.remove",
+)
 
 
 def _outcome(ok: bool, result: Any, success: str) -> None:
@@ -59,11 +69,17 @@ def render(ctx: Any, user: Any = None) -> None:
         st.subheader("New user")
         name = st.text_input("User name", key="user_new_name")
         role = st.selectbox("Role", ROLES, key="user_new_role")
-        password = st.text_input("Initial password (8+ characters)", type="password",
-                                 key="user_new_password")  # fmt: skip
+        password = st.text_input(
+            "Initial password (8+ characters)", type="password", key="user_new_password"
+        )
         if st.form_submit_button("Create"):
-            ok, res = run_audited(c, "user.create", f"user:{name}", {"role": role},
-                                  lambda: create_user(engine, name, password, role))  # fmt: skip
+            ok, res = run_audited(
+                c,
+                "user.create",
+                f"user:{name}",
+                {"role": role},
+                lambda: create_user(engine, name, password, role),
+            )
             _outcome(ok, res, f"User {md(name)} created as {role}.")
 
     with panel("Change a user", "database"):
@@ -73,11 +89,16 @@ def render(ctx: Any, user: Any = None) -> None:
     with listing, panel("Console users", "database"):
         st.dataframe(list_users(engine), hide_index=True, key="user_list")
     with panel("Sign-in activity", "database"):
-        st.caption("Refused sign-ins name the cause (unknown user, wrong password, disabled) "
-                   "here only: operators' audit views show one reason for all.")  # fmt: skip
+        st.caption(
+            "Refused sign-ins name the cause (unknown user, wrong password, disabled) "
+            "here only: operators' audit views show one reason for all."
+        )
         rows = recent(engine, 100, actions=ACTIVITY, admin=True)
-        st.dataframe([{**r, "detail": json.dumps(r["detail"], sort_keys=True)} for r in rows],
-                     hide_index=True, key="user_activity")  # fmt: skip
+        st.dataframe(
+            [{**r, "detail": json.dumps(r["detail"], sort_keys=True)} for r in rows],
+            hide_index=True,
+            key="user_activity",
+        )
 
 
 def _change_user(c: Any, engine: Any, users: list[dict[str, Any]]) -> None:
@@ -89,13 +110,23 @@ def _change_user(c: Any, engine: Any, users: list[dict[str, Any]]) -> None:
         if target == c.user and new_role != "admin":
             st.error("You cannot take the admin role from yourself.")
         else:
-            ok, res = run_audited(c, "user.role", f"user:{target}", {"role": new_role},
-                                  lambda: set_role(engine, target, new_role))  # fmt: skip
+            ok, res = run_audited(
+                c,
+                "user.role",
+                f"user:{target}",
+                {"role": new_role},
+                lambda: set_role(engine, target, new_role),
+            )
             _outcome(ok, res, f"{who} is now {new_role} (from their next click).")
     new_password = st.text_input("New password", type="password", key="user_password")
     if st.button("Reset password", key="user_reset_password"):
-        ok, res = run_audited(c, "user.password", f"user:{target}", {},
-                              lambda: set_password(engine, target, new_password))  # fmt: skip
+        ok, res = run_audited(
+            c,
+            "user.password",
+            f"user:{target}",
+            {},
+            lambda: set_password(engine, target, new_password),
+        )
         _outcome(ok, res, f"Password of {who} reset; their open sessions have ended.")
     _disable_or_remove(c, engine, target, by_name[target]["status"] == "disabled")
 
@@ -106,27 +137,37 @@ def _disable_or_remove(c: Any, engine: Any, target: str, disabled: bool) -> None
     st.write(f"{who} is **{'disabled' if disabled else 'enabled'}**.")
     if disabled:
         if st.button("Enable user", key="user_enable"):
-            _changed(*run_audited(c, "user.enable", f"user:{target}", {},
-                                  lambda: enable_user(engine, target)),
-                     f"{who} is enabled and may sign in again.")  # fmt: skip
+            _changed(
+                *run_audited(
+                    c, "user.enable", f"user:{target}", {}, lambda: enable_user(engine, target)
+                ),
+                f"{who} is enabled and may sign in again.",
+            )
     elif st.button("Disable user", key="user_disable"):
         if target == c.user:
             st.error("You cannot disable yourself.")
         else:
-            _changed(*run_audited(c, "user.disable", f"user:{target}", {},
-                                  lambda: disable_user(engine, target)),
-                     f"{who} is disabled; their open sessions have ended.")  # fmt: skip
-    sure = st.checkbox(f"Remove {who} for good (the audit log keeps their rows)",
-                       key="user_remove_confirm")  # fmt: skip
+            _changed(
+                *run_audited(
+                    c, "user.disable", f"user:{target}", {}, lambda: disable_user(engine, target)
+                ),
+                f"{who} is disabled; their open sessions have ended.",
+            )
+    sure = st.checkbox(
+        f"Remove {who} for good (the audit log keeps their rows)", key="user_remove_confirm"
+    )
     if st.button("Remove user", key="user_remove"):
         if target == c.user:
             st.error("You cannot remove yourself.")
         elif not sure:
             st.error("Tick the box to confirm the removal.")
         else:
-            _changed(*run_audited(c, "user.remove", f"user:{target}", {},
-                                  lambda: remove_user(engine, target)),
-                     f"{who} is removed; their open sessions have ended.")  # fmt: skip
+            _changed(
+                *run_audited(
+                    c, "user.remove", f"user:{target}", {}, lambda: remove_user(engine, target)
+                ),
+                f"{who} is removed; their open sessions have ended.",
+            )
 
 
 def _changed(ok: bool, result: Any, success: str) -> None:

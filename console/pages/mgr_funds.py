@@ -30,8 +30,12 @@ from console.reports.funds import (
 from console.safe import md
 from console.urlstate import url_date, url_select
 
-DIMENSION_NAMES = {"merchant_id": "merchant", "order_type": "order type",
-                   "sub_type": "sub type", "pay_org_no": "pay org"}  # fmt: skip
+DIMENSION_NAMES = {
+    "merchant_id": "merchant",
+    "order_type": "order type",
+    "sub_type": "sub type",
+    "pay_org_no": "pay org",
+}
 
 
 def _period(today: date) -> tuple[date, date] | None:
@@ -53,10 +57,12 @@ def _totals(rep: FundReport) -> None:
         return
     cols = st.columns(min(len(rep.totals), 4))
     for col, t in zip(cols, rep.totals, strict=False):
-        col.metric(f"Platform income ({md(t.currency)})",
-                   format_money(t.platform_income, t.currency),
-                   help=f"{t.entries:,} journal entries; debits = credits = "
-                        f"{format_money(t.debits, t.currency)}")  # fmt: skip
+        col.metric(
+            f"Platform income ({md(t.currency)})",
+            format_money(t.platform_income, t.currency),
+            help=f"{t.entries:,} journal entries; debits = credits = "
+            f"{format_money(t.debits, t.currency)}",
+        )
     st.dataframe(money_table(rep.totals), hide_index=True)
 
 
@@ -69,29 +75,41 @@ def _subjects(rep: FundReport, cur: str, first: date, last: date) -> None:
         st.info(NO_DATA)
     else:
         st.plotly_chart(fig, key="fr_subject_chart")
-    st.download_button("Download subjects CSV (minor units)",
-                       to_csv(rep.subjects, columns_of(SubjectRow)),
-                       file_name=f"funds_subjects_{first}_{last}.csv", mime="text/csv",
-                       key="fr_dl_subjects")  # fmt: skip
+    st.download_button(
+        "Download subjects CSV (minor units)",
+        to_csv(rep.subjects, columns_of(SubjectRow)),
+        file_name=f"funds_subjects_{first}_{last}.csv",
+        mime="text/csv",
+        key="fr_dl_subjects",
+    )
 
 
 def _dimension(rep: FundReport, cur: str, first: date, last: date) -> None:
     st.subheader("By business")
     dim = url_select("Dimension", DIMENSIONS, key="by", format_func=lambda d: DIMENSION_NAMES[d])
     groups = rep.by(dim)
-    st.dataframe(money_table([g for g in groups if g.currency == cur], drop=("dimension",)),
-                 hide_index=True)  # fmt: skip
+    st.dataframe(
+        money_table([g for g in groups if g.currency == cur], drop=("dimension",)), hide_index=True
+    )
     fig = dimension_chart(groups, cur)
     if fig is None:
         st.info(NO_DATA)
     else:
         st.plotly_chart(fig, key="fr_dim_chart")
-    st.download_button(f"Download by {DIMENSION_NAMES[dim]} CSV (minor units)",
-                       to_csv(groups) or "", file_name=f"funds_by_{dim}_{first}_{last}.csv",
-                       mime="text/csv", key="fr_dl_dim")  # fmt: skip
-    st.download_button("Download full breakdown CSV (minor units)", to_csv(rep.details) or "",
-                       file_name=f"funds_detail_{first}_{last}.csv", mime="text/csv",
-                       key="fr_dl_detail")  # fmt: skip
+    st.download_button(
+        f"Download by {DIMENSION_NAMES[dim]} CSV (minor units)",
+        to_csv(groups) or "",
+        file_name=f"funds_by_{dim}_{first}_{last}.csv",
+        mime="text/csv",
+        key="fr_dl_dim",
+    )
+    st.download_button(
+        "Download full breakdown CSV (minor units)",
+        to_csv(rep.details) or "",
+        file_name=f"funds_detail_{first}_{last}.csv",
+        mime="text/csv",
+        key="fr_dl_detail",
+    )
 
 
 def render(ctx: Any, user: Any = None) -> None:
@@ -114,8 +132,10 @@ def render(ctx: Any, user: Any = None) -> None:
         currencies = sorted({t.currency for t in rep.totals} | {r.currency for r in rep.subjects})
         cur = url_select("Currency", currencies, key="currency")
         if not has_movement(rep, cur):
-            st.info(f"{NO_DATA}: nothing was posted in {md(cur)} from {first} to {last}; "
-                    "the balances below are as they stood.")  # fmt: skip
+            st.info(
+                f"{NO_DATA}: nothing was posted in {md(cur)} from {first} to {last}; "
+                "the balances below are as they stood."
+            )
         _subjects(rep, cur, first, last)
         _dimension(rep, cur, first, last)
 

@@ -44,8 +44,10 @@ def _styled(rows: list[dict[str, Any]]) -> Any:
     """The table with the status cell green (met) or red (missed)."""
     import pandas as pd
 
-    colours = {"met": f"background-color: {MET}; color: white",
-               "missed": f"background-color: {MISSED}; color: white"}  # fmt: skip
+    colours = {
+        "met": f"background-color: {MET}; color: white",
+        "missed": f"background-color: {MISSED}; color: white",
+    }
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -56,8 +58,10 @@ def _render_report(query: Any, dmap: Any, window: str) -> None:
     now = time.time()
     rows = sla_report(query, dmap, now=now, window_s=WINDOWS[window])
     start = datetime.fromtimestamp(now - WINDOWS[window], UTC)
-    st.caption(f"{start:%Y-%m-%d %H:%M} … {datetime.fromtimestamp(now, UTC):%Y-%m-%d %H:%M} UTC."
-               " Requests are counted, not estimated: the counters' increase over the window.")
+    st.caption(
+        f"{start:%Y-%m-%d %H:%M} … {datetime.fromtimestamp(now, UTC):%Y-%m-%d %H:%M} UTC."
+        " Requests are counted, not estimated: the counters' increase over the window."
+    )
     if not has_traffic(rows):
         st.info(NO_DATA)
     missed = [r for r in rows if r.met is False]
@@ -69,8 +73,13 @@ def _render_report(query: Any, dmap: Any, window: str) -> None:
     fig = sla_chart(rows)
     if fig is not None:
         st.plotly_chart(fig, key="sla_chart")
-    st.download_button("Download SLA CSV", sla_csv(rows), file_name=f"sla_report_{window}.csv",
-                       mime="text/csv", key="sla_dl")  # fmt: skip
+    st.download_button(
+        "Download SLA CSV",
+        sla_csv(rows),
+        file_name=f"sla_report_{window}.csv",
+        mime="text/csv",
+        key="sla_dl",
+    )
 
 
 def render(ctx: Any, user: Any = None) -> None:
@@ -79,8 +88,13 @@ def render(ctx: Any, user: Any = None) -> None:
         st.error("The SLA report is for managers and admins.")
         return
     st.title("SLA report")
-    window = url_select("Window", list(WINDOWS), key="window", default=DEFAULT_WINDOW,
-                        format_func=lambda w: WINDOW_NAMES[w])  # fmt: skip
+    window = url_select(
+        "Window",
+        list(WINDOWS),
+        key="window",
+        default=DEFAULT_WINDOW,
+        format_func=lambda w: WINDOW_NAMES[w],
+    )
     query = _query(c.platform)
     if query is None:
         st.warning("No metrics source is configured.")
@@ -88,8 +102,10 @@ def render(ctx: Any, user: Any = None) -> None:
     report, targets = st.container(), st.container()
     dmap = None
     with targets, panel(None, "database"):  # drawn below the report, read first
-        st.caption("Targets: each resource's sla_target in the dependency map "
-                   "(99.9 % where the map has none).")
+        st.caption(
+            "Targets: each resource's sla_target in the dependency map "
+            "(99.9 % where the map has none)."
+        )
         dmap = _dmap(c.platform)
     with report, panel("Service levels", "metrics"):
         _render_report(query, dmap, window)

@@ -15,8 +15,12 @@ from console.urlstate import url_select
 from console.views.overview import STEPS, link_chart, link_series, link_stats
 
 #: URL value → (label, seconds)
-WINDOWS = {"15m": ("15 min", 900), "1h": ("1 hour", 3600), "6h": ("6 hours", 21600),
-           "24h": ("24 hours", 86400)}  # fmt: skip
+WINDOWS = {
+    "15m": ("15 min", 900),
+    "1h": ("1 hour", 3600),
+    "6h": ("6 hours", 21600),
+    "24h": ("24 hours", 86400),
+}
 ALL = ""  #: the pay-org option meaning every pay org (kept out of the URL)
 EVERY = 15  #: seconds between refreshes
 
@@ -27,8 +31,9 @@ def figures(step: str, window: str, org: str) -> None:
     scope = f"{step} · {org or 'all pay orgs'} · last {label}"
     with panel("Headline", "metrics"):
         p, t = platform(), now()
-        stats = link_stats(p.observability.query, t, window=span, steps=(step,),
-                           pay_org=org or None)[0]  # fmt: skip
+        stats = link_stats(
+            p.observability.query, t, window=span, steps=(step,), pay_org=org or None
+        )[0]
         st.caption(scope)
         m = st.columns(3)
         m[0].metric("Requests/s", fmt(stats["rate"], ".2f"))
@@ -37,12 +42,16 @@ def figures(step: str, window: str, org: str) -> None:
         p99 = None if stats["p99_s"] is None else stats["p99_s"] * 1000
         m[2].metric("p99", f"{fmt(p99, ',.0f')} ms" if p99 is not None else "–")
         if stats["rate"] is None:
-            st.info("No traffic recorded for this link" +
-                    (" through this pay org" if org else "") + " in the window.")  # fmt: skip
+            st.info(
+                "No traffic recorded for this link"
+                + (" through this pay org" if org else "")
+                + " in the window."
+            )
     with panel("Over time", "metrics"):
         p, t = platform(), now()
-        series = link_series(p.observability.query, step, start=t - span, end=t, points=120,
-                             pay_org=org or None)  # fmt: skip
+        series = link_series(
+            p.observability.query, step, start=t - span, end=t, points=120, pay_org=org or None
+        )
         st.plotly_chart(link_chart(series, title=scope), key="link_chart")
 
 
@@ -53,9 +62,11 @@ c1, c2, c3 = st.columns(3)
 with c1:
     step = url_select("Link", list(STEPS), key="link", default="pay")
 with c2:
-    window = url_select("Window", list(WINDOWS), key="window", default="1h",
-                        format_func=lambda w: WINDOWS[w][0])  # fmt: skip
+    window = url_select(
+        "Window", list(WINDOWS), key="window", default="1h", format_func=lambda w: WINDOWS[w][0]
+    )
 with c3:
-    org = url_select("Pay org", orgs, key="org", default=ALL,
-                     format_func=lambda o: o or "all pay orgs")  # fmt: skip
+    org = url_select(
+        "Pay org", orgs, key="org", default=ALL, format_func=lambda o: o or "all pay orgs"
+    )
 figures(step, window, org)

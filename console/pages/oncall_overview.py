@@ -42,8 +42,14 @@ from console.views.overview import (
 
 log = logging.getLogger("console.oncall")
 WINDOWS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
-SILENCE_FOR = {"30 min": 1800, "1 hour": 3600, "2 hours": 7200, "4 hours": 14400,
-               "8 hours": 28800, "24 hours": 86400}  # fmt: skip
+SILENCE_FOR = {
+    "30 min": 1800,
+    "1 hour": 3600,
+    "2 hours": 7200,
+    "4 hours": 14400,
+    "8 hours": 28800,
+    "24 hours": 86400,
+}
 SHOWN = 6  #: alert rows listed before "and N more" (the rest are in the labels table)
 ALERTS_EVERY, METRICS_EVERY = 10, 5  #: seconds between refreshes
 
@@ -81,8 +87,14 @@ def alerts_panel() -> None:
 
 
 def _audit(user: User, action: str, target: str, detail: dict[str, Any], ok: bool) -> None:
-    record(platform().db.engine, actor=user.username, role=user.role, action=action,
-           target=target, detail={**detail, "ok": ok})  # fmt: skip
+    record(
+        platform().db.engine,
+        actor=user.username,
+        role=user.role,
+        action=action,
+        target=target,
+        detail={**detail, "ok": ok},
+    )
 
 
 def _silence(user: User) -> tuple[str, str]:
@@ -100,16 +112,18 @@ def _silence(user: User) -> tuple[str, str]:
     ends = t + SILENCE_FOR.get(str(state.get("silence_for")), 3600)
     detail = {"matchers": alert["labels"], "ends_at": ends, "comment": comment}
     try:
-        made = SilenceStore(engine).create(alert["labels"], user.username, comment,
-                                           ends_at=ends, now=t)  # fmt: skip
+        made = SilenceStore(engine).create(
+            alert["labels"], user.username, comment, ends_at=ends, now=t
+        )
     except SilenceError as exc:
         _audit(user, "alert.silence", alert["rule"], {**detail, "error": str(exc)}, False)
         return "error", f"Not silenced: {exc}"
     _audit(user, "alert.silence", alert["rule"], {**detail, "silence_id": made.id}, True)
     state["silence_comment"] = ""  # the widgets are not drawn yet in this run
     state["silence_alert"] = None
-    return "success", (f"Silenced “{alert['summary'] or alert['rule']}” until "
-                       f"{clock_time(made.ends_at, t)}.")  # fmt: skip
+    return "success", (
+        f"Silenced “{alert['summary'] or alert['rule']}” until {clock_time(made.ends_at, t)}."
+    )
 
 
 def _end_silence(user: User) -> tuple[str, str]:
@@ -129,8 +143,13 @@ def silence_actions(user: User) -> tuple[str, str] | None:
     """Carry out a submitted silence form or "End silence" click, before the panels are
     drawn (so the alerts panel of this very run shows the change). Role checked here."""
     state = st.session_state
-    wants = "silence" if state.get("silence_submit") else "end" if state.get(
-        "silence_end_click") else None  # fmt: skip
+    wants = (
+        "silence"
+        if state.get("silence_submit")
+        else "end"
+        if state.get("silence_end_click")
+        else None
+    )
     if wants is None:
         return None
     if not can(user.role, "alert.silence"):
@@ -156,27 +175,56 @@ def silence_form(user: User, result: tuple[str, str] | None) -> None:
             return
         alerts, silences = read["alerts"], read["silences"]
         with st.form("silence"):
-            st.selectbox("Alert", list(alerts), index=None, key="silence_alert",
-                         placeholder="Choose an active alert",
-                         format_func=lambda fp: " · ".join(filter(None, (
-                             alerts[fp]["summary"] or alerts[fp]["rule"],
-                             alerts[fp]["resource"], alerts[fp]["state"]))))  # fmt: skip
+            st.selectbox(
+                "Alert",
+                list(alerts),
+                index=None,
+                key="silence_alert",
+                placeholder="Choose an active alert",
+                format_func=lambda fp: " · ".join(
+                    filter(
+                        None,
+                        (
+                            alerts[fp]["summary"] or alerts[fp]["rule"],
+                            alerts[fp]["resource"],
+                            alerts[fp]["state"],
+                        ),
+                    )
+                ),
+            )
             st.selectbox("For", list(SILENCE_FOR), index=1, key="silence_for")
             st.text_input("Comment (why)", max_chars=500, key="silence_comment")
-            st.caption(f"Creator: {md(user.username)}. Notifications for this alert stop "
-                       "until the silence ends; the alert stays on this page.")  # fmt: skip
+            st.caption(
+                f"Creator: {md(user.username)}. Notifications for this alert stop "
+                "until the silence ends; the alert stays on this page."
+            )
             st.form_submit_button("Silence", key="silence_submit")
         if silences:
-            st.dataframe([{
-                "id": s.id, "matchers": ", ".join(f"{k}={v}" for k, v in s.matchers.items()),
-                "creator": s.creator, "comment": s.comment,
-                "ends": clock_time(s.ends_at, t)} for s in silences],
-                hide_index=True, key="silences")  # fmt: skip
+            st.dataframe(
+                [
+                    {
+                        "id": s.id,
+                        "matchers": ", ".join(f"{k}={v}" for k, v in s.matchers.items()),
+                        "creator": s.creator,
+                        "comment": s.comment,
+                        "ends": clock_time(s.ends_at, t),
+                    }
+                    for s in silences
+                ],
+                hide_index=True,
+                key="silences",
+            )
             c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
             by_id = {s.id: s for s in silences}
-            c1.selectbox("Silence", list(by_id), key="silence_end", format_func=lambda i: (
-                f"{i}: {by_id[i].matchers.get('alertname', '')} "
-                f"{alert_resource(by_id[i].matchers)} until {clock_time(by_id[i].ends_at, t)}"))
+            c1.selectbox(
+                "Silence",
+                list(by_id),
+                key="silence_end",
+                format_func=lambda i: (
+                    f"{i}: {by_id[i].matchers.get('alertname', '')} "
+                    f"{alert_resource(by_id[i].matchers)} until {clock_time(by_id[i].ends_at, t)}"
+                ),
+            )
             c2.button("End silence", key="silence_end_click")
 
 
@@ -212,11 +260,16 @@ def _channels(window: float) -> None:
     with panel("Channel health", "metrics"):
         p = platform()
         rows = channel_health(p.observability.query, now(), p.settings.pay_orgs, window=window)
-        st.dataframe(rows, hide_index=True, key="channels", column_config={
-            "rate": st.column_config.NumberColumn("req/s", format="%.2f"),
-            "success": st.column_config.NumberColumn("success", format="percent"),
-            "p99_s": st.column_config.NumberColumn("p99 (s)", format="%.3f"),
-        })  # fmt: skip
+        st.dataframe(
+            rows,
+            hide_index=True,
+            key="channels",
+            column_config={
+                "rate": st.column_config.NumberColumn("req/s", format="%.2f"),
+                "success": st.column_config.NumberColumn("success", format="percent"),
+                "p99_s": st.column_config.NumberColumn("p99 (s)", format="%.3f"),
+            },
+        )
 
 
 def _guard(window: float) -> None:
@@ -235,8 +288,11 @@ def _backlogs() -> None:
         c[0].metric("Compensation pending", b["compensation"]["pending"])
         c[1].metric("Notifications pending", b["notifications_pending"])
         c[2].metric("Pending postings", b["pending_postings"])
-        st.dataframe([{"status": k, "tasks": v} for k, v in b["compensation"].items()],
-                     hide_index=True, key="comp_backlog")  # fmt: skip
+        st.dataframe(
+            [{"status": k, "tasks": v} for k, v in b["compensation"].items()],
+            hide_index=True,
+            key="comp_backlog",
+        )
 
 
 @st.fragment(run_every=METRICS_EVERY)
@@ -254,8 +310,15 @@ user = require("oncall")
 head, pick = st.columns([3, 2], vertical_alignment="bottom")
 head.title("Overview")
 with pick:
-    label = url_select("Window", list(WINDOWS), key="window", default="5m", widget=st.radio,
-                       horizontal=True, format_func=lambda w: f"last {w}")  # fmt: skip
+    label = url_select(
+        "Window",
+        list(WINDOWS),
+        key="window",
+        default="5m",
+        widget=st.radio,
+        horizontal=True,
+        format_func=lambda w: f"last {w}",
+    )
 result = silence_actions(user)
 alerts_panel()
 if can(user.role, "alert.silence"):

@@ -53,8 +53,7 @@ def render(ctx: Any, user: Any = None) -> None:
     with panel("Tasks", "database"):
         f1, f2 = st.columns(2)
         status = url_select("Status", [ALL, *STATUSES], key="status", widget=f1.selectbox)
-        kind = url_select("Kind", [ALL, *compensation_kinds(c.db)], key="kind",
-                          widget=f2.selectbox)  # fmt: skip
+        kind = url_select("Kind", [ALL, *compensation_kinds(c.db)], key="kind", widget=f2.selectbox)
         status_f = None if status == ALL else status
         kind_f = None if kind == ALL else kind
         rows = compensation_rows(c.db, status=status_f, kind=kind_f)
@@ -71,24 +70,35 @@ def _act(c: Any, queue: TaskQueue, tasks: list[Any]) -> None:
     """The picker (actionable tasks only), the note, retry and resolve."""
     st.subheader("Act on a task")
     if not tasks:
-        st.caption(f"No task in this view can be retried or resolved (only "
-                   f"{', '.join(ACTIONABLE_TASKS)} tasks can).")  # fmt: skip
+        st.caption(
+            f"No task in this view can be retried or resolved (only "
+            f"{', '.join(ACTIONABLE_TASKS)} tasks can)."
+        )
         return
     labels = {t.id: f"{t.id} · {t.kind} · {t.biz_key} · {t.status}" for t in tasks}
-    task_id = st.selectbox("Task", list(labels), format_func=labels.__getitem__,
-                           key="comp_task")  # fmt: skip
+    task_id = st.selectbox("Task", list(labels), format_func=labels.__getitem__, key="comp_task")
     note = st.text_input("Note (required to resolve)", key=NOTE)
     b1, b2 = st.columns(2)
     if b1.button("Retry now", key="comp_retry") and c.can("ops"):
-        ok, res = run_audited(c, "compensation.retry_now", f"task:{task_id}", {"note": note},
-                              lambda: queue.manual_retry_now(task_id, c.user, note))  # fmt: skip
+        ok, res = run_audited(
+            c,
+            "compensation.retry_now",
+            f"task:{task_id}",
+            {"note": note},
+            lambda: queue.manual_retry_now(task_id, c.user, note),
+        )
         _done(ok, res, f"Task {task_id} will run again shortly.")
     if b2.button("Resolve manually", key="comp_resolve", type="primary") and c.can("ops"):
         if not note.strip():
             st.error("A note is required to resolve a task by hand.")
             return
-        ok, res = run_audited(c, "compensation.resolve", f"task:{task_id}", {"note": note},
-                              lambda: queue.resolve_manually(task_id, c.user, note))  # fmt: skip
+        ok, res = run_audited(
+            c,
+            "compensation.resolve",
+            f"task:{task_id}",
+            {"note": note},
+            lambda: queue.resolve_manually(task_id, c.user, note),
+        )
         _done(ok, res, f"Task {task_id} resolved.")
 
 

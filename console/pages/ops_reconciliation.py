@@ -85,23 +85,24 @@ def render(ctx: Any, user: Any = None) -> None:
     configured = list(configured_pay_orgs(c.platform))
     yesterday = c.now().date() - timedelta(days=1)
     f1, f2, f3, f4, f5 = st.columns([2, 3, 2, 2, 2])
-    status = url_select("Difference status", [ALL, "open", "resolved"], key="status",
-                        widget=f1.selectbox)  # fmt: skip
+    status = url_select(
+        "Difference status", [ALL, "open", "resolved"], key="status", widget=f1.selectbox
+    )
     kind = url_select("Class", [ALL, *_kinds(c)], key="class", widget=f2.selectbox)
     orgs = sorted(set(configured) | set(_orgs_on_record(c)))
     org = url_select("Pay org", [ALL, *orgs], key="org", widget=f3.selectbox)
     days = url_select("Days", list(DAYS), key="days", widget=f4.selectbox)
     with f5:
-        picked = url_date("Day (UTC)", key="day", default=yesterday,
-                          disabled=days != DAYS[0])  # fmt: skip
+        picked = url_date("Day (UTC)", key="day", default=yesterday, disabled=days != DAYS[0])
     day = picked.isoformat() if days == DAYS[0] else None
     with panel("Runs", "database"):
         runs = recon_runs(c.db, pay_org_no=_pick(org), day=day)
         st.dataframe(ids_as_text(table(runs)), hide_index=True)
     diffs: list[Any] = []
     with panel("Differences", "database"):
-        diffs = recon_differences(c.db, status=_pick(status), kind=_pick(kind),
-                                  pay_org_no=_pick(org), day=day)  # fmt: skip
+        diffs = recon_differences(
+            c.db, status=_pick(status), kind=_pick(kind), pay_org_no=_pick(org), day=day
+        )
         st.dataframe(ids_as_text(table(diffs)), hide_index=True)
         if day is not None:
             _elsewhere(c, _pick(org), day)
@@ -118,8 +119,10 @@ def _elsewhere(c: Any, org: str | None, day: str) -> None:
     if other:
         days = sorted({d.day for d in other}, reverse=True)
         shown = ", ".join(days[:5]) + (" …" if len(days) > 5 else "")
-        st.caption(f"{len(other)} open difference(s) on other days ({shown}): choose "
-                   "\u201call days\u201d to see them.")
+        st.caption(
+            f"{len(other)} open difference(s) on other days ({shown}): choose "
+            "\u201call days\u201d to see them."
+        )
 
 
 def _resolve(c: Any, open_diffs: list[Any]) -> None:
@@ -128,16 +131,20 @@ def _resolve(c: Any, open_diffs: list[Any]) -> None:
         st.caption("No open difference in this view.")
         return
     labels = {d.id: f"{d.id} · {d.kind} · {d.pay_org_no} {d.day} · {d.ref}" for d in open_diffs}
-    did = st.selectbox("Difference", list(labels), format_func=labels.__getitem__,
-                       key="rc_diff")  # fmt: skip
+    did = st.selectbox("Difference", list(labels), format_func=labels.__getitem__, key="rc_diff")
     note = st.text_input("Note (required)", key="rc_note")
     if not (st.button("Resolve", key="rc_resolve", type="primary") and c.can("ops")):
         return
     if not note.strip():
         st.error("A note is required to resolve a difference.")
         return
-    ok, res = run_audited(c, "recon.resolve_difference", f"difference:{did}", {"note": note},
-                          lambda: resolve_difference(c.db, did, c.user, note, c.now()))  # fmt: skip
+    ok, res = run_audited(
+        c,
+        "recon.resolve_difference",
+        f"difference:{did}",
+        {"note": note},
+        lambda: resolve_difference(c.db, did, c.user, note, c.now()),
+    )
     if ok and res:
         flash(st.session_state, PAGE, f"Difference {did} resolved.")
         st.session_state["rc_note_clear"] = True
@@ -150,14 +157,20 @@ def _upload(c: Any, orgs: list[str], yesterday: date) -> None:
     st.caption("CSV header: channel_txn_no,channel_ref,kind,amount,currency,status,settled_at")
     u1, u2 = st.columns(2)
     org = u1.selectbox("Statement pay org", orgs, key="rc_up_org")
-    day = u2.date_input("Statement day (UTC)", value=yesterday, max_value=yesterday
-                        + timedelta(days=1), key="rc_up_day")  # fmt: skip
+    day = u2.date_input(
+        "Statement day (UTC)",
+        value=yesterday,
+        max_value=yesterday + timedelta(days=1),
+        key="rc_up_day",
+    )
     assert isinstance(day, date)
     unfinished = not day_over(day, c.now())
     confirmed = False
     if unfinished:
-        st.warning(f"{day.isoformat()} is not over yet (UTC): the channel's statement may "
-                   "still grow, and what it lacks now is recorded as differences.")
+        st.warning(
+            f"{day.isoformat()} is not over yet (UTC): the channel's statement may "
+            "still grow, and what it lacks now is recorded as differences."
+        )
         confirmed = st.checkbox("Reconcile the unfinished day anyway", key="rc_unfinished")
     upload = st.file_uploader("Statement CSV", type=["csv"], key="rc_file")
     blocked = upload is None or (unfinished and not confirmed)
@@ -176,17 +189,25 @@ def _upload(c: Any, orgs: list[str], yesterday: date) -> None:
         if n % step == 0 or n == len(lines):
             bar.progress(n / len(lines), text=f"{n} / {len(lines)} lines")
 
-    ok, res = run_audited(c, "recon.upload", f"recon:{org}:{day.isoformat()}",
-                          {"file": upload.name, "lines": len(lines), "unfinished": unfinished},
-                          lambda: reconcile_statement(
-                              c.core, lines, org, day, pay_orgs=orgs, unfinished_ok=confirmed,
-                              progress=progress))  # fmt: skip
+    ok, res = run_audited(
+        c,
+        "recon.upload",
+        f"recon:{org}:{day.isoformat()}",
+        {"file": upload.name, "lines": len(lines), "unfinished": unfinished},
+        lambda: reconcile_statement(
+            c.core, lines, org, day, pay_orgs=orgs, unfinished_ok=confirmed, progress=progress
+        ),
+    )
     if not ok:
         st.error(md(f"Reconciliation failed: {res}"))
         return
-    flash(st.session_state, PAGE, f"Run {res.run_id} ({org} {day.isoformat()}): {res.checked} "
-          f"lines checked, {res.matched} matched, {res.differences} differences "
-          f"({res.added} new).")  # fmt: skip
+    flash(
+        st.session_state,
+        PAGE,
+        f"Run {res.run_id} ({org} {day.isoformat()}): {res.checked} "
+        f"lines checked, {res.matched} matched, {res.differences} differences "
+        f"({res.added} new).",
+    )
     st.session_state["rc_show"] = {"org": org, "day": day.isoformat()}
     st.rerun()
 

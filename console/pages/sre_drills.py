@@ -28,18 +28,28 @@ from paycore.channels.sandbox_config import Knobs
 
 PAGE = "drills"
 #: (knob, label, control) of the knobs set here; rates are sliders over [0, 1]
-CONTROLS = (("error_rate", "Error rate (503)", "rate"), ("timeout_rate", "Timeout rate", "rate"),
-            ("latency_ms", "Median latency (ms)", "ms"),
-            ("fail_rate", "Fail (callback failed) rate", "rate"))  # fmt: skip
-DETAILS = (("Checks", "checks"), ("Timeline", "steps"), ("Traffic", "traffic"),
-           ("Refusals", "refusals"), ("Alerts", "alerts"), ("Breaker events", "breakers"),
-           ("Guard outcomes", "guard"))  # fmt: skip
+CONTROLS = (
+    ("error_rate", "Error rate (503)", "rate"),
+    ("timeout_rate", "Timeout rate", "rate"),
+    ("latency_ms", "Median latency (ms)", "ms"),
+    ("fail_rate", "Fail (callback failed) rate", "rate"),
+)
+DETAILS = (
+    ("Checks", "checks"),
+    ("Timeline", "steps"),
+    ("Traffic", "traffic"),
+    ("Refusals", "refusals"),
+    ("Alerts", "alerts"),
+    ("Breaker events", "breakers"),
+    ("Guard outcomes", "guard"),
+)
 
 
 def read_knobs(sandbox_url: str, org: str, token: str) -> dict[str, Any]:
     """The knobs the sandbox runs for ``org`` now; raises when it cannot say."""
-    resp = httpx.get(f"{sandbox_url.rstrip('/')}/admin/knobs",
-                     headers={"X-Sandbox-Admin": token}, timeout=3.0)  # fmt: skip
+    resp = httpx.get(
+        f"{sandbox_url.rstrip('/')}/admin/knobs", headers={"X-Sandbox-Admin": token}, timeout=3.0
+    )
     resp.raise_for_status()
     knobs = resp.json().get(org)
     if not isinstance(knobs, dict):
@@ -80,18 +90,34 @@ def knobs_panel(c: PageContext, sandbox_url: str, org: str, allowed: bool) -> No
         else:
             changes[k] = col.number_input(label, 0.0, 600_000.0, step=1.0, key=f"drill_{k}")
     with st.expander(f"Every knob {org} runs now"):
-        st.dataframe([{"knob": k, "value": str(v)} for k, v in current.items()],
-                     hide_index=True, key="drill_current")  # fmt: skip
+        st.dataframe(
+            [{"knob": k, "value": str(v)} for k, v in current.items()],
+            hide_index=True,
+            key="drill_current",
+        )
     b1, b2 = st.columns(2)
     if b1.button("Apply knobs", key="drill_apply", disabled=not allowed) and allowed:
-        ok, res = run_audited(c, "drill.knobs", org, {"changes": changes},
-                              lambda: put_knobs(sandbox_url, org, token, changes))  # fmt: skip
-        _done(ok, res, f"Knobs applied to {org}: " + ", ".join(
-            f"{k} {v:g}" for k, v in changes.items()))  # fmt: skip
+        ok, res = run_audited(
+            c,
+            "drill.knobs",
+            org,
+            {"changes": changes},
+            lambda: put_knobs(sandbox_url, org, token, changes),
+        )
+        _done(
+            ok,
+            res,
+            f"Knobs applied to {org}: " + ", ".join(f"{k} {v:g}" for k, v in changes.items()),
+        )
     if b2.button("Reset to healthy", key="drill_reset", disabled=not allowed) and allowed:
         healthy = Knobs().as_dict()
-        ok, res = run_audited(c, "drill.reset", org, {"changes": healthy},
-                              lambda: put_knobs(sandbox_url, org, token, healthy))  # fmt: skip
+        ok, res = run_audited(
+            c,
+            "drill.reset",
+            org,
+            {"changes": healthy},
+            lambda: put_knobs(sandbox_url, org, token, healthy),
+        )
         _done(ok, res, f"{org} reset to a healthy channel.")
 
 
@@ -117,10 +143,13 @@ def reports_panel(engine: Any) -> None:
         st.caption("No drill has run yet: `paywatch simulate --drill channel-failure` writes one.")
         return
     st.dataframe(ids_as_text(reports), hide_index=True, key="drill_reports")
-    labels = {r["id"]: f"#{r['id']} {r['name']} ({r['status']}, {r['started_at']:%Y-%m-%d %H:%M})"
-              for r in reports}  # fmt: skip
-    chosen = st.selectbox("Report", list(labels), format_func=labels.__getitem__,
-                          key="drill_report")  # fmt: skip
+    labels = {
+        r["id"]: f"#{r['id']} {r['name']} ({r['status']}, {r['started_at']:%Y-%m-%d %H:%M})"
+        for r in reports
+    }
+    chosen = st.selectbox(
+        "Report", list(labels), format_func=labels.__getitem__, key="drill_report"
+    )
     report = get_report(engine, int(chosen)) if chosen is not None else None
     if report is not None:
         report_detail(report)
@@ -128,8 +157,10 @@ def reports_panel(engine: Any) -> None:
 
 def report_detail(report: dict[str, Any]) -> None:
     drill = report.get("drill") or {}
-    st.markdown(f"**{md(drill.get('name'))}** on {md(report.get('target') or '-')}: "
-                f"{md(drill.get('summary', ''))}")  # fmt: skip
+    st.markdown(
+        f"**{md(drill.get('name'))}** on {md(report.get('target') or '-')}: "
+        f"{md(drill.get('summary', ''))}"
+    )
     if report.get("reason"):
         st.warning(f"Not applicable: {md(report['reason'])}")
     tables = detail_tables(report)
@@ -139,8 +170,9 @@ def report_detail(report: dict[str, Any]) -> None:
     m[0].metric("Status", md(report.get("status")))
     m[1].metric("Lost", audit.get("lost", 0) + plat.get("money_not_returned", 0))
     m[2].metric("Doubled", audit.get("doubled", 0))
-    m[3].metric("Fallbacks / fail-fast", f"{plat.get('fallbacks_taken', 0)} / "
-                f"{plat.get('fail_fast', 0)}")  # fmt: skip
+    m[3].metric(
+        "Fallbacks / fail-fast", f"{plat.get('fallbacks_taken', 0)} / {plat.get('fail_fast', 0)}"
+    )
     ok = (plat.get("trial_balance") or {}).get("ok")
     m[4].metric("Trial balance", "–" if ok is None else str(ok))
     for title, key in DETAILS:

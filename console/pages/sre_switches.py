@@ -43,8 +43,13 @@ may_flip = can(user.role, "switch.propose")
 FLASH = "sw_flash"
 
 
-def act(action: str, target: str, detail: dict[str, Any], fn: Callable[[], SwitchRecord],
-        done: Callable[[SwitchRecord], str]) -> bool:  # fmt: skip
+def act(
+    action: str,
+    target: str,
+    detail: dict[str, Any],
+    fn: Callable[[], SwitchRecord],
+    done: Callable[[SwitchRecord], str],
+) -> bool:
     """Run a switch change (audited); on success keep ``done(record)`` (Markdown, user text
     escaped) for the next run's confirmation and rerun; on refusal show the service's
     message."""
@@ -98,18 +103,24 @@ with panel("Now in force", "database"):
                 f"Revert #{rec.id} ({md(rec.kind)} {md(rec.target)})? It stops applying in "
                 "every process within a second."
             )
-            why = st.text_input("Revert reason", value="no longer needed",
-                                key=f"sw_revert_reason_{rec.id}")  # fmt: skip
+            why = st.text_input(
+                "Revert reason", value="no longer needed", key=f"sw_revert_reason_{rec.id}"
+            )
             yes, no = st.columns(2)
             if no.button("Cancel", key=f"sw_revert_cancel_{rec.id}"):
                 st.session_state.pop("sw_confirm_revert", None)
                 st.rerun()
             if yes.button("Yes, revert", key=f"sw_revert_yes_{rec.id}", type="primary"):
                 st.session_state.pop("sw_confirm_revert", None)
-                act("switch.revert", rec.target, {"switch_id": rec.id, "reason": why},
+                act(
+                    "switch.revert",
+                    rec.target,
+                    {"switch_id": rec.id, "reason": why},
                     partial(svc.revert, rec.id, actor=user.username, reason=why),
-                    lambda r: f"Switch #{r.id} reverted: {md(r.kind)} {md(r.target)} no "
-                    "longer applies.")  # fmt: skip
+                    lambda r: (
+                        f"Switch #{r.id} reverted: {md(r.kind)} {md(r.target)} no longer applies."
+                    ),
+                )
 
 # -- pending approval ------------------------------------------------------------------------
 with panel("Pending approval", "database"):
@@ -138,29 +149,46 @@ with panel("Pending approval", "database"):
             c1.markdown("Fails: " + md(", ".join(imp.fails) or "nothing"))
             c2.markdown("Degrades: " + md(", ".join(imp.degrades) or "nothing"))
             c2.markdown("Pay orgs: " + md(", ".join(imp.pay_orgs) or "none directly"))
-            who = (f"all {len(imp.merchants)} (a core link is hit)" if imp.all_merchants
-                   else ", ".join(imp.merchants) or "none directly")  # fmt: skip
+            who = (
+                f"all {len(imp.merchants)} (a core link is hit)"
+                if imp.all_merchants
+                else ", ".join(imp.merchants) or "none directly"
+            )
             c2.markdown("Merchants: " + md(who))
             if rec.actor == user.username and can(user.role, "switch.revert"):
                 st.caption("Needs another person's approval.")
                 if st.button("Withdraw", key=f"sw_withdraw_{rec.id}"):
-                    act("switch.revert", rec.target, {"switch_id": rec.id, "reason": "withdrawn"},
+                    act(
+                        "switch.revert",
+                        rec.target,
+                        {"switch_id": rec.id, "reason": "withdrawn"},
                         partial(svc.revert, rec.id, actor=user.username, reason="withdrawn"),
-                        lambda r: f"Switch #{r.id} withdrawn.")  # fmt: skip
+                        lambda r: f"Switch #{r.id} withdrawn.",
+                    )
                 continue
             if rec not in mine or not can(user.role, "switch.approve"):
                 continue
             a1, a2, a3 = st.columns([1, 1, 2])
             why = a3.text_input("Rejection reason", key=f"sw_reject_reason_{rec.id}")
             if a1.button("Approve", key=f"sw_approve_{rec.id}", type="primary"):
-                act("switch.approve", rec.target, {"switch_id": rec.id},
+                act(
+                    "switch.approve",
+                    rec.target,
+                    {"switch_id": rec.id},
                     partial(svc.approve, rec.id, approver=user.username),
-                    lambda r: f"Switch #{r.id} approved: {md(r.kind)} {md(r.target)} is "
-                    f"{r.status} until {until(r)}.")  # fmt: skip
+                    lambda r: (
+                        f"Switch #{r.id} approved: {md(r.kind)} {md(r.target)} is "
+                        f"{r.status} until {until(r)}."
+                    ),
+                )
             if a2.button("Reject", key=f"sw_reject_{rec.id}"):
-                act("switch.reject", rec.target, {"switch_id": rec.id, "reason": why},
+                act(
+                    "switch.reject",
+                    rec.target,
+                    {"switch_id": rec.id, "reason": why},
                     partial(svc.reject, rec.id, approver=user.username, reason=why),
-                    lambda r: f"Switch #{r.id} rejected.")  # fmt: skip
+                    lambda r: f"Switch #{r.id} rejected.",
+                )
 
 
 # -- flip a switch -----------------------------------------------------------------------------
@@ -174,40 +202,57 @@ def flip_form(me: User) -> None:
     target = c2.selectbox("Target", switch_targets(dmap, rules, kind), key="sw_target") or ""
     params: dict[str, Any] = {}
     if kind == "force_breaker":
-        params["state"] = st.radio("State", ["forced_open", "forced_closed"], horizontal=True,
-                                   key="sw_state")  # fmt: skip
+        params["state"] = st.radio(
+            "State", ["forced_open", "forced_closed"], horizontal=True, key="sw_state"
+        )
     elif kind == "set_limit":
         r1, r2 = st.columns(2)
-        params["rate"] = r1.number_input("Rate (per second)", min_value=0.1, value=100.0,
-                                         key="sw_rate")  # fmt: skip
+        params["rate"] = r1.number_input(
+            "Rate (per second)", min_value=0.1, value=100.0, key="sw_rate"
+        )
         params["burst"] = r2.number_input("Burst", min_value=0.1, value=200.0, key="sw_burst")
     reason = st.text_input("Reason (required)", key="sw_reason")
-    hours = st.number_input("Expires in hours (required, at most 168)", min_value=0.05,
-                            max_value=168.0, value=DEFAULT_HOURS, step=0.5,
-                            key="sw_hours")  # fmt: skip
+    hours = st.number_input(
+        "Expires in hours (required, at most 168)",
+        min_value=0.05,
+        max_value=168.0,
+        value=DEFAULT_HOURS,
+        step=0.5,
+        key="sw_hours",
+    )
     expires_at = expiry_in(hours) if hours else None
-    preview = preview_switch(dmap, rules, kind, target or "", reason=reason or "",
-                             expires_at=expires_at, params=params)  # fmt: skip
+    preview = preview_switch(
+        dmap, rules, kind, target or "", reason=reason or "", expires_at=expires_at, params=params
+    )
     before, after = before_after(dmap, rules, kind, target or "", params)
-    st.caption(f"Before: {md(before)} → after: {md(after)}"
-               + (f" · until {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""))  # fmt: skip
+    st.caption(
+        f"Before: {md(before)} → after: {md(after)}"
+        + (f" · until {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "")
+    )
     twin = next((r for r in svc.live() if r.kind == kind and r.target == target), None)
     if twin is not None:
         st.warning(md(str(conflict(twin))))
     confirmed = True
     if preview.needs_approval:
-        st.warning(f"{md(target)} is a {'core link' if preview.core_link else 'strong dependency'}"
-                   ": this switch applies only after a second person approves it.")  # fmt: skip
-        confirmed = st.checkbox("I understand this affects a strong dependency / core link",
-                                key="sw_confirm")  # fmt: skip
+        st.warning(
+            f"{md(target)} is a {'core link' if preview.core_link else 'strong dependency'}"
+            ": this switch applies only after a second person approves it."
+        )
+        confirmed = st.checkbox(
+            "I understand this affects a strong dependency / core link", key="sw_confirm"
+        )
     b1, b2 = st.columns(2)
     if b1.button("Dry run", key="sw_dry_run"):
         st.session_state["sw_preview"] = {
-            "kind": preview.kind, "target": preview.target,
-            "needs_approval": preview.needs_approval, "fails": preview.fails,
-            "degrades": preview.degrades, "problems": preview.problems,
-            "before": before, "after": after,
-        }  # fmt: skip
+            "kind": preview.kind,
+            "target": preview.target,
+            "needs_approval": preview.needs_approval,
+            "fails": preview.fails,
+            "degrades": preview.degrades,
+            "problems": preview.problems,
+            "before": before,
+            "after": after,
+        }
     if st.session_state.get("sw_preview"):
         st.json(st.session_state["sw_preview"])
     if not b2.button("Apply switch", key="sw_apply", type="primary", disabled=not may_flip):
@@ -221,14 +266,31 @@ def flip_form(me: User) -> None:
         return
     st.session_state.pop("sw_preview", None)
     st.session_state["sw_reset"] = True
-    detail = {"kind": kind, "params": params, "reason": reason,
-              "expires_at": expires_at.isoformat() if expires_at else None}  # fmt: skip
-    if not act("switch.propose", target, detail,
-               partial(svc.propose, kind, target, actor=me.username, reason=reason,
-                       expires_at=expires_at, params=params),
-               lambda r: f"Switch #{r.id} is {r.status}. {md(r.kind)} {md(r.target)} until "
-               f"{until(r)}" + (": it waits for a second person's approval."
-                                if r.status == "pending" else ".")):  # fmt: skip
+    detail = {
+        "kind": kind,
+        "params": params,
+        "reason": reason,
+        "expires_at": expires_at.isoformat() if expires_at else None,
+    }
+    if not act(
+        "switch.propose",
+        target,
+        detail,
+        partial(
+            svc.propose,
+            kind,
+            target,
+            actor=me.username,
+            reason=reason,
+            expires_at=expires_at,
+            params=params,
+        ),
+        lambda r: (
+            f"Switch #{r.id} is {r.status}. {md(r.kind)} {md(r.target)} until "
+            f"{until(r)}"
+            + (": it waits for a second person's approval." if r.status == "pending" else ".")
+        ),
+    ):
         st.session_state.pop("sw_reset", None)
 
 

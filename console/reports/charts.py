@@ -26,9 +26,13 @@ def label(text: object) -> str:
 
 
 def _money_bar(name: str, x: list[str], minor: list[int], currency: str) -> go.Bar:
-    return go.Bar(name=name, x=x, y=[major_units(v, currency) for v in minor],
-                  customdata=[format_money(v, currency) for v in minor],
-                  hovertemplate="%{x}<br>" + name + ": %{customdata}<extra></extra>")  # fmt: skip
+    return go.Bar(
+        name=name,
+        x=x,
+        y=[major_units(v, currency) for v in minor],
+        customdata=[format_money(v, currency) for v in minor],
+        hovertemplate="%{x}<br>" + name + ": %{customdata}<extra></extra>",
+    )
 
 
 def subject_chart(report: FundReport, currency: str = "CNY") -> go.Figure | None:
@@ -37,12 +41,18 @@ def subject_chart(report: FundReport, currency: str = "CNY") -> go.Figure | None
     if not rows:
         return None
     names = [label(f"{r.subject_code} {r.subject_name}") for r in rows]
-    fig = go.Figure([
-        _money_bar("income", names, [r.income for r in rows], currency),
-        _money_bar("outgo", names, [r.outgo for r in rows], currency),
-    ])  # fmt: skip
-    fig.update_layout(barmode="group", title=f"By subject ({currency})",
-                      yaxis_title=f"amount ({currency})", yaxis_tickformat=",")  # fmt: skip
+    fig = go.Figure(
+        [
+            _money_bar("income", names, [r.income for r in rows], currency),
+            _money_bar("outgo", names, [r.outgo for r in rows], currency),
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        title=f"By subject ({currency})",
+        yaxis_title=f"amount ({currency})",
+        yaxis_tickformat=",",
+    )
     return fig
 
 
@@ -58,10 +68,21 @@ def dimension_chart(groups: Sequence[GroupRow], currency: str = "CNY") -> go.Fig
     fig = go.Figure()
     for code, name in subjects:
         net = {g.value: g.net for g in rows if g.subject_code == code}
-        fig.add_trace(_money_bar(label(f"{code} {name}"), [label(v) for v in values],
-                                 [net.get(v, 0) for v in values], currency))  # fmt: skip
-    fig.update_layout(barmode="group", title=f"Net by {dim} ({currency})", xaxis_title=dim,
-                      yaxis_title=f"net ({currency})", yaxis_tickformat=",")  # fmt: skip
+        fig.add_trace(
+            _money_bar(
+                label(f"{code} {name}"),
+                [label(v) for v in values],
+                [net.get(v, 0) for v in values],
+                currency,
+            )
+        )
+    fig.update_layout(
+        barmode="group",
+        title=f"Net by {dim} ({currency})",
+        xaxis_title=dim,
+        yaxis_title=f"net ({currency})",
+        yaxis_tickformat=",",
+    )
     return fig
 
 
@@ -76,20 +97,31 @@ def sla_chart(rows: Sequence[SlaRow]) -> go.Figure | None:
         part = [r for r in live if bool(r.met) == (status == "met")]
         if not part:
             continue
-        fig.add_bar(name=status, x=[label(f"{r.kind}:{r.name}") for r in part],
-                    y=[(r.availability or 0.0) * 100 for r in part], marker_color=colour,
-                    text=[percent(r.availability) for r in part], textposition="outside",
-                    customdata=[target_text(r.slo) for r in part],
-                    hovertemplate="%{x}<br>availability %{text}<br>target %{customdata}"
-                                  "<extra>" + status + "</extra>")  # fmt: skip
-    fig.add_scatter(name="target", x=[label(f"{r.kind}:{r.name}") for r in live],
-                    y=[r.slo * 100 for r in live], mode="markers",
-                    marker={"symbol": "line-ew-open", "size": 28, "color": TARGET,
-                            "line": {"width": 3}})  # fmt: skip
+        fig.add_bar(
+            name=status,
+            x=[label(f"{r.kind}:{r.name}") for r in part],
+            y=[(r.availability or 0.0) * 100 for r in part],
+            marker_color=colour,
+            text=[percent(r.availability) for r in part],
+            textposition="outside",
+            customdata=[target_text(r.slo) for r in part],
+            hovertemplate="%{x}<br>availability %{text}<br>target %{customdata}"
+            "<extra>" + status + "</extra>",
+        )
+    fig.add_scatter(
+        name="target",
+        x=[label(f"{r.kind}:{r.name}") for r in live],
+        y=[r.slo * 100 for r in live],
+        mode="markers",
+        marker={"symbol": "line-ew-open", "size": 28, "color": TARGET, "line": {"width": 3}},
+    )
     low = min(min(r.availability or 0.0 for r in live), min(r.slo for r in live)) * 100
     floor = max(0.0, low - max((100.0 - low) * 0.5, 0.05))
     order = [label(f"{r.kind}:{r.name}") for r in live]
-    fig.update_layout(title="Availability against target", yaxis_title="availability (%)",
-                      yaxis_range=[floor, 100.0 + (100.0 - floor) * 0.08],
-                      xaxis={"categoryorder": "array", "categoryarray": order})  # fmt: skip
+    fig.update_layout(
+        title="Availability against target",
+        yaxis_title="availability (%)",
+        yaxis_range=[floor, 100.0 + (100.0 - floor) * 0.08],
+        xaxis={"categoryorder": "array", "categoryarray": order},
+    )
     return fig

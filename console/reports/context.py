@@ -51,11 +51,22 @@ class PageContext:
         if fn is None:
             from console.audit import record
 
-            record(self.db.engine, actor=self.user, role=self.role, action=action,
-                   target=target, detail=detail)  # fmt: skip
+            record(
+                self.db.engine,
+                actor=self.user,
+                role=self.role,
+                action=action,
+                target=target,
+                detail=detail,
+            )
             return
-        values = {"actor": self.user, "role": self.role, "action": action, "target": target,
-                  "detail": detail}  # fmt: skip
+        values = {
+            "actor": self.user,
+            "role": self.role,
+            "action": action,
+            "target": target,
+            "detail": detail,
+        }
         try:
             params = inspect.signature(fn).parameters
         except (TypeError, ValueError):
@@ -112,6 +123,10 @@ def table(rows: Any) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         d = asdict(r)
-        out.append({k: (json.dumps(v, default=str) if isinstance(v, dict | list) else v)
-                    for k, v in d.items()})  # fmt: skip
+        out.append(
+            {
+                k: (json.dumps(v, default=str) if isinstance(v, dict | list) else v)
+                for k, v in d.items()
+            }
+        )
     return out

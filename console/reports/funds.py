@@ -167,8 +167,17 @@ def fund_report(db: Database, start: datetime, end: datetime) -> FundReport:
     before = func.sum(case((at < start, leg.amount), else_=0)).label("before")
     debits = func.sum(case((in_period & (leg.amount > 0), leg.amount), else_=0)).label("debits")
     credits = func.sum(case((in_period & (leg.amount < 0), -leg.amount), else_=0)).label("credits")
-    keys = (je.merchant_id, je.order_type, je.sub_type, je.pay_org_no, acct.subject_code,
-            subj.name, subj.kind, subj.normal_side, leg.currency)  # fmt: skip
+    keys = (
+        je.merchant_id,
+        je.order_type,
+        je.sub_type,
+        je.pay_org_no,
+        acct.subject_code,
+        subj.name,
+        subj.kind,
+        subj.normal_side,
+        leg.currency,
+    )
     stmt = (
         select(*keys, before, debits, credits)
         .select_from(leg)
@@ -190,16 +199,38 @@ def fund_report(db: Database, start: datetime, end: datetime) -> FundReport:
         income, outgo = (d, c) if sign == 1 else (c, d)
         opening = sign * b
         net = income - outgo
-        report.details.append(DimensionRow(
-            r.merchant_id, r.order_type, r.sub_type, r.pay_org_no, r.subject_code, r.name,
-            r.currency, d, c, income, outgo, net, opening, opening + net,
-        ))  # fmt: skip
+        report.details.append(
+            DimensionRow(
+                r.merchant_id,
+                r.order_type,
+                r.sub_type,
+                r.pay_org_no,
+                r.subject_code,
+                r.name,
+                r.currency,
+                d,
+                c,
+                income,
+                outgo,
+                net,
+                opening,
+                opening + net,
+            )
+        )
         key = (r.subject_code, r.currency)
         agg = per_subject.setdefault(key, [r.name, r.kind, r.normal_side, 0, 0, 0, 0, 0])
         for i, v in enumerate((d, c, income, outgo, opening), start=3):
             agg[i] += v
-    report.details.sort(key=lambda x: (x.currency, x.subject_code, x.merchant_id, x.order_type,
-                                       x.sub_type, x.pay_org_no))  # fmt: skip
+    report.details.sort(
+        key=lambda x: (
+            x.currency,
+            x.subject_code,
+            x.merchant_id,
+            x.order_type,
+            x.sub_type,
+            x.pay_org_no,
+        )
+    )
     for (code, cur), (name, kind, side, d, c, income, outgo, opening) in sorted(
         per_subject.items(), key=lambda kv: (kv[0][1], kv[0][0])
     ):
@@ -207,21 +238,28 @@ def fund_report(db: Database, start: datetime, end: datetime) -> FundReport:
         report.subjects.append(
             SubjectRow(
                 code, name, kind, side, cur, d, c, income, outgo, net, opening, opening + net
-            )  # fmt: skip
+            )
         )
     currencies = sorted({r.currency for r in report.subjects} | set(counts))
     for cur in currencies:
         rows_c = [r for r in report.subjects if r.currency == cur]
         fee = next((r.net for r in rows_c if r.subject_code == FEE_INCOME.code), 0)
-        report.totals.append(Totals(cur, sum(r.debits for r in rows_c),
-                                    sum(r.credits for r in rows_c), fee,
-                                    counts.get(cur, 0)))  # fmt: skip
+        report.totals.append(
+            Totals(
+                cur,
+                sum(r.debits for r in rows_c),
+                sum(r.credits for r in rows_c),
+                fee,
+                counts.get(cur, 0),
+            )
+        )
     return report
 
 
 #: amount fields of the report rows (minor units)
-MONEY_FIELDS = frozenset({"debits", "credits", "income", "outgo", "net", "opening", "closing",
-                          "platform_income"})  # fmt: skip
+MONEY_FIELDS = frozenset(
+    {"debits", "credits", "income", "outgo", "net", "opening", "closing", "platform_income"}
+)
 
 
 def format_money(minor: int, currency: str) -> str:
@@ -252,15 +290,23 @@ def money_table(rows: Iterable[Any], *, drop: Sequence[str] = ()) -> list[dict[s
     for r in rows:
         d = asdict(r) if is_dataclass(r) and not isinstance(r, type) else dict(r)
         cur = str(d.get("currency", ""))
-        out.append({k: (format_money(v, cur) if k in MONEY_FIELDS else v)
-                    for k, v in d.items() if k not in drop})  # fmt: skip
+        out.append(
+            {
+                k: (format_money(v, cur) if k in MONEY_FIELDS else v)
+                for k, v in d.items()
+                if k not in drop
+            }
+        )
     return out
 
 
 def has_movement(report: FundReport, currency: str | None = None) -> bool:
     """Whether any leg was posted in the period (in ``currency``, when given)."""
-    return any(t.entries > 0 or t.debits > 0 for t in report.totals
-               if currency is None or t.currency == currency)  # fmt: skip
+    return any(
+        t.entries > 0 or t.debits > 0
+        for t in report.totals
+        if currency is None or t.currency == currency
+    )
 
 
 def to_csv(rows: Iterable[Any], columns: Sequence[str] | None = None) -> str:
@@ -275,8 +321,9 @@ def to_csv(rows: Iterable[Any], columns: Sequence[str] | None = None) -> str:
             return ""
         columns = list(items[0])
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore",
-                            lineterminator="\n")  # fmt: skip
+    writer = csv.DictWriter(
+        out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     for item in items:
         writer.writerow(item)

@@ -66,8 +66,19 @@ def compensation_rows(
 def _task_rows(db: Database, stmt: Any) -> list[TaskRow]:
     with db.session() as s:
         return [
-            TaskRow(r.id, r.kind, r.biz_key, r.merchant_id, r.status, r.attempts, r.max_attempts,
-                    r.next_run_at, r.last_error, r.note, r.updated_at)
+            TaskRow(
+                r.id,
+                r.kind,
+                r.biz_key,
+                r.merchant_id,
+                r.status,
+                r.attempts,
+                r.max_attempts,
+                r.next_run_at,
+                r.last_error,
+                r.note,
+                r.updated_at,
+            )
             for r in s.execute(stmt).scalars()
         ]
 
@@ -86,8 +97,12 @@ def actionable_tasks(
     if not statuses:
         return []
     T = CompensationTask
-    stmt = (select(T).where(T.status.in_(statuses))
-            .order_by(T.updated_at.desc(), T.id.desc()).limit(limit))  # fmt: skip
+    stmt = (
+        select(T)
+        .where(T.status.in_(statuses))
+        .order_by(T.updated_at.desc(), T.id.desc())
+        .limit(limit)
+    )
     if kind:
         stmt = stmt.where(T.kind == kind)
     return _task_rows(db, stmt)
@@ -128,9 +143,8 @@ def notification_rows(
     each with its delivery attempts (oldest first)."""
     N, A = Notification, NotificationAttempt
     stmt = (
-        select(N).where(N.status.in_(list(statuses)))
-        .order_by(N.next_attempt_at, N.id).limit(limit)
-    )  # fmt: skip
+        select(N).where(N.status.in_(list(statuses))).order_by(N.next_attempt_at, N.id).limit(limit)
+    )
     with db.session() as s:
         rows = list(s.execute(stmt).scalars())
         history: dict[int, list[AttemptRow]] = {}
@@ -142,9 +156,19 @@ def notification_rows(
                     AttemptRow(a.at, a.status_code, a.error, a.duration_ms)
                 )
         return [
-            NotificationRow(r.id, r.event_id, r.merchant_id, r.event_type, r.status, r.attempts,
-                            r.next_attempt_at, r.last_status_code, r.last_error, r.created_at,
-                            history.get(r.id, []))  # fmt: skip
+            NotificationRow(
+                r.id,
+                r.event_id,
+                r.merchant_id,
+                r.event_type,
+                r.status,
+                r.attempts,
+                r.next_attempt_at,
+                r.last_status_code,
+                r.last_error,
+                r.created_at,
+                history.get(r.id, []),
+            )
             for r in rows
         ]
 
@@ -162,8 +186,10 @@ def resend_notification(db: Database, delivery: Any, notification_id: int, actor
     if status is None:
         raise ValueError(f"notification {notification_id} does not exist")
     if status not in RESENDABLE:
-        raise ValueError(f"notification {notification_id} is {status}; only given-up or "
-                         "delivered notifications are resent by hand")  # fmt: skip
+        raise ValueError(
+            f"notification {notification_id} is {status}; only given-up or "
+            "delivered notifications are resent by hand"
+        )
     return bool(delivery.resend(notification_id, actor))
 
 
@@ -181,20 +207,38 @@ class RunRow:
 
 
 def recon_runs(
-    db: Database, *, kind: str | None = None, pay_org_no: str | None = None,
-    day: str | None = None, status: str | None = None, limit: int = 200,
-) -> list[RunRow]:  # fmt: skip
+    db: Database,
+    *,
+    kind: str | None = None,
+    pay_org_no: str | None = None,
+    day: str | None = None,
+    status: str | None = None,
+    limit: int = 200,
+) -> list[RunRow]:
     """Reconciliation runs, newest first, optionally filtered."""
     R = ReconRun
     stmt = select(R).order_by(R.started_at.desc(), R.id.desc()).limit(limit)
-    for col, value in ((R.kind, kind), (R.pay_org_no, pay_org_no), (R.day, day),
-                       (R.status, status)):  # fmt: skip
+    for col, value in (
+        (R.kind, kind),
+        (R.pay_org_no, pay_org_no),
+        (R.day, day),
+        (R.status, status),
+    ):
         if value:
             stmt = stmt.where(col == value)
     with db.session() as s:
         return [
-            RunRow(r.id, r.kind, r.pay_org_no, r.day, r.status, r.cursor,
-                   json.loads(r.stats or "{}"), r.started_at, r.finished_at)  # fmt: skip
+            RunRow(
+                r.id,
+                r.kind,
+                r.pay_org_no,
+                r.day,
+                r.status,
+                r.cursor,
+                json.loads(r.stats or "{}"),
+                r.started_at,
+                r.finished_at,
+            )
             for r in s.execute(stmt).scalars()
         ]
 
@@ -218,21 +262,43 @@ class DifferenceRow:
 
 
 def recon_differences(
-    db: Database, *, status: str | None = None, kind: str | None = None,
-    pay_org_no: str | None = None, day: str | None = None, limit: int = 500,
-) -> list[DifferenceRow]:  # fmt: skip
+    db: Database,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    pay_org_no: str | None = None,
+    day: str | None = None,
+    limit: int = 500,
+) -> list[DifferenceRow]:
     """Reconciliation differences, newest first, optionally filtered."""
     D = ReconDifference
     stmt = select(D).order_by(D.created_at.desc(), D.id.desc()).limit(limit)
-    for col, value in ((D.status, status), (D.kind, kind), (D.pay_org_no, pay_org_no),
-                       (D.day, day)):  # fmt: skip
+    for col, value in (
+        (D.status, status),
+        (D.kind, kind),
+        (D.pay_org_no, pay_org_no),
+        (D.day, day),
+    ):
         if value:
             stmt = stmt.where(col == value)
     with db.session() as s:
         return [
-            DifferenceRow(r.id, r.run_id, r.kind, r.pay_org_no, r.day, r.ref, r.our_amount,
-                          r.channel_amount, r.our_status, r.channel_status, r.resolution,
-                          r.status, r.note, r.created_at)  # fmt: skip
+            DifferenceRow(
+                r.id,
+                r.run_id,
+                r.kind,
+                r.pay_org_no,
+                r.day,
+                r.ref,
+                r.our_amount,
+                r.channel_amount,
+                r.our_status,
+                r.channel_status,
+                r.resolution,
+                r.status,
+                r.note,
+                r.created_at,
+            )
             for r in s.execute(stmt).scalars()
         ]
 
@@ -251,10 +317,11 @@ def resolve_difference(db: Database, diff_id: int, actor: str, note: str, now: d
         line = f"[{now:%Y-%m-%dT%H:%M:%SZ}] resolved by {actor[:64]}: {note.strip()[:500]}"
         text = (f"{row.note}\n{line}" if row.note else line)[-_NOTE_MAX:]
         done = s.execute(
-            update(D).where(D.id == diff_id, D.status == "open")
+            update(D)
+            .where(D.id == diff_id, D.status == "open")
             .values(status="resolved", note=text)
             .execution_options(synchronize_session=False)
-        )  # fmt: skip
+        )
         return bool(done.rowcount)
 
     return bool(db.run(work))
@@ -281,9 +348,19 @@ def manual_items(db: Database, *, limit: int = 200) -> list[ManualItemRow]:
     stmt = select(P).where(P.manual.is_(True)).order_by(P.created_at, P.id).limit(limit)
     with db.session() as s:
         return [
-            ManualItemRow(r.id, r.pay_order_id, r.merchant_id, r.tool, r.status, r.amount,
-                          r.pay_org_no, r.channel_txn_no, r.query_attempts, r.created_at,
-                          r.finished_at)  # fmt: skip
+            ManualItemRow(
+                r.id,
+                r.pay_order_id,
+                r.merchant_id,
+                r.tool,
+                r.status,
+                r.amount,
+                r.pay_org_no,
+                r.channel_txn_no,
+                r.query_attempts,
+                r.created_at,
+                r.finished_at,
+            )
             for r in s.execute(stmt).scalars()
         ]
 
@@ -312,11 +389,17 @@ def parse_statement_csv(data: bytes | str) -> list[Any]:
             at = datetime.fromisoformat(rec["settled_at"].strip())
             if at.tzinfo is None:
                 raise ValueError("settled_at needs a UTC offset")
-            lines.append(StatementLine(
-                rec["channel_txn_no"].strip(), (rec.get("channel_ref") or "").strip(),
-                rec["kind"].strip(), int(rec["amount"]), rec["currency"].strip(),
-                rec["status"].strip(), at,
-            ))  # fmt: skip
+            lines.append(
+                StatementLine(
+                    rec["channel_txn_no"].strip(),
+                    (rec.get("channel_ref") or "").strip(),
+                    rec["kind"].strip(),
+                    int(rec["amount"]),
+                    rec["currency"].strip(),
+                    rec["status"].strip(),
+                    at,
+                )
+            )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ValueError(f"statement CSV line {n}: {exc}") from exc
     return lines
@@ -343,10 +426,15 @@ def configured_pay_orgs(platform: Any) -> tuple[str, ...]:
 
 
 def reconcile_statement(
-    core: Any, lines: Iterable[Any], pay_org_no: str, day: date, *,
-    pay_orgs: Collection[str], unfinished_ok: bool = False,
+    core: Any,
+    lines: Iterable[Any],
+    pay_org_no: str,
+    day: date,
+    *,
+    pay_orgs: Collection[str],
+    unfinished_ok: bool = False,
     progress: Callable[[int], None] | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
     """Reconcile an uploaded statement for ``pay_org_no`` and UTC ``day``.
 
     The pay org must be one of ``pay_orgs`` (``*`` or an unknown org is refused, nothing
@@ -362,8 +450,9 @@ def reconcile_statement(
             if progress is not None:
                 progress(n)
 
-    return reconcile_day(core, feed, pay_org_no, day, pay_orgs=tuple(pay_orgs),
-                         unfinished_ok=unfinished_ok)  # fmt: skip
+    return reconcile_day(
+        core, feed, pay_org_no, day, pay_orgs=tuple(pay_orgs), unfinished_ok=unfinished_ok
+    )
 
 
 def ids_as_text(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -372,6 +461,7 @@ def ids_as_text(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     Our ids are 64-bit; a browser table holds numbers as JavaScript doubles, exact only
     up to 2^53, so ``387985099441922048`` would show as ``...050``. As text it is exact.
     """
+
     def text(k: str, v: Any) -> Any:
         is_id = k == "id" or k.endswith("_id")
         return str(v) if is_id and isinstance(v, int) and not isinstance(v, bool) else v

@@ -44,10 +44,22 @@ DEP_BAD = frozenset({"error", "timeout", "breaker_open"})
 DEFAULT_SLO = 0.999
 DEFAULT_WINDOW_S = 30 * 86400.0
 #: the report's windows: label -> seconds (1 h .. 90 d: the 1-hour rollups' retention)
-WINDOWS = {"1h": 3600.0, "6h": 6 * 3600.0, "1d": 86400.0, "7d": 7 * 86400.0,
-           "30d": 30 * 86400.0, "90d": 90 * 86400.0}  # fmt: skip
-WINDOW_NAMES = {"1h": "1 hour", "6h": "6 hours", "1d": "1 day", "7d": "7 days",
-                "30d": "30 days", "90d": "90 days"}  # fmt: skip
+WINDOWS = {
+    "1h": 3600.0,
+    "6h": 6 * 3600.0,
+    "1d": 86400.0,
+    "7d": 7 * 86400.0,
+    "30d": 30 * 86400.0,
+    "90d": 90 * 86400.0,
+}
+WINDOW_NAMES = {
+    "1h": "1 hour",
+    "6h": "6 hours",
+    "1d": "1 day",
+    "7d": "7 days",
+    "30d": "30 days",
+    "90d": "90 days",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,24 +100,46 @@ def _counts(
     return out
 
 
-def _row(kind: str, name: str, slo: float, outcomes: dict[str, int],
-         good_set: Iterable[str], bad_set: Iterable[str], p99: float | None) -> SlaRow:  # fmt: skip
+def _row(
+    kind: str,
+    name: str,
+    slo: float,
+    outcomes: dict[str, int],
+    good_set: Iterable[str],
+    bad_set: Iterable[str],
+    p99: float | None,
+) -> SlaRow:
     good = sum(outcomes.get(o, 0) for o in good_set)
     bad = sum(outcomes.get(o, 0) for o in bad_set)
     total = good + bad
     requests = sum(outcomes.values())
     allowed = max(1.0 - slo, 0.0) * total
     if total <= 0:
-        return SlaRow(kind, name, slo, requests, 0, 0, 0, requests, None, p99, 0.0, None, None,
-                      None)  # fmt: skip
+        return SlaRow(
+            kind, name, slo, requests, 0, 0, 0, requests, None, p99, 0.0, None, None, None
+        )
     availability = good / total
     if allowed > 0:
         budget_left = 1.0 - bad / allowed
         burn = (bad / total) / (1.0 - slo)
     else:  # a 100 % target: no budget to spend
         budget_left, burn = (1.0, 0.0) if bad == 0 else (-math.inf, math.inf)
-    return SlaRow(kind, name, slo, requests, total, good, bad, requests - total, availability,
-                  p99, allowed, budget_left, burn, availability >= slo)  # fmt: skip
+    return SlaRow(
+        kind,
+        name,
+        slo,
+        requests,
+        total,
+        good,
+        bad,
+        requests - total,
+        availability,
+        p99,
+        allowed,
+        budget_left,
+        burn,
+        availability >= slo,
+    )
 
 
 def sla_report(
@@ -131,13 +165,23 @@ def sla_report(
     rows: list[SlaRow] = []
     for step in sorted(set(steps if steps is not None else STEPS) | set(step_counts)):
         slo = targets.get(f"link.{step}", targets.get(step, DEFAULT_SLO))
-        rows.append(_row("link", step, slo, step_counts.get(step, {}), STEP_GOOD, STEP_BAD,
-                         p99s.get(step)))  # fmt: skip
+        rows.append(
+            _row("link", step, slo, step_counts.get(step, {}), STEP_GOOD, STEP_BAD, p99s.get(step))
+        )
     dep_counts = _counts(query, GUARD, "resource", window=window_s, at=now)
     deps = {n for n in targets if n not in links} | set(dep_counts)
     for dep in sorted(deps):
-        rows.append(_row("dependency", dep, targets.get(dep, DEFAULT_SLO),
-                         dep_counts.get(dep, {}), DEP_GOOD, DEP_BAD, None))  # fmt: skip
+        rows.append(
+            _row(
+                "dependency",
+                dep,
+                targets.get(dep, DEFAULT_SLO),
+                dep_counts.get(dep, {}),
+                DEP_GOOD,
+                DEP_BAD,
+                None,
+            )
+        )
     return rows
 
 

@@ -15,17 +15,39 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _WHERE = {
-    "BUILTIN": "drills", "Drill": "drills", "Step": "drills", "load_drill": "drills",
-    "SimMerchant": "merchants", "ensure_demo_merchants": "merchants",
-    "load_merchants": "merchants", "ReceivedEvent": "receiver", "ReceiverServer": "receiver",
-    "DrillTargets": "runner", "SandboxAdmin": "runner", "run_drill": "runner",
-    "SimConfig": "simulator", "Simulator": "simulator", "SimStats": "stats",
-}  # fmt: skip
+    "BUILTIN": "drills",
+    "Drill": "drills",
+    "Step": "drills",
+    "load_drill": "drills",
+    "SimMerchant": "merchants",
+    "ensure_demo_merchants": "merchants",
+    "load_merchants": "merchants",
+    "ReceivedEvent": "receiver",
+    "ReceiverServer": "receiver",
+    "DrillTargets": "runner",
+    "SandboxAdmin": "runner",
+    "run_drill": "runner",
+    "SimConfig": "simulator",
+    "Simulator": "simulator",
+    "SimStats": "stats",
+}
 __all__ = [
-    "BUILTIN", "Drill", "DrillTargets", "ReceivedEvent", "ReceiverServer", "SandboxAdmin",
-    "SimConfig", "SimMerchant", "SimStats", "Simulator", "Step", "ensure_demo_merchants",
-    "load_drill", "load_merchants", "run_drill",
-]  # fmt: skip
+    "BUILTIN",
+    "Drill",
+    "DrillTargets",
+    "ReceivedEvent",
+    "ReceiverServer",
+    "SandboxAdmin",
+    "SimConfig",
+    "SimMerchant",
+    "SimStats",
+    "Simulator",
+    "Step",
+    "ensure_demo_merchants",
+    "load_drill",
+    "load_merchants",
+    "run_drill",
+]
 
 if TYPE_CHECKING:
     from .drills import BUILTIN, Drill, Step, load_drill

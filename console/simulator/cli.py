@@ -83,11 +83,14 @@ def _embedded(settings: Any, args: argparse.Namespace) -> Any:
 
     jobs = fast_jobs(args.time_factor) if args.time_factor < 1 else None
     token = args.sandbox_admin_token or settings.sandbox_admin_token()
-    opts = EmbeddedOptions(sandbox_admin_token=token, jobs=jobs,
-                           sample_interval_s=1.0 if jobs else None)  # fmt: skip
+    opts = EmbeddedOptions(
+        sandbox_admin_token=token, jobs=jobs, sample_interval_s=1.0 if jobs else None
+    )
     stack = EmbeddedPlatform(settings, opts).start()
-    print(f"embedded platform: API {stack.settings.api_url}, sandbox {stack.settings.sandbox_url}"
-          f", proxies: {', '.join(stack.proxies) or 'none'}")  # fmt: skip
+    print(
+        f"embedded platform: API {stack.settings.api_url}, sandbox {stack.settings.sandbox_url}"
+        f", proxies: {', '.join(stack.proxies) or 'none'}"
+    )
     return stack
 
 
@@ -100,13 +103,21 @@ def _merchants(settings: Any, args: argparse.Namespace, stack: Any) -> list[Any]
             raise SystemExit("--merchant-id needs --token (or PAYWATCH_SIM_TOKEN)")
         pairs = [(p.split(":", 1) + ["default"])[:2] for p in args.product or ["goods:physical"]]
         products = tuple((o, st) for o, st in pairs)
-        return [SimMerchant("custom", args.merchant_id, token, products,
-                            tuple(args.pay_org or settings.pay_orgs),
-                            ("instant", "guaranteed"))]  # fmt: skip
+        return [
+            SimMerchant(
+                "custom",
+                args.merchant_id,
+                token,
+                products,
+                tuple(args.pay_org or settings.pay_orgs),
+                ("instant", "guaranteed"),
+            )
+        ]
     base = f"http://127.0.0.1:{args.receiver_port}"
     if stack is not None:
-        return ensure_demo_merchants(stack.platform.paycore, settings.var_dir, base,
-                                     settings.pay_orgs)  # fmt: skip
+        return ensure_demo_merchants(
+            stack.platform.paycore, settings.var_dir, base, settings.pay_orgs
+        )
     from paycore import Database, PayCore
 
     from ..migrate import upgrade_database
@@ -122,15 +133,24 @@ def _merchants(settings: Any, args: argparse.Namespace, stack: Any) -> list[Any]
 def _simulator(settings: Any, args: argparse.Namespace, api_url: str, stack: Any) -> Any:
     from .simulator import SimConfig, Simulator
 
-    sandbox_url = stack.settings.sandbox_url if stack else (args.sandbox_url
-                                                            or settings.sandbox_url)  # fmt: skip
-    token = ((stack.admin_token if stack else None) or args.sandbox_admin_token
-             or settings.sandbox_admin_token())  # fmt: skip
-    config = SimConfig(api_url=api_url, rate=args.rate, seed=args.seed,
-                       receiver_port=args.receiver_port,
-                       receiver_failure_ratio=args.receiver_failure,
-                       notify_secret=settings.notify_secret(), sandbox_url=sandbox_url,
-                       sandbox_admin_token=token)  # fmt: skip
+    sandbox_url = (
+        stack.settings.sandbox_url if stack else (args.sandbox_url or settings.sandbox_url)
+    )
+    token = (
+        (stack.admin_token if stack else None)
+        or args.sandbox_admin_token
+        or settings.sandbox_admin_token()
+    )
+    config = SimConfig(
+        api_url=api_url,
+        rate=args.rate,
+        seed=args.seed,
+        receiver_port=args.receiver_port,
+        receiver_failure_ratio=args.receiver_failure,
+        notify_secret=settings.notify_secret(),
+        sandbox_url=sandbox_url,
+        sandbox_admin_token=token,
+    )
     return Simulator(config, _merchants(settings, args, stack))
 
 
@@ -146,9 +166,11 @@ def _traffic(sim: Any, args: argparse.Namespace) -> int:
     result = sim.audit()
     stats = sim.stats.as_dict()
     print(f"traffic: {stats}")
-    print(f"audit: checked {result.checked}, paid {result.paid}, unpaid {result.unpaid}, "
-          f"lost {result.lost} (unresolved {result.unresolved}), doubled {result.doubled}, "
-          f"still pending {left}")  # fmt: skip
+    print(
+        f"audit: checked {result.checked}, paid {result.paid}, unpaid {result.unpaid}, "
+        f"lost {result.lost} (unresolved {result.unresolved}), doubled {result.doubled}, "
+        f"still pending {left}"
+    )
     for ex in result.examples:
         print(f"  {ex}")
     return EXIT_FAILED if result.lost or result.doubled else 0
@@ -166,15 +188,19 @@ def _drill(drill: Any, sim: Any, settings: Any, args: argparse.Namespace, stack:
     if stack is not None:
         targets = stack.targets(settings)
     else:
-        targets = DrillTargets(sandbox=SandboxAdmin(sim.config.sandbox_url,
-                                                    sim.config.sandbox_admin_token),
-                               engine=_engine(settings.database_url),
-                               prometheus_url=settings.prometheus_url,
-                               var_dir=settings.var_dir)  # fmt: skip
-    print(f"drill {aimed.name} on {target}: {aimed.summary} "
-          f"({aimed.duration_s:g}s of traffic at ~{args.rate:g}/s)")  # fmt: skip
-    report = run_drill(aimed, sim, targets, target=target, time_factor=args.time_factor,
-                       settle_s=args.settle)  # fmt: skip
+        targets = DrillTargets(
+            sandbox=SandboxAdmin(sim.config.sandbox_url, sim.config.sandbox_admin_token),
+            engine=_engine(settings.database_url),
+            prometheus_url=settings.prometheus_url,
+            var_dir=settings.var_dir,
+        )
+    print(
+        f"drill {aimed.name} on {target}: {aimed.summary} "
+        f"({aimed.duration_s:g}s of traffic at ~{args.rate:g}/s)"
+    )
+    report = run_drill(
+        aimed, sim, targets, target=target, time_factor=args.time_factor, settle_s=args.settle
+    )
     from .report import summary_lines
 
     print("\n".join(summary_lines(report)))
@@ -194,6 +220,8 @@ def _engine(url: str) -> Any:
             pass
         return engine
     except Exception as exc:  # noqa: BLE001 - the drill still runs, with less evidence
-        print(f"warning: database unreachable ({type(exc).__name__}): no platform evidence",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: database unreachable ({type(exc).__name__}): no platform evidence",
+            file=sys.stderr,
+        )
         return None

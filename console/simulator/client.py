@@ -32,8 +32,11 @@ class MerchantClient:
     """Calls ``/v1`` as one merchant; transport errors become status 0 answers."""
 
     def __init__(self, api_url: str, token: str, *, timeout: float = 10.0) -> None:
-        self._http = httpx.Client(base_url=api_url.rstrip("/"), timeout=timeout,
-                                  headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        self._http = httpx.Client(
+            base_url=api_url.rstrip("/"),
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
     def __repr__(self) -> str:  # never show the token
         return f"MerchantClient({self._http.base_url!s})"
@@ -56,8 +59,14 @@ class MerchantClient:
         """``POST /v1/trades`` with the given body fields."""
         return self._call("POST", "/v1/trades", fields)
 
-    def pay(self, out_trade_no: str, tools: list[dict[str, Any]], *,
-            out_pay_no: str | None = None, pay_org_no: str | None = None) -> ApiAnswer:  # fmt: skip
+    def pay(
+        self,
+        out_trade_no: str,
+        tools: list[dict[str, Any]],
+        *,
+        out_pay_no: str | None = None,
+        pay_org_no: str | None = None,
+    ) -> ApiAnswer:
         """``POST /v1/trades/{no}/pay``."""
         body: dict[str, Any] = {"tools": tools}
         if out_pay_no:

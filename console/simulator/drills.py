@@ -73,10 +73,23 @@ class Drill:
         return replace(self, steps=steps)
 
     def as_dict(self) -> dict[str, Any]:
-        steps = [{"at_s": s.at_s, "kind": s.kind, "target": s.target, "params": dict(s.params),
-                  "note": s.note} for s in self.steps]  # fmt: skip
-        return {"name": self.name, "summary": self.summary, "needs": self.needs,
-                "duration_s": self.duration_s, "steps": steps}  # fmt: skip
+        steps = [
+            {
+                "at_s": s.at_s,
+                "kind": s.kind,
+                "target": s.target,
+                "params": dict(s.params),
+                "note": s.note,
+            }
+            for s in self.steps
+        ]
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "needs": self.needs,
+            "duration_s": self.duration_s,
+            "steps": steps,
+        }
 
 
 def _knobs(at: float, params: dict[str, Any], note: str) -> Step:
@@ -86,34 +99,70 @@ def _knobs(at: float, params: dict[str, Any], note: str) -> Step:
 BUILTIN: dict[str, Drill] = {
     d.name: d
     for d in (
-        Drill("channel-latency", "the pay org answers in ~2.5 s for two minutes (t+60 s)",
-              "sandbox", 240.0,
-              (_knobs(60, {"latency_ms": 2500.0, "latency_jitter": 0.1}, "latency spike"),
-               _knobs(180, {"latency_ms": 5.0, "latency_jitter": 0.25}, "latency back"))),
-        Drill("channel-failure", "the pay org fails every call (HTTP 503) for two minutes",
-              "sandbox", 240.0,
-              (_knobs(60, {"error_rate": 1.0}, "channel down"),
-               _knobs(180, {"error_rate": 0.0}, "channel back"))),
-        Drill("redis-down", "Redis (locks, limits, switch pub/sub) unreachable for a minute",
-              "redis", 180.0,
-              (Step(60, "proxy", "redis", {"down": True}, "redis down"),
-               Step(120, "proxy", "redis", {"down": False}, "redis back"))),
-        Drill("db-slow", "every database round trip 200 ms slower for two minutes",
-              "database", 240.0,
-              (Step(60, "proxy", "database", {"latency_ms": 200.0}, "database slow"),
-               Step(180, "proxy", "database", {"latency_ms": 0.0}, "database normal"))),
+        Drill(
+            "channel-latency",
+            "the pay org answers in ~2.5 s for two minutes (t+60 s)",
+            "sandbox",
+            240.0,
+            (
+                _knobs(60, {"latency_ms": 2500.0, "latency_jitter": 0.1}, "latency spike"),
+                _knobs(180, {"latency_ms": 5.0, "latency_jitter": 0.25}, "latency back"),
+            ),
+        ),
+        Drill(
+            "channel-failure",
+            "the pay org fails every call (HTTP 503) for two minutes",
+            "sandbox",
+            240.0,
+            (
+                _knobs(60, {"error_rate": 1.0}, "channel down"),
+                _knobs(180, {"error_rate": 0.0}, "channel back"),
+            ),
+        ),
+        Drill(
+            "redis-down",
+            "Redis (locks, limits, switch pub/sub) unreachable for a minute",
+            "redis",
+            180.0,
+            (
+                Step(60, "proxy", "redis", {"down": True}, "redis down"),
+                Step(120, "proxy", "redis", {"down": False}, "redis back"),
+            ),
+        ),
+        Drill(
+            "db-slow",
+            "every database round trip 200 ms slower for two minutes",
+            "database",
+            240.0,
+            (
+                Step(60, "proxy", "database", {"latency_ms": 200.0}, "database slow"),
+                Step(180, "proxy", "database", {"latency_ms": 0.0}, "database normal"),
+            ),
+        ),
     )
-}  # fmt: skip
+}
 
 
 def drill_from_dict(doc: Mapping[str, Any]) -> Drill:
     """A drill from a parsed YAML/JSON document (see the module docstring)."""
     try:
-        steps = tuple(Step(float(s["at_s"]), str(s["kind"]), str(s["target"]),
-                           dict(s.get("params") or {}), str(s.get("note", "")))
-                      for s in doc.get("steps", []))  # fmt: skip
-        return Drill(str(doc["name"]), str(doc.get("summary", "")), str(doc["needs"]),
-                     float(doc["duration_s"]), steps)  # fmt: skip
+        steps = tuple(
+            Step(
+                float(s["at_s"]),
+                str(s["kind"]),
+                str(s["target"]),
+                dict(s.get("params") or {}),
+                str(s.get("note", "")),
+            )
+            for s in doc.get("steps", [])
+        )
+        return Drill(
+            str(doc["name"]),
+            str(doc.get("summary", "")),
+            str(doc["needs"]),
+            float(doc["duration_s"]),
+            steps,
+        )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed drill: {exc!r}") from exc
 

@@ -40,33 +40,54 @@ def alerts_fired(engine: Engine, start: float, end: float) -> list[dict[str, Any
     """Alert transitions to firing (and resolutions) between ``start`` and ``end``."""
     h = AlertHistory
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(h.rule, h.labels, h.to_state, h.value, h.at)
-                            .where(h.at >= start, h.at <= end,
-                                   h.to_state.in_(("firing", "resolved")))
-                            .order_by(h.at)).all()  # fmt: skip
-    return [{"rule": r.rule, "labels": json.loads(r.labels or "{}"), "state": r.to_state,
-             "value": r.value, "at_s": round(r.at - start, 1)} for r in rows]  # fmt: skip
+        rows = conn.execute(
+            sa.select(h.rule, h.labels, h.to_state, h.value, h.at)
+            .where(h.at >= start, h.at <= end, h.to_state.in_(("firing", "resolved")))
+            .order_by(h.at)
+        ).all()
+    return [
+        {
+            "rule": r.rule,
+            "labels": json.loads(r.labels or "{}"),
+            "state": r.to_state,
+            "value": r.value,
+            "at_s": round(r.at - start, 1),
+        }
+        for r in rows
+    ]
 
 
 def breaker_events(engine: Engine, start: float, end: float) -> list[dict[str, Any]]:
     """Breaker state changes between ``start`` and ``end`` (every process's)."""
     b = BreakerEvent
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(b.resource, b.from_state, b.to_state, b.reason, b.at)
-                            .where(b.at >= _dt(start), b.at <= _dt(end))
-                            .order_by(b.at, b.id)).all()  # fmt: skip
-    return [{"resource": r.resource, "from": r.from_state, "to": r.to_state, "reason": r.reason,
-             "at_s": round(r.at.timestamp() - start, 1)} for r in rows]  # fmt: skip
+        rows = conn.execute(
+            sa.select(b.resource, b.from_state, b.to_state, b.reason, b.at)
+            .where(b.at >= _dt(start), b.at <= _dt(end))
+            .order_by(b.at, b.id)
+        ).all()
+    return [
+        {
+            "resource": r.resource,
+            "from": r.from_state,
+            "to": r.to_state,
+            "reason": r.reason,
+            "at_s": round(r.at.timestamp() - start, 1),
+        }
+        for r in rows
+    ]
 
 
-def guard_outcomes(engine: Engine, start: float, end: float,
-                   prometheus_url: str | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
+def guard_outcomes(
+    engine: Engine, start: float, end: float, prometheus_url: str | None = None
+) -> dict[str, dict[str, float]]:
     """resource → outcome → calls during the drill (counter increase)."""
     window = max(1.0, end - start)
     out: dict[str, dict[str, float]] = {}
     if prometheus_url:
-        for s in make_query(prometheus_url, engine).rate(GUARD, window=window, at=end,
-                                                           by=("resource", "outcome")):  # fmt: skip
+        for s in make_query(prometheus_url, engine).rate(
+            GUARD, window=window, at=end, by=("resource", "outcome")
+        ):
             res, outcome = s.labels.get("resource", ""), s.labels.get("outcome", "")
             out.setdefault(res, {})[outcome] = round((s.value or 0.0) * window, 1)
         return out
@@ -79,15 +100,21 @@ def guard_outcomes(engine: Engine, start: float, end: float,
 
 def _counts(engine: Engine, model: Any, start: float, *cols: Any) -> dict[str, int]:
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(*cols, sa.func.count()).where(
-            model.created_at >= _dt(start)).group_by(*cols)).all()  # fmt: skip
+        rows = conn.execute(
+            sa.select(*cols, sa.func.count()).where(model.created_at >= _dt(start)).group_by(*cols)
+        ).all()
     return {"/".join(str(v) for v in r[:-1]): int(r[-1]) for r in rows}
 
 
 def platform_evidence(
-    engine: Engine, start: float, end: float, *, prometheus_url: str | None = None,
-    recon: bool = True, core: PayCore | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    engine: Engine,
+    start: float,
+    end: float,
+    *,
+    prometheus_url: str | None = None,
+    recon: bool = True,
+    core: PayCore | None = None,
+) -> dict[str, Any]:
     """Everything above as one JSON-ready dict (``end`` = now, after settling).
 
     ``core``: the platform's own pay core when it runs in this process (its id generator
@@ -111,10 +138,10 @@ def platform_evidence(
         "fail_fast": sum(tally[k] for k in FAIL_FAST),
         "pay_exceptions": _counts(
             engine, PayException, start, PayException.kind, PayException.status
-        ),  # fmt: skip
+        ),
         "compensation_tasks": _counts(
             engine, CompensationTask, start, CompensationTask.kind, CompensationTask.status
-        ),  # fmt: skip
+        ),
         "notifications": _counts(engine, Notification, start, Notification.status),
         "trial_balance": {
             "ok": tb.ok,
@@ -122,19 +149,28 @@ def platform_evidence(
             "unbalanced_entries": len(tb.unbalanced_entries),
             "account_mismatches": len(tb.account_mismatches),
             "pending_postings": tb.pending_postings,
-        },  # fmt: skip
+        },
     }
     with engine.connect() as conn:
-        out["money_not_returned"] = int(conn.execute(
-            sa.select(sa.func.count()).select_from(PayException)
-            .where(PayException.created_at >= _dt(start),
-                   PayException.status != "resolved")).scalar_one())  # fmt: skip
+        out["money_not_returned"] = int(
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(PayException)
+                .where(PayException.created_at >= _dt(start), PayException.status != "resolved")
+            ).scalar_one()
+        )
     if recon:
-        report = reconcile_internal(core or PayCore(db), window_s=end - start + 120.0,
-                                    now=_dt(end) + timedelta(seconds=1))  # fmt: skip
-        diffs = _counts(engine, ReconDifference, start, ReconDifference.kind,
-                        ReconDifference.status)  # fmt: skip
-        out["recon"] = {"checked": report.checked, "matched": report.matched,
-                        "differences": report.differences, "by_kind": report.counts,
-                        "recorded": diffs}  # fmt: skip
+        report = reconcile_internal(
+            core or PayCore(db), window_s=end - start + 120.0, now=_dt(end) + timedelta(seconds=1)
+        )
+        diffs = _counts(
+            engine, ReconDifference, start, ReconDifference.kind, ReconDifference.status
+        )
+        out["recon"] = {
+            "checked": report.checked,
+            "matched": report.matched,
+            "differences": report.differences,
+            "by_kind": report.counts,
+            "recorded": diffs,
+        }
     return out

@@ -32,8 +32,14 @@ class ProxyKnobs:
 class FaultProxy:
     """Forwards TCP connections from ``(host, port)`` to ``upstream``, with faults."""
 
-    def __init__(self, upstream: tuple[str, int], *, name: str = "proxy",
-                 host: str = "127.0.0.1", port: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        *,
+        name: str = "proxy",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.name = name
         self.upstream = upstream
         self.knobs = ProxyKnobs()
@@ -49,8 +55,9 @@ class FaultProxy:
 
     def start(self) -> FaultProxy:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._accept_loop, name=f"fault-{self.name}",
-                                            daemon=True)  # fmt: skip
+            self._thread = threading.Thread(
+                target=self._accept_loop, name=f"fault-{self.name}", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -103,8 +110,12 @@ class FaultProxy:
             with self._lock:
                 self._conns.update((client, server))
             for src, dst, slow in ((client, server, True), (server, client, False)):
-                threading.Thread(target=self._pump, args=(src, dst, slow), daemon=True,
-                                 name=f"fault-{self.name}-pump").start()  # fmt: skip
+                threading.Thread(
+                    target=self._pump,
+                    args=(src, dst, slow),
+                    daemon=True,
+                    name=f"fault-{self.name}-pump",
+                ).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, towards_server: bool) -> None:
         try:

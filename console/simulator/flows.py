@@ -38,8 +38,9 @@ class Plan:
     share: float  #: refund share of the refundable amount; combo split ratio
 
 
-def draw_plan(rng: random.Random, action: str, merchants: Sequence[SimMerchant],
-              users: Sequence[str]) -> Plan | None:  # fmt: skip
+def draw_plan(
+    rng: random.Random, action: str, merchants: Sequence[SimMerchant], users: Sequence[str]
+) -> Plan | None:
     """The plan of one ``action``; None when no merchant serves its trade type."""
     trade_type = ACTIONS[action][0]
     wanted = "instant" if action in ("refund", "abandon") else trade_type
@@ -48,15 +49,25 @@ def draw_plan(rng: random.Random, action: str, merchants: Sequence[SimMerchant],
         return None
     m = rng.choice(able)
     user, other = rng.sample(list(users), 2)
-    return Plan(action, m, rng.choice(m.products), choose_org(rng, m.pay_orgs), user, other,
-                amount(rng), rng.random(), rng.random())  # fmt: skip
+    return Plan(
+        action,
+        m,
+        rng.choice(m.products),
+        choose_org(rng, m.pay_orgs),
+        user,
+        other,
+        amount(rng),
+        rng.random(),
+        rng.random(),
+    )
 
 
 class Flows:
     """Runs plans through the API as the plan's merchant."""
 
-    def __init__(self, clients: dict[str, MerchantClient], ledger: ClientLedger,
-                 stats: SimStats, run_id: str) -> None:  # fmt: skip
+    def __init__(
+        self, clients: dict[str, MerchantClient], ledger: ClientLedger, stats: SimStats, run_id: str
+    ) -> None:
         self.clients, self.ledger, self.stats, self.run_id = clients, ledger, stats, run_id
         self._n = itertools.count(1)  # next() is atomic: pool threads share it
         self._lock = threading.Lock()  # state changes: answers, polls, notifications race
@@ -94,13 +105,26 @@ class Flows:
             if trade_type not in m.trade_types:
                 return None
         no = self._no("s")
-        rec = TradeRecord(m.merchant_id, no, trade_type, plan.amount, plan.org, plan.user,
-                          plan.other_user if trade_type == "transfer" else None)  # fmt: skip
-        body: dict[str, Any] = {"out_trade_no": no, "trade_type": trade_type,
-                                "amount": plan.amount, "currency": "CNY",
-                                "user_id": plan.user, "order_type": product[0],
-                                "sub_type": product[1], "pay_org_no": plan.org,
-                                "subject": f"simulated {plan.action}"}  # fmt: skip
+        rec = TradeRecord(
+            m.merchant_id,
+            no,
+            trade_type,
+            plan.amount,
+            plan.org,
+            plan.user,
+            plan.other_user if trade_type == "transfer" else None,
+        )
+        body: dict[str, Any] = {
+            "out_trade_no": no,
+            "trade_type": trade_type,
+            "amount": plan.amount,
+            "currency": "CNY",
+            "user_id": plan.user,
+            "order_type": product[0],
+            "sub_type": product[1],
+            "pay_org_no": plan.org,
+            "subject": f"simulated {plan.action}",
+        }
         if rec.payee_user_id:
             body["payee_user_id"] = rec.payee_user_id
         self.ledger.add(rec)
@@ -141,13 +165,15 @@ class Flows:
             rec.balance_part = 0
             self.close(rec)
 
-    def _send_pay(self, rec: TradeRecord, tools: list[dict[str, Any]],
-                  org: str | None) -> ApiAnswer:  # fmt: skip
+    def _send_pay(
+        self, rec: TradeRecord, tools: list[dict[str, Any]], org: str | None
+    ) -> ApiAnswer:
         pay_no = rec.out_trade_no if org is None else f"{rec.out_trade_no}-{org}"[:64]
         rec.pay_nos.append(pay_no)
         self.stats.add("pays_sent")
-        got = self.clients[rec.merchant_id].pay(rec.out_trade_no, tools, out_pay_no=pay_no,
-                                                pay_org_no=org)  # fmt: skip
+        got = self.clients[rec.merchant_id].pay(
+            rec.out_trade_no, tools, out_pay_no=pay_no, pay_org_no=org
+        )
         if got.status == 0:  # no answer: unknown, the follow-up finds out
             rec.move("paying")
             return got
@@ -204,8 +230,9 @@ class Flows:
             self.stats.add("confirms")
 
     def _refund(self, plan: Plan) -> None:
-        able = self.ledger.records(lambda r: r.trade_type in ("instant", "guaranteed")
-                                   and r.refundable > 0)  # fmt: skip
+        able = self.ledger.records(
+            lambda r: r.trade_type in ("instant", "guaranteed") and r.refundable > 0
+        )
         if not able:
             return
         able.sort(key=lambda r: r.out_trade_no)

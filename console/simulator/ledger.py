@@ -120,8 +120,9 @@ class AuditResult:
         return dict(self.__dict__)
 
 
-def audit(ledger: ClientLedger, fetch: Callable[[TradeRecord], dict[str, Any] | None]
-          ) -> AuditResult:  # fmt: skip
+def audit(
+    ledger: ClientLedger, fetch: Callable[[TradeRecord], dict[str, Any] | None]
+) -> AuditResult:
     """Check every accepted trade against ``fetch(record)`` (the API's trade detail)."""
     out = AuditResult()
     for rec in ledger.records(lambda r: r.state not in ("new", "refused")):
@@ -141,9 +142,12 @@ def _check(out: AuditResult, rec: TradeRecord, detail: dict[str, Any]) -> None:
     successes = [o for o in orders if o["status"] == "success"]
     refunds = detail.get("refunds", [])
     refunded_ok = sum(r["trade"]["amount"] for r in refunds if r["trade"]["status"] in PAID)
-    if (len(successes) > 1 or trade["paid_amount"] > trade["amount"]
-            or refunded_ok > trade["paid_amount"]
-            or trade["refunded_amount"] > trade["paid_amount"]):  # fmt: skip
+    if (
+        len(successes) > 1
+        or trade["paid_amount"] > trade["amount"]
+        or refunded_ok > trade["paid_amount"]
+        or trade["refunded_amount"] > trade["paid_amount"]
+    ):
         out.doubled += 1
         out.note("doubled", rec)
     hanging = any(o["status"] == "processing" for o in orders) or any(

@@ -42,19 +42,31 @@ class SimMerchant:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, token and secret included (only for the 0600 file)."""
-        return {"key": self.key, "merchant_id": self.merchant_id, "token": self.token,
-                "products": [list(p) for p in self.products], "pay_orgs": list(self.pay_orgs),
-                "trade_types": list(self.trade_types), "fee_bps": self.fee_bps,
-                "notify_url": self.notify_url, "notify_secret": self.notify_secret}  # fmt: skip
+        return {
+            "key": self.key,
+            "merchant_id": self.merchant_id,
+            "token": self.token,
+            "products": [list(p) for p in self.products],
+            "pay_orgs": list(self.pay_orgs),
+            "trade_types": list(self.trade_types),
+            "fee_bps": self.fee_bps,
+            "notify_url": self.notify_url,
+            "notify_secret": self.notify_secret,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimMerchant:
-        return cls(key=str(d["key"]), merchant_id=str(d["merchant_id"]), token=str(d["token"]),
-                   products=tuple((str(o), str(s)) for o, s in d["products"]),
-                   pay_orgs=tuple(str(o) for o in d["pay_orgs"]),
-                   trade_types=tuple(str(t) for t in d["trade_types"]),
-                   fee_bps=int(d.get("fee_bps", 0)), notify_url=d.get("notify_url"),
-                   notify_secret=d.get("notify_secret"))  # fmt: skip
+        return cls(
+            key=str(d["key"]),
+            merchant_id=str(d["merchant_id"]),
+            token=str(d["token"]),
+            products=tuple((str(o), str(s)) for o, s in d["products"]),
+            pay_orgs=tuple(str(o) for o in d["pay_orgs"]),
+            trade_types=tuple(str(t) for t in d["trade_types"]),
+            fee_bps=int(d.get("fee_bps", 0)),
+            notify_url=d.get("notify_url"),
+            notify_secret=d.get("notify_secret"),
+        )
 
 
 @dataclass(frozen=True)
@@ -71,14 +83,32 @@ class DemoSpec:
 
 
 DEMO_SPECS: tuple[DemoSpec, ...] = (
-    DemoSpec("shop", "Demo Shop", (("goods", "physical"), ("goods", "virtual")),
-             ("instant", "guaranteed"), 60, 0),
-    DemoSpec("wallet", "Demo Wallet", (("wallet", "topup"), ("wallet", "cashout"),
-                                       ("wallet", "p2p")),
-             ("recharge", "withdraw", "transfer"), 0, 0),
-    DemoSpec("travel", "Demo Travel", (("travel", "flight"), ("travel", "hotel")),
-             ("guaranteed", "instant"), 30, 2, 1),
-)  # fmt: skip
+    DemoSpec(
+        "shop",
+        "Demo Shop",
+        (("goods", "physical"), ("goods", "virtual")),
+        ("instant", "guaranteed"),
+        60,
+        0,
+    ),
+    DemoSpec(
+        "wallet",
+        "Demo Wallet",
+        (("wallet", "topup"), ("wallet", "cashout"), ("wallet", "p2p")),
+        ("recharge", "withdraw", "transfer"),
+        0,
+        0,
+    ),
+    DemoSpec(
+        "travel",
+        "Demo Travel",
+        (("travel", "flight"), ("travel", "hotel")),
+        ("guaranteed", "instant"),
+        30,
+        2,
+        1,
+    ),
+)
 
 
 def _orgs_for(spec: DemoSpec, pay_orgs: Sequence[str]) -> tuple[str, ...]:
@@ -127,12 +157,26 @@ def _onboard(core: PayCore, spec: DemoSpec, orgs: tuple[str, ...], notify_url: s
     while _exists(core, mid):  # the token of an existing id is lost: take the next id
         n += 1
         mid = f"{base}-{n}"
-    ob = core.merchants.onboard(spec.name, products=spec.products, pay_orgs=orgs,
-                                fee_bps=spec.fee_bps, notify_url=notify_url,
-                                merchant_id=mid)  # fmt: skip
+    ob = core.merchants.onboard(
+        spec.name,
+        products=spec.products,
+        pay_orgs=orgs,
+        fee_bps=spec.fee_bps,
+        notify_url=notify_url,
+        merchant_id=mid,
+    )
     log.info("onboarded demo merchant %s (%s)", mid, spec.name)
-    return SimMerchant(spec.key, mid, ob.token, spec.products, orgs, spec.trade_types,
-                       spec.fee_bps, notify_url, ob.notify_secret)  # fmt: skip
+    return SimMerchant(
+        spec.key,
+        mid,
+        ob.token,
+        spec.products,
+        orgs,
+        spec.trade_types,
+        spec.fee_bps,
+        notify_url,
+        ob.notify_secret,
+    )
 
 
 def ensure_demo_merchants(
@@ -157,8 +201,9 @@ def ensure_demo_merchants(
         usable = m is not None and _exists(core, m.merchant_id) and set(orgs) <= set(m.pay_orgs)
         if m is not None and usable:
             if m.notify_url != url:
-                log.warning("demo merchant %s notifies %s, not %s (kept)", m.merchant_id,
-                            m.notify_url, url)  # fmt: skip
+                log.warning(
+                    "demo merchant %s notifies %s, not %s (kept)", m.merchant_id, m.notify_url, url
+                )
             out.append(m)
             continue
         out.append(_onboard(core, spec, orgs, url))

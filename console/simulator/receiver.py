@@ -81,7 +81,10 @@ class ReceiverServer:
         self.secret = secret
         self.path_secrets = dict(path_secrets or {})  #: notify path -> merchant's own secret
         self.failure_ratio, self.timeout_share, self.timeout_s = (
-            failure_ratio, timeout_share, timeout_s)  # fmt: skip
+            failure_ratio,
+            timeout_share,
+            timeout_s,
+        )
         self.on_event = on_event
         self.stats = ReceiverStats()
         self.events: dict[str, ReceivedEvent] = {}
@@ -107,8 +110,9 @@ class ReceiverServer:
     def start(self) -> ReceiverServer:
         """Serve on a daemon thread; returns self."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            name="sim-receiver", daemon=True)  # fmt: skip
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, name="sim-receiver", daemon=True
+            )
             self._thread.start()
         return self
 

@@ -37,8 +37,9 @@ class SandboxAdmin:
         self.url, self.token = sandbox_url.rstrip("/"), token
 
     def knobs(self) -> dict[str, dict[str, Any]]:
-        resp = httpx.get(f"{self.url}/admin/knobs", headers={"X-Sandbox-Admin": self.token},
-                         timeout=5.0)  # fmt: skip
+        resp = httpx.get(
+            f"{self.url}/admin/knobs", headers={"X-Sandbox-Admin": self.token}, timeout=5.0
+        )
         resp.raise_for_status()
         return dict(resp.json())
 
@@ -72,10 +73,12 @@ def not_applicable(drill: Drill, targets: DrillTargets) -> str | None:
             return f"the sandbox admin API did not answer ({type(exc).__name__})"
         return None
     if drill.needs not in targets.proxies:
-        what = {"redis": "no Redis is configured (PAYWATCH_REDIS_URL unset: in-process locks "
-                         "and limits have nothing to take down)",
-                "database": "the database is not reached over the network (SQLite) or not "
-                            "through a fault proxy of this process"}[drill.needs]  # fmt: skip
+        what = {
+            "redis": "no Redis is configured (PAYWATCH_REDIS_URL unset: in-process locks "
+            "and limits have nothing to take down)",
+            "database": "the database is not reached over the network (SQLite) or not "
+            "through a fault proxy of this process",
+        }[drill.needs]
         return f"{what}; run with --embedded on PostgreSQL/Redis to drill it"
     return None
 
@@ -111,14 +114,26 @@ class _Faults:
         return errors
 
 
-def run_drill(drill: Drill, simulator: Simulator, targets: DrillTargets, *, target: str = "",
-              time_factor: float = 1.0, settle_s: float = 90.0,
-              stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:  # fmt: skip
+def run_drill(
+    drill: Drill,
+    simulator: Simulator,
+    targets: DrillTargets,
+    *,
+    target: str = "",
+    time_factor: float = 1.0,
+    settle_s: float = 90.0,
+    stop: Callable[[], bool] = lambda: False,
+) -> dict[str, Any]:
     """Run ``drill`` (already scaled and aimed) with ``simulator``'s traffic; returns the
     report, also saved when ``targets.engine`` is set and written under ``var_dir``."""
-    report: dict[str, Any] = {"drill": drill.as_dict(), "target": target,
-                              "time_factor": time_factor, "started_at": now_iso(),
-                              "steps": [], "reason": ""}  # fmt: skip
+    report: dict[str, Any] = {
+        "drill": drill.as_dict(),
+        "target": target,
+        "time_factor": time_factor,
+        "started_at": now_iso(),
+        "steps": [],
+        "reason": "",
+    }
     reason = not_applicable(drill, targets)
     if reason is not None:
         report.update(status="not_applicable", reason=reason, finished_at=now_iso())
@@ -131,15 +146,25 @@ def run_drill(drill: Drill, simulator: Simulator, targets: DrillTargets, *, targ
         for step in sorted(drill.steps, key=lambda s: s.at_s):
             _sleep_until(t0 + step.at_s, stop)
             entry: dict[str, Any] = {
-                "at_s": round(time.monotonic() - t0, 1), "kind": step.kind, "target": step.target,
-                "params": dict(step.params), "note": step.note}  # fmt: skip
+                "at_s": round(time.monotonic() - t0, 1),
+                "kind": step.kind,
+                "target": step.target,
+                "params": dict(step.params),
+                "note": step.note,
+            }
             try:
                 entry["result"] = faults.apply(step)
             except Exception as exc:  # noqa: BLE001 - recorded; the drill goes on
                 entry["error"] = f"{type(exc).__name__}: {exc}"[:300]
             report["steps"].append(entry)
-            log.info("drill %s t+%.1fs: %s %s %s", drill.name, entry["at_s"], step.kind,
-                     step.target, step.params)  # fmt: skip
+            log.info(
+                "drill %s t+%.1fs: %s %s %s",
+                drill.name,
+                entry["at_s"],
+                step.kind,
+                step.target,
+                step.params,
+            )
         _sleep_until(t0 + drill.duration_s, stop)
     finally:
         simulator.stop_traffic()
@@ -151,9 +176,13 @@ def run_drill(drill: Drill, simulator: Simulator, targets: DrillTargets, *, targ
     if simulator.receiver is not None:
         report["receivers"] = dict(simulator.receiver.stats.__dict__)
     if targets.engine is not None:
-        report["platform"] = platform_evidence(targets.engine, start_wall, time.time(),
-                                               prometheus_url=targets.prometheus_url,
-                                               core=targets.core)  # fmt: skip
+        report["platform"] = platform_evidence(
+            targets.engine,
+            start_wall,
+            time.time(),
+            prometheus_url=targets.prometheus_url,
+            core=targets.core,
+        )
     report["checks"] = checks(report)
     report["status"] = "passed" if all(report["checks"].values()) else "failed"
     report["finished_at"] = now_iso()

@@ -66,8 +66,9 @@ class Simulator:
         self.stats = SimStats()
         self.ledger = ClientLedger()
         self.run_id = secrets.token_hex(3)
-        self.clients = {m.merchant_id: MerchantClient(config.api_url, m.token)
-                        for m in self.merchants}  # fmt: skip
+        self.clients = {
+            m.merchant_id: MerchantClient(config.api_url, m.token) for m in self.merchants
+        }
         self.flows = Flows(self.clients, self.ledger, self.stats, self.run_id)
         self.receiver: ReceiverServer | None = None
         self.started_at: float | None = None
@@ -88,12 +89,20 @@ class Simulator:
             return self
         cfg = self.config
         if cfg.receiver_port is not None and cfg.notify_secret:
-            own = {urlsplit(m.notify_url).path: m.notify_secret for m in self.merchants
-                   if m.notify_url and m.notify_secret}  # fmt: skip
+            own = {
+                urlsplit(m.notify_url).path: m.notify_secret
+                for m in self.merchants
+                if m.notify_url and m.notify_secret
+            }
             self.receiver = ReceiverServer(
-                cfg.notify_secret, host=cfg.receiver_host, port=cfg.receiver_port,
-                failure_ratio=cfg.receiver_failure_ratio, seed=cfg.seed,
-                on_event=self._on_event, path_secrets=own).start()  # fmt: skip
+                cfg.notify_secret,
+                host=cfg.receiver_host,
+                port=cfg.receiver_port,
+                failure_ratio=cfg.receiver_failure_ratio,
+                seed=cfg.seed,
+                on_event=self._on_event,
+                path_secrets=own,
+            ).start()
         elif cfg.receiver_port is not None:
             log.warning("no notification secret: the simulator runs without receivers")
         self.started_at = time.time()
@@ -157,8 +166,9 @@ class Simulator:
 
     def pending(self) -> list[TradeRecord]:
         """Trades still processing, or with a refund still pending."""
-        return self.ledger.records(lambda r: r.state == "paying" or any(
-            s == "pending" for _, s in r.refunds.values()))  # fmt: skip
+        return self.ledger.records(
+            lambda r: r.state == "paying" or any(s == "pending" for _, s in r.refunds.values())
+        )
 
     def follow_up(self, *, min_age_s: float | None = None, limit: int = 50) -> int:
         """Ask the API about pending trades (oldest first); returns how many are left."""
@@ -168,8 +178,13 @@ class Simulator:
         for rec in todo[:limit]:
             self._check(rec)
         ratio = self.config.confirm_ratio
-        for rec in self.ledger.records(lambda r: r.state == "paid" and r.trade_type == "guaranteed"
-                                       and wants_confirm(r.out_trade_no, ratio)):  # fmt: skip
+        for rec in self.ledger.records(
+            lambda r: (
+                r.state == "paid"
+                and r.trade_type == "guaranteed"
+                and wants_confirm(r.out_trade_no, ratio)
+            )
+        ):
             self.flows.confirm(rec)
         return len(self.pending())
 
@@ -212,8 +227,9 @@ class Simulator:
         elif event.event_type in ("refund.succeeded", "refund.failed"):
             rec = self.ledger.get(m.merchant_id, str(data.get("origin_out_trade_no")))
             if rec is not None:
-                self.flows.refund_done(rec, str(data.get("out_refund_no")),
-                                       event.event_type == "refund.succeeded")  # fmt: skip
+                self.flows.refund_done(
+                    rec, str(data.get("out_refund_no")), event.event_type == "refund.succeeded"
+                )
 
     # -- the end of a run ------------------------------------------------------------------
     def settle(self, timeout_s: float = 60.0) -> int:

@@ -33,11 +33,16 @@ def scaled_rule(rule: Rule, factor: float) -> Rule:
     """``rule`` with its windows and hold times multiplied by ``factor``, renamed."""
     absent = getattr(rule, "absent_for_s", None)
     hold = float(getattr(rule, "for_s", 0.0))
-    common: dict[str, Any] = {"name": f"{rule.name}_fast", "for_s": hold * factor,
-                              "absent_for_s": absent * factor if absent else None}  # fmt: skip
+    common: dict[str, Any] = {
+        "name": f"{rule.name}_fast",
+        "for_s": hold * factor,
+        "absent_for_s": absent * factor if absent else None,
+    }
     if isinstance(rule, BurnRateRule):
-        windows = tuple(BurnWindow(w.long_s * factor, w.short_s * factor, w.factor, w.severity)
-                        for w in rule.windows)  # fmt: skip
+        windows = tuple(
+            BurnWindow(w.long_s * factor, w.short_s * factor, w.factor, w.severity)
+            for w in rule.windows
+        )
         return replace(rule, windows=windows, **common)
     if isinstance(rule, ThresholdRule):
         traffic = rule.min_traffic

@@ -85,13 +85,15 @@ def choose_org(rng: random.Random, orgs: Sequence[str]) -> str:
     """A pay org, the first ones more often (weights :data:`ORG_WEIGHTS`, then equal)."""
     if not orgs:
         raise ValueError("no pay org to choose from")
-    weights = [ORG_WEIGHTS[i] if i < len(ORG_WEIGHTS) else ORG_WEIGHTS[-1]
-               for i in range(len(orgs))]  # fmt: skip
+    weights = [
+        ORG_WEIGHTS[i] if i < len(ORG_WEIGHTS) else ORG_WEIGHTS[-1] for i in range(len(orgs))
+    ]
     return rng.choices(list(orgs), weights)[0]
 
 
-def amount(rng: random.Random, median: int = 5_000, sigma: float = 0.9,
-           low: int = 100, high: int = 500_000) -> int:  # fmt: skip
+def amount(
+    rng: random.Random, median: int = 5_000, sigma: float = 0.9, low: int = 100, high: int = 500_000
+) -> int:
     """A basket amount in minor units: lognormal around ``median``, clamped."""
     value = int(round(median * math.exp(rng.gauss(0.0, sigma))))
     return max(low, min(high, value))

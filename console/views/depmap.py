@@ -266,8 +266,11 @@ def breaker_table(
     last_event: dict[str, str] = {}
     for e in events:
         last_event.setdefault(str(e["resource"]), str(e["to"]))
-    forcing = {sw.target: sw for sw in live
-               if sw.kind == "force_breaker" and sw.status == "active" and sw.expires_at > now}
+    forcing = {
+        sw.target: sw
+        for sw in live
+        if sw.kind == "force_breaker" and sw.status == "active" and sw.expires_at > now
+    }
     rows = []
     for name in sorted(set(fresh) | stale | set(last_event) | set(forcing)):
         ws = fresh.get(name, [])
@@ -275,23 +278,32 @@ def breaker_table(
         fails, slow = sum(w.failures for w in ws), sum(w.slow_calls for w in ws)
         sw = forcing.get(name)
         states = sorted({w.state for w in ws})
-        state = sw.params.get("state") if sw else (
-            "/".join(states) if states else last_event.get(name, "closed"))
+        state = (
+            sw.params.get("state")
+            if sw
+            else ("/".join(states) if states else last_event.get(name, "closed"))
+        )
         cfg = ws[0] if ws else None
-        rows.append({
-            "resource": name,
-            "state": state,
-            "calls": calls,
-            "failure_ratio": _ratio(fails, calls),
-            "slow_ratio": _ratio(slow, calls),
-            "opens_at": (f"fail ≥ {cfg.failure_threshold:g} or slow (≥ {cfg.slow_call_s:g} s) "
-                         f"≥ {cfg.slow_threshold:g}, {cfg.min_calls}+ of last {cfg.window_size}"
-                         if cfg else ""),
-            "processes": len(ws),
-            "updated": max((w.updated_at for w in ws), default=None),
-            "forced_by": (f"#{sw.id} by {sw.actor} until {sw.expires_at:%Y-%m-%d %H:%M} UTC"
-                          if sw else ""),
-        })  # fmt: skip
+        rows.append(
+            {
+                "resource": name,
+                "state": state,
+                "calls": calls,
+                "failure_ratio": _ratio(fails, calls),
+                "slow_ratio": _ratio(slow, calls),
+                "opens_at": (
+                    f"fail ≥ {cfg.failure_threshold:g} or slow (≥ {cfg.slow_call_s:g} s) "
+                    f"≥ {cfg.slow_threshold:g}, {cfg.min_calls}+ of last {cfg.window_size}"
+                    if cfg
+                    else ""
+                ),
+                "processes": len(ws),
+                "updated": max((w.updated_at for w in ws), default=None),
+                "forced_by": (
+                    f"#{sw.id} by {sw.actor} until {sw.expires_at:%Y-%m-%d %H:%M} UTC" if sw else ""
+                ),
+            }
+        )
     return rows
 
 
@@ -307,9 +319,16 @@ def grouped_events(
         key = (str(e["resource"]), str(e["from"]), str(e["to"]))
         g = groups.get(key)
         if g is None:
-            groups[key] = {"resource": key[0], "transition": f"{key[1]} → {key[2]}",
-                           "state": key[2], "count": 1, "first": e["at"], "last": e["at"],
-                           "last_reason": e["reason"], "nodes": {e.get("node", "")}}  # fmt: skip
+            groups[key] = {
+                "resource": key[0],
+                "transition": f"{key[1]} → {key[2]}",
+                "state": key[2],
+                "count": 1,
+                "first": e["at"],
+                "last": e["at"],
+                "last_reason": e["reason"],
+                "nodes": {e.get("node", "")},
+            }
             continue
         g["count"] += 1
         g["nodes"].add(e.get("node", ""))

@@ -250,21 +250,33 @@ def link_chart(series: dict[str, list[tuple[float, Any]]], title: str = "") -> g
 
     def trace(key: str, name: str, **style: Any) -> go.Scatter:
         pts = series.get(key, [])
-        return go.Scatter(x=[datetime.fromtimestamp(t, UTC) for t, _ in pts],
-                          y=[v for _, v in pts], name=name, mode="lines+markers",
-                          marker={"size": 6}, **style)  # fmt: skip
+        return go.Scatter(
+            x=[datetime.fromtimestamp(t, UTC) for t, _ in pts],
+            y=[v for _, v in pts],
+            name=name,
+            mode="lines+markers",
+            marker={"size": 6},
+            **style,
+        )
 
-    fig = go.Figure([
-        trace("rate", "req/s"),
-        trace("failed", "failed/s", line={"color": HEALTH_COLOURS[BAD]}),
-        trace("p99", "p99 s", yaxis="y2", line={"dash": "dot", "color": "#9467bd"}),
-    ])  # fmt: skip
+    fig = go.Figure(
+        [
+            trace("rate", "req/s"),
+            trace("failed", "failed/s", line={"color": HEALTH_COLOURS[BAD]}),
+            trace("p99", "p99 s", yaxis="y2", line={"dash": "dot", "color": "#9467bd"}),
+        ]
+    )
     fig.update_layout(
         title=title,
         height=360,
         margin={"l": 40, "r": 40, "t": 60, "b": 30},
-        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02,
-                "yanchor": "bottom"},  # above the plot, clear of the right axis
+        legend={
+            "orientation": "h",
+            "x": 1,
+            "xanchor": "right",
+            "y": 1.02,
+            "yanchor": "bottom",
+        },  # above the plot, clear of the right axis
         yaxis={"title": "per second", "rangemode": "tozero"},
         yaxis2={"title": "p99 s", "overlaying": "y", "side": "right", "rangemode": "tozero"},
     )
@@ -287,8 +299,12 @@ def alert_resource(labels: dict[str, str]) -> str:
 
 
 def _alert_order(a: dict[str, Any]) -> tuple:
-    return (a["state"] != "firing", _SEVERITY_RANK.get(a["severity"], 9),
-            a["active_since"] or 0.0, a["rule"])  # fmt: skip
+    return (
+        a["state"] != "firing",
+        _SEVERITY_RANK.get(a["severity"], 9),
+        a["active_since"] or 0.0,
+        a["rule"],
+    )
 
 
 def _json_dict(text: str | None) -> dict[str, str]:
@@ -310,12 +326,21 @@ def active_alerts(engine: Engine) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         labels, notes = _json_dict(r.labels), _json_dict(r.annotations)
-        out.append({
-            "fingerprint": r.fingerprint, "rule": r.rule, "state": r.state,
-            "severity": r.severity, "labels": labels, "resource": alert_resource(labels),
-            "summary": notes.get("summary", ""), "runbook": notes.get("runbook", ""),
-            "value": r.value, "active_since": r.active_since, "fired_at": r.fired_at,
-        })  # fmt: skip
+        out.append(
+            {
+                "fingerprint": r.fingerprint,
+                "rule": r.rule,
+                "state": r.state,
+                "severity": r.severity,
+                "labels": labels,
+                "resource": alert_resource(labels),
+                "summary": notes.get("summary", ""),
+                "runbook": notes.get("runbook", ""),
+                "value": r.value,
+                "active_since": r.active_since,
+                "fired_at": r.fired_at,
+            }
+        )
     return sorted(out, key=_alert_order)
 
 
@@ -367,8 +392,9 @@ def runbook_sections(path: Path = RUNBOOK) -> dict[str, RunbookSection]:
 
     def close() -> None:
         if head is not None:
-            out[heading_anchor(head)] = RunbookSection(head, heading_anchor(head),
-                                                       "\n".join(body).strip())  # fmt: skip
+            out[heading_anchor(head)] = RunbookSection(
+                head, heading_anchor(head), "\n".join(body).strip()
+            )
 
     for line in lines:
         if line.startswith("```"):
@@ -405,22 +431,28 @@ def alert_markdown(a: dict[str, Any], now: float, silence: Any = None) -> str:
         parts.append(md(a["resource"]))
     since = a["active_since"]
     state = md(a["state"])
-    parts.append(f"{state} since {clock_time(since, now)} ({age(now - since)})" if since
-                 else state)  # fmt: skip
+    parts.append(f"{state} since {clock_time(since, now)} ({age(now - since)})" if since else state)
     if silence is not None:
-        parts.append(f":gray-badge[silenced until {clock_time(silence.ends_at, now)} by "
-                     f"{md(silence.creator)}]")  # fmt: skip
+        parts.append(
+            f":gray-badge[silenced until {clock_time(silence.ends_at, now)} by "
+            f"{md(silence.creator)}]"
+        )
     return " · ".join(parts)
 
 
 def alert_table(alerts: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
     """The alerts as table rows (rule, state, severity, resource, since, labels as k=v)."""
-    return [{
-        "rule": a["rule"], "state": a["state"], "severity": a["severity"],
-        "resource": a["resource"],
-        "since": clock_time(a["active_since"], now) if a["active_since"] else "",
-        "labels": ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items())),
-    } for a in alerts]  # fmt: skip
+    return [
+        {
+            "rule": a["rule"],
+            "state": a["state"],
+            "severity": a["severity"],
+            "resource": a["resource"],
+            "since": clock_time(a["active_since"], now) if a["active_since"] else "",
+            "labels": ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items())),
+        }
+        for a in alerts
+    ]
 
 
 def backlogs(engine: Engine) -> dict[str, Any]:

@@ -282,8 +282,18 @@ def switch_impact(
         affected = list(merchants.get("*", []))
     else:
         affected = sorted({m for org in orgs for m in merchants.get(org, [])})
-    return SwitchImpact(resource, grades, fails, degrades, core_f, core_d, orgs, affected,
-                        every, _summary(kind, params))  # fmt: skip
+    return SwitchImpact(
+        resource,
+        grades,
+        fails,
+        degrades,
+        core_f,
+        core_d,
+        orgs,
+        affected,
+        every,
+        _summary(kind, params),
+    )
 
 
 def _limit_text(rate: Any, burst: Any) -> str:
@@ -344,10 +354,19 @@ def in_force_rows(
             continue
         before, after = before_after(dmap, rules, r.kind, r.target, r.params)
         who = r.actor + (f", approved by {r.approved_by}" if r.approved_by else "")
-        rows.append({"id": r.id, "kind": r.kind, "target": r.target, "who": who,
-                     "reason": r.reason, "until": r.expires_at,
-                     "left": time_left(r.expires_at, now), "before": before,
-                     "after": after})  # fmt: skip
+        rows.append(
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "target": r.target,
+                "who": who,
+                "reason": r.reason,
+                "until": r.expires_at,
+                "left": time_left(r.expires_at, now),
+                "before": before,
+                "after": after,
+            }
+        )
     return rows
 
 
@@ -355,23 +374,38 @@ def weak_targets(dmap: DependencyMap) -> list[str]:
     """Resources a degrade applies to at once (no approval): called, only through weak
     edges, and not a core link; sorted."""
     called = {e.callee for e in dmap.edges}
-    return [r.name for r in dmap.resources
-            if r.name in called and not r.core_link and not is_strong_dependency(dmap, r.name)]
+    return [
+        r.name
+        for r in dmap.resources
+        if r.name in called and not r.core_link and not is_strong_dependency(dmap, r.name)
+    ]
 
 
 def run_audited(
-    engine: Engine, actor: str, role: str, action: str, target: str, detail: dict[str, Any],
+    engine: Engine,
+    actor: str,
+    role: str,
+    action: str,
+    target: str,
+    detail: dict[str, Any],
     fn: Callable[[], T],
-) -> tuple[T | None, str | None]:  # fmt: skip
+) -> tuple[T | None, str | None]:
     """Run a switch change and write the console audit row with its outcome. Returns
     ``(result, None)``, or ``(None, the refusal's message)`` when the switch service
     refused it (the caller shows the message through ``md()``: it names people)."""
     try:
         result = fn()
     except StabilityError as exc:
-        record(engine, actor=actor, role=role, action=action, target=target,
-               detail={**detail, "ok": False, "error": str(exc)[:500]})  # fmt: skip
+        record(
+            engine,
+            actor=actor,
+            role=role,
+            action=action,
+            target=target,
+            detail={**detail, "ok": False, "error": str(exc)[:500]},
+        )
         return None, str(exc)
-    record(engine, actor=actor, role=role, action=action, target=target,
-           detail={**detail, "ok": True})  # fmt: skip
+    record(
+        engine, actor=actor, role=role, action=action, target=target, detail={**detail, "ok": True}
+    )
     return result, None

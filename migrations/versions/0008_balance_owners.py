@@ -10,20 +10,25 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-06
 """
+
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0008'
-down_revision = '0007'
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('accounts', schema=None) as batch_op:
-        batch_op.alter_column('owner_id', existing_type=sa.String(length=64),
-                              type_=sa.String(length=128), existing_nullable=False)
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.alter_column(
+            "owner_id",
+            existing_type=sa.String(length=64),
+            type_=sa.String(length=128),
+            existing_nullable=False,
+        )
     # each user account's merchant, when exactly one merchant's entries touched it
     op.execute(
         """
@@ -41,10 +46,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    after_colon = ("SUBSTR(owner_id, INSTR(owner_id, ':') + 1)"
-                   if op.get_bind().dialect.name == 'sqlite' else "SPLIT_PART(owner_id, ':', 2)")
-    op.execute(f"UPDATE accounts SET owner_id = {after_colon} "
-               "WHERE owner_type = 'user' AND owner_id LIKE '%:%'")
-    with op.batch_alter_table('accounts', schema=None) as batch_op:
-        batch_op.alter_column('owner_id', existing_type=sa.String(length=128),
-                              type_=sa.String(length=64), existing_nullable=False)
+    after_colon = (
+        "SUBSTR(owner_id, INSTR(owner_id, ':') + 1)"
+        if op.get_bind().dialect.name == "sqlite"
+        else "SPLIT_PART(owner_id, ':', 2)"
+    )
+    op.execute(
+        f"UPDATE accounts SET owner_id = {after_colon} "
+        "WHERE owner_type = 'user' AND owner_id LIKE '%:%'"
+    )
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.alter_column(
+            "owner_id",
+            existing_type=sa.String(length=128),
+            type_=sa.String(length=64),
+            existing_nullable=False,
+        )

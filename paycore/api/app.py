@@ -56,13 +56,22 @@ def _shadow_schema(schema: dict[str, Any]) -> None:
 
 #: only documents the header (with its enum); :func:`edge.is_shadow` parses it, so a
 #: bad value is 400 invalid_shadow_header rather than a validation error
-ShadowHeader = Annotated[str | None, Header(
-    alias=edge.SHADOW_HEADER, json_schema_extra=_shadow_schema,
-    description="1: shadow (pressure-test) traffic, served from the shadow tables; 0 or "
-    "absent: real traffic. Any other value: 400 invalid_shadow_header.")]  # fmt: skip
+ShadowHeader = Annotated[
+    str | None,
+    Header(
+        alias=edge.SHADOW_HEADER,
+        json_schema_extra=_shadow_schema,
+        description="1: shadow (pressure-test) traffic, served from the shadow tables; 0 or "
+        "absent: real traffic. Any other value: 400 invalid_shadow_header.",
+    ),
+]
 #: the callback route reads its body raw (the signature covers the bytes); this documents it
-CALLBACK_BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": CallbackBody.model_json_schema()}}}}  # fmt: skip
+CALLBACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": CallbackBody.model_json_schema()}},
+    }
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
 }
@@ -146,8 +155,13 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
 
     # FastAPI's own OpenTelemetry hooks are off: metrics are ours (collectors), and asking
     # OpenTelemetry per request whether it is configured cost 3-4 % of the API's CPU
-    app = FastAPI(title="paywatch pay core", version="1", responses=ERRORS, lifespan=lifespan,
-                  telemetry={"tracing": False, "metrics": False, "logs": False})  # fmt: skip
+    app = FastAPI(
+        title="paywatch pay core",
+        version="1",
+        responses=ERRORS,
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     edge.install(app)
 
     def target(shadow: bool) -> PayCore:
@@ -222,8 +236,7 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
         req = PayRequest(out_trade_no, tools, body.out_pay_no, body.pay_org_no)
         return as_json(pay_order_out(await offload(m.core.payments.pay, m.merchant_id, req)))
 
-    @app.post("/v1/trades/{out_trade_no}/refunds", tags=["trades"],
-              response_model=TradeDetailOut)  # fmt: skip
+    @app.post("/v1/trades/{out_trade_no}/refunds", tags=["trades"], response_model=TradeDetailOut)
     async def refund(out_trade_no: OutNo, body: RefundBody, m: Merchant) -> Response:
         req = RefundRequest(out_trade_no, body.out_refund_no, body.amount, body.reason)
         return as_json(detail_out(await offload(m.core.refunds.refund, m.merchant_id, req)))
@@ -236,8 +249,7 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
     async def close(out_trade_no: OutNo, m: Merchant) -> Response:
         return as_json(trade_out(await offload(m.core.trades.close, m.merchant_id, out_trade_no)))
 
-    @app.post("/v1/channels/{pay_org_no}/callback", tags=["channels"],
-              openapi_extra=CALLBACK_BODY)  # fmt: skip
+    @app.post("/v1/channels/{pay_org_no}/callback", tags=["channels"], openapi_extra=CALLBACK_BODY)
     async def channel_callback(
         pay_org_no: PayOrgNo,
         request: Request,
@@ -253,14 +265,23 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
         ts = request.headers.get(TIMESTAMP_HEADER, "")
         sig = request.headers.get(SIGNATURE_HEADER, "")
         if not verify(secret, ts, raw, sig, tolerance=cfg.callback_tolerance_s):
-            log.warning("callback with a bad signature from %s (request %s)", pay_org_no,
-                        edge.request_id(request))  # fmt: skip
+            log.warning(
+                "callback with a bad signature from %s (request %s)",
+                pay_org_no,
+                edge.request_id(request),
+            )
             raise BadSignature("callback signature did not verify")
         body = parse_callback_body(raw)
         if body.pay_org_no != pay_org_no:
             raise BadSignature("callback names another pay org")
-        result = ChannelResult(pay_org_no, body.channel_txn_no, body.status, body.amount,
-                               body.currency, body.channel_ref)  # fmt: skip
+        result = ChannelResult(
+            pay_org_no,
+            body.channel_txn_no,
+            body.status,
+            body.amount,
+            body.currency,
+            body.channel_ref,
+        )
         try:
             outcome = await offload(c.payments.on_channel_result, result)
         except NotFound:

@@ -34,10 +34,18 @@ log = logging.getLogger("paycore.api")
 MAX_BODY_BYTES = 64 * 1024
 #: ASCII control bytes in a header value or raw query (HTAB is allowed whitespace there)
 _CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_HTTP_CODES = {400: "malformed_request", 401: "unauthenticated", 403: "forbidden",
-               404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
-               415: "unsupported_media_type", 422: "invalid_request", 429: "rate_limited",
-               503: "unavailable"}  # fmt: skip
+_HTTP_CODES = {
+    400: "malformed_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
 #: ``X-Paywatch-Shadow: 1`` marks a request as shadow (pressure-test) traffic; ``0`` or no
@@ -105,10 +113,15 @@ def install(app: FastAPI) -> None:
                 {"Retry-After": retry},
             )
         if isinstance(exc, DependencyFailed):
-            log.warning("dependency %s failed fast: %s (request %s)", exc.resource, exc.reason,
-                        request_id(request))  # fmt: skip
-            return error_response(request, 503, exc.public_code,
-                                  f"{exc.resource} is unavailable ({exc.reason})")  # fmt: skip
+            log.warning(
+                "dependency %s failed fast: %s (request %s)",
+                exc.resource,
+                exc.reason,
+                request_id(request),
+            )
+            return error_response(
+                request, 503, exc.public_code, f"{exc.resource} is unavailable ({exc.reason})"
+            )
         return error_response(request, exc.http_status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
@@ -121,12 +134,14 @@ def install(app: FastAPI) -> None:
         hostile = next((e for e in errors if e.get("type") == INVALID_CHARACTERS), None)
         if hostile is not None:
             where = ".".join(str(p) for p in hostile.get("loc", ()) if p != "body")
-            return error_response(request, 400, InvalidCharacters.code,
-                                  f"{where}: {hostile.get('msg')}"[:300])  # fmt: skip
+            return error_response(
+                request, 400, InvalidCharacters.code, f"{where}: {hostile.get('msg')}"[:300]
+            )
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return error_response(request, 422, "invalid_request",
-                              f"{where}: {first.get('msg', 'invalid')}"[:300])  # fmt: skip
+        return error_response(
+            request, 422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}"[:300]
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -159,17 +174,23 @@ class EdgeMiddleware:
         rid_header = (b"x-request-id", rid.encode("latin-1"))
         where = _hostile_part(scope)
         if where:
-            await _send_error(send, 400, InvalidCharacters.code,
-                              f"{where} holds control or invisible characters", rid,
-                              unread=True)  # fmt: skip
+            await _send_error(
+                send,
+                400,
+                InvalidCharacters.code,
+                f"{where} holds control or invisible characters",
+                rid,
+                unread=True,
+            )
             return
         length = headers.get(b"content-length", b"0").decode("latin-1")
         body = None
         if length.isdigit() and int(length) <= MAX_BODY_BYTES:
             body = await _read_body(receive)
         if body is None:
-            await _send_error(send, 413, "request_too_large", "request body too large", rid,
-                              unread=True)  # fmt: skip
+            await _send_error(
+                send, 413, "request_too_large", "request body too large", rid, unread=True
+            )
             return
         if body is _GONE:
             return
@@ -235,8 +256,10 @@ def _hostile_part(scope: Scope) -> str:
     if has_hostile_chars(path):
         return "path"
     query: bytes = scope.get("query_string", b"")
-    if query and (_CONTROL_BYTES.search(query) or (
-        b"%" in query and has_hostile_chars(unquote(query.decode("latin-1"))))):
+    if query and (
+        _CONTROL_BYTES.search(query)
+        or (b"%" in query and has_hostile_chars(unquote(query.decode("latin-1"))))
+    ):
         return "query"
     for _name, value in scope.get("headers") or ():
         if _CONTROL_BYTES.search(value):
@@ -244,15 +267,18 @@ def _hostile_part(scope: Scope) -> str:
     return ""
 
 
-async def _send_error(send: Send, status: int, code: str, message: str, rid: str, *,
-                      unread: bool = False) -> None:  # fmt: skip
+async def _send_error(
+    send: Send, status: int, code: str, message: str, rid: str, *, unread: bool = False
+) -> None:
     """An error body from the edge. ``unread``: the request body was not (all) read, so
     the answer closes the connection: the server would otherwise drain the rest of it to
     keep the connection alive (uvicorn does), reading all of what was just refused."""
     body = json.dumps({"error": {"code": code, "message": message, "request_id": rid}}).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode()),
-               (b"x-request-id", rid.encode("latin-1"))]  # fmt: skip
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", rid.encode("latin-1")),
+    ]
     if unread:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -29,30 +29,50 @@ INVALID_CHARACTERS = "invalid_characters"
 def _refuse_hostile(value: Any) -> Any:
     """Runs before every other check of a string field: hostile characters are a 400."""
     if isinstance(value, str) and has_hostile_chars(value):
-        raise PydanticCustomError(INVALID_CHARACTERS,
-                                  "control or invisible characters are not allowed")  # fmt: skip
+        raise PydanticCustomError(
+            INVALID_CHARACTERS, "control or invisible characters are not allowed"
+        )
     return value
 
 
 _Clean = BeforeValidator(_refuse_hostile)  # after the Field: it wraps (runs before) them
 #: free text without control or invisible characters (length set per field)
 Text = Annotated[StrictStr, _Clean]
-_TEXT_RULE = ("free text; no control or invisible characters (Unicode Cc, Cf, Cs, Co, Cn, "
-              "Zl, Zp): 400 invalid_characters")  # fmt: skip
+_TEXT_RULE = (
+    "free text; no control or invisible characters (Unicode Cc, Cf, Cs, Co, Cn, "
+    "Zl, Zp): 400 invalid_characters"
+)
 #: a caller's number or user id (:data:`paycore.models.NUMBER_PATTERN`)
-Number = Annotated[StrictStr, Field(
-    min_length=1, max_length=NUMBER_MAX, pattern=NUMBER_PATTERN,
-    description="1-64 of [A-Za-z0-9_.-], starting with a letter or digit"), _Clean]
+Number = Annotated[
+    StrictStr,
+    Field(
+        min_length=1,
+        max_length=NUMBER_MAX,
+        pattern=NUMBER_PATTERN,
+        description="1-64 of [A-Za-z0-9_.-], starting with a letter or digit",
+    ),
+    _Clean,
+]
 #: a context code; the pay core answers a bad one with 422 ``invalid_context``
-Code = Annotated[StrictStr, Field(
-    min_length=1, max_length=CODE_MAX, json_schema_extra={"pattern": CODE_PATTERN}), _Clean]
+Code = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=CODE_MAX, json_schema_extra={"pattern": CODE_PATTERN}),
+    _Clean,
+]
 #: a currency the pay core knows; any other is 422 ``unknown_currency``
-Currency = Annotated[StrictStr, Field(
-    min_length=3, max_length=3, json_schema_extra={"enum": sorted(CURRENCIES)}), _Clean]
+Currency = Annotated[
+    StrictStr,
+    Field(min_length=3, max_length=3, json_schema_extra={"enum": sorted(CURRENCIES)}),
+    _Clean,
+]
 #: minor units; outside the range the pay core answers 422 ``invalid_amount``
-Amount = Annotated[StrictInt, Field(
-    description=f"minor units, {MIN_AMOUNT} .. {MAX_AMOUNT}",
-    json_schema_extra={"minimum": MIN_AMOUNT, "maximum": MAX_AMOUNT})]
+Amount = Annotated[
+    StrictInt,
+    Field(
+        description=f"minor units, {MIN_AMOUNT} .. {MAX_AMOUNT}",
+        json_schema_extra={"minimum": MIN_AMOUNT, "maximum": MAX_AMOUNT},
+    ),
+]
 
 
 class _Body(BaseModel):
@@ -106,8 +126,9 @@ class CallbackBody(BaseModel):
     exception there)."""
 
     model_config = ConfigDict(extra="ignore")
-    pay_org_no: Annotated[StrictStr, Field(min_length=1, max_length=CODE_MAX,
-                                           pattern=CODE_PATTERN), _Clean]  # fmt: skip
+    pay_org_no: Annotated[
+        StrictStr, Field(min_length=1, max_length=CODE_MAX, pattern=CODE_PATTERN), _Clean
+    ]
     channel_txn_no: Number
     status: Literal["success", "failed"]
     amount: StrictInt = Field(ge=0, le=CALLBACK_AMOUNT_MAX)

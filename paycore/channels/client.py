@@ -135,9 +135,14 @@ class HttpChannelClient:
         and answer handling, with aiohttp as the transport."""
         call = self._transaction(request, notify_url)
         try:
-            async with session.request(call.method, call.url, data=call.raw or None,
-                                       headers=call.headers, timeout=self._async_timeout,
-                                       allow_redirects=False) as resp:  # fmt: skip
+            async with session.request(
+                call.method,
+                call.url,
+                data=call.raw or None,
+                headers=call.headers,
+                timeout=self._async_timeout,
+                allow_redirects=False,
+            ) as resp:
                 status, data = resp.status, await resp.read()
         except TimeoutError as exc:
             raise self._timed_out(call) from exc
@@ -262,10 +267,16 @@ class HttpChannelClient:
         """``call`` over urllib3, never retried (a retried pay could be a second charge)
         and never redirected; the body of a 2xx answer."""
         try:
-            resp = self._pool.request(call.method, call.url, body=call.raw or None,
-                                      headers=call.headers, fields=call.params,
-                                      timeout=self._timeout, retries=False,
-                                      redirect=False)  # fmt: skip
+            resp = self._pool.request(
+                call.method,
+                call.url,
+                body=call.raw or None,
+                headers=call.headers,
+                fields=call.params,
+                timeout=self._timeout,
+                retries=False,
+                redirect=False,
+            )
         except Urllib3Timeout as exc:
             raise self._timed_out(call) from exc
         except (HTTPError, OSError) as exc:
@@ -273,12 +284,16 @@ class HttpChannelClient:
         return self._checked(call, resp.status, resp.data)
 
     def _timed_out(self, call: _Call) -> ChannelUnavailable:
-        return ChannelUnavailable(f"{call.where}: timed out after {self.timeout:g}s",
-                                  pay_org_no=self.pay_org_no, op=call.op)  # fmt: skip
+        return ChannelUnavailable(
+            f"{call.where}: timed out after {self.timeout:g}s",
+            pay_org_no=self.pay_org_no,
+            op=call.op,
+        )
 
     def _unreachable(self, call: _Call, exc: Exception) -> ChannelUnavailable:
-        return ChannelUnavailable(f"{call.where}: {type(exc).__name__}",
-                                  pay_org_no=self.pay_org_no, op=call.op)  # fmt: skip
+        return ChannelUnavailable(
+            f"{call.where}: {type(exc).__name__}", pay_org_no=self.pay_org_no, op=call.op
+        )
 
     def _checked(self, call: _Call, status: int, data: bytes) -> bytes:
         """``data`` of a 2xx answer; :class:`ChannelRejected` for a 4xx (not processed),
@@ -288,8 +303,9 @@ class HttpChannelClient:
         if 400 <= status < 500:
             reason = f"{call.where}: HTTP {status} {_detail(data)}".rstrip()
             raise ChannelRejected(reason, pay_org_no=self.pay_org_no, op=call.op, status=status)
-        raise ChannelUnavailable(f"{call.where}: HTTP {status}", pay_org_no=self.pay_org_no,
-                                 op=call.op, status=status)  # fmt: skip
+        raise ChannelUnavailable(
+            f"{call.where}: HTTP {status}", pay_org_no=self.pay_org_no, op=call.op, status=status
+        )
 
     def _json(self, answer: bytes, op: str) -> dict[str, Any]:
         try:

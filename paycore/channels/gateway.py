@@ -174,8 +174,9 @@ class ChannelFront:
             if self._closed:
                 raise ChannelUnavailable("the channel front is closed")
             if self._loop is not None:
-                future = asyncio.run_coroutine_threadsafe(self._send_async(client, request),
-                                                          self._loop)  # fmt: skip
+                future = asyncio.run_coroutine_threadsafe(
+                    self._send_async(client, request), self._loop
+                )
             else:
                 future = self._pool.submit(self._send, client, request)
             self.submitted += 1
@@ -207,8 +208,9 @@ class ChannelFront:
             return
         self._finish(request, start, ack)
 
-    def _finish(self, request: ChannelRequest, start: float, outcome: ChannelAck | Exception
-                ) -> None:  # fmt: skip
+    def _finish(
+        self, request: ChannelRequest, start: float, outcome: ChannelAck | Exception
+    ) -> None:
         if isinstance(outcome, Exception):
             if self.on_result is not None:  # a 4xx is an answer: the channel itself is up
                 healthy = isinstance(outcome, ChannelRejected)

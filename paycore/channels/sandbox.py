@@ -104,8 +104,9 @@ class CallbackDispatcher:
             headers = signed_headers(cfg.secrets[org], body)
             headers["Content-Type"] = "application/json"
             try:
-                async with self.client.post(url, data=body, headers=headers,
-                                            allow_redirects=False) as resp:  # fmt: skip
+                async with self.client.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as resp:
                     await resp.read()  # the connection goes back to the pool for reuse
                     if 200 <= resp.status < 300:
                         self.delivered += 1
@@ -147,8 +148,11 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
             await app.state.dispatcher.close()
             app.state.dispatcher = None
 
-    app = FastAPI(title="paywatch sandbox channel", lifespan=lifespan,
-                  telemetry={"tracing": False, "metrics": False, "logs": False})  # fmt: skip
+    app = FastAPI(
+        title="paywatch sandbox channel",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.sandbox = state
     app.state.dispatcher = None
 

@@ -82,5 +82,11 @@ def verify_headers(
     ``headers`` should be case-insensitive (Starlette's and httpx's are); a plain
     dict is looked up with the canonical names and their lower-case forms.
     """
-    return verify(secret, header_value(headers, TIMESTAMP_HEADER), body,
-                  header_value(headers, SIGNATURE_HEADER), now=now, tolerance=tolerance)
+    return verify(
+        secret,
+        header_value(headers, TIMESTAMP_HEADER),
+        body,
+        header_value(headers, SIGNATURE_HEADER),
+        now=now,
+        tolerance=tolerance,
+    )

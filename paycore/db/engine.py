@@ -128,8 +128,11 @@ class Database:
         # plain reads and one-statement writes; SQLite gets no autocommit: its BEGIN
         # IMMEDIATE hook would open a transaction that autocommit never closes
         autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._autocommit = (sessionmaker(autocommit, expire_on_commit=False)
-                            if self.dialect == "postgresql" else self._sessions)  # fmt: skip
+        self._autocommit = (
+            sessionmaker(autocommit, expire_on_commit=False)
+            if self.dialect == "postgresql"
+            else self._sessions
+        )
         event.listen(self._sessions, "before_commit", _run_hooks)
         event.listen(self._sessions, "after_rollback", _drop_hooks)
 
@@ -178,8 +181,11 @@ class Database:
                 raise
             except exc.IntegrityError as e:
                 if attempt < self.max_retries and is_id_collision(e):
-                    log.warning("generated id already taken (%s): retrying with a new one; "
-                                "do two processes share PAYWATCH_NODE_ID?", e.orig)  # fmt: skip
+                    log.warning(
+                        "generated id already taken (%s): retrying with a new one; "
+                        "do two processes share PAYWATCH_NODE_ID?",
+                        e.orig,
+                    )
                     continue
                 raise DuplicateKey("duplicate key") from e
             except exc.DBAPIError as e:

@@ -26,8 +26,11 @@ def row_values(obj: Any) -> dict[str, Any]:
     """The column values set on a new ORM object, keyed by column name: the parameters of
     a Core INSERT of it (columns left unset get their defaults from the table)."""
     state = inspect(obj)
-    return {prop.columns[0].name: state.dict[prop.key]
-            for prop in state.mapper.column_attrs if prop.key in state.dict}  # fmt: skip
+    return {
+        prop.columns[0].name: state.dict[prop.key]
+        for prop in state.mapper.column_attrs
+        if prop.key in state.dict
+    }
 
 
 def business_key(table: Any) -> list[str]:

@@ -149,8 +149,9 @@ class ActiveQuery:
             log.warning("active query %s/%s attempt %d failed: %s", org, txn, attempt, exc.code)
         else:
             if state.status in (st.SUCCESS, st.FAILED) and state.amount is not None:
-                result = ChannelResult(org, txn, state.status, state.amount,
-                                       state.currency or "", state.channel_ref)  # fmt: skip
+                result = ChannelResult(
+                    org, txn, state.status, state.amount, state.currency or "", state.channel_ref
+                )
             else:
                 self.stats.pending += 1
                 if state.status == "unknown":
@@ -176,15 +177,31 @@ class ActiveQuery:
             if item.status != st.PROCESSING or item.channel_txn_no is None:
                 return False
             po = s.get_one(PayOrder, item.pay_order_id)
-            origin = (s.get_one(PayItem, item.origin_item_id).channel_txn_no
-                      if item.origin_item_id is not None else None)  # fmt: skip
+            origin = (
+                s.get_one(PayItem, item.origin_item_id).channel_txn_no
+                if item.origin_item_id is not None
+                else None
+            )
             kind = po.pay_type if po.pay_type in ("refund", "withdraw") else "pay"
             org = str(item.pay_org_no)
-            req = ChannelRequest(kind, org, item.channel_txn_no, item.amount, po.currency,
-                                 po.merchant_id, po.trade_id, po.id, origin)  # fmt: skip
-            return self.queue.enqueue(s, STUCK_CHANNEL_CALL, f"{org}:{item.channel_txn_no}",
-                                      channel_request_payload(req),
-                                      merchant_id=po.merchant_id)  # fmt: skip
+            req = ChannelRequest(
+                kind,
+                org,
+                item.channel_txn_no,
+                item.amount,
+                po.currency,
+                po.merchant_id,
+                po.trade_id,
+                po.id,
+                origin,
+            )
+            return self.queue.enqueue(
+                s,
+                STUCK_CHANNEL_CALL,
+                f"{org}:{item.channel_txn_no}",
+                channel_request_payload(req),
+                merchant_id=po.merchant_id,
+            )
 
         if self.core.db.run(work):
             self.stats.resent += 1
@@ -204,5 +221,8 @@ class ActiveQuery:
             self.stats.manual += 1
             log.warning(
                 "pay item %s (%s/%s) still processing after %d queries: manual handling",
-                item_id, org, txn, attempt,
-            )  # fmt: skip
+                item_id,
+                org,
+                txn,
+                attempt,
+            )

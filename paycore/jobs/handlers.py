@@ -51,7 +51,10 @@ if TYPE_CHECKING:
     from ..core import PayCore
 
 EXCEPTION_REFUND, STUCK_CHANNEL_CALL, LEDGER_POSTING = (
-    "exception_refund", "stuck_channel_call", "ledger_posting")  # fmt: skip
+    "exception_refund",
+    "stuck_channel_call",
+    "ledger_posting",
+)
 Handler = Callable[[Task], "bool | None"]
 GiveUp = Callable[[Task, str, str], None]  # (task, final status, error)
 
@@ -78,17 +81,35 @@ class RefundChannel(Protocol):
     def query_status(self, org: str, channel_txn_no: str) -> ChannelStatus: ...
 
 
-def ledger_posting_payload(*, biz_type: str, biz_key: str, ctx: BizContext, currency: str,
-                           legs: Sequence[Leg], trade_id: int | None = None,
-                           memo: str = "") -> dict[str, Any]:  # fmt: skip
+def ledger_posting_payload(
+    *,
+    biz_type: str,
+    biz_key: str,
+    ctx: BizContext,
+    currency: str,
+    legs: Sequence[Leg],
+    trade_id: int | None = None,
+    memo: str = "",
+) -> dict[str, Any]:
     """The payload of a ``ledger_posting`` task (enqueue it with biz_key ``type:key``)."""
     return {
-        "biz_type": biz_type, "biz_key": biz_key, "currency": currency, "trade_id": trade_id,
-        "memo": memo, "context": ctx.as_labels(),
-        "legs": [{"owner_type": g.account.owner_type, "owner_id": g.account.owner_id,
-                  "subject_code": g.account.subject.code, "currency": g.account.currency,
-                  "amount": g.amount} for g in legs],
-    }  # fmt: skip
+        "biz_type": biz_type,
+        "biz_key": biz_key,
+        "currency": currency,
+        "trade_id": trade_id,
+        "memo": memo,
+        "context": ctx.as_labels(),
+        "legs": [
+            {
+                "owner_type": g.account.owner_type,
+                "owner_id": g.account.owner_id,
+                "subject_code": g.account.subject.code,
+                "currency": g.account.currency,
+                "amount": g.amount,
+            }
+            for g in legs
+        ],
+    }
 
 
 def channel_request_payload(request: ChannelRequest) -> dict[str, Any]:
@@ -117,9 +138,14 @@ class RefundPlan:
 class Handlers:
     """Kind → handler, plus what to do when a kind's task gives up."""
 
-    def __init__(self, core: PayCore, gateway: RefundChannel | None = None, *,
-                 notify_url_for: Callable[[str], str] | None = None,
-                 queue: TaskQueue | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        core: PayCore,
+        gateway: RefundChannel | None = None,
+        *,
+        notify_url_for: Callable[[str], str] | None = None,
+        queue: TaskQueue | None = None,
+    ) -> None:
         self.core = core
         self.gateway = gateway
         self.notify_url_for = notify_url_for
@@ -173,9 +199,15 @@ class Handlers:
         """Post the entry a ``ledger_posting`` payload describes, in session ``s``."""
         try:
             legs = [
-                Leg(AccountRef(str(g["owner_type"]), str(g["owner_id"]),
-                               SUBJECTS[str(g["subject_code"])], str(g["currency"])),
-                    int(g["amount"]))  # fmt: skip
+                Leg(
+                    AccountRef(
+                        str(g["owner_type"]),
+                        str(g["owner_id"]),
+                        SUBJECTS[str(g["subject_code"])],
+                        str(g["currency"]),
+                    ),
+                    int(g["amount"]),
+                )
                 for g in p["legs"]
             ]
             ctx = BizContext(**{k: str(v) for k, v in p["context"].items()})
@@ -183,9 +215,16 @@ class Handlers:
             trade_id = None if p.get("trade_id") is None else int(p["trade_id"])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BusinessFailure(f"malformed ledger_posting payload: {e!r}") from e
-        return self.core.ledger.post(s, biz_type=biz_type, biz_key=biz_key, ctx=ctx,
-                                     currency=currency, legs=legs, trade_id=trade_id,
-                                     memo=str(p.get("memo", "")))  # fmt: skip
+        return self.core.ledger.post(
+            s,
+            biz_type=biz_type,
+            biz_key=biz_key,
+            ctx=ctx,
+            currency=currency,
+            legs=legs,
+            trade_id=trade_id,
+            memo=str(p.get("memo", "")),
+        )
 
     # -- stuck_channel_call ----------------------------------------------------------------
     def stuck_channel_call(self, task: Task) -> None:
@@ -194,9 +233,12 @@ class Handlers:
         except TypeError as e:
             raise BusinessFailure(f"malformed stuck_channel_call payload: {e}") from e
         with self.core.db.session() as s:
-            state = s.execute(select(PayItem.status).where(
-                PayItem.pay_org_no == req.pay_org_no,
-                PayItem.channel_txn_no == req.channel_txn_no)).scalar_one_or_none()  # fmt: skip
+            state = s.execute(
+                select(PayItem.status).where(
+                    PayItem.pay_org_no == req.pay_org_no,
+                    PayItem.channel_txn_no == req.channel_txn_no,
+                )
+            ).scalar_one_or_none()
         if state is not None and state != st.PROCESSING:
             return  # settled meanwhile (callback or active query): nothing to send
         try:
@@ -213,20 +255,30 @@ class Handlers:
         """
         queue = self._queue()
         T = CompensationTask
-        has_task = exists().where(T.kind == EXCEPTION_REFUND,
-                                  T.biz_key == cast(PayException.id, String))  # fmt: skip
+        has_task = exists().where(
+            T.kind == EXCEPTION_REFUND, T.biz_key == cast(PayException.id, String)
+        )
         stmt = (
             select(PayException.id, PayException.merchant_id)
-            .where(PayException.status == "open", PayException.resolution == "full_refund",
-                   ~has_task)  # fmt: skip
+            .where(
+                PayException.status == "open", PayException.resolution == "full_refund", ~has_task
+            )
             .order_by(PayException.id)
             .limit(limit)
         )
 
         def work(s: Session) -> int:
             rows = s.execute(stmt).all()
-            return sum(queue.enqueue(s, EXCEPTION_REFUND, str(r.id), {"exception_id": r.id},
-                                     merchant_id=r.merchant_id) for r in rows)  # fmt: skip
+            return sum(
+                queue.enqueue(
+                    s,
+                    EXCEPTION_REFUND,
+                    str(r.id),
+                    {"exception_id": r.id},
+                    merchant_id=r.merchant_id,
+                )
+                for r in rows
+            )
 
         return self.core.db.run(work)
 
@@ -273,19 +325,30 @@ class Handlers:
         if exc.pay_item_id is not None:
             items = [(s.get_one(PayItem, exc.pay_item_id), exc.amount_taken)]
         else:  # the whole order: its successful items, less those with their own exception
-            own = set(s.execute(select(PayException.pay_item_id).where(
-                PayException.pay_order_id == po.id, PayException.id != exc.id,
-                PayException.resolution == "full_refund")).scalars())  # fmt: skip
-            rows = s.execute(select(PayItem).where(
-                PayItem.pay_order_id == po.id, PayItem.status == st.SUCCESS
-            ).order_by(PayItem.seq)).scalars()  # fmt: skip
+            own = set(
+                s.execute(
+                    select(PayException.pay_item_id).where(
+                        PayException.pay_order_id == po.id,
+                        PayException.id != exc.id,
+                        PayException.resolution == "full_refund",
+                    )
+                ).scalars()
+            )
+            rows = s.execute(
+                select(PayItem)
+                .where(PayItem.pay_order_id == po.id, PayItem.status == st.SUCCESS)
+                .order_by(PayItem.seq)
+            ).scalars()
             items = [(i, i.settled_amount or i.amount) for i in rows if i.id not in own]
             found = sum(a for _, a in items)
             if found != exc.amount_taken:
-                raise BusinessFailure(f"the order's items hold {found}, the exception says "
-                                      f"{exc.amount_taken}: a human decides")  # fmt: skip
-        parts = tuple(RefundPart(i.id, i.tool, amount, i.pay_org_no, i.channel_txn_no)
-                      for i, amount in items)  # fmt: skip
+                raise BusinessFailure(
+                    f"the order's items hold {found}, the exception says "
+                    f"{exc.amount_taken}: a human decides"
+                )
+        parts = tuple(
+            RefundPart(i.id, i.tool, amount, i.pay_org_no, i.channel_txn_no) for i, amount in items
+        )
         ctx = BizContext(po.merchant_id, po.order_type, po.sub_type, po.pay_org_no)
         return RefundPlan(exc.id, exc.kind, po, ctx, parts)
 
@@ -299,10 +362,19 @@ class Handlers:
                 if not part.origin_txn_no:
                     return f"item {part.item_id} has no channel transaction to refund"
                 gateway.send(
-                    ChannelRequest("refund", org, txn, part.amount, po.currency, po.merchant_id,
-                                   po.trade_id, po.id, origin_channel_txn_no=part.origin_txn_no),
+                    ChannelRequest(
+                        "refund",
+                        org,
+                        txn,
+                        part.amount,
+                        po.currency,
+                        po.merchant_id,
+                        po.trade_id,
+                        po.id,
+                        origin_channel_txn_no=part.origin_txn_no,
+                    ),
                     self._notify_url(org),
-                )  # fmt: skip
+                )
                 state = gateway.query_status(org, txn)
         except ChannelRejected as e:
             return f"channel refused refund {txn}: {e.code}: {e.message}"
@@ -319,29 +391,43 @@ class Handlers:
     ) -> None:
         cur = plan.po.currency
         for part in parts:
-            to = (user_balance(plan.po.merchant_id, plan.po.user_id, cur) if part.tool == "balance"
-                  else channel_clearing(str(part.pay_org_no), cur))  # fmt: skip
+            to = (
+                user_balance(plan.po.merchant_id, plan.po.user_id, cur)
+                if part.tool == "balance"
+                else channel_clearing(str(part.pay_org_no), cur)
+            )
             post_exception_refund(
-                self.core, s, plan.po, plan.ctx, item_id=part.item_id, to_account=to,
-                amount=part.amount, memo=f"{plan.kind} exception {plan.exception_id}: full refund",
+                self.core,
+                s,
+                plan.po,
+                plan.ctx,
+                item_id=part.item_id,
+                to_account=to,
+                amount=part.amount,
+                memo=f"{plan.kind} exception {plan.exception_id}: full refund",
             )
         if resolve:
             s.execute(
                 update(PayException)
-                .where(PayException.id == plan.exception_id,
-                       PayException.status.in_(("open", "manual")))
+                .where(
+                    PayException.id == plan.exception_id,
+                    PayException.status.in_(("open", "manual")),
+                )
                 .values(status="resolved")
-            )  # fmt: skip
+            )
 
     def _exception_manual(self, task: Task, status: str, error: str) -> None:
         """The refund task gave up: the exception waits for a human (console)."""
         exception_id = task.payload.get("exception_id")
         if exception_id is None:
             return
-        self.core.db.run(lambda s: s.execute(
-            update(PayException)
-            .where(PayException.id == int(exception_id), PayException.status == "open")
-            .values(status="manual")))  # fmt: skip
+        self.core.db.run(
+            lambda s: s.execute(
+                update(PayException)
+                .where(PayException.id == int(exception_id), PayException.status == "open")
+                .values(status="manual")
+            )
+        )
 
     # -- helpers ---------------------------------------------------------------------------
     def _gateway(self) -> RefundChannel:

@@ -137,12 +137,22 @@ class TaskQueue:
         """
         now = self.clock()
         values = {
-            "id": self.ids.next_id(), "kind": kind, "biz_key": biz_key,
-            "merchant_id": merchant_id, "status": PENDING, "attempts": 0,
+            "id": self.ids.next_id(),
+            "kind": kind,
+            "biz_key": biz_key,
+            "merchant_id": merchant_id,
+            "status": PENDING,
+            "attempts": 0,
             "payload": json.dumps(payload, sort_keys=True, separators=(",", ":")),
-            "max_attempts": max_attempts, "next_run_at": run_at or now, "lease_until": None,
-            "locked_by": None, "last_error": "", "note": "", "created_at": now, "updated_at": now,
-        }  # fmt: skip
+            "max_attempts": max_attempts,
+            "next_run_at": run_at or now,
+            "lease_until": None,
+            "locked_by": None,
+            "last_error": "",
+            "note": "",
+            "created_at": now,
+            "updated_at": now,
+        }
         if session is not None:
             return insert_ignore(session, T.__table__, values)
         return self.db.run(lambda s: insert_ignore(s, T.__table__, values))
@@ -175,13 +185,19 @@ class TaskQueue:
             dead = {r.id for r in rows if r.status == RUNNING and r.attempts >= r.max_attempts}
             if dead:
                 why = "lease expired on the last attempt (did the worker die?)"
-                self._set(s, list(dead), status=MANUAL, lease_until=None, locked_by=None,
-                          last_error=why)  # fmt: skip
+                self._set(
+                    s, list(dead), status=MANUAL, lease_until=None, locked_by=None, last_error=why
+                )
             ids = [r.id for r in rows if r.id not in dead]
             if ids:
-                self._set(s, ids, status=RUNNING, locked_by=self.worker_id,
-                          lease_until=now + timedelta(seconds=self.lease_s),
-                          attempts=T.attempts + 1)  # fmt: skip
+                self._set(
+                    s,
+                    ids,
+                    status=RUNNING,
+                    locked_by=self.worker_id,
+                    lease_until=now + timedelta(seconds=self.lease_s),
+                    attempts=T.attempts + 1,
+                )
             got = s.execute(select(T).where(T.id.in_([r.id for r in rows]))).scalars()
             snaps = sorted((Task.from_row(r) for r in got), key=lambda t: (t.next_run_at, t.id))
             return [t for t in snaps if t.id not in dead], [t for t in snaps if t.id in dead]
@@ -200,10 +216,17 @@ class TaskQueue:
 
         def work(s: Session) -> TaskList:
             until = self.clock() + timedelta(seconds=self.lease_s)
-            kept = s.execute(
-                update(T).where(self._ours(list(mine))).values(lease_until=until)
-                .returning(T.id).execution_options(synchronize_session=False)
-            ).scalars().all()  # fmt: skip
+            kept = (
+                s.execute(
+                    update(T)
+                    .where(self._ours(list(mine)))
+                    .values(lease_until=until)
+                    .returning(T.id)
+                    .execution_options(synchronize_session=False)
+                )
+                .scalars()
+                .all()
+            )
             for task_id in kept:
                 mine[task_id].lease_until = until
             return [mine[i] for i in kept]
@@ -216,8 +239,9 @@ class TaskQueue:
         if not ids:
             return 0
         return self.db.run(
-            lambda s: self._guarded(s, ids, status=PENDING, lease_until=None, locked_by=None,
-                                    attempts=T.attempts - 1)  # fmt: skip
+            lambda s: self._guarded(
+                s, ids, status=PENDING, lease_until=None, locked_by=None, attempts=T.attempts - 1
+            )
         )
 
     # -- settling --------------------------------------------------------------------------
@@ -248,8 +272,12 @@ class TaskQueue:
             values: dict[str, Any] = {"status": MANUAL, "lease_until": None}
         else:
             delay = self.backoff_s(task.attempts)
-            values = {"status": PENDING, "lease_until": None, "locked_by": None,
-                      "next_run_at": self.clock() + timedelta(seconds=delay)}  # fmt: skip
+            values = {
+                "status": PENDING,
+                "lease_until": None,
+                "locked_by": None,
+                "next_run_at": self.clock() + timedelta(seconds=delay),
+            }
         values["last_error"] = error[:_ERR_MAX]
         done = self.db.run(lambda s: self._guarded(s, [task.id], **values))
         return str(values["status"]) if done else None
@@ -257,9 +285,7 @@ class TaskQueue:
     def backoff_s(self, attempts: int) -> float:
         """``min(max, base · 2^(attempts−1)) × jitter``, jitter uniform in [0.5, 1.5)."""
         exp = min(max(attempts - 1, 0), 62)
-        return min(self.max_backoff_s, self.base_backoff_s * 2.0**exp) * self._rng.uniform(
-            0.5, 1.5
-        )
+        return min(self.max_backoff_s, self.base_backoff_s * 2.0**exp) * self._rng.uniform(0.5, 1.5)
 
     # -- the console's manual entry --------------------------------------------------------
     def manual_retry_now(self, task_id: int, actor: str, note: str = "") -> Task:
@@ -271,9 +297,14 @@ class TaskQueue:
         def change(row: CompensationTask) -> dict[str, Any]:
             if row.status in (RUNNING, DONE):
                 raise WrongState(f"task is {row.status}; it cannot be retried now")
-            return {"status": PENDING, "next_run_at": self.clock(), "lease_until": None,
-                    "locked_by": None, "max_attempts": max(row.max_attempts, row.attempts + 1),
-                    "note": self._note(row, "retry", actor, note)}  # fmt: skip
+            return {
+                "status": PENDING,
+                "next_run_at": self.clock(),
+                "lease_until": None,
+                "locked_by": None,
+                "max_attempts": max(row.max_attempts, row.attempts + 1),
+                "note": self._note(row, "retry", actor, note),
+            }
 
         return self._manual(task_id, change)
 
@@ -283,8 +314,12 @@ class TaskQueue:
         def change(row: CompensationTask) -> dict[str, Any]:
             if row.status in (RUNNING, DONE):
                 raise WrongState(f"task is {row.status}; it cannot be resolved by hand now")
-            return {"status": DONE, "lease_until": None, "locked_by": None,
-                    "note": self._note(row, "resolved", actor, note)}  # fmt: skip
+            return {
+                "status": DONE,
+                "lease_until": None,
+                "locked_by": None,
+                "note": self._note(row, "resolved", actor, note),
+            }
 
         return self._manual(task_id, change)
 
@@ -309,16 +344,20 @@ class TaskQueue:
     def _guarded(self, s: Session, ids: list[int], **values: Any) -> int:
         """Update the tasks of ``ids`` this worker still holds; returns how many."""
         result = s.execute(
-            update(T).where(self._ours(ids)).values(updated_at=self.clock(), **values)
+            update(T)
+            .where(self._ours(ids))
+            .values(updated_at=self.clock(), **values)
             .execution_options(synchronize_session=False)
-        )  # fmt: skip
+        )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     def _set(self, s: Session, ids: list[int], **values: Any) -> None:
         s.execute(
-            update(T).where(T.id.in_(ids)).values(updated_at=self.clock(), **values)
+            update(T)
+            .where(T.id.in_(ids))
+            .values(updated_at=self.clock(), **values)
             .execution_options(synchronize_session=False)
-        )  # fmt: skip
+        )
 
     def _manual(self, task_id: int, change: Callable[[CompensationTask], dict[str, Any]]) -> Task:
         def work(s: Session) -> Task:

@@ -47,9 +47,17 @@ class Worker:
     wait on a channel); a lease about to run out is renewed before a task starts.
     """
 
-    def __init__(self, core: PayCore, queue: TaskQueue, handlers: Handlers, *, batch: int = 50,
-                 concurrency: int = 1, drain_budget_s: float = 10.0,
-                 stop_event: threading.Event | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        core: PayCore,
+        queue: TaskQueue,
+        handlers: Handlers,
+        *,
+        batch: int = 50,
+        concurrency: int = 1,
+        drain_budget_s: float = 10.0,
+        stop_event: threading.Event | None = None,
+    ) -> None:
         self.core = core
         self.queue = queue
         self.handlers = handlers
@@ -127,12 +135,23 @@ class Worker:
             if status is None:
                 return self._count("lost")
             if status == MANUAL:
-                log.error("task %s (%s %s) handed to manual after %d attempts: %s",
-                          task.id, task.kind, task.biz_key, task.attempts, error)  # fmt: skip
+                log.error(
+                    "task %s (%s %s) handed to manual after %d attempts: %s",
+                    task.id,
+                    task.kind,
+                    task.biz_key,
+                    task.attempts,
+                    error,
+                )
                 self._gave_up(task, MANUAL, error)
                 return self._count("manual")
-            log.info("task %s (%s) attempt %d failed, will retry: %s",
-                     task.id, task.kind, task.attempts, error)  # fmt: skip
+            log.info(
+                "task %s (%s) attempt %d failed, will retry: %s",
+                task.id,
+                task.kind,
+                task.attempts,
+                error,
+            )
             return self._count("retried")
         if completed or self.queue.complete(task):
             return self._count("done")
@@ -157,9 +176,14 @@ class Worker:
         return outcome
 
 
-def build_scheduler(worker: Worker, extra_jobs: Sequence[ExtraJob] = (), *,
-                    blocking: bool = False, compensation_every_s: float = 1.0,
-                    exceptions_every_s: float = 5.0) -> BaseScheduler:  # fmt: skip
+def build_scheduler(
+    worker: Worker,
+    extra_jobs: Sequence[ExtraJob] = (),
+    *,
+    blocking: bool = False,
+    compensation_every_s: float = 1.0,
+    exceptions_every_s: float = 5.0,
+) -> BaseScheduler:
     """A scheduler (not started) with the compensation jobs and ``extra_jobs``.
 
     Jobs: ``compensation`` (:meth:`Worker.tick`), ``exception_scan``
@@ -171,16 +195,18 @@ def build_scheduler(worker: Worker, extra_jobs: Sequence[ExtraJob] = (), *,
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     cls = BlockingScheduler if blocking else BackgroundScheduler
-    scheduler = cls(timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True,
-                                                "misfire_grace_time": 60})  # fmt: skip
+    scheduler = cls(
+        timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
+    )
     jobs: list[ExtraJob] = [
         (worker.tick, compensation_every_s, "compensation"),
         (worker.handlers.enqueue_open_exceptions, exceptions_every_s, "exception_scan"),
         *extra_jobs,
     ]
     for fn, seconds, name in jobs:
-        scheduler.add_job(fn, "interval", seconds=seconds, id=name, name=name,
-                          max_instances=1, coalesce=True)  # fmt: skip
+        scheduler.add_job(
+            fn, "interval", seconds=seconds, id=name, name=name, max_instances=1, coalesce=True
+        )
     return scheduler
 
 
@@ -203,15 +229,26 @@ def build_worker(
     settings = getattr(platform, "settings", None)
     api = getattr(settings, "api_url", None)
     notify = (lambda org: f"{api.rstrip('/')}/v1/channels/{org}/callback") if api else None
-    queue = TaskQueue(core.db, core.ids, clock=core.clock,
-                      worker_id=worker_id or default_worker_id(), **queue_options)  # fmt: skip
+    queue = TaskQueue(
+        core.db,
+        core.ids,
+        clock=core.clock,
+        worker_id=worker_id or default_worker_id(),
+        **queue_options,
+    )
     handlers = Handlers(core, gateway, notify_url_for=notify)
     return Worker(core, queue, handlers, batch=batch, stop_event=stop_event)
 
 
-def run_worker(platform: Any, stop_event: threading.Event | None = None, *,
-               extra_jobs: Sequence[ExtraJob] = (), worker_id: str | None = None,
-               batch: int = 50, install_signals: bool = True) -> int:  # fmt: skip
+def run_worker(
+    platform: Any,
+    stop_event: threading.Event | None = None,
+    *,
+    extra_jobs: Sequence[ExtraJob] = (),
+    worker_id: str | None = None,
+    batch: int = 50,
+    install_signals: bool = True,
+) -> int:
     """Run the worker's scheduler until ``stop_event`` is set or SIGTERM/SIGINT arrives.
 
     Shutdown stops claiming, hands unstarted tasks back, and waits for running jobs.

@@ -82,8 +82,12 @@ class Ledger:
         try:
             return self._post(session, biz_type, biz_key, ctx, currency, legs, trade_id, memo)
         finally:
-            self.metrics.observe("ledger_posting", "ok", pay_org=ctx.pay_org_no,
-                                 seconds=time.perf_counter() - started)  # fmt: skip
+            self.metrics.observe(
+                "ledger_posting",
+                "ok",
+                pay_org=ctx.pay_org_no,
+                seconds=time.perf_counter() - started,
+            )
 
     def move(
         self,
@@ -101,13 +105,28 @@ class Ledger:
     ) -> int | None:
         """Post the two-leg entry that moves ``amount`` out of ``source`` (debited) into
         ``target`` (credited); idempotent per ``(biz_type, biz_key)`` like :meth:`post`."""
-        return self.post(session, biz_type=biz_type, biz_key=biz_key, ctx=ctx,
-                         currency=currency, trade_id=trade_id, memo=memo,
-                         legs=[debit(source, amount), credit(target, amount)])  # fmt: skip
+        return self.post(
+            session,
+            biz_type=biz_type,
+            biz_key=biz_key,
+            ctx=ctx,
+            currency=currency,
+            trade_id=trade_id,
+            memo=memo,
+            legs=[debit(source, amount), credit(target, amount)],
+        )
 
-    def _post(self, session: Session, biz_type: str, biz_key: str, ctx: BizContext,
-              currency: str, legs: Sequence[Leg], trade_id: int | None,
-              memo: str) -> int | None:  # fmt: skip
+    def _post(
+        self,
+        session: Session,
+        biz_type: str,
+        biz_key: str,
+        ctx: BizContext,
+        currency: str,
+        legs: Sequence[Leg],
+        trade_id: int | None,
+        memo: str,
+    ) -> int | None:
         legs = [leg for leg in legs if leg.amount != 0]
         if len(legs) < 2 or sum(leg.amount for leg in legs) != 0:
             raise UnbalancedEntry("journal entry legs must sum to zero", biz_type=biz_type)
@@ -115,10 +134,19 @@ class Ledger:
             raise UnbalancedEntry("every leg must be in the entry's currency", biz_type=biz_type)
         now = self.clock()
         entry_id = self.ids.next_id()
-        entry = {"id": entry_id, "biz_type": biz_type, "biz_key": biz_key, "currency": currency,
-                 "merchant_id": ctx.merchant_id, "order_type": ctx.order_type,
-                 "sub_type": ctx.sub_type, "pay_org_no": ctx.pay_org_no,
-                 "trade_id": trade_id, "memo": memo[:256], "created_at": now}  # fmt: skip
+        entry = {
+            "id": entry_id,
+            "biz_type": biz_type,
+            "biz_key": biz_key,
+            "currency": currency,
+            "merchant_id": ctx.merchant_id,
+            "order_type": ctx.order_type,
+            "sub_type": ctx.sub_type,
+            "pay_org_no": ctx.pay_org_no,
+            "trade_id": trade_id,
+            "memo": memo[:256],
+            "created_at": now,
+        }
         rows: list[dict[str, Any]] = []
         pending: list[dict[str, Any]] = []
         changes: dict[int, int] = {}
@@ -126,12 +154,27 @@ class Ledger:
             acct = self.accounts.resolve(session, leg.account, now)
             target = acct.pick()
             leg_id = self.ids.next_id()
-            rows.append({"id": leg_id, "entry_id": entry_id, "account_id": target,
-                         "amount": leg.amount, "currency": currency})  # fmt: skip
+            rows.append(
+                {
+                    "id": leg_id,
+                    "entry_id": entry_id,
+                    "account_id": target,
+                    "amount": leg.amount,
+                    "currency": currency,
+                }
+            )
             delta = leg.amount * acct.sign
             if acct.hot_mode == BUFFERED:
-                pending.append({"id": self.ids.next_id(), "account_id": target, "leg_id": leg_id,
-                                "delta": delta, "summary_id": None, "created_at": now})  # fmt: skip
+                pending.append(
+                    {
+                        "id": self.ids.next_id(),
+                        "account_id": target,
+                        "leg_id": leg_id,
+                        "delta": delta,
+                        "summary_id": None,
+                        "created_at": now,
+                    }
+                )
             else:
                 changes[target] = changes.get(target, 0) + delta
         if not _insert_entry(session, entry, rows, pending):
@@ -145,8 +188,12 @@ class Ledger:
         return entry_id
 
 
-def _insert_entry(session: Session, entry: dict[str, Any], legs: list[dict[str, Any]],
-                  pending: list[dict[str, Any]]) -> bool:  # fmt: skip
+def _insert_entry(
+    session: Session,
+    entry: dict[str, Any],
+    legs: list[dict[str, Any]],
+    pending: list[dict[str, Any]],
+) -> bool:
     """Insert an entry with its legs and buffered postings unless its business key is
     taken; True when inserted. One round trip on PostgreSQL, three on SQLite."""
     if session.get_bind().dialect.name != "postgresql":
@@ -156,11 +203,16 @@ def _insert_entry(session: Session, entry: dict[str, Any], legs: list[dict[str, 
         if pending:
             execute_core(session, _INSERT_PENDING, pending)
         return True
-    params = {**entry,
-              "leg_ids": [r["id"] for r in legs], "leg_accounts": [r["account_id"] for r in legs],
-              "leg_amounts": [r["amount"] for r in legs],
-              "p_ids": [r["id"] for r in pending], "p_accounts": [r["account_id"] for r in pending],
-              "p_legs": [r["leg_id"] for r in pending], "p_deltas": [r["delta"] for r in pending]}
+    params = {
+        **entry,
+        "leg_ids": [r["id"] for r in legs],
+        "leg_accounts": [r["account_id"] for r in legs],
+        "leg_amounts": [r["amount"] for r in legs],
+        "p_ids": [r["id"] for r in pending],
+        "p_accounts": [r["account_id"] for r in pending],
+        "p_legs": [r["leg_id"] for r in pending],
+        "p_deltas": [r["delta"] for r in pending],
+    }
     return execute_core(session, _POST_PG, params).first() is not None
 
 
@@ -225,10 +277,12 @@ def _apply_all_pg(session: Session, changes: list[tuple[int, int]]) -> None:
 
 _APPLY_ONE = (
     update(Account)
-    .where(Account.id == bindparam("aid"),
-           Account.allow_negative | (Account.balance + bindparam("delta") >= 0))
+    .where(
+        Account.id == bindparam("aid"),
+        Account.allow_negative | (Account.balance + bindparam("delta") >= 0),
+    )
     .values(balance=Account.balance + bindparam("delta"))
-)  # fmt: skip
+)
 
 
 def apply_delta(session: Session, account_id: int, delta: int) -> None:

@@ -20,8 +20,9 @@ from .base import DistributedLock
 
 
 @contextmanager
-def guarded_hold(lock: DistributedLock, guard: Any, key: str, *, caller: str, ttl: float,
-                 wait: float) -> Iterator[str]:  # fmt: skip
+def guarded_hold(
+    lock: DistributedLock, guard: Any, key: str, *, caller: str, ttl: float, wait: float
+) -> Iterator[str]:
     """``lock.hold(key)`` with the guard's switch/breaker check before, and the outcome
     recorded after; unguarded when the lock has no ``resource`` (in-process) or the
     dependency map has no ``caller -> resource`` edge."""

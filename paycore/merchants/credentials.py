@@ -2,7 +2,6 @@
 results of onboarding and rotation, and what listings show (never a secret).
 """
 
-
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +32,6 @@ ACTIVE, DISABLED = "active", "disabled"
 DEFAULT_TOKEN_GRACE = timedelta(hours=24)
 DEFAULT_NOTIFY_OVERLAP = timedelta(hours=24)
 MAX_WINDOW = timedelta(days=30)
-
 
 
 def hash_token(token: str) -> str:
@@ -109,8 +107,10 @@ class IssuedNotifySecret:
     old_valid_until: datetime  #: until then notifications are signed with the old one too
 
     def __repr__(self) -> str:
-        return (f"IssuedNotifySecret(merchant_id={self.merchant_id!r}, "
-                f"prefix={self.prefix!r}, secret='***')")  # fmt: skip
+        return (
+            f"IssuedNotifySecret(merchant_id={self.merchant_id!r}, "
+            f"prefix={self.prefix!r}, secret='***')"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +193,10 @@ def notify_keys(
 
 def describe(info: TokenInfo | NotifySecretInfo, now: datetime) -> dict[str, Any]:
     """A row for a table or a CLI listing: the prefix, state and dates (no secret)."""
-    return {"prefix": info.prefix, "state": info.state(now), "created_at": info.created_at,
-            "valid_until": info.expires_at,
-            "revoked_at": getattr(info, "revoked_at", None)}  # fmt: skip
+    return {
+        "prefix": info.prefix,
+        "state": info.state(now),
+        "created_at": info.created_at,
+        "valid_until": info.expires_at,
+        "revoked_at": getattr(info, "revoked_at", None),
+    }

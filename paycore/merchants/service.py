@@ -2,7 +2,6 @@
 (see :mod:`paycore.merchants` for the credential model).
 """
 
-
 from __future__ import annotations
 
 import logging
@@ -247,11 +246,14 @@ class MerchantService:
             t = MerchantApiToken
             s.execute(
                 update(t)
-                .where(t.merchant_id == merchant_id, t.revoked_at.is_(None),
-                       or_(t.expires_at.is_(None), t.expires_at > until))
+                .where(
+                    t.merchant_id == merchant_id,
+                    t.revoked_at.is_(None),
+                    or_(t.expires_at.is_(None), t.expires_at > until),
+                )
                 .values(expires_at=until)
                 .execution_options(synchronize_session=False)
-            )  # fmt: skip
+            )
             self._add_token(s, merchant_id, token, now)
             s.execute(
                 update(Merchant)
@@ -262,8 +264,12 @@ class MerchantService:
 
         self.db.run(work)
         self._forget(merchant_id)
-        log.info("merchant %s: API token rotated, new %s, old ones valid until %s",
-                 merchant_id, token[:TOKEN_ID_LEN], until.isoformat())  # fmt: skip
+        log.info(
+            "merchant %s: API token rotated, new %s, old ones valid until %s",
+            merchant_id,
+            token[:TOKEN_ID_LEN],
+            until.isoformat(),
+        )
         return IssuedToken(merchant_id, token, token[:TOKEN_ID_LEN], until)
 
     def revoke_token(self, merchant_id: str, prefix: str) -> int:
@@ -283,11 +289,15 @@ class MerchantService:
             t = MerchantApiToken
             done = s.execute(
                 update(t)
-                .where(t.merchant_id == merchant_id, t.prefix == key, t.revoked_at.is_(None),
-                       or_(t.expires_at.is_(None), t.expires_at > now))
+                .where(
+                    t.merchant_id == merchant_id,
+                    t.prefix == key,
+                    t.revoked_at.is_(None),
+                    or_(t.expires_at.is_(None), t.expires_at > now),
+                )
                 .values(revoked_at=now)
                 .execution_options(synchronize_session=False)
-            )  # fmt: skip
+            )
             return int(done.rowcount)  # type: ignore[attr-defined]
 
         revoked = self.db.run(work)
@@ -313,28 +323,40 @@ class MerchantService:
             # a secret that signs nothing any more is not kept
             s.execute(
                 delete(n)
-                .where(n.merchant_id == merchant_id, n.expires_at.is_not(None),
-                       n.expires_at <= now)
+                .where(n.merchant_id == merchant_id, n.expires_at.is_not(None), n.expires_at <= now)
                 .execution_options(synchronize_session=False)
-            )  # fmt: skip
+            )
             held = s.execute(
                 select(func.count()).select_from(n).where(n.merchant_id == merchant_id)
             ).scalar_one()
             if not held and overlap:  # first rotation: the shared key signs on meanwhile
-                s.add(n(id=self.ids.next_id(), merchant_id=merchant_id, secret=None,
-                        prefix=SHARED_KEY_ID, created_at=now, expires_at=until))  # fmt: skip
+                s.add(
+                    n(
+                        id=self.ids.next_id(),
+                        merchant_id=merchant_id,
+                        secret=None,
+                        prefix=SHARED_KEY_ID,
+                        created_at=now,
+                        expires_at=until,
+                    )
+                )
             s.execute(
                 update(n)
-                .where(n.merchant_id == merchant_id,
-                       or_(n.expires_at.is_(None), n.expires_at > until))
+                .where(
+                    n.merchant_id == merchant_id, or_(n.expires_at.is_(None), n.expires_at > until)
+                )
                 .values(expires_at=until)
                 .execution_options(synchronize_session=False)
-            )  # fmt: skip
+            )
             self._add_notify_secret(s, merchant_id, secret, now)
 
         self.db.run(work)
-        log.info("merchant %s: notification secret rotated, new %s, old ones sign until %s",
-                 merchant_id, secret[:SECRET_ID_LEN], until.isoformat())  # fmt: skip
+        log.info(
+            "merchant %s: notification secret rotated, new %s, old ones sign until %s",
+            merchant_id,
+            secret[:SECRET_ID_LEN],
+            until.isoformat(),
+        )
         return IssuedNotifySecret(merchant_id, secret, secret[:SECRET_ID_LEN], until)
 
     def disable(self, merchant_id: str) -> MerchantInfo:
@@ -371,12 +393,25 @@ class MerchantService:
 
     @staticmethod
     def _add_token(s: Session, merchant_id: str, token: str, now: datetime) -> None:
-        s.add(MerchantApiToken(token_hash=hash_token(token), merchant_id=merchant_id,
-                               prefix=token[:TOKEN_ID_LEN], created_at=now))  # fmt: skip
+        s.add(
+            MerchantApiToken(
+                token_hash=hash_token(token),
+                merchant_id=merchant_id,
+                prefix=token[:TOKEN_ID_LEN],
+                created_at=now,
+            )
+        )
 
     def _add_notify_secret(self, s: Session, merchant_id: str, secret: str, now: datetime) -> None:
-        s.add(MerchantNotifySecret(id=self.ids.next_id(), merchant_id=merchant_id, secret=secret,
-                                   prefix=secret[:SECRET_ID_LEN], created_at=now))  # fmt: skip
+        s.add(
+            MerchantNotifySecret(
+                id=self.ids.next_id(),
+                merchant_id=merchant_id,
+                secret=secret,
+                prefix=secret[:SECRET_ID_LEN],
+                created_at=now,
+            )
+        )
 
     # -- what an admin sees (never a token or a secret) ---------------------------------
     def merchants(self) -> list[MerchantSummary]:
@@ -384,8 +419,9 @@ class MerchantService:
         m = Merchant
         with self.db.session() as s:
             rows = s.execute(
-                select(m.merchant_id, m.name, m.status, m.notify_url, m.created_at)
-                .order_by(m.merchant_id)
+                select(m.merchant_id, m.name, m.status, m.notify_url, m.created_at).order_by(
+                    m.merchant_id
+                )
             ).all()
         return [MerchantSummary(*r) for r in rows]
 
@@ -411,5 +447,3 @@ class MerchantService:
                 .order_by(n.created_at.desc(), n.id.desc())
             ).all()
         return [NotifySecretInfo(*r) for r in rows]
-
-

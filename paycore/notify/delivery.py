@@ -234,9 +234,12 @@ class NotificationDelivery:
         for row, out in zip(rows, outcomes, strict=True):
             tried = row.attempts + 1
             status, due, delivered_at = PENDING, now, None
-            self.metrics.observe("notification", "ok" if out.ok else "error",
-                                 "" if out.ok else _reason(out.error),
-                                 seconds=out.duration_ms / 1000)  # fmt: skip
+            self.metrics.observe(
+                "notification",
+                "ok" if out.ok else "error",
+                "" if out.ok else _reason(out.error),
+                seconds=out.duration_ms / 1000,
+            )
             if out.ok:
                 status, delivered_at = DELIVERED, now
                 self.delivered += 1
@@ -248,8 +251,12 @@ class NotificationDelivery:
                 self.gave_up += 1
                 log.warning(
                     "%s: notification %s to merchant %s gave up after %d attempts (%s)",
-                    self.worker_id, row.event_id, row.merchant_id, tried, out.error,
-                )  # fmt: skip
+                    self.worker_id,
+                    row.event_id,
+                    row.merchant_id,
+                    tried,
+                    out.error,
+                )
             updates.append(
                 {
                     "b_id": row.id,
@@ -259,7 +266,7 @@ class NotificationDelivery:
                     "b_delivered_at": delivered_at,
                     "b_code": out.status_code,
                     "b_error": out.error[:500],
-                }  # fmt: skip
+                }
             )
             attempts.append(
                 {
@@ -269,7 +276,7 @@ class NotificationDelivery:
                     "status_code": out.status_code,
                     "error": out.error[:500],
                     "duration_ms": out.duration_ms,
-                }  # fmt: skip
+                }
             )
         return updates, attempts
 

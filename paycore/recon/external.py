@@ -156,8 +156,9 @@ def check_pay_org(pay_org_no: str, pay_orgs: Collection[str] | None = None) -> s
     check_code(pay_org_no, "pay_org_no")
     if pay_orgs is not None and pay_org_no not in pay_orgs:
         known = ", ".join(sorted(pay_orgs)) or "none"
-        raise UnknownPayOrg(f"{pay_org_no} is not a configured pay org (configured: {known})",
-                            field="pay_org_no")  # fmt: skip
+        raise UnknownPayOrg(
+            f"{pay_org_no} is not a configured pay org (configured: {known})", field="pay_org_no"
+        )
     return pay_org_no
 
 
@@ -169,8 +170,10 @@ def day_over(day: date, now: datetime) -> bool:
 def check_day_over(day: date, now: datetime) -> None:
     """Raise :class:`~paycore.errors.DayNotOver` when the UTC ``day`` has not ended."""
     if not day_over(day, now):
-        raise DayNotOver(f"the UTC day {day.isoformat()} is not over yet: its statement may "
-                         "still grow, and what it lacks now would be recorded as differences")
+        raise DayNotOver(
+            f"the UTC day {day.isoformat()} is not over yet: its statement may "
+            "still grow, and what it lacks now would be recorded as differences"
+        )
 
 
 def _run(
@@ -196,8 +199,13 @@ def _run(
     _commit(core, report, _ours_missing(core, org, d, seen), 0, 0, done, final=True)
     log.info(
         "external recon %s %s: %d lines, %d matched, differences %s (%d new)",
-        org, d.text, report.checked, report.matched, report.counts, report.added,
-    )  # fmt: skip
+        org,
+        d.text,
+        report.checked,
+        report.matched,
+        report.counts,
+        report.added,
+    )
 
 
 def _commit(
@@ -225,8 +233,11 @@ def _commit(
 
     new = core.db.run(work)
     report.checked, report.matched, report.counts, report.added = (
-        new.checked, new.matched, new.counts, new.added,
-    )  # fmt: skip
+        new.checked,
+        new.matched,
+        new.counts,
+        new.added,
+    )
 
 
 def _txn_in(core: PayCore, txns: set[str]) -> ColumnElement[bool]:
@@ -272,9 +283,16 @@ def _match_chunk(
             continue
         if o is None:
             diffs.append(
-                _diff(org, d, "missing_ours", ref, note="unknown to us", channel_amount=ln.amount,
-                      channel_status=ln.status)
-            )  # fmt: skip
+                _diff(
+                    org,
+                    d,
+                    "missing_ours",
+                    ref,
+                    note="unknown to us",
+                    channel_amount=ln.amount,
+                    channel_status=ln.status,
+                )
+            )
             continue
         _, item_id, status, amount, settled, finished = o
         amount = settled if settled is not None else amount
@@ -293,9 +311,18 @@ def _match_chunk(
             when = finished.isoformat() if finished else "no time"
             kind, note = "missing_ours", f"we booked it: {when}"
         diffs.append(
-            _diff(org, d, kind, ref, note=note, our_amount=amount, our_status=status,
-                  channel_amount=ln.amount, channel_status=ln.status)
-        )  # fmt: skip
+            _diff(
+                org,
+                d,
+                kind,
+                ref,
+                note=note,
+                our_amount=amount,
+                our_status=status,
+                channel_amount=ln.amount,
+                channel_status=ln.status,
+            )
+        )
     return diffs, matched
 
 
@@ -304,23 +331,38 @@ def _compensated(
 ) -> tuple[dict[int, int], dict[str, int]]:
     """What compensation explains in a chunk: money taken by failed items (pay item id ->
     amount held by its pay exception) and our refunds of it (``x{id}`` -> amount posted)."""
-    refs = {ln.channel_txn_no[1:]: ln.channel_txn_no for ln in lines
-            if ln.channel_txn_no[:1] == "x" and ln.channel_txn_no[1:].isdigit()}  # fmt: skip
+    refs = {
+        ln.channel_txn_no[1:]: ln.channel_txn_no
+        for ln in lines
+        if ln.channel_txn_no[:1] == "x" and ln.channel_txn_no[1:].isdigit()
+    }
     taken: dict[int, int] = {}
     refunded: dict[str, int] = {}
     with core.db.session() as s:
         if failed_items:
-            taken = {int(i): int(a) for i, a in s.execute(
-                select(PayException.pay_item_id, func.max(PayException.amount_taken))
-                .where(PayException.pay_item_id.in_(failed_items))
-                .group_by(PayException.pay_item_id)) if i is not None}  # fmt: skip
+            taken = {
+                int(i): int(a)
+                for i, a in s.execute(
+                    select(PayException.pay_item_id, func.max(PayException.amount_taken))
+                    .where(PayException.pay_item_id.in_(failed_items))
+                    .group_by(PayException.pay_item_id)
+                )
+                if i is not None
+            }
         if refs:
-            refunded = {refs[k]: int(a) for k, a in s.execute(
-                select(JournalEntry.biz_key, func.sum(JournalLeg.amount))
-                .join(JournalLeg, JournalLeg.entry_id == JournalEntry.id)
-                .where(JournalEntry.biz_type == "exception_refund",
-                       JournalEntry.biz_key.in_(list(refs)), JournalLeg.amount > 0)
-                .group_by(JournalEntry.biz_key))}  # fmt: skip
+            refunded = {
+                refs[k]: int(a)
+                for k, a in s.execute(
+                    select(JournalEntry.biz_key, func.sum(JournalLeg.amount))
+                    .join(JournalLeg, JournalLeg.entry_id == JournalEntry.id)
+                    .where(
+                        JournalEntry.biz_type == "exception_refund",
+                        JournalEntry.biz_key.in_(list(refs)),
+                        JournalLeg.amount > 0,
+                    )
+                    .group_by(JournalEntry.biz_key)
+                )
+            }
     return taken, refunded
 
 
@@ -346,7 +388,14 @@ def _ours_missing(core: PayCore, org: str, d: _Day, seen: set[str]) -> list[Diff
             kind = "timing_gap" if d.near_cutoff(r.finished_at) else "missing_channel"
             note = f"we booked it at {r.finished_at.isoformat()}; not on the statement"
             diffs.append(
-                _diff(org, d, kind, r.channel_txn_no, our_amount=amount, our_status=st.SUCCESS,
-                      note=note)
-            )  # fmt: skip
+                _diff(
+                    org,
+                    d,
+                    kind,
+                    r.channel_txn_no,
+                    our_amount=amount,
+                    our_status=st.SUCCESS,
+                    note=note,
+                )
+            )
     return diffs

@@ -47,8 +47,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PAID_STATES = (st.PAID, st.CONFIRMED)
-ITEM_ENTRY = {"pay": "pay_item", "recharge": "pay_item", "transfer": "pay_item",
-              "withdraw": "withdraw_out", "refund": "refund_item"}  # fmt: skip
+ITEM_ENTRY = {
+    "pay": "pay_item",
+    "recharge": "pay_item",
+    "transfer": "pay_item",
+    "withdraw": "withdraw_out",
+    "refund": "refund_item",
+}
 COMPLETE_ENTRY = ("pay", "recharge", "transfer")
 
 
@@ -145,29 +150,52 @@ def _check_trade(snap: _Snapshot, t: Any) -> Iterator[Difference]:
     elif t.status in PAID_STATES:
         if len(ok) != 1 or ok[0].amount != t.paid_amount or t.paid_amount != t.amount:
             note = f"paid trade with {len(ok)} successful pay orders"
-            yield _diff(t, "internal.trade_pay_mismatch", t.id, note, our_amount=t.paid_amount,
-                        channel_amount=sum(po.amount for po in ok), **kw)  # fmt: skip
+            yield _diff(
+                t,
+                "internal.trade_pay_mismatch",
+                t.id,
+                note,
+                our_amount=t.paid_amount,
+                channel_amount=sum(po.amount for po in ok),
+                **kw,
+            )
     elif ok:
         note = f"{t.status} trade with a successful pay order"
         yield _diff(t, "internal.trade_pay_mismatch", t.id, note, **kw)
     if t.trade_type in ("instant", "guaranteed"):
         expected = snap.refunds.get(t.id, 0)
         if t.refunded_amount != expected:
-            yield _diff(t, "internal.refund_sum_mismatch", t.id, "refunded_amount vs refunds",
-                        our_amount=t.refunded_amount, channel_amount=expected)  # fmt: skip
+            yield _diff(
+                t,
+                "internal.refund_sum_mismatch",
+                t.id,
+                "refunded_amount vs refunds",
+                our_amount=t.refunded_amount,
+                channel_amount=expected,
+            )
     for po in ok:
         items = snap.items.get(po.id, [])
         if any(i.status != st.SUCCESS for i in items) or sum(i.amount for i in items) != po.amount:
             note = "order success, items " + ",".join(sorted(i.status for i in items))
-            yield _diff(t, "internal.pay_item_mismatch", po.id, note, our_amount=po.amount,
-                        channel_amount=sum(i.amount for i in items))  # fmt: skip
+            yield _diff(
+                t,
+                "internal.pay_item_mismatch",
+                po.id,
+                note,
+                our_amount=po.amount,
+                channel_amount=sum(i.amount for i in items),
+            )
         keys = [(ITEM_ENTRY[po.pay_type], str(i.id)) for i in items if i.status == st.SUCCESS]
         if po.pay_type in COMPLETE_ENTRY:
             keys.append(("pay_complete", str(po.id)))
         for key in keys:
             if key not in snap.entries:
-                yield _diff(t, "internal.missing_ledger_entry", ":".join(key),
-                            f"no {key[0]} entry for pay order {po.id}")  # fmt: skip
+                yield _diff(
+                    t,
+                    "internal.missing_ledger_entry",
+                    ":".join(key),
+                    f"no {key[0]} entry for pay order {po.id}",
+                )
 
 
 def reconcile_internal(
@@ -205,8 +233,9 @@ def reconcile_internal(
 
     report.added = core.db.run(work)
     if report.counts:
-        log.warning("internal recon %s: differences %s (%d new)", since, report.counts,
-                    report.added)  # fmt: skip
+        log.warning(
+            "internal recon %s: differences %s (%d new)", since, report.counts, report.added
+        )
     return report
 
 
@@ -232,8 +261,12 @@ def _check_channel(snap: _Snapshot, gateway: QueryGateway, sample: int) -> Itera
         amount = item.settled_amount if item.settled_amount is not None else item.amount
         if r is None or r.status != st.SUCCESS or r.amount != amount:
             yield _diff(
-                t, "internal.channel_status_mismatch", str(item.channel_txn_no),
-                "the channel's answer differs from ours", our_amount=amount,
-                channel_amount=None if r is None else r.amount, our_status=st.SUCCESS,
+                t,
+                "internal.channel_status_mismatch",
+                str(item.channel_txn_no),
+                "the channel's answer differs from ours",
+                our_amount=amount,
+                channel_amount=None if r is None else r.amount,
+                our_status=st.SUCCESS,
                 channel_status="pending" if r is None else r.status,
-            )  # fmt: skip
+            )

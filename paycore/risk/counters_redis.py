@@ -75,9 +75,10 @@ class RedisRiskCounters(RiskCounters):
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         if isinstance(client_or_url, str):
             self._client = redis.Redis.from_url(
-                client_or_url, socket_timeout=SOCKET_TIMEOUT_S,
+                client_or_url,
+                socket_timeout=SOCKET_TIMEOUT_S,
                 socket_connect_timeout=SOCKET_TIMEOUT_S,
-            )  # fmt: skip
+            )
             self._owns = True
         else:
             self._client, self._owns = client_or_url, False

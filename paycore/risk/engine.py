@@ -54,8 +54,15 @@ class RiskHold:
 
     __slots__ = ("_counters", "amount", "checked", "scope", "windows")
 
-    def __init__(self, counters: RiskCounters | None, scope: str = "", amount: int = 0,
-                 windows: Sequence[Window] = (), *, checked: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        counters: RiskCounters | None,
+        scope: str = "",
+        amount: int = 0,
+        windows: Sequence[Window] = (),
+        *,
+        checked: bool = True,
+    ) -> None:
         self._counters = counters
         self.scope, self.amount, self.windows = scope, amount, tuple(windows)
         self.checked = checked  #: False: allowed unchecked by the fallback
@@ -93,8 +100,9 @@ class _Blocklist:
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
 
-    def blocks(self, merchant_id: str, user_id: str, refresh_s: float, *,
-               reload: bool = True) -> bool:  # fmt: skip
+    def blocks(
+        self, merchant_id: str, user_id: str, refresh_s: float, *, reload: bool = True
+    ) -> bool:
         pairs = self._pairs
         if (reload or pairs is None) and time.monotonic() - self._loaded_at > refresh_s:
             pairs = self._reload()
@@ -134,9 +142,14 @@ class RiskEngine:
     allowances are only logged); ``clock``: seconds since the epoch (names the windows).
     """
 
-    def __init__(self, policy: RiskPolicy | None = None, *, counters: RiskCounters | None = None,
-                 db: Database | None = None,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+    def __init__(
+        self,
+        policy: RiskPolicy | None = None,
+        *,
+        counters: RiskCounters | None = None,
+        db: Database | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.policy = policy or RiskPolicy()
         self.counters = counters or MemoryRiskCounters()
         self.db = db
@@ -144,8 +157,9 @@ class RiskEngine:
         self._blocklist = _Blocklist(db)
 
     # -- the check ---------------------------------------------------------------------
-    def reserve(self, merchant_id: str, user_id: str, amount: int,
-                currency: str = "CNY") -> RiskHold:  # fmt: skip
+    def reserve(
+        self, merchant_id: str, user_id: str, amount: int, currency: str = "CNY"
+    ) -> RiskHold:
         """Check the payment and reserve it on the counters, or raise
         :class:`RiskRejected`; :class:`RiskUnavailable` when the check cannot be made."""
         policy = self.policy
@@ -160,8 +174,16 @@ class RiskEngine:
             raise RiskRejected(_REFUSED[(refused.window.kind, refused.limit)])
         return RiskHold(self.counters, scope, amount, windows)
 
-    def fallback(self, merchant_id: str, user_id: str, amount: int, *, currency: str = "CNY",
-                 trade_id: int, reason: str) -> RiskHold:  # fmt: skip
+    def fallback(
+        self,
+        merchant_id: str,
+        user_id: str,
+        amount: int,
+        *,
+        currency: str = "CNY",
+        trade_id: int,
+        reason: str,
+    ) -> RiskHold:
         """What to decide while the check is unavailable: allow unchecked up to the
         fallback threshold (recorded for review), refuse larger payments."""
         if amount > self.policy.fallback_max_amount:
@@ -169,17 +191,33 @@ class RiskEngine:
         if self._blocklist.blocks(merchant_id, user_id, 0, reload=False):
             raise RiskRejected(BLOCKED)
         if self.db is None:
-            log.warning("payment of trade %s allowed unchecked (%s); no review log", trade_id,
-                        reason)  # fmt: skip
+            log.warning(
+                "payment of trade %s allowed unchecked (%s); no review log", trade_id, reason
+            )
         else:
-            lists.record_review(self.db, merchant_id=merchant_id, user_id=user_id,
-                                trade_id=trade_id, amount=amount, currency=currency,
-                                reason=reason)  # fmt: skip
+            lists.record_review(
+                self.db,
+                merchant_id=merchant_id,
+                user_id=user_id,
+                trade_id=trade_id,
+                amount=amount,
+                currency=currency,
+                reason=reason,
+            )
         return unchecked_hold()
 
-    def decide(self, merchant_id: str, user_id: str, amount: int, *, currency: str,
-               trade_id: int, guard: Any = None, caller: str = "link.pay",
-               labels: Mapping[str, str] | None = None) -> RiskHold:  # fmt: skip
+    def decide(
+        self,
+        merchant_id: str,
+        user_id: str,
+        amount: int,
+        *,
+        currency: str,
+        trade_id: int,
+        guard: Any = None,
+        caller: str = "link.pay",
+        labels: Mapping[str, str] | None = None,
+    ) -> RiskHold:
         """:meth:`reserve` through the guard (resource ``risk``, a weak dependency) with
         :meth:`fallback` when the check is unavailable; without a guard, the fallback
         covers an unreachable counter store."""
@@ -201,16 +239,18 @@ class RiskEngine:
             if failed and isinstance(failed[0], RiskRejected):
                 raise failed[0]  # a refusal is an answer, never a reason to skip the check
             reason = failed[0].message if failed else _guard_reason(guard)
-            return self.fallback(merchant_id, user_id, amount, currency=currency,
-                                 trade_id=trade_id, reason=reason)  # fmt: skip
+            return self.fallback(
+                merchant_id, user_id, amount, currency=currency, trade_id=trade_id, reason=reason
+            )
 
         if guard is None:
             try:
                 return check()
             except RiskUnavailable:
                 return fallback()
-        result: RiskHold = guard.call("risk", check, caller=caller, labels=labels or {},
-                                      fallback=fallback)  # fmt: skip
+        result: RiskHold = guard.call(
+            "risk", check, caller=caller, labels=labels or {}, fallback=fallback
+        )
         return result
 
     # -- the blocklist -----------------------------------------------------------------

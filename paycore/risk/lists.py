@@ -76,8 +76,7 @@ def _entry(row: RiskBlock) -> BlockEntry:
     return BlockEntry(row.merchant_id, row.user_id, row.reason, row.created_by, row.created_at)
 
 
-def block(db: Database, merchant_id: str, user_id: str, *, reason: str,
-          actor: str) -> BlockEntry:  # fmt: skip
+def block(db: Database, merchant_id: str, user_id: str, *, reason: str, actor: str) -> BlockEntry:
     """Block ``user_id`` at ``merchant_id`` (``*``: at every merchant); an existing entry
     takes the new reason and actor."""
     user_id = _text(user_id, "user_id", 64)
@@ -88,8 +87,13 @@ def block(db: Database, merchant_id: str, user_id: str, *, reason: str,
     def work(s: Session) -> BlockEntry:
         row = s.get(RiskBlock, (merchant_id, user_id))
         if row is None:
-            row = RiskBlock(merchant_id=merchant_id, user_id=user_id, reason=reason,
-                            created_by=actor, created_at=datetime.now(UTC))  # fmt: skip
+            row = RiskBlock(
+                merchant_id=merchant_id,
+                user_id=user_id,
+                reason=reason,
+                created_by=actor,
+                created_at=datetime.now(UTC),
+            )
             s.add(row)
         else:
             row.reason, row.created_by = reason, actor
@@ -102,18 +106,21 @@ def block(db: Database, merchant_id: str, user_id: str, *, reason: str,
 def unblock(db: Database, merchant_id: str, user_id: str) -> bool:
     """Remove an entry; False when there was none."""
     user_id = _text(user_id, "user_id", 64)
-    if merchant_id != EVERY_MERCHANT and not (isinstance(merchant_id, str)
-                                              and _MERCHANT.fullmatch(merchant_id)):  # fmt: skip
+    if merchant_id != EVERY_MERCHANT and not (
+        isinstance(merchant_id, str) and _MERCHANT.fullmatch(merchant_id)
+    ):
         raise InvalidRequest("merchant_id must be a merchant id or '*'", field="merchant_id")
-    stmt = delete(RiskBlock).where(RiskBlock.merchant_id == merchant_id,
-                                   RiskBlock.user_id == user_id)  # fmt: skip
+    stmt = delete(RiskBlock).where(
+        RiskBlock.merchant_id == merchant_id, RiskBlock.user_id == user_id
+    )
     return bool(db.run(lambda s: execute_core(s, stmt).rowcount))
 
 
 def blocked(db: Database, merchant_id: str | None = None) -> list[BlockEntry]:
     """The blocklist (one merchant's entries and the ``*`` ones, when given), oldest first."""
-    stmt = select(RiskBlock).order_by(RiskBlock.created_at, RiskBlock.merchant_id,
-                                      RiskBlock.user_id)  # fmt: skip
+    stmt = select(RiskBlock).order_by(
+        RiskBlock.created_at, RiskBlock.merchant_id, RiskBlock.user_id
+    )
     if merchant_id is not None:
         stmt = stmt.where(RiskBlock.merchant_id.in_((merchant_id, EVERY_MERCHANT)))
     with db.reading() as s:
@@ -127,12 +134,28 @@ def blocked_pairs(db: Database) -> frozenset[tuple[str, str]]:
         return frozenset((m, u) for m, u in rows)
 
 
-def record_review(db: Database, *, merchant_id: str, user_id: str, trade_id: int, amount: int,
-                  currency: str, reason: str) -> int:  # fmt: skip
+def record_review(
+    db: Database,
+    *,
+    merchant_id: str,
+    user_id: str,
+    trade_id: int,
+    amount: int,
+    currency: str,
+    reason: str,
+) -> int:
     """Log a payment allowed unchecked; returns the review's id."""
-    row = RiskReview(merchant_id=merchant_id, user_id=user_id, trade_id=trade_id, amount=amount,
-                     currency=currency, reason=reason[:128], status="open",
-                     created_at=datetime.now(UTC), note="")  # fmt: skip
+    row = RiskReview(
+        merchant_id=merchant_id,
+        user_id=user_id,
+        trade_id=trade_id,
+        amount=amount,
+        currency=currency,
+        reason=reason[:128],
+        status="open",
+        created_at=datetime.now(UTC),
+        note="",
+    )
 
     def work(s: Session) -> int:
         s.add(row)
@@ -143,12 +166,25 @@ def record_review(db: Database, *, merchant_id: str, user_id: str, trade_id: int
 
 
 def _review(r: RiskReview) -> ReviewItem:
-    return ReviewItem(r.id, r.merchant_id, r.user_id, r.trade_id, r.amount, r.currency, r.reason,
-                      r.status, r.created_at, r.reviewed_by, r.reviewed_at, r.note)  # fmt: skip
+    return ReviewItem(
+        r.id,
+        r.merchant_id,
+        r.user_id,
+        r.trade_id,
+        r.amount,
+        r.currency,
+        r.reason,
+        r.status,
+        r.created_at,
+        r.reviewed_by,
+        r.reviewed_at,
+        r.note,
+    )
 
 
-def list_reviews(db: Database, *, status: str | None = None, merchant_id: str | None = None,
-                 limit: int = 100) -> list[ReviewItem]:  # fmt: skip
+def list_reviews(
+    db: Database, *, status: str | None = None, merchant_id: str | None = None, limit: int = 100
+) -> list[ReviewItem]:
     """Unchecked payments, newest first (what the console shows)."""
     if status is not None and status not in REVIEW_STATUSES:
         raise InvalidRequest(f"status must be one of {', '.join(REVIEW_STATUSES)}")
@@ -167,8 +203,9 @@ def close_review(db: Database, review_id: int, *, actor: str, note: str = "") ->
     """Mark an open review as reviewed; False when there is no such open review."""
     actor = _text(actor, "actor", 64)
     note = _text(note, "note", 2000, empty=True)
-    stmt = (update(RiskReview)
-            .where(RiskReview.id == review_id, RiskReview.status == "open")
-            .values(status="reviewed", reviewed_by=actor, reviewed_at=datetime.now(UTC),
-                    note=note))  # fmt: skip
+    stmt = (
+        update(RiskReview)
+        .where(RiskReview.id == review_id, RiskReview.status == "open")
+        .values(status="reviewed", reviewed_by=actor, reviewed_at=datetime.now(UTC), note=note)
+    )
     return bool(db.run(lambda s: execute_core(s, stmt).rowcount))

@@ -20,8 +20,15 @@ from stability.breaker_store import (
     make_breaker_store,
 )
 
-CFG = BreakerConfig(window_size=10, min_calls=5, failure_ratio=0.5, slow_call_s=1.0,
-                    slow_ratio=0.5, open_s=5.0, half_open_probes=3)  # fmt: skip
+CFG = BreakerConfig(
+    window_size=10,
+    min_calls=5,
+    failure_ratio=0.5,
+    slow_call_s=1.0,
+    slow_ratio=0.5,
+    open_s=5.0,
+    half_open_probes=3,
+)
 
 
 class FakeClock:
@@ -41,11 +48,13 @@ class Env:
     clock: FakeClock = field(default_factory=FakeClock)
     events: list[tuple[str, str, str, str]] = field(default_factory=list)
 
-    def make(self, name: str = "channel.A", config: BreakerConfig = CFG, **kw: Any
-             ) -> CircuitBreaker:  # fmt: skip
+    def make(
+        self, name: str = "channel.A", config: BreakerConfig = CFG, **kw: Any
+    ) -> CircuitBreaker:
         kw.setdefault("store", self.store)
-        return CircuitBreaker(name, config, clock=self.clock,
-                              on_change=lambda *e: self.events.append(e), **kw)  # fmt: skip
+        return CircuitBreaker(
+            name, config, clock=self.clock, on_change=lambda *e: self.events.append(e), **kw
+        )
 
     def moves(self) -> list[tuple[str, str]]:
         return [(frm, to) for _, frm, to, _ in self.events]
@@ -151,8 +160,7 @@ def test_a_failed_or_slow_probe_reopens(env: Env, bad_probe: str) -> None:
     feed(b, "s")  # a late result while open is ignored
     env.clock.advance(5)
     assert b.allow() and b.state == "half_open"
-    assert env.moves()[-3:] == [("open", "half_open"), ("half_open", "open"),
-                                ("open", "half_open")]  # fmt: skip
+    assert env.moves()[-3:] == [("open", "half_open"), ("half_open", "open"), ("open", "half_open")]
 
 
 def test_probes_that_never_finish_reopen(env: Env) -> None:
@@ -196,8 +204,11 @@ def test_forced_states_override_and_release(env: Env) -> None:
     b.force(None, "incident over")
     assert b.state == "closed" and b.snapshot().calls == 0
     b.force(None, "again")  # releasing an unforced breaker changes nothing
-    assert env.moves() == [("closed", "forced_open"), ("forced_open", "forced_closed"),
-                           ("forced_closed", "closed")]  # fmt: skip
+    assert env.moves() == [
+        ("closed", "forced_open"),
+        ("forced_open", "forced_closed"),
+        ("forced_closed", "closed"),
+    ]
     assert env.events[0][3] == "forced: channel maintenance"
     with pytest.raises(ValueError):
         b.force("open", "not a forced state")
@@ -233,10 +244,12 @@ def test_on_change_sees_every_transition_outside_the_lock(env: Env) -> None:
         assert b.allow()
     feed(b, "sss")
     assert seen == [
-        ("closed", "open", "open"), ("open", "half_open", "half_open"),
-        ("half_open", "open", "open"), ("open", "half_open", "half_open"),
+        ("closed", "open", "open"),
+        ("open", "half_open", "half_open"),
+        ("half_open", "open", "open"),
+        ("open", "half_open", "half_open"),
         ("half_open", "closed", "closed"),
-    ]  # fmt: skip
+    ]
 
 
 def test_a_failing_listener_does_not_break_the_breaker(env: Env) -> None:
@@ -319,10 +332,19 @@ def test_make_breaker_store(redis_url: str) -> None:
         make_breaker_store("zk://x")
 
 
-@pytest.mark.parametrize("bad", [
-    dict(window_size=0), dict(min_calls=0), dict(min_calls=30), dict(failure_ratio=0),
-    dict(slow_ratio=1.5), dict(slow_call_s=0), dict(open_s=-1), dict(half_open_probes=0),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(window_size=0),
+        dict(min_calls=0),
+        dict(min_calls=30),
+        dict(failure_ratio=0),
+        dict(slow_ratio=1.5),
+        dict(slow_call_s=0),
+        dict(open_s=-1),
+        dict(half_open_probes=0),
+    ],
+)
 def test_config_validation(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         BreakerConfig(**bad)  # type: ignore[arg-type]

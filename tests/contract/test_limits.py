@@ -31,8 +31,9 @@ def store(request: pytest.FixtureRequest) -> Iterator[LimitStore]:
     if request.param == "memory":
         backend: LimitStore = MemoryLimitStore()
     else:
-        backend = RedisLimitStore(request.getfixturevalue("redis_url"),
-                                  combine=request.param == "redis")  # fmt: skip
+        backend = RedisLimitStore(
+            request.getfixturevalue("redis_url"), combine=request.param == "redis"
+        )
     try:
         yield backend
     finally:
@@ -213,10 +214,13 @@ def test_combination_scope(store: LimitStore) -> None:
 
 
 def test_every_rule_of_the_resource_applies(store: LimitStore) -> None:
-    limiter = Limiter(store, [
-        LimitRule("global", "pay", 1, 3),
-        LimitRule("per-merchant", "pay", 1, 1, scope=("merchant_id",)),
-    ])  # fmt: skip
+    limiter = Limiter(
+        store,
+        [
+            LimitRule("global", "pay", 1, 3),
+            LimitRule("per-merchant", "pay", 1, 1, scope=("merchant_id",)),
+        ],
+    )
     assert limiter.check("pay", A).allowed
     assert limiter.check("pay", A).blocked_by == "per-merchant"
     assert limiter.check("pay", B).allowed
@@ -257,8 +261,11 @@ def test_enforce_raises_rate_limited(store: LimitStore) -> None:
 def test_rule_validation() -> None:
     LimitRule("ok", "pay", 0.5, 1, scope=("merchant_id", "order_type", "sub_type", "pay_org_no"))
     for bad in (
-        dict(rate=0), dict(burst=0.5), dict(policy="maybe"), dict(scope=("user_id",)),
-    ):  # fmt: skip
+        dict(rate=0),
+        dict(burst=0.5),
+        dict(policy="maybe"),
+        dict(scope=("user_id",)),
+    ):
         kwargs = {"name": "r", "resource": "pay", "rate": 1.0, "burst": 1.0, **bad}
         with pytest.raises(ValueError):
             LimitRule(**kwargs)  # type: ignore[arg-type]
@@ -290,11 +297,14 @@ def test_redis_buckets_are_shared_between_clients(redis_url: str) -> None:
 
 
 def policies_limiter(store: LimitStore) -> Limiter:
-    return Limiter(store, [
-        LimitRule("open", "risk", 1, 1, policy="fail_open"),
-        LimitRule("closed", "ledger", 1, 1, policy="fail_closed"),
-        LimitRule("trial", "ledger", 1, 1, policy="fail_closed", dry_run=True),
-    ])  # fmt: skip
+    return Limiter(
+        store,
+        [
+            LimitRule("open", "risk", 1, 1, policy="fail_open"),
+            LimitRule("closed", "ledger", 1, 1, policy="fail_closed"),
+            LimitRule("trial", "ledger", 1, 1, policy="fail_closed", dry_run=True),
+        ],
+    )
 
 
 def assert_policies(limiter: Limiter) -> None:

@@ -168,8 +168,10 @@ def test_redis_stores_share_counters_across_clients_and_keep_namespaces_apart(
     redis_server: str,
 ) -> None:
     ns = f"t:{uuid.uuid4().hex}:"
-    one, two = RedisRiskCounters(redis_server, namespace=ns), RedisRiskCounters(
-        redis_server, namespace=ns)  # fmt: skip
+    one, two = (
+        RedisRiskCounters(redis_server, namespace=ns),
+        RedisRiskCounters(redis_server, namespace=ns),
+    )
     other = RedisRiskCounters(redis_server, namespace=f"t:{uuid.uuid4().hex}:")
     try:
         windows = (minute(max_count=2),)
@@ -234,9 +236,11 @@ def test_unreachable_redis_raises_risk_unavailable_without_the_url() -> None:
     store = RedisRiskCounters(url, namespace="t:down:")
     try:
         started = time.monotonic()
-        for call in (lambda: store.reserve(A, 1, (minute(),)),
-                     lambda: store.release(A, 1, (minute(),)),
-                     lambda: store.usage(A, minute())):  # fmt: skip
+        for call in (
+            lambda: store.reserve(A, 1, (minute(),)),
+            lambda: store.release(A, 1, (minute(),)),
+            lambda: store.usage(A, minute()),
+        ):
             with pytest.raises(RiskUnavailable) as caught:
                 call()
             assert "hunter2" not in str(caught.value) and "127.0.0.1" not in str(caught.value)

@@ -70,14 +70,23 @@ class Processes:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "console.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "console.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def start(self, name: str, *args: str) -> None:
         log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", *args], env=self.env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", "console.cli", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
 
     def tail(self, name: str, n: int = 3000) -> str:
@@ -140,12 +149,23 @@ class ConsoleStack:
         assert migrated.returncode == 0, migrated.stderr
         for name, password, role in USERS.values():
             create_user(self.engine, name, password, role)
-        added = self.procs.cli("merchant", "add", "--name", "browser shop", "--product",
-                               "goods:physical", "--pay-org", "SANDBOX_A", "--pay-org",
-                               "SANDBOX_B")
+        added = self.procs.cli(
+            "merchant",
+            "add",
+            "--name",
+            "browser shop",
+            "--product",
+            "goods:physical",
+            "--pay-org",
+            "SANDBOX_A",
+            "--pay-org",
+            "SANDBOX_B",
+        )
         assert added.returncode == 0, added.stderr
-        printed = {k.strip(): v.strip() for k, v in (
-            ln.split(":", 1) for ln in added.stdout.strip().splitlines() if ":" in ln)}
+        printed = {
+            k.strip(): v.strip()
+            for k, v in (ln.split(":", 1) for ln in added.stdout.strip().splitlines() if ":" in ln)
+        }
         self.token, self.merchant_id = printed["token"], printed["merchant_id"]
 
     def start(self) -> None:
@@ -158,17 +178,28 @@ class ConsoleStack:
     def pay(self, n: int, prefix: str = "b", amount: int = 2_000, org: str = "SANDBOX_A") -> list:
         """Create and pay ``n`` trades through the API; returns their numbers."""
         numbers = []
-        with httpx.Client(base_url=self.api, timeout=10,
-                          headers={"Authorization": f"Bearer {self.token}"}) as http:
+        with httpx.Client(
+            base_url=self.api, timeout=10, headers={"Authorization": f"Bearer {self.token}"}
+        ) as http:
             for i in range(n):
                 no = f"{prefix}-{i}-{time.monotonic_ns()}"
-                r = http.post("/v1/trades", json={
-                    "out_trade_no": no, "trade_type": "instant", "amount": amount,
-                    "currency": "CNY", "user_id": "u1", "order_type": "goods",
-                    "sub_type": "physical", "pay_org_no": org})
+                r = http.post(
+                    "/v1/trades",
+                    json={
+                        "out_trade_no": no,
+                        "trade_type": "instant",
+                        "amount": amount,
+                        "currency": "CNY",
+                        "user_id": "u1",
+                        "order_type": "goods",
+                        "sub_type": "physical",
+                        "pay_org_no": org,
+                    },
+                )
                 assert r.status_code == 200, r.text
-                r = http.post(f"/v1/trades/{no}/pay",
-                              json={"tools": [{"tool": "channel", "amount": amount}]})
+                r = http.post(
+                    f"/v1/trades/{no}/pay", json={"tools": [{"tool": "channel", "amount": amount}]}
+                )
                 assert r.status_code == 200, r.text
                 numbers.append(no)
         return numbers
@@ -208,8 +239,11 @@ def browser() -> Iterator[Any]:
     except ImportError as exc:
         _unavailable("Playwright", exc)
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=path, headless=True,
-                               args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        b = pw.chromium.launch(
+            executable_path=path,
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+        )
         try:
             yield b
         finally:

@@ -26,8 +26,12 @@ KNOBS = {
     "SANDBOX_A": {"fail_rate": 0.12},
     "SANDBOX_B": {"amount_mismatch_rate": 0.08},
 }
-COMMON_KNOBS = {"error_rate": 0.06, "latency_ms": 30.0, "callback_delay_ms": 400.0,
-                "duplicate_callbacks": 1}  # fmt: skip
+COMMON_KNOBS = {
+    "error_rate": 0.06,
+    "latency_ms": 30.0,
+    "callback_delay_ms": 400.0,
+    "duplicate_callbacks": 1,
+}
 ADMIN = "crash-admin"
 FEE_BPS = 60
 OPERATOR_NODE = 1  # the Snowflake node id of the operator's tools; processes get 10, 11, ...
@@ -139,10 +143,20 @@ class Merchant:
             time.sleep(0.15)
 
     def run(self, p: Plan) -> Outcome:
-        self.call("POST", "/v1/trades", {
-            "out_trade_no": p.no, "trade_type": "instant", "amount": p.amount,
-            "currency": "CNY", "user_id": p.user, "order_type": "goods",
-            "sub_type": "physical", "pay_org_no": p.org})  # fmt: skip
+        self.call(
+            "POST",
+            "/v1/trades",
+            {
+                "out_trade_no": p.no,
+                "trade_type": "instant",
+                "amount": p.amount,
+                "currency": "CNY",
+                "user_id": p.user,
+                "order_type": "goods",
+                "sub_type": "physical",
+                "pay_org_no": p.org,
+            },
+        )
         with self.load.lock:
             self.load.pays_sent += 1
             if self.load.pays_sent >= len(self.load.plans) // 2:
@@ -156,8 +170,11 @@ class Merchant:
             return Outcome(paid=False)
         out = Outcome(paid=True)
         if p.refund:
-            self.call("POST", f"/v1/trades/{p.no}/refunds",
-                      {"out_refund_no": f"{p.no}-r", "amount": p.refund})  # fmt: skip
+            self.call(
+                "POST",
+                f"/v1/trades/{p.no}/refunds",
+                {"out_refund_no": f"{p.no}-r", "amount": p.refund},
+            )
             refund = self.wait_trade(f"{p.no}-r", {"paid", "closed"})
             out.refund_status = refund["trade"]["status"]
         return out
@@ -189,8 +206,12 @@ class Stack:
         # one Snowflake node id per process ever started: a restarted API and worker once
         # shared one, and a clash of their ids dropped a ledger posting
         env = self.env | {"PAYWATCH_NODE_ID": str(10 + sum(self.starts.values()))}
-        proc = subprocess.Popen([sys.executable, "-m", "console.cli", *args], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "console.cli", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.procs[name] = proc
         return proc
 
@@ -200,8 +221,9 @@ class Stack:
         assert proc.wait(10) == -signal.SIGKILL
 
     def log(self, name: str) -> str:
-        return "".join((self.tmp / f"{name}.{n}.log").read_text()
-                       for n in range(1, self.starts[name] + 1))  # fmt: skip
+        return "".join(
+            (self.tmp / f"{name}.{n}.log").read_text() for n in range(1, self.starts[name] + 1)
+        )
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -237,8 +259,9 @@ class Operator:
 
         self.core = PayCore(pg_url, lock=make_lock(redis_url), ids=IdGenerator(OPERATOR_NODE))
         self.gateway = build_gateway(sandbox_url, SECRETS)
-        self.active = ActiveQuery(self.core, self.gateway, first_after_s=2, interval_s=1,
-                                  max_attempts=60)  # fmt: skip
+        self.active = ActiveQuery(
+            self.core, self.gateway, first_after_s=2, interval_s=1, max_attempts=60
+        )
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 

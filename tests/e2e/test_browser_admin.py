@@ -94,10 +94,17 @@ def test_demotion_takes_effect_at_the_next_click(console_stack, browser):
     assert "/sre_switches" in olive.url
     _shot(olive, "03_operator_demoted_next_click")
     assert _count(stack.engine, "select count(*) from stability_switches") == 0
-    assert _count(stack.engine, "select count(*) from console_audit where action = "
-                  "'switch.propose'") == 0  # fmt: skip
-    assert _count(stack.engine, "select count(*) from console_audit where action = "
-                  "'user.role' and actor = 'adele'") == 1  # fmt: skip
+    assert (
+        _count(stack.engine, "select count(*) from console_audit where action = 'switch.propose'")
+        == 0
+    )
+    assert (
+        _count(
+            stack.engine,
+            "select count(*) from console_audit where action = 'user.role' and actor = 'adele'",
+        )
+        == 1
+    )
 
     # olive watches the Overview (it refreshes itself); adele disables her: the open page
     # stops at its next refresh, without a click
@@ -108,12 +115,14 @@ def test_demotion_takes_effect_at_the_next_click(console_stack, browser):
     choose(adele, "User", "olive")
     adele.get_by_role("button", name="Disable user").click()
     expect(adele.get_by_text("olive is disabled; their open sessions have ended.")).to_be_visible(
-        timeout=30_000)
+        timeout=30_000
+    )
     expect(olive.get_by_role("button", name="Log in")).to_be_visible(timeout=30_000)
     expect(olive.get_by_text("Signed in as olive")).to_have_count(0)
     _shot(olive, "04_disabled_user_open_page_ends")
-    assert _count(stack.engine, "select count(*) from console_sessions "
-                  "where username = 'olive'") == 0  # fmt: skip
+    assert (
+        _count(stack.engine, "select count(*) from console_sessions where username = 'olive'") == 0
+    )
 
 
 def test_reload_keeps_the_session_and_the_page(console_stack, browser):
@@ -176,8 +185,10 @@ def test_wrong_passwords_wait_longer_and_are_audited(console_stack, browser):
         page.get_by_role("textbox", name="Password").fill(password)
         start = time.monotonic()
         page.get_by_role("button", name="Log in").click()
-        while _count(stack.engine, "select count(*) from console_audit where action = "
-                     "'login_failed'") <= i:  # fmt: skip
+        while (
+            _count(stack.engine, "select count(*) from console_audit where action = 'login_failed'")
+            <= i
+        ):
             assert time.monotonic() - start < 60, f"attempt {i + 1} never answered"
             time.sleep(0.05)
         took.append(time.monotonic() - start)
@@ -192,9 +203,13 @@ def test_wrong_passwords_wait_longer_and_are_audited(console_stack, browser):
 
     operator = recent(stack.engine, 20, action="login_failed")
     assert [r["actor"] for r in operator][::-1] == [n for n, _ in tries]
-    shapes = {tuple(sorted((k, v) for k, v in r["detail"].items()
-                           if k not in ("client", "waited_s"))) for r in operator}  # fmt: skip
+    shapes = {
+        tuple(sorted((k, v) for k, v in r["detail"].items() if k not in ("client", "waited_s")))
+        for r in operator
+    }
     assert len(shapes) == 1, shapes  # "ghost" (unknown) and "vera" look the same
-    causes = [r["detail"]["_admin"]["cause"] for r in
-              recent(stack.engine, 20, action="login_failed", admin=True)][::-1]  # fmt: skip
+    causes = [
+        r["detail"]["_admin"]["cause"]
+        for r in recent(stack.engine, 20, action="login_failed", admin=True)
+    ][::-1]
     assert causes == ["unknown_user"] + ["wrong_password"] * 7

@@ -34,8 +34,10 @@ VIEWPORT = {"width": 1366, "height": 768}
 
 def db_counts(engine: sa.Engine) -> tuple[int, int]:
     with engine.connect() as conn:
-        return (conn.execute(sa.select(sa.func.count()).select_from(Trade)).scalar_one(),
-                conn.execute(sa.select(sa.func.count()).select_from(PayOrder)).scalar_one())
+        return (
+            conn.execute(sa.select(sa.func.count()).select_from(Trade)).scalar_one(),
+            conn.execute(sa.select(sa.func.count()).select_from(PayOrder)).scalar_one(),
+        )
 
 
 def sampled(engine: sa.Engine, step: str) -> int:
@@ -47,8 +49,11 @@ def sampled(engine: sa.Engine, step: str) -> int:
 def wait_sampled(engine: sa.Engine) -> tuple[int, int]:
     """Until the API's sampler has written every trade and pay the database holds."""
     trades, pays = db_counts(engine)
-    wait(lambda: sampled(engine, "trade_create") == trades and sampled(engine, "pay") == pays,
-         f"the sampler to write {trades} trade creations and {pays} pays", timeout=60)  # fmt: skip
+    wait(
+        lambda: sampled(engine, "trade_create") == trades and sampled(engine, "pay") == pays,
+        f"the sampler to write {trades} trade creations and {pays} pays",
+        timeout=60,
+    )
     return trades, pays
 
 
@@ -56,8 +61,9 @@ def folded_into_minutes(engine: sa.Engine, since: float) -> bool:
     """The 1-minute rollup holds a bucket a minute newer than ``since``: the report now
     reads what came before from the rollup, not from raw samples."""
     with engine.connect() as conn:
-        newest = conn.execute(sa.text("SELECT MAX(bucket) FROM metric_rollup_1m WHERE name = :n"),
-                              {"n": REQ}).scalar()  # fmt: skip
+        newest = conn.execute(
+            sa.text("SELECT MAX(bucket) FROM metric_rollup_1m WHERE name = :n"), {"n": REQ}
+        ).scalar()
     return newest is not None and float(newest) - 60 > since
 
 
@@ -73,14 +79,21 @@ def sla_rows(page: Any) -> dict[str, dict[str, str]]:
     return rows
 
 
-WINDOWS = {"1 hour": ("1h", 3600), "1 day": ("1d", 86400), "7 days": ("7d", 7 * 86400),
-           "30 days": ("30d", 30 * 86400), "90 days": ("90d", 90 * 86400)}  # fmt: skip
+WINDOWS = {
+    "1 hour": ("1h", 3600),
+    "1 day": ("1d", 86400),
+    "7 days": ("7d", 7 * 86400),
+    "30 days": ("30d", 30 * 86400),
+    "90 days": ("90d", 90 * 86400),
+}
 
 
 def tables_text(page: Any) -> str:
     """The text of every table cell on the page."""
-    return " ".join(" ".join(g.locator("td").all_text_contents())
-                    for g in page.get_by_test_id("stDataFrame").all())  # fmt: skip
+    return " ".join(
+        " ".join(g.locator("td").all_text_contents())
+        for g in page.get_by_test_id("stDataFrame").all()
+    )
 
 
 def set_date(page: Any, label: str, key: str, day: str, expect: Any) -> None:
@@ -102,7 +115,9 @@ def open_window(page: Any, label: str, expect: Any) -> dict[str, dict[str, str]]
     now = time.time()
     starts = {time.strftime("%Y-%m-%d %H:", time.gmtime(now - seconds + d)) for d in (-90, 0, 90)}
     pattern = "|".join(re.escape(s) for s in starts)
-    expect(page.get_by_text(re.compile(rf"^({pattern})\d\d … .*Requests are counted"))).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(rf"^({pattern})\d\d … .*Requests are counted"))
+    ).to_be_visible()
     return wait(lambda: (r := sla_rows(page)) and "trade_create" in r and r, "the SLA table")
 
 
@@ -118,8 +133,11 @@ def test_manager_sla_counts_equal_the_database_and_funds_read_as_money(console_s
         login(page, stack.console, "manager")
         page.get_by_role("link", name="Fund report").click()
         expect(page.get_by_role("heading", name="Fund report")).to_be_visible()
-        wait(lambda: folded_into_minutes(stack.engine, early), "the first batch in the "
-             "1-minute rollups", timeout=200)  # fmt: skip
+        wait(
+            lambda: folded_into_minutes(stack.engine, early),
+            "the first batch in the 1-minute rollups",
+            timeout=200,
+        )
         stack.pay(5, prefix="late", amount=123_456)
         trades, pays = wait_sampled(stack.engine)
         assert (trades, pays) == (11, 11)
@@ -129,8 +147,13 @@ def test_manager_sla_counts_equal_the_database_and_funds_read_as_money(console_s
         page.get_by_role("link", name="SLA report").click()
         expect(page.get_by_role("heading", name="SLA report")).to_be_visible()
         verified = []
-        for label, shot in (("30 days", "01_sla_30d"), ("1 hour", "02_sla_1h"),
-                            ("90 days", None), ("7 days", None), ("1 day", None)):  # fmt: skip
+        for label, shot in (
+            ("30 days", "01_sla_30d"),
+            ("1 hour", "02_sla_1h"),
+            ("90 days", None),
+            ("7 days", None),
+            ("1 day", None),
+        ):
             rows = open_window(page, label, expect)
             create, pay = rows["trade_create"], rows["pay"]
             got = (int(create["requests"]), int(create["good"]), int(pay["good"]))
@@ -145,12 +168,18 @@ def test_manager_sla_counts_equal_the_database_and_funds_read_as_money(console_s
         # the chart below the table: bars in the "met" colour (missed would be red)
         chart = page.get_by_test_id("stPlotlyChart").first
         chart.scroll_into_view_if_needed()
-        fills = wait(lambda: chart.locator(".bars path").evaluate_all(
-            "ps => ps.map(p => getComputedStyle(p).fill)"), "the SLA chart's bars")  # fmt: skip
+        fills = wait(
+            lambda: chart.locator(".bars path").evaluate_all(
+                "ps => ps.map(p => getComputedStyle(p).fill)"
+            ),
+            "the SLA chart's bars",
+        )
         assert set(fills) == {"rgb(46, 125, 50)"}, fills  # MET: every target with traffic met
         chart.screenshot(path=shots / "manager_05_sla_chart.png")
-        print("verified (window, report requests/good/pay good, database trades/pay orders):",
-              verified)
+        print(
+            "verified (window, report requests/good/pay good, database trades/pay orders):",
+            verified,
+        )
 
         # the fund report: money with currency and separators, as the ledger says
         wait(lambda: _all_paid(stack.engine), "the sandbox to settle every pay", timeout=60)
@@ -185,12 +214,19 @@ def test_manager_sla_counts_equal_the_database_and_funds_read_as_money(console_s
     except Exception:
         page.screenshot(path=shots / "manager_failure.png", full_page=True)
         raise
-    for name in ("01_sla_30d", "02_sla_1h", "03_funds", "04_funds_empty", "05_sla_chart",
-                 "06_funds_chart"):
+    for name in (
+        "01_sla_30d",
+        "02_sla_1h",
+        "03_funds",
+        "04_funds_empty",
+        "05_sla_chart",
+        "06_funds_chart",
+    ):
         assert (shots / f"manager_{name}.png").stat().st_size > 10_000
 
 
 def _all_paid(engine: sa.Engine) -> bool:
     with engine.connect() as conn:
-        return not conn.execute(sa.select(sa.func.count()).select_from(Trade)
-                                .where(Trade.status != "paid")).scalar_one()  # fmt: skip
+        return not conn.execute(
+            sa.select(sa.func.count()).select_from(Trade).where(Trade.status != "paid")
+        ).scalar_one()

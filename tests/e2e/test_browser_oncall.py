@@ -53,21 +53,38 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def put_alert(engine: sa.Engine, rule: str, labels: dict[str, str], summary: str, *,
-              severity: str = "page", state: str = "firing", ago: float = 600) -> None:
+def put_alert(
+    engine: sa.Engine,
+    rule: str,
+    labels: dict[str, str],
+    summary: str,
+    *,
+    severity: str = "page",
+    state: str = "firing",
+    ago: float = 600,
+) -> None:
     """An alert row as the alert engine writes it (a worker would; none runs here)."""
     full = {**labels, "alertname": rule, "severity": severity}
     now = time.time()
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "insert into alert_states (fingerprint, rule, labels, annotations, severity, state,"
-            " value, active_since, fired_at, resolved_at, last_eval) values (:fp, :rule,"
-            " :labels, :notes, :sev, :state, 1, :since, :fired, null, :now)"), {
-            "fp": f"{rule}-{len(full)}-{time.monotonic_ns()}", "rule": rule,
-            "labels": json.dumps(dict(sorted(full.items()))),
-            "notes": json.dumps({"summary": summary, "runbook": f"docs/runbook.md#{rule}"}),
-            "sev": severity, "state": state, "since": now - ago,
-            "fired": now - ago if state == "firing" else None, "now": now})  # fmt: skip
+        conn.execute(
+            sa.text(
+                "insert into alert_states (fingerprint, rule, labels, annotations, severity, state,"
+                " value, active_since, fired_at, resolved_at, last_eval) values (:fp, :rule,"
+                " :labels, :notes, :sev, :state, 1, :since, :fired, null, :now)"
+            ),
+            {
+                "fp": f"{rule}-{len(full)}-{time.monotonic_ns()}",
+                "rule": rule,
+                "labels": json.dumps(dict(sorted(full.items()))),
+                "notes": json.dumps({"summary": summary, "runbook": f"docs/runbook.md#{rule}"}),
+                "sev": severity,
+                "state": state,
+                "since": now - ago,
+                "fired": now - ago if state == "firing" else None,
+                "now": now,
+            },
+        )
 
 
 def body_text(page: Any) -> str:
@@ -90,13 +107,19 @@ def open_link(page: Any, stack: Any, query: str) -> None:
 def test_metrics_outage_leaves_database_panels_and_shows_no_traceback(tmp_path, browser):
     from playwright.sync_api import expect
 
-    stack = ConsoleStack(tmp_path, extra_env={
-        "PAYWATCH_PROMETHEUS_URL": f"http://127.0.0.1:{closed_port()}"})  # fmt: skip
+    stack = ConsoleStack(
+        tmp_path, extra_env={"PAYWATCH_PROMETHEUS_URL": f"http://127.0.0.1:{closed_port()}"}
+    )
     stack.setup()
     try:
         stack.start()
-        put_alert(stack.engine, "compensation_backlog_high", {"status": "pending"},
-                  "150 compensation tasks pending", severity="ticket")  # fmt: skip
+        put_alert(
+            stack.engine,
+            "compensation_backlog_high",
+            {"status": "pending"},
+            "150 compensation tasks pending",
+            severity="ticket",
+        )
         page = new_page(browser)
         login(page, stack.console, "viewer")
         expect(page.get_by_text("150 compensation tasks pending")).to_be_visible(timeout=30_000)
@@ -127,8 +150,10 @@ def _broken_env(tmp_path: Path) -> dict[str, str]:
 
     (tmp_path / "afile").write_text("")  # the database's "directory" is a file
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYWATCH_")}
-    return env | {"PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/afile/pw.db",
-                  "PAYWATCH_VAR_DIR": str(tmp_path / "var")}  # fmt: skip
+    return env | {
+        "PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/afile/pw.db",
+        "PAYWATCH_VAR_DIR": str(tmp_path / "var"),
+    }
 
 
 def _generic_error_only(browser: Any, url: str, shot: str) -> None:
@@ -152,17 +177,33 @@ def test_a_forced_error_shows_no_traceback_however_the_console_starts(tmp_path, 
     procs.start("console", "console", "--port", str(cli_port))
     log = open(tmp_path / "direct.log", "w")  # noqa: SIM115 - closed below
     direct = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "console" / "app.py"),
-         "--server.port", str(direct_port), "--server.headless", "true"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "console" / "app.py"),
+            "--server.port",
+            str(direct_port),
+            "--server.headless",
+            "true",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     procs.procs["direct"] = direct  # stopped (process group) with the others
     try:
         procs.wait_http("console", f"http://127.0.0.1:{cli_port}/_stcore/health", timeout=90)
         procs.wait_http("direct", f"http://127.0.0.1:{direct_port}/_stcore/health", timeout=90)
-        _generic_error_only(browser, f"http://127.0.0.1:{cli_port}",
-                            "oncall_03_error_paywatch_console.png")  # fmt: skip
-        _generic_error_only(browser, f"http://127.0.0.1:{direct_port}",
-                            "oncall_04_error_streamlit_run.png")  # fmt: skip
+        _generic_error_only(
+            browser, f"http://127.0.0.1:{cli_port}", "oncall_03_error_paywatch_console.png"
+        )
+        _generic_error_only(
+            browser, f"http://127.0.0.1:{direct_port}", "oncall_04_error_streamlit_run.png"
+        )
     finally:
         procs.stop()
         log.close()
@@ -174,17 +215,34 @@ def test_alerts_above_the_fold_updated_and_silenced(console_stack, browser):  # 
 
     stack = console_stack
     stack.pay(6)
-    put_alert(stack.engine, "slo_pay_success", {"step": "pay"},
-              "pay is burning its 0.999 success SLO error budget", ago=840)  # fmt: skip
-    put_alert(stack.engine, "breaker_open", {"resource": "channel.SANDBOX_B"},
-              "breaker for channel.SANDBOX_B has kept calls away for a minute")  # fmt: skip
-    put_alert(stack.engine, "pending_postings_high", {}, "620 ledger postings not yet applied",
-              severity="ticket", state="pending")  # fmt: skip
+    put_alert(
+        stack.engine,
+        "slo_pay_success",
+        {"step": "pay"},
+        "pay is burning its 0.999 success SLO error budget",
+        ago=840,
+    )
+    put_alert(
+        stack.engine,
+        "breaker_open",
+        {"resource": "channel.SANDBOX_B"},
+        "breaker for channel.SANDBOX_B has kept calls away for a minute",
+    )
+    put_alert(
+        stack.engine,
+        "pending_postings_high",
+        {},
+        "620 ledger postings not yet applied",
+        severity="ticket",
+        state="pending",
+    )
     page = new_page(browser)
     login(page, stack.console, "viewer")
-    summaries = ["pay is burning its 0.999 success SLO error budget",
-                 "breaker for channel.SANDBOX_B has kept calls away for a minute",
-                 "620 ledger postings not yet applied"]  # fmt: skip
+    summaries = [
+        "pay is burning its 0.999 success SLO error budget",
+        "breaker for channel.SANDBOX_B has kept calls away for a minute",
+        "620 ledger postings not yet applied",
+    ]
     for s in summaries:
         expect(page.get_by_text(s)).to_be_visible(timeout=30_000)
     runbooks = page.get_by_role("button", name="Runbook")
@@ -201,8 +259,11 @@ def test_alerts_above_the_fold_updated_and_silenced(console_stack, browser):  # 
     page.screenshot(path=str(artifacts() / "oncall_05_overview_alerts.png"))
     # the panels refresh by themselves: the alerts' "updated" time moves without a click
     before = first.inner_text()
-    wait(lambda: page.get_by_text(UPDATED).first.inner_text() != before,
-         "the alerts panel refreshing itself", timeout=40)  # fmt: skip
+    wait(
+        lambda: page.get_by_text(UPDATED).first.inner_text() != before,
+        "the alerts panel refreshing itself",
+        timeout=40,
+    )
     captions = page.get_by_text(UPDATED)
     assert captions.count() >= 4  # alerts, core links, channel health, guard, backlogs
     runbooks.first.click()
@@ -245,8 +306,7 @@ def test_drilldown_org_filter_applies_to_the_headline(console_stack, browser):  
     page = new_page(browser)
     login(page, stack.console, "viewer")
     open_link(page, stack, "link=pay&window=15m")
-    wait(lambda: _requests(page) not in ("", "–"), "traffic on the unfiltered headline",
-         timeout=60)  # fmt: skip
+    wait(lambda: _requests(page) not in ("", "–"), "traffic on the unfiltered headline", timeout=60)
     chart = page.get_by_test_id("stPlotlyChart")
     chart.scroll_into_view_if_needed()
     expect(chart.locator("path.point").first).to_be_visible()  # markers: sparse points show
@@ -255,8 +315,9 @@ def test_drilldown_org_filter_applies_to_the_headline(console_stack, browser):  
     expect(page.get_by_text("pay · SANDBOX_B · last 15 min").first).to_be_visible()
     expect(page.get_by_role("combobox", name="Pay org")).to_have_value("SANDBOX_B")
     wait(lambda: _requests(page) == "–", "the SANDBOX_B headline without traffic")
-    expect(page.get_by_text("No traffic recorded for this link through this pay org")
-           ).to_be_visible()  # fmt: skip
+    expect(
+        page.get_by_text("No traffic recorded for this link through this pay org")
+    ).to_be_visible()
     page.screenshot(path=str(artifacts() / "oncall_09_drilldown_sandbox_b.png"))
     assert "org=SANDBOX_B" in page.url
     open_link(page, stack, "link=pay&window=15m&org=SANDBOX_A")

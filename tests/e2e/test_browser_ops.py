@@ -40,15 +40,20 @@ def _put_knobs(stack: Any, org: str, changes: dict[str, float]) -> dict[str, Any
             return False
 
     wait(up, "the sandbox channel")
-    r = httpx.put(f"{stack.sandbox}/admin/knobs/{org}", json=changes,
-                  headers={"X-Sandbox-Admin": _admin_token(stack)}, timeout=5)  # fmt: skip
+    r = httpx.put(
+        f"{stack.sandbox}/admin/knobs/{org}",
+        json=changes,
+        headers={"X-Sandbox-Admin": _admin_token(stack)},
+        timeout=5,
+    )
     assert r.status_code == 200, r.text
     return dict(r.json())
 
 
 def _get_knobs(stack: Any, org: str) -> dict[str, Any]:
-    r = httpx.get(f"{stack.sandbox}/admin/knobs",
-                  headers={"X-Sandbox-Admin": _admin_token(stack)}, timeout=5)  # fmt: skip
+    r = httpx.get(
+        f"{stack.sandbox}/admin/knobs", headers={"X-Sandbox-Admin": _admin_token(stack)}, timeout=5
+    )
     assert r.status_code == 200, r.text
     return dict(r.json()[org])
 
@@ -58,14 +63,29 @@ def _seed_tasks(engine: sa.Engine) -> dict[str, int]:
     from paycore.db.schema import CompensationTask
 
     now = datetime.now(UTC)
-    ids = {s: 388_000_000_000_000_000 + i for i, s in
-           enumerate(("pending", "running", "done", "failed", "manual"))}  # fmt: skip
+    ids = {
+        s: 388_000_000_000_000_000 + i
+        for i, s in enumerate(("pending", "running", "done", "failed", "manual"))
+    }
     with engine.begin() as conn:
         for status, tid in ids.items():
-            conn.execute(sa.insert(CompensationTask.__table__).values(
-                id=tid, kind="refund_retry", biz_key=f"k-{status}", merchant_id="m1",
-                payload="{}", status=status, attempts=1, max_attempts=5, next_run_at=now,
-                last_error="", note="", created_at=now, updated_at=now))  # fmt: skip
+            conn.execute(
+                sa.insert(CompensationTask.__table__).values(
+                    id=tid,
+                    kind="refund_retry",
+                    biz_key=f"k-{status}",
+                    merchant_id="m1",
+                    payload="{}",
+                    status=status,
+                    attempts=1,
+                    max_attempts=5,
+                    next_run_at=now,
+                    last_error="",
+                    note="",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
     return ids
 
 
@@ -75,9 +95,19 @@ def _seed_star_run(engine: sa.Engine) -> None:
 
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        conn.execute(sa.insert(ReconRun.__table__).values(
-            id=7, kind="external", pay_org_no="*", day="2020-01-01", status="done", cursor=1,
-            stats="{}", started_at=now, finished_at=now))  # fmt: skip
+        conn.execute(
+            sa.insert(ReconRun.__table__).values(
+                id=7,
+                kind="external",
+                pay_org_no="*",
+                day="2020-01-01",
+                status="done",
+                cursor=1,
+                stats="{}",
+                started_at=now,
+                finished_at=now,
+            )
+        )
 
 
 def _open(page: Any, link: str, heading: str) -> None:
@@ -122,8 +152,10 @@ def _grid(page: Any, column: str) -> list[dict[str, str]]:
         frame.scroll_into_view_if_needed()
         header = [h.strip() for h in frame.locator("thead th").all_text_contents()]
         if column in header:
-            return [dict(zip(header, tr.locator("td").all_text_contents(), strict=False))
-                    for tr in frame.locator("tbody tr").all()]  # fmt: skip
+            return [
+                dict(zip(header, tr.locator("td").all_text_contents(), strict=False))
+                for tr in frame.locator("tbody tr").all()
+            ]
     return []
 
 
@@ -141,8 +173,11 @@ def test_operator_drills_and_operations(console_stack, browser, tmp_path):  # no
     # Drills: the controls start at the sandbox's knobs
     _open(page, "Drills", "Drills")
     expect(page.get_by_role("heading", name="Channel knobs")).to_be_visible()
-    labels = {"error_rate": "Error rate (503)", "timeout_rate": "Timeout rate",
-              "fail_rate": "Fail (callback failed) rate"}  # fmt: skip
+    labels = {
+        "error_rate": "Error rate (503)",
+        "timeout_rate": "Timeout rate",
+        "fail_rate": "Fail (callback failed) rate",
+    }
     for knob, label in labels.items():
         slider = page.locator(f'input[type=range][aria-label="{label}"]')
         expect(slider).to_have_count(1)
@@ -153,8 +188,9 @@ def test_operator_drills_and_operations(console_stack, browser, tmp_path):  # no
     latency.fill("300")
     latency.press("Enter")
     page.get_by_role("button", name="Apply knobs").click()
-    expect(page.get_by_text(re.compile(r"^Knobs applied to SANDBOX_A: .*latency_ms 300"))
-           ).to_be_visible(timeout=30_000)  # fmt: skip
+    expect(
+        page.get_by_text(re.compile(r"^Knobs applied to SANDBOX_A: .*latency_ms 300"))
+    ).to_be_visible(timeout=30_000)
     assert _get_knobs(stack, "SANDBOX_A")["latency_ms"] == 300.0
     expect(latency).to_have_value("300.00")
 
@@ -163,7 +199,8 @@ def test_operator_drills_and_operations(console_stack, browser, tmp_path):  # no
     offered = _options(page, "Task")
     assert offered and not [o for o in offered if o.endswith("· done") or "running" in o]
     assert {o.split(" ")[0] for o in offered} == {
-        str(tasks[s]) for s in ("pending", "failed", "manual")}  # exact 64-bit ids
+        str(tasks[s]) for s in ("pending", "failed", "manual")
+    }  # exact 64-bit ids
     ids = {r.get("id") for r in wait(lambda: _grid(page, "biz_key"), "the task table")}
     assert str(tasks["done"]) in ids  # the table shows it, exactly; the picker does not
     page.get_by_role("combobox", name="Task", exact=True).click()
@@ -180,7 +217,8 @@ def test_operator_drills_and_operations(console_stack, browser, tmp_path):  # no
     statement.write_text(
         "channel_txn_no,channel_ref,kind,amount,currency,status,settled_at\n"
         f"B1,,pay,700,CNY,success,{yesterday.isoformat()}T10:00:00+00:00\n"
-        f"B2,,pay,900,CNY,success,{yesterday.isoformat()}T11:00:00+00:00\n")  # fmt: skip
+        f"B2,,pay,900,CNY,success,{yesterday.isoformat()}T11:00:00+00:00\n"
+    )
     page.locator("input[type=file]").set_input_files(str(statement))
     _set_date(page, "Statement day (UTC)", today)
     expect(page.get_by_text(f"{today.isoformat()} is not over yet (UTC)")).to_be_visible()
@@ -192,8 +230,9 @@ def test_operator_drills_and_operations(console_stack, browser, tmp_path):  # no
     page.get_by_role("button", name="Reconcile", exact=True).click()
     expect(page.get_by_text(re.compile(r"^Run \d+ \(SANDBOX_A"))).to_be_visible(timeout=30_000)
     with stack.engine.connect() as conn:
-        run_id = conn.execute(sa.text(
-            "select id from recon_runs where pay_org_no='SANDBOX_A'")).scalar_one()  # fmt: skip
+        run_id = conn.execute(
+            sa.text("select id from recon_runs where pay_org_no='SANDBOX_A'")
+        ).scalar_one()
     assert run_id > 2**53
     expect(page.get_by_text(f"Run {run_id} (SANDBOX_A {yesterday.isoformat()})")).to_be_visible()
     # the filters moved to the run, and the tables read again: it is there, its id exact
@@ -202,7 +241,8 @@ def test_operator_drills_and_operations(console_stack, browser, tmp_path):  # no
     assert [r["id"] for r in runs] == [str(run_id)], runs
     diffs = wait(lambda: _grid(page, "channel_amount"), "the differences table")
     assert {r["ref"] for r in diffs} == {"B1", "B2"} and {r["run_id"] for r in diffs} == {
-        str(run_id)}
+        str(run_id)
+    }
     page.get_by_role("heading", name="Runs").scroll_into_view_if_needed()
     page.screenshot(path=str(out / "ops_04_reconciliation_refreshed_exact_id.png"))
     with stack.engine.connect() as conn:
@@ -213,7 +253,8 @@ def test_operator_drills_and_operations(console_stack, browser, tmp_path):  # no
     stack.procs.stop("sandbox")
     _open(page, "Drills", "Drills")
     expect(page.get_by_text(re.compile(r"^The sandbox channel is unavailable"))).to_be_visible(
-        timeout=30_000)
+        timeout=30_000
+    )
     expect(page.locator("input[type=range]")).to_have_count(0)
     expect(page.get_by_role("heading", name="Drill reports")).to_be_visible()
     expect(page.get_by_text("Traceback")).to_have_count(0)

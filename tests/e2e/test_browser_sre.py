@@ -72,19 +72,25 @@ class Clicks:
 
 def _switches(engine: sa.Engine) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.text(
-            "select id, kind, target, status, actor, approved_by from stability_switches "
-            "order by id"))]  # fmt: skip
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.text(
+                    "select id, kind, target, status, actor, approved_by from stability_switches "
+                    "order by id"
+                )
+            )
+        ]
 
 
 def _confirmed(page: Any, pattern: str) -> None:
     """The action's confirmation: a success box (and a toast) saying ``pattern``."""
     from playwright.sync_api import expect
 
-    expect(page.get_by_test_id("stAlertContentSuccess").filter(
-        has_text=re.compile(pattern))).to_be_visible()  # fmt: skip
-    expect(page.get_by_test_id("stToastText").filter(has_text=re.compile(pattern))
-           ).to_have_count(1)  # fmt: skip
+    expect(
+        page.get_by_test_id("stAlertContentSuccess").filter(has_text=re.compile(pattern))
+    ).to_be_visible()
+    expect(page.get_by_test_id("stToastText").filter(has_text=re.compile(pattern))).to_have_count(1)
 
 
 def _idle(page: Any) -> None:
@@ -145,8 +151,11 @@ def test_sre_switches_in_a_real_browser(console_stack, browser, pixel):  # noqa:
         reason.press("Enter")
         olive.get_by_text("I understand this affects a strong dependency / core link").click()
         olive.get_by_role("button", name="Apply switch").click()
-        _confirmed(olive, r"Switch #1 is pending\. degrade channel\.SANDBOX_A until .*: it waits "
-                          r"for a second person's approval\.")
+        _confirmed(
+            olive,
+            r"Switch #1 is pending\. degrade channel\.SANDBOX_A until .*: it waits "
+            r"for a second person's approval\.",
+        )
         expect(olive.get_by_text("Needs another person's approval.")).to_be_visible()
         expect(olive.get_by_text(hostile).first).to_be_visible()  # shown as characters
         olive.screenshot(path=shots / "sre_01_proposed.png", full_page=True)
@@ -160,9 +169,14 @@ def test_sre_switches_in_a_real_browser(console_stack, browser, pixel):  # noqa:
         expect(card.get_by_text("Core links failing: link.pay, link.refund")).to_be_visible()
         expect(card.get_by_text("Pay orgs: SANDBOX_A")).to_be_visible()
         expect(card.get_by_text(re.compile(r"^Merchants: "))).to_be_visible()
-        expect(card.get_by_text(re.compile(
-            r"Before: called \(timeout 3000 ms\) → after: not called; link\.pay, link\.refund "
-            r"fail fast"))).to_be_visible()  # fmt: skip
+        expect(
+            card.get_by_text(
+                re.compile(
+                    r"Before: called \(timeout 3000 ms\) → after: not called; link\.pay, link\.refund "
+                    r"fail fast"
+                )
+            )
+        ).to_be_visible()
         time.sleep(1.5)  # let any image load that the page might have started
         assert pixel.pixel_hits() == [], pixel.hits
         assert card.locator("img").count() == 0
@@ -171,7 +185,8 @@ def test_sre_switches_in_a_real_browser(console_stack, browser, pixel):  # noqa:
         _confirmed(otto, r"Switch #1 approved: degrade channel\.SANDBOX_A is active until ")
         otto.screenshot(path=shots / "sre_03_approved.png", full_page=False)
         assert _switches(stack.engine) == [
-            (1, "degrade", "channel.SANDBOX_A", "active", "olive", "otto")]  # fmt: skip
+            (1, "degrade", "channel.SANDBOX_A", "active", "olive", "otto")
+        ]
 
         # 3. olive degrades risk from the dependency map: three clicks
         current = olive
@@ -179,8 +194,9 @@ def test_sre_switches_in_a_real_browser(console_stack, browser, pixel):  # noqa:
         clicks(olive.get_by_role("link", name="Dependency map"))
         expect(olive.get_by_role("heading", name="Dependency map")).to_be_visible()
         clicks(olive.get_by_role("button", name="Degrade risk"))
-        expect(olive.get_by_role("spinbutton", name="Expires in hours (at most 168)")
-               ).to_have_value("1.00")  # fmt: skip
+        expect(
+            olive.get_by_role("spinbutton", name="Expires in hours (at most 168)")
+        ).to_have_value("1.00")
         olive.get_by_role("textbox", name="Reason (required)").fill("risk p99 over 3 s")
         clicks(olive.get_by_role("button", name="Apply", exact=True))
         _confirmed(olive, r"Switch #2 is active\. degrade risk until ")
@@ -200,9 +216,12 @@ def test_sre_switches_in_a_real_browser(console_stack, browser, pixel):  # noqa:
         reason.fill("risk slow (second try)")
         reason.press("Enter")
         olive.get_by_role("button", name="Apply switch").click()
-        refusal = olive.get_by_text(re.compile(
-            r"switch\.propose refused: a degrade switch for risk is already active "
-            r"\(#2, by olive, until \d{4}-\d\d-\d\d \d\d:\d\d UTC\)"))  # fmt: skip
+        refusal = olive.get_by_text(
+            re.compile(
+                r"switch\.propose refused: a degrade switch for risk is already active "
+                r"\(#2, by olive, until \d{4}-\d\d-\d\d \d\d:\d\d UTC\)"
+            )
+        )
         expect(refusal).to_be_visible()
         refusal.scroll_into_view_if_needed()
         olive.screenshot(path=shots / "sre_05_second_apply_refused.png", full_page=False)
@@ -213,8 +232,11 @@ def test_sre_switches_in_a_real_browser(console_stack, browser, pixel):  # noqa:
         now_in_force = olive.get_by_role("heading", name="Now in force")
         now_in_force.scroll_into_view_if_needed()
         expect(olive.get_by_text(re.compile(r"#2 degrade risk · by olive · until"))).to_be_visible()
-        expect(olive.get_by_text(re.compile(
-            r"#1 degrade channel\.SANDBOX_A · by olive, approved by otto"))).to_be_visible()
+        expect(
+            olive.get_by_text(
+                re.compile(r"#1 degrade channel\.SANDBOX_A · by olive, approved by otto")
+            )
+        ).to_be_visible()
         olive.screenshot(path=shots / "sre_06_now_in_force.png", full_page=False)
         olive.locator(".st-key-sw_revert_2").get_by_role("button", name="Revert").click()
         expect(olive.get_by_text(re.compile(r"Revert #2 \(degrade risk\)\?"))).to_be_visible()

@@ -42,8 +42,7 @@ def idp() -> Iterator[str]:
         from conftest import _unavailable
 
         _unavailable("oidc-provider-mock", exc)
-    server = werkzeug.serving.make_server("127.0.0.1", 0, oidc_provider_mock.app(),
-                                          threaded=True)  # fmt: skip
+    server = werkzeug.serving.make_server("127.0.0.1", 0, oidc_provider_mock.app(), threaded=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
     thread.start()
     try:
@@ -63,7 +62,8 @@ def _secrets(path: Path, console: str, idp_url: str) -> None:
         'client_secret = "sso-test-client-secret"\n'
         f'server_metadata_url = "{idp_url}/.well-known/openid-configuration"\n'
         "\n[console.oidc_roles]\n"
-        f'"{EMAIL}" = "operator"\n')  # fmt: skip
+        f'"{EMAIL}" = "operator"\n'
+    )
 
 
 @pytest.fixture
@@ -81,9 +81,12 @@ def _shot(page: Any, name: str) -> None:
 
 def _audit(engine: sa.Engine, action: str) -> list[tuple[str, str, str]]:
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT actor, role, detail FROM console_audit WHERE action = :a AND actor = :u"),
-            {"a": action, "u": EMAIL}).all()  # fmt: skip
+        rows = conn.execute(
+            sa.text(
+                "SELECT actor, role, detail FROM console_audit WHERE action = :a AND actor = :u"
+            ),
+            {"a": action, "u": EMAIL},
+        ).all()
     return [tuple(r) for r in rows]
 
 
@@ -117,8 +120,10 @@ def test_sso_login_is_audited_once_and_logout_ends_the_idp_sign_in(sso_stack, br
 
     # the console's session cookie is set by a script in the page: a reload before it ran
     # would (correctly) not find the console session and open a second one
-    wait(lambda: any(c["name"] == SESSION_COOKIE for c in page.context.cookies()),
-         "the console session cookie")  # fmt: skip
+    wait(
+        lambda: any(c["name"] == SESSION_COOKIE for c in page.context.cookies()),
+        "the console session cookie",
+    )
     page.reload()
     expect(signed_in).to_be_visible(timeout=30_000)
     time.sleep(2)  # a second (wrong) login audit would be written by now
@@ -135,13 +140,15 @@ def test_sso_login_is_audited_once_and_logout_ends_the_idp_sign_in(sso_stack, br
     _shot(page, "04_idp_end_session")
     end.click()
     expect(page.get_by_role("button", name="Log in with single sign-on")).to_be_visible(
-        timeout=30_000)
+        timeout=30_000
+    )
     assert page.url.startswith(sso_stack.console), page.url
     page.wait_for_load_state("networkidle")
     # the next page load: the login form, not signed straight back in by the IdP cookie
     page.goto(sso_stack.console)
     expect(page.get_by_role("button", name="Log in with single sign-on")).to_be_visible(
-        timeout=30_000)
+        timeout=30_000
+    )
     expect(page.get_by_role("textbox", name="User name")).to_be_visible()
     time.sleep(2)
     expect(page.get_by_text(re.compile(r"Signed in as"))).to_have_count(0)

@@ -14,8 +14,14 @@ from conftest import free_port, wait_http
 
 
 def run_cli(args, env, **kw):
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )
 
 
 def test_merchant_add_sandbox_and_serve_run_a_payment(tmp_path):
@@ -26,8 +32,21 @@ def test_merchant_add_sandbox_and_serve_run_a_payment(tmp_path):
         "PAYWATCH_API_URL": f"http://127.0.0.1:{api_port}",
         "PAYWATCH_SANDBOX_URL": f"http://127.0.0.1:{sandbox_port}",
     }
-    added = run_cli(["merchant", "add", "--name", "cli shop", "--product", "goods:physical",
-                     "--pay-org", "SANDBOX_A", "--fee-bps", "50"], env)
+    added = run_cli(
+        [
+            "merchant",
+            "add",
+            "--name",
+            "cli shop",
+            "--product",
+            "goods:physical",
+            "--pay-org",
+            "SANDBOX_A",
+            "--fee-bps",
+            "50",
+        ],
+        env,
+    )
     assert added.returncode == 0, added.stderr
     lines = dict(line.split(":", 1) for line in added.stdout.strip().splitlines())
     token, mid = lines["token"].strip(), lines["merchant_id"].strip()
@@ -38,25 +57,47 @@ def test_merchant_add_sandbox_and_serve_run_a_payment(tmp_path):
     engine.dispose()
     assert token not in stored and len(stored) == 64
 
-    bad = run_cli(["merchant", "add", "--name", "x", "--product", "bad space",
-                   "--pay-org", "SANDBOX_A"], env)
+    bad = run_cli(
+        ["merchant", "add", "--name", "x", "--product", "bad space", "--pay-org", "SANDBOX_A"], env
+    )
     assert bad.returncode == 2 and "invalid_context" in bad.stderr and "Traceback" not in bad.stderr
 
-    procs = [subprocess.Popen([sys.executable, "-m", "console.cli", cmd, "--port", str(port)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for cmd, port in (("sandbox", sandbox_port), ("serve", api_port))]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "console.cli", cmd, "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for cmd, port in (("sandbox", sandbox_port), ("serve", api_port))
+    ]
     logs = ""
     try:
         wait_http(f"http://127.0.0.1:{sandbox_port}/healthz", procs[0])
         wait_http(f"http://127.0.0.1:{api_port}/readyz", procs[1])
-        http = httpx.Client(base_url=f"http://127.0.0.1:{api_port}",
-                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        r = http.post("/v1/trades", json={
-            "out_trade_no": "cli-1", "trade_type": "instant", "amount": 2_000, "currency": "CNY",
-            "user_id": "u1", "order_type": "goods", "sub_type": "physical",
-            "pay_org_no": "SANDBOX_A"})
+        http = httpx.Client(
+            base_url=f"http://127.0.0.1:{api_port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        r = http.post(
+            "/v1/trades",
+            json={
+                "out_trade_no": "cli-1",
+                "trade_type": "instant",
+                "amount": 2_000,
+                "currency": "CNY",
+                "user_id": "u1",
+                "order_type": "goods",
+                "sub_type": "physical",
+                "pay_org_no": "SANDBOX_A",
+            },
+        )
         assert r.status_code == 200, r.text
-        r = http.post("/v1/trades/cli-1/pay", json={"tools": [{"tool": "channel", "amount": 2_000}]})
+        r = http.post(
+            "/v1/trades/cli-1/pay", json={"tools": [{"tool": "channel", "amount": 2_000}]}
+        )
         assert r.json()["status"] == "processing"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -99,26 +140,62 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
         "PAYWATCH_NOTIFY_SECRET": "notify-secret-for-tests",
     }
     with receiver:
-        added = run_cli(["merchant", "add", "--name", "w shop", "--product", "goods:physical",
-                         "--pay-org", "SANDBOX_A", "--notify-url", f"{receiver.url}/hook"], env)
-        printed = {k.strip(): v.strip() for k, v in (
-            ln.split(":", 1) for ln in added.stdout.strip().splitlines() if ":" in ln)}
+        added = run_cli(
+            [
+                "merchant",
+                "add",
+                "--name",
+                "w shop",
+                "--product",
+                "goods:physical",
+                "--pay-org",
+                "SANDBOX_A",
+                "--notify-url",
+                f"{receiver.url}/hook",
+            ],
+            env,
+        )
+        printed = {
+            k.strip(): v.strip()
+            for k, v in (ln.split(":", 1) for ln in added.stdout.strip().splitlines() if ":" in ln)
+        }
         token, mid = printed["token"], printed["merchant_id"]
-        procs = [subprocess.Popen([sys.executable, "-m", "console.cli", *cmd], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                 for cmd in (["sandbox", "--port", str(sandbox_port), "--admin-token", "adm"],
-                             ["serve", "--port", str(api_port)],
-                             ["worker", "--metrics-port", str(metrics_port)])]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "console.cli", *cmd],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for cmd in (
+                ["sandbox", "--port", str(sandbox_port), "--admin-token", "adm"],
+                ["serve", "--port", str(api_port)],
+                ["worker", "--metrics-port", str(metrics_port)],
+            )
+        ]
         try:
             wait_http(f"http://127.0.0.1:{api_port}/readyz", procs[1])
-            http = httpx.Client(base_url=f"http://127.0.0.1:{api_port}",
-                                headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            http = httpx.Client(
+                base_url=f"http://127.0.0.1:{api_port}",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
 
             def trade(no, kind, amount):
-                r = http.post("/v1/trades", json={
-                    "out_trade_no": no, "trade_type": kind, "amount": amount, "currency": "CNY",
-                    "user_id": "u1", "order_type": "goods", "sub_type": "physical",
-                    "pay_org_no": "SANDBOX_A"})
+                r = http.post(
+                    "/v1/trades",
+                    json={
+                        "out_trade_no": no,
+                        "trade_type": kind,
+                        "amount": amount,
+                        "currency": "CNY",
+                        "user_id": "u1",
+                        "order_type": "goods",
+                        "sub_type": "physical",
+                        "pay_org_no": "SANDBOX_A",
+                    },
+                )
                 assert r.status_code == 200, r.text
 
             def wait(pred, timeout=30):
@@ -130,7 +207,9 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
                 return False
 
             trade("top-up", "recharge", 1_000)
-            http.post("/v1/trades/top-up/pay", json={"tools": [{"tool": "channel", "amount": 1_000}]})
+            http.post(
+                "/v1/trades/top-up/pay", json={"tools": [{"tool": "channel", "amount": 1_000}]}
+            )
             assert wait(lambda: http.get("/v1/trades/top-up").json()["trade"]["status"] == "paid")
             assert wait(lambda: any(b"trade.paid" in r["body"] for r in received))
             event = next(r for r in received if b"trade.paid" in r["body"])
@@ -143,14 +222,25 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
             assert _json.loads(event["body"])["event_id"] == event["headers"]["x-paywatch-event-id"]
 
             # a combined payment whose channel part fails: 300 taken from balance must come back
-            r = httpx.put(f"http://127.0.0.1:{sandbox_port}/admin/knobs/SANDBOX_A",
-                          json={"fail_rate": 1.0}, headers={"X-Sandbox-Admin": "adm"})
+            r = httpx.put(
+                f"http://127.0.0.1:{sandbox_port}/admin/knobs/SANDBOX_A",
+                json={"fail_rate": 1.0},
+                headers={"X-Sandbox-Admin": "adm"},
+            )
             assert r.status_code == 200
             trade("combo", "instant", 1_000)
-            http.post("/v1/trades/combo/pay", json={"tools": [
-                {"tool": "balance", "amount": 300}, {"tool": "channel", "amount": 700}]})
-            assert wait(lambda: http.get("/v1/trades/combo").json()["pay_orders"][0]["status"]
-                        == "failed")
+            http.post(
+                "/v1/trades/combo/pay",
+                json={
+                    "tools": [
+                        {"tool": "balance", "amount": 300},
+                        {"tool": "channel", "amount": 700},
+                    ]
+                },
+            )
+            assert wait(
+                lambda: http.get("/v1/trades/combo").json()["pay_orders"][0]["status"] == "failed"
+            )
             engine = sa.create_engine(f"sqlite:///{tmp_path}/pw.db")
 
             def exception_resolved():
@@ -182,9 +272,11 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
 
 
 def test_user_add_passwd_role(tmp_path):
-    env = os.environ | {"PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/pw.db",
-                        "PAYWATCH_VAR_DIR": str(tmp_path / "var"),
-                        "PAYWATCH_USER_PASSWORD": "first-password"}
+    env = os.environ | {
+        "PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/pw.db",
+        "PAYWATCH_VAR_DIR": str(tmp_path / "var"),
+        "PAYWATCH_USER_PASSWORD": "first-password",
+    }
     from console.auth import verify
 
     added = run_cli(["user", "add", "--name", "olga", "--role", "operator"], env)
@@ -201,15 +293,19 @@ def test_user_add_passwd_role(tmp_path):
     assert verify(engine, "olga", "second-password").role == "manager"
     missing = run_cli(["user", "passwd", "--name", "nobody"], env)
     assert missing.returncode == 2 and "no user" in missing.stderr
-    short = run_cli(["user", "add", "--name", "x", "--role", "viewer"],
-                    env | {"PAYWATCH_USER_PASSWORD": "short"})
+    short = run_cli(
+        ["user", "add", "--name", "x", "--role", "viewer"],
+        env | {"PAYWATCH_USER_PASSWORD": "short"},
+    )
     assert short.returncode == 2 and "at least 8" in short.stderr
     engine.dispose()
 
 
 def test_shadow_drop_removes_only_the_shadow_file(tmp_path):
-    env = os.environ | {"PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/pw.db",
-                        "PAYWATCH_VAR_DIR": str(tmp_path / "var")}
+    env = os.environ | {
+        "PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/pw.db",
+        "PAYWATCH_VAR_DIR": str(tmp_path / "var"),
+    }
     assert run_cli(["migrate"], env).returncode == 0
     shadow = tmp_path / "pw_shadow.db"
     shadow.write_bytes(b"")

@@ -78,8 +78,16 @@ def test_operator_degrades_risk_and_overview_counts_the_fallbacks(tmp_path):
 
     engine = sa.create_engine(db_url)
     create_user(engine, OPERATOR, PASSWORD, "operator")
-    added = stack.cli("merchant", "add", "--name", "browser shop", "--product", "goods:physical",
-                      "--pay-org", "SANDBOX_A")  # fmt: skip
+    added = stack.cli(
+        "merchant",
+        "add",
+        "--name",
+        "browser shop",
+        "--product",
+        "goods:physical",
+        "--pay-org",
+        "SANDBOX_A",
+    )
     assert added.returncode == 0, added.stderr
     token = dict(ln.split(":", 1) for ln in added.stdout.strip().splitlines())["token"].strip()
 
@@ -94,8 +102,10 @@ def test_operator_degrades_risk_and_overview_counts_the_fallbacks(tmp_path):
 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
-                executable_path=chromium, headless=True,
-                args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])  # fmt: skip
+                executable_path=chromium,
+                headless=True,
+                args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+            )
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1600})
                 page.set_default_timeout(30_000)
@@ -143,12 +153,14 @@ def test_operator_degrades_risk_and_overview_counts_the_fallbacks(tmp_path):
     assert [(a.actor, a.role, a.target) for a in proposed] == [(OPERATOR, "operator", "risk")]
     detail = json.loads(proposed[0].detail)
     assert detail["ok"] is True and detail["kind"] == "degrade" and detail["reason"] == REASON
-    assert [(s.kind, s.target, s.status, s.actor, s.reason, s.requires_approval)
-            for s in switches] == [("degrade", "risk", "active", OPERATOR, REASON, False)]  # fmt: skip
+    assert [
+        (s.kind, s.target, s.status, s.actor, s.reason, s.requires_approval) for s in switches
+    ] == [("degrade", "risk", "active", OPERATOR, REASON, False)]
     hours = (switches[0].expires_at - switches[0].created_at).total_seconds() / 3600
     assert 1.9 < hours <= 2.0, hours  # "Expires in hours": 2
-    assert any(a.actor == OPERATOR and a.target == "risk" and a.reason == REASON
-               for a in switch_audit)  # fmt: skip
+    assert any(
+        a.actor == OPERATOR and a.target == "risk" and a.reason == REASON for a in switch_audit
+    )
     for name in ("01_signed_in", "02_switch_applied", "03_overview_fallbacks"):
         assert (shots / f"{name}.png").stat().st_size > 10_000
 
@@ -176,8 +188,11 @@ def _degrade_risk(page: Any, expect: Any) -> None:
     expect(hours).to_have_value("2.00")
     page.get_by_role("button", name="Apply switch").click()
     # the confirmation (also shown as a toast)
-    expect(page.get_by_test_id("stAlertContentSuccess").get_by_text(
-        re.compile(r"Switch #\d+ is active\."))).to_be_visible()  # fmt: skip
+    expect(
+        page.get_by_test_id("stAlertContentSuccess").get_by_text(
+            re.compile(r"Switch #\d+ is active\.")
+        )
+    ).to_be_visible()
 
 
 def _pay_through_degraded_risk(api: str, token: str) -> int:
@@ -190,13 +205,23 @@ def _pay_through_degraded_risk(api: str, token: str) -> int:
         nonlocal n
         n += 1
         no = f"browser-{n}"
-        r = http.post("/v1/trades", json={
-            "out_trade_no": no, "trade_type": "instant", "amount": 2_000, "currency": "CNY",
-            "user_id": "u1", "order_type": "goods", "sub_type": "physical",
-            "pay_org_no": "SANDBOX_A"})  # fmt: skip
+        r = http.post(
+            "/v1/trades",
+            json={
+                "out_trade_no": no,
+                "trade_type": "instant",
+                "amount": 2_000,
+                "currency": "CNY",
+                "user_id": "u1",
+                "order_type": "goods",
+                "sub_type": "physical",
+                "pay_org_no": "SANDBOX_A",
+            },
+        )
         assert r.status_code == 200, r.text
-        r = http.post(f"/v1/trades/{no}/pay", json={"tools": [{"tool": "channel",
-                                                               "amount": 2_000}]})  # fmt: skip
+        r = http.post(
+            f"/v1/trades/{no}/pay", json={"tools": [{"tool": "channel", "amount": 2_000}]}
+        )
         assert r.status_code == 200, r.text
         return _guard_count(api, "risk", "degraded") > 0
 
@@ -209,8 +234,9 @@ def _pay_through_degraded_risk(api: str, token: str) -> int:
         numbers = [f"browser-{i}" for i in range(before, n + 1)]
 
         def all_paid() -> bool:
-            return all(http.get(f"/v1/trades/{no}").json()["trade"]["status"] == "paid"
-                       for no in numbers)  # fmt: skip
+            return all(
+                http.get(f"/v1/trades/{no}").json()["trade"]["status"] == "paid" for no in numbers
+            )
 
         _wait(all_paid, "the degraded-risk payments to be paid", timeout=30)
     return len(numbers)

@@ -72,12 +72,23 @@ def stuck(engine: sa.Engine, sandbox: str) -> list[tuple]:
 
     gateway = build_gateway(sandbox, SECRETS)
     try:
-        return [(r.pay_org_no, r.channel_txn_no, r.pay_type, r.query_attempts, r.manual,
-                 gateway.query_status(r.pay_org_no, r.channel_txn_no).status)
-                for r in rows(engine, """
+        return [
+            (
+                r.pay_org_no,
+                r.channel_txn_no,
+                r.pay_type,
+                r.query_attempts,
+                r.manual,
+                gateway.query_status(r.pay_org_no, r.channel_txn_no).status,
+            )
+            for r in rows(
+                engine,
+                """
                     SELECT i.pay_org_no, i.channel_txn_no, o.pay_type, i.query_attempts, i.manual
                     FROM pay_items i JOIN pay_orders o ON o.id = i.pay_order_id
-                    WHERE i.status = 'processing' AND i.tool = 'channel'""")]  # fmt: skip
+                    WHERE i.status = 'processing' AND i.tool = 'channel'""",
+            )
+        ]
     finally:
         gateway.close()
 
@@ -85,11 +96,14 @@ def stuck(engine: sa.Engine, sandbox: str) -> list[tuple]:
 def transit_residue(engine: sa.Engine) -> dict:
     """What is left in platform transit, trade by trade, with the trades' entries,
     items and exceptions: the evidence a failed money check needs."""
-    left = rows(engine, """
+    left = rows(
+        engine,
+        """
         SELECT e.trade_id, sum(l.amount) AS net FROM journal_legs l
         JOIN journal_entries e ON e.id = l.entry_id JOIN accounts a ON a.id = l.account_id
         WHERE a.owner_type = 'platform' AND a.owner_id = 'transit'
-        GROUP BY e.trade_id HAVING sum(l.amount) <> 0""")  # fmt: skip
+        GROUP BY e.trade_id HAVING sum(l.amount) <> 0""",
+    )
     out = {}
     for trade_id, net in left:
         out[trade_id] = {
@@ -102,7 +116,7 @@ def transit_residue(engine: sa.Engine) -> dict:
                 JOIN accounts a ON a.id = l.account_id WHERE e.trade_id = :t
                 ORDER BY e.created_at""",
                 t=trade_id,
-            ),  # fmt: skip
+            ),
             "items": rows(
                 engine,
                 """
@@ -117,7 +131,7 @@ def transit_residue(engine: sa.Engine) -> dict:
                 SELECT id, kind, biz_key, pay_item_id, amount_taken, status FROM pay_exceptions
                 WHERE trade_id = :t""",
                 t=trade_id,
-            ),  # fmt: skip
+            ),
         }
     return out
 
@@ -141,10 +155,29 @@ def test_kill_9_mid_load_loses_and_doubles_nothing(pg_url, redis_url, tmp_path):
         "PAYWATCH_CHANNEL_SECRETS": ",".join(f"{o}={k}" for o, k in SECRETS.items()),
         "PAYWATCH_NOTIFY_SECRET": "crash-notify-secret",
     }
-    added = subprocess.run([sys.executable, "-m", "console.cli", "merchant", "add", "--name",
-                            "crash shop", "--product", "goods:physical", "--pay-org", ORGS[0],
-                            "--pay-org", ORGS[1], "--fee-bps", str(FEE_BPS)],
-                           env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    added = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "merchant",
+            "add",
+            "--name",
+            "crash shop",
+            "--product",
+            "goods:physical",
+            "--pay-org",
+            ORGS[0],
+            "--pay-org",
+            ORGS[1],
+            "--fee-bps",
+            str(FEE_BPS),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert added.returncode == 0, added.stderr
     fields_ = dict(line.split(":", 1) for line in added.stdout.strip().splitlines())
     token, mid = fields_["token"].strip(), fields_["merchant_id"].strip()
@@ -153,8 +186,9 @@ def test_kill_9_mid_load_loses_and_doubles_nothing(pg_url, redis_url, tmp_path):
     operator: Operator | None = None
     engine = sa.create_engine(pg_url)
     try:
-        stack.start("sandbox", "sandbox", "--port", str(sandbox_port), "--admin-token", ADMIN,
-                    "--seed", "8")  # fmt: skip
+        stack.start(
+            "sandbox", "sandbox", "--port", str(sandbox_port), "--admin-token", ADMIN, "--seed", "8"
+        )
         stack.start("serve", "serve", "--port", str(api_port), "--log-level", "warning")
         stack.start("worker", "worker")
         wait_http(f"{sandbox}/healthz", stack.procs["sandbox"])
@@ -163,28 +197,48 @@ def test_kill_9_mid_load_loses_and_doubles_nothing(pg_url, redis_url, tmp_path):
         # fund the users through the channel while it is healthy
         funder = Merchant(api, token, Load(), time.monotonic() + 60)
         for user in USERS:
-            funder.call("POST", "/v1/trades", {
-                "out_trade_no": f"fund-{user}", "trade_type": "recharge", "amount": FUNDING,
-                "currency": "CNY", "user_id": user, "order_type": "goods",
-                "sub_type": "physical", "pay_org_no": ORGS[0]})  # fmt: skip
-            funder.call("POST", f"/v1/trades/fund-{user}/pay",
-                        {"tools": [{"tool": "channel", "amount": FUNDING}]})  # fmt: skip
+            funder.call(
+                "POST",
+                "/v1/trades",
+                {
+                    "out_trade_no": f"fund-{user}",
+                    "trade_type": "recharge",
+                    "amount": FUNDING,
+                    "currency": "CNY",
+                    "user_id": user,
+                    "order_type": "goods",
+                    "sub_type": "physical",
+                    "pay_org_no": ORGS[0],
+                },
+            )
+            funder.call(
+                "POST",
+                f"/v1/trades/fund-{user}/pay",
+                {"tools": [{"tool": "channel", "amount": FUNDING}]},
+            )
         for user in USERS:
             funder.wait_trade(f"fund-{user}", {"paid"})
         funder.http.close()
 
         # unhealthy, slow channels (KNOBS)
         for org in ORGS:
-            r = httpx.put(f"{sandbox}/admin/knobs/{org}", json=COMMON_KNOBS | KNOBS[org],
-                          headers={"X-Sandbox-Admin": ADMIN})  # fmt: skip
+            r = httpx.put(
+                f"{sandbox}/admin/knobs/{org}",
+                json=COMMON_KNOBS | KNOBS[org],
+                headers={"X-Sandbox-Admin": ADMIN},
+            )
             assert r.status_code == 200, r.text
 
         load = Load()
         per_thread = make_plans()
         load.plans = [p for plans in per_thread for p in plans]
         deadline = time.monotonic() + 75
-        clients = [threading.Thread(target=Merchant(api, token, load, deadline).run_all,
-                                    args=(plans,), daemon=True) for plans in per_thread]  # fmt: skip
+        clients = [
+            threading.Thread(
+                target=Merchant(api, token, load, deadline).run_all, args=(plans,), daemon=True
+            )
+            for plans in per_thread
+        ]
         for c in clients:
             c.start()
 
@@ -217,11 +271,14 @@ def test_kill_9_mid_load_loses_and_doubles_nothing(pg_url, redis_url, tmp_path):
 
         # -- recovery: compensation drains (the worker), then reconciliation ---------------
         def settled() -> bool:
-            left = rows(engine, """
+            left = rows(
+                engine,
+                """
                 SELECT (SELECT count(*) FROM pay_items WHERE status = 'processing')
                      + (SELECT count(*) FROM pay_exceptions WHERE status = 'open')
                      + (SELECT count(*) FROM compensation_tasks
-                        WHERE status IN ('pending', 'running'))""")  # fmt: skip
+                        WHERE status IN ('pending', 'running'))""",
+            )
             return left[0][0] == 0
 
         wait_for(settled, 45, "compensation to drain (processing items, open exceptions, tasks)")
@@ -243,22 +300,27 @@ def test_kill_9_mid_load_loses_and_doubles_nothing(pg_url, redis_url, tmp_path):
             core.close()
         verify(engine, pg_url, mid, load, internal, external, statement)
         facts = {
-            "exceptions": dict(rows(engine, "SELECT kind, count(*) FROM pay_exceptions GROUP BY 1")),
+            "exceptions": dict(
+                rows(engine, "SELECT kind, count(*) FROM pay_exceptions GROUP BY 1")
+            ),
             "tasks": dict(rows(engine, "SELECT kind, count(*) FROM compensation_tasks GROUP BY 1")),
             "active_query": operator.active.stats.__dict__,
-        }  # fmt: skip
+        }
     finally:
         if operator is not None:
             operator.close()
         stack.stop_all()
         engine.dispose()
     report = {
-        "seconds": round(time.monotonic() - started, 1), "trades": len(load.plans),
+        "seconds": round(time.monotonic() - started, 1),
+        "trades": len(load.plans),
         "paid": sum(o.paid for o in load.outcomes.values()),
         "refunds": Counter(o.refund_status for o in load.outcomes.values() if o.refund_status),
-        "killed_after_pays": killed_at, "processing_at_kill": in_flight,
-        "client_retries": dict(load.retries), **facts,
-    }  # fmt: skip
+        "killed_after_pays": killed_at,
+        "processing_at_kill": in_flight,
+        "client_retries": dict(load.retries),
+        **facts,
+    }
     print("crash test:", json.dumps(report, default=str))
     assert "Traceback" not in stack.log("serve") + stack.log("worker"), stack.log("worker")[-3000:]
 
@@ -278,16 +340,23 @@ def verify(engine, pg_url, mid, load: Load, internal, external, statement) -> No
 
     plans = {p.no: p for p in load.plans}
     # every trade the clients sent exists once, and is final the way the client saw it
-    trades = {r.out_trade_no: r for r in rows(engine, """
+    trades = {
+        r.out_trade_no: r
+        for r in rows(
+            engine,
+            """
         SELECT id, out_trade_no, status, amount, paid_amount, refunded_amount FROM trades
-        WHERE trade_type = 'instant'""")}  # fmt: skip
+        WHERE trade_type = 'instant'""",
+        )
+    }
     assert set(trades) == set(plans)
     for no, p in plans.items():
         t, o = trades[no], load.outcomes[no]
         assert t.status == ("paid" if o.paid else "closed"), (no, t.status, o)
         want_refunded = p.refund if o.refund_status == "paid" else 0
-        assert (t.paid_amount, t.refunded_amount) == ((p.amount if o.paid else 0),
-                                                      want_refunded), no  # fmt: skip
+        assert (t.paid_amount, t.refunded_amount) == ((p.amount if o.paid else 0), want_refunded), (
+            no
+        )
     # paid exactly once: one successful pay order per paid trade, none per unpaid one
     success = Counter(
         r.trade_id
@@ -302,7 +371,9 @@ def verify(engine, pg_url, mid, load: Load, internal, external, statement) -> No
     assert not rows(engine, "SELECT id FROM pay_orders WHERE status = 'processing'")
     assert not rows(engine, "SELECT id FROM pay_items WHERE status = 'processing' OR manual")
     # one ledger posting per business event: each successful item and order posted once
-    missing = rows(engine, """
+    missing = rows(
+        engine,
+        """
         SELECT i.id FROM pay_items i JOIN pay_orders o ON o.id = i.pay_order_id
         WHERE i.status = 'success' AND NOT EXISTS (SELECT 1 FROM journal_entries e
           WHERE e.biz_key = CAST(i.id AS TEXT)
@@ -312,12 +383,16 @@ def verify(engine, pg_url, mid, load: Load, internal, external, statement) -> No
         SELECT o.id FROM pay_orders o WHERE o.status = 'success' AND o.pay_type <> 'refund'
           AND NOT EXISTS (SELECT 1 FROM journal_entries e
                           WHERE e.biz_type = 'pay_complete' AND e.biz_key = CAST(o.id AS TEXT))
-        """)  # fmt: skip
+        """,
+    )
     assert not missing, missing
-    stray = rows(engine, """
+    stray = rows(
+        engine,
+        """
         SELECT e.biz_type, e.biz_key FROM journal_entries e
         WHERE e.biz_type = 'pay_complete' AND NOT EXISTS (SELECT 1 FROM pay_orders o
-          WHERE CAST(o.id AS TEXT) = e.biz_key AND o.status = 'success')""")  # fmt: skip
+          WHERE CAST(o.id AS TEXT) = e.biz_key AND o.status = 'success')""",
+    )
     assert not stray, stray  # no completion posted for an order that did not succeed
     # the exceptions the crash and the failing channel caused were all refunded in full
     exceptions = rows(engine, "SELECT kind, status, amount_taken FROM pay_exceptions")
@@ -353,9 +428,12 @@ def verify(engine, pg_url, mid, load: Load, internal, external, statement) -> No
     try:
         with db.session() as s:
             got_users = {u: balance_of(s, user_balance(mid, u, cur)) for u in USERS}
-            got = (balance_of(s, merchant_payable(mid, cur)), balance_of(s, fee_income(cur)),
-                   sum(balance_of(s, channel_clearing(org, cur)) for org in ORGS),
-                   balance_of(s, platform_transit(cur)))  # fmt: skip
+            got = (
+                balance_of(s, merchant_payable(mid, cur)),
+                balance_of(s, fee_income(cur)),
+                sum(balance_of(s, channel_clearing(org, cur)) for org in ORGS),
+                balance_of(s, platform_transit(cur)),
+            )
         assert got_users == user_want
         assert got == (merchant_want, fee_want, channel_want, 0), (got, transit_residue(engine))
         tb = trial_balance(db)
@@ -364,10 +442,16 @@ def verify(engine, pg_url, mid, load: Load, internal, external, statement) -> No
         db.dispose()
 
     # the channel's record, trade by trade: what it kept equals what we say was paid
-    items = {r.channel_txn_no: r for r in rows(engine, """
+    items = {
+        r.channel_txn_no: r
+        for r in rows(
+            engine,
+            """
         SELECT i.id, i.channel_txn_no, o.trade_id, o.pay_type, t.origin_trade_id
         FROM pay_items i JOIN pay_orders o ON o.id = i.pay_order_id
-        JOIN trades t ON t.id = o.trade_id WHERE i.tool = 'channel'""")}  # fmt: skip
+        JOIN trades t ON t.id = o.trade_id WHERE i.tool = 'channel'""",
+        )
+    }
     by_item = {str(r.id): r for r in items.values()}
     kept: dict[int, int] = defaultdict(int)
     for line in (ln for lines in statement.values() for ln in lines):
@@ -378,10 +462,15 @@ def verify(engine, pg_url, mid, load: Load, internal, external, statement) -> No
             it = items[txn]
             sign = -1 if it.pay_type == "refund" else 1
         kept[it.origin_trade_id or it.trade_id] += sign * line.amount
-    ours = {t.id: (plans[no].amount - plans[no].balance_part if load.outcomes[no].paid else 0)
-            - (plans[no].refund - min(plans[no].refund, plans[no].balance_part)
-               if load.outcomes[no].refund_status == "paid" else 0)
-            for no, t in trades.items()}  # fmt: skip
+    ours = {
+        t.id: (plans[no].amount - plans[no].balance_part if load.outcomes[no].paid else 0)
+        - (
+            plans[no].refund - min(plans[no].refund, plans[no].balance_part)
+            if load.outcomes[no].refund_status == "paid"
+            else 0
+        )
+        for no, t in trades.items()
+    }
     assert {k: v for k, v in kept.items() if k in ours and v} == {
         k: v for k, v in ours.items() if v
     }

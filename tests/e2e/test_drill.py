@@ -33,23 +33,37 @@ ORG = "SANDBOX_A"
 
 @pytest.fixture
 def platform(pg_url, tmp_path):
-    settings = Settings(database_url=pg_url, var_dir=str(tmp_path / "var"),
-                        notify_secret_value="drill-notify-secret")  # fmt: skip
-    stack = EmbeddedPlatform(settings, EmbeddedOptions(jobs=fast_jobs(FACTOR),
-                                                       sample_interval_s=1.0)).start()  # fmt: skip
+    settings = Settings(
+        database_url=pg_url,
+        var_dir=str(tmp_path / "var"),
+        notify_secret_value="drill-notify-secret",
+    )
+    stack = EmbeddedPlatform(
+        settings, EmbeddedOptions(jobs=fast_jobs(FACTOR), sample_interval_s=1.0)
+    ).start()
     yield settings, stack
     stack.stop()
 
 
-def drill_traffic(settings: Settings, stack: EmbeddedPlatform, *, seed: int,
-                  receiver_failure_ratio: float) -> Simulator:  # fmt: skip
+def drill_traffic(
+    settings: Settings, stack: EmbeddedPlatform, *, seed: int, receiver_failure_ratio: float
+) -> Simulator:
     """6 arrivals/s from the demo merchants, with their notification receivers."""
     port = free_port()
-    merchants = ensure_demo_merchants(stack.platform.paycore, settings.var_dir,
-                                      f"http://127.0.0.1:{port}", settings.pay_orgs)  # fmt: skip
-    return Simulator(SimConfig(api_url=stack.settings.api_url, rate=6.0, seed=seed,
-                               receiver_port=port, receiver_failure_ratio=receiver_failure_ratio,
-                               notify_secret=settings.notify_secret()), merchants)  # fmt: skip
+    merchants = ensure_demo_merchants(
+        stack.platform.paycore, settings.var_dir, f"http://127.0.0.1:{port}", settings.pay_orgs
+    )
+    return Simulator(
+        SimConfig(
+            api_url=stack.settings.api_url,
+            rate=6.0,
+            seed=seed,
+            receiver_port=port,
+            receiver_failure_ratio=receiver_failure_ratio,
+            notify_secret=settings.notify_secret(),
+        ),
+        merchants,
+    )
 
 
 def test_channel_failure_drill_loses_and_doubles_nothing(platform):
@@ -57,8 +71,9 @@ def test_channel_failure_drill_loses_and_doubles_nothing(platform):
     sim = drill_traffic(settings, stack, seed=8, receiver_failure_ratio=0.1)
     drill = BUILTIN["channel-failure"].for_org(ORG).scaled(FACTOR)
     try:
-        report = run_drill(drill, sim, stack.targets(settings), target=ORG,
-                           time_factor=FACTOR, settle_s=90)  # fmt: skip
+        report = run_drill(
+            drill, sim, stack.targets(settings), target=ORG, time_factor=FACTOR, settle_s=90
+        )
     finally:
         sim.stop()
     plat, audit, traffic = report["platform"], report["audit"], report["traffic"]
@@ -75,8 +90,9 @@ def test_channel_failure_drill_loses_and_doubles_nothing(platform):
     for other in ("SANDBOX_B", "SANDBOX_C"):
         outcomes = plat["guard_outcomes"][f"channel.{other}"]
         assert outcomes.get("pass", 0) > 0 and not outcomes.get("error"), outcomes
-    paid_elsewhere = [r for r in sim.ledger if r.pay_org != ORG and r.state in ("paid",
-                                                                                "confirmed")]  # fmt: skip
+    paid_elsewhere = [
+        r for r in sim.ledger if r.pay_org != ORG and r.state in ("paid", "confirmed")
+    ]
     assert len(paid_elsewhere) > 20 and traffic["rerouted"] > 0
     # an alert fired: the channel's success SLO, evaluated at drill speed
     assert any(a.startswith("slo_channel_call_success_sandbox_a") for a in plat["alerts_fired"])
@@ -90,7 +106,11 @@ def test_channel_failure_drill_loses_and_doubles_nothing(platform):
     # the report is stored and written
     [row] = list_reports(stack.targets(settings).engine)
     assert (row["name"], row["status"], row["lost"], row["doubled"]) == (
-        "channel-failure", "passed", 0, 0)  # fmt: skip
+        "channel-failure",
+        "passed",
+        0,
+        0,
+    )
     assert json.loads(Path(report["json_path"]).read_text())["status"] == "passed"
 
 
@@ -99,18 +119,24 @@ def test_redis_down_drill_fails_fast_then_recovers_and_loses_nothing(pg_url, red
     """Redis (trade locks, limits, switch pub/sub) unreachable through the fault proxy
     from t+6 s to t+12 s: pays fail fast as 503 ``dependency_unavailable:redis``, the
     ``redis`` breaker opens, payments resume after it, and nothing is lost or doubled."""
-    settings = Settings(database_url=pg_url, redis_url=redis_url,
-                        var_dir=str(tmp_path / "var"), notify_secret_value="drill-secret")  # fmt: skip
-    stack = EmbeddedPlatform(settings, EmbeddedOptions(jobs=fast_jobs(FACTOR),
-                                                       sample_interval_s=1.0)).start()  # fmt: skip
+    settings = Settings(
+        database_url=pg_url,
+        redis_url=redis_url,
+        var_dir=str(tmp_path / "var"),
+        notify_secret_value="drill-secret",
+    )
+    stack = EmbeddedPlatform(
+        settings, EmbeddedOptions(jobs=fast_jobs(FACTOR), sample_interval_s=1.0)
+    ).start()
     try:
         assert "redis" in stack.proxies and stack.settings.redis_url != redis_url
         sim = drill_traffic(settings, stack, seed=9, receiver_failure_ratio=0.0)
         drill = BUILTIN["redis-down"].scaled(FACTOR)
         back = time.monotonic() + 120 * FACTOR  # Redis is back 12 s into the drill
         try:
-            report = run_drill(drill, sim, stack.targets(settings), target="redis",
-                               time_factor=FACTOR, settle_s=90)  # fmt: skip
+            report = run_drill(
+                drill, sim, stack.targets(settings), target="redis", time_factor=FACTOR, settle_s=90
+            )
         finally:
             sim.stop()
         paid_after = [r for r in sim.ledger if r.state in ("paid", "confirmed") and r.since > back]
@@ -154,16 +180,18 @@ def test_db_slow_drill_slows_every_round_trip_and_loses_nothing(platform):
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
     try:
-        report = run_drill(drill, sim, stack.targets(settings), target="database",
-                           time_factor=FACTOR, settle_s=90)  # fmt: skip
+        report = run_drill(
+            drill, sim, stack.targets(settings), target="database", time_factor=FACTOR, settle_s=90
+        )
     finally:
         stop.set()
         prober.join(timeout=15)
         sim.stop()
     plat, audit = report["platform"], report["audit"]
     summary = json.dumps({k: report.get(k) for k in ("checks", "audit", "traffic", "steps")})
-    assert [s["params"] for s in report["steps"]] == [{"latency_ms": 200.0},
-                                                       {"latency_ms": 0.0}], summary  # fmt: skip
+    assert [s["params"] for s in report["steps"]] == [{"latency_ms": 200.0}, {"latency_ms": 0.0}], (
+        summary
+    )
     assert not any("error" in s for s in report["steps"]) and not report["undo_errors"]
     # a database ping took the added 200 ms while the fault was on, and not after it
     slow = [d for t, d in probes if start + 7 < t < start + 17]
@@ -179,12 +207,27 @@ def test_db_slow_drill_slows_every_round_trip_and_loses_nothing(platform):
 
 
 def test_simulate_cli_reports_a_drill_that_cannot_apply(tmp_path):
-    env = os.environ | {"PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/pw.db",
-                        "PAYWATCH_VAR_DIR": str(tmp_path / "var")}  # fmt: skip
+    env = os.environ | {
+        "PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/pw.db",
+        "PAYWATCH_VAR_DIR": str(tmp_path / "var"),
+    }
     env.pop("PAYWATCH_REDIS_URL", None)
-    got = subprocess.run([sys.executable, "-m", "console.cli", "simulate", "--drill",
-                          "redis-down", "--receiver-port", str(free_port())],
-                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    got = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "simulate",
+            "--drill",
+            "redis-down",
+            "--receiver-port",
+            str(free_port()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert got.returncode == 3, got.stderr[-2000:]
     assert "NOT_APPLICABLE" in got.stdout and "no Redis is configured" in got.stdout
     saved = list((tmp_path / "var" / "drills").glob("*-redis-down.json"))

@@ -45,9 +45,22 @@ def _run_up(tmp_path: Path, extra_env: dict[str, str]) -> None:
     ports = {name: free_port() for name in ("api", "sandbox", "console", "receiver")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYWATCH_")} | extra_env
     log = tmp_path / "up.log"
-    cmd = [sys.executable, "-m", "console.cli", "up", "--rate", "4",
-           "--api-port", str(ports["api"]), "--sandbox-port", str(ports["sandbox"]),
-           "--console-port", str(ports["console"]), "--receiver-port", str(ports["receiver"])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "console.cli",
+        "up",
+        "--rate",
+        "4",
+        "--api-port",
+        str(ports["api"]),
+        "--sandbox-port",
+        str(ports["sandbox"]),
+        "--console-port",
+        str(ports["console"]),
+        "--receiver-port",
+        str(ports["receiver"]),
+    ]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     api, console = f"http://127.0.0.1:{ports['api']}", f"http://127.0.0.1:{ports['console']}"
@@ -59,8 +72,11 @@ def _run_up(tmp_path: Path, extra_env: dict[str, str]) -> None:
         _wait("the banner", lambda: "Ctrl-C stops everything" in log.read_text(), proc, log)
         banner = log.read_text()
         assert f"console   {console}" in banner
-        logins = dict(re.findall(r"^\s{4}(\w+)\s+(\S+)\s+\((?:viewer|operator|manager|admin)\)$",
-                                 banner, re.M))  # fmt: skip
+        logins = dict(
+            re.findall(
+                r"^\s{4}(\w+)\s+(\S+)\s+\((?:viewer|operator|manager|admin)\)$", banner, re.M
+            )
+        )
         assert set(logins) == {"viewer", "operator", "manager", "admin"}
         for user, password in logins.items():  # the printed logins work, and only they
             assert verify(engine, user, password) is not None
@@ -68,8 +84,9 @@ def _run_up(tmp_path: Path, extra_env: dict[str, str]) -> None:
 
         def paid() -> int:
             with engine.connect() as conn:
-                return conn.execute(sa.text(
-                    "select count(*) from trades where status = 'paid'")).scalar_one()  # fmt: skip
+                return conn.execute(
+                    sa.text("select count(*) from trades where status = 'paid'")
+                ).scalar_one()
 
         _wait("simulated payments completing", lambda: paid() >= 5, proc, log, timeout=90)
         assert "paywatch_link_requests" in httpx.get(f"{api}/metrics", timeout=5).text
@@ -81,8 +98,9 @@ def _run_up(tmp_path: Path, extra_env: dict[str, str]) -> None:
         for url in (f"{api}/healthz", f"{console}/_stcore/health"):
             assert not _answers(url), f"{url} still answers after the stop"
         with engine.connect() as conn:  # nothing left half-claimed by the stopped worker
-            running = conn.execute(sa.text(
-                "select count(*) from compensation_tasks where status = 'running'")).scalar_one()
+            running = conn.execute(
+                sa.text("select count(*) from compensation_tasks where status = 'running'")
+            ).scalar_one()
         assert running == 0
     finally:
         if proc.poll() is None:

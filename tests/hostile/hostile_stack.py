@@ -28,22 +28,33 @@ class Merchant:
 
     def __init__(self, stack: HostileStack, mid: str, token: str) -> None:
         self.stack, self.mid, self.token = stack, mid, token
-        self.http = httpx.Client(base_url=stack.api.url, timeout=15,
-                                 headers={"Authorization": f"Bearer {token}"})
+        self.http = httpx.Client(
+            base_url=stack.api.url, timeout=15, headers={"Authorization": f"Bearer {token}"}
+        )
 
-    def trade(self, no: str, amount: int = 1000, trade_type: str = "instant",
-              user: str = "u1", **kw: Any) -> httpx.Response:
-        body = {"out_trade_no": no, "trade_type": trade_type, "amount": amount,
-                "currency": "CNY", "user_id": user, "order_type": "goods",
-                "sub_type": "physical", "pay_org_no": "SANDBOX_A", **kw}
+    def trade(
+        self, no: str, amount: int = 1000, trade_type: str = "instant", user: str = "u1", **kw: Any
+    ) -> httpx.Response:
+        body = {
+            "out_trade_no": no,
+            "trade_type": trade_type,
+            "amount": amount,
+            "currency": "CNY",
+            "user_id": user,
+            "order_type": "goods",
+            "sub_type": "physical",
+            "pay_org_no": "SANDBOX_A",
+            **kw,
+        }
         return self.http.post("/v1/trades", json=body)
 
     def pay(self, no: str, tools: list[dict], **kw: Any) -> httpx.Response:
         return self.http.post(f"/v1/trades/{no}/pay", json={"tools": tools, **kw})
 
     def refund(self, no: str, refund_no: str, amount: int, **kw: Any) -> httpx.Response:
-        return self.http.post(f"/v1/trades/{no}/refunds",
-                              json={"out_refund_no": refund_no, "amount": amount, **kw})
+        return self.http.post(
+            f"/v1/trades/{no}/refunds", json={"out_refund_no": refund_no, "amount": amount, **kw}
+        )
 
     def detail(self, no: str) -> dict:
         return self.http.get(f"/v1/trades/{no}").json()
@@ -75,18 +86,26 @@ class HostileStack:
         from paycore.channels.sandbox_config import SandboxConfig
 
         self.secrets = {o: secrets.token_urlsafe(24) for o in ORGS}
-        self.sandbox = LiveServer(create_sandbox_app(
-            SandboxConfig(secrets=dict(self.secrets), admin_token=ADMIN, seed=11)))
+        self.sandbox = LiveServer(
+            create_sandbox_app(
+                SandboxConfig(secrets=dict(self.secrets), admin_token=ADMIN, seed=11)
+            )
+        )
         api_port = free_port()
-        settings = Settings(database_url=db_url, api_url=f"http://127.0.0.1:{api_port}",
-                            sandbox_url=self.sandbox.url, pay_orgs=ORGS,
-                            channel_secrets=dict(self.secrets))
+        settings = Settings(
+            database_url=db_url,
+            api_url=f"http://127.0.0.1:{api_port}",
+            sandbox_url=self.sandbox.url,
+            pay_orgs=ORGS,
+            channel_secrets=dict(self.secrets),
+        )
         self.platform = build_platform(settings)
         self.core = self.platform.paycore
         self.api = LiveServer(self.platform.api_app(), port=api_port)
         self._onboarded = [
-            self.core.merchants.onboard(name, products=[("goods", "physical")],
-                                        pay_orgs=list(ORGS), fee_bps=100)
+            self.core.merchants.onboard(
+                name, products=[("goods", "physical")], pay_orgs=list(ORGS), fee_bps=100
+            )
             for name in ("victim shop", "hostile shop")
         ]
 
@@ -106,16 +125,23 @@ class HostileStack:
         self.platform.close()
 
     def knobs(self, org: str, **changes: Any) -> None:
-        r = httpx.put(f"{self.sandbox.url}/admin/knobs/{org}", json=changes,
-                      headers={"X-Sandbox-Admin": ADMIN})
+        r = httpx.put(
+            f"{self.sandbox.url}/admin/knobs/{org}",
+            json=changes,
+            headers={"X-Sandbox-Admin": ADMIN},
+        )
         assert r.status_code == 200, r.text
 
     def callback(self, org: str, body: dict | bytes, **kw: Any) -> httpx.Response:
         """A correctly signed callback from ``org`` (a faulty channel's, if the body is)."""
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = signed_headers(self.secrets[org], raw)
-        return httpx.post(f"{self.api.url}/v1/channels/{org}/callback", content=raw,
-                          headers=headers | {"content-type": "application/json"}, **kw)
+        return httpx.post(
+            f"{self.api.url}/v1/channels/{org}/callback",
+            content=raw,
+            headers=headers | {"content-type": "application/json"},
+            **kw,
+        )
 
     def counts(self) -> dict[str, int]:
         return table_counts(self.core.db)

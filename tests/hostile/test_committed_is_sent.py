@@ -66,14 +66,16 @@ def test_redis_failing_after_the_commit_still_sends_the_pay(redis_cut_after_comm
     core, channel, arm = redis_cut_after_commit
     m = core.merchants.onboard("shop", products=[("goods", "physical")], pay_orgs=["SANDBOX_A"])
     mid = m.merchant.merchant_id
-    core.trades.create(mid, CreateTrade("t1", "instant", 1_000, "CNY", "u1", "goods",
-                                        "physical", "SANDBOX_A"))
+    core.trades.create(
+        mid, CreateTrade("t1", "instant", 1_000, "CNY", "u1", "goods", "physical", "SANDBOX_A")
+    )
     arm("pay_orders")
     view = core.payments.pay(mid, PayRequest("t1", (PayTool("channel", 1_000),)))
     # the truth: the pay is committed and on its way, and the channel got it at once
     assert view.status == "processing"
     assert [(r.kind, r.channel_txn_no) for r in channel.sent] == [
-        ("pay", view.items[0].channel_txn_no)]
+        ("pay", view.items[0].channel_txn_no)
+    ]
     # a replay answers the same pay order, and nothing is sent twice
     assert core.payments.pay(mid, PayRequest("t1", (PayTool("channel", 1_000),))).id == view.id
     assert len(channel.sent) == 1
@@ -83,12 +85,17 @@ def test_redis_failing_after_a_refunds_commit_still_sends_the_refund(redis_cut_a
     core, channel, arm = redis_cut_after_commit
     m = core.merchants.onboard("shop", products=[("goods", "physical")], pay_orgs=["SANDBOX_A"])
     mid = m.merchant.merchant_id
-    core.trades.create(mid, CreateTrade("t1", "instant", 1_000, "CNY", "u1", "goods",
-                                        "physical", "SANDBOX_A"))
+    core.trades.create(
+        mid, CreateTrade("t1", "instant", 1_000, "CNY", "u1", "goods", "physical", "SANDBOX_A")
+    )
     po = core.payments.pay(mid, PayRequest("t1", (PayTool("channel", 1_000),)))
     item = po.items[0]
-    assert core.payments.on_channel_result(ChannelResult(
-        "SANDBOX_A", str(item.channel_txn_no), "success", 1_000, "CNY")) == "settled"
+    assert (
+        core.payments.on_channel_result(
+            ChannelResult("SANDBOX_A", str(item.channel_txn_no), "success", 1_000, "CNY")
+        )
+        == "settled"
+    )
     arm("pay_orders")
     detail = core.refunds.refund(mid, RefundRequest("t1", "r1", 400))
     assert detail.trade.status == "paying"

@@ -50,14 +50,27 @@ def paid_trade(m, no: str, amount: int = 1000) -> None:
 
 
 def trade_body(no: str, **kw: Any) -> dict[str, Any]:
-    return {"out_trade_no": no, "trade_type": "instant", "amount": 100, "currency": "CNY",
-            "user_id": "u1", "order_type": "goods", "sub_type": "physical",
-            "pay_org_no": "SANDBOX_A"} | kw
+    return {
+        "out_trade_no": no,
+        "trade_type": "instant",
+        "amount": 100,
+        "currency": "CNY",
+        "user_id": "u1",
+        "order_type": "goods",
+        "sub_type": "physical",
+        "pay_org_no": "SANDBOX_A",
+    } | kw
 
 
 def callback_body(**kw: Any) -> dict[str, Any]:
-    return {"pay_org_no": "SANDBOX_A", "channel_txn_no": "1", "status": "success",
-            "amount": 100, "currency": "CNY", "channel_ref": "ref-1"} | kw
+    return {
+        "pay_org_no": "SANDBOX_A",
+        "channel_txn_no": "1",
+        "status": "success",
+        "amount": 100,
+        "currency": "CNY",
+        "channel_ref": "ref-1",
+    } | kw
 
 
 # -- 5. client mistakes are client errors ------------------------------------------------
@@ -75,31 +88,41 @@ def test_control_characters_are_refused_as_client_errors_and_never_count_as_link
         "subject NUL": lambda: a.trade("nul-1", subject="pen\x00"),
         "subject bidi override": lambda: a.trade("nul-2", subject="abc\u202etxt.exe"),
         "subject lone surrogate": lambda: a.http.post(  # sent escaped, as \\ud800
-            "/v1/trades", content=json.dumps(trade_body("nul-3", subject="\ud800")).encode(),
-            headers={"content-type": "application/json"}),
+            "/v1/trades",
+            content=json.dumps(trade_body("nul-3", subject="\ud800")).encode(),
+            headers={"content-type": "application/json"},
+        ),
         "payee NUL on instant": lambda: a.trade("nul-4", payee_user_id="u\x00"),
-        "payee NUL on transfer": lambda: a.trade("nul-5", trade_type="transfer",
-                                                 payee_user_id="u2\x00"),
+        "payee NUL on transfer": lambda: a.trade(
+            "nul-5", trade_type="transfer", payee_user_id="u2\x00"
+        ),
         "out_trade_no ESC": lambda: a.trade("nul\x1b6"),
         "currency NUL": lambda: a.trade("nul-7", currency="CN\x00"),
         "order_type NUL": lambda: a.trade("nul-8", order_type="goods\x00"),
         "refund reason NUL": lambda: a.refund("nul-paid", "nul-r1", 10, reason="oops\x00"),
         "refund no NUL": lambda: a.refund("nul-paid", "nul\x00r2", 10),
-        "out_pay_no NUL": lambda: a.pay("nul-paid", [{"tool": "channel", "amount": 1000}],
-                                        out_pay_no="p\x00"),
+        "out_pay_no NUL": lambda: a.pay(
+            "nul-paid", [{"tool": "channel", "amount": 1000}], out_pay_no="p\x00"
+        ),
         "path NUL": lambda: a.http.get("/v1/trades/nul%00paid"),
         "path NUL on pay": lambda: a.pay("nul%00paid", [{"tool": "channel", "amount": 1}]),
         "query NUL": lambda: a.http.get("/v1/trades/nul-paid?x=%00"),
         "callback txn NUL": lambda: hostile.callback(
-            "SANDBOX_A", callback_body(channel_txn_no="1\x00")),
+            "SANDBOX_A", callback_body(channel_txn_no="1\x00")
+        ),
         "callback ref NUL": lambda: hostile.callback(
-            "SANDBOX_A", callback_body(channel_ref="r\x00")),
+            "SANDBOX_A", callback_body(channel_ref="r\x00")
+        ),
         "callback path NUL": lambda: httpx.post(
-            f"{hostile.api.url}/v1/channels/SANDBOX_A%00/callback", json=callback_body()),
+            f"{hostile.api.url}/v1/channels/SANDBOX_A%00/callback", json=callback_body()
+        ),
     }
     answers = {name: attack() for name, attack in attacks.items()}
-    wrong = {name: (r.status_code, r.text[:160]) for name, r in answers.items()
-             if error_of(r) != (400, "invalid_characters")}
+    wrong = {
+        name: (r.status_code, r.text[:160])
+        for name, r in answers.items()
+        if error_of(r) != (400, "invalid_characters")
+    }
     assert not wrong
     for r in answers.values():
         assert r.json()["error"]["request_id"] == r.headers["x-request-id"]
@@ -121,8 +144,11 @@ def test_a_refused_request_is_a_rejection_in_the_link_metrics_not_an_error(hosti
     r = a.pay("rej-1", [{"tool": "balance", "amount": 5}])
     assert error_of(r) == (409, "insufficient_balance")
     metrics = httpx.get(f"{hostile.api.url}/metrics").text
-    assert re.search(r'paywatch_link_requests_total\{[^}]*outcome="rejected"[^}]*'
-                     r'reason="insufficient_balance"', metrics)
+    assert re.search(
+        r'paywatch_link_requests_total\{[^}]*outcome="rejected"[^}]*'
+        r'reason="insufficient_balance"',
+        metrics,
+    )
     assert link_errors(hostile) == before
 
 
@@ -142,16 +168,18 @@ class Pulled:
             yield piece
 
 
-@pytest.mark.parametrize(("method", "path", "signed"), [
-    ("POST", "/v1/trades", False),
-    ("POST", "/v1/channels/SANDBOX_A/callback", False),
-    ("POST", "/v1/channels/SANDBOX_A/callback", True),
-    ("GET", "/v1/trades/anything", False),
-    ("POST", "/v1/trades/anything/confirm", False),
-    ("GET", "/healthz", False),
-])
-def test_a_chunked_body_over_the_cap_is_refused_while_it_streams(hostile, method, path,
-                                                                 signed):
+@pytest.mark.parametrize(
+    ("method", "path", "signed"),
+    [
+        ("POST", "/v1/trades", False),
+        ("POST", "/v1/channels/SANDBOX_A/callback", False),
+        ("POST", "/v1/channels/SANDBOX_A/callback", True),
+        ("GET", "/v1/trades/anything", False),
+        ("POST", "/v1/trades/anything/confirm", False),
+        ("GET", "/healthz", False),
+    ],
+)
+def test_a_chunked_body_over_the_cap_is_refused_while_it_streams(hostile, method, path, signed):
     """Old code: no Content-Length, no check; the whole 30 MB was read (and parsed) before
     any answer, unauthenticated, on every route."""
     body = Pulled()
@@ -159,8 +187,7 @@ def test_a_chunked_body_over_the_cap_is_refused_while_it_streams(hostile, method
     if signed:  # a valid-looking signature header changes nothing: the cap comes first
         headers |= {"x-paywatch-timestamp": str(int(time.time())), "x-paywatch-signature": "0"}
     started = time.monotonic()
-    r = httpx.request(method, f"{hostile.api.url}{path}", content=body, headers=headers,
-                      timeout=30)
+    r = httpx.request(method, f"{hostile.api.url}{path}", content=body, headers=headers, timeout=30)
     assert error_of(r) == (413, "request_too_large"), r.text[:200]
     assert body.pulled < 12 * 1024 * 1024, f"the server read {body.pulled} bytes"
     assert time.monotonic() - started < 10
@@ -168,25 +195,42 @@ def test_a_chunked_body_over_the_cap_is_refused_while_it_streams(hostile, method
 
 
 def test_a_chunked_body_under_the_cap_is_served(hostile):
-    body = (b'{"out_trade_no": "chunky-1", "trade_type": "instant", "amount": 100, '
-            b'"currency": "CNY", "user_id": "u1", "order_type": "goods", '
-            b'"sub_type": "physical", "pay_org_no": "SANDBOX_A", "subject": "' + b"s" * 200
-            + b'"}')
-    pieces = [body[i:i + 7] for i in range(0, len(body), 7)]
-    r = hostile.a.http.post("/v1/trades", content=iter(pieces),
-                            headers={"content-type": "application/json"})
+    body = (
+        b'{"out_trade_no": "chunky-1", "trade_type": "instant", "amount": 100, '
+        b'"currency": "CNY", "user_id": "u1", "order_type": "goods", '
+        b'"sub_type": "physical", "pay_org_no": "SANDBOX_A", "subject": "' + b"s" * 200 + b'"}'
+    )
+    pieces = [body[i : i + 7] for i in range(0, len(body), 7)]
+    r = hostile.a.http.post(
+        "/v1/trades", content=iter(pieces), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["out_trade_no"] == "chunky-1"
     just_over = Pulled(total=CAP + 1, chunk=CAP + 1)
-    r = hostile.a.http.post("/v1/trades", content=just_over,
-                            headers={"content-type": "application/json"})
+    r = hostile.a.http.post(
+        "/v1/trades", content=just_over, headers={"content-type": "application/json"}
+    )
     assert error_of(r) == (413, "request_too_large")
 
 
 # -- 7. every accepted number is addressable; generated numbers are out of reach ------------
 
-UNADDRESSABLE = ["a/b", "..", ".", "x:y", "a b", "-lead", "_lead", "a?b", "a#b", "a%2Fb",
-                 "a\\b", "ä", "x" * (NUMBER_MAX + 1), ""]
+UNADDRESSABLE = [
+    "a/b",
+    "..",
+    ".",
+    "x:y",
+    "a b",
+    "-lead",
+    "_lead",
+    "a?b",
+    "a#b",
+    "a%2Fb",
+    "a\\b",
+    "ä",
+    "x" * (NUMBER_MAX + 1),
+    "",
+]
 
 
 @pytest.mark.parametrize("bad", UNADDRESSABLE)
@@ -199,8 +243,7 @@ def test_numbers_outside_the_alphabet_are_refused_at_creation(hostile, bad):
         "out_trade_no": a.trade(bad),
         "user_id": a.trade("num-1", user=bad),
         "payee_user_id": a.trade("num-2", trade_type="transfer", payee_user_id=bad),
-        "origin_out_trade_no": a.trade("num-3", trade_type="refund",
-                                       origin_out_trade_no=bad),
+        "origin_out_trade_no": a.trade("num-3", trade_type="refund", origin_out_trade_no=bad),
     }
     for field, r in cases.items():
         assert error_of(r) == (422, "invalid_request"), (field, r.text)
@@ -226,8 +269,9 @@ def test_a_merchant_cannot_squat_on_a_generated_refund_number(hostile):
     assert "out_pay_no" in r.json()["error"]["message"]
     r = a.pay("squat-1", [{"tool": "channel", "amount": 1000}], out_pay_no="pay-1")
     assert r.status_code == 200, r.text
-    assert a.wait_for("squat-1", lambda d: d["trade"]["status"] == "paid")["trade"][
-        "status"] == "paid"
+    assert (
+        a.wait_for("squat-1", lambda d: d["trade"]["status"] == "paid")["trade"]["status"] == "paid"
+    )
     r = a.refund("squat-1", "R1", 400)
     assert r.status_code == 200, r.text
     assert r.json()["trade"]["out_trade_no"] == "R1"
@@ -236,29 +280,53 @@ def test_a_merchant_cannot_squat_on_a_generated_refund_number(hostile):
     assert "out_refund_no" in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("path", ["/v1/trades/x:y", "/v1/trades/a%20b", "/v1/trades/-x",
-                                  "/v1/trades/x:y/pay", "/v1/trades/x:y/refunds",
-                                  "/v1/trades/x:y/confirm", "/v1/trades/x:y/close",
-                                  f"/v1/trades/{'x' * 65}"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/trades/x:y",
+        "/v1/trades/a%20b",
+        "/v1/trades/-x",
+        "/v1/trades/x:y/pay",
+        "/v1/trades/x:y/refunds",
+        "/v1/trades/x:y/confirm",
+        "/v1/trades/x:y/close",
+        f"/v1/trades/{'x' * 65}",
+    ],
+)
 def test_path_numbers_follow_the_same_rule(hostile, path):
     """Old code: 404 ``trade_not_found`` for a number that could never exist (or, for a
     body route, whatever the body said first): now 422 naming the parameter."""
     method = "GET" if path.count("/") == 3 else "POST"
-    body = {"/pay": {"tools": [{"tool": "channel", "amount": 1}]},
-            "/refunds": {"out_refund_no": "r1", "amount": 1}}
+    body = {
+        "/pay": {"tools": [{"tool": "channel", "amount": 1}]},
+        "/refunds": {"out_refund_no": "r1", "amount": 1},
+    }
     json_body = next((b for end, b in body.items() if path.endswith(end)), None)
     r = hostile.a.http.request(method, path, json=json_body)
     assert error_of(r) == (422, "invalid_request"), r.text
     assert "out_trade_no" in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("field,value", [
-    ("channel_txn_no", "a/b"), ("channel_txn_no", ""), ("channel_txn_no", "x" * 65),
-    ("amount", True), ("amount", 1.0), ("amount", 2 ** 63), ("amount", 10 ** 30),
-    ("amount", -1), ("amount", "100"),
-    ("currency", "cny"), ("currency", "CNYX"), ("currency", 156),
-    ("status", "succeeded"), ("status", None), ("pay_org_no", None),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("channel_txn_no", "a/b"),
+        ("channel_txn_no", ""),
+        ("channel_txn_no", "x" * 65),
+        ("amount", True),
+        ("amount", 1.0),
+        ("amount", 2**63),
+        ("amount", 10**30),
+        ("amount", -1),
+        ("amount", "100"),
+        ("currency", "cny"),
+        ("currency", "CNYX"),
+        ("currency", 156),
+        ("status", "succeeded"),
+        ("status", None),
+        ("pay_org_no", None),
+    ],
+)
 def test_malformed_callback_bodies_are_refused_cleanly(hostile, field, value):
     """Old code: ``a/b``, an empty number, 2^63, 10^30 and ``cny`` passed the body check
     and went on to the settlement (here: 404 ``pay_order_not_found``). An amount that
@@ -340,8 +408,9 @@ def test_numbers_generated_from_the_published_pattern_are_accepted(hostile):
     pattern, max_len = schema["pattern"], schema["maxLength"]
     a, seen = hostile.a, set()
 
-    @settings(max_examples=25, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(st.from_regex(pattern, fullmatch=True).filter(lambda s: len(s) <= max_len))
     def accepted(no: str) -> None:
         if no in seen:

@@ -45,7 +45,8 @@ class Hooks:
         body = await request.body()
         with self.lock:
             self.got.setdefault(request.path_params["who"], []).append(
-                (dict(request.headers), body))
+                (dict(request.headers), body)
+            )
         return PlainTextResponse("ok")
 
 
@@ -90,8 +91,11 @@ def test_merchant_b_cannot_sign_a_notification_as_merchant_a(hostile):
     with LiveServer(hooks.app) as rx:
         with hostile.core.db.engine.begin() as conn:
             for who, m in (("a", hostile.a), ("b", hostile.b)):
-                conn.execute(sa.update(Merchant).where(Merchant.merchant_id == m.mid)
-                             .values(notify_url=f"{rx.url}/hook/{who}"))
+                conn.execute(
+                    sa.update(Merchant)
+                    .where(Merchant.merchant_id == m.mid)
+                    .values(notify_url=f"{rx.url}/hook/{who}")
+                )
         hostile.a.fund("ua", 5_000, "ns-a1")
         hostile.b.fund("ub", 5_000, "ns-b1")
         _jobs, closers = worker_jobs(hostile.platform, "hostile-worker")
@@ -122,8 +126,9 @@ def test_merchant_b_cannot_sign_a_notification_as_merchant_a(hostile):
     assert not verify_headers(secret_a, forged_headers, raw), "B forged A's notification"
     # and B's secret does not verify A's real notifications either
     assert not verify_headers(secret_b, headers_a, body_a)
-    assert headers_a["x-paywatch-signature"] != sign(secret_b, headers_a["x-paywatch-timestamp"],
-                                                     body_a)
+    assert headers_a["x-paywatch-signature"] != sign(
+        secret_b, headers_a["x-paywatch-timestamp"], body_a
+    )
 
 
 def test_a_revoked_token_is_refused_by_every_replica_within_the_ttl(hostile):

@@ -116,14 +116,22 @@ def test_a_refund_callback_with_another_amount_or_currency_settles_nothing(hosti
         assert a.refund("p-1", refund_no, 2_000).status_code == 200
         item = _refund_item(hostile, "p-1", refund_no)
         clearing = balance(hostile, channel_clearing("SANDBOX_A", CNY))
-        r = hostile.callback("SANDBOX_A", {"pay_org_no": "SANDBOX_A", "status": "success",
-                                           "channel_txn_no": item["channel_txn_no"],
-                                           "amount": amount, "currency": currency})
+        r = hostile.callback(
+            "SANDBOX_A",
+            {
+                "pay_org_no": "SANDBOX_A",
+                "status": "success",
+                "channel_txn_no": item["channel_txn_no"],
+                "amount": amount,
+                "currency": currency,
+            },
+        )
         assert r.status_code == 200 and r.json()["result"] == "exception", r.text
         # nothing settled at the wrong amount: the refund is not reported done
         assert _refund_item(hostile, "p-1", refund_no)["status"] != "success"
-        refund = next(x for x in a.detail("p-1")["refunds"]
-                      if x["trade"]["out_trade_no"] == refund_no)
+        refund = next(
+            x for x in a.detail("p-1")["refunds"] if x["trade"]["out_trade_no"] == refund_no
+        )
         assert refund["trade"]["status"] != "paid"
         assert balance(hostile, channel_clearing("SANDBOX_A", CNY)) == clearing
         assert exceptions_of(hostile, pay_item_id=int(item["id"]), kind="amount_mismatch")
@@ -140,9 +148,16 @@ def test_a_withdraw_callback_with_another_amount_never_holds_the_user_twice(host
     po = a.pay("wd-1", [{"tool": "channel", "amount": 3_000}]).json()
     assert po["status"] == "processing"
     item = po["items"][0]
-    r = hostile.callback("SANDBOX_A", {"pay_org_no": "SANDBOX_A", "status": "success",
-                                       "channel_txn_no": item["channel_txn_no"],
-                                       "amount": 2_999, "currency": CNY})
+    r = hostile.callback(
+        "SANDBOX_A",
+        {
+            "pay_org_no": "SANDBOX_A",
+            "status": "success",
+            "channel_txn_no": item["channel_txn_no"],
+            "amount": 2_999,
+            "currency": CNY,
+        },
+    )
     assert r.status_code == 200 and r.json()["result"] == "exception", r.text
     again = a.pay("wd-1", [{"tool": "channel", "amount": 3_000}], out_pay_no="wd-1-again")
     assert again.status_code == 409, again.text
@@ -158,14 +173,22 @@ def test_a_recharge_callback_with_another_amount_credits_nothing(hostile):
     hostile.knobs("SANDBOX_A", **SLOW_CALLBACKS)
     assert a.trade("rc-1", 1_000, "recharge").status_code == 200
     item = a.pay("rc-1", [{"tool": "channel", "amount": 1_000}]).json()["items"][0]
-    r = hostile.callback("SANDBOX_A", {"pay_org_no": "SANDBOX_A", "status": "success",
-                                       "channel_txn_no": item["channel_txn_no"],
-                                       "amount": 999, "currency": CNY})
+    r = hostile.callback(
+        "SANDBOX_A",
+        {
+            "pay_org_no": "SANDBOX_A",
+            "status": "success",
+            "channel_txn_no": item["channel_txn_no"],
+            "amount": 999,
+            "currency": CNY,
+        },
+    )
     assert r.status_code == 200 and r.json()["result"] == "exception"
     assert balance(hostile, user_balance(a.mid, "u1", CNY)) == 0
     taken = exceptions_of(hostile, pay_item_id=int(item["id"]))
     assert [(e.kind, e.amount_taken, e.resolution) for e in taken] == [
-        ("amount_mismatch", 999, "full_refund")]
+        ("amount_mismatch", 999, "full_refund")
+    ]
     assert trial_balance(hostile.core.db).ok
 
 
@@ -176,16 +199,24 @@ def test_zero_and_absurd_success_amounts_are_recorded_never_posted(hostile):
         assert a.trade(no, 1_000).status_code == 200
         item = a.pay(no, [{"tool": "channel", "amount": 1_000}]).json()["items"][0]
         transit = balance(hostile, platform_transit(CNY))
-        r = hostile.callback("SANDBOX_A", {"pay_org_no": "SANDBOX_A", "status": "success",
-                                           "channel_txn_no": item["channel_txn_no"],
-                                           "amount": amount, "currency": CNY})
+        r = hostile.callback(
+            "SANDBOX_A",
+            {
+                "pay_org_no": "SANDBOX_A",
+                "status": "success",
+                "channel_txn_no": item["channel_txn_no"],
+                "amount": amount,
+                "currency": CNY,
+            },
+        )
         assert r.status_code < 500, r.text
         if r.status_code == 200:
             assert r.json()["result"] == "exception"
         assert balance(hostile, platform_transit(CNY)) == transit  # nothing posted
         found = exceptions_of(hostile, pay_item_id=int(item["id"]))
         assert [(e.kind, e.amount_taken, e.resolution) for e in found] == [
-            ("amount_mismatch", 0, "manual")], no
+            ("amount_mismatch", 0, "manual")
+        ], no
         assert a.detail(no)["trade"]["status"] != "paid"
     assert trial_balance(hostile.core.db).ok
 
@@ -199,34 +230,65 @@ def test_a_compensation_refunds_callback_is_recognised_and_checked(hostile):
     item = a.pay("cm-1", [{"tool": "channel", "amount": 1_000}]).json()["items"][0]
     a.wait_for("cm-1", lambda d: d["pay_orders"][0]["status"] != "processing")
     [exc] = exceptions_of(hostile, pay_item_id=int(item["id"]))
-    assert (exc.kind, exc.amount_taken, exc.resolution) == ("amount_mismatch", 1_001,
-                                                            "full_refund")
+    assert (exc.kind, exc.amount_taken, exc.resolution) == ("amount_mismatch", 1_001, "full_refund")
     hostile.knobs("SANDBOX_A", amount_mismatch_rate=0.0, **SLOW_CALLBACKS)
     worker = build_worker(hostile.platform, worker_id="hostile-w")
     worker.handlers.enqueue_open_exceptions()
     worker.run_once()
     txn = f"x{item['id']}"
-    wrong = hostile.callback("SANDBOX_A", {"pay_org_no": "SANDBOX_A", "status": "success",
-                                           "channel_txn_no": txn, "amount": 5,
-                                           "currency": CNY})
+    wrong = hostile.callback(
+        "SANDBOX_A",
+        {
+            "pay_org_no": "SANDBOX_A",
+            "status": "success",
+            "channel_txn_no": txn,
+            "amount": 5,
+            "currency": CNY,
+        },
+    )
     assert wrong.status_code == 200 and wrong.json()["result"] == "exception", wrong.text
-    right = hostile.callback("SANDBOX_A", {"pay_org_no": "SANDBOX_A", "status": "success",
-                                           "channel_txn_no": txn, "amount": 1_001,
-                                           "currency": CNY})
+    right = hostile.callback(
+        "SANDBOX_A",
+        {
+            "pay_org_no": "SANDBOX_A",
+            "status": "success",
+            "channel_txn_no": txn,
+            "amount": 1_001,
+            "currency": CNY,
+        },
+    )
     assert right.status_code == 200, right.text  # 404 before: the callback was not known
     assert right.json()["result"] in ("settled", "duplicate")
     with hostile.core.db.session() as s:
-        posted = s.execute(sa.select(sa.func.count()).select_from(JournalEntry).where(
-            JournalEntry.biz_type == "exception_refund",
-            JournalEntry.biz_key == str(item["id"]))).scalar_one()
+        posted = s.execute(
+            sa.select(sa.func.count())
+            .select_from(JournalEntry)
+            .where(
+                JournalEntry.biz_type == "exception_refund", JournalEntry.biz_key == str(item["id"])
+            )
+        ).scalar_one()
     assert posted == 1
-    again = hostile.callback("SANDBOX_A", {"pay_org_no": "SANDBOX_A", "status": "success",
-                                           "channel_txn_no": txn, "amount": 1_001,
-                                           "currency": CNY})
+    again = hostile.callback(
+        "SANDBOX_A",
+        {
+            "pay_org_no": "SANDBOX_A",
+            "status": "success",
+            "channel_txn_no": txn,
+            "amount": 1_001,
+            "currency": CNY,
+        },
+    )
     assert again.json()["result"] == "duplicate"
-    unknown = hostile.callback("SANDBOX_A", {"pay_org_no": "SANDBOX_A", "status": "success",
-                                             "channel_txn_no": "x12345", "amount": 1,
-                                             "currency": CNY})
+    unknown = hostile.callback(
+        "SANDBOX_A",
+        {
+            "pay_org_no": "SANDBOX_A",
+            "status": "success",
+            "channel_txn_no": "x12345",
+            "amount": 1,
+            "currency": CNY,
+        },
+    )
     assert unknown.status_code == 404
     assert trial_balance(hostile.core.db).ok
 
@@ -238,13 +300,19 @@ def test_refund_items_never_settle_above_what_they_hold(hostile):
     hostile.knobs("SANDBOX_A", **SLOW_CALLBACKS)
     assert a.refund("p-2", "r-2", 5_000).status_code == 200
     item = _refund_item(hostile, "p-2", "r-2")
-    body = {"pay_org_no": "SANDBOX_A", "status": "success",
-            "channel_txn_no": item["channel_txn_no"], "amount": 5_000, "currency": CNY}
+    body = {
+        "pay_org_no": "SANDBOX_A",
+        "status": "success",
+        "channel_txn_no": item["channel_txn_no"],
+        "amount": 5_000,
+        "currency": CNY,
+    }
     assert hostile.callback("SANDBOX_A", body).json()["result"] == "settled"
     assert hostile.callback("SANDBOX_A", body).json()["result"] == "duplicate"
     assert hostile.callback("SANDBOX_A", body | {"amount": 4_000}).json()["result"] == "exception"
     with hostile.core.db.session() as s:
-        settled = s.execute(sa.select(PayItem.settled_amount)
-                            .where(PayItem.id == int(item["id"]))).scalar_one()
+        settled = s.execute(
+            sa.select(PayItem.settled_amount).where(PayItem.id == int(item["id"]))
+        ).scalar_one()
     assert settled == 5_000
     assert trial_balance(hostile.core.db).ok

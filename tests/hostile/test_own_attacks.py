@@ -77,7 +77,9 @@ def test_transfers_to_self_and_across_currencies_move_nothing(hostile):
     # a CNY balance does not pay a USD trade: each currency is its own account
     assert a.trade("usd-1", 1_000, currency="USD").status_code == 200
     assert code(a.pay("usd-1", [{"tool": "balance", "amount": 1_000}])) == (
-        409, "insufficient_balance")
+        409,
+        "insufficient_balance",
+    )
     # a refund is in its trade's currency, whatever the body says
     paid_by_channel(a, "buy-1", 1_000)
     r = a.refund("buy-1", "rf-1", 1_000, currency="USD")
@@ -94,8 +96,12 @@ def test_a_result_replayed_through_another_pay_org_settles_nothing(hostile):
     hostile.knobs("SANDBOX_A", callback_delay_ms=600_000)
     assert a.trade("p-1", 1_000).status_code == 200
     item = a.pay("p-1", [{"tool": "channel", "amount": 1_000}]).json()["items"][0]
-    body = {"channel_txn_no": item["channel_txn_no"], "status": "success", "amount": 1_000,
-            "currency": CNY}
+    body = {
+        "channel_txn_no": item["channel_txn_no"],
+        "status": "success",
+        "amount": 1_000,
+        "currency": CNY,
+    }
     # B's channel signs a result for A's item: not B's item, so nothing is found
     r = hostile.callback("SANDBOX_B", body | {"pay_org_no": "SANDBOX_B"})
     assert r.status_code == 404
@@ -105,8 +111,10 @@ def test_a_result_replayed_through_another_pay_org_settles_nothing(hostile):
     assert a.detail("p-1")["trade"]["status"] == "paying"
     assert bal(hostile, channel_clearing("SANDBOX_B", CNY)) == 0
     # the right channel settles it once
-    assert hostile.callback("SANDBOX_A", body | {"pay_org_no": "SANDBOX_A"}).json()[
-        "result"] == "settled"
+    assert (
+        hostile.callback("SANDBOX_A", body | {"pay_org_no": "SANDBOX_A"}).json()["result"]
+        == "settled"
+    )
 
 
 def test_another_merchants_trade_numbers_are_not_there(hostile):
@@ -116,8 +124,7 @@ def test_another_merchants_trade_numbers_are_not_there(hostile):
     assert code(b.http.get("/v1/trades/buy-1")) == (404, "trade_not_found")
     assert code(b.refund("buy-1", "rf-b", 100)) == (404, "trade_not_found")
     assert code(b.http.post("/v1/trades/buy-1/close")) == (404, "trade_not_found")
-    assert code(b.pay("buy-1", [{"tool": "balance", "amount": 1_000}])) == (
-        404, "trade_not_found")
+    assert code(b.pay("buy-1", [{"tool": "balance", "amount": 1_000}])) == (404, "trade_not_found")
     assert hostile.counts() == before
     assert bal(hostile, merchant_payable(b.mid, CNY)) == 0
 

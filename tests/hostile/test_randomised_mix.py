@@ -116,9 +116,16 @@ class Run:
         no = self.no("rc-bad")
         assert m.trade(no, 1_000, "recharge", user=self.rnd.choice(USERS)).status_code == 200
         item = m.pay(no, [{"tool": "channel", "amount": 1_000}]).json()["items"][0]
-        r = self.stack.callback("SANDBOX_A", {
-            "pay_org_no": "SANDBOX_A", "channel_txn_no": item["channel_txn_no"],
-            "status": "success", "amount": self.rnd.choice((0, 999, 10**12)), "currency": CNY})
+        r = self.stack.callback(
+            "SANDBOX_A",
+            {
+                "pay_org_no": "SANDBOX_A",
+                "channel_txn_no": item["channel_txn_no"],
+                "status": "success",
+                "amount": self.rnd.choice((0, 999, 10**12)),
+                "currency": CNY,
+            },
+        )
         assert r.status_code < 500, r.text
         self.stack.knobs("SANDBOX_A", callback_delay_ms=50)
         self.refused += 1
@@ -133,9 +140,18 @@ def test_a_random_mix_of_honest_and_hostile_traffic_moves_only_honest_money(host
         m = run.rnd.choice(merchants)
         other = hostile.b if m is hostile.a else hostile.a
         action = run.rnd.choices(
-            ("spend", "transfer", "refund", "fund", "overspend", "over_refund", "replay",
-             "faulty_callback"),
-            weights=(5, 3, 3, 2, 4, 2, 2, 1))[0]
+            (
+                "spend",
+                "transfer",
+                "refund",
+                "fund",
+                "overspend",
+                "over_refund",
+                "replay",
+                "faulty_callback",
+            ),
+            weights=(5, 3, 3, 2, 4, 2, 2, 1),
+        )[0]
         if action in ("overspend",):
             run.overspend(m, other)
         elif action == "over_refund":
@@ -160,6 +176,7 @@ def test_a_random_mix_of_honest_and_hostile_traffic_moves_only_honest_money(host
             sa.select(JournalEntry.merchant_id, Account.owner_id)
             .join(JournalLeg, JournalLeg.entry_id == JournalEntry.id)
             .join(Account, Account.id == JournalLeg.account_id)
-            .where(Account.owner_type == "user")).all()
+            .where(Account.owner_type == "user")
+        ).all()
     assert touched
     assert all(owner.split(":", 1)[0] == mid for mid, owner in touched)

@@ -90,8 +90,11 @@ def test_daily_count_and_amount_limits_hold_over_http(hostile):
     assert (status, code) == (403, "risk_rejected")
     assert "daily" in message and "amount" in message
     counts = hostile.counts()
-    assert counts["pay_orders"] == before["pay_orders"] and counts["pay_items"] == before[
-        "pay_items"] and counts["journal_entries"] == before["journal_entries"]  # fmt: skip
+    assert (
+        counts["pay_orders"] == before["pay_orders"]
+        and counts["pay_items"] == before["pay_items"]
+        and counts["journal_entries"] == before["journal_entries"]
+    )
     assert paid_through(a, "a-small", "u2", amount=500).status_code == 200  # fits: 2 500
     over_count = paid_through(a, "a-4th", "u2", amount=1)
     assert error_of(over_count)[:2] == (403, "risk_rejected")
@@ -130,13 +133,15 @@ def test_an_unchecked_fallback_allowance_is_recorded_for_review(hostile):
     a = hostile.a
     risk = hostile.core.risk
     # a real Redis client on a port nobody listens on: every counter call fails fast
-    risk.counters = RedisRiskCounters(f"redis://127.0.0.1:{closed_port()}/0",
-                                      namespace=f"t:{uuid.uuid4().hex}:")  # fmt: skip
+    risk.counters = RedisRiskCounters(
+        f"redis://127.0.0.1:{closed_port()}/0", namespace=f"t:{uuid.uuid4().hex}:"
+    )
     small = paid_through(a, "a-small", "u5", amount=1_000)
     assert small.status_code == 200, small.text
     reviews = list_reviews(hostile.core.db)
     assert [(r.merchant_id, r.user_id, r.amount, r.currency, r.status) for r in reviews] == [
-        (a.mid, "u5", 1_000, "CNY", "open")]  # fmt: skip
+        (a.mid, "u5", 1_000, "CNY", "open")
+    ]
     assert str(reviews[0].trade_id) == small.json()["trade_id"]
     assert reviews[0].reason and reviews[0].created_at is not None
 

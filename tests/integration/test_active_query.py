@@ -59,8 +59,11 @@ def test_stuck_items_are_queried_settled_or_handed_to_manual(env):
     assert env.trade_status(bad_trade) == "created"  # failed: open to pay again
     assert (env.item(ok.id).status, env.item(bad.id).status) == ("success", "failed")
     with env.db.session() as s:
-        kinds = set(s.execute(sa.select(JournalEntry.biz_type)
-                              .where(JournalEntry.trade_id == ok_trade.id)).scalars())
+        kinds = set(
+            s.execute(
+                sa.select(JournalEntry.biz_type).where(JournalEntry.trade_id == ok_trade.id)
+            ).scalars()
+        )
     assert kinds == {"pay_item", "pay_complete"}  # settled exactly as a callback would
     for item in (stuck, lost):
         row = env.item(item.id)
@@ -69,8 +72,12 @@ def test_stuck_items_are_queried_settled_or_handed_to_manual(env):
     assert job.stats.settled == 2 and job.stats.pending == 2
     # the late callback is a harmless duplicate
     txn = env.sandbox.get(ORG, ok.channel_txn_no)
-    assert env.core.payments.on_channel_result(
-        ChannelResult(ORG, ok.channel_txn_no, "success", txn.settled_amount, "CNY")) == "duplicate"
+    assert (
+        env.core.payments.on_channel_result(
+            ChannelResult(ORG, ok.channel_txn_no, "success", txn.settled_amount, "CNY")
+        )
+        == "duplicate"
+    )
 
     assert job.run_once(first + timedelta(seconds=299)) == 0  # not due again yet
     for k in range(1, 5):

@@ -21,8 +21,9 @@ def test_generated_requests_never_get_a_server_error(stack):
     auth = {"Authorization": f"Bearer {stack.token}"}
     seen: dict[int, int] = {}
 
-    @settings(max_examples=150, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(case=schema.as_strategy())
     def check(case):
         response = case.call(base_url=stack.api.url, headers=auth)

@@ -38,17 +38,30 @@ def test_timed_steps_around_real_payments(shop, core):
     base = {"reason": "", "pay_org": ""}
     assert v(REQ, {"step": "trade_create", "outcome": "ok", **base}) == 4
     assert v(REQ, {"step": "pay", "outcome": "ok", **base}) == 3
-    assert v(REQ, {"step": "pay", "outcome": "rejected", "reason": "insufficient_balance",
-                   "pay_org": ""}) == 1  # fmt: skip
+    assert (
+        v(
+            REQ,
+            {"step": "pay", "outcome": "rejected", "reason": "insufficient_balance", "pay_org": ""},
+        )
+        == 1
+    )
     assert v("paywatch_link_latency_seconds_count", {"step": "pay", "pay_org": ""}) == 4
     assert v("paywatch_link_latency_seconds_sum", {"step": "pay", "pay_org": ""}) > 0
 
     sampler.sample_once(t0 + 5)
-    rows = store.ratio(REQ, REQ, window=60, at=t0 + 5, match_num={"outcome": "ok"},
-                       match_den={"step": "pay"}, by=("step",))  # fmt: skip
+    rows = store.ratio(
+        REQ,
+        REQ,
+        window=60,
+        at=t0 + 5,
+        match_num={"outcome": "ok"},
+        match_den={"step": "pay"},
+        by=("step",),
+    )
     assert [(r.labels, r.value) for r in rows if r.labels["step"] == "pay"] == [
         ({"step": "pay"}, pytest.approx(0.75))
     ]
-    p99 = store.quantile(0.99, "paywatch_link_latency_seconds", window=60, at=t0 + 5,
-                         match={"step": "pay"})  # fmt: skip
+    p99 = store.quantile(
+        0.99, "paywatch_link_latency_seconds", window=60, at=t0 + 5, match={"step": "pay"}
+    )
     assert p99[0].value is not None and 0 < p99[0].value <= 10

@@ -79,10 +79,16 @@ def live(tmp_path, prometheus_bin) -> Iterator[tuple[PrometheusQuery, TimeSeries
             f"      - targets: ['127.0.0.1:{server.port}']\n"
         )
         proc = subprocess.Popen(
-            [prometheus_bin, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                prometheus_bin,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         url = f"http://127.0.0.1:{port}"
         prom = PrometheusQuery(url)
         try:
@@ -162,10 +168,12 @@ def test_prometheus_and_the_store_agree(live):
         assert p.value and p.value > 80  # events in the window, not per second
         assert close(p.value, s.value, 0.25), (p, s)
 
-    p_ratio = prom.ratio(REQ, REQ, window=window, at=at, match_num={"outcome": "ok"},
-                         match_den=match, by=("step",))  # fmt: skip
-    s_ratio = store.ratio(REQ, REQ, window=window, at=at, match_num={"outcome": "ok"},
-                          match_den=match, by=("step",))  # fmt: skip
+    p_ratio = prom.ratio(
+        REQ, REQ, window=window, at=at, match_num={"outcome": "ok"}, match_den=match, by=("step",)
+    )
+    s_ratio = store.ratio(
+        REQ, REQ, window=window, at=at, match_num={"outcome": "ok"}, match_den=match, by=("step",)
+    )
     assert [r.labels for r in p_ratio] == [r.labels for r in s_ratio] == [{"step": "pay"}]
     assert p_ratio[0].value == pytest.approx(0.75, abs=0.03)
     assert s_ratio[0].value == pytest.approx(0.75, abs=0.03)
@@ -209,10 +217,16 @@ def test_prometheus_scrapes_the_pay_core_api(tmp_path, prometheus_bin, pg_url):
             f"      - targets: ['{host}']\n"
         )
         proc = subprocess.Popen(
-            [prometheus_bin, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'db'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                prometheus_bin,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'db'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         url = f"http://127.0.0.1:{port}"
         prom = PrometheusQuery(url)
         try:

@@ -131,9 +131,12 @@ def test_the_first_error_of_a_kind_is_not_lost(migrated_db):
     assert values(rows) == {(("reason", "ledger_unavailable"),): pytest.approx(0.1)}
     with migrated_db.engine.connect() as conn:  # one 0 row at T0, none for gauges
         zeros = conn.execute(
-            sa.text("SELECT COUNT(*) FROM metric_samples WHERE ts = :t AND value = 0"
-                    " AND labels LIKE '%ledger_unavailable%'"), {"t": T0}
-        ).scalar_one()  # fmt: skip
+            sa.text(
+                "SELECT COUNT(*) FROM metric_samples WHERE ts = :t AND value = 0"
+                " AND labels LIKE '%ledger_unavailable%'"
+            ),
+            {"t": T0},
+        ).scalar_one()
     assert zeros == 1
 
 
@@ -167,8 +170,9 @@ def test_quantile_lands_within_bucket_error_of_the_true_value(migrated_db):
     bounds = [0.0, *LATENCY_BUCKETS, math.inf]
     for q in (0.5, 0.9, 0.99):
         truth = observed[math.ceil(q * len(observed)) - 1]
-        got = store.quantile(q, LAT, window=60, at=T0 + 30, match={"step": "channel_call"},
-                             by=("pay_org",))  # fmt: skip
+        got = store.quantile(
+            q, LAT, window=60, at=T0 + 30, match={"step": "channel_call"}, by=("pay_org",)
+        )
         assert got[0] == Series({"pay_org": ""}, None)  # zero-initialised, no traffic
         got = got[1:]
         assert [s.labels for s in got] == [{"pay_org": "SANDBOX_A"}]
@@ -216,12 +220,21 @@ def test_sliding_chart_windows_match_single_queries(migrated_db, step, window):
     store = make_store(migrated_db, at)
     traffic(store, until=60)
     traffic(store, start=60, until=121)  # a reset in the middle
-    chart = store.range("rate", REQ, start=T0 + 300, end=at, step=step, window=window,
-                        match={"step": "pay"}, by=("outcome",))  # fmt: skip
+    chart = store.range(
+        "rate",
+        REQ,
+        start=T0 + 300,
+        end=at,
+        step=step,
+        window=window,
+        match={"step": "pay"},
+        by=("outcome",),
+    )
     for (key,), line in chart.items():
         for t, v in line:
-            single = store.rate(REQ, window=max(window, step), at=t,
-                                match={"step": "pay", "outcome": key[1]})  # fmt: skip
+            single = store.rate(
+                REQ, window=max(window, step), at=t, match={"step": "pay", "outcome": key[1]}
+            )
             assert v == pytest.approx(single[0].value), (t, key)
     counts = store.range("p50", LAT, start=T0 + 300, end=at, step=step, window=window)
     for t, v in counts[()]:
@@ -231,8 +244,9 @@ def test_sliding_chart_windows_match_single_queries(migrated_db, step, window):
 def test_gauge_chart_reads_the_latest_value_per_point(migrated_db):
     store = make_store(migrated_db, T0 + 600)
     store.write((T0 + 10 * i, "paywatch_notification_backlog", {}, float(i)) for i in range(31))
-    chart = store.range("latest", "paywatch_notification_backlog", start=T0, end=T0 + 300,
-                        step=100, window=30)  # fmt: skip
+    chart = store.range(
+        "latest", "paywatch_notification_backlog", start=T0, end=T0 + 300, step=100, window=30
+    )
     assert chart == {(): [(T0, 0.0), (T0 + 100, 10.0), (T0 + 200, 20.0), (T0 + 300, 30.0)]}
     with pytest.raises(QueryError):
         store.range("median", "x", start=T0, end=T0 + 10, step=1)
@@ -246,8 +260,10 @@ def test_latest_over_hours_finds_samples_not_yet_rolled_up(migrated_db):
     store = make_store(migrated_db, T0 + 30)
     store.write([(T0 + 20, "paywatch_trial_balance_ok", {"instance": "w1"}, 1.0)])
     assert store.source_for(7200, T0 + 30 - 7200) is not RAW
-    assert [s.value for s in store.latest("paywatch_trial_balance_ok", at=T0 + 30,
-                                          max_age=7200, agg="min")] == [1.0]  # fmt: skip
+    assert [
+        s.value
+        for s in store.latest("paywatch_trial_balance_ok", at=T0 + 30, max_age=7200, agg="min")
+    ] == [1.0]
     assert store.latest("paywatch_orders_processing", at=T0 + 30, max_age=7200) == []
 
 
@@ -255,11 +271,17 @@ def test_latest_aggregates_the_replicas_as_asked(migrated_db):
     """Two workers export the same database-wide backlog: max, not their sum."""
     store = make_store(migrated_db, T0 + 60)
     backlog = "paywatch_compensation_backlog"
-    store.write([(T0 + 50, backlog, {"instance": "w1", "status": "pending"}, 600.0),
-                 (T0 + 55, backlog, {"instance": "w2", "status": "pending"}, 590.0),
-                 (T0 + 55, backlog, {"instance": "w2", "status": "manual"}, 3.0)])  # fmt: skip
+    store.write(
+        [
+            (T0 + 50, backlog, {"instance": "w1", "status": "pending"}, 600.0),
+            (T0 + 55, backlog, {"instance": "w2", "status": "pending"}, 590.0),
+            (T0 + 55, backlog, {"instance": "w2", "status": "manual"}, 3.0),
+        ]
+    )
     assert values(store.latest(backlog, at=T0 + 60, by=("status",), agg="max")) == {
-        (("status", "manual"),): 3.0, (("status", "pending"),): 600.0}  # fmt: skip
+        (("status", "manual"),): 3.0,
+        (("status", "pending"),): 600.0,
+    }
     assert store.latest(backlog, at=T0 + 60, match={"status": "pending"})[0].value == 1190.0
     assert store.latest(backlog, at=T0 + 60, agg="min")[0].value == 3.0
     with pytest.raises(QueryError):

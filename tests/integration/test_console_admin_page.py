@@ -103,8 +103,19 @@ HOSTILE = ["![px](http://127.0.0.1:9/p.png)", "**bold**", "<img src=x onerror=al
 
 def _shown(at: AppTest) -> list[str]:
     """Every string the page handed to Markdown (titles, text, alerts, widget labels)."""
-    out = [e.value for e in (*at.title, *at.subheader, *at.markdown, *at.caption, *at.error,
-                             *at.warning, *at.info, *at.success)]  # fmt: skip
+    out = [
+        e.value
+        for e in (
+            *at.title,
+            *at.subheader,
+            *at.markdown,
+            *at.caption,
+            *at.error,
+            *at.warning,
+            *at.info,
+            *at.success,
+        )
+    ]
     out += [w.label for w in (*at.button, *at.checkbox, *at.selectbox, *at.text_input)]
     return [str(s) for s in out]
 
@@ -136,8 +147,11 @@ def test_admin_disables_enables_and_removes_a_user(platform):
     assert not at.exception, at.exception
     assert [u["username"] for u in list_users(engine)] == ["ann"]
     done = [(r["action"], r["target"], r["detail"]["ok"]) for r in recent(engine)][::-1]
-    assert done == [("user.disable", "user:otto", True), ("user.enable", "user:otto", True),
-                    ("user.remove", "user:otto", True)]  # fmt: skip
+    assert done == [
+        ("user.disable", "user:otto", True),
+        ("user.enable", "user:otto", True),
+        ("user.remove", "user:otto", True),
+    ]
 
 
 def test_admin_cannot_disable_or_remove_themself_nor_the_last_admin(platform):
@@ -225,10 +239,12 @@ def _merchants_page(platform, user: str, role: str) -> None:
 
 def test_hostile_merchant_name_is_inert_on_the_merchants_page(platform):
     name = "![px](http://127.0.0.1:9/p.png) **bold** <img src=x onerror=alert(1)>"
-    platform.paycore.merchants.onboard(name, products=[("goods", "physical")],
-                                       pay_orgs=["SANDBOX_A"])  # fmt: skip
-    at = AppTest.from_function(_merchants_page, args=(platform, "ann", "admin"),
-                               default_timeout=60).run()  # fmt: skip
+    platform.paycore.merchants.onboard(
+        name, products=[("goods", "physical")], pay_orgs=["SANDBOX_A"]
+    )
+    at = AppTest.from_function(
+        _merchants_page, args=(platform, "ann", "admin"), default_timeout=60
+    ).run()
     assert not at.exception, at.exception
     _button(at, "merchant_disable").click().run()
     assert not at.exception, at.exception

@@ -54,8 +54,12 @@ def console_db(tmp_path, monkeypatch):
         monkeypatch.delenv(f"PAYWATCH_{name}", raising=False)
     eng = sa.create_engine(url)
     upgrade_database(eng)
-    for name, role in (("vera", "viewer"), ("otto", "operator"), ("ada", "admin"),
-                       ("adam", "admin")):  # fmt: skip
+    for name, role in (
+        ("vera", "viewer"),
+        ("otto", "operator"),
+        ("ada", "admin"),
+        ("adam", "admin"),
+    ):
         auth.create_user(eng, name, PASSWORD, role)
     yield eng
     eng.dispose()
@@ -154,7 +158,8 @@ def test_promotion_takes_effect_and_actions_are_audited_with_the_role_now(consol
     at.button(key="sw_apply").click().run()
     assert not at.exception, at.exception
     assert [(r["actor"], r["role"]) for r in _actions(console_db, "switch.propose")] == [
-        ("vera", "operator")]  # fmt: skip
+        ("vera", "operator")
+    ]
 
 
 @pytest.mark.parametrize("change", ["password", "disable", "remove"])
@@ -226,8 +231,10 @@ def test_idle_timeout_from_the_setting_ends_the_session(console_db, monkeypatch)
     at = _sign_in(_open(), "vera")
     token = at.session_state["console_session"]
     with console_db.begin() as conn:  # the last click was two minutes ago
-        conn.execute(sa.text("update console_sessions set last_seen_at = :t"),
-                     {"t": datetime.now(UTC) - timedelta(minutes=2)})  # fmt: skip
+        conn.execute(
+            sa.text("update console_sessions set last_seen_at = :t"),
+            {"t": datetime.now(UTC) - timedelta(minutes=2)},
+        )
     at = _page(at, "oncall_depmap")
     assert not _signed_in(at)
     assert auth.session_user(console_db, token, idle=IDLE) is None
@@ -269,9 +276,11 @@ def test_password_reset_disable_remove_revoke_sessions(engine):
     auth.create_user(engine, "olive", PASSWORD, "operator")
     auth.create_user(engine, "ann", PASSWORD, "admin")
     other = auth.open_session(engine, "ann", now=T0)
-    for change in (lambda: auth.set_password(engine, "olive", "another-password"),
-                   lambda: auth.disable_user(engine, "olive", now=T0),
-                   lambda: auth.remove_user(engine, "olive")):  # fmt: skip
+    for change in (
+        lambda: auth.set_password(engine, "olive", "another-password"),
+        lambda: auth.disable_user(engine, "olive", now=T0),
+        lambda: auth.remove_user(engine, "olive"),
+    ):
         token = auth.open_session(engine, "olive", now=T0)
         assert auth.session_user(engine, token, idle=IDLE, now=T0) is not None
         change()
@@ -297,9 +306,11 @@ def test_last_enabled_admin_cannot_be_locked_out(engine):
     auth.create_user(engine, "ann", PASSWORD, "admin")
     auth.create_user(engine, "bob", PASSWORD, "admin")
     assert auth.disable_user(engine, "bob")  # ann is still an enabled admin
-    for change in (lambda: auth.disable_user(engine, "ann"),
-                   lambda: auth.remove_user(engine, "ann"),
-                   lambda: auth.set_role(engine, "ann", "manager")):  # fmt: skip
+    for change in (
+        lambda: auth.disable_user(engine, "ann"),
+        lambda: auth.remove_user(engine, "ann"),
+        lambda: auth.set_role(engine, "ann", "manager"),
+    ):
         with pytest.raises(auth.AuthError, match="last enabled admin"):
             change()
     assert auth.verify(engine, "ann", PASSWORD) == auth.User("ann", "admin")
@@ -332,8 +343,7 @@ class FakeTime:
 
 def _attempt(engine, t: FakeTime, name: str, password: str, client: str = "10.0.0.9"):
     before = len(t.slept)
-    result = auth.attempt_login(engine, name, password, client=client, sleep=t.sleep,
-                                clock=t.clock)  # fmt: skip
+    result = auth.attempt_login(engine, name, password, client=client, sleep=t.sleep, clock=t.clock)
     return result, sum(t.slept[before:])
 
 
@@ -375,9 +385,14 @@ def test_concurrent_attempts_take_turns_across_processes(db_url):
     upgrade_database(engine)
     auth.create_user(engine, "olive", PASSWORD, "operator")
     throttle = auth.Throttle(free=1, base_s=0.5, cap_s=0.5)
-    threads = [threading.Thread(target=auth.attempt_login, args=(
-        dbs[i % 2].engine, "olive", "wrong-password"), kwargs={
-            "client": f"10.0.0.{i}", "throttle": throttle}) for i in range(8)]  # fmt: skip
+    threads = [
+        threading.Thread(
+            target=auth.attempt_login,
+            args=(dbs[i % 2].engine, "olive", "wrong-password"),
+            kwargs={"client": f"10.0.0.{i}", "throttle": throttle},
+        )
+        for i in range(8)
+    ]
     try:
         for th in threads:
             th.start()
@@ -397,16 +412,21 @@ def test_refused_sign_ins_look_the_same_to_operators(engine):
     auth.create_user(engine, "dora", PASSWORD, "viewer")
     auth.disable_user(engine, "dora")
     t = FakeTime()
-    for name, password in (("olive", "wrong-password"), ("nobody", "wrong-password"),
-                           ("dora", PASSWORD)):  # fmt: skip
+    for name, password in (
+        ("olive", "wrong-password"),
+        ("nobody", "wrong-password"),
+        ("dora", PASSWORD),
+    ):
         assert _attempt(engine, t, name, password, client=f"c-{name}")[0].user is None
     seen = {r["actor"]: r for r in recent(engine, action="login_failed")}
     assert set(seen) == {"olive", "nobody", "dora"}
     details = [{k: v for k, v in r["detail"].items() if k != "client"} for r in seen.values()]
     assert all(d == details[0] for d in details), details
     assert details[0]["reason"] == auth.REFUSED and "_admin" not in details[0]
-    admin = {r["actor"]: r["detail"]["_admin"]["cause"]
-             for r in recent(engine, action="login_failed", admin=True)}  # fmt: skip
+    admin = {
+        r["actor"]: r["detail"]["_admin"]["cause"]
+        for r in recent(engine, action="login_failed", admin=True)
+    }
     assert admin == {"olive": "wrong_password", "nobody": "unknown_user", "dora": "disabled"}
 
 
@@ -485,8 +505,10 @@ def test_cli_disable_enable_remove_are_audited(console_db, monkeypatch):
     assert main(["user", "remove", "--name", "otto"]) == 2  # no such user
     assert main(["user", "disable", "--name", "ada"]) == 0
     assert main(["user", "disable", "--name", "adam"]) == 2  # the last enabled admin
-    rows = [(r["actor"], r["role"], r["action"], r["target"], r["detail"]["ok"])
-            for r in recent(console_db, 20)][::-1]  # fmt: skip
+    rows = [
+        (r["actor"], r["role"], r["action"], r["target"], r["detail"]["ok"])
+        for r in recent(console_db, 20)
+    ][::-1]
     assert rows == [
         ("root-on-host", "cli", "user.disable", "user:otto", True),
         ("root-on-host", "cli", "user.enable", "user:otto", True),

@@ -90,8 +90,12 @@ def test_drill_controls_start_at_the_sandbox_knobs_and_follow_it(drill_env):
     _knobs(sb, "SANDBOX_B", error_rate=0.35, timeout_rate=0.1, latency_ms=120.0, fail_rate=0.2)
     at = _drills_app({"org": "SANDBOX_B"})
     _ok(at)
-    assert _controls(at) == {"error_rate": 0.35, "timeout_rate": 0.1, "latency_ms": 120.0,
-                             "fail_rate": 0.2}  # fmt: skip
+    assert _controls(at) == {
+        "error_rate": 0.35,
+        "timeout_rate": 0.1,
+        "latency_ms": 120.0,
+        "fail_rate": 0.2,
+    }
     # an unsaved edit stays while the sandbox stays as it was
     at.slider(key="drill_error_rate").set_value(0.5).run()
     _ok(at)
@@ -111,8 +115,12 @@ def test_drill_controls_start_at_the_sandbox_knobs_and_follow_it(drill_env):
     # another org: its own values
     at.selectbox(key="url_org").select("SANDBOX_A").run()
     _ok(at)
-    assert _controls(at) == {"error_rate": 0.0, "timeout_rate": 0.0, "latency_ms": 5.0,
-                             "fail_rate": 0.0}  # fmt: skip
+    assert _controls(at) == {
+        "error_rate": 0.0,
+        "timeout_rate": 0.0,
+        "latency_ms": 5.0,
+        "fail_rate": 0.0,
+    }
     at.selectbox(key="url_org").select("SANDBOX_B").run()
     _button(at, "drill_reset").click().run()
     _ok(at)
@@ -128,11 +136,19 @@ def test_drills_with_sandbox_and_metrics_down_fail_panel_by_panel(drill_env, mon
     closed = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("PAYWATCH_SANDBOX_URL", closed)
     monkeypatch.setenv("PAYWATCH_PROMETHEUS_URL", closed)
-    save_report(drill_env.engine, {
-        "drill": {"name": HOSTILE[0], "summary": HOSTILE[1]}, "status": "failed",
-        "target": HOSTILE[2], "reason": HOSTILE[0], "time_factor": 1.0,
-        "started_at": "2026-11-23T03:00:00+00:00", "finished_at": "2026-11-23T03:01:00+00:00",
-        "platform": {"recon": {"run_id": BIG}}})  # fmt: skip
+    save_report(
+        drill_env.engine,
+        {
+            "drill": {"name": HOSTILE[0], "summary": HOSTILE[1]},
+            "status": "failed",
+            "target": HOSTILE[2],
+            "reason": HOSTILE[0],
+            "time_factor": 1.0,
+            "started_at": "2026-11-23T03:00:00+00:00",
+            "finished_at": "2026-11-23T03:01:00+00:00",
+            "platform": {"recon": {"run_id": BIG}},
+        },
+    )
     at = _drills_app()
     _ok(at)
     warnings = [w.value for w in at.warning]
@@ -144,5 +160,3 @@ def test_drills_with_sandbox_and_metrics_down_fail_panel_by_panel(drill_env, mon
     assert any(c.value.startswith("updated ") and "database" in c.value for c in at.caption)
     _assert_inert(at)
     assert f'"{BIG}"' in at.json[0].value  # the full report's 64-bit id: text, not a number
-
-

@@ -38,8 +38,9 @@ def platform(sqlite_url):
 
 @pytest.fixture
 def shop(platform):
-    return platform.paycore.merchants.onboard("page shop", products=[("goods", "physical")],
-                                              pay_orgs=["SANDBOX_A"])  # fmt: skip
+    return platform.paycore.merchants.onboard(
+        "page shop", products=[("goods", "physical")], pay_orgs=["SANDBOX_A"]
+    )
 
 
 def _app(platform, user: str, role: str) -> AppTest:
@@ -84,8 +85,7 @@ def test_admin_rotates_revokes_and_disables(platform, shop):
     _button(at, "merchant_rotate_secret").click().run()
     secret = at.code[0].value.strip()
     assert secret.startswith("whsec_") and secret != shop.notify_secret
-    assert [n.prefix for n in service.notify_secrets(mid)] == [secret[:12],
-                                                              shop.notify_secret[:12]]
+    assert [n.prefix for n in service.notify_secrets(mid)] == [secret[:12], shop.notify_secret[:12]]
 
     _button(at, "merchant_disable").click().run()
     with pytest.raises(MerchantDisabled):
@@ -96,10 +96,16 @@ def test_admin_rotates_revokes_and_disables(platform, shop):
 
     audit = recent(platform.paycore.db.engine)
     assert [r["action"] for r in reversed(audit)] == [
-        "merchant.token.rotate", "merchant.token.revoke", "merchant.notify_secret.rotate",
-        "merchant.disable", "merchant.enable"]
-    assert all(r["actor"] == "ann" and r["target"] == f"merchant:{mid}" and r["detail"]["ok"]
-               for r in audit)  # fmt: skip
+        "merchant.token.rotate",
+        "merchant.token.revoke",
+        "merchant.notify_secret.rotate",
+        "merchant.disable",
+        "merchant.enable",
+    ]
+    assert all(
+        r["actor"] == "ann" and r["target"] == f"merchant:{mid}" and r["detail"]["ok"]
+        for r in audit
+    )
     assert audit[-1]["detail"]["grace_s"] == 7200
     kept = json.dumps([r["detail"] for r in audit])
     assert new_token not in kept and secret not in kept and shop.token not in kept

@@ -103,10 +103,22 @@ def test_notification_resend(platform):
     core = platform.paycore
     now = datetime.now(UTC)
     with core.db.session() as s:
-        s.execute(insert(Notification).values(
-            id=7, event_id="e7", merchant_id="m", event_type="trade.paid", trade_id=None,
-            payload="{}", url="http://x", status="gave_up", attempts=8, next_attempt_at=now,
-            last_error="boom", created_at=now))  # fmt: skip
+        s.execute(
+            insert(Notification).values(
+                id=7,
+                event_id="e7",
+                merchant_id="m",
+                event_type="trade.paid",
+                trade_id=None,
+                payload="{}",
+                url="http://x",
+                status="gave_up",
+                attempts=8,
+                next_attempt_at=now,
+                last_error="boom",
+                created_at=now,
+            )
+        )
     at = _app("console.pages.ops_notifications", platform, "olga", "operator")
     _ok(at)
     _button(at, "nt_resend").click().run()
@@ -124,11 +136,24 @@ def test_notification_resend(platform):
 def test_reconciliation_resolve_difference(platform):
     core = platform.paycore
     with core.db.session() as s:
-        s.execute(insert(ReconDifference).values(
-            id=5, run_id=1, kind="amount_mismatch", pay_org_no="SANDBOX_A", day="2026-01-01",
-            ref="X1", our_amount=100, channel_amount=90, our_status="success",
-            channel_status="success", resolution="manual", status="open", note="",
-            created_at=datetime.now(UTC)))  # fmt: skip
+        s.execute(
+            insert(ReconDifference).values(
+                id=5,
+                run_id=1,
+                kind="amount_mismatch",
+                pay_org_no="SANDBOX_A",
+                day="2026-01-01",
+                ref="X1",
+                our_amount=100,
+                channel_amount=90,
+                our_status="success",
+                channel_status="success",
+                resolution="manual",
+                status="open",
+                note="",
+                created_at=datetime.now(UTC),
+            )
+        )
     at = _app("console.pages.ops_reconciliation", platform, "olga", "operator")
     _ok(at)
     at.selectbox(key="url_days").select("all days").run()  # the day filter starts at yesterday
@@ -145,15 +170,30 @@ def _seed_payment(core, amount: int = 1_000) -> None:
     """A merchant and one settled channel pay (fee 60 bps) through the pay core."""
     from paycore import ChannelResult, CreateTrade, PayRequest, PayTool
 
-    mid = core.merchants.onboard("page shop", products=[("goods", "physical")],
-                                 pay_orgs=["SANDBOX_A"], fee_bps=60).merchant.merchant_id
-    core.trades.create(mid, CreateTrade(trade_type="instant", amount=amount, currency="CNY",
-                                        user_id="u1", order_type="goods", sub_type="physical",
-                                        pay_org_no="SANDBOX_A", out_trade_no="p1"))
+    mid = core.merchants.onboard(
+        "page shop", products=[("goods", "physical")], pay_orgs=["SANDBOX_A"], fee_bps=60
+    ).merchant.merchant_id
+    core.trades.create(
+        mid,
+        CreateTrade(
+            trade_type="instant",
+            amount=amount,
+            currency="CNY",
+            user_id="u1",
+            order_type="goods",
+            sub_type="physical",
+            pay_org_no="SANDBOX_A",
+            out_trade_no="p1",
+        ),
+    )
     po = core.payments.pay(mid, PayRequest("p1", (PayTool("channel", amount),)))
     item = po.items[0]
-    assert core.payments.on_channel_result(ChannelResult(
-        "SANDBOX_A", item.channel_txn_no, "success", amount, "CNY")) == "settled"
+    assert (
+        core.payments.on_channel_result(
+            ChannelResult("SANDBOX_A", item.channel_txn_no, "success", amount, "CNY")
+        )
+        == "settled"
+    )
 
 
 def test_fund_report_page_is_for_managers(platform):
@@ -191,7 +231,8 @@ def test_fund_report_shows_money_with_currency_and_separators(platform):
     assert fee_row["income"] == fee_text == fee_row["net"]
     assert totals.iloc[0]["platform_income"] == fee_text
     assert set(subjects[subjects["subject_code"] == "2002"].iloc[0][["income"]]) == {
-        f"{(amount - fee) // 100:,}.{(amount - fee) % 100:02d} CNY"}  # fmt: skip
+        f"{(amount - fee) // 100:,}.{(amount - fee) % 100:02d} CNY"
+    }
     cells = [c for frame in at.dataframe for c in _cells(frame.value)]
     assert "213,575.66 CNY" in cells
     assert str(amount) not in cells and str(fee) not in cells
@@ -200,23 +241,29 @@ def test_fund_report_shows_money_with_currency_and_separators(platform):
     # the exports keep exact minor units
     from console.reports.funds import SubjectRow, columns_of, fund_report, to_csv
 
-    rep = fund_report(platform.paycore.db, datetime(2000, 1, 1, tzinfo=UTC),
-                      datetime(2100, 1, 1, tzinfo=UTC))  # fmt: skip
+    rep = fund_report(
+        platform.paycore.db, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    )
     assert f",{fee},0,{fee}," in to_csv(rep.subjects, columns_of(SubjectRow))
 
 
 def test_fund_report_empty_period_says_no_data(platform):
     _seed_payment(platform.paycore)
-    at = AppTest.from_function(_page, args=("console.pages.mgr_funds", platform, "maria",
-                                            "manager"), default_timeout=60)  # fmt: skip
+    at = AppTest.from_function(
+        _page, args=("console.pages.mgr_funds", platform, "maria", "manager"), default_timeout=60
+    )
     at.query_params["from"] = "2020-01-01"
     at.query_params["to"] = "2020-01-31"
     at.run()
     _ok(at)
     assert any("No data for this period" in i.value for i in at.info)
     assert not at.get("plotly_chart")
-    empty = _app("console.pages.mgr_funds", SimpleNamespace(paycore=_empty_core(platform)),
-                 "maria", "manager")  # fmt: skip
+    empty = _app(
+        "console.pages.mgr_funds",
+        SimpleNamespace(paycore=_empty_core(platform)),
+        "maria",
+        "manager",
+    )
     _ok(empty)
     assert any("No data for this period" in i.value for i in empty.info)
     assert not empty.get("plotly_chart")
@@ -237,8 +284,9 @@ def _empty_core(platform):
 
 def test_fund_report_period_lives_in_the_url(platform):
     _seed_payment(platform.paycore)
-    at = AppTest.from_function(_page, args=("console.pages.mgr_funds", platform, "maria",
-                                            "manager"), default_timeout=60)  # fmt: skip
+    at = AppTest.from_function(
+        _page, args=("console.pages.mgr_funds", platform, "maria", "manager"), default_timeout=60
+    )
     at.query_params["from"] = "2026-01-02"
     at.query_params["to"] = "2026-01-01"
     at.run()
@@ -250,8 +298,11 @@ def test_fund_report_period_lives_in_the_url(platform):
 class _Counts:
     """Counts per (step, outcome), recording the windows asked; ``rate`` must not be used."""
 
-    def __init__(self, counts: dict[tuple[str, str], float],
-                 guard: dict[tuple[str, str], float] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        counts: dict[tuple[str, str], float],
+        guard: dict[tuple[str, str], float] | None = None,
+    ) -> None:
         self.counts, self.guard, self.windows = counts, guard or {}, []
 
     def count(self, metric, *, window, at, match=None, by=()):
@@ -289,8 +340,9 @@ def test_sla_page(platform):
 def test_sla_page_window_from_the_url_and_met_missed_visible(platform):
     q = _Counts({("pay", "ok"): 990, ("pay", "error"): 10, ("refund", "ok"): 40})
     _sla_platform(platform, q)
-    at = AppTest.from_function(_page, args=("console.pages.mgr_sla", platform, "maria",
-                                            "manager"), default_timeout=60)  # fmt: skip
+    at = AppTest.from_function(
+        _page, args=("console.pages.mgr_sla", platform, "maria", "manager"), default_timeout=60
+    )
     at.query_params["window"] = "7d"
     at.run()
     _ok(at)
@@ -343,8 +395,11 @@ def test_sla_page_renders_hostile_resource_names_inert(platform):
     at = _app("console.pages.mgr_sla", platform, "maria", "manager")
     _ok(at)
     assert set(HOSTILE) <= set(at.dataframe[0].value["name"])  # tables show text as text
-    texts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success")
-             for e in at.get(kind)]  # fmt: skip
+    texts = [
+        e.value
+        for kind in ("markdown", "caption", "info", "warning", "error", "success")
+        for e in at.get(kind)
+    ]
     for h in HOSTILE:
         assert not [t for t in texts if h in t], h
     spec = at.get("plotly_chart")[0].proto.spec
@@ -375,10 +430,13 @@ def _upload_page(platform, data: bytes) -> None:
 def test_reconciliation_upload_runs_the_statement(platform):
     from datetime import date
 
-    csv_text = ("channel_txn_no,channel_ref,kind,amount,currency,status,settled_at\n"
-                "Z1,,pay,700,CNY,success,2026-01-01T10:00:00+00:00\n")  # fmt: skip
-    at = AppTest.from_function(_upload_page, args=(platform, csv_text.encode()),
-                               default_timeout=60).run()  # fmt: skip
+    csv_text = (
+        "channel_txn_no,channel_ref,kind,amount,currency,status,settled_at\n"
+        "Z1,,pay,700,CNY,success,2026-01-01T10:00:00+00:00\n"
+    )
+    at = AppTest.from_function(
+        _upload_page, args=(platform, csv_text.encode()), default_timeout=60
+    ).run()
     _ok(at)
     at.selectbox(key="rc_up_org").select("SANDBOX_A")
     at.date_input(key="rc_up_day").set_value(date(2026, 1, 1))

@@ -77,28 +77,59 @@ def _markdown(at: AppTest) -> list[str]:
 
 def _everything(at: AppTest) -> str:
     """Every text element's value (titles, headers, markdown, captions, alerts, metrics)."""
-    parts = [e.value for e in (*at.title, *at.subheader, *at.markdown, *at.caption,
-                               *at.warning, *at.error, *at.info, *at.success)]
+    parts = [
+        e.value
+        for e in (
+            *at.title,
+            *at.subheader,
+            *at.markdown,
+            *at.caption,
+            *at.warning,
+            *at.error,
+            *at.info,
+            *at.success,
+        )
+    ]
     parts += [f"{m.label} {m.value}" for m in at.metric]
     parts += [e.label for e in at.expander]
     return "\n".join(str(p) for p in parts)
 
 
-def put_alert(engine, rule: str, labels: dict, *, state: str = "firing", severity: str = "page",
-              summary: str = "", runbook: str = "", since: float | None = None) -> str:
+def put_alert(
+    engine,
+    rule: str,
+    labels: dict,
+    *,
+    state: str = "firing",
+    severity: str = "page",
+    summary: str = "",
+    runbook: str = "",
+    since: float | None = None,
+) -> str:
     """One row as the alert engine stores it (labels carry alertname and severity)."""
     full = {**labels, "alertname": rule, "severity": severity}
     fp = f"fp-{rule}-{len(json.dumps(full))}-{time.monotonic_ns()}"
     since = time.time() - 14 * 60 - 5 if since is None else since
     notes = {k: v for k, v in (("summary", summary), ("runbook", runbook)) if v}
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "insert into alert_states (fingerprint, rule, labels, annotations, severity, state,"
-            " value, active_since, fired_at, resolved_at, last_eval) values (:fp, :rule,"
-            " :labels, :notes, :sev, :state, 0.2, :since, :fired, null, :now)"), {
-            "fp": fp, "rule": rule, "labels": json.dumps(dict(sorted(full.items()))),
-            "notes": json.dumps(notes), "sev": severity, "state": state, "since": since,
-            "fired": since if state == "firing" else None, "now": time.time()})
+        conn.execute(
+            sa.text(
+                "insert into alert_states (fingerprint, rule, labels, annotations, severity, state,"
+                " value, active_since, fired_at, resolved_at, last_eval) values (:fp, :rule,"
+                " :labels, :notes, :sev, :state, 0.2, :since, :fired, null, :now)"
+            ),
+            {
+                "fp": fp,
+                "rule": rule,
+                "labels": json.dumps(dict(sorted(full.items()))),
+                "notes": json.dumps(notes),
+                "sev": severity,
+                "state": state,
+                "since": since,
+                "fired": since if state == "firing" else None,
+                "now": time.time(),
+            },
+        )
     return fp
 
 
@@ -128,21 +159,30 @@ def test_metrics_outage_leaves_alerts_and_backlogs_working(oncall_db, monkeypatc
     from paycore.jobs.tasks import TaskQueue
 
     monkeypatch.setenv("PAYWATCH_PROMETHEUS_URL", f"http://127.0.0.1:{closed_port()}")
-    put_alert(oncall_db, "slo_pay_success", {"step": "pay"},
-              summary="pay is burning its 0.999 success SLO error budget",
-              runbook="docs/runbook.md#slo_pay_success")  # fmt: skip
+    put_alert(
+        oncall_db,
+        "slo_pay_success",
+        {"step": "pay"},
+        summary="pay is burning its 0.999 success SLO error budget",
+        runbook="docs/runbook.md#slo_pay_success",
+    )
     db = Database(str(oncall_db.url))
     TaskQueue(db, IdGenerator()).enqueue(None, "refund_query", "k1", {}, "m1")
     db.dispose()
     at = _app("vera", "viewer").run()
     assert not at.exception, at.exception
     warnings = [w.value for w in at.warning]
-    assert len(warnings) == 3 and all(w.startswith("The metrics source is unavailable")
-                                      for w in warnings)  # fmt: skip
-    assert [s.value for s in at.subheader] == ["Active alerts", "Core links", "Channel health",
-                                               "Guard fallbacks", "Backlogs"]  # fmt: skip
-    assert any("pay is burning its 0\\.999 success SLO error budget" in m
-               for m in _markdown(at))  # fmt: skip
+    assert len(warnings) == 3 and all(
+        w.startswith("The metrics source is unavailable") for w in warnings
+    )
+    assert [s.value for s in at.subheader] == [
+        "Active alerts",
+        "Core links",
+        "Channel health",
+        "Guard fallbacks",
+        "Backlogs",
+    ]
+    assert any("pay is burning its 0\\.999 success SLO error budget" in m for m in _markdown(at))
     assert {m.label: m.value for m in at.metric}["Compensation pending"] == "1"
     updated = [c.value for c in at.caption if c.value.startswith("updated ")]
     assert len(updated) == 2 and all(c.endswith("from the database") for c in updated)
@@ -167,21 +207,37 @@ def test_drilldown_metrics_outage_says_so_without_traceback(oncall_db, monkeypat
     at = _link(_app("vera", "viewer").run())
     assert not at.exception, at.exception
     assert [w.value.split(" is unavailable")[0] for w in at.warning] == [
-        "The metrics source", "The metrics source"]
+        "The metrics source",
+        "The metrics source",
+    ]
     assert "Traceback" not in _everything(at)
 
 
 # -- alerts an on-call engineer can act on ------------------------------------------------
 def test_alert_rows_show_summary_severity_resource_since_and_runbook(oncall_db):
-    put_alert(oncall_db, "compensation_backlog_high", {"status": "pending"}, severity="ticket",
-              summary="150 compensation tasks pending",
-              runbook="docs/runbook.md#compensation_backlog_high")  # fmt: skip
-    put_alert(oncall_db, "slo_channel_call_success_sandbox_a", {"pay_org": "SANDBOX_A",
-              "step": "channel_call"}, summary="channel calls to SANDBOX_A are failing",
-              runbook="docs/runbook.md#slo_channel_call_success_org")  # fmt: skip
-    put_alert(oncall_db, "pay_latency_p99_high", {"pay_org": "SANDBOX_B"}, state="pending",
-              summary="pay p99 latency via SANDBOX_B is 1.4s (> 1s)",
-              runbook="docs/runbook.md#pay_latency_p99_high")  # fmt: skip
+    put_alert(
+        oncall_db,
+        "compensation_backlog_high",
+        {"status": "pending"},
+        severity="ticket",
+        summary="150 compensation tasks pending",
+        runbook="docs/runbook.md#compensation_backlog_high",
+    )
+    put_alert(
+        oncall_db,
+        "slo_channel_call_success_sandbox_a",
+        {"pay_org": "SANDBOX_A", "step": "channel_call"},
+        summary="channel calls to SANDBOX_A are failing",
+        runbook="docs/runbook.md#slo_channel_call_success_org",
+    )
+    put_alert(
+        oncall_db,
+        "pay_latency_p99_high",
+        {"pay_org": "SANDBOX_B"},
+        state="pending",
+        summary="pay p99 latency via SANDBOX_B is 1.4s (> 1s)",
+        runbook="docs/runbook.md#pay_latency_p99_high",
+    )
     at = _app("vera", "viewer").run()
     assert not at.exception, at.exception
     rows = [m for m in _markdown(at) if "-badge[" in m]
@@ -201,7 +257,8 @@ def test_alert_rows_show_summary_severity_resource_since_and_runbook(oncall_db):
     # every label is still there, as a table in a collapsed expander
     labels = next(d.value for d in at.dataframe if "labels" in d.value.columns)
     assert "alertname=pay_latency_p99_high, pay_org=SANDBOX_B, severity=page" in set(
-        labels["labels"])
+        labels["labels"]
+    )
 
 
 def test_every_default_rule_has_a_runbook_section():
@@ -216,15 +273,22 @@ def test_every_default_rule_has_a_runbook_section():
         link = rule.annotations["runbook"]
         assert link.split("#", 1)[1] in anchors, link
         assert runbook_section(link, rule.name) is not None, rule.name
-    assert runbook_section("docs/runbook.md#slo_pay_success",
-                           "slo_pay_success_absent").heading == "slo_pay_success_absent"
+    assert (
+        runbook_section("docs/runbook.md#slo_pay_success", "slo_pay_success_absent").heading
+        == "slo_pay_success_absent"
+    )
     assert runbook_section("https://elsewhere#x") is None
 
 
 def test_hostile_alert_text_is_inert(oncall_db):
     for i, text in enumerate(HOSTILE):
-        put_alert(oncall_db, f"rule_{i}", {"resource": text}, summary=f"{text} is down",
-                  severity=text if i == 0 else "page")  # fmt: skip
+        put_alert(
+            oncall_db,
+            f"rule_{i}",
+            {"resource": text},
+            summary=f"{text} is down",
+            severity=text if i == 0 else "page",
+        )
     at = _app("vera", "viewer").run()
     assert not at.exception, at.exception
     shown = "\n".join(_markdown(at))
@@ -238,14 +302,19 @@ def test_hostile_alert_text_is_inert(oncall_db):
 # -- silencing ----------------------------------------------------------------------------
 def _silences(engine) -> list:
     with engine.connect() as conn:
-        return conn.execute(sa.text("select matchers, creator, comment, starts_at, ends_at"
-                                    " from alert_silences order by id")).all()  # fmt: skip
+        return conn.execute(
+            sa.text(
+                "select matchers, creator, comment, starts_at, ends_at"
+                " from alert_silences order by id"
+            )
+        ).all()
 
 
 def _audit(engine) -> list:
     with engine.connect() as conn:
-        return conn.execute(sa.text("select actor, role, action, target, detail"
-                                    " from console_audit order by id")).all()  # fmt: skip
+        return conn.execute(
+            sa.text("select actor, role, action, target, detail from console_audit order by id")
+        ).all()
 
 
 def test_viewer_sees_no_silence_action(oncall_db):
@@ -259,8 +328,12 @@ def test_viewer_sees_no_silence_action(oncall_db):
 def test_operator_silences_an_alert_with_comment_and_end(oncall_db):
     from alerts.silences import SilenceStore
 
-    fp = put_alert(oncall_db, "breaker_open", {"resource": "channel.SANDBOX_A"},
-                   summary="breaker for channel.SANDBOX_A has kept calls away for a minute")
+    fp = put_alert(
+        oncall_db,
+        "breaker_open",
+        {"resource": "channel.SANDBOX_A"},
+        summary="breaker for channel.SANDBOX_A has kept calls away for a minute",
+    )
     other = put_alert(oncall_db, "breaker_open", {"resource": "coupon"}, summary="coupon")
     at = _app("olive", "operator").run()
     assert not at.exception, at.exception
@@ -323,8 +396,9 @@ def test_hostile_silence_comment_and_creator_are_inert(oncall_db):
     at.text_input(key="silence_comment").input(HOSTILE[2])
     at.button(key="silence_submit").click().run()
     assert not at.exception, at.exception
-    shown = "\n".join([*_markdown(at), *(e.value for e in at.success), *(
-        c.value for c in at.caption)])  # fmt: skip
+    shown = "\n".join(
+        [*_markdown(at), *(e.value for e in at.success), *(c.value for c in at.caption)]
+    )
     assert "by x\\_bold\\_x" in shown and "Creator: x\\_bold\\_x" in shown
     assert HOSTILE[0] not in shown and "\\!\\[px\\]" in shown
 
@@ -411,12 +485,20 @@ def test_paywatch_console_and_up_start_streamlit_with_it(monkeypatch, tmp_path):
 
 def test_streamlit_run_app_directly_reads_error_details_off(tmp_path):
     """`streamlit run console/app.py` from anywhere reads console/.streamlit/config.toml."""
-    code = ("from streamlit import config\n"
-            f"config._main_script_path = {APP!r}\n"
-            "config.get_config_options(force_reparse=True)\n"
-            "print(config.get_option('client.showErrorDetails'))\n")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=60, check=True)  # fmt: skip
+    code = (
+        "from streamlit import config\n"
+        f"config._main_script_path = {APP!r}\n"
+        "config.get_config_options(force_reparse=True)\n"
+        "print(config.get_option('client.showErrorDetails'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == "none"
 
 

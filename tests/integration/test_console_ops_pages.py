@@ -72,10 +72,17 @@ def _page(module: str, platform, user: str, role: str, upload: bytes | None = No
         st.file_uploader = original  # type: ignore[assignment]
 
 
-def _app(module: str, platform, user: str = "olga", role: str = "operator",
-         upload: bytes | None = None, query: dict[str, str] | None = None) -> AppTest:
-    at = AppTest.from_function(_page, args=(module, platform, user, role, upload),
-                               default_timeout=60)  # fmt: skip
+def _app(
+    module: str,
+    platform,
+    user: str = "olga",
+    role: str = "operator",
+    upload: bytes | None = None,
+    query: dict[str, str] | None = None,
+) -> AppTest:
+    at = AppTest.from_function(
+        _page, args=(module, platform, user, role, upload), default_timeout=60
+    )
     for k, v in (query or {}).items():
         at.query_params[k] = v
     return at.run()
@@ -96,8 +103,17 @@ def _has_button(at: AppTest, key: str) -> bool:
 def _texts(at: AppTest) -> list[str]:
     """Every string the page rendered through Markdown."""
     out: list[str] = []
-    for kind in ("title", "subheader", "markdown", "caption", "error", "warning", "info",
-                 "success", "toast"):  # fmt: skip
+    for kind in (
+        "title",
+        "subheader",
+        "markdown",
+        "caption",
+        "error",
+        "warning",
+        "info",
+        "success",
+        "toast",
+    ):
         out += [str(e.value) for e in getattr(at, kind)]
     out += [str(m.label) for m in at.metric]
     return out
@@ -117,35 +133,89 @@ def _assert_inert(at: AppTest) -> None:
     assert md(HOSTILE[0]) in joined  # shown, as its characters
 
 
-def _task(core, status: str, biz_key: str, *, kind: str = "refund_retry", task_id: int | None = None,
-          note: str = "", error: str = "") -> int:  # fmt: skip
+def _task(
+    core,
+    status: str,
+    biz_key: str,
+    *,
+    kind: str = "refund_retry",
+    task_id: int | None = None,
+    note: str = "",
+    error: str = "",
+) -> int:
     now = datetime.now(UTC)
     tid = task_id or core.ids.next_id()
     with core.db.session() as s:
-        s.execute(insert(CompensationTask).values(
-            id=tid, kind=kind, biz_key=biz_key, merchant_id="m1", payload="{}", status=status,
-            attempts=1, max_attempts=5, next_run_at=now, last_error=error, note=note,
-            created_at=now, updated_at=now))  # fmt: skip
+        s.execute(
+            insert(CompensationTask).values(
+                id=tid,
+                kind=kind,
+                biz_key=biz_key,
+                merchant_id="m1",
+                payload="{}",
+                status=status,
+                attempts=1,
+                max_attempts=5,
+                next_run_at=now,
+                last_error=error,
+                note=note,
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return tid
 
 
 def _notification(core, nid: int, status: str, *, error: str = "") -> None:
     now = datetime.now(UTC)
     with core.db.session() as s:
-        s.execute(insert(Notification).values(
-            id=nid, event_id=f"e{nid}", merchant_id="m", event_type="trade.paid", trade_id=None,
-            payload="{}", url="http://x", status=status, attempts=8, next_attempt_at=now,
-            last_error=error, created_at=now))  # fmt: skip
+        s.execute(
+            insert(Notification).values(
+                id=nid,
+                event_id=f"e{nid}",
+                merchant_id="m",
+                event_type="trade.paid",
+                trade_id=None,
+                payload="{}",
+                url="http://x",
+                status=status,
+                attempts=8,
+                next_attempt_at=now,
+                last_error=error,
+                created_at=now,
+            )
+        )
 
 
-def _difference(core, did: int, *, run_id: int = 1, day: str = "2026-01-01", note: str = "",
-                ref: str = "X1", status: str = "open") -> None:  # fmt: skip
+def _difference(
+    core,
+    did: int,
+    *,
+    run_id: int = 1,
+    day: str = "2026-01-01",
+    note: str = "",
+    ref: str = "X1",
+    status: str = "open",
+) -> None:
     with core.db.session() as s:
-        s.execute(insert(ReconDifference).values(
-            id=did, run_id=run_id, kind="amount_mismatch", pay_org_no="SANDBOX_A", day=day,
-            ref=ref, our_amount=100, channel_amount=90, our_status="success",
-            channel_status="success", resolution="manual", status=status, note=note,
-            created_at=datetime.now(UTC)))  # fmt: skip
+        s.execute(
+            insert(ReconDifference).values(
+                id=did,
+                run_id=run_id,
+                kind="amount_mismatch",
+                pay_org_no="SANDBOX_A",
+                day=day,
+                ref=ref,
+                our_amount=100,
+                channel_amount=90,
+                our_status="success",
+                channel_status="success",
+                resolution="manual",
+                status=status,
+                note=note,
+                created_at=datetime.now(UTC),
+            )
+        )
 
 
 def _statement(day: date, *refs: str) -> bytes:
@@ -155,8 +225,10 @@ def _statement(day: date, *refs: str) -> bytes:
 
 def _counts(core) -> tuple[int, int]:
     with core.db.session() as s:
-        return (s.execute(select(sa.func.count()).select_from(ReconRun)).scalar_one(),
-                s.execute(select(sa.func.count()).select_from(ReconDifference)).scalar_one())
+        return (
+            s.execute(select(sa.func.count()).select_from(ReconRun)).scalar_one(),
+            s.execute(select(sa.func.count()).select_from(ReconDifference)).scalar_one(),
+        )
 
 
 # -- reconciliation: the function that runs it validates the pay org and the day ------------
@@ -176,7 +248,8 @@ def test_reconcile_day_refuses_star_and_unknown_orgs_and_records_nothing(platfor
         reconcile_day(core, lambda o, d: lines, "SANDBOX_Z", day, pay_orgs=ORGS)
     assert _counts(core) == (0, 0)
     assert reconcile_day(core, lambda o, d: lines, "SANDBOX_A", day, pay_orgs=ORGS).counts == {
-        "missing_ours": 1}
+        "missing_ours": 1
+    }
 
 
 def test_reconcile_day_refuses_an_unfinished_day_unless_allowed(platform):
@@ -187,11 +260,13 @@ def test_reconcile_day_refuses_an_unfinished_day_unless_allowed(platform):
     with pytest.raises(DayNotOver, match=f"{today.isoformat()} is not over"):
         reconcile_day(core, lambda o, d: [], "SANDBOX_A", today, unfinished_ok=False)
     with pytest.raises(DayNotOver):
-        reconcile_day(core, lambda o, d: [], "SANDBOX_A", today + timedelta(days=3),
-                      unfinished_ok=False)  # fmt: skip
+        reconcile_day(
+            core, lambda o, d: [], "SANDBOX_A", today + timedelta(days=3), unfinished_ok=False
+        )
     assert _counts(core) == (0, 0)
-    done = reconcile_day(core, lambda o, d: [], "SANDBOX_A", today - timedelta(days=1),
-                         unfinished_ok=False)  # fmt: skip
+    done = reconcile_day(
+        core, lambda o, d: [], "SANDBOX_A", today - timedelta(days=1), unfinished_ok=False
+    )
     assert done.status == "done"
     assert reconcile_day(core, lambda o, d: [], "SANDBOX_A", today).status == "done"  # default
 
@@ -227,8 +302,9 @@ def test_compensation_picker_offers_only_actionable_tasks_and_refreshes(platform
     at = _app("console.pages.ops_compensation", platform)
     _ok(at)
     assert set(at.selectbox(key="comp_task").options) == {
-        f"{t} · refund_retry · k-{s} · {s}" for t, s in
-        ((pending, "pending"), (failed, "failed"), (manual, "manual"))}  # fmt: skip
+        f"{t} · refund_retry · k-{s} · {s}"
+        for t, s in ((pending, "pending"), (failed, "failed"), (manual, "manual"))
+    }
     ids = _table(at, "biz_key")["id"]
     assert str(done) in list(ids) and str(BIG + 1) in list(ids)  # exact, as text
     assert {str(running), str(done)} <= set(ids)  # the table still shows every task
@@ -292,7 +368,8 @@ def test_notification_picker_offers_resendable_ones_and_refreshes(platform):
     assert not [s for s in at.selectbox if s.key == "nt_id"]  # nothing left to resend here
     assert any("No notification in this view can be resent" in c.value for c in at.caption)
     assert recent(core.db.engine, action="notification.resend")[0]["target"] == (
-        f"notification:{BIG}")
+        f"notification:{BIG}"
+    )
     at.selectbox(key="url_view").select("delivered").run()
     assert at.selectbox(key="nt_id").options == ["9 · trade.paid · m · delivered"]
     c = PageContext(platform, "olga", "operator")
@@ -308,9 +385,19 @@ def test_notification_picker_offers_resendable_ones_and_refreshes(platform):
 def _run_row(core, run_id: int, day: str, org: str = "SANDBOX_A") -> None:
     now = datetime.now(UTC)
     with core.db.session() as s:
-        s.execute(insert(ReconRun).values(
-            id=run_id, kind="external", pay_org_no=org, day=day, status="done", cursor=1,
-            stats="{}", started_at=now, finished_at=now))  # fmt: skip
+        s.execute(
+            insert(ReconRun).values(
+                id=run_id,
+                kind="external",
+                pay_org_no=org,
+                day=day,
+                status="done",
+                cursor=1,
+                stats="{}",
+                started_at=now,
+                finished_at=now,
+            )
+        )
 
 
 def test_reconciliation_day_is_a_date_picker_and_ids_are_exact(platform):
@@ -329,8 +416,7 @@ def test_reconciliation_day_is_a_date_picker_and_ids_are_exact(platform):
     diffs = _table(at, "channel_amount")
     assert (list(diffs["id"]), list(diffs["run_id"])) == ([str(BIG + 1)], [str(BIG)])
     assert list(diffs["note"]) == [HOSTILE[1]]
-    assert any("1 open difference(s) on other days (2026-01-01)" in c.value
-               for c in at.caption)  # fmt: skip
+    assert any("1 open difference(s) on other days (2026-01-01)" in c.value for c in at.caption)
     # a shared link with a day, and one with a day nobody can read
     linked = _app("console.pages.ops_reconciliation", platform, query={"day": "2026-01-01"})
     assert list(_table(linked, "cursor")["id"]) == ["77"]
@@ -345,8 +431,7 @@ def test_reconciliation_upload_refreshes_the_tables_with_the_new_run(platform):
     """Old code: the run did not show until the next click (and its id went through a float)."""
     core = platform.paycore
     past = datetime.now(UTC).date() - timedelta(days=3)
-    at = _app("console.pages.ops_reconciliation", platform,
-              upload=_statement(past, "Z1", "Z2"))  # fmt: skip
+    at = _app("console.pages.ops_reconciliation", platform, upload=_statement(past, "Z1", "Z2"))
     _ok(at)
     assert at.selectbox(key="rc_up_org").options == list(ORGS)
     assert not [w for w in at.warning if "not over" in w.value]
@@ -357,8 +442,10 @@ def test_reconciliation_upload_refreshes_the_tables_with_the_new_run(platform):
     with core.db.session() as s:
         run = s.execute(select(ReconRun)).scalar_one()
     assert run.id > 2**53 and (run.pay_org_no, run.day) == ("SANDBOX_B", past.isoformat())
-    assert any(md(f"Run {run.id} (SANDBOX_B") in s.value and "2 lines checked" in s.value
-               for s in at.success)  # fmt: skip
+    assert any(
+        md(f"Run {run.id} (SANDBOX_B") in s.value and "2 lines checked" in s.value
+        for s in at.success
+    )
     # the filters moved to the run's org and day, and both tables read again
     assert at.selectbox(key="url_org").value == "SANDBOX_B"
     assert at.date_input(key="url_day").value == past
@@ -376,8 +463,9 @@ def test_reconciliation_of_an_unfinished_day_needs_a_confirmation(platform):
     at = _app("console.pages.ops_reconciliation", platform, upload=_statement(today, "T1"))
     at.date_input(key="rc_up_day").set_value(today).run()
     _ok(at)
-    assert any(f"{today.isoformat()} is not over yet" in w.value.replace("\\", "")
-               for w in at.warning)  # fmt: skip
+    assert any(
+        f"{today.isoformat()} is not over yet" in w.value.replace("\\", "") for w in at.warning
+    )
     assert _button(at, "rc_run").disabled
     assert _counts(core) == (0, 0)
     at.checkbox(key="rc_unfinished").check().run()
@@ -392,8 +480,12 @@ def test_reconciliation_pay_org_select_lists_configured_orgs_only(platform):
     """A run on record for ``*`` (old data) may be filtered on, never reconciled again."""
     core = platform.paycore
     _run_row(core, 99, "2026-01-01", org="*")
-    at = _app("console.pages.ops_reconciliation", platform, query={"org": "*"},
-              upload=_statement(date(2026, 1, 1), "Z1"))  # fmt: skip
+    at = _app(
+        "console.pages.ops_reconciliation",
+        platform,
+        query={"org": "*"},
+        upload=_statement(date(2026, 1, 1), "Z1"),
+    )
     _ok(at)
     assert at.selectbox(key="rc_up_org").options == list(ORGS)
     assert "*" in at.selectbox(key="url_org").options  # the filter shows what is on record

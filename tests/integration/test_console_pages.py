@@ -245,29 +245,72 @@ def test_breakers_page_lists_events_and_lint(console_db):
 def test_drills_page_lists_reports_and_shows_one(console_db, monkeypatch):
     from console.simulator.report import save_report
 
-    base = {"target": "SANDBOX_A", "time_factor": 0.1, "reason": "",
-            "started_at": "2026-11-23T03:00:00+00:00", "finished_at": "2026-11-23T03:01:00+00:00",
-            "steps": [{"at_s": 6.0, "kind": "knobs", "target": "SANDBOX_A",
-                       "params": {"error_rate": 1.0}, "note": "channel down"}],
-            "traffic": {"pays_sent": 120, "paid": 110, "pay_failed": 2, "pays_refused": 8,
-                        "refusals": {"pay:dependency_unavailable:channel.SANDBOX_A": 8}},
-            "audit": {"lost": 0, "doubled": 0},
-            "platform": {"alerts_fired": ["slo_channel_call_success_sandbox_a_fast"],
-                         "alerts": [{"rule": "slo_channel_call_success_sandbox_a_fast",
-                                     "state": "firing", "at_s": 7.5, "value": 12.5}],
-                         "breakers_opened": ["channel.SANDBOX_A"],
-                         "breaker_events": [{"resource": "channel.SANDBOX_A", "from": "closed",
-                                             "to": "open", "reason": "failure ratio",
-                                             "at_s": 12.0}],
-                         "guard_outcomes": {"channel.SANDBOX_A": {"breaker_open": 8.0}},
-                         "fallbacks_taken": 0, "fail_fast": 8, "money_not_returned": 0,
-                         "trial_balance": {"ok": True}, "recon": {"differences": 0}},
-            "checks": {"no_payment_lost": True, "no_payment_doubled": True}}  # fmt: skip
-    save_report(console_db, {**base, "drill": {"name": "channel-failure", "summary": "down"},
-                             "status": "passed"})  # fmt: skip
-    save_report(console_db, {**base, "drill": {"name": "redis-down", "summary": "redis"},
-                             "status": "not_applicable", "reason": "no Redis is configured",
-                             "started_at": "2026-11-23T04:00:00+00:00"})  # fmt: skip
+    base = {
+        "target": "SANDBOX_A",
+        "time_factor": 0.1,
+        "reason": "",
+        "started_at": "2026-11-23T03:00:00+00:00",
+        "finished_at": "2026-11-23T03:01:00+00:00",
+        "steps": [
+            {
+                "at_s": 6.0,
+                "kind": "knobs",
+                "target": "SANDBOX_A",
+                "params": {"error_rate": 1.0},
+                "note": "channel down",
+            }
+        ],
+        "traffic": {
+            "pays_sent": 120,
+            "paid": 110,
+            "pay_failed": 2,
+            "pays_refused": 8,
+            "refusals": {"pay:dependency_unavailable:channel.SANDBOX_A": 8},
+        },
+        "audit": {"lost": 0, "doubled": 0},
+        "platform": {
+            "alerts_fired": ["slo_channel_call_success_sandbox_a_fast"],
+            "alerts": [
+                {
+                    "rule": "slo_channel_call_success_sandbox_a_fast",
+                    "state": "firing",
+                    "at_s": 7.5,
+                    "value": 12.5,
+                }
+            ],
+            "breakers_opened": ["channel.SANDBOX_A"],
+            "breaker_events": [
+                {
+                    "resource": "channel.SANDBOX_A",
+                    "from": "closed",
+                    "to": "open",
+                    "reason": "failure ratio",
+                    "at_s": 12.0,
+                }
+            ],
+            "guard_outcomes": {"channel.SANDBOX_A": {"breaker_open": 8.0}},
+            "fallbacks_taken": 0,
+            "fail_fast": 8,
+            "money_not_returned": 0,
+            "trial_balance": {"ok": True},
+            "recon": {"differences": 0},
+        },
+        "checks": {"no_payment_lost": True, "no_payment_doubled": True},
+    }
+    save_report(
+        console_db,
+        {**base, "drill": {"name": "channel-failure", "summary": "down"}, "status": "passed"},
+    )
+    save_report(
+        console_db,
+        {
+            **base,
+            "drill": {"name": "redis-down", "summary": "redis"},
+            "status": "not_applicable",
+            "reason": "no Redis is configured",
+            "started_at": "2026-11-23T04:00:00+00:00",
+        },
+    )
     monkeypatch.setenv("PAYWATCH_SANDBOX_URL", "http://127.0.0.1:9")  # nothing listens
     at = _page(_app("otto", "operator").run(timeout=30), "sre_drills")
     assert not at.exception, at.exception

@@ -35,18 +35,24 @@ def console_db(tmp_path, monkeypatch):
     monkeypatch.delenv("PAYWATCH_REDIS_URL", raising=False)
     engine = sa.create_engine(url)
     upgrade_database(engine)
-    seed_if_empty(DependencyMapStore(engine), ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C"),
-                  redis_lock=False)  # fmt: skip
+    seed_if_empty(
+        DependencyMapStore(engine), ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C"), redis_lock=False
+    )
     for name, role in (("vera", "viewer"), ("otto", "operator"), ("olga", "operator")):
         create_user(engine, name, PASSWORD, role)
     with engine.begin() as conn:  # two merchants, each granted one pay org
         for mid, org in (("m-a", "SANDBOX_A"), ("m-b", "SANDBOX_B")):
-            conn.execute(sa.text(
-                "insert into merchants (merchant_id, name, token_hash, token_prefix, status, "
-                "fee_bps, created_at) values (:m, :m, :m, 'x', 'active', 0, "
-                "'2026-01-01 00:00:00')"), {"m": mid})  # fmt: skip
-            conn.execute(sa.text("insert into merchant_pay_orgs values (:m, :o)"),
-                         {"m": mid, "o": org})  # fmt: skip
+            conn.execute(
+                sa.text(
+                    "insert into merchants (merchant_id, name, token_hash, token_prefix, status, "
+                    "fee_bps, created_at) values (:m, :m, :m, 'x', 'active', 0, "
+                    "'2026-01-01 00:00:00')"
+                ),
+                {"m": mid},
+            )
+            conn.execute(
+                sa.text("insert into merchant_pay_orgs values (:m, :o)"), {"m": mid, "o": org}
+            )
     yield engine
     engine.dispose()
 
@@ -55,8 +61,9 @@ def _service(engine):
     """The console's own switch service (same approval policy as the platform)."""
     from console.wiring import build_stability
 
-    return build_stability(engine, pay_orgs=("SANDBOX_A", "SANDBOX_B", "SANDBOX_C"),
-                           redis_url=None).switches  # fmt: skip
+    return build_stability(
+        engine, pay_orgs=("SANDBOX_A", "SANDBOX_B", "SANDBOX_C"), redis_url=None
+    ).switches
 
 
 def _page(page: str, user: str, role: str = "operator") -> AppTest:
@@ -87,22 +94,33 @@ def _table(at: AppTest, column: str):
 
 def _switches(engine) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.text(
-            "select id, kind, target, status, actor from stability_switches order by id"))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.text(
+                    "select id, kind, target, status, actor from stability_switches order by id"
+                )
+            )
+        ]
 
 
 def _actions(engine) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.text(
-            "select actor, action, target from console_audit order by id"))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.text("select actor, action, target from console_audit order by id")
+            )
+        ]
 
 
 def test_hostile_reasons_and_names_are_inert_on_every_switch_list(console_db):
     from console.safe import md
 
     svc = _service(console_db)
-    svc.propose("degrade", "channel.SANDBOX_A", actor="olga", reason=HOSTILE[0],
-                ttl=timedelta(hours=1))  # fmt: skip
+    svc.propose(
+        "degrade", "channel.SANDBOX_A", actor="olga", reason=HOSTILE[0], ttl=timedelta(hours=1)
+    )
     svc.propose("degrade", "coupon", actor=HOSTILE[1], reason=HOSTILE[2], ttl=timedelta(hours=1))
     svc.propose("degrade", "risk", actor="olga", reason=HOSTILE[1], ttl=timedelta(hours=1))
     at = _page("sre_switches", "otto")
@@ -134,25 +152,37 @@ def test_a_second_apply_from_the_form_is_refused_with_a_clear_message(console_db
     again.button(key="sw_apply").click().run(timeout=30)
     assert not again.exception, again.exception
     errors = [_plain(e.value) for e in again.error]
-    assert any(e.startswith("switch.propose refused: a degrade switch for coupon is already "
-                            "active (#1, by otto, until ") for e in errors), errors  # fmt: skip
+    assert any(
+        e.startswith(
+            "switch.propose refused: a degrade switch for coupon is already "
+            "active (#1, by otto, until "
+        )
+        for e in errors
+    ), errors
     assert _switches(console_db) == [(1, "degrade", "coupon", "active", "otto")]
-    assert _actions(console_db) == [("otto", "switch.propose", "coupon"),
-                                    ("olga", "switch.propose", "coupon")]  # fmt: skip
+    assert _actions(console_db) == [
+        ("otto", "switch.propose", "coupon"),
+        ("olga", "switch.propose", "coupon"),
+    ]
 
 
 def test_now_in_force_lists_the_switch_and_reverts_it_after_a_confirmation(console_db):
     svc = _service(console_db)
-    sw = svc.propose("degrade", "risk", actor="olga", reason="risk brown-out",
-                     ttl=timedelta(hours=1))  # fmt: skip
+    sw = svc.propose(
+        "degrade", "risk", actor="olga", reason="risk brown-out", ttl=timedelta(hours=1)
+    )
     at = _page("sre_switches", "otto")
     assert not at.exception, at.exception
     text = _plain(_texts(at))
-    assert f"**#{sw.id} degrade risk** · by olga · until **{sw.expires_at:%Y-%m-%d %H:%M} UTC**" \
-        in text  # fmt: skip
+    assert (
+        f"**#{sw.id} degrade risk** · by olga · until **{sw.expires_at:%Y-%m-%d %H:%M} UTC**"
+        in text
+    )
     assert "Reason: risk brown-out" in text
-    assert ("Before: called (timeout 300 ms) → after: not called; fallback: allow below risk "
-            "threshold; review later") in text  # fmt: skip
+    assert (
+        "Before: called (timeout 300 ms) → after: not called; fallback: allow below risk "
+        "threshold; review later"
+    ) in text
     at.button(key=f"sw_revert_{sw.id}").click().run(timeout=30)
     assert _switches(console_db)[0][3] == "active"  # one click only asks
     assert any(f"Revert #{sw.id} (degrade risk)?" in w.value for w in at.warning)
@@ -166,8 +196,9 @@ def test_now_in_force_lists_the_switch_and_reverts_it_after_a_confirmation(conso
 
 
 def test_cancel_leaves_the_switch_in_force(console_db):
-    sw = _service(console_db).propose("degrade", "coupon", actor="olga", reason="slow",
-                                      ttl=timedelta(hours=1))  # fmt: skip
+    sw = _service(console_db).propose(
+        "degrade", "coupon", actor="olga", reason="slow", ttl=timedelta(hours=1)
+    )
     at = _page("sre_switches", "otto")
     at.button(key=f"sw_revert_{sw.id}").click().run(timeout=30)
     at.button(key=f"sw_revert_cancel_{sw.id}").click().run(timeout=30)
@@ -177,8 +208,9 @@ def test_cancel_leaves_the_switch_in_force(console_db):
 
 def test_the_approver_sees_impact_and_before_after_and_gets_a_confirmation(console_db):
     svc = _service(console_db)
-    sw = svc.propose("degrade", "channel.SANDBOX_A", actor="olga", reason="channel down",
-                     ttl=timedelta(hours=2))  # fmt: skip
+    sw = svc.propose(
+        "degrade", "channel.SANDBOX_A", actor="olga", reason="channel down", ttl=timedelta(hours=2)
+    )
     assert sw.status == "pending"
     proposer = _page("sre_switches", "olga")
     assert f"sw_approve_{sw.id}" not in {b.key for b in proposer.button}
@@ -187,25 +219,34 @@ def test_the_approver_sees_impact_and_before_after_and_gets_a_confirmation(conso
     text = _plain(_texts(at))
     assert "Core links failing: link.pay, link.refund" in text, text
     assert "Pay orgs: SANDBOX_A" in text
-    assert "Grade: link.pay → channel.SANDBOX_A: strong; link.refund → channel.SANDBOX_A: " \
-        "strong" in text  # fmt: skip
-    assert ("Before: called (timeout 3000 ms) → **after: not called; link.pay, link.refund "
-            "fail fast**") in text  # fmt: skip
+    assert (
+        "Grade: link.pay → channel.SANDBOX_A: strong; link.refund → channel.SANDBOX_A: "
+        "strong" in text
+    )
+    assert (
+        "Before: called (timeout 3000 ms) → **after: not called; link.pay, link.refund fail fast**"
+    ) in text
     assert "Merchants: m-a\n" in text  # granted SANDBOX_A; m-b is not
     at.button(key=f"sw_approve_{sw.id}").click().run(timeout=30)
     assert not at.exception, at.exception
-    assert _plain(at.success[0].value) == (f"Switch #{sw.id} approved: degrade channel.SANDBOX_A "
-                                           f"is active until {sw.expires_at:%Y-%m-%d %H:%M} UTC.")
+    assert _plain(at.success[0].value) == (
+        f"Switch #{sw.id} approved: degrade channel.SANDBOX_A "
+        f"is active until {sw.expires_at:%Y-%m-%d %H:%M} UTC."
+    )
     assert svc.get(sw.id).status == "active" and svc.get(sw.id).approved_by == "otto"
     assert f"**#{sw.id} degrade channel.SANDBOX_A** · by olga, approved by otto" in _plain(
-        _texts(at))  # fmt: skip
+        _texts(at)
+    )
 
 
 def test_degrade_a_weak_dependency_from_the_map_in_two_clicks(console_db):
     at = _page("oncall_depmap", "otto")
     assert not at.exception, at.exception
-    assert {b.key for b in at.button} >= {"dm_degrade_risk", "dm_degrade_coupon",
-                                          "dm_degrade_notification"}  # fmt: skip
+    assert {b.key for b in at.button} >= {
+        "dm_degrade_risk",
+        "dm_degrade_coupon",
+        "dm_degrade_notification",
+    }
     assert "dm_degrade_channel.SANDBOX_A" not in {b.key for b in at.button}  # strong
     at.button(key="dm_degrade_risk").click().run(timeout=30)  # click 1
     assert at.number_input(key="dm_hours").value == 1.0
@@ -244,11 +285,17 @@ def test_breakers_show_window_ratios_the_forcing_switch_and_grouped_events(conso
         risk.record(success=i >= 3, duration_s=2.0 if i in (5, 6) else 0.01)
     coupon = CircuitBreaker("coupon")
     coupon.record(True, 0.01)
-    BreakerStatsPublisher(console_db, lambda: {"risk": risk, "coupon": coupon},
-                          node="api-1").publish_once()  # fmt: skip
-    sw = _service(console_db).propose("force_breaker", "notification", actor="olga",
-                                      reason="drill", ttl=timedelta(minutes=30),
-                                      params={"state": "forced_open"})  # fmt: skip
+    BreakerStatsPublisher(
+        console_db, lambda: {"risk": risk, "coupon": coupon}, node="api-1"
+    ).publish_once()
+    sw = _service(console_db).propose(
+        "force_breaker",
+        "notification",
+        actor="olga",
+        reason="drill",
+        ttl=timedelta(minutes=30),
+        params={"state": "forced_open"},
+    )
     log = BreakerEventLog(console_db)
     for _ in range(12):  # a flapping breaker
         log.breaker_changed("ledger.hot_account", "open", "half_open", "cool-down elapsed")
@@ -262,7 +309,8 @@ def test_breakers_show_window_ratios_the_forcing_switch_and_grouped_events(conso
     assert table.loc["coupon", "calls"] == 1 and table.loc["coupon", "failure_ratio"] == 0
     assert table.loc["notification", "state"] == "forced_open"
     assert table.loc["notification", "forced_by"] == (
-        f"#{sw.id} by olga until {sw.expires_at:%Y-%m-%d %H:%M} UTC")
+        f"#{sw.id} by olga until {sw.expires_at:%Y-%m-%d %H:%M} UTC"
+    )
     assert table.loc["ledger.hot_account", "state"] == "open"
     groups = _table(at, "transition")
     assert len(groups) == 2 and sorted(groups["count"]) == [12, 12]
@@ -283,13 +331,20 @@ def test_a_breaker_panel_fails_alone(console_db):
 
 
 def test_the_proposer_withdraws_a_pending_switch_and_the_form_shows_before_after(console_db):
-    sw = _service(console_db).propose("degrade", "channel.SANDBOX_B", actor="otto",
-                                      reason="channel B down", ttl=timedelta(hours=1))  # fmt: skip
+    sw = _service(console_db).propose(
+        "degrade",
+        "channel.SANDBOX_B",
+        actor="otto",
+        reason="channel B down",
+        ttl=timedelta(hours=1),
+    )
     at = _page("sre_switches", "otto")
     at.selectbox(key="sw_kind").select("set_limit").run(timeout=30)
     at.selectbox(key="sw_target").select("risk.total").run(timeout=30)
-    assert ("Before: enforced: rate 5000/s, burst 10000 → after: enforced: rate 100/s, burst 200"
-            in _plain(_texts(at)))  # fmt: skip
+    assert (
+        "Before: enforced: rate 5000/s, burst 10000 → after: enforced: rate 100/s, burst 200"
+        in _plain(_texts(at))
+    )
     at.button(key=f"sw_withdraw_{sw.id}").click().run(timeout=30)
     assert not at.exception, at.exception
     assert at.success[0].value == f"Switch #{sw.id} withdrawn."
@@ -306,8 +361,9 @@ def test_a_process_silent_for_90_s_is_left_out_of_the_breaker_figures(console_db
     for ok in (True, False):
         risk.record(ok, 0.01)
     old = datetime.now(UTC) - timedelta(minutes=2)
-    BreakerStatsPublisher(console_db, lambda: {"risk": risk}, node="gone",
-                          clock=lambda: old).publish_once()  # fmt: skip
+    BreakerStatsPublisher(
+        console_db, lambda: {"risk": risk}, node="gone", clock=lambda: old
+    ).publish_once()
     risk.record(True, 0.01)
     BreakerStatsPublisher(console_db, lambda: {"risk": risk}, node="live").publish_once()
     at = _page("sre_breakers", "otto")

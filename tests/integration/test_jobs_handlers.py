@@ -168,16 +168,21 @@ def test_exception_refund_retries_an_unavailable_channel_then_hands_over(shop, c
 def test_ledger_posting_task_posts_once_or_fails_for_good(core):
     queue, handlers, worker = jobs(core)
     legs = [debit(merchant_payable("m1", "CNY"), 500), credit(user_balance("m1", "u9", "CNY"), 500)]
-    payload = ledger_posting_payload(biz_type="bonus", biz_key="b1", ctx=CTX, currency="CNY",
-                                     legs=legs, memo="async posting")  # fmt: skip
+    payload = ledger_posting_payload(
+        biz_type="bonus", biz_key="b1", ctx=CTX, currency="CNY", legs=legs, memo="async posting"
+    )
     queue.enqueue(None, LEDGER_POSTING, "bonus:b1", payload)
     queue.enqueue(None, LEDGER_POSTING, "bonus:b1-again", payload)  # same entry: posted once
     bad = dict(payload, biz_key="b2", legs=payload["legs"][:1])
     queue.enqueue(None, LEDGER_POSTING, "bonus:b2", bad)
     queue.enqueue(None, LEDGER_POSTING, "bonus:b3", {"legs": "nonsense"})
-    overdraw = ledger_posting_payload(biz_type="bonus", biz_key="b4", ctx=CTX, currency="CNY",
-                                      legs=[debit(user_balance("m1", "u0", "CNY"), 1),
-                                            credit(merchant_payable("m1", "CNY"), 1)])  # fmt: skip
+    overdraw = ledger_posting_payload(
+        biz_type="bonus",
+        biz_key="b4",
+        ctx=CTX,
+        currency="CNY",
+        legs=[debit(user_balance("m1", "u0", "CNY"), 1), credit(merchant_payable("m1", "CNY"), 1)],
+    )
     queue.enqueue(None, LEDGER_POSTING, "bonus:b4", overdraw)
     assert worker.run_once() == 5
     assert worker.counts == {"done": 2, "retried": 0, "failed": 3, "manual": 0, "lost": 0}
@@ -194,8 +199,9 @@ def test_stuck_channel_call_is_sent_again_unless_settled_meanwhile(shop, core):
     t = shop.trade(amount=700)
     po = core.payments.pay(shop.mid, PayRequest(t.out_trade_no, (PayTool("channel", 700),)))
     item = po.items[0]
-    req = ChannelRequest("pay", "SANDBOX_A", str(item.channel_txn_no), 700, "CNY", shop.mid,
-                         t.id, po.id)  # fmt: skip
+    req = ChannelRequest(
+        "pay", "SANDBOX_A", str(item.channel_txn_no), 700, "CNY", shop.mid, t.id, po.id
+    )
     stub = StubChannel()
     queue, handlers, worker = jobs(core, stub)
     queue.enqueue(
@@ -230,8 +236,9 @@ def test_run_worker_processes_tasks_until_stopped(shop, core):
     )
     shop.settle(po.items[1], "failed")
     stop = threading.Event()
-    runner = threading.Thread(target=run_worker, args=(platform, stop),
-                              kwargs={"install_signals": False})  # fmt: skip
+    runner = threading.Thread(
+        target=run_worker, args=(platform, stop), kwargs={"install_signals": False}
+    )
     runner.start()
     try:
         deadline = time.monotonic() + 30
@@ -254,8 +261,9 @@ def test_exception_refund_at_the_sandbox_channel(shop, core):
 
     secrets = {"SANDBOX_A": "secret-a-0123"}
     fast = Knobs(latency_ms=1.0, latency_jitter=0.0, callback_delay_ms=10.0)
-    sandbox_app = create_sandbox_app(SandboxConfig(
-        secrets=secrets, admin_token="admin", knobs={"SANDBOX_A": fast}))  # fmt: skip
+    sandbox_app = create_sandbox_app(
+        SandboxConfig(secrets=secrets, admin_token="admin", knobs={"SANDBOX_A": fast})
+    )
     receiver = FastAPI()
     callbacks: list[bytes] = []
 
@@ -271,8 +279,12 @@ def test_exception_refund_at_the_sandbox_channel(shop, core):
         po = core.payments.pay(shop.mid, PayRequest(t.out_trade_no, (PayTool("channel", 1_000),)))
         item = po.items[0]
         sandbox_app.state.sandbox.update_knobs("SANDBOX_A", {"amount_mismatch_rate": 1.0})
-        gateway.send(ChannelRequest("pay", "SANDBOX_A", str(item.channel_txn_no), 1_000, "CNY",
-                                    shop.mid, t.id, po.id), notify)  # fmt: skip
+        gateway.send(
+            ChannelRequest(
+                "pay", "SANDBOX_A", str(item.channel_txn_no), 1_000, "CNY", shop.mid, t.id, po.id
+            ),
+            notify,
+        )
         result = None
         for _ in range(100):
             result = gateway.query("SANDBOX_A", str(item.channel_txn_no))

@@ -245,8 +245,9 @@ def test_singleton_job_runs_once_across_concurrent_workers(migrated_db):
     barrier = threading.Barrier(8)
 
     def worker(i: int) -> None:
-        job = singleton_job(leases, lambda: "recon:A:2025-01-01", f"w{i}", 60,
-                            lambda: ran.append(i), keep=True)  # fmt: skip
+        job = singleton_job(
+            leases, lambda: "recon:A:2025-01-01", f"w{i}", 60, lambda: ran.append(i), keep=True
+        )
         barrier.wait()
         job()
 

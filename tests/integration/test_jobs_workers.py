@@ -26,7 +26,7 @@ from paycore.ledger import credit, debit, merchant_payable, platform_transit, tr
 
 pytestmark = pytest.mark.postgres
 
-WORKER = '''
+WORKER = """
 import signal, sys, threading, time
 from sqlalchemy import text
 from paycore import PayCore
@@ -55,7 +55,7 @@ print("ready", flush=True)
 worker.run_until_stopped(idle_sleep_s=0.05)
 print("counts", worker.counts, flush=True)
 core.close()
-'''
+"""
 CTX = BizContext("m1", "goods", "physical", "SANDBOX_A")
 
 
@@ -78,8 +78,11 @@ def setup(pg_url, tmp_path):
         err = (tmp_path / f"{name}.err").open("w")
         p = subprocess.Popen(
             [sys.executable, str(script), pg_url, name, str(lease_s), str(sleep_s), str(batch)],
-            stdout=subprocess.PIPE, stderr=err, text=True, cwd=tmp_path,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            cwd=tmp_path,
+        )
         procs.append(p)
         assert p.stdout is not None and p.stdout.readline().strip() == "ready", stderr(name)
         return p
@@ -101,10 +104,13 @@ def enqueue(db: Database, n: int) -> None:
     queue = TaskQueue(db, IdGenerator(), worker_id="producer")
     with db.session() as s:
         for i in range(n):
-            legs = [debit(merchant_payable(f"m{i % 10}", "CNY"), 100),
-                    credit(platform_transit("CNY"), 100)]  # fmt: skip
-            payload = ledger_posting_payload(biz_type="count", biz_key=str(i), ctx=CTX,
-                                             currency="CNY", legs=legs)  # fmt: skip
+            legs = [
+                debit(merchant_payable(f"m{i % 10}", "CNY"), 100),
+                credit(platform_transit("CNY"), 100),
+            ]
+            payload = ledger_posting_payload(
+                biz_type="count", biz_key=str(i), ctx=CTX, currency="CNY", legs=legs
+            )
             assert queue.enqueue(s, "count", str(i), payload)
 
 
@@ -139,7 +145,9 @@ def test_two_worker_processes_share_1000_tasks_each_exactly_once(setup):
     assert scalar(db, "SELECT count(*) FROM job_hits") == 1000
     assert scalar(db, "SELECT count(DISTINCT task_id) FROM job_hits") == 1000
     with db.engine.connect() as conn:
-        per_worker = dict(conn.execute(sa.text("SELECT worker, count(*) FROM job_hits GROUP BY 1")).all())
+        per_worker = dict(
+            conn.execute(sa.text("SELECT worker, count(*) FROM job_hits GROUP BY 1")).all()
+        )
     assert set(per_worker) == {"w1", "w2"} and sum(per_worker.values()) == 1000, per_worker
     assert scalar(db, "SELECT max(attempts) FROM compensation_tasks") == 1  # no lease expired
     assert scalar(db, "SELECT count(*) FROM journal_entries WHERE biz_type = 'count'") == 1000
@@ -156,9 +164,14 @@ def test_kill_9_mid_batch_loses_no_task(setup):
     os.kill(victim.pid, signal.SIGKILL)  # no cleanup of any kind: its leases just run out
     victim.wait(10)
     with db.engine.connect() as conn:
-        held = dict(conn.execute(sa.text(
-            "SELECT id, lease_until FROM compensation_tasks"
-            " WHERE status = 'running' AND locked_by = 'w1'")).all())  # fmt: skip
+        held = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT id, lease_until FROM compensation_tasks"
+                    " WHERE status = 'running' AND locked_by = 'w1'"
+                )
+            ).all()
+        )
     assert held, "the victim held claimed tasks when it died"
     rescuer = spawn("w2", lease_s=2)
     done = "SELECT count(*) FROM compensation_tasks WHERE status = 'done'"
@@ -168,9 +181,12 @@ def test_kill_9_mid_batch_loses_no_task(setup):
     assert scalar(db, "SELECT count(DISTINCT task_id) FROM job_hits") == 60
     assert scalar(db, "SELECT count(*) FROM journal_entries WHERE biz_type = 'count'") == 60
     with db.engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT t.id, t.attempts, h.worker, h.at FROM compensation_tasks t"
-            " JOIN job_hits h ON h.task_id = t.id")).all()  # fmt: skip
+        rows = conn.execute(
+            sa.text(
+                "SELECT t.id, t.attempts, h.worker, h.at FROM compensation_tasks t"
+                " JOIN job_hits h ON h.task_id = t.id"
+            )
+        ).all()
     for task_id, attempts, worker, at in rows:
         if task_id in held:  # taken over by w2, and only after the victim's lease ended
             assert (attempts, worker) == (2, "w2") and at >= held[task_id], (task_id, at)

@@ -150,7 +150,10 @@ def test_hot_accounts_use_sub_accounts_and_buffered_postings(core):
 
 
 def test_trial_balance_detects_a_tampered_balance(core):
-    post(core, [debit(merchant_payable("M1", "CNY"), 10), credit(user_balance("M1", "u1", "CNY"), 10)])
+    post(
+        core,
+        [debit(merchant_payable("M1", "CNY"), 10), credit(user_balance("M1", "u1", "CNY"), 10)],
+    )
     with core.db.session() as s:
         s.execute(sa.update(Account).where(Account.owner_id == "M1:u1").values(balance=11))
     report = trial_balance(core.db)

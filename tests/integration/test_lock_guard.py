@@ -21,9 +21,10 @@ ORGS = ("SANDBOX_A", "SANDBOX_B")
 
 @pytest.fixture
 def guarded(migrated_db, redis_url):
-    guard = Guard(default_map(ORGS, redis_lock=True),
-                  breaker_config=BreakerConfig(window_size=4, min_calls=4, open_s=0.3,
-                                               half_open_probes=1))  # fmt: skip
+    guard = Guard(
+        default_map(ORGS, redis_lock=True),
+        breaker_config=BreakerConfig(window_size=4, min_calls=4, open_s=0.3, half_open_probes=1),
+    )
     core = PayCore(migrated_db, lock=RedisLock(redis_url), guard=guard, lock_wait=0.2)
     yield core, guard
     core.lock.close()
@@ -61,8 +62,7 @@ def test_dead_redis_opens_the_breaker_and_pays_fail_fast(guarded, redis_url):
     core.lock.close()
     core.lock = live
     time.sleep(0.35)  # the breaker's open time: one half-open probe goes through
-    po = core.payments.pay(shop.mid, PayRequest(trades[0].out_trade_no,
-                                                (PayTool("balance", 100),)))  # fmt: skip
+    po = core.payments.pay(shop.mid, PayRequest(trades[0].out_trade_no, (PayTool("balance", 100),)))
     assert po.status == "success" and shop.balance("u1") == 9_900
     assert guard.breaker("redis").state == "closed"
 

@@ -75,9 +75,19 @@ def onboard(core, name: str = "shop", url: str | None = None):
 
 
 def trade(core, mid: str, no: str):
-    return core.trades.create(mid, CreateTrade(
-        out_trade_no=no, trade_type="instant", amount=100, currency="CNY", user_id="u1",
-        order_type="goods", sub_type="physical", pay_org_no="SANDBOX_A"))
+    return core.trades.create(
+        mid,
+        CreateTrade(
+            out_trade_no=no,
+            trade_type="instant",
+            amount=100,
+            currency="CNY",
+            user_id="u1",
+            order_type="goods",
+            sub_type="physical",
+            pay_org_no="SANDBOX_A",
+        ),
+    )
 
 
 def rows(db, table) -> int:
@@ -107,8 +117,7 @@ def test_revocation_and_disabling_reach_the_other_replica_within_its_ttl(replica
     admin.merchants.disable(mid)
     assert api.merchants.authenticate(new.token).status == "active"  # stale, within the TTL
     time.sleep(0.35)
-    for call in (lambda: api.merchants.authenticate(new.token),
-                 lambda: trade(api, mid, "t2")):  # fmt: skip
+    for call in (lambda: api.merchants.authenticate(new.token), lambda: trade(api, mid, "t2")):
         with pytest.raises(MerchantDisabled):
             call()
     assert api.merchants.cached_authentication(new.token) is None
@@ -149,8 +158,11 @@ def test_a_second_rotation_never_extends_an_older_tokens_grace(one):
     one.clock.now = T0 + timedelta(minutes=30)
     second = one.merchants.rotate_token(mid, grace=timedelta(hours=24))
     ends = {t.prefix: t.expires_at for t in one.merchants.tokens(mid)}
-    assert ends == {ob.token[:10]: T0 + timedelta(hours=1),
-                    first.prefix: T0 + timedelta(minutes=30, hours=24), second.prefix: None}
+    assert ends == {
+        ob.token[:10]: T0 + timedelta(hours=1),
+        first.prefix: T0 + timedelta(minutes=30, hours=24),
+        second.prefix: None,
+    }
     one.clock.now = T0 + timedelta(hours=1)
     with pytest.raises(AuthenticationFailed):
         one.merchants.authenticate(ob.token)
@@ -217,10 +229,13 @@ def test_tokens_of_merchants_onboarded_before_the_migration_keep_working(db_url)
         command.upgrade(cfg, "0005")
     token = "pwk_" + "x" * 43
     with db.engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO merchants (merchant_id, name, token_hash, token_prefix, status, "
-            "fee_bps, created_at) VALUES ('OLD1', 'old shop', :h, :p, 'active', 0, :at)"),
-            {"h": hash_token(token), "p": token[:10], "at": T0})
+        conn.execute(
+            sa.text(
+                "INSERT INTO merchants (merchant_id, name, token_hash, token_prefix, status, "
+                "fee_bps, created_at) VALUES ('OLD1', 'old shop', :h, :p, 'active', 0, :at)"
+            ),
+            {"h": hash_token(token), "p": token[:10], "at": T0},
+        )
         conn.execute(sa.text("INSERT INTO merchant_products VALUES ('OLD1', 'goods', 'physical')"))
         conn.execute(sa.text("INSERT INTO merchant_pay_orgs VALUES ('OLD1', 'SANDBOX_A')"))
     upgrade_database(db.engine)
@@ -249,7 +264,8 @@ class Hooks:
         body = await request.body()
         with self.lock:
             self.got.setdefault(request.path_params["who"], []).append(
-                (dict(request.headers), body))
+                (dict(request.headers), body)
+            )
         return PlainTextResponse("ok")
 
     def last(self, who: str) -> tuple[dict[str, str], bytes]:
@@ -265,8 +281,17 @@ def hooks():
 
 
 def notify(core, mid: str, url: str, n: int) -> None:
-    core.db.run(lambda s: add_notification(s, core, merchant_id=mid, event_type="trade.paid",
-                                           trade_id=None, payload={"n": n}, url=url))
+    core.db.run(
+        lambda s: add_notification(
+            s,
+            core,
+            merchant_id=mid,
+            event_type="trade.paid",
+            trade_id=None,
+            payload={"n": n},
+            url=url,
+        )
+    )
 
 
 def send(core, at: datetime) -> None:
@@ -315,7 +340,9 @@ def test_a_rotation_signs_with_both_secrets_during_the_overlap_only(one, hooks):
     assert len(signatures(headers)) == 1
     assert verify_notification(fresh.secret, headers, body)
     assert not verify_notification(ob.notify_secret, headers, body)
-    states = [(n.prefix, n.state(T0 + timedelta(hours=6))) for n in one.merchants.notify_secrets(mid)]
+    states = [
+        (n.prefix, n.state(T0 + timedelta(hours=6))) for n in one.merchants.notify_secrets(mid)
+    ]
     assert states == [(fresh.prefix, "active"), (ob.notify_secret[:12], "expired")]
 
     one.clock.now = T0 + timedelta(hours=7)  # the next rotation drops the spent secret
@@ -356,8 +383,9 @@ def test_a_merchant_without_a_secret_moves_off_the_shared_key_by_rotating(one, h
 
 
 # -- the command line ----------------------------------------------------------------------
-def test_cli_rotates_revokes_and_disables_with_audit_rows(sqlite_url, tmp_path, monkeypatch,
-                                                          capsys, caplog):  # fmt: skip
+def test_cli_rotates_revokes_and_disables_with_audit_rows(
+    sqlite_url, tmp_path, monkeypatch, capsys, caplog
+):
     from console.audit import recent
     from console.cli import main
 
@@ -399,13 +427,17 @@ def test_cli_rotates_revokes_and_disables_with_audit_rows(sqlite_url, tmp_path, 
 
     audit = recent(core.db.engine)
     assert [r["action"] for r in reversed(audit)] == [
-        "merchant.token.rotate", "merchant.token.revoke", "merchant.notify_secret.rotate",
-        "merchant.disable", "merchant.enable", "merchant.token.revoke"]
+        "merchant.token.rotate",
+        "merchant.token.revoke",
+        "merchant.notify_secret.rotate",
+        "merchant.disable",
+        "merchant.enable",
+        "merchant.token.revoke",
+    ]
     assert all(r["actor"] == "ann" and r["role"] == "cli" for r in audit)
     assert audit[-1]["target"] == f"merchant:{mid}" and audit[-1]["detail"]["grace_s"] == 1800
     assert audit[-1]["detail"]["new_prefix"] == new_token[:10]
-    assert audit[0]["detail"] == {"prefix": "pwk_abcdef", "ok": False,
-                                  "error": "unknown_merchant"}  # fmt: skip
+    assert audit[0]["detail"] == {"prefix": "pwk_abcdef", "ok": False, "error": "unknown_merchant"}
     everything = caplog.text + json.dumps([r["detail"] for r in audit]) + shown.out + shown.err
     for secret in (ob.token, new_token, printed["notify_secret"]):
         assert secret not in everything

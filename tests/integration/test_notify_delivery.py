@@ -105,8 +105,9 @@ def any_core(migrated_db):
 
 def onboard(core, url: str) -> Shop:
     shop = Shop(core)
-    ob = core.merchants.onboard("hooked shop", products=[("goods", "physical")],
-                                pay_orgs=[Shop.ORG], notify_url=url)
+    ob = core.merchants.onboard(
+        "hooked shop", products=[("goods", "physical")], pay_orgs=[Shop.ORG], notify_url=url
+    )
     shop.mid = ob.merchant.merchant_id
     shop.notify_secret = ob.notify_secret
     return shop
@@ -114,14 +115,21 @@ def onboard(core, url: str) -> Shop:
 
 def attempts(core, notification_id: int) -> list[tuple[datetime, int | None, str]]:
     with core.db.session() as s:
-        return [(a.at, a.status_code, a.error) for a in s.execute(
-            sa.select(NotificationAttempt).where(NotificationAttempt.notification_id == notification_id)
-            .order_by(NotificationAttempt.at)).scalars()]
+        return [
+            (a.at, a.status_code, a.error)
+            for a in s.execute(
+                sa.select(NotificationAttempt)
+                .where(NotificationAttempt.notification_id == notification_id)
+                .order_by(NotificationAttempt.at)
+            ).scalars()
+        ]
 
 
 def notification(core, event_id: str) -> Notification:
     with core.db.session() as s:
-        return s.execute(sa.select(Notification).where(Notification.event_id == event_id)).scalar_one()
+        return s.execute(
+            sa.select(Notification).where(Notification.event_id == event_id)
+        ).scalar_one()
 
 
 def test_failing_receiver_gets_each_event_once_on_schedule(pg_core, receiver):
@@ -137,8 +145,12 @@ def test_failing_receiver_gets_each_event_once_on_schedule(pg_core, receiver):
     assert len(event_ids) == 4
     delivery = NotificationDelivery(core.db, secret=SECRET, clock=core.clock)
     try:
-        schedule = [T0, T0 + timedelta(seconds=60), T0 + timedelta(seconds=360),
-                    T0 + timedelta(seconds=960)]
+        schedule = [
+            T0,
+            T0 + timedelta(seconds=60),
+            T0 + timedelta(seconds=360),
+            T0 + timedelta(seconds=960),
+        ]
         for n, at in enumerate(schedule, start=1):
             assert delivery.deliver_due(at - timedelta(seconds=1)) == 0  # not due yet
             assert delivery.deliver_due(at) == 4
@@ -150,13 +162,20 @@ def test_failing_receiver_gets_each_event_once_on_schedule(pg_core, receiver):
                     assert row.next_attempt_at == at + timedelta(seconds=DEFAULT_SCHEDULE[n - 1])
                 else:
                     assert (row.status, row.delivered_at, row.last_status_code) == (
-                        "delivered", at, 200)
+                        "delivered",
+                        at,
+                        200,
+                    )
         assert delivery.deliver_due(T0 + timedelta(days=3)) == 0
         assert delivery.backlog() == 0
         for eid in event_ids:
             row = notification(core, eid)
-            assert attempts(core, row.id) == [(at, code, err) for at, code, err in zip(
-                schedule, (500, 500, 500, 200), ("HTTP 500",) * 3 + ("",), strict=True)]
+            assert attempts(core, row.id) == [
+                (at, code, err)
+                for at, code, err in zip(
+                    schedule, (500, 500, 500, 200), ("HTTP 500",) * 3 + ("",), strict=True
+                )
+            ]
         # four deliveries per event, one logical event each, every signature valid
         assert Counter(receiver.hits) == {eid: 4 for eid in event_ids}
         assert sorted(receiver.events) == sorted(event_ids)
@@ -184,8 +203,17 @@ def test_backlog_goes_newest_first(any_core, receiver):
     for i in range(5):
         core.test_clock.now = T0 + timedelta(seconds=i)
         with core.db.session() as s:
-            ids.append(add_notification(s, core, merchant_id="M1", event_type="trade.paid",
-                                        trade_id=None, payload={"n": i}, url=f"{receiver.url}/ok"))
+            ids.append(
+                add_notification(
+                    s,
+                    core,
+                    merchant_id="M1",
+                    event_type="trade.paid",
+                    trade_id=None,
+                    payload={"n": i},
+                    url=f"{receiver.url}/ok",
+                )
+            )
     delivery = NotificationDelivery(core.db, secret=SECRET, batch=2, concurrency=1)
     try:
         now = T0 + timedelta(minutes=1)
@@ -200,13 +228,24 @@ def test_backlog_goes_newest_first(any_core, receiver):
 def test_gives_up_after_the_schedule_and_every_failure_is_a_retry(any_core, receiver):
     core = any_core
     dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens: connection refused
-    urls = {"down": f"{receiver.url}/down", "dead": dead, "slow": f"{receiver.url}/slow",
-            "moved": f"{receiver.url}/moved"}
+    urls = {
+        "down": f"{receiver.url}/down",
+        "dead": dead,
+        "slow": f"{receiver.url}/slow",
+        "moved": f"{receiver.url}/moved",
+    }
     eids = {}
     with core.db.session() as s:
         for name, url in urls.items():
-            eids[name] = add_notification(s, core, merchant_id="M1", event_type="trade.paid",
-                                          trade_id=None, payload={"k": name}, url=url)
+            eids[name] = add_notification(
+                s,
+                core,
+                merchant_id="M1",
+                event_type="trade.paid",
+                trade_id=None,
+                payload={"k": name},
+                url=url,
+            )
     delivery = NotificationDelivery(core.db, secret=SECRET, schedule=(10, 20), timeout=0.5)
     try:
         for at in (T0, T0 + timedelta(seconds=10), T0 + timedelta(seconds=30)):
@@ -216,8 +255,11 @@ def test_gives_up_after_the_schedule_and_every_failure_is_a_retry(any_core, rece
             row = notification(core, eid)
             assert (row.status, row.attempts) == ("gave_up", 3), name
             tried = attempts(core, row.id)
-            assert [a[0] for a in tried] == [T0, T0 + timedelta(seconds=10),
-                                             T0 + timedelta(seconds=30)]
+            assert [a[0] for a in tried] == [
+                T0,
+                T0 + timedelta(seconds=10),
+                T0 + timedelta(seconds=30),
+            ]
             if name in ("down", "moved"):  # a redirect is not followed: not a success
                 assert {a[1] for a in tried} == {500 if name == "down" else 302}
             elif name == "slow":
@@ -228,10 +270,15 @@ def test_gives_up_after_the_schedule_and_every_failure_is_a_retry(any_core, rece
         row = notification(core, eids["down"])
         assert delivery.resend(row.id, actor="ops") is True
         again = notification(core, eids["down"])
-        assert (again.status, again.attempts, again.last_error) == ("pending", 0,
-                                                                     "manual resend by ops")
+        assert (again.status, again.attempts, again.last_error) == (
+            "pending",
+            0,
+            "manual resend by ops",
+        )
         assert delivery.deliver_due(T0 + timedelta(days=1)) == 1
-        assert notification(core, eids["down"]).next_attempt_at == T0 + timedelta(days=1, seconds=10)
+        assert notification(core, eids["down"]).next_attempt_at == T0 + timedelta(
+            days=1, seconds=10
+        )
     finally:
         delivery.close()
 
@@ -240,10 +287,18 @@ def test_two_workers_share_a_backlog_without_sending_twice(pg_core, receiver):
     core = pg_core
     with core.db.session() as s:
         for i in range(120):
-            add_notification(s, core, merchant_id="M1", event_type="trade.paid", trade_id=None,
-                             payload={"n": i}, url=f"{receiver.url}/ok")
-    workers = [NotificationDelivery(core.db, secret=SECRET, batch=10, worker_id=f"w{i}")
-               for i in range(2)]
+            add_notification(
+                s,
+                core,
+                merchant_id="M1",
+                event_type="trade.paid",
+                trade_id=None,
+                payload={"n": i},
+                url=f"{receiver.url}/ok",
+            )
+    workers = [
+        NotificationDelivery(core.db, secret=SECRET, batch=10, worker_id=f"w{i}") for i in range(2)
+    ]
     done = [0, 0]
     start = threading.Barrier(2)
 
@@ -262,4 +317,7 @@ def test_two_workers_share_a_backlog_without_sending_twice(pg_core, receiver):
     assert sum(done) == 120 and all(done)  # both took part
     assert len(receiver.hits) == len(set(receiver.hits)) == 120  # nobody got a second copy
     with core.db.session() as s:
-        assert s.execute(sa.select(sa.func.count()).select_from(NotificationAttempt)).scalar_one() == 120
+        assert (
+            s.execute(sa.select(sa.func.count()).select_from(NotificationAttempt)).scalar_one()
+            == 120
+        )

@@ -21,8 +21,13 @@ def nshop(core):
     from conftest import Shop
 
     shop = Shop(core)
-    ob = core.merchants.onboard("notified shop", products=[("goods", "physical")],
-                                pay_orgs=[Shop.ORG], fee_bps=60, notify_url=HOOK)
+    ob = core.merchants.onboard(
+        "notified shop",
+        products=[("goods", "physical")],
+        pay_orgs=[Shop.ORG],
+        fee_bps=60,
+        notify_url=HOOK,
+    )
     shop.mid = ob.merchant.merchant_id
     return shop
 
@@ -45,7 +50,12 @@ def test_paid_trade_has_exactly_one_trade_paid_row(nshop):
     po = pay(nshop, t, PayTool("balance", 1_000))
     assert po.status == "success"
     [n] = rows(nshop.core, t.id)
-    assert (n.event_type, n.status, n.url, n.merchant_id) == ("trade.paid", "pending", HOOK, nshop.mid)
+    assert (n.event_type, n.status, n.url, n.merchant_id) == (
+        "trade.paid",
+        "pending",
+        HOOK,
+        nshop.mid,
+    )
     assert n.event_id.startswith("evt_") and n.attempts == 0
     assert n.next_attempt_at == n.created_at  # due at once
     data = json.loads(n.payload)
@@ -80,7 +90,10 @@ def test_failed_pay_and_refunds_are_notified(nshop):
     data = json.loads(n.payload)
     assert n.event_type == "trade.pay_failed"
     assert (data["pay_status"], data["error_code"], data["trade_status"]) == (
-        "failed", "channel_failed", "created")
+        "failed",
+        "channel_failed",
+        "created",
+    )
 
     t = nshop.trade("instant", 2_000)
     po = pay(nshop, t, PayTool("channel", 2_000))
@@ -96,7 +109,10 @@ def test_failed_pay_and_refunds_are_notified(nshop):
     assert (a.event_type, b.event_type) == ("refund.succeeded", "refund.failed")
     da, db = json.loads(a.payload), json.loads(b.payload)
     assert (da["out_refund_no"], da["origin_out_trade_no"], da["amount"]) == (
-        "rf-ok", t.out_trade_no, 500)
+        "rf-ok",
+        t.out_trade_no,
+        500,
+    )
     # the first refund settled while the second was still held; the refusal released it
     assert da["origin_refunded_amount"] == 800 and db["origin_refunded_amount"] == 500
     assert (db["trade_status"], db["error_code"]) == ("closed", "channel_refused")
@@ -108,8 +124,25 @@ def test_merchant_without_notify_url_gets_no_rows(shop):
     shop.core.payments.pay(shop.mid, PayRequest(t.out_trade_no, (PayTool("balance", 400),)))
     assert rows(shop.core) == []
     with shop.core.db.session() as s:
-        assert add_notification(s, shop.core, merchant_id=shop.mid, event_type="trade.paid",
-                                trade_id=t.id, payload={}, url=None) is None
+        assert (
+            add_notification(
+                s,
+                shop.core,
+                merchant_id=shop.mid,
+                event_type="trade.paid",
+                trade_id=t.id,
+                payload={},
+                url=None,
+            )
+            is None
+        )
         with pytest.raises(ValueError):
-            add_notification(s, shop.core, merchant_id=shop.mid, event_type="trade.bogus",
-                             trade_id=t.id, payload={}, url=HOOK)
+            add_notification(
+                s,
+                shop.core,
+                merchant_id=shop.mid,
+                event_type="trade.bogus",
+                trade_id=t.id,
+                payload={},
+                url=HOOK,
+            )

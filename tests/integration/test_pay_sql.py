@@ -25,8 +25,11 @@ STEP = re.compile(r"^-- step: (\w+)", re.M)
 def statement_count(body: str) -> int:
     """SQL commands in a pgbench script part: each ends with ``;`` or ``\\gset``."""
     lines = [ln.strip() for ln in body.splitlines() if not ln.lstrip().startswith("--")]
-    return sum(1 for ln in lines if ln not in ("BEGIN;", "COMMIT;")
-               and (ln.endswith(";") or ln.endswith("\\gset")))  # fmt: skip
+    return sum(
+        1
+        for ln in lines
+        if ln not in ("BEGIN;", "COMMIT;") and (ln.endswith(";") or ln.endswith("\\gset"))
+    )
 
 
 def scripted() -> dict[str, tuple[int, int]]:

@@ -52,25 +52,38 @@ def test_degrading_a_weak_dependency_reaches_another_process_within_a_second(
     from console.settings import Settings
 
     redis_url = request.getfixturevalue("redis_url") if backend == "redis" else None
-    settings = Settings(database_url=pg_url, redis_url=redis_url, pay_orgs=("SANDBOX_A",),
-                        channel_secrets={"SANDBOX_A": "s"})
+    settings = Settings(
+        database_url=pg_url,
+        redis_url=redis_url,
+        pay_orgs=("SANDBOX_A",),
+        channel_secrets={"SANDBOX_A": "s"},
+    )
     platform = build_platform(settings, channels=False)
     mid = platform.paycore.merchants.onboard(
         "prop shop", products=[("goods", "physical")], pay_orgs=["SANDBOX_A"]
     ).merchant.merchant_id
-    env = os.environ | {"PAYWATCH_DATABASE_URL": pg_url, "PAYWATCH_PAY_ORGS": "SANDBOX_A",
-                        "PAYWATCH_CHANNEL_SECRETS": "SANDBOX_A=s"}
+    env = os.environ | {
+        "PAYWATCH_DATABASE_URL": pg_url,
+        "PAYWATCH_PAY_ORGS": "SANDBOX_A",
+        "PAYWATCH_CHANNEL_SECRETS": "SANDBOX_A=s",
+    }
     if redis_url:
         env["PAYWATCH_REDIS_URL"] = redis_url
-    child = subprocess.Popen([sys.executable, "-c", CHILD, mid], env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, mid],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert json.loads(child.stdout.readline()) == {"ready": True}, child.stderr.read()
         time.sleep(1.0)  # let it run on the normal path first
         switches = platform.stability.switches
         flipped = time.time()
-        sw = switches.propose("degrade", "risk", actor="sre", reason="risk p99 high",
-                              ttl=timedelta(minutes=5))
+        sw = switches.propose(
+            "degrade", "risk", actor="sre", reason="risk p99 high", ttl=timedelta(minutes=5)
+        )
         assert sw.status == "active"
         raw = child.stdout.readline()
         assert raw, child.stderr.read()[-3000:]
@@ -93,21 +106,29 @@ def test_strong_switch_applies_only_after_approval_and_fails_fast_with_503(pg_ur
     from paycore import CreateTrade, PayRequest, PayTool
     from stability.errors import DependencyFailed
 
-    settings = Settings(database_url=pg_url, pay_orgs=("SANDBOX_A",),
-                        channel_secrets={"SANDBOX_A": "s"})
+    settings = Settings(
+        database_url=pg_url, pay_orgs=("SANDBOX_A",), channel_secrets={"SANDBOX_A": "s"}
+    )
     platform = build_platform(settings, channels=False).start()
     core, runtime = platform.paycore, platform.stability
-    mid = core.merchants.onboard("s", products=[("goods", "physical")],
-                                 pay_orgs=["SANDBOX_A"]).merchant.merchant_id
+    mid = core.merchants.onboard(
+        "s", products=[("goods", "physical")], pay_orgs=["SANDBOX_A"]
+    ).merchant.merchant_id
 
     def pay(no):
-        core.trades.create(mid, CreateTrade(no, "instant", 100, "CNY", "u1", "goods",
-                                            "physical", "SANDBOX_A"))
+        core.trades.create(
+            mid, CreateTrade(no, "instant", 100, "CNY", "u1", "goods", "physical", "SANDBOX_A")
+        )
         return core.payments.pay(mid, PayRequest(no, (PayTool("channel", 100),)))
 
     try:
-        sw = runtime.switches.propose("degrade", "channel.SANDBOX_A", actor="alice",
-                                      reason="channel incident", ttl=timedelta(minutes=5))
+        sw = runtime.switches.propose(
+            "degrade",
+            "channel.SANDBOX_A",
+            actor="alice",
+            reason="channel incident",
+            ttl=timedelta(minutes=5),
+        )
         assert sw.status == "pending"
         runtime.watcher.refresh()
         assert pay("a1").status == "processing"  # not applied without approval
@@ -125,13 +146,15 @@ def test_expired_switch_reverts_in_running_processes(pg_url):
     from console.bootstrap import build_platform
     from console.settings import Settings
 
-    settings = Settings(database_url=pg_url, pay_orgs=("SANDBOX_A",),
-                        channel_secrets={"SANDBOX_A": "s"})
+    settings = Settings(
+        database_url=pg_url, pay_orgs=("SANDBOX_A",), channel_secrets={"SANDBOX_A": "s"}
+    )
     platform = build_platform(settings, channels=False).start()
     runtime = platform.stability
     try:
-        sw = runtime.switches.propose("degrade", "coupon", actor="sre", reason="drill",
-                                      ttl=timedelta(seconds=1))
+        sw = runtime.switches.propose(
+            "degrade", "coupon", actor="sre", reason="drill", ttl=timedelta(seconds=1)
+        )
         deadline = time.time() + 1
         while "coupon" not in runtime.guard.snapshot.degraded and time.time() < deadline:
             time.sleep(0.02)

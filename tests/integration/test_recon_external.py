@@ -43,7 +43,8 @@ class World(SandboxWorld):
     def we_settle(self, txn_no: str, when: datetime, amount: int) -> str:
         self.clock.now = when
         return self.core.payments.on_channel_result(
-            ChannelResult(ORG, txn_no, "success", amount, "CNY"))
+            ChannelResult(ORG, txn_no, "success", amount, "CNY")
+        )
 
     def both_settle(self, txn_no: str, channel_at: datetime, ours_at: datetime) -> None:
         txn = self.channel_settles(txn_no, channel_at)
@@ -51,11 +52,21 @@ class World(SandboxWorld):
 
     def differences(self) -> list[tuple]:
         with self.db.session() as s:
-            return sorted(s.execute(sa.select(
-                ReconDifference.id, ReconDifference.kind, ReconDifference.ref,
-                ReconDifference.resolution, ReconDifference.our_amount,
-                ReconDifference.channel_amount, ReconDifference.our_status,
-                ReconDifference.day, ReconDifference.pay_org_no)).all())
+            return sorted(
+                s.execute(
+                    sa.select(
+                        ReconDifference.id,
+                        ReconDifference.kind,
+                        ReconDifference.ref,
+                        ReconDifference.resolution,
+                        ReconDifference.our_amount,
+                        ReconDifference.channel_amount,
+                        ReconDifference.our_status,
+                        ReconDifference.day,
+                        ReconDifference.pay_org_no,
+                    )
+                ).all()
+            )
 
 
 def seed_day(w: World) -> dict[str, set[str]]:

@@ -25,11 +25,19 @@ def business(shop) -> dict:
     core = shop.core
     shop.fund("u1", 20_000)
     out = {}
-    for name, tool in (("balance", "balance"), ("channel", "channel"), ("refunded", "channel"),
-                       ("mixed", None), ("failed", "channel")):
+    for name, tool in (
+        ("balance", "balance"),
+        ("channel", "channel"),
+        ("refunded", "channel"),
+        ("mixed", None),
+        ("failed", "channel"),
+    ):
         t = shop.trade("instant", 2_000)
-        tools = ((PayTool("balance", 500), PayTool("channel", 1_500)) if tool is None
-                 else (PayTool(tool, 2_000),))
+        tools = (
+            (PayTool("balance", 500), PayTool("channel", 1_500))
+            if tool is None
+            else (PayTool(tool, 2_000),)
+        )
         po = core.payments.pay(shop.mid, PayRequest(t.out_trade_no, tools))
         for item in po.items:
             if item.tool == "channel":
@@ -75,15 +83,22 @@ def test_consistent_books_have_no_differences_and_corruption_is_found_once(shop)
     mixed_t, mixed_po = out["mixed"]
     ref_t, _ = out["refunded"]
     with core.db.session() as s:  # break the books in four different ways
-        entry = s.execute(sa.select(JournalEntry.id).where(
-            JournalEntry.biz_type == "pay_complete", JournalEntry.biz_key == str(paid_po.id))).scalar_one()
+        entry = s.execute(
+            sa.select(JournalEntry.id).where(
+                JournalEntry.biz_type == "pay_complete", JournalEntry.biz_key == str(paid_po.id)
+            )
+        ).scalar_one()
         s.execute(sa.delete(JournalLeg).where(JournalLeg.entry_id == entry))
         s.execute(sa.delete(JournalEntry).where(JournalEntry.id == entry))
         s.execute(sa.update(Trade).where(Trade.id == chan_t.id).values(status="created"))
-        s.execute(sa.update(PayItem).where(PayItem.id == mixed_po.items[1].id)
-                  .values(status="processing"))
-        s.execute(sa.update(Trade).where(Trade.id == ref_t.id)
-                  .values(refunded_amount=Trade.refunded_amount + 1))
+        s.execute(
+            sa.update(PayItem).where(PayItem.id == mixed_po.items[1].id).values(status="processing")
+        )
+        s.execute(
+            sa.update(Trade)
+            .where(Trade.id == ref_t.id)
+            .values(refunded_amount=Trade.refunded_amount + 1)
+        )
     channel_item = out["failed"][1].items[0]  # failed: never asked; use a success instead
     disagree = {chan_po.items[0].channel_txn_no}
     stub = StubChannel(core, disagree)
@@ -126,8 +141,9 @@ def test_ledger_jobs_fold_hot_postings_and_report_the_trial_balance(shop):
     seen: list[bool] = []
     assert trial_balance_job(core, seen.append).ok and seen == [True]
     with core.db.session() as s:  # a balance that no journal leg explains
-        acct = s.execute(sa.select(Account.id).where(Account.owner_type == "merchant")
-                         .limit(1)).scalar_one()
+        acct = s.execute(
+            sa.select(Account.id).where(Account.owner_type == "merchant").limit(1)
+        ).scalar_one()
         s.execute(sa.update(Account).where(Account.id == acct).values(balance=Account.balance + 1))
     tb = trial_balance_job(core, seen.append)
     assert not tb.ok and seen == [True, False] and tb.account_mismatches[0][0] == acct

@@ -135,8 +135,11 @@ def test_attempts_refused_by_a_closed_channel_are_not_counted(migrated_db):
     from stability.errors import StabilityError
 
     runtime = build_stability(migrated_db.engine, pay_orgs=(Shop.ORG,), redis_url=None)
-    core = PayCore(migrated_db, guard=runtime.guard,
-                   risk=RiskEngine(RiskPolicy(max_per_user_per_minute=1), db=migrated_db))  # fmt: skip
+    core = PayCore(
+        migrated_db,
+        guard=runtime.guard,
+        risk=RiskEngine(RiskPolicy(max_per_user_per_minute=1), db=migrated_db),
+    )
     try:
         shop = Shop(core)
         channel = runtime.guard.breaker(f"channel.{Shop.ORG}")
@@ -183,10 +186,15 @@ def test_concurrent_pays_never_pass_the_daily_count(shop, core):
 def test_replicas_share_the_limits_through_redis(migrated_db, redis_server):
     ns = f"t:{uuid.uuid4().hex}:"
     policy = RiskPolicy(daily_max_count=3)
-    cores = [PayCore(migrated_db, risk=RiskEngine(policy, db=migrated_db,
-                                                 counters=RedisRiskCounters(redis_server,
-                                                                            namespace=ns)))
-             for _ in range(2)]  # fmt: skip
+    cores = [
+        PayCore(
+            migrated_db,
+            risk=RiskEngine(
+                policy, db=migrated_db, counters=RedisRiskCounters(redis_server, namespace=ns)
+            ),
+        )
+        for _ in range(2)
+    ]
     try:
         shop = Shop(cores[0])
         replicas = [shop, Shop.__new__(Shop)]
@@ -207,14 +215,16 @@ def _guarded_core(db, counters_url: str, **limits: Any):
     from console.wiring import build_stability
 
     runtime = build_stability(db.engine, pay_orgs=(Shop.ORG, "SANDBOX_B"), redis_url=None)
-    risk = RiskEngine(RiskPolicy(**limits), db=db,
-                      counters=RedisRiskCounters(counters_url, namespace="t:down:"))  # fmt: skip
+    risk = RiskEngine(
+        RiskPolicy(**limits), db=db, counters=RedisRiskCounters(counters_url, namespace="t:down:")
+    )
     return runtime, PayCore(db, guard=runtime.guard, risk=risk)
 
 
 def test_redis_down_allows_small_payments_unchecked_and_records_each(migrated_db):
-    runtime, core = _guarded_core(migrated_db, closed_port_url(), fallback_max_amount=5_000,
-                                  max_per_user_per_minute=1)  # fmt: skip
+    runtime, core = _guarded_core(
+        migrated_db, closed_port_url(), fallback_max_amount=5_000, max_per_user_per_minute=1
+    )
     try:
         shop = Shop(core)
         core.risk.block(shop.mid, "u-bad", reason="fraud", actor="ops")
@@ -227,7 +237,8 @@ def test_redis_down_allows_small_payments_unchecked_and_records_each(migrated_db
         reviews = list_reviews(core.db)
         assert sorted(r.trade_id for r in reviews) == sorted(p.trade_id for p in paid)
         assert {(r.merchant_id, r.user_id, r.amount, r.status) for r in reviews} == {
-            (shop.mid, "u1", 1_000, "open")}  # fmt: skip
+            (shop.mid, "u1", 1_000, "open")
+        }
         reasons = {r.reason for r in reviews}
         assert "risk counters unreachable: ConnectionError" in reasons
         assert runtime.guard.breaker("risk").state == "open"  # the guard stopped asking
@@ -249,9 +260,13 @@ def test_redis_down_without_a_guard_still_falls_back(shop, core):
 # -- the blocklist and the review log -------------------------------------------------------
 def test_blocklist_validates_and_other_replicas_see_changes(shop, core, counts):
     before = counts(core.db)
-    for merchant, user, reason in ((shop.mid, "", "x"), (shop.mid, "u\x00", "x"),
-                                   (shop.mid, "u" * 65, "x"), ("bad|id", "u1", "x"),
-                                   (shop.mid, "u1", "")):  # fmt: skip
+    for merchant, user, reason in (
+        (shop.mid, "", "x"),
+        (shop.mid, "u\x00", "x"),
+        (shop.mid, "u" * 65, "x"),
+        ("bad|id", "u1", "x"),
+        (shop.mid, "u1", ""),
+    ):
         with pytest.raises(InvalidRequest):
             block(core.db, merchant, user, reason=reason, actor="ops")
     with pytest.raises(UnknownMerchant):
@@ -271,7 +286,9 @@ def test_blocklist_validates_and_other_replicas_see_changes(shop, core, counts):
         replica.reserve(shop.mid, "u1", 100)  # another replica: after its refresh
     block(core.db, "*", "u2", reason="sanctions", actor="ops")
     assert [(e.merchant_id, e.user_id) for e in blocked(core.db, shop.mid)] == [
-        (shop.mid, "u1"), ("*", "u2")]  # fmt: skip
+        (shop.mid, "u1"),
+        ("*", "u2"),
+    ]
     assert blocked(core.db, "m-other") == [blocked(core.db)[1]]
     assert unblock(core.db, shop.mid, "u1") and not unblock(core.db, shop.mid, "u1")
     time.sleep(0.3)
@@ -279,9 +296,18 @@ def test_blocklist_validates_and_other_replicas_see_changes(shop, core, counts):
 
 
 def test_reviews_are_listed_newest_first_and_closed_once(shop, core):
-    ids = [record_review(core.db, merchant_id=m, user_id="u1", trade_id=i, amount=100 * i,
-                         currency="CNY", reason="risk degraded by switch")
-           for i, m in enumerate((shop.mid, "m-other", shop.mid), start=1)]  # fmt: skip
+    ids = [
+        record_review(
+            core.db,
+            merchant_id=m,
+            user_id="u1",
+            trade_id=i,
+            amount=100 * i,
+            currency="CNY",
+            reason="risk degraded by switch",
+        )
+        for i, m in enumerate((shop.mid, "m-other", shop.mid), start=1)
+    ]
     assert [r.id for r in list_reviews(core.db)] == ids[::-1]
     assert [r.trade_id for r in list_reviews(core.db, merchant_id=shop.mid)] == [3, 1]
     assert close_review(core.db, ids[0], actor="reviewer", note="customer confirmed")
@@ -294,9 +320,16 @@ def test_reviews_are_listed_newest_first_and_closed_once(shop, core):
 
 
 # -- policy, settings, wiring, CLI ---------------------------------------------------------
-@pytest.mark.parametrize("limits", [{"daily_max_count": 0}, {"max_amount": True},
-                                    {"daily_max_amount": 1.5}, {"blocklist_refresh_s": 0},
-                                    {"max_amount": 100, "fallback_max_amount": 101}])  # fmt: skip
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"daily_max_count": 0},
+        {"max_amount": True},
+        {"daily_max_amount": 1.5},
+        {"blocklist_refresh_s": 0},
+        {"max_amount": 100, "fallback_max_amount": 101},
+    ],
+)
 def test_policy_refuses_nonsense(limits):
     with pytest.raises(ValueError):
         RiskPolicy(**limits)
@@ -305,13 +338,17 @@ def test_policy_refuses_nonsense(limits):
 def test_settings_read_the_risk_policy_and_refuse_bad_values():
     from console.settings import Settings
 
-    s = Settings.from_env({"PAYWATCH_RISK_DAILY_MAX_COUNT": "50",
-                           "PAYWATCH_RISK_DAILY_MAX_AMOUNT": "900000",
-                           "PAYWATCH_RISK_MAX_PER_MINUTE": "7",
-                           "PAYWATCH_RISK_MAX_AMOUNT": "80000",
-                           "PAYWATCH_RISK_FALLBACK_MAX_AMOUNT": "2000",
-                           "PAYWATCH_RISK_BLOCKLIST_REFRESH_S": "0.5",
-                           "PAYWATCH_RISK_NAMESPACE": "pw:eu:risk:"})  # fmt: skip
+    s = Settings.from_env(
+        {
+            "PAYWATCH_RISK_DAILY_MAX_COUNT": "50",
+            "PAYWATCH_RISK_DAILY_MAX_AMOUNT": "900000",
+            "PAYWATCH_RISK_MAX_PER_MINUTE": "7",
+            "PAYWATCH_RISK_MAX_AMOUNT": "80000",
+            "PAYWATCH_RISK_FALLBACK_MAX_AMOUNT": "2000",
+            "PAYWATCH_RISK_BLOCKLIST_REFRESH_S": "0.5",
+            "PAYWATCH_RISK_NAMESPACE": "pw:eu:risk:",
+        }
+    )
     assert s.risk_policy == RiskPolicy(
         max_amount=80_000,
         max_per_user_per_minute=7,
@@ -322,10 +359,12 @@ def test_settings_read_the_risk_policy_and_refuse_bad_values():
     )
     assert s.risk_namespace == "pw:eu:risk:"
     assert Settings.from_env({}).risk_policy == RiskPolicy()
-    for env, name in ((("DAILY_MAX_COUNT", "0"), "PAYWATCH_RISK_DAILY_MAX_COUNT"),
-                      (("MAX_AMOUNT", "lots"), "PAYWATCH_RISK_MAX_AMOUNT"),
-                      (("MAX_AMOUNT", "1000"), "PAYWATCH_RISK_FALLBACK_MAX_AMOUNT"),
-                      (("BLOCKLIST_REFRESH_S", "-1"), "PAYWATCH_RISK_BLOCKLIST_REFRESH_S")):  # fmt: skip
+    for env, name in (
+        (("DAILY_MAX_COUNT", "0"), "PAYWATCH_RISK_DAILY_MAX_COUNT"),
+        (("MAX_AMOUNT", "lots"), "PAYWATCH_RISK_MAX_AMOUNT"),
+        (("MAX_AMOUNT", "1000"), "PAYWATCH_RISK_FALLBACK_MAX_AMOUNT"),
+        (("BLOCKLIST_REFRESH_S", "-1"), "PAYWATCH_RISK_BLOCKLIST_REFRESH_S"),
+    ):
         with pytest.raises(ValueError, match=name):
             Settings.from_env({f"PAYWATCH_RISK_{env[0]}": env[1]})
 
@@ -336,8 +375,13 @@ def test_platform_builds_the_engine_from_settings(tmp_path, redis_server):
 
     ns = f"t:{uuid.uuid4().hex}:"
     policy = RiskPolicy(daily_max_count=1)
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/p.db", redis_url=redis_server,
-                        var_dir=str(tmp_path), risk_policy=policy, risk_namespace=ns)  # fmt: skip
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/p.db",
+        redis_url=redis_server,
+        var_dir=str(tmp_path),
+        risk_policy=policy,
+        risk_namespace=ns,
+    )
     platform = build_platform(settings, channels=False)
     try:
         risk = platform.paycore.risk
@@ -361,18 +405,30 @@ def test_cli_blocks_lists_unblocks_and_lists_reviews(tmp_path, monkeypatch, caps
     core = PayCore(url)
     upgrade_database(core.db.engine)
     shop = Shop(core)
-    record_review(core.db, merchant_id=shop.mid, user_id="u3", trade_id=42, amount=900,
-                  currency="CNY", reason="risk degraded by switch")  # fmt: skip
+    record_review(
+        core.db,
+        merchant_id=shop.mid,
+        user_id="u3",
+        trade_id=42,
+        amount=900,
+        currency="CNY",
+        reason="risk degraded by switch",
+    )
     try:
-        assert main(["risk", "block", "--merchant", shop.mid, "--user", "u1",
-                     "--reason", "chargebacks"]) == 0  # fmt: skip
+        assert (
+            main(
+                ["risk", "block", "--merchant", shop.mid, "--user", "u1", "--reason", "chargebacks"]
+            )
+            == 0
+        )
         assert main(["risk", "list"]) == 0
         out = capsys.readouterr().out
         assert f"{shop.mid}\tu1\t" in out and "ops-anna\tchargebacks" in out
         assert main(["risk", "unblock", "--merchant", shop.mid, "--user", "u1"]) == 0
         assert main(["risk", "unblock", "--merchant", shop.mid, "--user", "u1"]) == 2
-        assert main(["risk", "block", "--merchant", shop.mid, "--user", "u\x01",
-                     "--reason", "x"]) == 2  # fmt: skip
+        assert (
+            main(["risk", "block", "--merchant", shop.mid, "--user", "u\x01", "--reason", "x"]) == 2
+        )
         capsys.readouterr()
         assert main(["risk", "reviews", "--status", "open"]) == 0
         assert "\tu3\t42\t900 CNY\trisk degraded by switch" in capsys.readouterr().out
@@ -380,8 +436,11 @@ def test_cli_blocks_lists_unblocks_and_lists_reviews(tmp_path, monkeypatch, caps
         assert main(["risk", "review", str(review.id), "--note", "ok", "--actor", "rev"]) == 0
         assert list_reviews(core.db, status="open") == []
         actions = [(a["actor"], a["action"]) for a in recent(core.db.engine)]
-        assert actions[::-1] == [("ops-anna", "risk.block"), ("ops-anna", "risk.unblock"),
-                                 ("rev", "risk.review")]  # fmt: skip
+        assert actions[::-1] == [
+            ("ops-anna", "risk.block"),
+            ("ops-anna", "risk.unblock"),
+            ("rev", "risk.review"),
+        ]
         assert blocked(core.db) == []
     finally:
         core.close()

@@ -191,9 +191,13 @@ def test_front_submit_returns_fast_and_the_callback_still_arrives(
     knobs(sandbox, latency_ms=300.0)
     gateway = build_gateway(sandbox.url, SECRETS)
     results: list[tuple[str, bool, str]] = []
-    front = ChannelFront(gateway, lambda org: notify(receiver, org),
-                         on_result=lambda req, ok, _s: results.append(
-                             (req.channel_txn_no, ok, threading.current_thread().name)))
+    front = ChannelFront(
+        gateway,
+        lambda org: notify(receiver, org),
+        on_result=lambda req, ok, _s: results.append(
+            (req.channel_txn_no, ok, threading.current_thread().name)
+        ),
+    )
     if front_mode is not None:
         front.bind_loop(front_mode.loop)
     try:
@@ -223,8 +227,11 @@ def test_front_submit_returns_fast_and_the_callback_still_arrives(
         assert front.wait_idle(5) and front.acked == 2 and front.failures == 2
         # health as the guard sees it: up for answers (even a 4xx), down for a 503
         assert [(t, ok) for t, ok, _ in results] == [
-            (req.channel_txn_no, True), (bad.channel_txn_no, False),
-            (dup.channel_txn_no, True), (dup.channel_txn_no, True)]
+            (req.channel_txn_no, True),
+            (bad.channel_txn_no, False),
+            (dup.channel_txn_no, True),
+            (dup.channel_txn_no, True),
+        ]
         senders = {name for _, _, name in results}
         if front_mode is None:
             assert all(name.startswith("channel-front") for name in senders)

@@ -97,12 +97,25 @@ def test_orgs_amounts_and_combined_payments():
 _HTTP = httpx.Client()
 
 
-def _post(url: str, event_id: str, event_type: str = "trade.paid", secret: str = SECRET,
-          timeout: float = 5.0) -> int:  # fmt: skip
-    body = json.dumps({"event_id": event_id, "event_type": event_type, "created_at": "x",
-                       "data": {"out_trade_no": "t1"}}).encode()  # fmt: skip
-    headers = signed_headers(secret, body) | {"X-Paywatch-Event-Id": event_id,
-                                             "Content-Type": "application/json"}  # fmt: skip
+def _post(
+    url: str,
+    event_id: str,
+    event_type: str = "trade.paid",
+    secret: str = SECRET,
+    timeout: float = 5.0,
+) -> int:
+    body = json.dumps(
+        {
+            "event_id": event_id,
+            "event_type": event_type,
+            "created_at": "x",
+            "data": {"out_trade_no": "t1"},
+        }
+    ).encode()
+    headers = signed_headers(secret, body) | {
+        "X-Paywatch-Event-Id": event_id,
+        "Content-Type": "application/json",
+    }
     resp = _HTTP.post(f"{url}/notify/shop", content=body, headers=headers, timeout=timeout)
     return resp.status_code
 
@@ -151,15 +164,27 @@ def test_receiver_takes_the_pay_cores_real_deliveries_exactly_once(shop):
     effects = []
     # the shop signs with its own secret (rotated here, since the fixture did not keep it)
     own = shop.core.merchants.rotate_notify_secret(shop.mid, overlap=_td(0)).secret
-    rx = ReceiverServer(SECRET, failure_ratio=1.0, timeout_share=0.0, on_event=effects.append,
-                        path_secrets={"/notify/shop": own})
+    rx = ReceiverServer(
+        SECRET,
+        failure_ratio=1.0,
+        timeout_share=0.0,
+        on_event=effects.append,
+        path_secrets={"/notify/shop": own},
+    )
     rx.start()
     delivery = NotificationDelivery(shop.core.db, secret=SECRET, schedule=(1, 1), timeout=2.0)
     try:
+
         def add(s):
-            return add_notification(s, shop.core, merchant_id=shop.mid, event_type="trade.paid",
-                                    trade_id=None, payload={"out_trade_no": "t9"},
-                                    url=f"{rx.url}/notify/shop")  # fmt: skip
+            return add_notification(
+                s,
+                shop.core,
+                merchant_id=shop.mid,
+                event_type="trade.paid",
+                trade_id=None,
+                payload={"out_trade_no": "t9"},
+                url=f"{rx.url}/notify/shop",
+            )
 
         event_id = shop.core.db.run(add)
         assert delivery.deliver_due() == 1 and delivery.failed == 1  # answered 500: retried
@@ -211,11 +236,18 @@ def test_demo_merchants_are_onboarded_once_and_their_tokens_kept(core, tmp_path)
 
 # -- the client-side audit -------------------------------------------------------------------
 def _detail(status, orders=(), refunds=(), paid=0, refunded=0, amount_=100):
-    return {"trade": {"status": status, "amount": amount_, "paid_amount": paid,
-                      "refunded_amount": refunded},
-            "pay_orders": [{"status": s} for s in orders],
-            "refunds": [{"trade": {"status": s, "amount": a, "out_trade_no": n}}
-                        for n, s, a in refunds]}  # fmt: skip
+    return {
+        "trade": {
+            "status": status,
+            "amount": amount_,
+            "paid_amount": paid,
+            "refunded_amount": refunded,
+        },
+        "pay_orders": [{"status": s} for s in orders],
+        "refunds": [
+            {"trade": {"status": s, "amount": a, "out_trade_no": n}} for n, s, a in refunds
+        ],
+    }
 
 
 def test_audit_counts_lost_and_doubled_payments():
@@ -226,8 +258,16 @@ def test_audit_counts_lost_and_doubled_payments():
         "twice": (_detail("paid", ["success", "success"], paid=100), True),
         "hanging": (_detail("paying", ["processing"]), False),
         "told": (_detail("created", ["failed"]), True),
-        "over_refunded": (_detail("paid", ["success"], [("r1", "paid", 80), ("r2", "paid", 80)],
-                                  paid=100, refunded=160), True),  # fmt: skip
+        "over_refunded": (
+            _detail(
+                "paid",
+                ["success"],
+                [("r1", "paid", 80), ("r2", "paid", 80)],
+                paid=100,
+                refunded=160,
+            ),
+            True,
+        ),
         "silent": (_detail("paid", ["success"], paid=100), False),
     }
     for no, (_, told) in cases.items():
@@ -248,19 +288,28 @@ def test_drills_scale_aim_and_load_from_yaml(tmp_path):
     assert d.duration_s == pytest.approx(24.0)
     assert [(s.at_s, s.target, dict(s.params)) for s in d.steps] == [
         (pytest.approx(6.0), "SANDBOX_B", {"error_rate": 1.0}),
-        (pytest.approx(18.0), "SANDBOX_B", {"error_rate": 0.0})]  # fmt: skip
+        (pytest.approx(18.0), "SANDBOX_B", {"error_rate": 0.0}),
+    ]
     assert set(BUILTIN) == {"channel-latency", "channel-failure", "redis-down", "db-slow"}
     path = tmp_path / "drill.yaml"
-    path.write_text("name: flaky\nsummary: half the calls fail\nneeds: sandbox\nduration_s: 30\n"
-                    "steps:\n  - {at_s: 5, kind: knobs, target: '{org}', params: "
-                    "{error_rate: 0.5}}\n")  # fmt: skip
+    path.write_text(
+        "name: flaky\nsummary: half the calls fail\nneeds: sandbox\nduration_s: 30\n"
+        "steps:\n  - {at_s: 5, kind: knobs, target: '{org}', params: "
+        "{error_rate: 0.5}}\n"
+    )
     flaky = load_drill(str(path))
     assert flaky.name == "flaky" and flaky.steps[0].params == {"error_rate": 0.5}
     with pytest.raises(ValueError, match="no drill"):
         load_drill("no-such-drill")
     with pytest.raises(ValueError, match="within duration"):
-        drill_from_dict({"name": "x", "needs": "redis", "duration_s": 1,
-                         "steps": [{"at_s": 5, "kind": "proxy", "target": "redis"}]})  # fmt: skip
+        drill_from_dict(
+            {
+                "name": "x",
+                "needs": "redis",
+                "duration_s": 1,
+                "steps": [{"at_s": 5, "kind": "proxy", "target": "redis"}],
+            }
+        )
 
 
 def test_drills_that_cannot_apply_say_so():
@@ -342,8 +391,9 @@ def test_fault_proxy_takes_redis_down_and_back(redis_url):
     upstream = upstream_of(redis_url, 6379)
     assert upstream is not None
     proxy = FaultProxy(upstream, name="redis").start()
-    client = redis.Redis.from_url(proxied_url(redis_url, proxy), socket_timeout=1,
-                                  socket_connect_timeout=1)  # fmt: skip
+    client = redis.Redis.from_url(
+        proxied_url(redis_url, proxy), socket_timeout=1, socket_connect_timeout=1
+    )
     try:
         assert client.ping()
         proxy.set(down=True)
@@ -367,22 +417,40 @@ def test_reports_are_stored_listed_and_read_back(migrated_db, tmp_path):
         write_json,
     )
 
-    report = {"drill": {"name": "db-slow"}, "status": "failed", "target": "database",
-              "started_at": "2026-11-23T05:00:00+00:00",
-              "finished_at": "2026-11-23T05:04:00+00:00", "time_factor": 1.0,
-              "traffic": {"pays_sent": 10, "paid": 8, "pay_failed": 1, "pays_refused": 1},
-              "audit": {"lost": 1, "doubled": 0},
-              "platform": {"trial_balance": {"ok": True}, "recon": {"differences": 2},
-                           "money_not_returned": 0}}  # fmt: skip
+    report = {
+        "drill": {"name": "db-slow"},
+        "status": "failed",
+        "target": "database",
+        "started_at": "2026-11-23T05:00:00+00:00",
+        "finished_at": "2026-11-23T05:04:00+00:00",
+        "time_factor": 1.0,
+        "traffic": {"pays_sent": 10, "paid": 8, "pay_failed": 1, "pays_refused": 1},
+        "audit": {"lost": 1, "doubled": 0},
+        "platform": {
+            "trial_balance": {"ok": True},
+            "recon": {"differences": 2},
+            "money_not_returned": 0,
+        },
+    }
     report["checks"] = checks(report)
-    assert report["checks"] == {"no_payment_lost": False, "no_payment_doubled": True,
-                                "trial_balance_zero": True, "reconciliation_clean": False}
+    assert report["checks"] == {
+        "no_payment_lost": False,
+        "no_payment_doubled": True,
+        "trial_balance_zero": True,
+        "reconciliation_clean": False,
+    }
     path = write_json(report, tmp_path)
     assert path.parent.name == "drills" and json.loads(path.read_text())["target"] == "database"
     rid = save_report(migrated_db.engine, report, str(path))
     [row] = list_reports(migrated_db.engine)
-    assert (row["id"], row["name"], row["payments_sent"], row["payments_failed"], row["lost"],
-            row["recon_differences"]) == (rid, "db-slow", 10, 2, 1, 2)  # fmt: skip
+    assert (
+        row["id"],
+        row["name"],
+        row["payments_sent"],
+        row["payments_failed"],
+        row["lost"],
+        row["recon_differences"],
+    ) == (rid, "db-slow", 10, 2, 1, 2)
     assert get_report(migrated_db.engine, rid)["checks"]["no_payment_lost"] is False
     assert get_report(migrated_db.engine, rid + 1) is None
     tables = detail_tables(report)

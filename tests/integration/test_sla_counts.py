@@ -60,8 +60,9 @@ class Process:
         self.metrics = CoreMetrics(CollectorRegistry())
         self.core = PayCore(db, clock=clock.dt, metrics=self.metrics)
         self.store = TimeSeriesStore(db.engine, clock=lambda: clock.t)
-        self.sampler = Sampler(self.metrics.registry, self.store, instance=instance,
-                               include=INCLUDE)  # fmt: skip
+        self.sampler = Sampler(
+            self.metrics.registry, self.store, instance=instance, include=INCLUDE
+        )
         self.phase = phase
 
     @property
@@ -108,12 +109,26 @@ class History:
         proc.core.payments.pay(self.merchant, PayRequest(no, (PayTool("channel", 1_000 + self.n),)))
 
     def _trade(self, no: str, amount: int) -> CreateTrade:
-        return CreateTrade(trade_type="instant", amount=amount, currency="CNY", user_id="u1",
-                           order_type="goods", sub_type="physical", pay_org_no="SANDBOX_A",
-                           out_trade_no=no)  # fmt: skip
+        return CreateTrade(
+            trade_type="instant",
+            amount=amount,
+            currency="CNY",
+            user_id="u1",
+            order_type="goods",
+            sub_type="physical",
+            pay_org_no="SANDBOX_A",
+            out_trade_no=no,
+        )
 
-    def run(self, procs: list[Process], start: float, end: float, *, last_event: float,
-            stall: tuple[float, float] = (0.0, 0.0)) -> None:  # fmt: skip
+    def run(
+        self,
+        procs: list[Process],
+        start: float,
+        end: float,
+        *,
+        last_event: float,
+        stall: tuple[float, float] = (0.0, 0.0),
+    ) -> None:
         """Every process samples from ``start`` to ``end`` (5 s apart, at its phase) except
         during ``stall`` (the database unreachable: nothing written, requests go on);
         requests arrive 5-30 s apart until ``last_event``, each to one process."""
@@ -137,8 +152,9 @@ def play(db) -> History:
     clock = Clock()
     clock.t = NOW - 36 * DAY
     first = PayCore(db, clock=clock.dt)
-    merchant = first.merchants.onboard("sla shop", products=[("goods", "physical")],
-                                       pay_orgs=["SANDBOX_A"]).merchant.merchant_id  # fmt: skip
+    merchant = first.merchants.onboard(
+        "sla shop", products=[("goods", "physical")], pay_orgs=["SANDBOX_A"]
+    ).merchant.merchant_id
     first.lock.close()
     h = History(db, merchant, clock)
     lifetimes = [  # (start, minutes, instance)
@@ -173,8 +189,13 @@ def db_counts(db, lo: float, hi: float) -> tuple[int, int]:
     with db.engine.connect() as conn:
         out = []
         for table in (Trade, PayOrder):
-            out.append(conn.execute(sa.select(sa.func.count()).select_from(table).where(
-                table.created_at > lo_dt, table.created_at <= hi_dt)).scalar_one())  # fmt: skip
+            out.append(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(table)
+                    .where(table.created_at > lo_dt, table.created_at <= hi_dt)
+                ).scalar_one()
+            )
     return out[0], out[1]
 
 
@@ -191,12 +212,20 @@ def test_sla_counts_equal_the_database_for_every_window(history):
         lo = NOW - window
         rows = {(r.kind, r.name): r for r in sla_report(store, None, now=NOW, window_s=window)}
         trades, pay_orders = db_counts(db, lo, NOW)
-        create, pay, risk = rows[("link", "trade_create")], rows[("link", "pay")], rows[
-            ("dependency", "risk")]  # fmt: skip
+        create, pay, risk = (
+            rows[("link", "trade_create")],
+            rows[("link", "pay")],
+            rows[("dependency", "risk")],
+        )
         got = (create.good, create.excluded, pay.good, pay.bad, risk.good, risk.bad)
-        want = (trades, h.ledger.count(lo, NOW, "trade_create", "rejected"), pay_orders,
-                h.ledger.count(lo, NOW, "pay", "error"), h.ledger.count(lo, NOW, "risk", "pass"),
-                h.ledger.count(lo, NOW, "risk", "error"))  # fmt: skip
+        want = (
+            trades,
+            h.ledger.count(lo, NOW, "trade_create", "rejected"),
+            pay_orders,
+            h.ledger.count(lo, NOW, "pay", "error"),
+            h.ledger.count(lo, NOW, "risk", "pass"),
+            h.ledger.count(lo, NOW, "risk", "error"),
+        )
         assert got == want, (name, got, want)
         assert create.total == create.good and pay.total == pay_orders + pay.bad
         if pay.total:
@@ -204,8 +233,10 @@ def test_sla_counts_equal_the_database_for_every_window(history):
             assert pay.burn_rate == pytest.approx((pay.bad / pay.total) / (1 - pay.slo))
             assert pay.budget_left == pytest.approx(1 - pay.bad / ((1 - pay.slo) * pay.total))
         seen[name] = trades
-        print(f"{name}: report trade_create={create.good} pay={pay.good}+{pay.bad} errors, "
-              f"database trades={trades} pay_orders={pay_orders}")
+        print(
+            f"{name}: report trade_create={create.good} pay={pay.good}+{pay.bad} errors, "
+            f"database trades={trades} pay_orders={pay_orders}"
+        )
     # each window holds more than the shorter one: every lifetime is somewhere
     assert 0 < seen["10min"] < seen["30min"] < seen["1h"] < seen["6h"] < seen["1d"]
     assert seen["1d"] < seen["7d"] < seen["30d"] < seen["90d"]
@@ -232,26 +263,38 @@ def check_old_rollups(db, seen: dict[str, int]) -> None:
     """Buckets folded before migration 0011 (no ``inc``) still count, the old way: exact
     for lifetimes without a reset inside a bucket (these, older than 7 days)."""
     with db.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE metric_rollup_1h SET inc = NULL WHERE bucket < :t"),
-                     {"t": NOW - 7 * DAY})  # fmt: skip
+        conn.execute(
+            sa.text("UPDATE metric_rollup_1h SET inc = NULL WHERE bucket < :t"),
+            {"t": NOW - 7 * DAY},
+        )
     store = TimeSeriesStore(db.engine, clock=lambda: NOW)
     for name in ("90d", "30d"):
-        counted = store.count("paywatch_link_requests_total", window=WINDOWS[name], at=NOW,
-                              match={"step": "trade_create", "outcome": "ok"})  # fmt: skip
+        counted = store.count(
+            "paywatch_link_requests_total",
+            window=WINDOWS[name],
+            at=NOW,
+            match={"step": "trade_create", "outcome": "ok"},
+        )
         assert counted[0].value == seen[name], name
 
 
 # -- window plans (pure) ---------------------------------------------------------------------
 def levels(now: float, *, h1_until: float, m1_until: float) -> list[Level]:
-    return [Level("1h", 3600.0, now - 90 * DAY, h1_until), Level("1m", 60.0, now - 7 * DAY,
-            m1_until), Level("raw", 0.0, now - 6 * 3600 + 300)]  # fmt: skip
+    return [
+        Level("1h", 3600.0, now - 90 * DAY, h1_until),
+        Level("1m", 60.0, now - 7 * DAY, m1_until),
+        Level("raw", 0.0, now - 6 * 3600 + 300),
+    ]
 
 
 def covers(pieces: list[Piece], lo: float, hi: float, times: Callable[[], list[float]]) -> None:
     """Every time in (lo, hi] is in exactly one piece; none outside."""
     for t in times():
-        inside = [p for p in pieces if (p.lo < t if p.lo_open else p.lo <= t)
-                  and (t <= p.hi if p.hi_closed else t < p.hi)]  # fmt: skip
+        inside = [
+            p
+            for p in pieces
+            if (p.lo < t if p.lo_open else p.lo <= t) and (t <= p.hi if p.hi_closed else t < p.hi)
+        ]
         assert len(inside) == (1 if lo < t <= hi else 0), (t, inside)
 
 

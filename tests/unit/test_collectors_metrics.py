@@ -84,9 +84,14 @@ def test_latency_buckets_span_1ms_to_10s():
 
 def test_every_step_is_known_and_unknown_steps_and_outcomes_are_refused(reg, m):
     assert STEPS == (
-        "trade_create", "pay", "channel_call", "callback", "refund", "ledger_posting",
+        "trade_create",
+        "pay",
+        "channel_call",
+        "callback",
+        "refund",
+        "ledger_posting",
         "notification",
-    )  # fmt: skip
+    )
     for step in STEPS:
         m.observe(step, "ok", seconds=0.001)
         assert req(reg, step) == 1
@@ -200,8 +205,13 @@ def test_guard_outcomes_and_breaker_state(reg, m):
     assert reg.get_sample_value(state, {"resource": "channel.A"}) == 0
     tripped = "paywatch_breaker_tripped"
     assert reg.get_sample_value(tripped, {"resource": "channel.A"}) == 0
-    for new, value, away in (("open", 2, 1), ("half_open", 1, 1), ("forced_open", 3, 1),
-                             ("forced_closed", 4, 0), ("closed", 0, 0)):  # fmt: skip
+    for new, value, away in (
+        ("open", 2, 1),
+        ("half_open", 1, 1),
+        ("forced_open", 3, 1),
+        ("forced_closed", 4, 0),
+        ("closed", 0, 0),
+    ):
         m.breaker_changed("channel.A", "x", new, "because")
         assert reg.get_sample_value(state, {"resource": "channel.A"}) == value
         assert reg.get_sample_value(tripped, {"resource": "channel.A"}) == away, new
@@ -219,11 +229,16 @@ def test_a_real_guard_reports_through_core_metrics(reg, m):
     from stability.switches import SwitchSnapshot
 
     dmap = DependencyMap(
-        [ResourceSpec("link.pay", "link", core_link=True), ResourceSpec("risk", "service"),
-         ResourceSpec("channel.A", "channel")],
-        [EdgeSpec("link.pay", "risk", "weak", 50, fallback="allow"),
-         EdgeSpec("link.pay", "channel.A", "strong", 100)],
-    )  # fmt: skip
+        [
+            ResourceSpec("link.pay", "link", core_link=True),
+            ResourceSpec("risk", "service"),
+            ResourceSpec("channel.A", "channel"),
+        ],
+        [
+            EdgeSpec("link.pay", "risk", "weak", 50, fallback="allow"),
+            EdgeSpec("link.pay", "channel.A", "strong", 100),
+        ],
+    )
     cfg = BreakerConfig(window_size=4, min_calls=4, failure_ratio=0.5, open_s=60)
     guard = Guard(dmap, breaker_config=cfg, recorders=[m])
 
@@ -319,10 +334,12 @@ def test_metrics_live_on_the_registry_passed_in_only():
     a, b = CollectorRegistry(), CollectorRegistry()
     CoreMetrics(a).observe("pay", "ok", seconds=0.01)
     CoreMetrics(b)  # a second instance on another registry: no duplicate error
-    assert a.get_sample_value(REQ, {"step": "pay", "outcome": "ok", "reason": "",
-                                    "pay_org": ""}) == 1  # fmt: skip
-    assert b.get_sample_value(REQ, {"step": "pay", "outcome": "ok", "reason": "",
-                                    "pay_org": ""}) == 0  # fmt: skip
+    assert (
+        a.get_sample_value(REQ, {"step": "pay", "outcome": "ok", "reason": "", "pay_org": ""}) == 1
+    )
+    assert (
+        b.get_sample_value(REQ, {"step": "pay", "outcome": "ok", "reason": "", "pay_org": ""}) == 0
+    )
     assert not [n for n in REGISTRY._names_to_collectors if n.startswith("paywatch_")]
 
 

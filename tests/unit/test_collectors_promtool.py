@@ -65,7 +65,10 @@ def test_promtool_check_metrics_passes(promtool: str) -> None:
 def test_promtool_rejects_a_bad_exposition(promtool: str) -> None:
     """The check has teeth: a counter without HELP and with a bad name is reported."""
     proc = subprocess.run(
-        [promtool, "check", "metrics"], input=b"paywatch_bad 1\n", capture_output=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+        [promtool, "check", "metrics"],
+        input=b"paywatch_bad 1\n",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode != 0

@@ -78,8 +78,13 @@ def test_selectors_escape_values_and_refuse_bad_names():
 def test_rate_ratio_quantile_latest_build_the_documented_promql():
     fake = FakePrometheus([{"metric": {"step": "pay"}, "value": [100, "2.5"]}])
     q = client_for(fake)
-    rows = q.rate("paywatch_link_requests_total", window=300, at=100, match={"step": "pay"},
-                  by=("step", "pay_org"))  # fmt: skip
+    rows = q.rate(
+        "paywatch_link_requests_total",
+        window=300,
+        at=100,
+        match={"step": "pay"},
+        by=("step", "pay_org"),
+    )
     assert rows[0].labels == {"step": "pay", "pay_org": ""} and rows[0].value == 2.5
     sent = fake.queries[-1]
     assert sent["query"] == [
@@ -102,8 +107,9 @@ def test_rate_ratio_quantile_latest_build_the_documented_promql():
 
 
 def test_nan_and_inf_are_no_data():
-    fake = FakePrometheus([{"metric": {}, "value": [1, "NaN"]}, {"metric": {"a": "x"},
-                           "value": [1, "+Inf"]}])  # fmt: skip
+    fake = FakePrometheus(
+        [{"metric": {}, "value": [1, "NaN"]}, {"metric": {"a": "x"}, "value": [1, "+Inf"]}]
+    )
     rows = client_for(fake).ratio("a", "b", window=60, at=1, by=("a",))
     assert [r.value for r in rows] == [None, None]
 
@@ -123,8 +129,9 @@ def test_range_fills_the_point_grid():
 
 
 def test_errors_become_query_errors():
-    bad = FakePrometheus(status=400, body={"status": "error", "errorType": "bad_data",
-                                           "error": "parse error"})  # fmt: skip
+    bad = FakePrometheus(
+        status=400, body={"status": "error", "errorType": "bad_data", "error": "parse error"}
+    )
     with pytest.raises(QueryError, match="bad_data"):
         client_for(bad).rate("m", window=60, at=1)
 

@@ -21,7 +21,8 @@ def test_a_failing_panel_fails_alone_without_a_traceback():
     assert not at.exception
     assert [w.value for w in at.warning] == [
         "The metrics source is unavailable (ConnectionError); this panel will show again "
-        "when it answers."]
+        "when it answers."
+    ]
     assert "backlog 3" in [m.value for m in at.markdown]
     captions = [c.value for c in at.caption]
     assert len(captions) == 1 and captions[0].startswith("updated ")

@@ -46,9 +46,19 @@ def _seed(shop):
     shop.fund("u1", 10_000)
     a = shop.trade(amount=1_000)
     _pay(shop, a.out_trade_no, "channel", 1_000)
-    b = core.trades.create(shop.mid, CreateTrade(
-        trade_type="instant", amount=3_000, currency="CNY", user_id="u2", order_type="goods",
-        sub_type="virtual", pay_org_no="SANDBOX_B", out_trade_no="virt1"))  # fmt: skip
+    b = core.trades.create(
+        shop.mid,
+        CreateTrade(
+            trade_type="instant",
+            amount=3_000,
+            currency="CNY",
+            user_id="u2",
+            order_type="goods",
+            sub_type="virtual",
+            pay_org_no="SANDBOX_B",
+            out_trade_no="virt1",
+        ),
+    )
     _pay(shop, b.out_trade_no, "channel", 3_000)
     c = shop.trade(amount=2_000)
     _pay(shop, c.out_trade_no, "balance", 2_000)
@@ -90,8 +100,9 @@ def test_fund_report_matches_the_ledger(shop, core):
         assert row.opening == 0
         assert row.income - row.outgo == row.net
         side = SUBJECTS[row.subject_code].normal_side
-        assert (row.income, row.outgo) == ((row.debits, row.credits) if side == "debit"
-                                           else (row.credits, row.debits))  # fmt: skip
+        assert (row.income, row.outgo) == (
+            (row.debits, row.credits) if side == "debit" else (row.credits, row.debits)
+        )
 
 
 def test_fund_report_breakdowns_add_up(shop, core):
@@ -152,8 +163,9 @@ class FakeQuery(MetricsQuery):
     """Counts per (labels) over the window. ``rate`` fails: the SLA report must count the
     counters' increase, never scale a rate by the window."""
 
-    def __init__(self, counters: dict[str, list[tuple[dict[str, str], float]]],
-                 p99: dict[str, float]) -> None:  # fmt: skip
+    def __init__(
+        self, counters: dict[str, list[tuple[dict[str, str], float]]], p99: dict[str, float]
+    ) -> None:
         self.counters, self.p99 = counters, p99
         self.calls: list[tuple[str, float, float]] = []
 
@@ -201,17 +213,24 @@ def test_sla_report_availability_budget_and_burn():
             ({"resource": "coupon", "outcome": "pass"}, 10),
         ],
     }
-    dmap = DependencyMap([
-        ResourceSpec("link.pay", "link", sla_target=0.999, core_link=True),
-        ResourceSpec("risk", "service", sla_target=0.99),
-        ResourceSpec("database", "database", sla_target=0.9999),
-    ])  # fmt: skip
+    dmap = DependencyMap(
+        [
+            ResourceSpec("link.pay", "link", sla_target=0.999, core_link=True),
+            ResourceSpec("risk", "service", sla_target=0.99),
+            ResourceSpec("database", "database", sla_target=0.9999),
+        ]
+    )
     q = FakeQuery(counters, {"pay": 0.42})
     rows = sla_report(q, dmap, now=1_000_000.0, window_s=3600.0)
     by = {(r.kind, r.name): r for r in rows}
     pay = by[("link", "pay")]
-    assert (pay.requests, pay.total, pay.good, pay.bad, pay.excluded) == (11_000, 10_000, 9_990,
-                                                                          10, 1_000)
+    assert (pay.requests, pay.total, pay.good, pay.bad, pay.excluded) == (
+        11_000,
+        10_000,
+        9_990,
+        10,
+        1_000,
+    )
     assert all(isinstance(v, int) for v in (pay.requests, pay.total, pay.good, pay.bad))
     assert pay.availability == pytest.approx(0.999) and pay.met
     assert pay.allowed_errors == pytest.approx(10) and pay.budget_left == pytest.approx(0.0)
@@ -234,8 +253,10 @@ def test_sla_report_availability_budget_and_burn():
 
 
 def test_sla_overspent_budget_goes_negative_and_reads_as_exhausted():
-    q = FakeQuery({REQ: [({"step": "pay", "outcome": "ok"}, 990),
-                         ({"step": "pay", "outcome": "error"}, 10)]}, {})  # fmt: skip
+    q = FakeQuery(
+        {REQ: [({"step": "pay", "outcome": "ok"}, 990), ({"step": "pay", "outcome": "error"}, 10)]},
+        {},
+    )
     pay = next(r for r in sla_report(q, None, now=0.0, window_s=60.0) if r.name == "pay")
     assert pay.availability == pytest.approx(0.99) and pay.met is False
     assert pay.budget_left == pytest.approx(-9.0) and pay.burn_rate == pytest.approx(10.0)
@@ -248,32 +269,50 @@ def test_sla_overspent_budget_goes_negative_and_reads_as_exhausted():
 
 def test_sla_counts_are_whole_requests_and_display_reads_well():
     """Prometheus' increase() extrapolates (fractions): the report shows whole requests."""
-    q = FakeQuery({REQ: [({"step": "pay", "outcome": "ok"}, 1999.6),
-                         ({"step": "pay", "outcome": "timeout"}, 0.4)]}, {"pay": 0.0123})  # fmt: skip
+    q = FakeQuery(
+        {
+            REQ: [
+                ({"step": "pay", "outcome": "ok"}, 1999.6),
+                ({"step": "pay", "outcome": "timeout"}, 0.4),
+            ]
+        },
+        {"pay": 0.0123},
+    )
     pay = next(r for r in sla_report(q, None, now=0.0, window_s=60.0) if r.name == "pay")
     assert (pay.good, pay.bad, pay.total) == (2000, 0, 2000) and pay.met is True
     shown = display_rows([pay])[0]
     assert shown["error budget"] == "100.0 % left" and shown["p99"] == "12.3 ms"
-    idle = display_rows([r for r in sla_report(q, None, now=0.0, window_s=60.0)
-                         if r.name == "refund"])[0]  # fmt: skip
+    idle = display_rows(
+        [r for r in sla_report(q, None, now=0.0, window_s=60.0) if r.name == "refund"]
+    )[0]
     assert (idle["status"], idle["availability"], idle["error budget"]) == ("no traffic", "—", "—")
     assert has_traffic([pay]) and not has_traffic(
-        [r for r in sla_report(FakeQuery({}, {}), None, now=0.0, window_s=60.0)])
+        [r for r in sla_report(FakeQuery({}, {}), None, now=0.0, window_s=60.0)]
+    )
     # a 100 % target has no budget: the first error exhausts it (no division by zero)
     from types import SimpleNamespace  # the map refuses 1.0; the report must still not divide by 0
 
-    strict = SimpleNamespace(resources=[SimpleNamespace(name="link.pay", sla_target=1.0,
-                                                        core_link=True)])  # fmt: skip
-    q2 = FakeQuery({REQ: [({"step": "pay", "outcome": "ok"}, 5),
-                          ({"step": "pay", "outcome": "error"}, 1)]}, {})  # fmt: skip
+    strict = SimpleNamespace(
+        resources=[SimpleNamespace(name="link.pay", sla_target=1.0, core_link=True)]
+    )
+    q2 = FakeQuery(
+        {REQ: [({"step": "pay", "outcome": "ok"}, 5), ({"step": "pay", "outcome": "error"}, 1)]}, {}
+    )
     row = next(r for r in sla_report(q2, strict, now=0.0, window_s=60.0) if r.name == "pay")
     assert row.met is False and budget_text(row).startswith("exhausted")
 
 
 def test_sla_chart_colours_met_and_missed_and_says_when_empty():
-    q = FakeQuery({REQ: [({"step": "pay", "outcome": "ok"}, 990),
-                         ({"step": "pay", "outcome": "error"}, 10),
-                         ({"step": "refund", "outcome": "ok"}, 50)]}, {})  # fmt: skip
+    q = FakeQuery(
+        {
+            REQ: [
+                ({"step": "pay", "outcome": "ok"}, 990),
+                ({"step": "pay", "outcome": "error"}, 10),
+                ({"step": "refund", "outcome": "ok"}, 50),
+            ]
+        },
+        {},
+    )
     rows = sla_report(q, None, now=0.0, window_s=60.0)
     fig = sla_chart(rows)
     bars = {t.name: t for t in fig.data if t.type == "bar"}
@@ -296,12 +335,17 @@ def test_prometheus_counts_are_increase_not_rate_times_window():
         asked.append(form["query"])
         result = []
         if form["query"].startswith("sum by (step, outcome) (increase("):
-            result = [{"metric": {"step": "pay", "outcome": "ok"}, "value": [0, "2999.7"]},
-                      {"metric": {"step": "pay", "outcome": "error"}, "value": [0, "3.2"]}]
-        return httpx.Response(200, json={"status": "success",
-                                         "data": {"resultType": "vector", "result": result}})
+            result = [
+                {"metric": {"step": "pay", "outcome": "ok"}, "value": [0, "2999.7"]},
+                {"metric": {"step": "pay", "outcome": "error"}, "value": [0, "3.2"]},
+            ]
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "vector", "result": result}}
+        )
 
-    q = PrometheusQuery("http://prom.test", client=httpx.Client(transport=httpx.MockTransport(answer)))
+    q = PrometheusQuery(
+        "http://prom.test", client=httpx.Client(transport=httpx.MockTransport(answer))
+    )
     rows = sla_report(q, None, now=1_000.0, window_s=30 * 86400.0)
     pay = next(r for r in rows if r.name == "pay")
     assert (pay.good, pay.bad) == (3000, 3)
@@ -331,18 +375,51 @@ def test_notification_rows_with_attempts(core):
     now = datetime.now(UTC)
     with core.db.session() as s:
         for i, status in enumerate(("pending", "gave_up", "delivered"), start=1):
-            s.execute(insert(Notification).values(
-                id=i, event_id=f"e{i}", merchant_id="m", event_type="trade.paid", trade_id=None,
-                payload="{}", url="http://x", status=status, attempts=i, next_attempt_at=now,
-                last_error="boom", created_at=now))  # fmt: skip
-        s.execute(insert(NotificationAttempt), [
-            {"id": 10, "notification_id": 1, "at": now, "status_code": 500, "error": "e",
-             "duration_ms": 5},
-            {"id": 11, "notification_id": 2, "at": now, "status_code": None, "error": "t",
-             "duration_ms": 3000},
-            {"id": 12, "notification_id": 2, "at": now + timedelta(seconds=1),
-             "status_code": 502, "error": "", "duration_ms": 7},
-        ])  # fmt: skip
+            s.execute(
+                insert(Notification).values(
+                    id=i,
+                    event_id=f"e{i}",
+                    merchant_id="m",
+                    event_type="trade.paid",
+                    trade_id=None,
+                    payload="{}",
+                    url="http://x",
+                    status=status,
+                    attempts=i,
+                    next_attempt_at=now,
+                    last_error="boom",
+                    created_at=now,
+                )
+            )
+        s.execute(
+            insert(NotificationAttempt),
+            [
+                {
+                    "id": 10,
+                    "notification_id": 1,
+                    "at": now,
+                    "status_code": 500,
+                    "error": "e",
+                    "duration_ms": 5,
+                },
+                {
+                    "id": 11,
+                    "notification_id": 2,
+                    "at": now,
+                    "status_code": None,
+                    "error": "t",
+                    "duration_ms": 3000,
+                },
+                {
+                    "id": 12,
+                    "notification_id": 2,
+                    "at": now + timedelta(seconds=1),
+                    "status_code": 502,
+                    "error": "",
+                    "duration_ms": 7,
+                },
+            ],
+        )
     rows = {r.id: r for r in notification_rows(core.db)}
     assert set(rows) == {1, 2}
     assert [a.status_code for a in rows[2].history] == [None, 502]
@@ -351,10 +428,22 @@ def test_notification_rows_with_attempts(core):
 
 
 def _diff(i: int, **kw):
-    base = {"id": i, "run_id": 1, "kind": "missing_ours", "pay_org_no": "SANDBOX_A",
-            "day": "2026-01-01", "ref": f"ref{i}", "our_amount": None, "channel_amount": 5,
-            "our_status": "", "channel_status": "success", "resolution": "manual",
-            "status": "open", "note": "", "created_at": datetime.now(UTC)}  # fmt: skip
+    base = {
+        "id": i,
+        "run_id": 1,
+        "kind": "missing_ours",
+        "pay_org_no": "SANDBOX_A",
+        "day": "2026-01-01",
+        "ref": f"ref{i}",
+        "our_amount": None,
+        "channel_amount": 5,
+        "our_status": "",
+        "channel_status": "success",
+        "resolution": "manual",
+        "status": "open",
+        "note": "",
+        "created_at": datetime.now(UTC),
+    }
     return base | kw
 
 
@@ -382,7 +471,9 @@ def test_recon_reads_and_resolving_a_difference(shop, core):
     assert resolve_difference(core.db, 900, "ops", "booked by hand", datetime.now(UTC))
     assert not resolve_difference(core.db, 900, "ops", "again", datetime.now(UTC))
     resolved = recon_differences(core.db, status="resolved")
-    assert [d.id for d in resolved] == [900] and "resolved by ops: booked by hand" in resolved[0].note
+    assert [d.id for d in resolved] == [900] and "resolved by ops: booked by hand" in resolved[
+        0
+    ].note
     assert json.dumps(runs[0].stats)
 
 

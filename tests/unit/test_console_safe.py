@@ -36,8 +36,9 @@ def test_hostile_markdown_renders_as_its_characters(text):
     assert not re.search(r"(?<!\\)[!*_`\[\]()<>:$#|~]", shown.replace("\\\\", "")), shown
 
 
-@pytest.mark.parametrize("text", ["see http://127.0.0.1:9/p.png now", "www.example.com",
-                                  "mail ops@example.com"])
+@pytest.mark.parametrize(
+    "text", ["see http://127.0.0.1:9/p.png now", "www.example.com", "mail ops@example.com"]
+)
 def test_bare_urls_and_addresses_are_not_linked(text):
     shown = md(text)
     assert "://" not in shown and "www." not in shown.replace("\\", "")

@@ -69,8 +69,10 @@ class FakeQuery(MetricsQuery):
 
     def count(self, metric, *, window, at, match=None, by=()):
         """The canned rates' events over the window (a young series is not modelled)."""
-        return [Series(s.labels, s.value * window)
-                for s in self.rate(metric, window=window, at=at, match=match, by=by)]
+        return [
+            Series(s.labels, s.value * window)
+            for s in self.rate(metric, window=window, at=at, match=match, by=by)
+        ]
 
     def ratio(self, numerator, denominator, *, window, at, match_num=None, match_den=None, by=()):
         outcome = (match_num or {}).get("outcome")

@@ -21,13 +21,25 @@ class Business(Exception):
 
 def make_guard(**kw) -> Guard:
     dmap = DependencyMap(
-        [ResourceSpec("link.pay", "link", core_link=True), ResourceSpec("risk", "service"),
-         ResourceSpec("channel.A", "channel")],
-        [EdgeSpec("link.pay", "risk", "weak", 50, fallback="allow small"),
-         EdgeSpec("link.pay", "channel.A", "strong", 100)],
+        [
+            ResourceSpec("link.pay", "link", core_link=True),
+            ResourceSpec("risk", "service"),
+            ResourceSpec("channel.A", "channel"),
+        ],
+        [
+            EdgeSpec("link.pay", "risk", "weak", 50, fallback="allow small"),
+            EdgeSpec("link.pay", "channel.A", "strong", 100),
+        ],
     )
-    cfg = BreakerConfig(window_size=10, min_calls=4, failure_ratio=0.5, slow_call_s=0.05,
-                        slow_ratio=0.5, open_s=60, half_open_probes=2)
+    cfg = BreakerConfig(
+        window_size=10,
+        min_calls=4,
+        failure_ratio=0.5,
+        slow_call_s=0.05,
+        slow_ratio=0.5,
+        open_s=60,
+        half_open_probes=2,
+    )
     return Guard(dmap, breaker_config=cfg, ignore=(Business,), **kw)
 
 
@@ -45,8 +57,10 @@ def test_weak_dependency_degrades_to_its_fallback_and_strong_fails_fast():
     g = make_guard()
     g.apply(SwitchSnapshot(version=1, degraded=frozenset({"risk", "channel.A"})))
     called = []
-    assert g.call("risk", lambda: called.append(1), caller="link.pay",
-                  fallback=lambda: "fallback") == "fallback"
+    assert (
+        g.call("risk", lambda: called.append(1), caller="link.pay", fallback=lambda: "fallback")
+        == "fallback"
+    )
     assert not called and g.stats.count("risk", "degraded") == 1
     with pytest.raises(DependencyFailed) as info:
         g.call("channel.A", lambda: called.append(1), caller="link.pay")
@@ -99,8 +113,10 @@ def test_forced_breaker_switch_and_release():
 
 
 def test_limits_block_strong_with_retry_after_and_dry_run_only_counts():
-    rules = [LimitRule("ch", "channel.A", rate=1, burst=2),
-             LimitRule("rk", "risk", rate=1, burst=1, dry_run=True)]
+    rules = [
+        LimitRule("ch", "channel.A", rate=1, burst=2),
+        LimitRule("rk", "risk", rate=1, burst=1, dry_run=True),
+    ]
     g = make_guard(base_rules=rules)
     g.call("channel.A", lambda: 1, caller="link.pay")
     g.call("channel.A", lambda: 1, caller="link.pay")
@@ -113,8 +129,11 @@ def test_limits_block_strong_with_retry_after_and_dry_run_only_counts():
     g.apply(SwitchSnapshot(version=1, limits={"ch": {"rate": 1000, "burst": 1000}}))
     time.sleep(0.01)  # the bucket refills at the new rate from here
     assert g.call("channel.A", lambda: 1, caller="link.pay") == 1  # limit raised live
-    g.apply(SwitchSnapshot(version=2, dry_run=frozenset({"ch"}),
-                           limits={"ch": {"rate": 0.001, "burst": 1}}))
+    g.apply(
+        SwitchSnapshot(
+            version=2, dry_run=frozenset({"ch"}), limits={"ch": {"rate": 0.001, "burst": 1}}
+        )
+    )
     for _ in range(3):
         assert g.call("channel.A", lambda: 1, caller="link.pay") == 1
 
@@ -155,9 +174,13 @@ def test_inline_path_limits_weak_by_scope_and_applies_each_policy():
     scoped = LimitRule("rk", "risk", rate=0.001, burst=1, scope=("merchant_id",))
     g = make_guard(base_rules=[scoped])
     a, b = {"merchant_id": "m-a"}, {"merchant_id": "m-b"}
-    assert g.call("risk", lambda: "ran", caller="link.pay", labels=a, fallback=lambda: "fb") == "ran"
+    assert (
+        g.call("risk", lambda: "ran", caller="link.pay", labels=a, fallback=lambda: "fb") == "ran"
+    )
     assert g.call("risk", lambda: "ran", caller="link.pay", labels=a, fallback=lambda: "fb") == "fb"
-    assert g.call("risk", lambda: "ran", caller="link.pay", labels=b, fallback=lambda: "fb") == "ran"
+    assert (
+        g.call("risk", lambda: "ran", caller="link.pay", labels=b, fallback=lambda: "fb") == "ran"
+    )
     assert g.stats.count("risk", "blocked") == 0 and g.stats.count("risk", "fallback") == 1
 
     for policy, expect in (("fail_open", "ran"), ("fail_closed", "fb")):
@@ -184,6 +207,7 @@ def test_inline_and_admit_paths_agree():
                     seen.append(i)
             except RateLimited as exc:
                 seen.append(("limited", exc.retry_after > 0))
-        outcomes.append((seen, g.stats.count("channel.A", "pass"),
-                         g.stats.count("channel.A", "blocked")))
+        outcomes.append(
+            (seen, g.stats.count("channel.A", "pass"), g.stats.count("channel.A", "blocked"))
+        )
     assert outcomes[0] == outcomes[1] == ([0, 1, 2, ("limited", True), ("limited", True)], 3, 2)

@@ -19,6 +19,8 @@ def test_core_metrics_accepts_the_notification_step():
     reg = CollectorRegistry()
     m = CoreMetrics(reg)
     m.observe("notification", "error", "http_5xx", seconds=0.01)
-    value = reg.get_sample_value("paywatch_link_requests_total", {
-        "step": "notification", "outcome": "error", "reason": "http_5xx", "pay_org": ""})
+    value = reg.get_sample_value(
+        "paywatch_link_requests_total",
+        {"step": "notification", "outcome": "error", "reason": "http_5xx", "pay_org": ""},
+    )
     assert value == 1.0

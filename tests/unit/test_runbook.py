@@ -43,8 +43,9 @@ def section(text: str, heading: str) -> str:
 
 
 def test_every_shipped_alert_has_a_section_and_no_section_is_stale(text):
-    shipped = {generic(n) for rule in build_default_rules(DEFAULT_PAY_ORGS)
-               for n in rule.alert_names()}  # fmt: skip
+    shipped = {
+        generic(n) for rule in build_default_rules(DEFAULT_PAY_ORGS) for n in rule.alert_names()
+    }
     assert {"slo_pay_success", "trial_balance_broken_absent"} <= shipped  # the rules load
     alerts = section(text, "## Alerts")
     documented = set(re.findall(r"^### (\S+)$", alerts, re.M))
