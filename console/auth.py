@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .audit import ADMIN_ONLY, record
+from .errors import AuthError
 from .oidc import oidc_action, oidc_configured, oidc_role  # noqa: F401 - re-exported
 from .schema import ConsoleSession, ConsoleUser
 from .throttle import (  # noqa: F401 - Throttle, login_wait, throttle_keys re-exported
@@ -64,10 +65,6 @@ ACTIONS: dict[str, str] = {
     "user.manage": "admin",
     "merchant.manage": "admin",
 }
-
-
-class AuthError(ValueError):
-    """A bad user name, role or password, or a change that would lock admins out."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .errors import ThrottleRaceLost as _Lost
 from .schema import ConsoleLoginThrottle
 
 
@@ -97,10 +98,6 @@ def reserve_attempt(
     except (_Lost, sa.exc.IntegrityError):
         return False
     return True
-
-
-class _Lost(Exception):
-    """A concurrent attempt changed a throttle row first (rolls the reservation back)."""
 
 
 def _reserve_one(conn: Connection, key: str, row: Any, now: datetime, throttle: Throttle) -> bool:
