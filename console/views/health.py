@@ -1,0 +1,27 @@
+"""The core-link metrics' names and steps, and the health levels numbers are shown in."""
+
+from __future__ import annotations
+
+STEPS = (
+    "trade_create",
+    "pay",
+    "callback",
+    "refund",
+    "channel_call",
+    "ledger_posting",
+    "notification",
+)
+REQUESTS = "paywatch_link_requests_total"
+LATENCY = "paywatch_link_latency_seconds"
+GUARD = "paywatch_guard_outcomes_total"
+FAILED_OUTCOMES = ("error", "timeout")
+FALLBACK_OUTCOMES = ("degraded", "fallback")
+OK, WARN, BAD, UNKNOWN = "ok", "warn", "bad", "unknown"
+HEALTH_COLOURS = {OK: "#2ca02c", WARN: "#ff7f0e", BAD: "#d62728", UNKNOWN: "#7f7f7f"}
+
+
+def health(success: float | None, *, warn: float = 0.99, bad: float = 0.95) -> str:
+    """ok / warn / bad from a success ratio; unknown without traffic."""
+    if success is None:
+        return UNKNOWN
+    return OK if success >= warn else WARN if success >= bad else BAD
