@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install up test lint bench clean
+.PHONY: install up test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,11 +14,16 @@ install: $(VENV)/.installed
 up: install  ## everything on the embedded default; Ctrl-C stops it
 	$(VENV)/bin/paywatch up
 
-test: install
+test: install  ## everything (what CI runs)
 	$(PY) -m pytest -q tests
+
+test-fast: install  ## all but the tests marked slow (e2e, browsers, process stacks, drills)
+	$(PY) -m pytest -q -m "not slow" tests
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
 bench: install
