@@ -26,8 +26,8 @@ from typing import Any
 
 from _schema import scratch_schema  # bench/_schema.py
 
-from console.wiring import build_stability
 from paycore.db.engine import create_engine_from_url
+from runtime.wiring import build_stability
 from stability.switches import SwitchSnapshot
 
 ORGS = ("SANDBOX_A",)

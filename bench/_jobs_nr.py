@@ -36,13 +36,13 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from console.migrate import upgrade_database
 from paycore import Database, PayCore
 from paycore.channels.client import StatementLine
 from paycore.db.engine import create_engine_from_url
 from paycore.db.schema import Notification
 from paycore.notify import NotificationDelivery
 from paycore.recon import reconcile_day
+from runtime.migrate import upgrade_database
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ORG = "SANDBOX_A"

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from console.migrate import upgrade_database
 from paycore.db.engine import create_engine_from_url
+from runtime.migrate import upgrade_database
 
 
 @contextmanager

@@ -84,8 +84,8 @@ def bench_schema(url: str) -> Iterator[tuple[str, str]]:
 
 @dataclass
 class Stack:
-    """The API (``console.cli serve``, ``replicas`` processes) and the sandbox
-    (``console.cli sandbox``) as subprocesses sharing one var dir (so one generated
+    """The API (``runtime.cli serve``, ``replicas`` processes) and the sandbox
+    (``runtime.cli sandbox``) as subprocesses sharing one var dir (so one generated
     channel secrets file). Each replica has its own port, Snowflake node id and callback
     URL: the channel calls back the replica that sent the payment, as behind a load
     balancer with per-replica callback hosts."""
@@ -112,7 +112,7 @@ class Stack:
 
     def cli(self, *args: str) -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "console.cli", *args],
+            [sys.executable, "-m", "runtime.cli", *args],
             env=self.env,
             cwd=ROOT,
             capture_output=True,
@@ -120,14 +120,14 @@ class Stack:
             timeout=120,
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"console.cli {args[0]} failed: {proc.stderr[-2000:]}")
+            raise RuntimeError(f"runtime.cli {args[0]} failed: {proc.stderr[-2000:]}")
         return proc.stdout
 
     def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         out = open(Path(self.var_dir) / f"{name}.log", "wb")  # noqa: SIM115 - child owns it
         self.procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "console.cli", *args],
+                [sys.executable, "-m", "runtime.cli", *args],
                 env=env or self.env,
                 cwd=ROOT,
                 stdout=out,

@@ -34,7 +34,6 @@ import sqlalchemy as sa
 from _pg import check_trial, drain_and_check, log, run_database, summarizing  # bench/_pg.py
 from sqlalchemy.orm import Session
 
-from console.migrate import upgrade_database
 from paycore.context import BizContext
 from paycore.db.engine import Database, create_engine_from_url
 from paycore.db.schema import Account, JournalEntry, JournalLeg
@@ -42,6 +41,7 @@ from paycore.ids import IdGenerator
 from paycore.ledger.accounts import AccountRef, HotPolicy
 from paycore.ledger.journal import Ledger, apply_delta, credit, debit
 from paycore.ledger.subjects import MERCHANT_PAYABLE, PLATFORM_TRANSIT
+from runtime.migrate import upgrade_database
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 RESULTS = Path(__file__).resolve().parent / "results" / "hot_account.json"

@@ -196,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         url, name, batch = args.child
         return child(url, name, int(batch))
 
-    from console.migrate import upgrade_database
     from paycore import Database
+    from runtime.migrate import upgrade_database
 
     load_at_start = round(os.getloadavg()[0], 2)  # other load on the box skews the ratio
     base = os.environ.get("PAYWATCH_BENCH_DATABASE_URL", DEFAULT_URL)

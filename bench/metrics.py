@@ -73,8 +73,8 @@ def instrumentation_seconds(orders: int) -> float:
 
 
 def paid_order_seconds(orders: int) -> float:
-    from console.migrate import upgrade_database
     from paycore import ChannelResult, CreateTrade, PayCore, PayRequest, PayTool, TradeView
+    from runtime.migrate import upgrade_database
 
     with tempfile.TemporaryDirectory(prefix="paywatch-bench-") as tmp:
         core = PayCore(f"sqlite:///{tmp}/pay.db")

@@ -1,6 +1,6 @@
 """Pay link end to end: payments/s through the HTTP API vs. pgbench on the same SQL.
 
-The API (``console.cli serve``) and the sandbox channel (``console.cli sandbox``) run in
+The API (``runtime.cli serve``) and the sandbox channel (``runtime.cli sandbox``) run in
 their own processes against a throw-away PostgreSQL schema. ``--clients`` threads, each
 with its own HTTP connection, loop: create an instant trade, pay it with the channel
 tool. The sandbox accepts and calls back a few ms later; the callback marks the trade

@@ -7,7 +7,7 @@ from alembic import context
 from alerts.schema import metadata as alerts_metadata
 from collectors.schema import metadata as collectors_metadata
 from console.schema import metadata as console_metadata
-from console.simulator.schema import metadata as simulator_metadata
+from simulator.schema import metadata as simulator_metadata
 from paycore.db.schema import metadata as paycore_metadata
 from stability.schema import metadata as stability_metadata
 

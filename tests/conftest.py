@@ -141,8 +141,8 @@ def redis_url(redis_server: str) -> Iterator[str]:
 @pytest.fixture
 def migrated_db(db_url):
     """A migrated :class:`paycore.Database` on SQLite or PostgreSQL."""
-    from console.migrate import upgrade_database
     from paycore import Database
+    from runtime.migrate import upgrade_database
 
     db = Database(db_url)
     upgrade_database(db.engine)
@@ -341,10 +341,10 @@ class SandboxWorld:
     def __init__(self, db_url: str, now, *, channel_now=None, seed: int = 0) -> None:
         import secrets
 
-        from console.migrate import upgrade_database
         from paycore import Database, PayCore
-        from paycore.channels.sandbox import create_sandbox_app
-        from paycore.channels.sandbox_config import Knobs, SandboxConfig
+        from runtime.migrate import upgrade_database
+        from simulator.sandbox import create_sandbox_app
+        from simulator.sandbox_config import Knobs, SandboxConfig
 
         self.secrets = {Shop.ORG: secrets.token_urlsafe(16)}
         self.channel_now = channel_now

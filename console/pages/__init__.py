@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from console import host
 from console.audit import record
 from console.auth import (
     SESSION_COOKIE,
@@ -29,12 +30,11 @@ from console.auth import (
     load_user,
     session_user,
 )
-from console.bootstrap import Platform, build_platform
 from console.safe import md
-from console.settings import Settings
 
 PAGES_DIR = Path(__file__).resolve().parent
 T = TypeVar("T")
+Platform = Any  # runtime.bootstrap.Platform, built by the console's host
 
 #: ``st.session_state`` keys: this browser session's token and what the shell shows once
 SESSION_KEY = "console_session"
@@ -46,7 +46,7 @@ SHELL_KEY = "console_shell_ran"
 
 @st.cache_resource(show_spinner=False)
 def _platform(database_url: str, var_dir: str, sandbox_url: str, prometheus_url: str) -> Platform:
-    return build_platform(Settings.from_env(), role="console", channels=False)
+    return host.build_platform()
 
 
 def platform() -> Platform:
@@ -55,7 +55,7 @@ def platform() -> Platform:
     In a fragment's own rerun (a panel refreshing itself) the user is checked again
     first: the shell does not run then, and a removed user's open page must not go on
     showing fresh data (:func:`_check_in_fragment`)."""
-    s = Settings.from_env()
+    s = host.settings()
     built = _platform(s.database_url, s.var_dir, s.sandbox_url, s.prometheus_url or "")
     _check_in_fragment()
     return built
@@ -126,7 +126,7 @@ def oidc_roles() -> Mapping[str, str]:
 
 
 def idle_timeout() -> timedelta:
-    return timedelta(minutes=Settings.from_env().console_idle_minutes)
+    return timedelta(minutes=host.settings().console_idle_minutes)
 
 
 def _cookie_token() -> str | None:
@@ -274,7 +274,7 @@ def now() -> float:
 
 
 def sandbox_token() -> str:
-    return Settings.from_env().sandbox_admin_token()
+    return host.settings().sandbox_admin_token()
 
 
 def fmt(value: float | None, spec: str = ".3f") -> str:

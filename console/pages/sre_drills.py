@@ -20,11 +20,11 @@ from console.panel import panel
 from console.reports.context import PageContext, run_audited
 from console.reports.ops import big_ints_as_text, flash, ids_as_text, take_flash
 from console.safe import md
-from console.simulator.report import detail_tables, get_report, list_reports
 from console.urlstate import url_select
 from console.views.overview import channel_health, link_chart, link_series
 from console.views.switches import knob_request
-from paycore.channels.sandbox_config import Knobs
+from simulator.report import detail_tables, get_report, list_reports
+from simulator.sandbox_config import Knobs
 
 PAGE = "drills"
 #: (knob, label, control) of the knobs set here; rates are sliders over [0, 1]

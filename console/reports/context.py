@@ -22,7 +22,7 @@ AuditFn = Callable[..., Any]
 
 @dataclass
 class PageContext:
-    platform: Any  # console.bootstrap.Platform (anything with .paycore)
+    platform: Any  # runtime.bootstrap.Platform (anything with .paycore)
     user: str
     role: str
     audit_fn: AuditFn | None = None

@@ -420,9 +420,9 @@ def configured_pay_orgs(platform: Any) -> tuple[str, ...]:
     orgs = tuple(getattr(settings, "pay_orgs", None) or ())
     if orgs:
         return orgs
-    from console.settings import Settings
+    from console import host
 
-    return Settings.from_env().pay_orgs
+    return tuple(host.settings().pay_orgs)
 
 
 def reconcile_statement(

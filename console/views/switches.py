@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from console.audit import record
 from paycore.db.schema import Merchant, MerchantPayOrg
+from simulator.sandbox_config import knob_request
 from stability.depmap import DependencyMap, impact
 from stability.errors import StabilityError
 from stability.limits import LimitRule
@@ -182,16 +183,6 @@ def preview_switch(
 def expiry_in(hours: float, now: datetime | None = None) -> datetime:
     """An expiry ``hours`` from ``now`` (timezone-aware)."""
     return (now or datetime.now(UTC)) + timedelta(hours=hours)
-
-
-def knob_request(
-    sandbox_url: str, org: str, changes: Mapping[str, Any], token: str
-) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """The PUT the drill page sends to the sandbox: (url, headers, json body)."""
-    from urllib.parse import quote
-
-    url = f"{sandbox_url.rstrip('/')}/admin/knobs/{quote(org, safe='')}"
-    return url, {"X-Sandbox-Admin": token}, dict(changes)
 
 
 # -- what a switch does: impact, before/after, what is in force ------------------------------

@@ -5,8 +5,8 @@ Public API::
     TaskQueue(db, ids, *, clock, worker_id, lease_s=30, base_backoff_s=5, max_backoff_s=3600)
     Handlers(core, gateway=None, *, notify_url_for=None)   # kind -> handler registry
     Worker(core, queue, handlers, *, batch=50)              # run_once(), tick()
-    build_scheduler(worker, extra_jobs=())                   # APScheduler, not started
-    run_worker(platform, stop_event=None)                    # what `paywatch worker` runs
+
+The schedule and the rest of the job list are ``runtime.worker``'s.
     JobLeases(db, clock) / singleton_job(...)                # run once across workers
 
 Importing this package starts nothing (no thread, scheduler or connection).
@@ -25,7 +25,7 @@ from .handlers import (
 )
 from .leases import JobLeases, singleton_job
 from .tasks import STATUSES, LeaseLost, Task, TaskQueue, default_worker_id
-from .worker import Worker, build_scheduler, build_worker, run_worker
+from .worker import Worker
 
 __all__ = [
     "EXCEPTION_REFUND",
@@ -40,12 +40,9 @@ __all__ = [
     "Task",
     "TaskQueue",
     "Worker",
-    "build_scheduler",
-    "build_worker",
     "channel_request_payload",
     "default_worker_id",
     "ledger_posting_payload",
     "refund_txn_no",
-    "run_worker",
     "singleton_job",
 ]

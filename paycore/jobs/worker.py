@@ -1,9 +1,8 @@
 """The worker: claim compensation tasks, run their handlers, record the outcome.
 
-:class:`Worker` is the loop body; :func:`build_scheduler` puts it (and other periodic
-jobs) on an APScheduler ``BackgroundScheduler``; :func:`run_worker` is what
-``paywatch worker`` runs: build, start, wait for SIGTERM/SIGINT (or a stop event),
-shut down cleanly. Nothing here starts at import time.
+:class:`Worker` is the loop body. The schedule it runs on, with the rest of the
+worker's jobs, is put together by ``runtime.worker`` (``paywatch worker``). Nothing here
+starts at import time.
 
 Any number of workers may run side by side: claims are disjoint (see
 :mod:`paycore.jobs.tasks`), and jobs that must run once across all of them go through
@@ -13,20 +12,17 @@ Any number of workers may run side by side: claims are disjoint (see
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .handlers import BusinessFailure, Handlers
-from .tasks import FAILED, MANUAL, LeaseLost, Task, TaskQueue, default_worker_id
+from .tasks import FAILED, MANUAL, LeaseLost, Task, TaskQueue
 
 if TYPE_CHECKING:
-    from apscheduler.schedulers.base import BaseScheduler
-
     from ..core import PayCore
 
 log = logging.getLogger(__name__)
@@ -174,102 +170,3 @@ class Worker:
         with self._lock:
             self.counts[outcome] += 1
         return outcome
-
-
-def build_scheduler(
-    worker: Worker,
-    extra_jobs: Sequence[ExtraJob] = (),
-    *,
-    blocking: bool = False,
-    compensation_every_s: float = 1.0,
-    exceptions_every_s: float = 5.0,
-) -> BaseScheduler:
-    """A scheduler (not started) with the compensation jobs and ``extra_jobs``.
-
-    Jobs: ``compensation`` (:meth:`Worker.tick`), ``exception_scan``
-    (:meth:`Handlers.enqueue_open_exceptions`), then each ``(fn, seconds, name)`` of
-    ``extra_jobs``. Every job has ``max_instances=1, coalesce=True``: a slow run is never
-    overlapped by the next, and missed runs collapse into one.
-    """
-    from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.schedulers.blocking import BlockingScheduler
-
-    cls = BlockingScheduler if blocking else BackgroundScheduler
-    scheduler = cls(
-        timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
-    )
-    jobs: list[ExtraJob] = [
-        (worker.tick, compensation_every_s, "compensation"),
-        (worker.handlers.enqueue_open_exceptions, exceptions_every_s, "exception_scan"),
-        *extra_jobs,
-    ]
-    for fn, seconds, name in jobs:
-        scheduler.add_job(
-            fn, "interval", seconds=seconds, id=name, name=name, max_instances=1, coalesce=True
-        )
-    return scheduler
-
-
-def build_worker(
-    platform: Any,
-    *,
-    worker_id: str | None = None,
-    batch: int = 50,
-    stop_event: threading.Event | None = None,
-    **queue_options: Any,
-) -> Worker:
-    """A :class:`Worker` over a platform (``console.bootstrap.Platform`` or alike).
-
-    Uses ``platform.paycore``; the channel gateway of ``platform.front`` (if any) for
-    channel refunds and re-sends; callbacks go to ``platform.settings.api_url``.
-    """
-    core = platform.paycore
-    front = getattr(platform, "front", None)
-    gateway = getattr(front, "gateway", None)
-    settings = getattr(platform, "settings", None)
-    api = getattr(settings, "api_url", None)
-    notify = (lambda org: f"{api.rstrip('/')}/v1/channels/{org}/callback") if api else None
-    queue = TaskQueue(
-        core.db,
-        core.ids,
-        clock=core.clock,
-        worker_id=worker_id or default_worker_id(),
-        **queue_options,
-    )
-    handlers = Handlers(core, gateway, notify_url_for=notify)
-    return Worker(core, queue, handlers, batch=batch, stop_event=stop_event)
-
-
-def run_worker(
-    platform: Any,
-    stop_event: threading.Event | None = None,
-    *,
-    extra_jobs: Sequence[ExtraJob] = (),
-    worker_id: str | None = None,
-    batch: int = 50,
-    install_signals: bool = True,
-) -> int:
-    """Run the worker's scheduler until ``stop_event`` is set or SIGTERM/SIGINT arrives.
-
-    Shutdown stops claiming, hands unstarted tasks back, and waits for running jobs.
-    Returns 0 (an exit code for the CLI).
-    """
-    stop = stop_event or threading.Event()
-    worker = build_worker(platform, worker_id=worker_id, batch=batch, stop_event=stop)
-    scheduler = build_scheduler(worker, extra_jobs)
-    previous: dict[signal.Signals, Any] = {}
-    if install_signals and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    log.info("worker %s starting (%d jobs)", worker.queue.worker_id, len(scheduler.get_jobs()))
-    scheduler.start()
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        stop.set()
-        scheduler.shutdown(wait=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        log.info("worker %s stopped: %s", worker.queue.worker_id, worker.counts)
-    return 0

@@ -71,7 +71,7 @@ class Processes:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "console.cli", *args],
+            [sys.executable, "-m", "runtime.cli", *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -81,7 +81,7 @@ class Processes:
     def start(self, name: str, *args: str) -> None:
         log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", *args],
+            [sys.executable, "-m", "runtime.cli", *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

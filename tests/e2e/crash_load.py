@@ -207,7 +207,7 @@ class Stack:
         # shared one, and a clash of their ids dropped a ledger posting
         env = self.env | {"PAYWATCH_NODE_ID": str(10 + sum(self.starts.values()))}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", *args],
+            [sys.executable, "-m", "runtime.cli", *args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

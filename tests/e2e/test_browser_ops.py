@@ -27,7 +27,7 @@ KNOBS = {"error_rate": 0.35, "timeout_rate": 0.1, "latency_ms": 250.0, "fail_rat
 def _admin_token(stack: Any) -> str:
     """The sandbox's admin token as the CLI sandbox reads it (``sandbox_admin_token()``:
     ``PAYWATCH_SANDBOX_ADMIN_TOKEN``, else ``var/sandbox_admin_token``)."""
-    from console.settings import Settings
+    from runtime.settings import Settings
 
     return Settings.from_env(stack.procs.env).sandbox_admin_token()
 

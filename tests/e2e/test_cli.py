@@ -15,7 +15,7 @@ from conftest import free_port, wait_http
 
 def run_cli(args, env, **kw):
     return subprocess.run(
-        [sys.executable, "-m", "console.cli", *args],
+        [sys.executable, "-m", "runtime.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -64,7 +64,7 @@ def test_merchant_add_sandbox_and_serve_run_a_payment(tmp_path):
 
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "console.cli", cmd, "--port", str(port)],
+            [sys.executable, "-m", "runtime.cli", cmd, "--port", str(port)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -162,7 +162,7 @@ def test_worker_refunds_exceptions_and_delivers_signed_notifications(tmp_path):
         token, mid = printed["token"], printed["merchant_id"]
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "console.cli", *cmd],
+                [sys.executable, "-m", "runtime.cli", *cmd],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

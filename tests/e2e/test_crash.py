@@ -159,7 +159,7 @@ def test_kill_9_mid_load_loses_and_doubles_nothing(pg_url, redis_url, tmp_path):
         [
             sys.executable,
             "-m",
-            "console.cli",
+            "runtime.cli",
             "merchant",
             "add",
             "--name",

@@ -21,11 +21,11 @@ import httpx
 import pytest
 from conftest import free_port
 
-from console.embedded import EmbeddedOptions, EmbeddedPlatform
-from console.settings import Settings
-from console.simulator import BUILTIN, SimConfig, Simulator, ensure_demo_merchants, run_drill
-from console.simulator.report import list_reports
-from console.simulator.stack import fast_jobs
+from runtime.drill_speed import fast_jobs
+from runtime.embedded import EmbeddedOptions, EmbeddedPlatform
+from runtime.settings import Settings
+from simulator import BUILTIN, SimConfig, Simulator, ensure_demo_merchants, run_drill
+from simulator.report import list_reports
 
 FACTOR = 0.1
 ORG = "SANDBOX_A"
@@ -216,7 +216,7 @@ def test_simulate_cli_reports_a_drill_that_cannot_apply(tmp_path):
         [
             sys.executable,
             "-m",
-            "console.cli",
+            "runtime.cli",
             "simulate",
             "--drill",
             "redis-down",

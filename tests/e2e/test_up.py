@@ -48,7 +48,7 @@ def _run_up(tmp_path: Path, extra_env: dict[str, str]) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "console.cli",
+        "runtime.cli",
         "up",
         "--rate",
         "4",

@@ -80,10 +80,10 @@ class Merchant:
 
 class HostileStack:
     def __init__(self, db_url: str) -> None:
-        from console.bootstrap import build_platform
-        from console.settings import Settings
-        from paycore.channels.sandbox import create_sandbox_app
-        from paycore.channels.sandbox_config import SandboxConfig
+        from runtime.bootstrap import build_platform
+        from runtime.settings import Settings
+        from simulator.sandbox import create_sandbox_app
+        from simulator.sandbox_config import SandboxConfig
 
         self.secrets = {o: secrets.token_urlsafe(24) for o in ORGS}
         self.sandbox = LiveServer(

@@ -10,10 +10,10 @@ import uuid
 import pytest
 from sqlalchemy import event
 
-from console.simulator.faultproxy import FaultProxy, proxied_url, upstream_of
 from paycore import CreateTrade, PayCore, PayRequest, PayTool, RefundRequest
 from paycore.channels import ChannelRequest, ChannelResult
 from paycore.locks.redis import RedisLock
+from simulator.faultproxy import FaultProxy, proxied_url, upstream_of
 
 
 class RecordingChannel:
@@ -33,7 +33,7 @@ def redis_cut_after_commit(pg_url, redis_server):
     """A pay core on PostgreSQL whose trade lock lives in real Redis behind a fault proxy,
     and ``arm(table)``: Redis goes down right after the commit that inserts into
     ``table`` (before the lock is released)."""
-    from console.migrate import upgrade_database
+    from runtime.migrate import upgrade_database
 
     proxy = FaultProxy(upstream_of(redis_server, 6379), name="redis").start()
     lock = RedisLock(proxied_url(redis_server, proxy), namespace=f"t:{uuid.uuid4().hex}:")

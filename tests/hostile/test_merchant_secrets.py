@@ -85,7 +85,7 @@ def routes(m) -> list:
 def test_merchant_b_cannot_sign_a_notification_as_merchant_a(hostile):
     """B knows its own notification secret; with it, B must not be able to produce (or
     verify) a signature that A's endpoint accepts as the platform's."""
-    from console.worker import worker_jobs
+    from runtime.worker import worker_jobs
 
     hooks = Hooks()
     with LiveServer(hooks.app) as rx:

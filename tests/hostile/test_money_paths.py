@@ -222,7 +222,7 @@ def test_zero_and_absurd_success_amounts_are_recorded_never_posted(hostile):
 
 
 def test_a_compensation_refunds_callback_is_recognised_and_checked(hostile):
-    from paycore.jobs.worker import build_worker
+    from runtime.worker import build_worker
 
     a = hostile.a
     hostile.knobs("SANDBOX_A", amount_mismatch_rate=1.0)  # the channel takes 1 too much

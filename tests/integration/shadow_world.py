@@ -69,8 +69,8 @@ def platform_for(
     sandbox_url: str = "http://127.0.0.1:9",
     **settings_kw,
 ):
-    from console.bootstrap import build_platform
-    from console.settings import Settings
+    from runtime.bootstrap import build_platform
+    from runtime.settings import Settings
 
     settings_kw.setdefault("channel_secrets", {o: f"secret-{o}" for o in ORGS})
     settings = Settings(

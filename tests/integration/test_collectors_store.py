@@ -304,8 +304,8 @@ def rollup_rows(db, table: str, name: str) -> list[tuple]:
 
 
 def test_rollups_fold_last_min_max_sum_count_idempotently_and_incrementally(db_url):
-    from console.migrate import upgrade_database
     from paycore import Database
+    from runtime.migrate import upgrade_database
 
     dbs = []
     for _ in range(2):  # one store rolled up at every minute, one at the end only

@@ -34,7 +34,7 @@ T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def engine(db_url):
-    from console.migrate import upgrade_database
+    from runtime.migrate import upgrade_database
 
     eng = sa.create_engine(db_url)
     upgrade_database(eng)
@@ -45,7 +45,7 @@ def engine(db_url):
 @pytest.fixture
 def console_db(tmp_path, monkeypatch):
     """A migrated SQLite file the console process (AppTest) runs on, with users."""
-    from console.migrate import upgrade_database
+    from runtime.migrate import upgrade_database
 
     url = f"sqlite:///{tmp_path / 'console.db'}"
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)
@@ -217,7 +217,7 @@ def test_sidebar_escapes_the_user_name(console_db):
 
 
 def test_idle_minutes_setting_is_validated():
-    from console.settings import Settings
+    from runtime.settings import Settings
 
     assert Settings.from_env({}).console_idle_minutes == 30
     assert Settings.from_env({"PAYWATCH_CONSOLE_IDLE_MINUTES": "45"}).console_idle_minutes == 45
@@ -377,8 +377,8 @@ def test_concurrent_attempts_take_turns_across_processes(db_url):
     """Eight attempts at once from two console processes (two engines) on one user: the
     passwords are checked one turn at a time, not all at once (each check's audit row
     is written right after it)."""
-    from console.migrate import upgrade_database
     from paycore import Database
+    from runtime.migrate import upgrade_database
 
     dbs = [Database(db_url), Database(db_url)]
     engine = dbs[0].engine
@@ -494,7 +494,7 @@ def test_cookie_snippet_is_strict_and_deletes():
 
 
 def test_cli_disable_enable_remove_are_audited(console_db, monkeypatch):
-    from console.cli import main
+    from runtime.cli import main
 
     monkeypatch.setenv("PAYWATCH_ACTOR", "root-on-host")
     assert main(["user", "disable", "--name", "otto"]) == 0

@@ -32,8 +32,8 @@ from test_console_ops_pages import _assert_inert, _button, _has_button, _ok, _ta
 def drill_env(tmp_path, monkeypatch):
     """The console's environment (migrated SQLite, var dir) and a real sandbox channel."""
     from console.auth import create_user
-    from console.migrate import upgrade_database
-    from paycore.channels.sandbox import SandboxConfig, create_sandbox_app
+    from runtime.migrate import upgrade_database
+    from simulator.sandbox import SandboxConfig, create_sandbox_app
 
     url = f"sqlite:///{tmp_path / 'console.db'}"
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)
@@ -131,7 +131,7 @@ def test_drill_controls_start_at_the_sandbox_knobs_and_follow_it(drill_env):
 
 def test_drills_with_sandbox_and_metrics_down_fail_panel_by_panel(drill_env, monkeypatch):
     """Old code: a traceback (httpx.ConnectError from the metrics source) took the page."""
-    from console.simulator.report import save_report
+    from simulator.report import save_report
 
     closed = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("PAYWATCH_SANDBOX_URL", closed)

@@ -32,8 +32,8 @@ def _app(module: str, platform, user: str, role: str) -> AppTest:
 
 @pytest.fixture
 def platform(sqlite_url):
-    from console.migrate import upgrade_database
     from paycore import Database, PayCore
+    from runtime.migrate import upgrade_database
 
     db = Database(sqlite_url)
     upgrade_database(db.engine)

@@ -43,7 +43,7 @@ def oncall_db(tmp_path, monkeypatch):
     """A migrated SQLite database with a viewer and an operator; env points the console at
     it (the metrics source is the database's store unless a test sets Prometheus)."""
     from console.auth import create_user
-    from console.migrate import upgrade_database
+    from runtime.migrate import upgrade_database
 
     url = f"sqlite:///{tmp_path / 'console.db'}"
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)
@@ -453,7 +453,7 @@ def test_a_single_point_series_is_drawn(oncall_db):
 
 # -- showErrorDetails off wherever the console starts -----------------------------------------
 def test_console_command_turns_error_details_off():
-    from console.up import console_command
+    from runtime.up import console_command
 
     cmd = console_command("127.0.0.1", 8501)
     i = cmd.index("--client.showErrorDetails")
@@ -463,9 +463,9 @@ def test_console_command_turns_error_details_off():
 
 def test_paywatch_console_and_up_start_streamlit_with_it(monkeypatch, tmp_path):
     """`paywatch console` and `paywatch up` both run console_command."""
-    import console.cli as cli
-    import console.up as up
-    from console.settings import Settings
+    import runtime.cli as cli
+    import runtime.up as up
+    from runtime.settings import Settings
 
     seen: list[list[str]] = []
     monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: seen.append(cmd) or 0)

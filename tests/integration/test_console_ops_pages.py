@@ -39,8 +39,8 @@ CSV_HEAD = "channel_txn_no,channel_ref,kind,amount,currency,status,settled_at\n"
 @pytest.fixture
 def platform(sqlite_url):
     """A migrated SQLite pay core with the configured pay orgs (what the pages read)."""
-    from console.migrate import upgrade_database
     from paycore import Database, PayCore
+    from runtime.migrate import upgrade_database
 
     db = Database(sqlite_url)
     upgrade_database(db.engine)

@@ -18,7 +18,7 @@ PASSWORD = "correct-horse-battery"
 def console_db(tmp_path, monkeypatch):
     """A migrated SQLite database with one user per role; env points the console at it."""
     from console.auth import create_user
-    from console.migrate import upgrade_database
+    from runtime.migrate import upgrade_database
 
     url = f"sqlite:///{tmp_path / 'console.db'}"
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)
@@ -243,7 +243,7 @@ def test_breakers_page_lists_events_and_lint(console_db):
 
 
 def test_drills_page_lists_reports_and_shows_one(console_db, monkeypatch):
-    from console.simulator.report import save_report
+    from simulator.report import save_report
 
     base = {
         "target": "SANDBOX_A",

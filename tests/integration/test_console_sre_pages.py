@@ -24,7 +24,7 @@ HOSTILE = ("![px](http://127.0.0.1:9/p.png)", "**bold**", "<img src=x onerror=al
 def console_db(tmp_path, monkeypatch):
     """A migrated SQLite database with operators otto and olga and a viewer."""
     from console.auth import create_user
-    from console.migrate import upgrade_database
+    from runtime.migrate import upgrade_database
     from stability.depmap_seed import seed_if_empty
     from stability.depmap_store import DependencyMapStore
 
@@ -59,7 +59,7 @@ def console_db(tmp_path, monkeypatch):
 
 def _service(engine):
     """The console's own switch service (same approval policy as the platform)."""
-    from console.wiring import build_stability
+    from runtime.wiring import build_stability
 
     return build_stability(
         engine, pay_orgs=("SANDBOX_A", "SANDBOX_B", "SANDBOX_C"), redis_url=None

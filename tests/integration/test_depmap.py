@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from console.migrate import upgrade_database
+from runtime.migrate import upgrade_database
 from stability.depmap import (
     DependencyMap,
     EdgeSpec,

@@ -23,11 +23,9 @@ from paycore.jobs import (
     Handlers,
     TaskQueue,
     Worker,
-    build_scheduler,
     channel_request_payload,
     ledger_posting_payload,
     refund_txn_no,
-    run_worker,
 )
 from paycore.ledger import (
     channel_clearing,
@@ -38,6 +36,7 @@ from paycore.ledger import (
     trial_balance,
     user_balance,
 )
+from runtime.worker import build_scheduler, run_worker
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 CTX = BizContext("m1", "goods", "physical", "SANDBOX_A")
@@ -257,7 +256,7 @@ def test_exception_refund_at_the_sandbox_channel(shop, core):
     from conftest import LiveServer
 
     from paycore.channels.gateway import build_gateway
-    from paycore.channels.sandbox import Knobs, SandboxConfig, create_sandbox_app
+    from simulator.sandbox import Knobs, SandboxConfig, create_sandbox_app
 
     secrets = {"SANDBOX_A": "secret-a-0123"}
     fast = Knobs(latency_ms=1.0, latency_jitter=0.0, callback_delay_ms=10.0)

@@ -61,7 +61,7 @@ CTX = BizContext("m1", "goods", "physical", "SANDBOX_A")
 
 @pytest.fixture
 def setup(pg_url, tmp_path):
-    from console.migrate import upgrade_database
+    from runtime.migrate import upgrade_database
 
     db = Database(pg_url)
     upgrade_database(db.engine)

@@ -48,8 +48,8 @@ def test_unbalanced_entries_are_refused_by_the_code(core, counts):
 
 
 def test_postgres_itself_refuses_an_unbalanced_entry(pg_url):
-    from console.migrate import upgrade_database
     from paycore import PayCore
+    from runtime.migrate import upgrade_database
 
     core = PayCore(pg_url)
     upgrade_database(core.db.engine)

@@ -42,7 +42,7 @@ ORGS = ["SANDBOX_A"]
 
 
 def migrated(url: str) -> Database:
-    from console.migrate import upgrade_database
+    from runtime.migrate import upgrade_database
 
     db = Database(url)
     upgrade_database(db.engine)
@@ -219,8 +219,8 @@ def test_tokens_of_merchants_onboarded_before_the_migration_keep_working(db_url)
     authenticates after the upgrade, and has no notification secret of its own."""
     from alembic import command
 
-    from console.migrate import alembic_config, upgrade_database
     from paycore.merchants import hash_token
+    from runtime.migrate import alembic_config, upgrade_database
 
     db = Database(db_url)
     with db.engine.begin() as conn:
@@ -387,7 +387,7 @@ def test_cli_rotates_revokes_and_disables_with_audit_rows(
     sqlite_url, tmp_path, monkeypatch, capsys, caplog
 ):
     from console.audit import recent
-    from console.cli import main
+    from runtime.cli import main
 
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("PAYWATCH_VAR_DIR", str(tmp_path / "var"))

@@ -83,7 +83,7 @@ def receiver():
 
 @pytest.fixture
 def pg_core(pg_url):
-    from console.migrate import upgrade_database
+    from runtime.migrate import upgrade_database
 
     db = Database(pg_url)
     upgrade_database(db.engine)

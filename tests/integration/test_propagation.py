@@ -14,8 +14,8 @@ import pytest
 
 CHILD = textwrap.dedent("""
     import json, sys, time
-    from console.bootstrap import build_platform
-    from console.settings import Settings
+    from runtime.bootstrap import build_platform
+    from runtime.settings import Settings
     from paycore import CreateTrade, PayRequest, PayTool
 
     settings = Settings.from_env()
@@ -48,8 +48,8 @@ CHILD = textwrap.dedent("""
 def test_degrading_a_weak_dependency_reaches_another_process_within_a_second(
     backend, pg_url, request
 ):
-    from console.bootstrap import build_platform
-    from console.settings import Settings
+    from runtime.bootstrap import build_platform
+    from runtime.settings import Settings
 
     redis_url = request.getfixturevalue("redis_url") if backend == "redis" else None
     settings = Settings(
@@ -101,9 +101,9 @@ def test_degrading_a_weak_dependency_reaches_another_process_within_a_second(
 
 
 def test_strong_switch_applies_only_after_approval_and_fails_fast_with_503(pg_url):
-    from console.bootstrap import build_platform
-    from console.settings import Settings
     from paycore import CreateTrade, PayRequest, PayTool
+    from runtime.bootstrap import build_platform
+    from runtime.settings import Settings
     from stability.errors import DependencyFailed
 
     settings = Settings(
@@ -143,8 +143,8 @@ def test_strong_switch_applies_only_after_approval_and_fails_fast_with_503(pg_ur
 
 
 def test_expired_switch_reverts_in_running_processes(pg_url):
-    from console.bootstrap import build_platform
-    from console.settings import Settings
+    from runtime.bootstrap import build_platform
+    from runtime.settings import Settings
 
     settings = Settings(
         database_url=pg_url, pay_orgs=("SANDBOX_A",), channel_secrets={"SANDBOX_A": "s"}

@@ -131,7 +131,7 @@ def test_attempts_failing_on_an_unreachable_lock_are_not_counted(migrated_db):
 
 
 def test_attempts_refused_by_a_closed_channel_are_not_counted(migrated_db):
-    from console.wiring import build_stability
+    from runtime.wiring import build_stability
     from stability.errors import StabilityError
 
     runtime = build_stability(migrated_db.engine, pay_orgs=(Shop.ORG,), redis_url=None)
@@ -212,7 +212,7 @@ def test_replicas_share_the_limits_through_redis(migrated_db, redis_server):
 
 
 def _guarded_core(db, counters_url: str, **limits: Any):
-    from console.wiring import build_stability
+    from runtime.wiring import build_stability
 
     runtime = build_stability(db.engine, pay_orgs=(Shop.ORG, "SANDBOX_B"), redis_url=None)
     risk = RiskEngine(
@@ -336,7 +336,7 @@ def test_policy_refuses_nonsense(limits):
 
 
 def test_settings_read_the_risk_policy_and_refuse_bad_values():
-    from console.settings import Settings
+    from runtime.settings import Settings
 
     s = Settings.from_env(
         {
@@ -370,8 +370,8 @@ def test_settings_read_the_risk_policy_and_refuse_bad_values():
 
 
 def test_platform_builds_the_engine_from_settings(tmp_path, redis_server):
-    from console.bootstrap import build_platform
-    from console.settings import Settings
+    from runtime.bootstrap import build_platform
+    from runtime.settings import Settings
 
     ns = f"t:{uuid.uuid4().hex}:"
     policy = RiskPolicy(daily_max_count=1)
@@ -396,8 +396,8 @@ def test_platform_builds_the_engine_from_settings(tmp_path, redis_server):
 
 def test_cli_blocks_lists_unblocks_and_lists_reviews(tmp_path, monkeypatch, capsys):
     from console.audit import recent
-    from console.cli import main
-    from console.migrate import upgrade_database
+    from runtime.cli import main
+    from runtime.migrate import upgrade_database
 
     url = f"sqlite:///{tmp_path}/cli.db"
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)

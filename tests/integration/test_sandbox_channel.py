@@ -29,7 +29,6 @@ from paycore.channels.errors import (
     UnknownChannel,
 )
 from paycore.channels.gateway import HttpChannelClient, build_gateway
-from paycore.channels.sandbox import Knobs, SandboxConfig, create_sandbox_app
 from paycore.channels.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -39,6 +38,7 @@ from paycore.channels.signing import (
     verify_headers,
 )
 from paycore.errors import DependencyUnavailable, InvalidRequest
+from simulator.sandbox import Knobs, SandboxConfig, create_sandbox_app
 
 SECRETS = {"SANDBOX_A": "secret-a-0123", "SANDBOX_B": "secret-b-4567", "STMT": "secret-s-89"}
 ADMIN = "admin-token-xyz"

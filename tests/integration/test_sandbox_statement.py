@@ -36,10 +36,10 @@ from paycore.channels.errors import (
     UnknownChannel,
 )
 from paycore.channels.gateway import ChannelFront, HttpChannelClient, build_gateway
-from paycore.channels.sandbox import Knobs, SandboxConfig
 from paycore.channels.signing import (
     signed_headers,
 )
+from simulator.sandbox import Knobs, SandboxConfig
 
 
 def test_card_binding_never_echoes_the_card(client, sandbox) -> None:

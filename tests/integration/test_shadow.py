@@ -18,8 +18,8 @@ class Stack:
     """API + sandbox channel over real HTTP, so shadow callbacks take the real path."""
 
     def __init__(self, db_url: str, tmp_path) -> None:
-        from paycore.channels.sandbox import create_sandbox_app
-        from paycore.channels.sandbox_config import SandboxConfig
+        from simulator.sandbox import create_sandbox_app
+        from simulator.sandbox_config import SandboxConfig
 
         self.db_url = db_url
         secrets_ = {o: secrets.token_urlsafe(24) for o in ORGS}

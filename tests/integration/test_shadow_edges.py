@@ -157,7 +157,7 @@ def test_shadow_off_refuses_marked_requests_with_403(db_url, tmp_path):
 
 
 def test_shadow_settings_from_env():
-    from console.settings import Settings
+    from runtime.settings import Settings
 
     assert Settings.from_env({}).shadow is True
     assert Settings.from_env({"PAYWATCH_SHADOW": "0"}).shadow is False

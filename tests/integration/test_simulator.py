@@ -15,11 +15,12 @@ from collections import Counter
 import httpx
 import pytest
 
-from console.simulator.drills import BUILTIN, drill_from_dict, load_drill
-from console.simulator.faultproxy import FaultProxy, proxied_url, upstream_of
-from console.simulator.ledger import ClientLedger, TradeRecord, audit
-from console.simulator.receiver import ReceiverServer
-from console.simulator.traffic import (
+from paycore.channels.signing import signed_headers
+from simulator.drills import BUILTIN, drill_from_dict, load_drill
+from simulator.faultproxy import FaultProxy, proxied_url, upstream_of
+from simulator.ledger import ClientLedger, TradeRecord, audit
+from simulator.receiver import ReceiverServer
+from simulator.traffic import (
     DEFAULT_MIX,
     Mix,
     amount,
@@ -28,7 +29,6 @@ from console.simulator.traffic import (
     combo_split,
     interarrival,
 )
-from paycore.channels.signing import signed_headers
 
 SECRET = "notify-secret-for-tests"
 
@@ -210,7 +210,7 @@ def test_receiver_takes_the_pay_cores_real_deliveries_exactly_once(shop):
 
 # -- demo merchants --------------------------------------------------------------------------
 def test_demo_merchants_are_onboarded_once_and_their_tokens_kept(core, tmp_path):
-    from console.simulator.merchants import ensure_demo_merchants, load_merchants
+    from simulator.merchants import ensure_demo_merchants, load_merchants
 
     var = str(tmp_path / "var")
     orgs = ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C")
@@ -313,7 +313,7 @@ def test_drills_scale_aim_and_load_from_yaml(tmp_path):
 
 
 def test_drills_that_cannot_apply_say_so():
-    from console.simulator.runner import DrillTargets, not_applicable
+    from simulator.runner import DrillTargets, not_applicable
 
     bare = DrillTargets()
     assert "Redis" in not_applicable(BUILTIN["redis-down"], bare)
@@ -408,7 +408,7 @@ def test_fault_proxy_takes_redis_down_and_back(redis_url):
 
 # -- reports ---------------------------------------------------------------------------------
 def test_reports_are_stored_listed_and_read_back(migrated_db, tmp_path):
-    from console.simulator.report import (
+    from simulator.report import (
         checks,
         detail_tables,
         get_report,

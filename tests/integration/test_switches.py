@@ -332,8 +332,8 @@ def test_migration_ends_live_duplicates_stored_before_the_index(db_url):
     """A database that already holds two live twins (the old bug) migrates: one is kept."""
     from alembic import command
 
-    from console.migrate import alembic_config, upgrade_database
     from paycore import Database
+    from runtime.migrate import alembic_config, upgrade_database
 
     db = Database(db_url)
     try:
@@ -431,7 +431,7 @@ def test_breaker_windows_are_published_for_the_console(migrated_db):
 def test_a_started_stability_runtime_publishes_its_breakers(migrated_db):
     """The wiring: every process that starts its stability layer (API, worker, up) publishes
     its breaker windows; closing it removes them."""
-    from console.wiring import build_stability
+    from runtime.wiring import build_stability
     from stability.breaker_stats import read_stats
 
     rt = build_stability(migrated_db.engine, pay_orgs=("SANDBOX_A",), redis_url=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from console.settings import Settings
+from runtime.settings import Settings
 
 PASSWORD = "s3cret"
 
@@ -114,7 +114,7 @@ def test_repr_hides_password_given_as_query_parameter() -> None:
 
 
 def test_sandbox_admin_token_is_generated_once_and_shared(tmp_path):
-    from console.settings import Settings
+    from runtime.settings import Settings
 
     a = Settings(var_dir=str(tmp_path)).sandbox_admin_token()
     b = Settings.from_env({"PAYWATCH_VAR_DIR": str(tmp_path)}).sandbox_admin_token()

@@ -1,0 +1,113 @@
+"""Metrics, the time-series sampler, the query backend and the alert engine of one process.
+
+Each process has its own registry (scrape per process, see docs/metrics.md) and
+samples it into the database under its own ``instance`` label. Business gauges
+(backlogs, trial balance) are read from the database, so only one process kind
+exports them — the worker (or the all-in-one process) — or they would be counted
+once per replica.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
+from sqlalchemy.engine import Engine
+
+from collectors import BusinessSnapshot, CoreMetrics, MetricsQuery, Sampler, TimeSeriesStore
+from collectors import make_query as _make_query
+from paycore import PayCore
+from paycore.db.schema import CompensationTask, Notification, PayOrder, ReconDifference
+from paycore.ledger import pending_count
+
+from .settings import Settings
+
+
+@dataclass
+class Observability:
+    registry: CollectorRegistry
+    metrics: CoreMetrics
+    store: TimeSeriesStore
+    sampler: Sampler
+    query: MetricsQuery
+
+    def start(self) -> None:
+        self.sampler.start()
+
+    def close(self) -> None:
+        self.sampler.stop()
+
+
+def business_snapshot(core: PayCore, trial_ok: Callable[[], bool | None]) -> BusinessSnapshot:
+    """The business gauges, from SQL (fund figures never come from metrics)."""
+    with core.db.session() as s:
+        processing = s.execute(
+            sa.select(sa.func.count()).select_from(PayOrder).where(PayOrder.status == "processing")
+        ).scalar_one()
+        backlog = dict(
+            s.execute(
+                sa.select(CompensationTask.status, sa.func.count())
+                .where(CompensationTask.status.in_(("pending", "running", "manual")))
+                .group_by(CompensationTask.status)
+            ).all()
+        )
+        notify = s.execute(
+            sa.select(sa.func.count())
+            .select_from(Notification)
+            .where(Notification.status == "pending")
+        ).scalar_one()
+        diffs = dict(
+            s.execute(
+                sa.select(ReconDifference.kind, sa.func.count())
+                .where(ReconDifference.status == "open", ReconDifference.resolution != "expected")
+                .group_by(ReconDifference.kind)
+            ).all()
+        )
+    ok = trial_ok()
+    return BusinessSnapshot(
+        processing_orders=int(processing),
+        compensation_backlog={k: int(v) for k, v in backlog.items()},
+        notification_backlog=int(notify),
+        pending_postings=pending_count(core.db),
+        recon_differences={k: int(v) for k, v in diffs.items()},
+        trial_balance_ok=True if ok is None else ok,
+    )
+
+
+def build_observability(
+    engine: Engine,
+    settings: Settings,
+    *,
+    role: str,
+    business: Callable[[], BusinessSnapshot] | None,
+    rejected: tuple[type[BaseException], ...],
+) -> Observability:
+    """A fresh registry with the pay-link metrics, a sampler into the database, and the
+    query backend (Prometheus when ``PAYWATCH_PROMETHEUS_URL`` is set)."""
+    registry = CollectorRegistry()
+    metrics = CoreMetrics(registry, business=business, rejected=rejected)
+    store = TimeSeriesStore(engine)
+    instance = f"{role}:{socket.gethostname()}:{os.getpid()}"
+    sampler = Sampler(registry, store, instance=instance)
+    query = _make_query(settings.prometheus_url, engine)
+    return Observability(registry, metrics, store, sampler, query)
+
+
+def build_alert_engine(engine: Engine, query: MetricsQuery, settings: Settings) -> Any:
+    """The alert engine with the default core-link rules and the configured notifiers."""
+    from alerts import AlertEngine, AlertmanagerNotifier, MultiNotifier, WebhookNotifier
+    from alerts import default_rules as alert_rules
+
+    notifiers: list[Any] = []
+    if settings.alertmanager_url:
+        notifiers.append(AlertmanagerNotifier(settings.alertmanager_url))
+    hook = settings.extra.get("alert_webhook_url") or os.environ.get("PAYWATCH_ALERT_WEBHOOK_URL")
+    if hook:
+        notifiers.append(WebhookNotifier(hook, settings.notify_secret()))
+    notifier = MultiNotifier(notifiers) if len(notifiers) > 1 else (notifiers or [None])[0]
+    return AlertEngine(engine, query, alert_rules(settings.pay_orgs), notifier=notifier)

@@ -1,0 +1,229 @@
+"""Settings from ``PAYWATCH_*`` environment variables; URLs choose the backends."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from paycore.risk import RiskPolicy
+
+_SECRET_PARAM = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|key)=[^&;]*")
+
+
+def _redact(url: str | None) -> str | None:
+    """A URL safe to log: passwords (in the authority or the query) are replaced."""
+    if not url:
+        return url
+    url = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=***", url)
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+_FLAGS = {
+    "1": True,
+    "true": True,
+    "on": True,
+    "yes": True,
+    "0": False,
+    "false": False,
+    "off": False,
+    "no": False,
+}
+
+
+def _flag(name: str, value: str | None, default: bool) -> bool:
+    """A boolean ``PAYWATCH_<name>``: 1/0, true/false, on/off, yes/no."""
+    if value is None:
+        return default
+    try:
+        return _FLAGS[value.strip().lower()]
+    except KeyError:
+        raise ValueError(f"PAYWATCH_{name} must be 1 or 0") from None
+
+
+def _count(name: str, value: str | None, default: int, most: int) -> int:
+    """A whole number ``PAYWATCH_<name>`` from 1 to ``most``."""
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= most:
+        raise ValueError(f"PAYWATCH_{name} must be a whole number from 1 to {most}")
+    return n
+
+
+#: ``PAYWATCH_RISK_<name>`` -> the :class:`paycore.risk.RiskPolicy` field it sets
+RISK_LIMITS = {
+    "MAX_AMOUNT": "max_amount",
+    "MAX_PER_MINUTE": "max_per_user_per_minute",
+    "DAILY_MAX_COUNT": "daily_max_count",
+    "DAILY_MAX_AMOUNT": "daily_max_amount",
+    "FALLBACK_MAX_AMOUNT": "fallback_max_amount",
+}
+
+
+def _risk_policy(get: Callable[[str], str | None]) -> RiskPolicy:
+    """The risk limits from ``PAYWATCH_RISK_*`` (whole minor units / counts), validated."""
+    from paycore.risk.policy import LIMIT_MAX, RiskPolicy
+
+    values: dict[str, Any] = {}
+    for env, name in RISK_LIMITS.items():
+        raw = get(f"RISK_{env}")
+        if raw is not None:
+            values[name] = _count(f"RISK_{env}", raw.strip(), 0, LIMIT_MAX)
+    refresh = get("RISK_BLOCKLIST_REFRESH_S")
+    if refresh is not None:
+        try:
+            values["blocklist_refresh_s"] = float(refresh)
+        except ValueError:
+            values["blocklist_refresh_s"] = 0.0
+        if not 0 < values["blocklist_refresh_s"] <= 3600:
+            raise ValueError("PAYWATCH_RISK_BLOCKLIST_REFRESH_S must be seconds in (0, 3600]")
+    default = RiskPolicy()
+    if values.get("fallback_max_amount", default.fallback_max_amount) > values.get(
+        "max_amount", default.max_amount
+    ):
+        raise ValueError(
+            "PAYWATCH_RISK_FALLBACK_MAX_AMOUNT must not exceed PAYWATCH_RISK_MAX_AMOUNT"
+        )
+    return RiskPolicy(**values)
+
+
+def _default_risk_policy() -> RiskPolicy:
+    from paycore.risk.policy import RiskPolicy
+
+    return RiskPolicy()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the running system is built from."""
+
+    database_url: str = "sqlite:///var/paywatch.db"
+    redis_url: str | None = None
+    replica_url: str | None = None
+    prometheus_url: str | None = None
+    alertmanager_url: str | None = None
+    node_id: int | None = None
+    api_url: str = "http://127.0.0.1:8000"
+    sandbox_url: str = "http://127.0.0.1:8100"
+    pay_orgs: tuple[str, ...] = ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C")
+    channel_secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    var_dir: str = "var"
+    notify_secret_value: str | None = field(default=None, repr=False)
+    sandbox_admin_token_value: str | None = field(default=None, repr=False)
+    #: serve requests marked ``X-Paywatch-Shadow: 1`` from the shadow tables (built on
+    #: the first such request); off: they are refused with 403 (``PAYWATCH_SHADOW=0``)
+    shadow: bool = True
+    #: the sandbox channel shadow orders are sent to (default: ``sandbox_url``)
+    shadow_channel_url: str | None = None
+    #: threads serving the API's pay core calls in one process (``PAYWATCH_API_THREADS``)
+    api_threads: int = 8
+    #: the risk engine's limits (``PAYWATCH_RISK_MAX_AMOUNT``, ``..._MAX_PER_MINUTE``,
+    #: ``..._DAILY_MAX_COUNT``, ``..._DAILY_MAX_AMOUNT``, ``..._FALLBACK_MAX_AMOUNT``,
+    #: ``..._BLOCKLIST_REFRESH_S``)
+    risk_policy: RiskPolicy = field(default_factory=_default_risk_policy)
+    #: prefix of the risk counters' keys in Redis (``PAYWATCH_RISK_NAMESPACE``)
+    risk_namespace: str = "paywatch:risk:"
+    #: minutes without a click after which a console session ends
+    #: (``PAYWATCH_CONSOLE_IDLE_MINUTES``, 1 .. 720)
+    console_idle_minutes: int = 30
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(f"PAYWATCH_{name}")
+            return value if value else None
+
+        node = get("NODE_ID")
+        secrets: dict[str, str] = {}
+        for pair in (get("CHANNEL_SECRETS") or "").split(","):
+            if "=" in pair:
+                org, secret = pair.split("=", 1)
+                secrets[org.strip()] = secret.strip()
+        orgs = tuple(o.strip() for o in (get("PAY_ORGS") or "").split(",") if o.strip())
+        return cls(
+            api_url=get("API_URL") or cls.api_url,
+            sandbox_url=get("SANDBOX_URL") or cls.sandbox_url,
+            pay_orgs=orgs or cls.pay_orgs,
+            channel_secrets=secrets,
+            var_dir=get("VAR_DIR") or cls.var_dir,
+            notify_secret_value=get("NOTIFY_SECRET"),
+            sandbox_admin_token_value=get("SANDBOX_ADMIN_TOKEN"),
+            database_url=get("DATABASE_URL") or cls.database_url,
+            redis_url=get("REDIS_URL"),
+            replica_url=get("REPLICA_URL"),
+            prometheus_url=get("PROMETHEUS_URL"),
+            alertmanager_url=get("ALERTMANAGER_URL"),
+            node_id=int(node) if node else None,
+            shadow=_flag("SHADOW", get("SHADOW"), cls.shadow),
+            shadow_channel_url=get("SHADOW_CHANNEL_URL"),
+            api_threads=_count("API_THREADS", get("API_THREADS"), cls.api_threads, 256),
+            risk_policy=_risk_policy(get),
+            risk_namespace=get("RISK_NAMESPACE") or cls.risk_namespace,
+            console_idle_minutes=_count(
+                "CONSOLE_IDLE_MINUTES", get("CONSOLE_IDLE_MINUTES"), cls.console_idle_minutes, 720
+            ),
+        )
+
+    def resolved_channel_secrets(self) -> dict[str, str]:
+        """Per pay org HMAC secrets: from ``PAYWATCH_CHANNEL_SECRETS``, else a file under
+        ``var_dir`` created once with random secrets (the embedded default)."""
+        if self.channel_secrets:
+            return dict(self.channel_secrets)
+        import json
+        import secrets as _secrets
+        from pathlib import Path
+
+        path = Path(self.var_dir) / "channel_secrets.json"
+        known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        missing = [o for o in self.pay_orgs if o not in known]
+        if missing:
+            known.update({o: _secrets.token_urlsafe(32) for o in missing})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(known))
+            path.chmod(0o600)
+        return {o: known[o] for o in self.pay_orgs}
+
+    def notify_secret(self) -> str:
+        """The key merchant notifications are signed with (``PAYWATCH_NOTIFY_SECRET``,
+        else generated once under ``var_dir``)."""
+        if self.notify_secret_value:
+            return self.notify_secret_value
+        return self._generated("notify_secret")
+
+    def sandbox_admin_token(self) -> str:
+        """The token of the sandbox channel's fault knobs (``PAYWATCH_SANDBOX_ADMIN_TOKEN``,
+        else generated once under ``var_dir``, so the sandbox, the console and
+        ``paywatch simulate`` sharing a var dir agree without a well-known default)."""
+        return self.sandbox_admin_token_value or self._generated("sandbox_admin_token")
+
+    def _generated(self, name: str) -> str:
+        import secrets as _secrets
+        from pathlib import Path
+
+        path = Path(self.var_dir) / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def __repr__(self) -> str:  # secrets never reach logs
+        return (
+            f"Settings(database_url={_redact(self.database_url)!r}, "
+            f"redis_url={_redact(self.redis_url)!r})"
+        )

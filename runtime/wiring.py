@@ -1,0 +1,89 @@
+"""Assembling the stability layer for one process: map, limits, breakers, switches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from paycore import errors as pe
+from stability.breaker_stats import BreakerStatsPublisher
+from stability.breaker_store import make_breaker_store
+from stability.depmap import DependencyMap
+from stability.depmap_seed import seed_if_empty
+from stability.depmap_store import DependencyMapStore
+from stability.events import BreakerEventLog
+from stability.guard import Guard
+from stability.limits import Limiter, make_limit_store
+from stability.policy import approval_policy, default_rules
+from stability.propagation import SwitchWatcher, redis_publisher
+from stability.switches import SwitchService
+
+#: errors that are the caller's fault, not the dependency's: never trip a breaker
+BUSINESS_ERRORS: tuple[type[BaseException], ...] = (
+    pe.InvalidRequest,
+    pe.AuthenticationFailed,
+    pe.ContextNotGranted,
+    pe.MerchantDisabled,
+    pe.RiskRejected,
+    pe.NotFound,
+    pe.Conflict,
+)
+
+
+@dataclass
+class StabilityRuntime:
+    map_store: DependencyMapStore
+    dmap: DependencyMap
+    guard: Guard
+    switches: SwitchService
+    watcher: SwitchWatcher
+    breaker_events: BreakerEventLog
+    redis: Any = None
+    breaker_stats: BreakerStatsPublisher | None = None  # breaker windows for the console
+
+    def start(self) -> None:
+        self.watcher.start()
+        if self.breaker_stats is None:
+            self.breaker_stats = BreakerStatsPublisher(
+                self.switches.engine, self.guard.breakers
+            ).start()
+
+    def close(self) -> None:
+        self.watcher.stop()
+        if self.breaker_stats is not None:
+            self.breaker_stats.stop()
+        if self.redis is not None:
+            self.redis.close()
+
+
+def build_stability(
+    engine: Engine, *, pay_orgs: tuple[str, ...], redis_url: str | None, poll_s: float = 0.25
+) -> StabilityRuntime:
+    """Seed the dependency map if empty and build the guard and switch machinery."""
+    store = DependencyMapStore(engine)
+    seed_if_empty(store, pay_orgs, redis_lock=bool(redis_url))
+    dmap = store.load()
+    rules = default_rules(pay_orgs)
+    events = BreakerEventLog(engine)
+    guard = Guard(
+        dmap,
+        limiter=Limiter(make_limit_store(redis_url)),
+        base_rules=rules,
+        breaker_store=make_breaker_store(redis_url) if redis_url else None,
+        recorders=[events],
+        ignore=BUSINESS_ERRORS,
+    )
+    client = None
+    if redis_url:
+        import redis
+
+        client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+    switches = SwitchService(
+        engine,
+        needs_approval=approval_policy(lambda: guard.map, lambda: guard.base_rules),
+        on_commit=redis_publisher(client) if client is not None else None,
+    )
+    watcher = SwitchWatcher(switches, guard.apply, poll_s=poll_s, redis_client=client)
+    return StabilityRuntime(store, dmap, guard, switches, watcher, events, client)
