@@ -186,3 +186,8 @@ def build_default_rules(pay_orgs: tuple[str, ...] = ()) -> list[Rule]:
         ),
     ]
     return rules
+
+
+def default_rules(pay_orgs: tuple[str, ...] | list[str] = ()) -> list[Rule]:
+    """The default rules for the core links (:func:`build_default_rules`)."""
+    return build_default_rules(tuple(pay_orgs))

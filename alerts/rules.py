@@ -37,7 +37,6 @@ __all__ = [
     "QuerySpec",
     "Rule",
     "ThresholdRule",
-    "default_rules",
 ]
 
 
@@ -128,10 +127,3 @@ class ThresholdRule(Rule):
                 raise RuleError(f"{self.name}: a callable query needs absent_promql= to export")
             out.append(absent_export(self, expr))
         return out
-
-
-def default_rules(pay_orgs: tuple[str, ...] | list[str] = ()) -> list[Rule]:
-    """The default rules for the core links; see :mod:`alerts.defaults`."""
-    from .defaults import build_default_rules
-
-    return build_default_rules(tuple(pay_orgs))

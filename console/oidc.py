@@ -25,7 +25,7 @@ def oidc_configured(secrets_obj: Mapping[str, Any] | Any) -> bool:
 
 def oidc_role(email: str | None, mapping: Mapping[str, str] | None) -> str:
     """The role of an OIDC-signed-in user: from ``[console.oidc_roles]``, else viewer."""
-    from .auth import ROLES  # auth re-exports this module: imported here, not at the top
+    from .roles import ROLES
 
     if email and mapping and mapping.get(email) in ROLES:
         return str(mapping[email])
