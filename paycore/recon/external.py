@@ -43,17 +43,14 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import ColumnElement, String, any_, bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from .. import status as st
 from ..channels.client import StatementLine
 from ..context import check_code
-from ..db.schema import JournalEntry, JournalLeg, PayException, PayItem
 from ..errors import DayNotOver, UnknownPayOrg
+from .matching import CLASSES, RESOLUTION, Day, match_chunk, ours_missing
 from .runs import (
     Difference,
     ReconReport,
@@ -66,15 +63,17 @@ from .runs import (
 if TYPE_CHECKING:
     from ..core import PayCore
 
+__all__ = [
+    "CLASSES",
+    "RESOLUTION",
+    "Source",
+    "StatementSource",
+    "check_day_over",
+    "check_pay_org",
+    "day_over",
+    "reconcile_day",
+]
 log = logging.getLogger(__name__)
-CLASSES = ("missing_ours", "missing_channel", "amount_mismatch", "status_mismatch", "timing_gap")
-RESOLUTION = {
-    "missing_ours": "manual",
-    "missing_channel": "compensation",
-    "amount_mismatch": "manual",
-    "status_mismatch": "compensation",
-    "timing_gap": "expected",
-}
 
 
 class StatementSource(Protocol):
@@ -84,23 +83,6 @@ class StatementSource(Protocol):
 
 
 Source = StatementSource | Callable[[str, date], Iterable[StatementLine]]
-
-
-class _Day:
-    """The day's bounds and the cut-off test."""
-
-    def __init__(self, day: date, grace_s: float) -> None:
-        self.start = datetime.combine(day, time(0), tzinfo=UTC)
-        self.end = self.start + timedelta(days=1)
-        self.grace = timedelta(seconds=grace_s)
-        self.text = day.isoformat()
-
-    def inside(self, at: datetime) -> bool:
-        return self.start <= at < self.end
-
-    def near_cutoff(self, at: datetime) -> bool:
-        """Within the grace of either midnight that bounds the day."""
-        return any(abs(at - edge) <= self.grace for edge in (self.start, self.end))
 
 
 def _chunks(lines: Iterable[StatementLine], size: int) -> Iterator[list[StatementLine]]:
@@ -141,7 +123,7 @@ def reconcile_day(
     fetch: Callable[[str, date], Iterable[StatementLine]] = (
         source.statement if hasattr(source, "statement") else source
     )
-    d = _Day(day, cutoff_grace_s)
+    d = Day(day, cutoff_grace_s)
     report = start_run(core, "external", pay_org_no, d.text)
     try:
         _run(core, fetch(pay_org_no, day), pay_org_no, d, report, chunk)
@@ -180,7 +162,7 @@ def _run(
     core: PayCore,
     lines: Iterable[StatementLine],
     org: str,
-    d: _Day,
+    d: Day,
     report: ReconReport,
     size: int,
 ) -> None:
@@ -194,9 +176,9 @@ def _run(
                 todo.append(line)
             done += 1
         if todo:
-            diffs, matched = _match_chunk(core, org, d, todo)
+            diffs, matched = match_chunk(core, org, d, todo)
             _commit(core, report, diffs, len(todo), matched, done)
-    _commit(core, report, _ours_missing(core, org, d, seen), 0, 0, done, final=True)
+    _commit(core, report, ours_missing(core, org, d, seen), 0, 0, done, final=True)
     log.info(
         "external recon %s %s: %d lines, %d matched, differences %s (%d new)",
         org,
@@ -238,164 +220,3 @@ def _commit(
         new.counts,
         new.added,
     )
-
-
-def _txn_in(core: PayCore, txns: set[str]) -> ColumnElement[bool]:
-    """``channel_txn_no IN (...)``; one array parameter on PostgreSQL, not thousands."""
-    if core.db.is_postgres:
-        return PayItem.channel_txn_no == any_(bindparam("txns", list(txns), ARRAY(String(64))))
-    return PayItem.channel_txn_no.in_(txns)
-
-
-def _diff(org: str, d: _Day, kind: str, ref: str, **kw: Any) -> Difference:
-    return Difference(kind, org, d.text, ref, RESOLUTION[kind], **kw)
-
-
-def _match_chunk(
-    core: PayCore, org: str, d: _Day, lines: list[StatementLine]
-) -> tuple[list[Difference], int]:
-    """Classify one chunk of statement lines; returns its differences and matches."""
-    wanted = _txn_in(core, {ln.channel_txn_no for ln in lines})
-    with core.db.session() as s:
-        rows = (
-            s.connection()
-            .execute(
-                select(
-                    PayItem.channel_txn_no,
-                    PayItem.id,
-                    PayItem.status,
-                    PayItem.amount,
-                    PayItem.settled_amount,
-                    PayItem.finished_at,
-                ).where(PayItem.pay_org_no == org, wanted)
-            )
-            .all()
-        )
-    ours = {r[0]: r for r in rows}
-    taken, refunded = _compensated(core, [r[1] for r in rows if r[2] == st.FAILED], lines)
-    diffs: list[Difference] = []
-    matched = 0
-    for ln in lines:
-        ref = ln.channel_txn_no
-        o = ours.get(ref)
-        if o is None and ln.status == st.SUCCESS and refunded.get(ref) == ln.amount:
-            matched += 1  # our compensation refund of money we could not keep
-            continue
-        if o is None:
-            diffs.append(
-                _diff(
-                    org,
-                    d,
-                    "missing_ours",
-                    ref,
-                    note="unknown to us",
-                    channel_amount=ln.amount,
-                    channel_status=ln.status,
-                )
-            )
-            continue
-        _, item_id, status, amount, settled, finished = o
-        amount = settled if settled is not None else amount
-        if status == st.FAILED and ln.status == st.SUCCESS and taken.get(item_id) == ln.amount:
-            status, amount = st.SUCCESS, ln.amount  # booked as taken; compensation refunds it
-        if status == ln.status and amount == ln.amount and finished and d.inside(finished):
-            matched += 1
-            continue
-        if status != ln.status:
-            kind, note = "status_mismatch", ""
-        elif amount != ln.amount:
-            kind, note = "amount_mismatch", ""
-        elif finished is not None and d.near_cutoff(finished):
-            kind, note = "timing_gap", f"we booked it at {finished.isoformat()}"
-        else:
-            when = finished.isoformat() if finished else "no time"
-            kind, note = "missing_ours", f"we booked it: {when}"
-        diffs.append(
-            _diff(
-                org,
-                d,
-                kind,
-                ref,
-                note=note,
-                our_amount=amount,
-                our_status=status,
-                channel_amount=ln.amount,
-                channel_status=ln.status,
-            )
-        )
-    return diffs, matched
-
-
-def _compensated(
-    core: PayCore, failed_items: list[int], lines: list[StatementLine]
-) -> tuple[dict[int, int], dict[str, int]]:
-    """What compensation explains in a chunk: money taken by failed items (pay item id ->
-    amount held by its pay exception) and our refunds of it (``x{id}`` -> amount posted)."""
-    refs = {
-        ln.channel_txn_no[1:]: ln.channel_txn_no
-        for ln in lines
-        if ln.channel_txn_no[:1] == "x" and ln.channel_txn_no[1:].isdigit()
-    }
-    taken: dict[int, int] = {}
-    refunded: dict[str, int] = {}
-    with core.db.session() as s:
-        if failed_items:
-            taken = {
-                int(i): int(a)
-                for i, a in s.execute(
-                    select(PayException.pay_item_id, func.max(PayException.amount_taken))
-                    .where(PayException.pay_item_id.in_(failed_items))
-                    .group_by(PayException.pay_item_id)
-                )
-                if i is not None
-            }
-        if refs:
-            refunded = {
-                refs[k]: int(a)
-                for k, a in s.execute(
-                    select(JournalEntry.biz_key, func.sum(JournalLeg.amount))
-                    .join(JournalLeg, JournalLeg.entry_id == JournalEntry.id)
-                    .where(
-                        JournalEntry.biz_type == "exception_refund",
-                        JournalEntry.biz_key.in_(list(refs)),
-                        JournalLeg.amount > 0,
-                    )
-                    .group_by(JournalEntry.biz_key)
-                )
-            }
-    return taken, refunded
-
-
-def _ours_missing(core: PayCore, org: str, d: _Day, seen: set[str]) -> list[Difference]:
-    """Our successes of the day that the statement does not list (streamed)."""
-    stmt = (
-        select(PayItem.channel_txn_no, PayItem.amount, PayItem.settled_amount, PayItem.finished_at)
-        .where(
-            PayItem.pay_org_no == org,
-            PayItem.tool == "channel",
-            PayItem.status == st.SUCCESS,
-            PayItem.finished_at >= d.start,
-            PayItem.finished_at < d.end,
-        )
-        .execution_options(stream_results=True, max_row_buffer=5000)
-    )
-    diffs: list[Difference] = []
-    with core.db.session() as s:
-        for r in s.connection().execute(stmt):
-            if r.channel_txn_no is None or r.channel_txn_no in seen:
-                continue
-            amount = r.settled_amount if r.settled_amount is not None else r.amount
-            kind = "timing_gap" if d.near_cutoff(r.finished_at) else "missing_channel"
-            note = f"we booked it at {r.finished_at.isoformat()}; not on the statement"
-            diffs.append(
-                _diff(
-                    org,
-                    d,
-                    kind,
-                    r.channel_txn_no,
-                    our_amount=amount,
-                    our_status=st.SUCCESS,
-                    note=note,
-                )
-            )
-    return diffs
