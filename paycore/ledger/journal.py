@@ -147,6 +147,22 @@ class Ledger:
             "memo": memo[:256],
             "created_at": now,
         }
+        rows, pending, changes = self._legs(session, legs, entry_id, currency, now)
+        if not _insert_entry(session, entry, rows, pending):
+            return None  # the same business event was already posted: posting is idempotent
+        _defer(session, changes)
+        return entry_id
+
+    def _legs(
+        self,
+        session: Session,
+        legs: Sequence[Leg],
+        entry_id: int,
+        currency: str,
+        now: datetime,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[int, int]]:
+        """The entry's leg rows, the buffered postings of hot accounts, and the balance
+        change of every other account (on its normal side)."""
         rows: list[dict[str, Any]] = []
         pending: list[dict[str, Any]] = []
         changes: dict[int, int] = {}
@@ -177,15 +193,17 @@ class Ledger:
                 )
             else:
                 changes[target] = changes.get(target, 0) + delta
-        if not _insert_entry(session, entry, rows, pending):
-            return None  # the same business event was already posted: posting is idempotent
-        deferred = session.info.get(_DELTAS)
-        if deferred is None:
-            deferred = session.info[_DELTAS] = {}
-            before_commit(session, _apply_deferred)
-        for account_id, delta in changes.items():
-            deferred[account_id] = deferred.get(account_id, 0) + delta
-        return entry_id
+        return rows, pending, changes
+
+
+def _defer(session: Session, changes: dict[int, int]) -> None:
+    """Add ``changes`` to the balance changes applied just before the transaction commits."""
+    deferred = session.info.get(_DELTAS)
+    if deferred is None:
+        deferred = session.info[_DELTAS] = {}
+        before_commit(session, _apply_deferred)
+    for account_id, delta in changes.items():
+        deferred[account_id] = deferred.get(account_id, 0) + delta
 
 
 def _insert_entry(
