@@ -1,38 +1,41 @@
-"""Operations reads: compensation queue, notification backlog, reconciliation, manual items.
+"""Operations reads: compensation queue, notification backlog, manual items.
 
-Plain SQL over the pay core's tables; the writes here are :func:`resolve_difference` (a
-reconciliation difference settled by a human) and :func:`reconcile_statement` (an
-uploaded statement reconciled, pay org and day checked first). Compensation retries and
-notification resends go through the pay core's own :class:`~paycore.jobs.tasks.TaskQueue`
-and :class:`~paycore.notify.delivery.NotificationDelivery`.
+Plain SQL over the pay core's tables. Compensation retries and notification resends go
+through the pay core's own :class:`~paycore.jobs.tasks.TaskQueue` and
+:class:`~paycore.notify.delivery.NotificationDelivery`; what each picker may offer is
+:data:`ACTIONABLE_TASKS` and :data:`RESENDABLE`.
 
-Also the pages' plain helpers (no Streamlit here): :func:`ids_as_text` (64-bit ids as
-strings, so a browser never rounds them through a JavaScript number), what each picker
-may offer (:data:`ACTIONABLE_TASKS`, :data:`RESENDABLE`) and :func:`flash` /
-:func:`take_flash` (a confirmation kept across the rerun that refreshes a page).
+Reconciliation (:mod:`console.reports.recon`) and the pages' plain helpers
+(:mod:`console.reports.page_helpers`) are importable from here too.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from paycore import Database
-from paycore.db.schema import (
-    CompensationTask,
-    Notification,
-    NotificationAttempt,
-    PayItem,
-    ReconDifference,
-    ReconRun,
+from console.reports.page_helpers import (  # noqa: F401 - re-exported
+    big_ints_as_text,
+    flash,
+    ids_as_text,
+    take_flash,
 )
-
-_NOTE_MAX = 4000
+from console.reports.recon import (  # noqa: F401 - re-exported
+    DifferenceRow,
+    RunRow,
+    configured_pay_orgs,
+    difference_kinds,
+    parse_statement_csv,
+    recon_differences,
+    recon_runs,
+    reconcile_statement,
+    resolve_difference,
+)
+from paycore import Database
+from paycore.db.schema import CompensationTask, Notification, NotificationAttempt, PayItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,140 +197,6 @@ def resend_notification(db: Database, delivery: Any, notification_id: int, actor
 
 
 @dataclass(frozen=True, slots=True)
-class RunRow:
-    id: int
-    kind: str
-    pay_org_no: str
-    day: str
-    status: str
-    cursor: int
-    stats: dict[str, Any]
-    started_at: datetime
-    finished_at: datetime | None
-
-
-def recon_runs(
-    db: Database,
-    *,
-    kind: str | None = None,
-    pay_org_no: str | None = None,
-    day: str | None = None,
-    status: str | None = None,
-    limit: int = 200,
-) -> list[RunRow]:
-    """Reconciliation runs, newest first, optionally filtered."""
-    R = ReconRun
-    stmt = select(R).order_by(R.started_at.desc(), R.id.desc()).limit(limit)
-    for col, value in (
-        (R.kind, kind),
-        (R.pay_org_no, pay_org_no),
-        (R.day, day),
-        (R.status, status),
-    ):
-        if value:
-            stmt = stmt.where(col == value)
-    with db.session() as s:
-        return [
-            RunRow(
-                r.id,
-                r.kind,
-                r.pay_org_no,
-                r.day,
-                r.status,
-                r.cursor,
-                json.loads(r.stats or "{}"),
-                r.started_at,
-                r.finished_at,
-            )
-            for r in s.execute(stmt).scalars()
-        ]
-
-
-@dataclass(frozen=True, slots=True)
-class DifferenceRow:
-    id: int
-    run_id: int
-    kind: str
-    pay_org_no: str
-    day: str
-    ref: str
-    our_amount: int | None
-    channel_amount: int | None
-    our_status: str
-    channel_status: str
-    resolution: str
-    status: str
-    note: str
-    created_at: datetime
-
-
-def recon_differences(
-    db: Database,
-    *,
-    status: str | None = None,
-    kind: str | None = None,
-    pay_org_no: str | None = None,
-    day: str | None = None,
-    limit: int = 500,
-) -> list[DifferenceRow]:
-    """Reconciliation differences, newest first, optionally filtered."""
-    D = ReconDifference
-    stmt = select(D).order_by(D.created_at.desc(), D.id.desc()).limit(limit)
-    for col, value in (
-        (D.status, status),
-        (D.kind, kind),
-        (D.pay_org_no, pay_org_no),
-        (D.day, day),
-    ):
-        if value:
-            stmt = stmt.where(col == value)
-    with db.session() as s:
-        return [
-            DifferenceRow(
-                r.id,
-                r.run_id,
-                r.kind,
-                r.pay_org_no,
-                r.day,
-                r.ref,
-                r.our_amount,
-                r.channel_amount,
-                r.our_status,
-                r.channel_status,
-                r.resolution,
-                r.status,
-                r.note,
-                r.created_at,
-            )
-            for r in s.execute(stmt).scalars()
-        ]
-
-
-def resolve_difference(db: Database, diff_id: int, actor: str, note: str, now: datetime) -> bool:
-    """Mark an open difference ``resolved`` with a note line (``[time] resolved by
-    actor: note``); False when there is no such open difference. The note is required."""
-    if not note.strip():
-        raise ValueError("a note is required to resolve a difference")
-    D = ReconDifference
-
-    def work(s: Any) -> bool:
-        row = s.execute(select(D).where(D.id == diff_id, D.status == "open")).scalar_one_or_none()
-        if row is None:
-            return False
-        line = f"[{now:%Y-%m-%dT%H:%M:%SZ}] resolved by {actor[:64]}: {note.strip()[:500]}"
-        text = (f"{row.note}\n{line}" if row.note else line)[-_NOTE_MAX:]
-        done = s.execute(
-            update(D)
-            .where(D.id == diff_id, D.status == "open")
-            .values(status="resolved", note=text)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(done.rowcount)
-
-    return bool(db.run(work))
-
-
-@dataclass(frozen=True, slots=True)
 class ManualItemRow:
     id: int
     pay_order_id: int
@@ -363,134 +232,3 @@ def manual_items(db: Database, *, limit: int = 200) -> list[ManualItemRow]:
             )
             for r in s.execute(stmt).scalars()
         ]
-
-
-def parse_statement_csv(data: bytes | str) -> list[Any]:
-    """A statement CSV upload as :class:`~paycore.channels.client.StatementLine` rows.
-
-    Header: ``channel_txn_no,channel_ref,kind,amount,currency,status,settled_at``
-    (``settled_at`` ISO 8601 with offset; ``channel_ref`` may be empty).
-    Raises ValueError naming the first bad line.
-    """
-    import csv
-    import io
-
-    from paycore.channels.client import StatementLine
-
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
-    reader = csv.DictReader(io.StringIO(text))
-    need = {"channel_txn_no", "kind", "amount", "currency", "status", "settled_at"}
-    missing = need - set(reader.fieldnames or ())
-    if missing:
-        raise ValueError(f"statement CSV lacks columns: {', '.join(sorted(missing))}")
-    lines = []
-    for n, rec in enumerate(reader, start=2):
-        try:
-            at = datetime.fromisoformat(rec["settled_at"].strip())
-            if at.tzinfo is None:
-                raise ValueError("settled_at needs a UTC offset")
-            lines.append(
-                StatementLine(
-                    rec["channel_txn_no"].strip(),
-                    (rec.get("channel_ref") or "").strip(),
-                    rec["kind"].strip(),
-                    int(rec["amount"]),
-                    rec["currency"].strip(),
-                    rec["status"].strip(),
-                    at,
-                )
-            )
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise ValueError(f"statement CSV line {n}: {exc}") from exc
-    return lines
-
-
-def difference_kinds(db: Database) -> list[str]:
-    """The external difference classes plus every class on record (internal ones too)."""
-    from paycore.recon.external import CLASSES
-
-    with db.session() as s:
-        seen = {str(k) for k in s.execute(select(ReconDifference.kind).distinct()).scalars()}
-    return sorted(set(CLASSES) | seen)
-
-
-def configured_pay_orgs(platform: Any) -> tuple[str, ...]:
-    """The pay orgs the platform is configured for (``PAYWATCH_PAY_ORGS``)."""
-    settings = getattr(platform, "settings", None)
-    orgs = tuple(getattr(settings, "pay_orgs", None) or ())
-    if orgs:
-        return orgs
-    from console import host
-
-    return tuple(host.settings().pay_orgs)
-
-
-def reconcile_statement(
-    core: Any,
-    lines: Iterable[Any],
-    pay_org_no: str,
-    day: date,
-    *,
-    pay_orgs: Collection[str],
-    unfinished_ok: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> Any:
-    """Reconcile an uploaded statement for ``pay_org_no`` and UTC ``day``.
-
-    The pay org must be one of ``pay_orgs`` (``*`` or an unknown org is refused, nothing
-    recorded); a day not over yet is refused unless ``unfinished_ok`` (the person
-    confirmed). ``progress`` is called with the number of lines read so far.
-    Returns the :class:`~paycore.recon.ReconReport`.
-    """
-    from paycore.recon import reconcile_day
-
-    def feed(_org: str, _day: date) -> Iterator[Any]:
-        for n, line in enumerate(lines, start=1):
-            yield line
-            if progress is not None:
-                progress(n)
-
-    return reconcile_day(
-        core, feed, pay_org_no, day, pay_orgs=tuple(pay_orgs), unfinished_ok=unfinished_ok
-    )
-
-
-def ids_as_text(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Table rows with every id (``id`` and ``*_id`` integer columns) as a string.
-
-    Our ids are 64-bit; a browser table holds numbers as JavaScript doubles, exact only
-    up to 2^53, so ``387985099441922048`` would show as ``...050``. As text it is exact.
-    """
-
-    def text(k: str, v: Any) -> Any:
-        is_id = k == "id" or k.endswith("_id")
-        return str(v) if is_id and isinstance(v, int) and not isinstance(v, bool) else v
-
-    return [{k: text(k, v) for k, v in r.items()} for r in rows]
-
-
-def big_ints_as_text(value: Any) -> Any:
-    """``value`` (JSON-like) with integers beyond 2^53 as strings, for ``st.json``."""
-    if isinstance(value, dict):
-        return {k: big_ints_as_text(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [big_ints_as_text(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-        return str(value)
-    return value
-
-
-_FLASH = "ops_flash:"
-
-
-def flash(state: Any, page: str, message: str) -> None:
-    """Keep ``message`` for ``page``'s next run (the rerun that refreshes its tables) in
-    ``state`` (``st.session_state`` or any mutable mapping)."""
-    state[_FLASH + page] = message
-
-
-def take_flash(state: Any, page: str) -> str | None:
-    """The message :func:`flash` kept for ``page``, once (``state``: ``st.session_state``
-    or any mutable mapping)."""
-    message = state.pop(_FLASH + page, None)
-    return None if message is None else str(message)
