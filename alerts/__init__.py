@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from .base import DEFAULT_WINDOWS, BurnWindow, Rule
 from .burnrate import BurnRateRule
+from .defaults import build_default_rules, default_rules
 from .engine import AlertEngine, EvalResult
 from .errors import AlertsError, NotifyError, RuleError, SilenceError
-from .export import rule_groups, to_prometheus_rules
+from .export import emit_yaml, rule_groups, to_prometheus_rules
 from .model import Alert, Delivery, Instance, Notification, NotificationRecord, Transition
 from .notify import AlertmanagerNotifier, MultiNotifier, Notifier, WebhookNotifier
-from .rules import ThresholdRule, default_rules
+from .rules import ThresholdRule
 from .silences import Silence, SilenceStore
 from .spec import MinTraffic, QuerySpec
 
@@ -43,7 +44,9 @@ __all__ = [
     "ThresholdRule",
     "Transition",
     "WebhookNotifier",
+    "build_default_rules",
     "default_rules",
+    "emit_yaml",
     "rule_groups",
     "to_prometheus_rules",
 ]

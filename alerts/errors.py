@@ -1,6 +1,16 @@
-"""The alert package's exceptions: one root, a few precise kinds."""
+"""The alert package's exceptions: one root, a few precise kinds.
+
+::
+
+    AlertsError
+    ├── RuleError (also ValueError): an invalid rule definition
+    ├── SilenceError (also ValueError): an invalid or unknown silence
+    └── NotifyError: a notification could not be delivered (after its retries)
+"""
 
 from __future__ import annotations
+
+__all__ = ["AlertsError", "NotifyError", "RuleError", "SilenceError"]
 
 
 class AlertsError(Exception):

@@ -2,16 +2,16 @@
 
 Nothing is created at import time: every metric lives on the
 :class:`~prometheus_client.CollectorRegistry` handed to :class:`CoreMetrics`, the
-store and the sampler are built over an engine and a registry passed in. This package
-imports nothing else of paywatch (DESIGN.md §1).
+store and the sampler are built over an engine and a registry passed in. Importing the
+package registers the metric stores with :mod:`backends` (kind ``metric store``:
+``postgresql``/``sqlite`` URLs the database store, ``http(s)`` Prometheus). Of
+paywatch it imports only :mod:`backends` (DESIGN.md §1).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .business import BusinessCollector, BusinessSnapshot
-from .errors import CollectorsError, LabelError, QueryError, StoreError
+from .errors import CollectorsError, LabelError, QueryBackendError, QueryError, StoreError
 from .exposition import make_metrics_app, metrics_response, start_metrics_server
 from .histogram import bucket_quantile
 from .metrics import (
@@ -34,9 +34,7 @@ from .prom import PrometheusQuery
 from .query import MetricsQuery, Series
 from .sampler import Sampler
 from .store import TimeSeriesStore
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+from .stores import make_query, prometheus_metric_store, sql_metric_store
 
 __all__ = [
     "BREAKER_STATES",
@@ -58,6 +56,7 @@ __all__ = [
     "LabelError",
     "MetricsQuery",
     "PrometheusQuery",
+    "QueryBackendError",
     "QueryError",
     "Sampler",
     "Series",
@@ -68,17 +67,7 @@ __all__ = [
     "make_metrics_app",
     "make_query",
     "metrics_response",
+    "prometheus_metric_store",
+    "sql_metric_store",
     "start_metrics_server",
 ]
-
-
-def make_query(
-    prometheus_url: str | None, engine: Engine | None, *, sample_interval: float = 5.0
-) -> MetricsQuery:
-    """Prometheus' HTTP API when ``prometheus_url`` is set (``PAYWATCH_PROMETHEUS_URL``),
-    else the database store over ``engine``."""
-    if prometheus_url:
-        return PrometheusQuery(prometheus_url)
-    if engine is None:
-        raise CollectorsError("make_query needs an engine when no Prometheus URL is set")
-    return TimeSeriesStore(engine, sample_interval=sample_interval)

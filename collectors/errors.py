@@ -1,8 +1,21 @@
-"""The collectors package's exceptions; driver errors (SQLAlchemy, httpx) never leave it."""
+"""The collectors package's exceptions; driver errors (SQLAlchemy, httpx) never leave it.
+
+::
+
+    CollectorsError
+    ├── LabelError (also ValueError): a label value outside its bounded set
+    ├── QueryError: a metrics query could not be answered (bad arguments, ...)
+    │   └── QueryBackendError (also BackendError): the database or Prometheus failed
+    └── StoreError (also BackendError): the time-series store could not write
+
+:class:`backends.errors.BackendError` is the project-wide root of storage failures.
+"""
 
 from __future__ import annotations
 
-__all__ = ["CollectorsError", "LabelError", "QueryError", "StoreError"]
+from backends.errors import BackendError
+
+__all__ = ["CollectorsError", "LabelError", "QueryBackendError", "QueryError", "StoreError"]
 
 
 class CollectorsError(Exception):
@@ -17,5 +30,9 @@ class QueryError(CollectorsError):
     """A metrics query could not be answered (bad arguments, backend failure)."""
 
 
-class StoreError(CollectorsError):
+class QueryBackendError(QueryError, BackendError):
+    """The backend of a metrics query failed: the database, or Prometheus' HTTP API."""
+
+
+class StoreError(CollectorsError, BackendError):
     """The time-series store could not read or write the database."""

@@ -22,7 +22,9 @@ from typing import Any
 
 import httpx
 
-from .errors import QueryError
+from backends.errors import DriverErrors
+
+from .errors import QueryBackendError, QueryError
 from .query import Labels, MetricsQuery, Series, check_agg
 from .store_eval import points
 
@@ -32,6 +34,11 @@ _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _PCT = re.compile(r"p(\d{2,4})")
 Key = tuple[tuple[str, str], ...]
+#: no answer, or not JSON (ValueError), from Prometheus
+_FAILED = DriverErrors(
+    lambda exc: QueryBackendError(f"Prometheus query failed: {type(exc).__name__}"),
+    catch=(httpx.HTTPError, ValueError),
+)
 
 
 def _escape(value: str) -> str:
@@ -92,11 +99,9 @@ class PrometheusQuery(MetricsQuery):
 
     # -- HTTP --------------------------------------------------------------------------------
     def _call(self, path: str, params: dict[str, Any]) -> Any:
-        try:
+        with _FAILED:
             resp = self.client.post(f"{self.url}{path}", data=params)
             body = resp.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise QueryError(f"Prometheus query failed: {type(exc).__name__}") from exc
         if resp.status_code != 200 or body.get("status") != "success":
             raise QueryError(
                 f"Prometheus answered {resp.status_code}: "

@@ -17,27 +17,19 @@ restart), and the increase across it is the value after the reset.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import QueryError, StoreError
+from backends.errors import DriverErrors
+
+from .errors import QueryBackendError, QueryError
 from .query import Labels, MetricsQuery, Series, check_agg
-from .schema import MetricSample
-from .store_eval import (
-    group_key,
-    matches,
-    parse_labels,
-    points,
-    series_intervals,
-    split_rows,
-)
+from .store_eval import group_key, matches, parse_labels, points, series_intervals, split_rows
 from .store_math import (
     Key,
     Level,
@@ -58,25 +50,19 @@ from .store_sql import (
     M1,
     RAW,
     Source,
-    canonical_labels,
     increase_sql,
     intervals_sql,
     latest_sql,
     match_clause,
-    names_sql,
     newest_bucket_sql,
     raw_piece_sql,
-    rollup_1h_sql,
-    rollup_1m_sql,
     rollup_piece_sql,
     rows_sql,
 )
+from .store_write import H1_RETENTION, M1_RETENTION, RAW_RETENTION, Sample, StoreWrites
 
 __all__ = ["GAP", "H1_RETENTION", "M1_RETENTION", "RAW_RETENTION", "Sample", "TimeSeriesStore"]
 
-RAW_RETENTION = 6 * 3600.0
-M1_RETENTION = 7 * 86400.0
-H1_RETENTION = 90 * 86400.0
 M1_FROM = 2 * 3600.0  # windows this long or longer read 1-minute rollups
 H1_FROM = 2 * 86400.0  # ... and this long or longer, 1-hour rollups
 MAX_POINTS = 11_000  # as Prometheus' query_range
@@ -84,17 +70,11 @@ MAX_POINTS = 11_000  # as Prometheus' query_range
 #: not hold it yet (rollups lagging or not run yet)
 GAP = 300.0
 _SOURCES = {RAW.name: RAW, M1.name: M1, H1.name: H1}
-_PG_INSERT = (
-    "INSERT INTO metric_samples (ts, name, labels, value) SELECT ts, name, labels, value"
-    " FROM json_to_recordset(CAST(:rows AS json))"
-    " AS r(ts float8, name text, labels text, value float8)"
-)
-
-#: (ts, name, labels, value)
-Sample = tuple[float, str, Mapping[str, str], float]
+#: a database error on a read, as the query's error
+_READ = DriverErrors(lambda exc: QueryBackendError(f"metrics query failed: {type(exc).__name__}"))
 
 
-class TimeSeriesStore(MetricsQuery):
+class TimeSeriesStore(StoreWrites, MetricsQuery):
     """Metrics in SQL (SQLite or PostgreSQL) through the tables of :mod:`collectors.schema`.
 
     ``sample_interval``: the sampler's interval (how far before a window a baseline
@@ -123,108 +103,6 @@ class TimeSeriesStore(MetricsQuery):
         self._marks: dict[str, float] = {}  # rollup table -> start of the last bucket folded
         self._label_cache: dict[tuple[tuple[str, str], ...], str] = {}
 
-    # -- write side ------------------------------------------------------------------------
-    def write(self, samples: Iterable[Sample]) -> int:
-        """Insert samples ``(ts, name, labels, value)``; returns how many were written."""
-        rows: list[dict[str, object]] = []
-        finite = True  # JSON has no inf/nan: those few rows go the slow way
-        for ts, name, labels, value in samples:
-            text = self.labels_text(labels)
-            if len(name) > 128 or len(text) > 512:
-                raise StoreError(f"series too long for the store: {name} {text[:80]}...")
-            value = float(value)
-            finite = finite and math.isfinite(value)
-            rows.append({"ts": float(ts), "name": name, "labels": text, "value": value})
-        if not rows:
-            return 0
-        try:
-            with self.engine.begin() as conn:
-                if self.dialect == "postgresql" and finite:  # one statement, one parameter
-                    conn.execute(sa.text(_PG_INSERT), {"rows": json.dumps(rows)})
-                else:
-                    conn.execute(sa.insert(MetricSample), rows)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"writing samples failed: {type(exc).__name__}") from exc
-        return len(rows)
-
-    def labels_text(self, labels: Mapping[str, str]) -> str:
-        """The canonical JSON of ``labels``, cached (the sampler writes the same sets)."""
-        key = tuple(labels.items())
-        text = self._label_cache.get(key)
-        if text is None:
-            if len(self._label_cache) >= 50_000:
-                self._label_cache.clear()
-            text = self._label_cache[key] = canonical_labels(labels)
-        return text
-
-    def rollup(self, now: float) -> dict[str, int]:
-        """Fold raw samples before ``now`` into 1-minute buckets and those into 1-hour ones.
-
-        Incremental: each run starts at the last bucket folded before (found in the
-        table on the first run) less one bucket of grace for late writers; re-folding a
-        bucket recomputes it from its inputs, so running twice changes nothing.
-        Returns rows upserted per table.
-        """
-        try:
-            with self.engine.begin() as conn:
-                n1 = self._fold(conn, M1, "metric_samples", rollup_1m_sql(self.dialect), now)
-                nh = self._fold(conn, H1, "metric_rollup_1m", rollup_1h_sql(self.dialect), now)
-        except SQLAlchemyError as exc:
-            self._marks.clear()  # re-derive from the tables next time
-            raise StoreError(f"rollup failed: {type(exc).__name__}") from exc
-        return {M1.table: n1, H1.table: nh}
-
-    def _fold(self, conn: Connection, dst: Source, src_table: str, sql: str, now: float) -> int:
-        names = self.names(conn, src_table)
-        if not names:
-            return 0
-        mark = self._marks.get(dst.table)
-        if mark is None:
-            mark = self._last_bucket(conn, dst.table, self.names(conn, dst.table))
-        lo = 0.0 if mark is None else mark - dst.width
-        stmt = sa.text(sql).bindparams(sa.bindparam("names", expanding=True))
-        n = conn.execute(stmt, {"names": names, "lo": lo, "hi": now}).rowcount
-        self._marks[dst.table] = math.floor(now / dst.width) * dst.width
-        return max(n, 0)
-
-    @staticmethod
-    def names(conn: Connection, table: str) -> list[str]:
-        """Distinct metric names in ``table`` (an index probe per name)."""
-        return [r[0] for r in conn.execute(sa.text(names_sql(table)))]
-
-    @staticmethod
-    def _last_bucket(conn: Connection, table: str, names: list[str]) -> float | None:
-        q = sa.text(f"SELECT MAX(bucket) FROM {table} WHERE name = :n")
-        found = [conn.execute(q, {"n": n}).scalar() for n in names]
-        values = [float(v) for v in found if v is not None]
-        return max(values) if values else None
-
-    def prune(
-        self,
-        now: float,
-        raw_retention: float = RAW_RETENTION,
-        m1_retention: float = M1_RETENTION,
-        h1_retention: float = H1_RETENTION,
-    ) -> dict[str, int]:
-        """Delete rows older than their retention; returns rows deleted per table."""
-        cuts = ((RAW, raw_retention), (M1, m1_retention), (H1, h1_retention))
-        out: dict[str, int] = {}
-        try:
-            with self.engine.begin() as conn:
-                for src, keep in cuts:
-                    names = self.names(conn, src.table)
-                    if not names:
-                        out[src.table] = 0
-                        continue
-                    stmt = sa.text(
-                        f"DELETE FROM {src.table} WHERE name IN :names AND {src.col} < :cut"
-                    ).bindparams(sa.bindparam("names", expanding=True))
-                    res = conn.execute(stmt, {"names": names, "cut": now - keep})
-                    out[src.table] = max(res.rowcount, 0)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"prune failed: {type(exc).__name__}") from exc
-        return out
-
     # -- choosing a resolution -------------------------------------------------------------
     def source_for(self, span: float, oldest: float) -> Source:
         """Raw samples for spans under 2 h, 1-minute rollups under 2 days, else 1-hour;
@@ -248,11 +126,8 @@ class TimeSeriesStore(MetricsQuery):
         return msql, params
 
     def _run(self, sql: str, params: dict[str, Any]) -> list[Any]:
-        try:
-            with self.engine.connect() as conn:
-                return list(conn.execute(sa.text(sql), params).fetchall())
-        except SQLAlchemyError as exc:
-            raise QueryError(f"metrics query failed: {type(exc).__name__}") from exc
+        with _READ, self.engine.connect() as conn:
+            return list(conn.execute(sa.text(sql), params).fetchall())
 
     # -- single-point queries --------------------------------------------------------------
     def _windows(
@@ -303,11 +178,8 @@ class TimeSeriesStore(MetricsQuery):
         """The pieces :meth:`increase` reads for ``metric`` over (at - window, at]."""
         if window <= 0:
             raise QueryError("window must be positive")
-        try:
-            with self.engine.connect() as conn:
-                return self._plan(conn, metric, at - window, at)[0]
-        except SQLAlchemyError as exc:
-            raise QueryError(f"metrics query failed: {type(exc).__name__}") from exc
+        with _READ, self.engine.connect() as conn:
+            return self._plan(conn, metric, at - window, at)[0]
 
     def _plan(
         self, conn: Connection, metric: str, lo: float, hi: float
@@ -347,20 +219,17 @@ class TimeSeriesStore(MetricsQuery):
             raise QueryError("window must be positive")
         msql, mparams = match_clause(match)
         acc: dict[str, float] = {}
-        try:
-            with self.engine.connect() as conn:
-                pieces, m1_until = self._plan(conn, metric, at - window, at)
-                for piece in pieces:
-                    params = {**mparams, "name": metric, "lo": piece.lo, "hi": piece.hi}
-                    if piece.name == RAW.name:
-                        sql = raw_piece_sql(msql, lo_open=piece.lo_open, hi_closed=piece.hi_closed)
-                        params["flo"], params["mlo"] = self._raw_bounds(piece.lo, m1_until)
-                    else:
-                        sql = rollup_piece_sql(_SOURCES[piece.name], msql)
-                    for text, inc in conn.execute(sa.text(sql), params):
-                        acc[text] = acc.get(text, 0.0) + float(inc or 0.0)
-        except SQLAlchemyError as exc:
-            raise QueryError(f"metrics query failed: {type(exc).__name__}") from exc
+        with _READ, self.engine.connect() as conn:
+            pieces, m1_until = self._plan(conn, metric, at - window, at)
+            for piece in pieces:
+                params = {**mparams, "name": metric, "lo": piece.lo, "hi": piece.hi}
+                if piece.name == RAW.name:
+                    sql = raw_piece_sql(msql, lo_open=piece.lo_open, hi_closed=piece.hi_closed)
+                    params["flo"], params["mlo"] = self._raw_bounds(piece.lo, m1_until)
+                else:
+                    sql = rollup_piece_sql(_SOURCES[piece.name], msql)
+                for text, inc in conn.execute(sa.text(sql), params):
+                    acc[text] = acc.get(text, 0.0) + float(inc or 0.0)
         cache: dict[str, dict[str, str]] = {}
         out = []
         for text, inc in acc.items():

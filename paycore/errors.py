@@ -9,6 +9,9 @@ Messages never contain secrets, SQL or connection strings.
 
 from __future__ import annotations
 
+from backends.errors import BackendError
+from stability.errors import RateLimited  # noqa: F401 - the project's one 429, re-exported
+
 
 class PayCoreError(Exception):
     """Root of every error raised by :mod:`paycore`."""
@@ -168,17 +171,6 @@ class Busy(Conflict):
     code = "order_busy"
 
 
-class RateLimited(PayCoreError):
-    """Too many requests; retry after ``retry_after`` seconds."""
-
-    code = "rate_limited"
-    http_status = 429
-
-    def __init__(self, message: str = "", *, retry_after: float = 1.0, **details: object) -> None:
-        super().__init__(message, **details)
-        self.retry_after = retry_after
-
-
 class RequestTooLarge(InvalidRequest):
     code = "request_too_large"
     http_status = 413
@@ -214,7 +206,7 @@ class StorageError(DependencyUnavailable):
     code = "storage_unavailable"
 
 
-class LockBackendError(DependencyUnavailable):
+class LockBackendError(DependencyUnavailable, BackendError):
     code = "lock_unavailable"
 
 
@@ -229,3 +221,15 @@ class LockTimeout(Busy):
     """The lock could not be acquired within the wait time."""
 
     code = "order_busy"
+
+
+# -- moved here from their modules (which still export them) -----------------------------
+class LeaseLost(PayCoreError):
+    """The task's lease passed to another worker; this worker must not record a result."""
+
+    code = "lease_lost"
+    http_status = 409
+
+
+class ShadowSetupError(RuntimeError):
+    """The shadow tables cannot be placed (in-memory database, a foreign schema...)."""

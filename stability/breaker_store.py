@@ -6,10 +6,13 @@ import json
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
-import redis
+from backends.errors import DriverErrors
+from backends.redis import REDIS_SCHEMES, client_for
+from backends.registry import BREAKER_STORE, MEMORY, from_url, register
 
-from stability.errors import StabilityError
+from .errors import BreakerStoreUnavailable
 
 CLOSED = "closed"
 OPEN = "open"
@@ -44,13 +47,6 @@ class BreakerSnapshot:
         return (self.state, self.opened_at)
 
 
-class BreakerStoreUnavailable(StabilityError):
-    """The shared breaker store cannot be reached; breakers go on with local state."""
-
-    code = "breaker_store_unavailable"
-    http_status = 503
-
-
 class BreakerStateStore(ABC):
     """Where breakers of the same name in several processes publish their state."""
 
@@ -70,6 +66,7 @@ class BreakerStateStore(ABC):
         """Release connections."""
 
 
+@register(BREAKER_STORE, MEMORY)
 class MemoryBreakerStateStore(BreakerStateStore):
     """Thread-safe in-process store: breakers of one process share it."""
 
@@ -91,31 +88,35 @@ class MemoryBreakerStateStore(BreakerStateStore):
             self._states.clear()
 
 
+_UNAVAILABLE = DriverErrors(
+    lambda exc: BreakerStoreUnavailable(
+        f"breaker store unreachable: {type(exc).__name__}", resource="redis"
+    ),
+    chain=False,  # the driver's error may name the server
+)
+
+
+@register(BREAKER_STORE, *REDIS_SCHEMES)
 class RedisBreakerStateStore(BreakerStateStore):
     """Breaker states as small JSON strings under ``namespace + name``.
 
-    ``client_or_url`` is a ``redis.Redis`` (not closed by :meth:`close`) or a URL
-    (a client with short timeouts is built and owned here).
+    ``client_or_url`` (or ``client=``) is a ``redis.Redis`` (not closed by :meth:`close`)
+    or a URL (a client with short timeouts is built and owned here).
     """
 
     def __init__(
-        self, client_or_url: redis.Redis | str, namespace: str = "paywatch:breaker:"
+        self,
+        client_or_url: Any = None,
+        namespace: str = "paywatch:breaker:",
+        *,
+        client: Any = None,
     ) -> None:
-        if isinstance(client_or_url, str):
-            from stability.limits_redis import client_from_url
-
-            self._client = client_from_url(client_or_url)
-            self._owned = True
-        else:
-            self._client = client_or_url
-            self._owned = False
+        self._client, self._owned = client_for(client_or_url, client)
         self.namespace = namespace
 
     def get(self, name: str) -> BreakerSnapshot | None:
-        try:
+        with _UNAVAILABLE:
             raw = self._client.get(self.namespace + name)
-        except redis.exceptions.RedisError as exc:
-            raise _unavailable(exc) from None
         if raw is None:
             return None
         try:
@@ -126,26 +127,17 @@ class RedisBreakerStateStore(BreakerStateStore):
 
     def set(self, name: str, snapshot: BreakerSnapshot) -> None:
         value = json.dumps({"state": snapshot.state, "opened_at": snapshot.opened_at})
-        try:
+        with _UNAVAILABLE:
             self._client.set(self.namespace + name, value)
-        except redis.exceptions.RedisError as exc:
-            raise _unavailable(exc) from None
 
     def close(self) -> None:
         if self._owned:
             self._client.close()
 
 
-def _unavailable(exc: BaseException) -> BreakerStoreUnavailable:
-    return BreakerStoreUnavailable(
-        f"breaker store unreachable: {type(exc).__name__}", resource="redis"
-    )
-
-
-def make_breaker_store(url: str | None) -> BreakerStateStore:
-    """``None``/``memory://`` → :class:`MemoryBreakerStateStore`; ``redis://`` → Redis."""
-    if url is None or url in {"memory", "memory://"}:
-        return MemoryBreakerStateStore()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisBreakerStateStore(url)
-    raise ValueError(f"unsupported breaker store url scheme: {url.split('://', 1)[0]!r}")
+def make_breaker_store(url: str | None, **deps: Any) -> BreakerStateStore:
+    """The breaker store for ``url`` (:func:`backends.from_url`): ``None``/``memory://``
+    → :class:`MemoryBreakerStateStore`; ``redis://`` → Redis (``client=`` a live client
+    to share instead of building one)."""
+    store: BreakerStateStore = from_url(BREAKER_STORE, url, **deps)
+    return store

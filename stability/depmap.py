@@ -13,23 +13,13 @@ from dataclasses import asdict, dataclass
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
-from stability.errors import StabilityError, UnknownResource
+from stability.errors import (  # noqa: F401 - MapStorageError re-exported
+    InvalidDependency,
+    MapStorageError,
+    UnknownResource,
+)
 
 GRADES = ("strong", "weak")
-
-
-class InvalidDependency(StabilityError):
-    """A resource or edge spec is malformed, or the map it would make is not a DAG."""
-
-    code = "invalid_dependency"
-    http_status = 422
-
-
-class MapStorageError(StabilityError):
-    """The database holding the dependency map failed."""
-
-    code = "map_storage_error"
-    http_status = 503
 
 
 def _text(value: object, field: str, limit: int, *, required: bool = False) -> None:

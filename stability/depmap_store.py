@@ -9,10 +9,15 @@ from dataclasses import asdict
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from stability.depmap import DependencyMap, EdgeSpec, MapStorageError, ResourceSpec
+from backends.errors import DriverErrors
+from stability.depmap import DependencyMap, EdgeSpec, ResourceSpec
+from stability.errors import MapStorageError
 from stability.schema import Edge, Resource
 
 _PG_LOCK_KEY = 7421302  # advisory lock serialising map writes on PostgreSQL
+_STORAGE = DriverErrors(
+    lambda exc: MapStorageError(f"dependency map storage failed: {type(exc).__name__}")
+)
 
 
 class DependencyMapStore:
@@ -35,19 +40,16 @@ class DependencyMapStore:
     @contextmanager
     def _tx(self, *, write: bool) -> Iterator[Connection]:
         """One transaction; SQLAlchemy errors come out as :class:`MapStorageError`."""
-        try:
-            with self.engine.begin() as conn:
-                if write and conn.dialect.name == "postgresql":  # read-check-write atomically
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-                elif (
-                    write
-                    and conn.dialect.name == "sqlite"
-                    and not getattr(conn.connection.dbapi_connection, "in_transaction", True)
-                ):  # pysqlite would only BEGIN at the first write: take the write lock now
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                yield conn
-        except sa.exc.SQLAlchemyError as exc:
-            raise MapStorageError(f"dependency map storage failed: {type(exc).__name__}") from exc
+        with _STORAGE, self.engine.begin() as conn:
+            if write and conn.dialect.name == "postgresql":  # read-check-write atomically
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+            elif (
+                write
+                and conn.dialect.name == "sqlite"
+                and not getattr(conn.connection.dbapi_connection, "in_transaction", True)
+            ):  # pysqlite would only BEGIN at the first write: take the write lock now
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
 
     @staticmethod
     def _read(conn: Connection) -> DependencyMap:

@@ -1,10 +1,48 @@
 """The stability package's exception tree.
 
 Every error names the dependency (resource) it is about, so the API can answer
-503 with a code that tells on-call which dependency failed.
+503 with a code that tells on-call which dependency failed::
+
+    StabilityError
+    ├── DependencyFailed (503): a strong dependency failed, fail fast
+    │   ├── BreakerOpen
+    │   └── CallTimeout
+    ├── RateLimited (429): a limit refused the call; the project's one rate-limit error
+    ├── LimitBackendUnavailable (503, also BackendError): the limit store is unreachable
+    ├── BreakerStoreUnavailable (503, also BackendError): the shared breaker store is
+    │   unreachable
+    ├── MapStorageError (503, also BackendError): the dependency map's database failed
+    ├── SwitchStorageError (503, also BackendError): the switch store's database failed
+    ├── InvalidDependency (422): a malformed resource or edge, or a cyclic map
+    ├── SwitchError (422): a switch change was refused
+    │   ├── ApprovalError (409)
+    │   └── SwitchConflict (409)
+    └── UnknownResource (404)
+
+The storage errors derive from :class:`backends.errors.BackendError` as well: a driver
+error (Redis, SQLAlchemy) never leaves the package as such.
 """
 
 from __future__ import annotations
+
+from backends.errors import BackendError
+
+__all__ = [
+    "ApprovalError",
+    "BreakerOpen",
+    "BreakerStoreUnavailable",
+    "CallTimeout",
+    "DependencyFailed",
+    "InvalidDependency",
+    "LimitBackendUnavailable",
+    "MapStorageError",
+    "RateLimited",
+    "StabilityError",
+    "SwitchConflict",
+    "SwitchError",
+    "SwitchStorageError",
+    "UnknownResource",
+]
 
 
 class StabilityError(Exception):
@@ -38,15 +76,22 @@ class DependencyFailed(StabilityError):
 
 
 class BreakerOpen(DependencyFailed):
+    """The breaker of the dependency is open (or forced open)."""
+
     code = "breaker_open"
 
 
 class CallTimeout(DependencyFailed):
+    """The dependency did not answer within its timeout."""
+
     code = "dependency_timeout"
 
 
 class RateLimited(StabilityError):
-    """A limit refused the call; ``retry_after`` seconds until a token is free."""
+    """A limit refused the call; ``retry_after`` seconds until a token is free.
+
+    The project's one rate-limit error (``paycore.errors`` re-exports it): the guard's
+    limits and the API's per-merchant limit raise it alike."""
 
     code = "rate_limited"
     http_status = 429
@@ -58,11 +103,39 @@ class RateLimited(StabilityError):
         self.retry_after = retry_after
 
 
-class LimitBackendUnavailable(StabilityError):
+class LimitBackendUnavailable(StabilityError, BackendError):
     """The cluster-wide limit store (Redis) is unreachable."""
 
     code = "limit_backend_unavailable"
     http_status = 503
+
+
+class BreakerStoreUnavailable(StabilityError, BackendError):
+    """The shared breaker store cannot be reached; breakers go on with local state."""
+
+    code = "breaker_store_unavailable"
+    http_status = 503
+
+
+class MapStorageError(StabilityError, BackendError):
+    """The database holding the dependency map failed."""
+
+    code = "map_storage_error"
+    http_status = 503
+
+
+class SwitchStorageError(StabilityError, BackendError):
+    """The database holding the switches failed."""
+
+    code = "switch_storage_unavailable"
+    http_status = 503
+
+
+class InvalidDependency(StabilityError):
+    """A resource or edge spec is malformed, or the map it would make is not a DAG."""
+
+    code = "invalid_dependency"
+    http_status = 422
 
 
 class SwitchError(StabilityError):
@@ -95,5 +168,7 @@ class SwitchConflict(SwitchError):
 
 
 class UnknownResource(StabilityError):
+    """The dependency map has no resource of that name."""
+
     code = "unknown_resource"
     http_status = 404

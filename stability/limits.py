@@ -14,8 +14,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from stability.errors import LimitBackendUnavailable, RateLimited
+from backends.registry import LIMITS, MEMORY, from_url, register
+
+from .errors import LimitBackendUnavailable, RateLimited
 
 #: context labels a rule may key its bucket on
 SCOPE_LABELS = frozenset({"merchant_id", "order_type", "sub_type", "pay_org_no"})
@@ -82,8 +85,10 @@ class LimitStore(ABC):
         """Release connections; the store must not be used afterwards."""
 
 
+@register(LIMITS, MEMORY)
 class MemoryLimitStore(LimitStore):
-    """Thread-safe in-process buckets (one process's view only)."""
+    """Thread-safe in-process buckets (one process's view only); the API's per-merchant
+    limit (:class:`paycore.api.edge.MerchantRateLimit`) keeps its buckets here too."""
 
     #: buckets are swept for idle (full again) entries every this many acquires
     SWEEP_EVERY = 4096
@@ -148,15 +153,12 @@ class MemoryLimitStore(LimitStore):
             self._buckets.clear()
 
 
-def make_limit_store(url: str | None) -> LimitStore:
-    """``None``/``memory://`` → :class:`MemoryLimitStore`; ``redis://`` → Redis."""
-    if url is None or url in {"memory", "memory://"}:
-        return MemoryLimitStore()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from stability.limits_redis import RedisLimitStore
-
-        return RedisLimitStore(url)
-    raise ValueError(f"unsupported limit store url scheme: {url.split('://', 1)[0]!r}")
+def make_limit_store(url: str | None, **deps: Any) -> LimitStore:
+    """The limit store for ``url`` (:func:`backends.from_url`): ``None``/``memory://`` →
+    :class:`MemoryLimitStore`; ``redis://`` → :class:`~stability.limits_redis.RedisLimitStore`
+    (``client=`` a live client to share instead of building one)."""
+    store: LimitStore = from_url(LIMITS, url, **deps)
+    return store
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,13 @@ import time
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from stability.errors import LimitBackendUnavailable
-from stability.limits import Decision, LimitStore, check_acquire_args
+from backends.errors import DriverErrors
+from backends.redis import REDIS_SCHEMES, client_for
+from backends.registry import LIMITS, register
 
-#: socket (and connect) timeout of clients built from a URL: a limit check must
-#: never hold a payment for long when Redis is slow or gone
-SOCKET_TIMEOUT_S = 0.25
+from .errors import LimitBackendUnavailable
+from .limits import Decision, LimitStore, check_acquire_args
 
 #: KEYS[1] = bucket hash; ARGV = rate (tokens/s), burst (capacity), cost.
 #: Returns {allowed (0/1), remaining tokens, retry_after seconds} (numbers as
@@ -66,11 +64,14 @@ return {allowed, string.format('%.17g', tokens), string.format('%.17g', retry_af
 """
 
 
-def _unavailable(exc: BaseException) -> LimitBackendUnavailable:
-    # No URL in the message: it may carry a password.
-    return LimitBackendUnavailable(
+#: a Redis error as the limit store's error; no URL in the message (it may carry a password)
+_UNAVAILABLE = DriverErrors(
+    lambda exc: LimitBackendUnavailable(
         f"limit store unreachable: {type(exc).__name__}", resource="redis"
-    )
+    ),
+    chain=False,
+    catch=(redis.exceptions.RedisError,),
+)
 
 
 def _decision(reply: Any) -> Decision:
@@ -117,42 +118,29 @@ class _Ask:
 
     def outcome(self) -> Decision:
         if isinstance(self.reply, redis.exceptions.RedisError):
-            raise _unavailable(self.reply) from None
+            raise _UNAVAILABLE.convert(self.reply)
         if isinstance(self.reply, BaseException):
             raise self.reply
         return _decision(self.reply)
 
 
-def client_from_url(url: str) -> redis.Redis:
-    """A client with short timeouts and a single immediate retry (stale connection)."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=SOCKET_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 1),
-    )
-
-
+@register(LIMITS, *REDIS_SCHEMES)
 class RedisLimitStore(LimitStore):
     """Token buckets shared by every process that points at the same Redis.
 
-    ``client_or_url`` is a ``redis.Redis`` (not closed by :meth:`close`) or a URL
-    (a client with a 0.25 s socket timeout is built and owned here).
+    ``client_or_url`` (or ``client=``) is a ``redis.Redis`` (not closed by :meth:`close`)
+    or a URL (a client with a 0.25 s socket timeout is built and owned here).
     """
 
     def __init__(
         self,
-        client_or_url: redis.Redis | str,
+        client_or_url: Any = None,
         *,
+        client: Any = None,
         namespace: str = "paywatch:limit:",
         combine: bool = True,
     ) -> None:
-        if isinstance(client_or_url, str):
-            self._client = client_from_url(client_or_url)
-            self._owned = True
-        else:
-            self._client = client_or_url
-            self._owned = False
+        self._client, self._owned = client_for(client_or_url, client)
         self.namespace = namespace
         self._script: Any = self._client.register_script(TOKEN_BUCKET_LUA)
         self.combine = combine
@@ -165,10 +153,8 @@ class RedisLimitStore(LimitStore):
         check_acquire_args(rate, burst, cost)
         args = [repr(rate), repr(burst), repr(cost)]
         if not self.combine:
-            try:
+            with _UNAVAILABLE:
                 reply = self._script(keys=[self.namespace + key], args=args)
-            except redis.exceptions.RedisError as exc:
-                raise _unavailable(exc) from None
             return _decision(reply)
         ask = _Ask((self.namespace + key).encode(), [a.encode() for a in args])
         with self._mu:
@@ -261,12 +247,8 @@ class RedisLimitStore(LimitStore):
         return replies
 
     def reset(self, key: str) -> None:
-        try:
+        with _UNAVAILABLE:
             self._client.delete(self.namespace + key)
-        except redis.exceptions.RedisError as exc:
-            raise LimitBackendUnavailable(
-                f"limit store unreachable: {type(exc).__name__}", resource="redis"
-            ) from None
 
     def close(self) -> None:
         if self._owned:

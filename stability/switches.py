@@ -18,97 +18,37 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from .errors import ApprovalError, StabilityError, SwitchConflict, SwitchError
-from .schema import AuditEntry, ConfigVersion, Switch
+from backends.errors import DriverErrors
 
-log = logging.getLogger(__name__)
-KINDS = ("degrade", "force_breaker", "set_limit", "dry_run_limit")
-MAX_HORIZON = timedelta(days=7)
-PENDING, ACTIVE, EXPIRED, REVERTED, REJECTED = (
-    "pending",
-    "active",
-    "expired",
-    "reverted",
-    "rejected",
+from .errors import ApprovalError, SwitchConflict, SwitchError, SwitchStorageError
+from .schema import AuditEntry, ConfigVersion, Switch
+from .switch_records import (  # noqa: F401 - KINDS, MAX_HORIZON, SwitchRecord re-exported
+    ACTIVE,
+    EXPIRED,
+    KINDS,
+    MAX_HORIZON,
+    PENDING,
+    REJECTED,
+    REVERTED,
+    SwitchRecord,
+    SwitchSnapshot,
+    check_proposal,
+    conflict,
+    in_force,
+    record_of,
+    utcnow,
 )
 
-
-class SwitchStorageError(StabilityError):
-    code = "switch_storage_unavailable"
-    http_status = 503
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class SwitchRecord:
-    id: int
-    kind: str
-    target: str
-    params: dict[str, Any]
-    reason: str
-    actor: str
-    status: str
-    requires_approval: bool
-    approved_by: str | None
-    created_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class SwitchSnapshot:
-    """What every process applies: derived from the active switches at one version."""
-
-    version: int = 0
-    degraded: frozenset[str] = frozenset()
-    forced: dict[str, str] = field(default_factory=dict)  # resource -> forced_open|forced_closed
-    limits: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule name -> overrides
-    dry_run: frozenset[str] = frozenset()  # limit rule names
-    #: the earliest expiry of a pending or active switch at this version (None: none):
-    #: until then no switch can expire, so watchers skip the expiry check
-    next_expiry: datetime | None = None
-
-    @classmethod
-    def build(
-        cls,
-        version: int,
-        switches: Iterable[SwitchRecord],
-        next_expiry: datetime | None = None,
-    ) -> SwitchSnapshot:
-        degraded, forced, limits, dry = set(), {}, {}, set()
-        for sw in sorted(switches, key=lambda s: s.id):  # later changes win
-            if sw.kind == "degrade":
-                degraded.add(sw.target)
-            elif sw.kind == "force_breaker":
-                forced[sw.target] = sw.params["state"]
-            elif sw.kind == "set_limit":
-                limits[sw.target] = dict(sw.params)
-            elif sw.kind == "dry_run_limit":
-                dry.add(sw.target)
-        return cls(version, frozenset(degraded), forced, limits, frozenset(dry), next_expiry)
-
-
-def _validate(kind: str, params: dict[str, Any]) -> None:
-    if kind not in KINDS:
-        raise SwitchError(f"kind must be one of {', '.join(KINDS)}")
-    if kind == "force_breaker" and params.get("state") not in ("forced_open", "forced_closed"):
-        raise SwitchError("force_breaker needs state forced_open or forced_closed")
-    if kind == "set_limit":
-        rate, burst = params.get("rate"), params.get("burst", params.get("rate"))
-        for name, value in (("rate", rate), ("burst", burst)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise SwitchError(f"set_limit needs a positive {name}")
+log = logging.getLogger(__name__)
+_STORAGE = DriverErrors(lambda exc: SwitchStorageError("switch store unavailable"))
 
 
 class SwitchService:
@@ -142,83 +82,74 @@ class SwitchService:
     ) -> SwitchRecord:
         """Create a switch. It applies at once, or after approval for strong targets."""
         params = dict(params or {})
-        _validate(kind, params)
-        if not actor or not actor.strip():
-            raise SwitchError("an actor is required")
-        if not reason or not reason.strip():
-            raise SwitchError("a reason is required")
         now = self.clock()
-        if expires_at is None and ttl is not None:
-            expires_at = now + ttl
-        if expires_at is None:
-            raise SwitchError("an expiry is required")
-        if expires_at.tzinfo is None:
-            raise SwitchError("expiry must be timezone-aware")
-        if not now < expires_at <= now + MAX_HORIZON:
-            raise SwitchError("expiry must be in the future and within 7 days")
-        if not target or len(target) > 128:
-            raise SwitchError("a target is required")
+        expires_at = check_proposal(
+            kind,
+            target,
+            params,
+            actor=actor,
+            reason=reason,
+            now=now,
+            expires_at=expires_at,
+            ttl=ttl,
+        )
         approval = self.needs_approval(kind, target)
         status = PENDING if approval else ACTIVE
+
+        row = {
+            "kind": kind,
+            "target": target,
+            "params": params,
+            "status": status,
+            "expires_at": expires_at,
+            "reason": reason,
+            "actor": actor,
+            "requires_approval": approval,
+        }
 
         def work(conn: Connection) -> int:
             self._expire(conn, now, kind=kind, target=target)  # a lapsed twin makes room
             live = self._live_of(conn, kind, target)
             if live is not None:
                 raise conflict(live)
-            sid = conn.execute(
-                sa.insert(Switch)
-                .values(
-                    kind=kind,
-                    target=target,
-                    params=json.dumps(params),
-                    reason=reason,
-                    actor=actor,
-                    status=status,
-                    requires_approval=approval,
-                    approved_by=None,
-                    created_at=now,
-                    expires_at=expires_at,
-                    applied_at=None if approval else now,
-                )
-                .returning(Switch.id)
-            ).scalar_one()
-            after = {
-                "kind": kind,
-                "target": target,
-                "params": params,
-                "status": status,
-                "expires_at": expires_at.isoformat(),
-            }
-            self._audit(
-                conn,
-                actor,
-                "propose" if approval else "apply",
-                target,
-                sid,
-                reason,
-                None,
-                after,
-                now,
-            )
-            return int(sid)
+            return self._insert(conn, now, row)
 
         try:
             sid = self._tx(work)
         except SwitchStorageError as e:
             if not isinstance(e.__cause__, sa_exc.IntegrityError):
                 raise
-            # a concurrent apply of the same kind and target won the unique index
-            with self._connect() as conn:
-                live = self._live_of(conn, kind, target)
-            if live is None:
-                raise SwitchConflict(
-                    f"a {kind} switch for {target} was changed at the same "
-                    "moment; reload and retry",
-                    resource=target,
-                ) from None
-            raise conflict(live) from None
+            raise self._lost_race(kind, target) from None
         return self.get(sid)
+
+    def _insert(self, conn: Connection, now: datetime, row: dict[str, Any]) -> int:
+        """Store a new switch (``row``: its columns, ``params`` as a dict) and audit it."""
+        approval = row["requires_approval"]
+        values = {
+            **row,
+            "params": json.dumps(row["params"]),
+            "approved_by": None,
+            "created_at": now,
+            "applied_at": None if approval else now,
+        }
+        sid = conn.execute(sa.insert(Switch).values(values).returning(Switch.id)).scalar_one()
+        after = {key: row[key] for key in ("kind", "target", "params", "status")}
+        after["expires_at"] = row["expires_at"].isoformat()
+        action = "propose" if approval else "apply"
+        self._audit(conn, row["actor"], action, row["target"], sid, row["reason"], None, after, now)
+        return int(sid)
+
+    def _lost_race(self, kind: str, target: str) -> SwitchConflict:
+        """The refusal of a proposal whose insert lost the unique index to a concurrent
+        apply of the same kind and target: names the winner when it is still live."""
+        with self._connect() as conn:
+            live = self._live_of(conn, kind, target)
+        if live is None:
+            return SwitchConflict(
+                f"a {kind} switch for {target} was changed at the same moment; reload and retry",
+                resource=target,
+            )
+        return conflict(live)
 
     def approve(self, switch_id: int, *, approver: str) -> SwitchRecord:
         """A second person approves a pending switch; it applies from now."""
@@ -271,7 +202,7 @@ class SwitchService:
             query = query.where(Switch.kind == kind, Switch.target == target)
         due = conn.execute(query).all()
         for row in due:
-            sw = _record(row)
+            sw = record_of(row)
             if self._set_status(conn, sw, EXPIRED, ended_at=now):
                 self._audit(
                     conn,
@@ -323,7 +254,7 @@ class SwitchService:
     def active(self, now: datetime | None = None) -> list[SwitchRecord]:
         """Switches in force right now (active and not past expiry)."""
         now = now or self.clock()
-        return _in_force(self._live(), now)
+        return in_force(self._live(), now)
 
     def live(self, now: datetime | None = None) -> list[SwitchRecord]:
         """Pending and active switches not past their expiry, oldest first: what is in force
@@ -334,7 +265,7 @@ class SwitchService:
     def listing(self, limit: int = 200) -> list[SwitchRecord]:
         with self._connect() as conn:
             rows = conn.execute(sa.select(Switch).order_by(Switch.id.desc()).limit(limit)).all()
-        return [_record(r) for r in rows]
+        return [record_of(r) for r in rows]
 
     def version(self) -> int:
         with self._connect() as conn:
@@ -349,7 +280,7 @@ class SwitchService:
         version, now = self.version(), self.clock()
         live = self._live()  # one read: what is in force, and the earliest expiry
         next_expiry = min((sw.expires_at for sw in live), default=None)
-        return SwitchSnapshot.build(version, _in_force(live, now), next_expiry)
+        return SwitchSnapshot.build(version, in_force(live, now), next_expiry)
 
     def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
         with self._connect() as conn:
@@ -379,7 +310,7 @@ class SwitchService:
             rows = conn.execute(
                 sa.select(Switch).where(Switch.status.in_((PENDING, ACTIVE))).order_by(Switch.id)
             ).all()
-        return [_record(r) for r in rows]
+        return [record_of(r) for r in rows]
 
     @staticmethod
     def _live_of(conn: Connection, kind: str, target: str) -> SwitchRecord | None:
@@ -392,23 +323,18 @@ class SwitchService:
             .order_by(Switch.id)
             .limit(1)
         ).first()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     def _connect(self) -> Connection:
-        try:
+        with _STORAGE:
             return self.engine.connect()
-        except sa_exc.SQLAlchemyError as e:
-            raise SwitchStorageError("switch store unavailable") from e
 
     def _tx(self, fn: Callable[[Connection], Any]) -> Any:
-        try:
-            with self.engine.begin() as conn:
-                result = fn(conn)
-                version = conn.execute(
-                    sa.select(ConfigVersion.version).where(ConfigVersion.id == 1)
-                ).scalar_one()
-        except sa_exc.SQLAlchemyError as e:
-            raise SwitchStorageError("switch store unavailable") from e
+        with _STORAGE, self.engine.begin() as conn:
+            result = fn(conn)
+            version = conn.execute(
+                sa.select(ConfigVersion.version).where(ConfigVersion.id == 1)
+            ).scalar_one()
         if self.on_commit is not None:
             try:
                 self.on_commit(int(version))
@@ -420,7 +346,7 @@ class SwitchService:
         row = conn.execute(sa.select(Switch).where(Switch.id == switch_id)).first()
         if row is None:
             raise SwitchError("no such switch")
-        return _record(row)
+        return record_of(row)
 
     def _set_status(self, conn: Connection, sw: SwitchRecord, status: str, **values: Any) -> bool:
         result = conn.execute(
@@ -465,39 +391,3 @@ class SwitchService:
                 version=version,
             )
         )
-
-
-def conflict(live: SwitchRecord) -> SwitchConflict:
-    """The refusal of a second switch of ``live``'s kind on its target, naming ``live``."""
-    state = "pending approval" if live.status == PENDING else "already active"
-    return SwitchConflict(
-        f"a {live.kind} switch for {live.target} is {state} (#{live.id}, by {live.actor}, "
-        f"until {live.expires_at:%Y-%m-%d %H:%M} UTC): revert it or let it expire first",
-        resource=live.target,
-        existing_id=live.id,
-    )
-
-
-def _in_force(switches: list[SwitchRecord], now: datetime) -> list[SwitchRecord]:
-    return [sw for sw in switches if sw.status == ACTIVE and sw.expires_at > now]
-
-
-def _record(row: Any) -> SwitchRecord:
-    s = row[0] if not hasattr(row, "kind") else row
-    return SwitchRecord(
-        id=int(s.id),
-        kind=s.kind,
-        target=s.target,
-        params=json.loads(s.params),
-        reason=s.reason,
-        actor=s.actor,
-        status=s.status,
-        requires_approval=bool(s.requires_approval),
-        approved_by=s.approved_by,
-        created_at=_aware(s.created_at),
-        expires_at=_aware(s.expires_at),
-    )
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -22,10 +21,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stability.errors import DependencyFailed, StabilityError
-from stability.errors import RateLimited as GuardRateLimited
+from stability.errors import DependencyFailed, RateLimited, StabilityError
+from stability.limits import MemoryLimitStore
 
-from ..errors import InvalidCharacters, MalformedRequest, PayCoreError, RateLimited
+from ..errors import InvalidCharacters, MalformedRequest, PayCoreError
 from ..models import has_hostile_chars
 from .schemas import INVALID_CHARACTERS
 
@@ -94,24 +93,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PayCoreError)
     async def _paycore(request: Request, exc: PayCoreError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, RateLimited):
-            headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
         if exc.http_status >= 500:
             log.warning("%s (request %s): %s", exc.code, request_id(request), exc.message)
-        return error_response(request, exc.http_status, exc.code, exc.message, headers)
+        return error_response(request, exc.http_status, exc.code, exc.message)
 
     @app.exception_handler(StabilityError)
     async def _stability(request: Request, exc: StabilityError) -> JSONResponse:
-        if isinstance(exc, GuardRateLimited):
-            retry = str(max(1, int(exc.retry_after + 0.999)))
-            return error_response(
-                request,
-                429,
-                "rate_limited",
-                f"rate limit on {exc.resource}",
-                {"Retry-After": retry},
-            )
+        if isinstance(exc, RateLimited):
+            return _rate_limited(request, exc)
         if isinstance(exc, DependencyFailed):
             log.warning(
                 "dependency %s failed fast: %s (request %s)",
@@ -147,6 +136,14 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
         return error_response(request, exc.status_code, code, str(exc.detail)[:200])
+
+
+def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+    """429 with ``Retry-After`` in whole seconds (at least 1). A guard limit names its
+    resource only (rule names stay inside); the merchant limit has none."""
+    message = f"rate limit on {exc.resource}" if exc.resource else exc.message
+    retry = str(max(1, int(exc.retry_after + 0.999)))
+    return error_response(request, 429, RateLimited.code, message, {"Retry-After": retry})
 
 
 class EdgeMiddleware:
@@ -286,20 +283,15 @@ async def _send_error(
 
 
 class MerchantRateLimit:
-    """A per-merchant token bucket at the edge (rate per second, burst)."""
+    """A per-merchant token bucket at the edge (rate per second, burst), kept in an
+    in-process :class:`~stability.limits.MemoryLimitStore`."""
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
         self.rate, self.burst, self.clock = rate, burst, clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+        self._store = MemoryLimitStore(clock)
 
     def check(self, merchant_id: str) -> None:
         """Take one token or raise :class:`RateLimited` with the wait until the next one."""
-        now = self.clock()
-        with self._lock:
-            tokens, last = self._buckets.get(merchant_id, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens < 1:
-                self._buckets[merchant_id] = (tokens, now)
-                raise RateLimited("rate limit exceeded", retry_after=(1 - tokens) / self.rate)
-            self._buckets[merchant_id] = (tokens - 1, now)
+        allowed, _left, retry_after = self._store.take(merchant_id, self.rate, self.burst)
+        if not allowed:
+            raise RateLimited("rate limit exceeded", retry_after=retry_after)

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from ..errors import ShadowSetupError
 from .schema import LedgerSubject, metadata
 from .util import insert_ignore
 
@@ -62,10 +63,6 @@ AFTER INSERT OR UPDATE ON "{schema}".journal_legs
 DEFERRABLE INITIALLY DEFERRED
 FOR EACH ROW EXECUTE FUNCTION "{schema}".paywatch_check_entry_balanced()
 """
-
-
-class ShadowSetupError(RuntimeError):
-    """The shadow tables cannot be placed (in-memory database, a foreign schema...)."""
 
 
 @dataclass

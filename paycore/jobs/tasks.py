@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from ..db.engine import Database
 from ..db.schema import CompensationTask
 from ..db.util import insert_ignore
-from ..errors import NotFound, PayCoreError, WrongState
+from ..errors import LeaseLost, NotFound, WrongState
 from ..ids import IdGenerator
 
 PENDING, RUNNING, DONE, FAILED, MANUAL = "pending", "running", "done", "failed", "manual"
@@ -46,13 +46,6 @@ STATUSES = (PENDING, RUNNING, DONE, FAILED, MANUAL)
 T = CompensationTask
 _ERR_MAX = 2000
 _NOTE_MAX = 4000
-
-
-class LeaseLost(PayCoreError):
-    """The task's lease passed to another worker; this worker must not record a result."""
-
-    code = "lease_lost"
-    http_status = 409
 
 
 def utcnow() -> datetime:

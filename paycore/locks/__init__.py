@@ -1,26 +1,30 @@
-"""Distributed locks: an in-process backend and a Redis backend behind one interface."""
+"""Distributed locks: an in-process backend and a Redis backend behind one interface.
+
+Importing the package registers both with :mod:`backends` (kind ``lock``), so
+:func:`make_lock` resolves every scheme.
+"""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from typing import Any
 
-from paycore.locks.base import DistributedLock
-from paycore.locks.memory import MemoryLock
-from paycore.locks.redis import RedisLock
+from backends.registry import LOCK, from_url
 
-__all__ = ["DistributedLock", "MemoryLock", "RedisLock", "make_lock"]
+from .base import DistributedLock
+from .guarded import guarded_hold
+from .memory import MemoryLock
+from .redis import RedisLock
+
+__all__ = ["DistributedLock", "MemoryLock", "RedisLock", "guarded_hold", "make_lock"]
 
 
-def make_lock(url: str | None) -> DistributedLock:
-    """Build a lock backend from a URL.
+def make_lock(url: str | None, **deps: Any) -> DistributedLock:
+    """Build a lock backend from a URL (:func:`backends.from_url`, kind ``lock``).
 
-    ``None``, ``""`` or ``"memory://"`` give a :class:`MemoryLock`; ``redis://`` and
-    ``rediss://`` URLs give a :class:`RedisLock` that owns its client. Any other
+    ``None``, ``""`` or ``"memory://"`` give a :class:`MemoryLock`; ``redis://``,
+    ``rediss://`` and ``unix://`` URLs give a :class:`RedisLock` that owns its client,
+    or uses ``client=`` (a live client, left open) when one is handed in. Any other
     scheme raises :class:`ValueError` naming only the scheme.
     """
-    if not url or url == "memory://":
-        return MemoryLock()
-    scheme = urlsplit(url).scheme.lower()
-    if scheme in {"redis", "rediss"}:
-        return RedisLock(url)
-    raise ValueError(f"unsupported lock backend scheme: {scheme or '(none)'!r}")
+    lock: DistributedLock = from_url(LOCK, url, **deps)
+    return lock

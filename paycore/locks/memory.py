@@ -7,9 +7,12 @@ import uuid
 from collections.abc import Callable
 from threading import Condition
 
-from paycore.locks.base import DistributedLock
+from backends.registry import LOCK, MEMORY, register
+
+from .base import DistributedLock
 
 
+@register(LOCK, MEMORY)
 class MemoryLock(DistributedLock):
     """An in-process :class:`DistributedLock` backed by a dict and a condition variable.
 

@@ -7,10 +7,12 @@ import time
 import uuid
 from typing import Any
 
-import redis as redis_lib
+from backends.errors import DriverErrors
+from backends.redis import REDIS_SCHEMES, client_for
+from backends.registry import LOCK, register
 
-from paycore.errors import LockBackendError
-from paycore.locks.base import DistributedLock
+from ..errors import LockBackendError
+from .base import DistributedLock
 
 _RELEASE_LUA = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -28,7 +30,8 @@ return 0
 
 _BACKOFF_START = 0.002
 _BACKOFF_MAX = 0.05
-_UNAVAILABLE = "lock backend unavailable"
+#: any Redis error, as a message that never holds the connection URL
+_UNAVAILABLE = DriverErrors(lambda exc: LockBackendError("lock backend unavailable"))
 
 
 def _ms(seconds: float) -> int:
@@ -38,6 +41,7 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
+@register(LOCK, *REDIS_SCHEMES)
 class RedisLock(DistributedLock):
     """A :class:`DistributedLock` stored in Redis under ``namespace + key``.
 
@@ -50,21 +54,18 @@ class RedisLock(DistributedLock):
 
     def __init__(
         self,
-        client_or_url: redis_lib.Redis | str,
+        client_or_url: Any = None,
         *,
+        client: Any = None,
         namespace: str = "paywatch:lock:",
         socket_timeout: float = 1.0,
     ) -> None:
-        """Wrap an existing client, or create (and own) one from a ``redis://`` URL."""
-        if isinstance(client_or_url, str):
-            # a hung Redis must fail the request, not hold it (and its trade) forever
-            self._client: Any = redis_lib.Redis.from_url(
-                client_or_url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-            )
-            self._owns_client = True
-        else:
-            self._client = client_or_url
-            self._owns_client = False
+        """Wrap an existing client (``client_or_url`` or ``client=``), or create (and own)
+        one from a ``redis://`` URL with ``socket_timeout``: a hung Redis must fail the
+        request, not hold it (and its trade) forever."""
+        self._client, self._owns_client = client_for(
+            client_or_url, client, timeout=socket_timeout, retries=0
+        )
         self._namespace = namespace
         # register_script only builds a Script object; no round trip happens here.
         self._release = self._client.register_script(_RELEASE_LUA)
@@ -81,11 +82,9 @@ class RedisLock(DistributedLock):
         deadline = time.monotonic() + max(wait, 0.0)
         delay = _BACKOFF_START
         while True:
-            try:
+            with _UNAVAILABLE:
                 if self._client.set(name, token, nx=True, px=ttl_ms):
                     return token
-            except redis_lib.exceptions.RedisError as exc:
-                raise LockBackendError(_UNAVAILABLE) from exc
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -95,18 +94,14 @@ class RedisLock(DistributedLock):
 
     def release(self, key: str, token: str) -> bool:
         """Delete ``key`` atomically if its value is still ``token``."""
-        try:
+        with _UNAVAILABLE:
             return bool(self._release(keys=[self._key(key)], args=[token]))
-        except redis_lib.exceptions.RedisError as exc:
-            raise LockBackendError(_UNAVAILABLE) from exc
 
     def extend(self, key: str, token: str, ttl: float) -> bool:
         """Reset the expiry of ``key`` to ``ttl`` seconds atomically if ``token`` holds it."""
         ttl_ms = _ms(ttl)
-        try:
+        with _UNAVAILABLE:
             return bool(self._extend(keys=[self._key(key)], args=[token, ttl_ms]))
-        except redis_lib.exceptions.RedisError as exc:
-            raise LockBackendError(_UNAVAILABLE) from exc
 
     def close(self) -> None:
         """Close the Redis client if this object created it from a URL."""
