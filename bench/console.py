@@ -33,12 +33,11 @@ import importlib
 import importlib.util
 import json
 import os
-import random
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -46,9 +45,7 @@ from types import ModuleType
 from typing import Any
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry
 
-from collectors import CoreMetrics, Sampler, TimeSeriesStore
 from collectors.store import RAW_RETENTION
 
 BENCH = Path(__file__).resolve().parent
@@ -89,8 +86,6 @@ def metrics_bench() -> ModuleType:
 APP = ROOT / "console" / "app.py"
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 RESULTS = Path(__file__).resolve().parent / "results" / "console.json"
-ORGS = ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C")
-INTERVAL = 5.0  # the sampler's interval
 TARGET_MS = 1000.0
 
 
@@ -103,119 +98,6 @@ def bench_schema(url: str) -> Iterator[str]:
     """A fresh, migrated schema; yields the URL scoped to it. Dropped afterwards."""
     with bench_module("_schema").scratch_schema(url, "bench_console", log) as (_, scoped):
         yield scoped
-
-
-# -- seeding -----------------------------------------------------------------------------------
-class BatchedStore(TimeSeriesStore):
-    """The store, with the sampler's writes gathered and sent in large batches (seeding
-    hours of 5 s samples one sampler pass at a time would take many minutes)."""
-
-    def __init__(self, engine: sa.Engine, batch: int = 50_000) -> None:
-        super().__init__(engine)
-        self.batch, self.pending, self.written = batch, [], 0
-
-    def write(self, samples: Iterable[Any]) -> int:
-        rows = list(samples)
-        self.pending.extend(rows)
-        if len(self.pending) >= self.batch:
-            self.flush()
-        return len(rows)
-
-    def flush(self) -> None:
-        if self.pending:
-            self.written += super().write(self.pending)
-            self.pending = []
-
-
-def traffic(m: CoreMetrics, rnd: random.Random, degraded: bool) -> None:
-    """One sampler interval of pay traffic on one instance (a few calls per series: the
-    row count depends on the series, not on the volume)."""
-    for org in ORGS:
-        for _ in range(3):
-            m.observe("trade_create", "ok", seconds=rnd.uniform(0.003, 0.02))
-            m.guard_outcome("risk", "link.pay", "degraded" if degraded else "pass", 0.0005)
-            m.observe("pay", "pending", pay_org=org, seconds=rnd.uniform(0.005, 0.05))
-            m.guard_outcome(f"channel.{org}", "link.pay", "pass", 0.0)
-            m.observe("channel_call", "ok", pay_org=org, seconds=rnd.lognormvariate(-3.5, 0.6))
-            m.observe("callback", "ok", pay_org=org, seconds=rnd.uniform(0.005, 0.04))
-            m.observe("ledger_posting", "ok", seconds=rnd.uniform(0.001, 0.01))
-            m.observe("notification", "ok", seconds=rnd.uniform(0.01, 0.2))
-            m.guard_outcome("coupon", "link.pay", "pass", 0.001)
-        if rnd.random() < 0.3:
-            m.observe("channel_call", "error", "CHANNEL_5XX", org, seconds=0.3)
-        if rnd.random() < 0.1:
-            m.observe("channel_call", "timeout", "", org, seconds=3.0)
-            m.guard_outcome(f"channel.{org}", "link.pay", "timeout", 3.0)
-        if rnd.random() < 0.2:
-            m.observe("refund", "ok", pay_org=org, seconds=rnd.uniform(0.01, 0.05))
-    if rnd.random() < 0.2:
-        m.observe("pay", "rejected", "RISK_REJECTED", seconds=0.004)
-    if rnd.random() < 0.05:
-        m.guard_outcome("notification", "link.callback", "fallback", 0.5)
-
-
-def seed_recent(url: str, now: float, hours: float, instances: int) -> dict[str, int]:
-    """The last ``hours`` of raw samples of ``instances`` processes, folded into rollups."""
-    engine = sa.create_engine(url)
-    try:
-        store = BatchedStore(engine)
-        rnd = random.Random(7)
-        start = now - hours * 3600
-        ticks = int(hours * 3600 // INTERVAL)
-        procs = []
-        for i in range(instances):
-            reg = CollectorRegistry()
-            m = CoreMetrics(reg)
-            for org in ORGS:
-                m.set_breaker_state(f"channel.{org}", "closed")
-            sampler = Sampler(reg, store, instance=f"api:bench:{i + 1}", interval=INTERVAL)
-            procs.append((m, sampler))
-        for k in range(ticks + 1):
-            t = start + k * INTERVAL
-            degraded = now - t < 1800  # risk degraded for the last half hour
-            for m, sampler in procs:
-                traffic(m, rnd, degraded)
-                sampler.sample_once(now=t)
-            if k % 720 == 0:
-                log(f"  sampled {k * INTERVAL / 3600:.0f} h of {hours:g} h")
-        store.flush()
-        folded = store.rollup(now)
-        with engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            for table in ("metric_samples", "metric_rollup_1m", "metric_rollup_1h"):
-                conn.exec_driver_sql(f"ANALYZE {table}")
-        return {"raw_rows": store.written, **{f"folded_{k}": v for k, v in folded.items()}}
-    finally:
-        engine.dispose()
-
-
-def seed_alerts(url: str, now: float) -> None:
-    engine = sa.create_engine(url)
-    rows = []
-    for i in range(60):
-        state = "firing" if i < 3 else "pending" if i < 5 else "resolved"
-        rows.append(
-            {
-                "fingerprint": f"bench{i:04d}",
-                "rule": f"BenchRule{i % 7}",
-                "labels": json.dumps({"step": "pay", "n": str(i)}),
-                "annotations": "{}",
-                "severity": "page" if i % 2 else "ticket",
-                "state": state,
-                "value": 0.1,
-                "active_since": now - 600,
-                "fired_at": now - 300 if state == "firing" else None,
-                "resolved_at": now - 60 if state == "resolved" else None,
-                "last_eval": now,
-            }
-        )
-    cols = ", ".join(rows[0])
-    vals = ", ".join(f":{c}" for c in rows[0])
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"INSERT INTO alert_states ({cols}) VALUES ({vals})"), rows)
-    finally:
-        engine.dispose()
 
 
 # -- timing ------------------------------------------------------------------------------------
@@ -338,6 +220,73 @@ def breakdown(runs: int) -> dict[str, float]:
     return {k: round(median_ms(fn, runs), 2) for k, fn in parts.items()}
 
 
+def seed(url: str, args: argparse.Namespace) -> dict[str, int]:
+    """The seeded data: the recent raw samples and alerts, then 30 days of history; row
+    counts."""
+    seeding = bench_module("_console_seed")
+    now = time.time()
+    t0 = time.perf_counter()  # recent first: rollup() folds from the newest rollup
+    recent = seeding.seed_recent(url, now, args.hours, args.instances, log)
+    seeding.seed_alerts(url, now)
+    log(f"recent {args.hours:g} h x {args.instances}: {recent} in {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    engine = sa.create_engine(url)
+    counts = metrics_bench().fill(engine, now)
+    engine.dispose()
+    log(f"history (bench/metrics.py fill): {counts} in {time.perf_counter() - t0:.1f} s")
+    return {**counts, **recent}
+
+
+def measure(page: OverviewPage, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The page empty, seeded (and its reads one at a time), and with the metrics source
+    down."""
+    page.check(seeded=False)  # warm-up: builds the console's platform
+    empty_ms = median_ms(page.render, args.runs)
+    log(f"empty schema: overview {empty_ms:.0f} ms")
+    rows = seed(url, args)
+    page.check(seeded=True)
+    samples = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        page.render()
+        samples.append((time.perf_counter() - t0) * 1000)
+    overview_ms = statistics.median(samples)
+    log(f"overview {overview_ms:.0f} ms (runs {[round(s) for s in samples]})")
+    parts = breakdown(args.runs)
+    log(f"breakdown {parts}")
+    # the metrics source unreachable (a closed port): the page still draws its
+    # database panels and says which ones are down, as fast
+    os.environ["PAYWATCH_PROMETHEUS_URL"] = f"http://127.0.0.1:{closed_port()}"
+    page.check(seeded=True, metrics_down=True)
+    outage_ms = median_ms(page.render, args.runs)
+    log(f"metrics source down: overview {outage_ms:.0f} ms")
+    return {
+        "overview_ms": overview_ms,
+        "empty_ms": empty_ms,
+        "samples": samples,
+        "outage_ms": outage_ms,
+        "parts": parts,
+        "rows": rows,
+    }
+
+
+def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`measure` in a scratch schema with the console configured for it."""
+    with bench_schema(url) as scoped, tempfile.TemporaryDirectory(prefix="pw-console-") as var:
+        os.environ["PAYWATCH_DATABASE_URL"] = scoped
+        os.environ["PAYWATCH_VAR_DIR"] = var
+        for name in ("PAYWATCH_PROMETHEUS_URL", "PAYWATCH_REDIS_URL", "PAYWATCH_REPLICA_URL"):
+            os.environ.pop(name, None)
+        viewer(scoped)
+        page = OverviewPage()
+        try:
+            return measure(page, scoped, args)
+        finally:
+            for built in {id(b): b for b in built_platforms()}.values():
+                built.close()
+            os.environ.pop("PAYWATCH_PROMETHEUS_URL", None)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=7, help="timed page renders (after a warm-up)")
@@ -351,61 +300,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     url = os.environ.get("PAYWATCH_BENCH_DATABASE_URL", DEFAULT_URL)
     sys.path[:] = _path_without_bench()  # `console` is the package, not this file
-
-    with bench_schema(url) as scoped, tempfile.TemporaryDirectory(prefix="pw-console-") as var:
-        os.environ["PAYWATCH_DATABASE_URL"] = scoped
-        os.environ["PAYWATCH_VAR_DIR"] = var
-        for name in ("PAYWATCH_PROMETHEUS_URL", "PAYWATCH_REDIS_URL", "PAYWATCH_REPLICA_URL"):
-            os.environ.pop(name, None)
-        viewer(scoped)
-        page = OverviewPage()
-        try:
-            page.check(seeded=False)  # warm-up: builds the console's platform
-            empty_ms = median_ms(page.render, args.runs)
-            log(f"empty schema: overview {empty_ms:.0f} ms")
-
-            now = time.time()
-            t0 = time.perf_counter()  # recent first: rollup() folds from the newest rollup
-            recent = seed_recent(scoped, now, args.hours, args.instances)
-            seed_alerts(scoped, now)
-            log(
-                f"recent {args.hours:g} h x {args.instances}: {recent} "
-                f"in {time.perf_counter() - t0:.1f} s"
-            )
-            t0 = time.perf_counter()
-            engine = sa.create_engine(scoped)
-            counts = metrics_bench().fill(engine, now)
-            engine.dispose()
-            log(f"history (bench/metrics.py fill): {counts} in {time.perf_counter() - t0:.1f} s")
-
-            page.check(seeded=True)
-            samples = []
-            for _ in range(args.runs):
-                t0 = time.perf_counter()
-                page.render()
-                samples.append((time.perf_counter() - t0) * 1000)
-            overview_ms = statistics.median(samples)
-            log(f"overview {overview_ms:.0f} ms (runs {[round(s) for s in samples]})")
-            parts = breakdown(args.runs)
-            log(f"breakdown {parts}")
-            # the metrics source unreachable (a closed port): the page still draws its
-            # database panels and says which ones are down, as fast
-            os.environ["PAYWATCH_PROMETHEUS_URL"] = f"http://127.0.0.1:{closed_port()}"
-            page.check(seeded=True, metrics_down=True)
-            outage_ms = median_ms(page.render, args.runs)
-            log(f"metrics source down: overview {outage_ms:.0f} ms")
-        finally:
-            for built in {id(b): b for b in built_platforms()}.values():
-                built.close()
-            os.environ.pop("PAYWATCH_PROMETHEUS_URL", None)
+    m = run(url, args)
+    overview_ms, empty_ms = m["overview_ms"], m["empty_ms"]
     result = {
         "overview_ms": round(overview_ms, 1),
         "empty_overview_ms": round(empty_ms, 1),
         "data_ratio": round(overview_ms / empty_ms, 2) if empty_ms else None,
-        "overview_runs_ms": [round(s, 1) for s in samples],
-        "metrics_down_overview_ms": round(outage_ms, 1),
-        "breakdown": parts,
-        "rows": {**counts, **recent},
+        "overview_runs_ms": [round(s, 1) for s in m["samples"]],
+        "metrics_down_overview_ms": round(m["outage_ms"], 1),
+        "breakdown": m["parts"],
+        "rows": m["rows"],
         "hours_raw": args.hours,
         "instances": args.instances,
         "runs": args.runs,
