@@ -108,7 +108,7 @@ def build_platform(
     guard = runtime.guard
     core = PayCore(
         db,
-        lock=make_lock(settings.redis_url),
+        lock=make_lock(settings.redis_url, client=runtime.redis),  # the one Redis client
         ids=IdGenerator(settings.node_id),
         guard=guard,
         risk=build_risk_engine(settings, db),

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from backends import redis_client
 from paycore import errors as pe
 from stability.breaker_stats import BreakerStatsPublisher
 from stability.breaker_store import make_breaker_store
@@ -61,25 +62,26 @@ class StabilityRuntime:
 def build_stability(
     engine: Engine, *, pay_orgs: tuple[str, ...], redis_url: str | None, poll_s: float = 0.25
 ) -> StabilityRuntime:
-    """Seed the dependency map if empty and build the guard and switch machinery."""
+    """Seed the dependency map if empty and build the guard and switch machinery.
+
+    With ``redis_url`` the process's one Redis client is built here (short timeouts:
+    :func:`backends.redis_client`) and handed to the limit store, the breaker store and
+    the switch pub/sub; the runtime owns it (``redis``) and the pay core's lock borrows it.
+    """
     store = DependencyMapStore(engine)
     seed_if_empty(store, pay_orgs, redis_lock=bool(redis_url))
     dmap = store.load()
     rules = default_rules(pay_orgs)
     events = BreakerEventLog(engine)
+    client = redis_client(redis_url) if redis_url else None
     guard = Guard(
         dmap,
-        limiter=Limiter(make_limit_store(redis_url)),
+        limiter=Limiter(make_limit_store(redis_url, client=client)),
         base_rules=rules,
-        breaker_store=make_breaker_store(redis_url) if redis_url else None,
+        breaker_store=make_breaker_store(redis_url, client=client) if redis_url else None,
         recorders=[events],
         ignore=BUSINESS_ERRORS,
     )
-    client = None
-    if redis_url:
-        import redis
-
-        client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
     switches = SwitchService(
         engine,
         needs_approval=approval_policy(lambda: guard.map, lambda: guard.base_rules),
