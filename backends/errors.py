@@ -115,10 +115,9 @@ class DriverErrors:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:  # never swallows: a driver error leaves as the package's error, others as is
         if exc is not None and self.matches(exc):
             raise self.convert(exc)
-        return False
 
     def __call__(self, fn: F) -> F:
         """Decorate ``fn`` so its driver errors are translated."""
