@@ -1,4 +1,7 @@
-"""The simulator: merchant traffic, notification receivers and scripted drills.
+"""The simulator: merchant traffic, notification receivers, scripted drills, the TCP
+fault proxy and the sandbox channel (a test server for several pay orgs: signed
+requests, asynchronous signed callbacks, statements, fault knobs; not part of the pay
+core, which reaches any channel only through ``paycore.channels``).
 
 Public contract (``paywatch up`` and ``paywatch simulate`` use it):
 :func:`ensure_demo_merchants` → :class:`SimMerchant` list; :class:`SimConfig` and
@@ -30,19 +33,25 @@ _WHERE = {
     "SimConfig": "simulator",
     "Simulator": "simulator",
     "SimStats": "stats",
+    "Knobs": "sandbox_config",
+    "SandboxConfig": "sandbox_config",
+    "create_sandbox_app": "sandbox",
 }
 __all__ = [
     "BUILTIN",
     "Drill",
     "DrillTargets",
+    "Knobs",
     "ReceivedEvent",
     "ReceiverServer",
     "SandboxAdmin",
+    "SandboxConfig",
     "SimConfig",
     "SimMerchant",
     "SimStats",
     "Simulator",
     "Step",
+    "create_sandbox_app",
     "ensure_demo_merchants",
     "load_drill",
     "load_merchants",
@@ -54,6 +63,8 @@ if TYPE_CHECKING:
     from .merchants import SimMerchant, ensure_demo_merchants, load_merchants
     from .receiver import ReceivedEvent, ReceiverServer
     from .runner import DrillTargets, SandboxAdmin, run_drill
+    from .sandbox import create_sandbox_app
+    from .sandbox_config import Knobs, SandboxConfig
     from .simulator import SimConfig, Simulator
     from .stats import SimStats
 
