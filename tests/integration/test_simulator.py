@@ -1,25 +1,18 @@
-"""The simulator's parts: Poisson arrivals, the traffic mix, receivers of signed
-notifications, demo merchants, the client-side audit, drills, the fault proxy, reports."""
+"""The simulator's parts: Poisson arrivals, the traffic mix, demo merchants, the client-side
+audit, drills, reports (receivers and the fault proxy have files of their own)."""
 
 from __future__ import annotations
 
 import json
 import random
-import socket
 import stat
 import statistics
-import threading
-import time
 from collections import Counter
 
-import httpx
 import pytest
 
-from paycore.channels.signing import signed_headers
 from simulator.drills import BUILTIN, drill_from_dict, load_drill
-from simulator.faultproxy import FaultProxy, proxied_url, upstream_of
 from simulator.ledger import ClientLedger, TradeRecord, audit
-from simulator.receiver import ReceiverServer
 from simulator.traffic import (
     DEFAULT_MIX,
     Mix,
@@ -29,8 +22,6 @@ from simulator.traffic import (
     combo_split,
     interarrival,
 )
-
-SECRET = "notify-secret-for-tests"
 
 
 # -- traffic ---------------------------------------------------------------------------------
@@ -91,121 +82,6 @@ def test_orgs_amounts_and_combined_payments():
     for total, have, ratio in ((1_000, 10_000, 0.5), (1_000, 3, 0.9), (2, 100, 0.0)):
         bal, chan = combo_split(total, have, ratio)
         assert bal > 0 and chan > 0 and bal + chan == total and bal <= max(1, have)
-
-
-# -- receivers -------------------------------------------------------------------------------
-_HTTP = httpx.Client()
-
-
-def _post(
-    url: str,
-    event_id: str,
-    event_type: str = "trade.paid",
-    secret: str = SECRET,
-    timeout: float = 5.0,
-) -> int:
-    body = json.dumps(
-        {
-            "event_id": event_id,
-            "event_type": event_type,
-            "created_at": "x",
-            "data": {"out_trade_no": "t1"},
-        }
-    ).encode()
-    headers = signed_headers(secret, body) | {
-        "X-Paywatch-Event-Id": event_id,
-        "Content-Type": "application/json",
-    }
-    resp = _HTTP.post(f"{url}/notify/shop", content=body, headers=headers, timeout=timeout)
-    return resp.status_code
-
-
-def test_receiver_verifies_signatures_and_dedupes_event_ids():
-    effects = []
-    rx = ReceiverServer(SECRET, on_event=effects.append).start()
-    try:
-        assert _post(rx.url, "evt_1") == 200
-        assert _post(rx.url, "evt_1") == 200  # a redelivery: acknowledged, applied once
-        assert _post(rx.url, "evt_2", "refund.succeeded") == 200
-        assert _post(rx.url, "evt_3", secret="wrong") == 401
-        bad = httpx.post(f"{rx.url}/notify/shop", content=b"{}", timeout=5)
-        assert bad.status_code == 401
-    finally:
-        rx.stop()
-    assert [e.event_id for e in effects] == ["evt_1", "evt_2"]
-    assert [e.event_id for e in rx.received("trade.paid")] == ["evt_1"]
-    assert effects[0].path == "/notify/shop" and effects[0].data == {"out_trade_no": "t1"}
-    assert (rx.stats.accepted, rx.stats.duplicates, rx.stats.bad_signature) == (2, 1, 2)
-
-
-def test_receiver_fails_the_configured_share_with_500_or_a_late_answer():
-    rx = ReceiverServer(SECRET, failure_ratio=0.5, timeout_share=0.0, seed=11).start()
-    try:
-        codes = Counter(_post(rx.url, f"evt_{i}") for i in range(200))
-    finally:
-        rx.stop()
-    assert codes[500] == rx.stats.failed_500 and 70 <= codes[500] <= 130
-    assert codes[200] == rx.stats.accepted == len(rx.received())
-    slow = ReceiverServer(SECRET, failure_ratio=1.0, timeout_share=1.0, timeout_s=2.0).start()
-    try:
-        with pytest.raises(httpx.ReadTimeout):
-            _post(slow.url, "evt_late", timeout=0.5)
-    finally:
-        slow.stop()
-    assert slow.stats.failed_timeout == 1 and not slow.received()
-
-
-def test_receiver_takes_the_pay_cores_real_deliveries_exactly_once(shop):
-    from datetime import timedelta as _td
-
-    from paycore.notify.delivery import NotificationDelivery
-    from paycore.notify.outbox import add_notification
-
-    effects = []
-    # the shop signs with its own secret (rotated here, since the fixture did not keep it)
-    own = shop.core.merchants.rotate_notify_secret(shop.mid, overlap=_td(0)).secret
-    rx = ReceiverServer(
-        SECRET,
-        failure_ratio=1.0,
-        timeout_share=0.0,
-        on_event=effects.append,
-        path_secrets={"/notify/shop": own},
-    )
-    rx.start()
-    delivery = NotificationDelivery(shop.core.db, secret=SECRET, schedule=(1, 1), timeout=2.0)
-    try:
-
-        def add(s):
-            return add_notification(
-                s,
-                shop.core,
-                merchant_id=shop.mid,
-                event_type="trade.paid",
-                trade_id=None,
-                payload={"out_trade_no": "t9"},
-                url=f"{rx.url}/notify/shop",
-            )
-
-        event_id = shop.core.db.run(add)
-        assert delivery.deliver_due() == 1 and delivery.failed == 1  # answered 500: retried
-        rx.failure_ratio = 0.0
-        from datetime import UTC, datetime, timedelta
-
-        later = datetime.now(UTC) + timedelta(seconds=5)
-        assert delivery.deliver_due(now=later) == 1 and delivery.delivered == 1
-        with shop.core.db.session() as s:
-            from sqlalchemy import select
-
-            from paycore.db.schema import Notification
-
-            row_id = s.execute(select(Notification.id)).scalar_one()
-        assert delivery.resend(row_id, "ops")  # a manual resend: the merchant sees it again
-        assert delivery.deliver_due(now=later + timedelta(seconds=1)) == 1
-    finally:
-        delivery.close()
-        rx.stop()
-    assert [e.event_id for e in effects] == [event_id]  # the effect happened once
-    assert (rx.stats.failed_500, rx.stats.accepted, rx.stats.duplicates) == (1, 1, 1)
 
 
 # -- demo merchants --------------------------------------------------------------------------
@@ -319,91 +195,6 @@ def test_drills_that_cannot_apply_say_so():
     assert "Redis" in not_applicable(BUILTIN["redis-down"], bare)
     assert "SQLite" in not_applicable(BUILTIN["db-slow"], bare)
     assert "sandbox" in not_applicable(BUILTIN["channel-failure"], bare)
-
-
-# -- the fault proxy -------------------------------------------------------------------------
-@pytest.fixture
-def echo_server():
-    srv = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-
-            def echo(c=conn):
-                with c:
-                    while data := c.recv(1024):
-                        c.sendall(data)
-
-            threading.Thread(target=echo, daemon=True).start()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield srv.getsockname()[:2]
-    stop.set()
-    t.join(2)
-    srv.close()
-
-
-def _roundtrip(addr, payload=b"ping") -> float:
-    start = time.perf_counter()
-    with socket.create_connection(addr, timeout=3) as c:
-        c.sendall(payload)
-        assert c.recv(1024) == payload
-    return time.perf_counter() - start
-
-
-def test_fault_proxy_adds_latency_and_cuts_connections(echo_server):
-    proxy = FaultProxy(echo_server, name="echo").start()
-    try:
-        assert _roundtrip(proxy.address) < 0.15
-        proxy.set(latency_ms=200)
-        assert _roundtrip(proxy.address) >= 0.2
-        proxy.reset()
-        held = socket.create_connection(proxy.address, timeout=3)
-        held.sendall(b"a")
-        assert held.recv(10) == b"a"
-        proxy.set(down=True)  # the open connection is cut, new ones are closed at once
-        assert held.recv(10) == b""
-        held.close()
-        with socket.create_connection(proxy.address, timeout=3) as refused:
-            assert refused.recv(10) == b""  # accepted and closed at once, as a dead server
-        assert proxy.refused == 1
-        proxy.reset()
-        assert _roundtrip(proxy.address) < 0.15
-    finally:
-        proxy.stop()
-    assert upstream_of("sqlite:///var/paywatch.db", 5432) is None
-    assert upstream_of("postgresql+psycopg://u:pw@db:6543/x", 5432) == ("db", 6543)
-    url = proxied_url("postgresql+psycopg://u:pw@db/x?options=-c", proxy)
-    host, port = proxy.address
-    assert url == f"postgresql+psycopg://u:pw@{host}:{port}/x?options=-c"
-
-
-def test_fault_proxy_takes_redis_down_and_back(redis_url):
-    import redis
-
-    upstream = upstream_of(redis_url, 6379)
-    assert upstream is not None
-    proxy = FaultProxy(upstream, name="redis").start()
-    client = redis.Redis.from_url(
-        proxied_url(redis_url, proxy), socket_timeout=1, socket_connect_timeout=1
-    )
-    try:
-        assert client.ping()
-        proxy.set(down=True)
-        with pytest.raises(redis.ConnectionError):
-            client.ping()
-        proxy.reset()
-        assert client.ping()
-    finally:
-        client.close()
-        proxy.stop()
 
 
 # -- reports ---------------------------------------------------------------------------------
