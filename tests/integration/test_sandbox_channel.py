@@ -1,34 +1,32 @@
-"""The sandbox channel, request signing and the channel gateway, over real HTTP.
+"""The sandbox channel, request signing and the channel gateway, over real HTTP: signatures,
+pay acknowledged then called back, callbacks parsed, repeated, retried, given up.
 
-A sandbox channel and a callback receiver each run under uvicorn in a background
-thread on 127.0.0.1 (a free port); the gateway's client talks to the sandbox, and the
-sandbox calls the receiver back.
+The sandbox calls the receiver back (servers in ``sandbox_servers``).
 """
 
 from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from sandbox_servers import (  # noqa: F401 - fixtures (fast_knobs: autouse)
+    SECRETS,
+    ServerThread,
+    client,
+    fast_knobs,
+    notify,
+    receiver,
+    request,
+    sandbox,
+    wait_until,
+)
 
 from paycore.channels import ChannelRequest, ChannelResult
-from paycore.channels.errors import (
-    ChannelRejected,
-    ChannelUnavailable,
-    InvalidSignature,
-    UnknownChannel,
-)
-from paycore.channels.gateway import HttpChannelClient, build_gateway
+from paycore.channels.errors import ChannelRejected, InvalidSignature, UnknownChannel
+from paycore.channels.gateway import build_gateway
 from paycore.channels.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -37,154 +35,7 @@ from paycore.channels.signing import (
     verify,
     verify_headers,
 )
-from paycore.errors import DependencyUnavailable, InvalidRequest
-from simulator.sandbox import Knobs, SandboxConfig, create_sandbox_app
-
-SECRETS = {"SANDBOX_A": "secret-a-0123", "SANDBOX_B": "secret-b-4567", "STMT": "secret-s-89"}
-ADMIN = "admin-token-xyz"
-FAST = Knobs(latency_ms=1.0, latency_jitter=0.0, callback_delay_ms=10.0)
-
-
-# -- servers in threads --------------------------------------------------------------------
-class ServerThread:
-    """A uvicorn server for ``app`` on a free 127.0.0.1 port, in a daemon thread."""
-
-    def __init__(self, app: FastAPI, health: str) -> None:
-        self.app = app
-        self.health = health
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def start(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.server.started:
-                try:
-                    if httpx.get(self.url + self.health, timeout=1).status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("server did not start")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
-class Receiver:
-    """Collects callbacks, checking each one's signature with its org's secret."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.calls: list[dict[str, Any]] = []
-        self.fail: dict[str, int] = {}  # channel_txn_no -> non-2xx answers still to give
-
-    def build(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.get("/health")
-        async def health() -> dict[str, bool]:
-            return {"ok": True}
-
-        @app.post("/cb/{org}")
-        async def callback(org: str, request: Request) -> Response:
-            body = await request.body()
-            valid = verify_headers(SECRETS.get(org, "?"), request.headers, body)
-            payload = json.loads(body)
-            txn = payload.get("channel_txn_no", "")
-            with self.lock:
-                failing = self.fail.get(txn, 0) > 0
-                if failing:
-                    self.fail[txn] -= 1
-                self.calls.append(
-                    {
-                        "org": org,
-                        "valid": valid,
-                        "payload": payload,
-                        "answered": not failing,
-                        "headers": dict(request.headers),
-                        "body": body,
-                    }
-                )
-            if failing:
-                return JSONResponse({"ok": False}, status_code=500)
-            return JSONResponse({"ok": True})
-
-        return app
-
-    def of(self, txn: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [c for c in self.calls if c["payload"].get("channel_txn_no") == txn]
-
-    def wait(self, txn: str, n: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
-        assert wait_until(lambda: len(self.of(txn)) >= n, timeout), f"{len(self.of(txn))} < {n}"
-        return self.of(txn)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[tuple[Receiver, str]]:
-    rec = Receiver()
-    server = ServerThread(rec.build(), "/health").start()
-    yield rec, server.url
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[ServerThread]:
-    app = create_sandbox_app(SandboxConfig(SECRETS, ADMIN, seed=7, callback_backoff_ms=20))
-    server = ServerThread(app, "/healthz").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def fast_knobs(sandbox: ServerThread) -> None:
-    for org in SECRETS:
-        sandbox.app.state.sandbox.set_knobs(org, FAST)
-
-
-def knobs(sandbox: ServerThread, org: str = "SANDBOX_A", **changes: Any) -> None:
-    sandbox.app.state.sandbox.set_knobs(org, FAST.updated(changes))
-
-
-@pytest.fixture
-def client(sandbox: ServerThread) -> Iterator[HttpChannelClient]:
-    with HttpChannelClient(sandbox.url, "SANDBOX_A", SECRETS["SANDBOX_A"]) as c:
-        yield c
-
-
-def request(
-    kind: str = "pay", amount: int = 1000, org: str = "SANDBOX_A", origin: str | None = None
-) -> ChannelRequest:
-    return ChannelRequest(
-        kind, org, uuid.uuid4().hex[:20], amount, "CNY", "m1", 1, 2, origin_channel_txn_no=origin
-    )
-
-
-def notify(receiver: tuple[Receiver, str], org: str = "SANDBOX_A") -> str:
-    return f"{receiver[1]}/cb/{org}"
+from paycore.errors import InvalidRequest
 
 
 # -- signing -------------------------------------------------------------------------------
@@ -340,125 +191,3 @@ def test_callbacks_nobody_takes_are_given_up_and_counted(client, receiver, sandb
     assert len(rec.of(failing.channel_txn_no)) == attempts
     assert [c["answered"] for c in rec.wait(fine.channel_txn_no)] == [True]
     assert dispatcher.delivered - before[0] == 1
-
-
-def test_fail_rate_one_calls_back_failed(client, receiver, sandbox) -> None:
-    knobs(sandbox, fail_rate=1.0)
-    req = request()
-    client.pay(req, notify(receiver))
-    (call,) = receiver[0].wait(req.channel_txn_no)
-    assert call["payload"]["status"] == "failed" and call["valid"]
-    result = client.query(req.channel_txn_no)
-    assert result is not None and result.status == "failed"
-
-
-def test_error_rate_one_is_channel_unavailable(client, receiver, sandbox) -> None:
-    knobs(sandbox, error_rate=1.0)
-    req = request()
-    with pytest.raises(ChannelUnavailable) as info:
-        client.pay(req, notify(receiver))
-    err = info.value
-    assert isinstance(err, DependencyUnavailable) and err.code == "channel_unavailable"
-    assert "503" in str(err) and SECRETS["SANDBOX_A"] not in str(err)
-    assert client.query_status(req.channel_txn_no).status == "unknown"  # nothing was booked
-
-
-def test_timeout_is_channel_unavailable(sandbox, receiver) -> None:
-    knobs(sandbox, timeout_rate=1.0, timeout_ms=800.0)
-    req = request()
-    with HttpChannelClient(sandbox.url, "SANDBOX_A", SECRETS["SANDBOX_A"], timeout=0.2) as c:
-        started = time.monotonic()
-        with pytest.raises(ChannelUnavailable, match="timed out"):
-            c.pay(req, notify(receiver))
-        assert time.monotonic() - started < 0.7
-    # the channel did take it, late: the outcome still arrives by callback
-    (call,) = receiver[0].wait(req.channel_txn_no, timeout=5)
-    assert call["payload"]["status"] == "success"
-
-
-def test_a_dropped_pay_is_unavailable_and_never_sent_twice() -> None:
-    """A channel that reads the pay and hangs up without answering: the outcome is
-    unknown (the active query settles it), and the client must not send it again: a
-    retried pay can be a second charge."""
-    seen: list[bytes] = []
-    with socket.socket() as srv:
-        srv.bind(("127.0.0.1", 0))
-        srv.listen()
-        srv.settimeout(5)
-
-        def hang_up() -> None:
-            for _ in range(3):  # room for retries, were the client to make them
-                try:
-                    conn, _ = srv.accept()
-                except OSError:
-                    return
-                with conn:
-                    seen.append(conn.recv(65536))
-
-        server = threading.Thread(target=hang_up, daemon=True)
-        server.start()
-        url = f"http://127.0.0.1:{srv.getsockname()[1]}"
-        with (
-            HttpChannelClient(url, "SANDBOX_A", SECRETS["SANDBOX_A"], timeout=2.0) as c,
-            pytest.raises(ChannelUnavailable) as info,
-        ):
-            c.pay(request(), "http://127.0.0.1:9/cb")
-        time.sleep(0.3)  # a retry would have connected by now
-    assert len(seen) == 1 and seen[0].startswith(b"POST /gateway/SANDBOX_A/pay ")
-    assert info.value.code == "channel_unavailable"
-    assert SECRETS["SANDBOX_A"] not in str(info.value)
-
-
-def test_an_unreachable_channel_is_unavailable() -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with (
-        HttpChannelClient(f"http://127.0.0.1:{port}", "SANDBOX_A", SECRETS["SANDBOX_A"]) as c,
-        pytest.raises(ChannelUnavailable, match="SANDBOX_A pay"),
-    ):
-        c.pay(request(), "http://127.0.0.1:9/cb")
-
-
-def test_duplicate_callbacks(client, receiver, sandbox) -> None:
-    knobs(sandbox, duplicate_callbacks=2)
-    req = request()
-    client.pay(req, notify(receiver))
-    calls = receiver[0].wait(req.channel_txn_no, 3)
-    time.sleep(0.1)
-    assert len(receiver[0].of(req.channel_txn_no)) == 3
-    assert all(c["valid"] and c["payload"] == calls[0]["payload"] for c in calls)
-
-
-def test_amount_mismatch(client, receiver, sandbox) -> None:
-    knobs(sandbox, amount_mismatch_rate=1.0)
-    req = request(amount=500)
-    client.pay(req, notify(receiver))
-    (call,) = receiver[0].wait(req.channel_txn_no)
-    assert call["payload"]["amount"] == 501
-    result = client.query(req.channel_txn_no)
-    assert result is not None and result.amount == 501
-    refund = request(kind="refund", amount=501, origin=req.channel_txn_no)
-    client.refund(refund, notify(receiver))
-    (call,) = receiver[0].wait(refund.channel_txn_no)
-    assert call["payload"]["amount"] == 501  # a refund settles as asked
-
-
-def test_query_states(client, receiver, sandbox) -> None:
-    knobs(sandbox, callback_delay_ms=400.0)
-    req = request(kind="withdraw", amount=700)
-    assert client.query_status(req.channel_txn_no).status == "unknown"
-    assert client.query(req.channel_txn_no) is None
-    ack = client.withdraw(req, notify(receiver))
-    status = client.query_status(req.channel_txn_no)
-    assert (status.status, status.amount, status.channel_ref) == (
-        "processing",
-        700,
-        ack.channel_ref,
-    )
-    assert client.query(req.channel_txn_no) is None
-    (call,) = receiver[0].wait(req.channel_txn_no)
-    assert call["payload"]["kind"] == "withdraw"
-    assert client.query(req.channel_txn_no) == ChannelResult(
-        "SANDBOX_A", req.channel_txn_no, "success", 700, "CNY", ack.channel_ref
-    )
