@@ -1,30 +1,17 @@
 """The risk engine: limits per merchant and user, a blocklist, and a review log of the
 payments its fallback let through unchecked (see :mod:`paycore.risk.engine`)."""
 
-from .counters import MemoryRiskCounters, Refusal, RiskCounters, make_risk_counters
+from .counters import MemoryRiskCounters, RiskCounters
 from .counters_redis import RedisRiskCounters
 from .engine import BLOCKED, RiskEngine, RiskHold
-from .lists import (
-    EVERY_MERCHANT,
-    BlockEntry,
-    ReviewItem,
-    block,
-    blocked,
-    close_review,
-    list_reviews,
-    record_review,
-    unblock,
-)
+from .lists import block, blocked, close_review, list_reviews, record_review, unblock
 from .policy import RiskPolicy, Window, scope_key, windows_at
+from .stores import make_risk_counters
 
 __all__ = [
     "BLOCKED",
-    "EVERY_MERCHANT",
-    "BlockEntry",
     "MemoryRiskCounters",
     "RedisRiskCounters",
-    "Refusal",
-    "ReviewItem",
     "RiskCounters",
     "RiskEngine",
     "RiskHold",

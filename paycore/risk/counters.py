@@ -113,15 +113,3 @@ class MemoryRiskCounters(RiskCounters):
     def close(self) -> None:
         with self._lock:
             self._cells.clear()
-
-
-def make_risk_counters(url: str | None, *, namespace: str = "paywatch:risk:") -> RiskCounters:
-    """``None``/``memory://`` → in-process counters; ``redis://``/``rediss://`` → Redis
-    (a client owned by the store, keys under ``namespace``)."""
-    if not url or url in {"memory", "memory://"}:
-        return MemoryRiskCounters()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from .counters_redis import RedisRiskCounters
-
-        return RedisRiskCounters(url, namespace=namespace)
-    raise ValueError(f"unsupported risk counter store scheme: {url.split('://', 1)[0]!r}")
