@@ -16,32 +16,25 @@ from .handlers import (
     EXCEPTION_REFUND,
     LEDGER_POSTING,
     STUCK_CHANNEL_CALL,
-    BusinessFailure,
     Handlers,
-    RefundPending,
     channel_request_payload,
     ledger_posting_payload,
     refund_txn_no,
 )
 from .leases import JobLeases, singleton_job
-from .tasks import STATUSES, LeaseLost, Task, TaskQueue, default_worker_id
+from .tasks import LeaseLost, TaskQueue
 from .worker import Worker
 
 __all__ = [
     "EXCEPTION_REFUND",
     "LEDGER_POSTING",
-    "STATUSES",
     "STUCK_CHANNEL_CALL",
-    "BusinessFailure",
     "Handlers",
     "JobLeases",
     "LeaseLost",
-    "RefundPending",
-    "Task",
     "TaskQueue",
     "Worker",
     "channel_request_payload",
-    "default_worker_id",
     "ledger_posting_payload",
     "refund_txn_no",
     "singleton_job",

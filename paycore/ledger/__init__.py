@@ -9,10 +9,9 @@ from .accounts import (
     merchant_payable,
     platform_transit,
     user_balance,
-    user_owner_id,
 )
 from .balances import balance_of
-from .hot import drain_pending, pending_count, summarize_pending
+from .hot import drain_pending, pending_count
 from .journal import Ledger, Leg, credit, debit
 from .trial import TrialBalance, trial_balance
 
@@ -32,8 +31,6 @@ __all__ = [
     "merchant_payable",
     "pending_count",
     "platform_transit",
-    "summarize_pending",
     "trial_balance",
     "user_balance",
-    "user_owner_id",
 ]

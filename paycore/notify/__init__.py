@@ -7,18 +7,13 @@ merchant's own secret, newest first, retrying on a growing schedule; a merchant 
 them with :func:`verify_notification`.
 """
 
-from .delivery import DEFAULT_SCHEDULE, NotificationDelivery, envelope
-from .outbox import EVENT_TYPES, add_notification, merchant_notify_url, notify_pay_order
-from .signing import notification_signature, verify_notification
+from .delivery import DEFAULT_SCHEDULE, NotificationDelivery
+from .outbox import add_notification
+from .signing import verify_notification
 
 __all__ = [
     "DEFAULT_SCHEDULE",
-    "EVENT_TYPES",
     "NotificationDelivery",
     "add_notification",
-    "envelope",
-    "merchant_notify_url",
-    "notification_signature",
-    "notify_pay_order",
     "verify_notification",
 ]

@@ -2,17 +2,15 @@
 against the channel's daily statement). Both record differences with a resolution
 path and are idempotent: re-running adds nothing."""
 
-from .external import CLASSES, RESOLUTION, check_pay_org, day_over, reconcile_day
+from .external import CLASSES, RESOLUTION, day_over, reconcile_day
 from .internal import reconcile_internal
-from .runs import Difference, ReconReport
+from .runs import ReconReport
 
 __all__ = [
     "CLASSES",
     "RESOLUTION",
-    "Difference",
-    "check_pay_org",
-    "day_over",
     "ReconReport",
+    "day_over",
     "reconcile_day",
     "reconcile_internal",
 ]
