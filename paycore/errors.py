@@ -223,13 +223,9 @@ class LockTimeout(Busy):
     code = "order_busy"
 
 
-# -- moved here from their modules (which still export them) -----------------------------
+# -- compensation tasks (paycore.jobs.tasks still exports it) ----------------------------
 class LeaseLost(PayCoreError):
     """The task's lease passed to another worker; this worker must not record a result."""
 
     code = "lease_lost"
     http_status = 409
-
-
-class ShadowSetupError(RuntimeError):
-    """The shadow tables cannot be placed (in-memory database, a foreign schema...)."""

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from ..errors import ShadowSetupError
+from .errors import ShadowSetupError
 from .schema import LedgerSubject, metadata
 from .util import insert_ignore
 
