@@ -12,12 +12,12 @@ from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
+from alert_series import T0, FakeQuery
 from conftest import LiveServer, free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from test_alerts_engine import T0, FakeQuery
 
 from alerts import (
     Alert,

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 import pytest
-from test_alerts_engine import T0, FakeQuery, RecordingNotifier
+from alert_series import T0, FakeQuery, RecordingNotifier
 
 from alerts import AlertEngine, QuerySpec, SilenceError, SilenceStore, ThresholdRule
 

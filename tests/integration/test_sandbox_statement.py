@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-# fixtures and helpers shared with the channel protocol tests (pytest finds fixtures by name)
-from test_sandbox_channel import (  # noqa: F401
+# fixtures and helpers shared with the channel protocol tests (tests/integration/sandbox_servers.py)
+from sandbox_servers import (  # noqa: F401
     ADMIN,
     FAST,
     SECRETS,
