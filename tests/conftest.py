@@ -1,4 +1,5 @@
-"""Shared fixtures: real PostgreSQL and Redis, SQLite files, one backend matrix.
+"""Shared fixtures: real PostgreSQL and Redis, SQLite files, one backend matrix (the
+databases in fixtures_db.py), and which tests are slow.
 
 Locally a missing service skips its tests with a reason; under ``CI=true`` it fails.
 """
@@ -10,70 +11,39 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-PG_URL = os.environ.get("PAYWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# the database fixtures live in fixtures_db.py; importing them here makes them everyone's
+from fixtures_db import (  # noqa: F401
+    IN_CI,
+    db_url,
+    empty_db_url,
+    empty_pg_url,
+    empty_sqlite_url,
+    migrated_db,
+    pg_databases,
+    pg_server,
+    pg_url,
+    sqlite_template,
+    sqlite_url,
+)
+from fixtures_db import unavailable as _unavailable
+
 REDIS_URL = os.environ.get("PAYWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+#: folders whose every test is slow (own processes, browsers, drills); `make test-fast`
+#: leaves them out, `make test` (CI) runs them. Elsewhere a slow test says so itself
+#: (``@pytest.mark.slow``, or ``pytestmark`` for a whole module).
+SLOW_FOLDERS = (Path(__file__).resolve().parent / "e2e",)
 
 
-def _unavailable(what: str, exc: BaseException) -> None:
-    msg = f"{what} unavailable: {type(exc).__name__}"
-    if IN_CI:
-        pytest.fail(msg + " (CI=true: a missing service is a failure)")
-    pytest.skip(msg)
-
-
-def _pg_admin_url() -> str:
-    return PG_URL
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> str:
-    """The PostgreSQL URL, after checking that the server answers."""
-    import sqlalchemy as sa
-
-    try:
-        eng = sa.create_engine(PG_URL)
-        with eng.connect() as conn:
-            conn.execute(sa.text("select 1"))
-        eng.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure means unavailable
-        _unavailable("PostgreSQL", exc)
-    return PG_URL
-
-
-@pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
-    """A fresh, empty schema on the test database, dropped afterwards."""
-    import sqlalchemy as sa
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    eng = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    with eng.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in pg_server else "?"
-    url = f"{pg_server}{sep}options=-csearch_path%3D{schema}"
-    try:
-        yield url
-    finally:
-        with eng.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        eng.dispose()
-
-
-@pytest.fixture
-def sqlite_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'paywatch.db'}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request) -> str:
-    """Every storage test runs on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        return request.getfixturevalue("sqlite_url")
-    return request.getfixturevalue("pg_url")
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under one of :data:`SLOW_FOLDERS` ``slow``."""
+    for item in items:
+        if any(item.path.resolve().is_relative_to(folder) for folder in SLOW_FOLDERS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -136,18 +106,6 @@ def redis_url(redis_server: str) -> Iterator[str]:
         if registry.get(key) == owner.encode():
             registry.delete(key)
         registry.close()
-
-
-@pytest.fixture
-def migrated_db(db_url):
-    """A migrated :class:`paycore.Database` on SQLite or PostgreSQL."""
-    from paycore import Database
-    from runtime.migrate import upgrade_database
-
-    db = Database(db_url)
-    upgrade_database(db.engine)
-    yield db
-    db.dispose()
 
 
 @pytest.fixture
@@ -342,7 +300,6 @@ class SandboxWorld:
         import secrets
 
         from paycore import Database, PayCore
-        from runtime.migrate import upgrade_database
         from simulator.sandbox import create_sandbox_app
         from simulator.sandbox_config import Knobs, SandboxConfig
 
@@ -356,8 +313,7 @@ class SandboxWorld:
             cfg.clock = lambda: self.channel_now.timestamp()
         self.app = create_sandbox_app(cfg)
         self.server = LiveServer(self.app)
-        self.db = Database(db_url)
-        upgrade_database(self.db.engine)
+        self.db = Database(db_url)  # migrated: the db_url fixture
         self.clock = Clock(now)
         self.core = PayCore(self.db, clock=self.clock)
         self.shop = Shop(self.core)

@@ -118,5 +118,7 @@ def test_up_on_the_embedded_default(tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_up_on_postgresql_and_redis(tmp_path, pg_url, redis_url):
+def test_up_on_postgresql_and_redis(tmp_path, empty_pg_url, redis_url):
+    """A first start: ``paywatch up`` migrates the empty database itself."""
+    pg_url = empty_pg_url
     _run_up(tmp_path, {"PAYWATCH_DATABASE_URL": pg_url, "PAYWATCH_REDIS_URL": redis_url})

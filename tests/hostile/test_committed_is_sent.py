@@ -33,13 +33,10 @@ def redis_cut_after_commit(pg_url, redis_server):
     """A pay core on PostgreSQL whose trade lock lives in real Redis behind a fault proxy,
     and ``arm(table)``: Redis goes down right after the commit that inserts into
     ``table`` (before the lock is released)."""
-    from runtime.migrate import upgrade_database
-
     proxy = FaultProxy(upstream_of(redis_server, 6379), name="redis").start()
     lock = RedisLock(proxied_url(redis_server, proxy), namespace=f"t:{uuid.uuid4().hex}:")
     channel = RecordingChannel()
     core = PayCore(pg_url, lock=lock, channel=channel, lock_ttl=2.0, lock_wait=1.0)
-    upgrade_database(core.db.engine)
     armed: dict[str, object] = {"table": None, "seen": False}
 
     @event.listens_for(core.db.engine, "after_cursor_execute")

@@ -305,14 +305,12 @@ def rollup_rows(db, table: str, name: str) -> list[tuple]:
 
 def test_rollups_fold_last_min_max_sum_count_idempotently_and_incrementally(db_url):
     from paycore import Database
-    from runtime.migrate import upgrade_database
 
     dbs = []
     for _ in range(2):  # one store rolled up at every minute, one at the end only
         db = Database(db_url) if not dbs else dbs[0]
         dbs.append(db)
     db = dbs[0]
-    upgrade_database(db.engine)
     end = T0 + 5 * 720  # one hour
     store = make_store(db, end)
     traffic(store, until=720, batch=True)

@@ -24,10 +24,8 @@ def _page(platform, user: str, role: str) -> None:
 @pytest.fixture
 def platform(sqlite_url):
     from paycore import Database, PayCore
-    from runtime.migrate import upgrade_database
 
     db = Database(sqlite_url)
-    upgrade_database(db.engine)
     core = PayCore(db)
     yield SimpleNamespace(paycore=core)
     core.lock.close()

@@ -34,26 +34,20 @@ T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def engine(db_url):
-    from runtime.migrate import upgrade_database
-
     eng = sa.create_engine(db_url)
-    upgrade_database(eng)
     yield eng
     eng.dispose()
 
 
 @pytest.fixture
-def console_db(tmp_path, monkeypatch):
+def console_db(sqlite_url, tmp_path, monkeypatch):
     """A migrated SQLite file the console process (AppTest) runs on, with users."""
-    from runtime.migrate import upgrade_database
-
-    url = f"sqlite:///{tmp_path / 'console.db'}"
+    url = sqlite_url
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)
     monkeypatch.setenv("PAYWATCH_VAR_DIR", str(tmp_path / "var"))
     for name in ("PROMETHEUS_URL", "REDIS_URL", "CONSOLE_IDLE_MINUTES"):
         monkeypatch.delenv(f"PAYWATCH_{name}", raising=False)
     eng = sa.create_engine(url)
-    upgrade_database(eng)
     for name, role in (
         ("vera", "viewer"),
         ("otto", "operator"),
@@ -378,11 +372,9 @@ def test_concurrent_attempts_take_turns_across_processes(db_url):
     passwords are checked one turn at a time, not all at once (each check's audit row
     is written right after it)."""
     from paycore import Database
-    from runtime.migrate import upgrade_database
 
     dbs = [Database(db_url), Database(db_url)]
     engine = dbs[0].engine
-    upgrade_database(engine)
     auth.create_user(engine, "olive", PASSWORD, "operator")
     throttle = auth.Throttle(free=1, base_s=0.5, cap_s=0.5)
     threads = [

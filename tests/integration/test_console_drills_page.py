@@ -29,20 +29,18 @@ from test_console_ops_pages import _assert_inert, _button, _has_button, _ok, _ta
 
 # -- Drills: the knob controls start at the sandbox's values; panels fail alone -------------
 @pytest.fixture
-def drill_env(tmp_path, monkeypatch):
+def drill_env(sqlite_url, tmp_path, monkeypatch):
     """The console's environment (migrated SQLite, var dir) and a real sandbox channel."""
     from console.auth import create_user
-    from runtime.migrate import upgrade_database
     from simulator.sandbox import SandboxConfig, create_sandbox_app
 
-    url = f"sqlite:///{tmp_path / 'console.db'}"
+    url = sqlite_url
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)
     monkeypatch.setenv("PAYWATCH_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("PAYWATCH_SANDBOX_ADMIN_TOKEN", ADMIN)
     for name in ("PAYWATCH_PROMETHEUS_URL", "PAYWATCH_REDIS_URL", "PAYWATCH_PAY_ORGS"):
         monkeypatch.delenv(name, raising=False)
     engine = sa.create_engine(url)
-    upgrade_database(engine)
     create_user(engine, "otto", "correct-horse-battery", "operator")  # read on every run
     config = SandboxConfig(secrets={o: f"secret-{o}" for o in ORGS}, admin_token=ADMIN)
     with LiveServer(create_sandbox_app(config)) as sandbox:

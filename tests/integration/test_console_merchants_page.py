@@ -25,10 +25,8 @@ def _page(platform, user: str, role: str) -> None:
 @pytest.fixture
 def platform(sqlite_url):
     from paycore import Database, PayCore
-    from runtime.migrate import upgrade_database
 
     db = Database(sqlite_url)
-    upgrade_database(db.engine)
     core = PayCore(db)
     core.merchants.cache_ttl = 0  # the API replica of this test reads every change at once
     yield SimpleNamespace(paycore=core)

@@ -33,10 +33,8 @@ def _app(module: str, platform, user: str, role: str) -> AppTest:
 @pytest.fixture
 def platform(sqlite_url):
     from paycore import Database, PayCore
-    from runtime.migrate import upgrade_database
 
     db = Database(sqlite_url)
-    upgrade_database(db.engine)
     core = PayCore(db)
     yield SimpleNamespace(paycore=core)
     core.lock.close()

@@ -39,19 +39,17 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def oncall_db(tmp_path, monkeypatch):
+def oncall_db(sqlite_url, tmp_path, monkeypatch):
     """A migrated SQLite database with a viewer and an operator; env points the console at
     it (the metrics source is the database's store unless a test sets Prometheus)."""
     from console.auth import create_user
-    from runtime.migrate import upgrade_database
 
-    url = f"sqlite:///{tmp_path / 'console.db'}"
+    url = sqlite_url
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)
     monkeypatch.setenv("PAYWATCH_VAR_DIR", str(tmp_path / "var"))
     for name in ("PAYWATCH_PROMETHEUS_URL", "PAYWATCH_REDIS_URL", "PAYWATCH_PAY_ORGS"):
         monkeypatch.delenv(name, raising=False)
     engine = sa.create_engine(url)
-    upgrade_database(engine)
     create_user(engine, "vera", PASSWORD, "viewer")
     create_user(engine, "olive", PASSWORD, "operator")
     yield engine

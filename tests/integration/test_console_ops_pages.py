@@ -40,10 +40,8 @@ CSV_HEAD = "channel_txn_no,channel_ref,kind,amount,currency,status,settled_at\n"
 def platform(sqlite_url):
     """A migrated SQLite pay core with the configured pay orgs (what the pages read)."""
     from paycore import Database, PayCore
-    from runtime.migrate import upgrade_database
 
     db = Database(sqlite_url)
-    upgrade_database(db.engine)
     core = PayCore(db)
     yield SimpleNamespace(paycore=core, settings=SimpleNamespace(pay_orgs=ORGS))
     core.lock.close()

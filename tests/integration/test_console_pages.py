@@ -15,18 +15,16 @@ PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture
-def console_db(tmp_path, monkeypatch):
+def console_db(sqlite_url, tmp_path, monkeypatch):
     """A migrated SQLite database with one user per role; env points the console at it."""
     from console.auth import create_user
-    from runtime.migrate import upgrade_database
 
-    url = f"sqlite:///{tmp_path / 'console.db'}"
+    url = sqlite_url
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)
     monkeypatch.setenv("PAYWATCH_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.delenv("PAYWATCH_PROMETHEUS_URL", raising=False)
     monkeypatch.delenv("PAYWATCH_REDIS_URL", raising=False)
     engine = sa.create_engine(url)
-    upgrade_database(engine)
     for name, role in (
         ("vera", "viewer"),
         ("otto", "operator"),

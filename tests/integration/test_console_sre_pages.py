@@ -21,20 +21,18 @@ HOSTILE = ("![px](http://127.0.0.1:9/p.png)", "**bold**", "<img src=x onerror=al
 
 
 @pytest.fixture
-def console_db(tmp_path, monkeypatch):
+def console_db(sqlite_url, tmp_path, monkeypatch):
     """A migrated SQLite database with operators otto and olga and a viewer."""
     from console.auth import create_user
-    from runtime.migrate import upgrade_database
     from stability.depmap_seed import seed_if_empty
     from stability.depmap_store import DependencyMapStore
 
-    url = f"sqlite:///{tmp_path / 'console.db'}"
+    url = sqlite_url
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)
     monkeypatch.setenv("PAYWATCH_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.delenv("PAYWATCH_PROMETHEUS_URL", raising=False)
     monkeypatch.delenv("PAYWATCH_REDIS_URL", raising=False)
     engine = sa.create_engine(url)
-    upgrade_database(engine)
     seed_if_empty(
         DependencyMapStore(engine), ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C"), redis_lock=False
     )

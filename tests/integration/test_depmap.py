@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from runtime.migrate import upgrade_database
 from stability.depmap import (
     DependencyMap,
     EdgeSpec,
@@ -25,7 +24,6 @@ from stability.errors import StabilityError, UnknownResource
 @pytest.fixture
 def engine(db_url: str) -> Iterator[sa.Engine]:
     eng = sa.create_engine(db_url)
-    upgrade_database(eng)
     yield eng
     eng.dispose()
 
@@ -160,8 +158,8 @@ def test_resource_spec_validation_and_duplicates() -> None:
         DependencyMap(_res("a", "b"), _chain("a", "b") * 2)
 
 
-def test_storage_errors_are_wrapped(db_url: str) -> None:
-    store = DependencyMapStore(db_url)  # not migrated: the tables do not exist
+def test_storage_errors_are_wrapped(empty_db_url: str) -> None:
+    store = DependencyMapStore(empty_db_url)  # not migrated: the tables do not exist
     try:
         with pytest.raises(MapStorageError) as info:
             store.load()

@@ -61,10 +61,7 @@ CTX = BizContext("m1", "goods", "physical", "SANDBOX_A")
 
 @pytest.fixture
 def setup(pg_url, tmp_path):
-    from runtime.migrate import upgrade_database
-
     db = Database(pg_url)
-    upgrade_database(db.engine)
     with db.engine.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TABLE job_hits (task_id BIGINT NOT NULL, worker TEXT NOT NULL,"

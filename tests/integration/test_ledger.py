@@ -49,10 +49,8 @@ def test_unbalanced_entries_are_refused_by_the_code(core, counts):
 
 def test_postgres_itself_refuses_an_unbalanced_entry(pg_url):
     from paycore import PayCore
-    from runtime.migrate import upgrade_database
 
     core = PayCore(pg_url)
-    upgrade_database(core.db.engine)
     entry = post(core, [debit(merchant_payable("M1", "CNY"), 10), credit(fee_income("CNY"), 10)])
     with pytest.raises(StorageError), core.db.session() as s:
         acct = s.execute(sa.select(Account.id).limit(1)).scalar_one()

@@ -41,20 +41,12 @@ PRODUCTS = [("goods", "physical")]
 ORGS = ["SANDBOX_A"]
 
 
-def migrated(url: str) -> Database:
-    from runtime.migrate import upgrade_database
-
-    db = Database(url)
-    upgrade_database(db.engine)
-    return db
-
-
 @pytest.fixture
 def replicas(pg_url):
     """Two pay cores (API replicas) over one PostgreSQL schema, one settable clock, and a
     short merchant cache (0.3 s) so propagation is observable quickly."""
     clock = Clock(T0)
-    cores = [PayCore(migrated(pg_url), clock=clock) for _ in range(2)]
+    cores = [PayCore(Database(pg_url), clock=clock) for _ in range(2)]
     for c in cores:
         c.merchants.cache_ttl = 0.3
     yield cores[0], cores[1], clock
@@ -214,7 +206,7 @@ def test_tokens_and_secrets_never_reach_logs_or_reprs(one, caplog):
     assert ob.token not in stored and issued.token not in stored
 
 
-def test_tokens_of_merchants_onboarded_before_the_migration_keep_working(db_url):
+def test_tokens_of_merchants_onboarded_before_the_migration_keep_working(empty_db_url):
     """A merchant row written at revision 0005 (token in ``merchants.token_hash`` only)
     authenticates after the upgrade, and has no notification secret of its own."""
     from alembic import command
@@ -222,7 +214,7 @@ def test_tokens_of_merchants_onboarded_before_the_migration_keep_working(db_url)
     from paycore.merchants import hash_token
     from runtime.migrate import alembic_config, upgrade_database
 
-    db = Database(db_url)
+    db = Database(empty_db_url)
     with db.engine.begin() as conn:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
@@ -392,7 +384,7 @@ def test_cli_rotates_revokes_and_disables_with_audit_rows(
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("PAYWATCH_VAR_DIR", str(tmp_path / "var"))
     caplog.set_level(logging.DEBUG)
-    core = PayCore(migrated(sqlite_url))
+    core = PayCore(Database(sqlite_url))
     core.merchants.cache_ttl = 0  # a replica that reads every change at once
     ob = onboard(core)
     mid = ob.merchant.merchant_id

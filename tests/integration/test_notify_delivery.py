@@ -83,10 +83,7 @@ def receiver():
 
 @pytest.fixture
 def pg_core(pg_url):
-    from runtime.migrate import upgrade_database
-
     db = Database(pg_url)
-    upgrade_database(db.engine)
     clock = Clock(T0)
     core = PayCore(db, clock=clock)
     core.test_clock = clock

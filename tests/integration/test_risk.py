@@ -394,16 +394,14 @@ def test_platform_builds_the_engine_from_settings(tmp_path, redis_server):
         platform.close()
 
 
-def test_cli_blocks_lists_unblocks_and_lists_reviews(tmp_path, monkeypatch, capsys):
+def test_cli_blocks_lists_unblocks_and_lists_reviews(sqlite_url, monkeypatch, capsys):
     from console.audit import recent
     from runtime.cli import main
-    from runtime.migrate import upgrade_database
 
-    url = f"sqlite:///{tmp_path}/cli.db"
+    url = sqlite_url
     monkeypatch.setenv("PAYWATCH_DATABASE_URL", url)
     monkeypatch.setenv("PAYWATCH_ACTOR", "ops-anna")
     core = PayCore(url)
-    upgrade_database(core.db.engine)
     shop = Shop(core)
     record_review(
         core.db,

@@ -328,14 +328,14 @@ def test_concurrent_applies_of_one_switch_give_exactly_one(migrated_db):
     assert svc.version() == 1 and len(svc.audit_log()) == 1
 
 
-def test_migration_ends_live_duplicates_stored_before_the_index(db_url):
+def test_migration_ends_live_duplicates_stored_before_the_index(empty_db_url):
     """A database that already holds two live twins (the old bug) migrates: one is kept."""
     from alembic import command
 
     from paycore import Database
     from runtime.migrate import alembic_config, upgrade_database
 
-    db = Database(db_url)
+    db = Database(empty_db_url)
     try:
         with db.engine.begin() as conn:
             cfg = alembic_config()

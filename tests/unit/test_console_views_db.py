@@ -14,10 +14,7 @@ from console.views.overview import active_alerts, backlogs
 
 @pytest.fixture
 def engine(sqlite_url):
-    from runtime.migrate import upgrade_database
-
     eng = sa.create_engine(sqlite_url)
-    upgrade_database(eng)
     yield eng
     eng.dispose()
 
