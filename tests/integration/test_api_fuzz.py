@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from api_stack import Stack
 from hypothesis import HealthCheck, given, settings
-from test_api import Stack
 
 
 @pytest.fixture

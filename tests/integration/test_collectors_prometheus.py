@@ -203,7 +203,7 @@ def test_prometheus_and_the_store_agree(live):
 
 def test_prometheus_scrapes_the_pay_core_api(tmp_path, prometheus_bin, pg_url):
     """A real Prometheus scraping the API process's /metrics sees the pay link."""
-    from test_api import Stack
+    from api_stack import Stack
 
     with Stack(pg_url) as stack:
         for i in range(3):
