@@ -27,6 +27,7 @@ __all__ = [
     "LIMITS",
     "LOCK",
     "METRIC_STORE",
+    "RISK_COUNTERS",
     "MEMORY",
     "from_url",
     "kinds",
@@ -41,6 +42,7 @@ LOCK = "lock"
 LIMITS = "limits"
 BREAKER_STORE = "breaker store"
 METRIC_STORE = "metric store"
+RISK_COUNTERS = "risk counters"
 #: the scheme of ``None``, ``""``, ``"memory"`` and ``"memory://"``: in-process backends
 MEMORY = "memory"
 

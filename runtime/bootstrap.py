@@ -80,11 +80,13 @@ class Platform:
         self.paycore.close()
 
 
-def build_risk_engine(settings: Settings, db: Database) -> RiskEngine:
+def build_risk_engine(settings: Settings, db: Database, redis: Any = None) -> RiskEngine:
     """The risk engine from settings: its counters in Redis (shared by every API replica,
     keys under ``settings.risk_namespace``) when ``PAYWATCH_REDIS_URL`` is set, else in
     this process; blocklist and review log in ``db``."""
-    counters = make_risk_counters(settings.redis_url, namespace=settings.risk_namespace)
+    counters = make_risk_counters(
+        settings.redis_url, namespace=settings.risk_namespace, client=redis
+    )
     return RiskEngine(settings.risk_policy, counters=counters, db=db)
 
 
@@ -111,7 +113,7 @@ def build_platform(
         lock=make_lock(settings.redis_url, client=runtime.redis),  # the one Redis client
         ids=IdGenerator(settings.node_id),
         guard=guard,
-        risk=build_risk_engine(settings, db),
+        risk=build_risk_engine(settings, db, runtime.redis),
     )
     secrets = settings.resolved_channel_secrets()
     platform = Platform(

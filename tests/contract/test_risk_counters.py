@@ -258,3 +258,21 @@ def test_make_risk_counters_picks_the_backend_by_url(redis_server: str) -> None:
     built.close()
     with pytest.raises(ValueError, match="'mysql'"):
         make_risk_counters("mysql://user:pw@host/db")
+
+
+def test_make_risk_counters_uses_the_client_the_composition_root_hands_in(
+    redis_server: str,
+) -> None:
+    """The runtime builds one Redis client per process; the risk counters run on it
+    (every command goes through it) and leave it open when they close."""
+    client = CountingRedis.from_url(redis_server)
+    client.sent = []
+    store = make_risk_counters(redis_server, namespace=f"t:{uuid.uuid4().hex}:", client=client)
+    try:
+        assert isinstance(store, RedisRiskCounters)
+        assert store.reserve(A, 1, (minute(),)) is None
+        assert "EVALSHA" in client.sent or "EVAL" in client.sent
+    finally:
+        store.close()
+        client.ping()  # still open: the caller's to close
+        client.close()
