@@ -40,6 +40,17 @@ TRADE_TYPES = ("instant", "guaranteed", "recharge", "withdraw", "refund", "trans
 PAY_TYPES = ("pay", "recharge", "withdraw", "refund", "transfer")
 
 
+def is_legal(transitions: dict[str, set[str]], from_status: str, to_status: str) -> bool:
+    """True if ``transitions`` lets a row move from ``from_status`` to ``to_status``."""
+    return to_status in transitions.get(from_status, ())
+
+
+def check_transition(transitions: dict[str, set[str]], from_status: str, to_status: str) -> None:
+    """Raise :class:`ValueError` unless the move is one of ``transitions``."""
+    if not is_legal(transitions, from_status, to_status):
+        raise ValueError(f"illegal transition {from_status} -> {to_status}")
+
+
 def cas_status(
     session: Session,
     model: Any,
@@ -81,8 +92,7 @@ def _cas(
     returning: tuple[Any, ...],
     values: dict[str, Any],
 ) -> Any:
-    if to_status not in transitions.get(from_status, ()):
-        raise ValueError(f"illegal transition {from_status} -> {to_status}")
+    check_transition(transitions, from_status, to_status)
     stmt = _cas_statement(model, tuple(sorted(values)), returning)
     params = {"cas_id": row_id, "cas_from": from_status, "cas_to": to_status, **values}
     return execute_core(session, stmt, params)
