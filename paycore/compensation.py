@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import postings
 from . import status as st
+from .anomalies import record_anomaly
 from .channels import ChannelResult
 from .context import BizContext
 from .db.schema import PayException, PayItem, PayOrder
 from .errors import PayOrderNotFound
-from .exceptions import record_exception
-from .ledger import channel_clearing, credit, debit, platform_transit
+from .ledger import AccountRef, Ledger, channel_clearing
 from .settle_rules import describe, judge_success
-
-if TYPE_CHECKING:
-    from .core import PayCore
+from .stamps import Stamps
+from .views import order_context
 
 _REFUND_TXN = re.compile(r"x([0-9]{1,19})")
 
@@ -73,33 +72,34 @@ def refund_target(s: Session, item_id: int, pay_org_no: str) -> RefundTarget | N
 
 
 def post_exception_refund(
-    core: PayCore,
+    ledger: Ledger,
     s: Session,
     po: PayOrder,
     ctx: BizContext,
     *,
     item_id: int,
-    to_account,
+    to_account: AccountRef,
     amount: int,
     memo: str,
 ) -> bool:
     """Post the return of ``amount`` from transit to ``to_account``; False if it was
     posted before (by the task or by the channel's callback)."""
-    cur = po.currency
-    posted = core.ledger.post(
+    posted = ledger.post(
         s,
         biz_type="exception_refund",
         biz_key=str(item_id),
         ctx=ctx,
-        currency=cur,
+        currency=po.currency,
         trade_id=po.trade_id,
-        legs=[debit(platform_transit(cur), amount), credit(to_account, amount)],
+        legs=postings.exception_refund(to_account, amount),
         memo=memo,
     )
     return posted is not None
 
 
-def settle_refund_callback(core: PayCore, s: Session, r: ChannelResult, item_id: int) -> str:
+def settle_refund_callback(
+    ledger: Ledger, stamps: Stamps, s: Session, r: ChannelResult, item_id: int
+) -> str:
     """A channel's callback for a compensation refund: ``settled`` (posted now),
     ``duplicate`` (posted before), ``pending`` (not a success: the task keeps asking),
     or ``exception`` (the amount or currency is not the part's: recorded, nothing posted).
@@ -112,8 +112,8 @@ def settle_refund_callback(core: PayCore, s: Session, r: ChannelResult, item_id:
         return "pending"
     verdict = judge_success(target.amount, cur, r.amount, r.currency)
     if verdict != "match":
-        record_exception(
-            core,
+        record_anomaly(
+            stamps,
             s,
             "amount_mismatch",
             biz_key=f"comp:{item_id}",
@@ -124,12 +124,11 @@ def settle_refund_callback(core: PayCore, s: Session, r: ChannelResult, item_id:
             + describe(verdict, target.amount, cur, r.amount, r.currency),
         )
         return "exception"
-    ctx = BizContext(po.merchant_id, po.order_type, po.sub_type, po.pay_org_no)
     posted = post_exception_refund(
-        core,
+        ledger,
         s,
         po,
-        ctx,
+        order_context(po),
         item_id=item_id,
         to_account=channel_clearing(r.pay_org_no, cur),
         amount=target.amount,

@@ -1,8 +1,10 @@
-"""The pay core's service layer, assembled from its parts.
+"""The pay core, assembled from its parts.
 
 :class:`PayCore` takes a database (URL, engine or :class:`Database`), a distributed
-lock, an id generator and a clock; nothing is created at import time. The console's
-bootstrap builds one from settings; tests build one per backend.
+lock, an id generator and a clock; nothing is created at import time. The runtime's
+bootstrap builds one from settings; tests build one per backend. It is the pay core's
+composition: it builds the services' dependencies (:class:`~paycore.deps.CoreDeps`) and
+the services, and none of them sees it.
 """
 
 from __future__ import annotations
@@ -15,17 +17,40 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from .channels import ChannelPort
+from .channels.submitter import ChannelSubmitter
 from .db.engine import Database
+from .deps import CoreDeps
 from .ids import IdGenerator
 from .instrument import NULL_METRICS, Metrics
 from .ledger import HotPolicy, Ledger
 from .locks import DistributedLock, MemoryLock
-from .locks.guarded import guarded_hold
 from .merchants import MerchantService
 from .payments import PayService
 from .refunds import RefundService
 from .risk import RiskEngine
+from .settlement import SettlementService
+from .trade_reads import TradeReader
 from .trades import TradeService
+
+#: the parts the services are built from: setting one (the runtime wires the channel
+#: and the metrics in after building the core; a shadow core swaps the merchants; tests
+#: swap the lock) builds the dependencies and the services again
+_PARTS = frozenset(
+    {
+        "db",
+        "ledger",
+        "ids",
+        "clock",
+        "metrics",
+        "merchants",
+        "risk",
+        "channel",
+        "lock",
+        "guard",
+        "lock_ttl",
+        "lock_wait",
+    }
+)
 
 
 def utcnow() -> datetime:
@@ -34,6 +59,12 @@ def utcnow() -> datetime:
 
 class PayCore:
     """Merchants, trades, payments, refunds and the ledger over one database."""
+
+    deps: CoreDeps
+    settlement: SettlementService
+    trades: TradeService
+    payments: PayService
+    refunds: RefundService
 
     def __init__(
         self,
@@ -62,21 +93,46 @@ class PayCore:
         self.ledger = Ledger(self.ids, clock, hot_policy)
         self.ledger.metrics = self.metrics
         self.merchants = MerchantService(self.db, self.ids, clock)
-        self.trades = TradeService(self)
-        self.payments = PayService(self)
-        self.refunds = RefundService(self)
+        self._wire()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _PARTS and "deps" in self.__dict__:
+            self._wire()
+
+    def _wire(self) -> None:
+        """Build the dependencies from the current parts, and the services from them."""
+        deps = CoreDeps(
+            db=self.db,
+            ledger=self.ledger,
+            ids=self.ids,
+            clock=self.clock,
+            metrics=self.metrics,
+            merchants=self.merchants,
+            risk=self.risk,
+            channel=ChannelSubmitter(self.channel),
+            lock=self.lock,
+            guard=self.guard,
+            lock_ttl=self.lock_ttl,
+            lock_wait=self.lock_wait,
+        )
+        reader = TradeReader(deps.db)
+        settlement = SettlementService(deps)
+        refunds = RefundService(deps, reader, settlement)
+        services = {
+            "settlement": settlement,
+            "payments": PayService(deps, reader, settlement),
+            "refunds": refunds,
+            "trades": TradeService(deps, reader, refunds.refund),
+            "deps": deps,  # last: its presence tells __setattr__ the core is wired
+        }
+        for name, service in services.items():
+            object.__setattr__(self, name, service)
 
     def trade_lock(self, trade_id: int, *, link: str) -> AbstractContextManager[str]:
         """Hold the trade's lock (one pay or refund of a trade at a time), through the
         guard as ``link``'s dependency on the lock backend."""
-        return guarded_hold(
-            self.lock,
-            self.guard,
-            f"trade:{trade_id}",
-            caller=link,
-            ttl=self.lock_ttl,
-            wait=self.lock_wait,
-        )
+        return self.deps.trade_lock(trade_id, link=link)
 
     def close(self) -> None:
         self.lock.close()

@@ -9,22 +9,20 @@ notification behind, and a committed one always has its notification: delivery
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ..db.schema import Merchant, Notification, PayOrder, Trade
-
-if TYPE_CHECKING:
-    from ..core import PayCore
+from ..stamps import Stamps
 
 EVENT_TYPES = ("trade.paid", "trade.pay_failed", "refund.succeeded", "refund.failed")
 
 
 def add_notification(
     session: Session,
-    core: PayCore,
+    stamps: Stamps,
     *,
     merchant_id: str,
     event_type: str,
@@ -35,15 +33,16 @@ def add_notification(
     """Queue one notification in ``session``'s transaction; returns its event id.
 
     Returns None (and writes nothing) when ``url`` is empty: the merchant asked for
-    no notifications. The row is due at once (``next_attempt_at`` = now).
+    no notifications. The row is due at once (``next_attempt_at`` = now); ``stamps``
+    gives it its id and time.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown notification event type {event_type!r}")
     if not url:
         return None
-    row_id = core.ids.next_id()
+    row_id = stamps.ids.next_id()
     event_id = f"evt_{row_id}"
-    now = core.clock()
+    now = stamps.clock()
     session.execute(
         insert(Notification).values(
             id=row_id,
@@ -73,9 +72,27 @@ def merchant_notify_url(session: Session, merchant_id: str) -> str | None:
     ).scalar_one_or_none()
 
 
+#: the trade's fields a pay order's event carries
+_TRADE_FIELDS = (
+    Trade.id,
+    Trade.out_trade_no,
+    Trade.trade_type,
+    Trade.status,
+    Trade.amount,
+    Trade.currency,
+    Trade.paid_amount,
+    Trade.refunded_amount,
+    Trade.origin_trade_id,
+    Trade.order_type,
+    Trade.sub_type,
+    Trade.pay_org_no,
+)
+_SUCCEEDED = ("trade.paid", "refund.succeeded")
+
+
 def notify_pay_order(
     session: Session,
-    core: PayCore,
+    stamps: Stamps,
     po: PayOrder,
     event_type: str,
     url: str | None,
@@ -92,21 +109,24 @@ def notify_pay_order(
     """
     if not url:
         return None
-    cols = (
-        Trade.id,
-        Trade.out_trade_no,
-        Trade.trade_type,
-        Trade.status,
-        Trade.amount,
-        Trade.currency,
-        Trade.paid_amount,
-        Trade.refunded_amount,
-        Trade.origin_trade_id,
-        Trade.order_type,
-        Trade.sub_type,
-        Trade.pay_org_no,
+    payload = pay_order_payload(session, po, event_type, error_code)
+    return add_notification(
+        session,
+        stamps,
+        merchant_id=po.merchant_id,
+        event_type=event_type,
+        trade_id=po.trade_id,
+        payload=payload,
+        url=url,
     )
-    t = session.execute(select(*cols).where(Trade.id == po.trade_id)).one()
+
+
+def pay_order_payload(
+    session: Session, po: PayOrder, event_type: str, error_code: str | None
+) -> dict[str, Any]:
+    """The event's body: the trade as this transaction sees it, the pay order, and for a
+    refund the trade it refunds."""
+    t = session.execute(select(*_TRADE_FIELDS).where(Trade.id == po.trade_id)).one()
     payload: dict[str, Any] = {
         "trade_id": str(t.id),
         "out_trade_no": t.out_trade_no,
@@ -118,7 +138,7 @@ def notify_pay_order(
         "refunded_amount": t.refunded_amount,
         "pay_order_id": str(po.id),
         "out_pay_no": po.out_pay_no,
-        "pay_status": "success" if event_type in ("trade.paid", "refund.succeeded") else "failed",
+        "pay_status": "success" if event_type in _SUCCEEDED else "failed",
         "error_code": error_code,
         "order_type": t.order_type,
         "sub_type": t.sub_type,
@@ -132,12 +152,4 @@ def notify_pay_order(
         payload["origin_trade_id"] = str(t.origin_trade_id)
         payload["origin_out_trade_no"] = origin.out_trade_no
         payload["origin_refunded_amount"] = origin.refunded_amount
-    return add_notification(
-        session,
-        core,
-        merchant_id=po.merchant_id,
-        event_type=event_type,
-        trade_id=t.id,
-        payload=payload,
-        url=url,
-    )
+    return payload

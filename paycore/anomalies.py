@@ -1,29 +1,28 @@
-"""Pay exceptions: classified, recorded once, resolved by a full refund of what was taken.
+"""Business anomalies of paying: classified, recorded once, resolved by a full refund.
 
-Classes: ``duplicate_payment`` (two successes for one trade), ``partial_payment``
-(a combined payment where a tool failed after another took money),
+An anomaly is money a pay order cannot keep, or a channel answer that contradicts the
+books (not a Python exception: those live in :mod:`paycore.errors`). Rows go to the
+``pay_exceptions`` table. Kinds: ``duplicate_payment`` (two successes for one trade),
+``partial_payment`` (a combined payment where a tool failed after another took money),
 ``amount_mismatch`` (the channel settled a different amount), ``other``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from .db.schema import PayException, PayItem, PayOrder
 from .db.util import insert_ignore
-
-if TYPE_CHECKING:
-    from .core import PayCore
+from .stamps import Stamps
 
 log = logging.getLogger(__name__)
 KINDS = ("duplicate_payment", "partial_payment", "amount_mismatch", "other")
 
 
-def record_exception(
-    core: PayCore,
+def record_anomaly(
+    stamps: Stamps,
     s: Session,
     kind: str,
     *,
@@ -34,14 +33,15 @@ def record_exception(
     detail: str = "",
     resolution: str = "full_refund",
 ) -> bool:
-    """Record an exception once per ``(kind, biz_key)``; True if this call recorded it."""
+    """Record an anomaly once per ``(kind, biz_key)`` in ``s``'s transaction; True if this
+    call recorded it. ``stamps`` gives the row its id and time."""
     if kind not in KINDS:
         raise ValueError(kind)
     created = insert_ignore(
         s,
         PayException.__table__,
         {
-            "id": core.ids.next_id(),
+            "id": stamps.ids.next_id(),
             "kind": kind,
             "biz_key": biz_key,
             "merchant_id": po.merchant_id,
@@ -53,7 +53,7 @@ def record_exception(
             "resolution": resolution if amount_taken else "manual",
             "status": "open",
             "detail": detail[:2000],
-            "created_at": core.clock(),
+            "created_at": stamps.clock(),
         },
     )
     if created:

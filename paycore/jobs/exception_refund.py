@@ -1,0 +1,207 @@
+"""The ``exception_refund`` task: refund in full what a pay exception took.
+
+Payload ``{exception_id}``. The money sits in the platform transit account. A balance
+part goes back to the user's balance; a channel part is refunded at the channel as
+``x{pay_item_id}`` (queried first, sent only when unknown) and posted once the channel
+reports success, retrying while it is processing. Postings are ``("exception_refund",
+str(pay_item_id))``: an item's money is refunded once, whichever exception asks. Then
+``pay_exceptions.status`` is ``resolved``; a definite failure or too many attempts make
+it ``manual``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .. import status as st
+from ..channels.errors import ChannelRejected
+from ..channels.port import ChannelRequest
+from ..compensation import post_exception_refund, refund_txn_no
+from ..context import BizContext
+from ..db.engine import Database
+from ..db.schema import PayException, PayItem, PayOrder
+from ..ledger import Ledger, channel_clearing, user_balance
+from ..views import order_context
+from .channel_calls import ChannelAccess
+from .errors import BusinessFailure, RefundPending
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPart:
+    item_id: int
+    tool: str
+    amount: int
+    pay_org_no: str | None
+    origin_txn_no: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPlan:
+    exception_id: int
+    kind: str
+    po: PayOrder
+    ctx: BizContext
+    parts: tuple[RefundPart, ...]
+
+
+class ExceptionRefunds:
+    """Runs ``exception_refund`` tasks against ``db``, ``ledger`` and the channel."""
+
+    def __init__(self, db: Database, ledger: Ledger, channel: ChannelAccess) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.channel = channel
+
+    def run(self, exception_id: int) -> None:
+        """Refund what the exception took; :class:`BusinessFailure` when the channel
+        refused a part, :class:`RefundPending` while a part is still processing."""
+        plan = self.db.run(lambda s: refund_plan(s, exception_id))
+        if plan is None:
+            return  # already resolved: a repeated run changes nothing
+        settled: list[RefundPart] = []
+        pending: list[RefundPart] = []
+        refused: list[str] = []
+        for part in plan.parts:
+            if part.tool == "balance":
+                settled.append(part)
+                continue
+            outcome = self._channel_refund(plan, part)
+            if outcome == "success":
+                settled.append(part)
+            elif outcome == "pending":
+                pending.append(part)
+            else:
+                refused.append(outcome)
+        resolve = not pending and not refused
+        self.db.run(lambda s: self._post_refunds(s, plan, settled, resolve))
+        if refused:
+            raise BusinessFailure("; ".join(refused))
+        if pending:
+            raise RefundPending(f"{len(pending)} channel refund(s) still processing")
+
+    def _channel_refund(self, plan: RefundPlan, part: RefundPart) -> str:
+        """``success``, ``pending``, or why the channel refused; outages raise (retry)."""
+        org, txn, po = str(part.pay_org_no), refund_txn_no(part.item_id), plan.po
+        gateway = self.channel.gateway()
+        try:
+            state = gateway.query_status(org, txn)
+            if state.status == "unknown":
+                if not part.origin_txn_no:
+                    return f"item {part.item_id} has no channel transaction to refund"
+                gateway.send(
+                    ChannelRequest(
+                        "refund",
+                        org,
+                        txn,
+                        part.amount,
+                        po.currency,
+                        po.merchant_id,
+                        po.trade_id,
+                        po.id,
+                        origin_channel_txn_no=part.origin_txn_no,
+                    ),
+                    self.channel.notify_url(org),
+                )
+                state = gateway.query_status(org, txn)
+        except ChannelRejected as e:
+            return f"channel refused refund {txn}: {e.code}: {e.message}"
+        if state.status == "success":
+            if state.amount != part.amount:
+                return f"channel refunded {state.amount} for {txn}, expected {part.amount}"
+            return "success"
+        if state.status == "failed":
+            return f"channel refund {txn} failed"
+        return "pending"
+
+    def _post_refunds(
+        self, s: Session, plan: RefundPlan, parts: list[RefundPart], resolve: bool
+    ) -> None:
+        cur = plan.po.currency
+        for part in parts:
+            to = (
+                user_balance(plan.po.merchant_id, plan.po.user_id, cur)
+                if part.tool == "balance"
+                else channel_clearing(str(part.pay_org_no), cur)
+            )
+            post_exception_refund(
+                self.ledger,
+                s,
+                plan.po,
+                plan.ctx,
+                item_id=part.item_id,
+                to_account=to,
+                amount=part.amount,
+                memo=f"{plan.kind} exception {plan.exception_id}: full refund",
+            )
+        if resolve:
+            s.execute(
+                update(PayException)
+                .where(
+                    PayException.id == plan.exception_id,
+                    PayException.status.in_(("open", "manual")),
+                )
+                .values(status="resolved")
+            )
+
+    def give_up(self, exception_id: int) -> None:
+        """The refund task gave up: the exception waits for a human (console)."""
+        self.db.run(
+            lambda s: s.execute(
+                update(PayException)
+                .where(PayException.id == exception_id, PayException.status == "open")
+                .values(status="manual")
+            )
+        )
+
+
+def refund_plan(s: Session, exception_id: int) -> RefundPlan | None:
+    """What refunding exception ``exception_id`` returns, part by part; None when it is
+    resolved already. A business failure when it is not resolved by a refund."""
+    exc = s.get(PayException, exception_id)
+    if exc is None:
+        raise BusinessFailure(f"no pay exception {exception_id}")
+    if exc.status == "resolved":
+        return None
+    if exc.resolution != "full_refund" or exc.amount_taken <= 0 or exc.pay_order_id is None:
+        raise BusinessFailure("this exception is not resolved by a refund: a human decides")
+    po = s.get_one(PayOrder, exc.pay_order_id)
+    if po.pay_type == "withdraw":
+        raise BusinessFailure("a withdraw exception is not resolved by a refund")
+    if exc.pay_item_id is not None:
+        items = [(s.get_one(PayItem, exc.pay_item_id), exc.amount_taken)]
+    else:
+        items = _order_items(s, exc, po)
+    parts = tuple(
+        RefundPart(i.id, i.tool, amount, i.pay_org_no, i.channel_txn_no) for i, amount in items
+    )
+    return RefundPlan(exc.id, exc.kind, po, order_context(po), parts)
+
+
+def _order_items(s: Session, exc: PayException, po: PayOrder) -> list[tuple[PayItem, int]]:
+    """The whole order's refund: its successful items, less those with their own
+    exception; they must hold what the exception says was taken."""
+    own = set(
+        s.execute(
+            select(PayException.pay_item_id).where(
+                PayException.pay_order_id == po.id,
+                PayException.id != exc.id,
+                PayException.resolution == "full_refund",
+            )
+        ).scalars()
+    )
+    rows = s.execute(
+        select(PayItem)
+        .where(PayItem.pay_order_id == po.id, PayItem.status == st.SUCCESS)
+        .order_by(PayItem.seq)
+    ).scalars()
+    items = [(i, i.settled_amount or i.amount) for i in rows if i.id not in own]
+    found = sum(a for _, a in items)
+    if found != exc.amount_taken:
+        raise BusinessFailure(
+            f"the order's items hold {found}, the exception says "
+            f"{exc.amount_taken}: a human decides"
+        )
+    return items
