@@ -19,9 +19,12 @@ from .settings import Settings
 SHADOW_LOCK_NAMESPACE = "paywatch:shadow:lock:"
 
 
-def shadow_lock(redis_url: str | None) -> DistributedLock:
-    """The shadow core's lock: Redis under its own namespace when configured."""
-    return RedisLock(redis_url, namespace=SHADOW_LOCK_NAMESPACE) if redis_url else MemoryLock()
+def shadow_lock(redis_url: str | None, client: Any = None) -> DistributedLock:
+    """The shadow core's lock: Redis under its own namespace when configured, on the
+    process's one client (``client``) when the platform has one."""
+    if not redis_url:
+        return MemoryLock()
+    return RedisLock(client if client is not None else redis_url, namespace=SHADOW_LOCK_NAMESPACE)
 
 
 def shadow_front(settings: Settings, secrets: dict[str, str], counter: Any) -> Any:
@@ -52,7 +55,7 @@ def build_shadow(platform: Any) -> LazyShadow | None:
     def build() -> ShadowPayCore:
         obs = platform.observability
         counter = obs.metrics if obs is not None else None
-        lock = shadow_lock(settings.redis_url)
+        lock = shadow_lock(settings.redis_url, getattr(platform.stability, "redis", None))
         front = None
         try:
             if platform.front is not None:
