@@ -29,8 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from paycore.channels.signing import signed_headers, verify_headers
 
+from .errors import SandboxReject
 from .sandbox_config import KINDS, Knobs, SandboxConfig
-from .sandbox_state import SandboxReject, SandboxState
+from .sandbox_state import SandboxState
 
 __all__ = ["Knobs", "SandboxConfig", "SandboxState", "create_sandbox_app", "run_sandbox"]
 

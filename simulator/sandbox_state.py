@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
+from .errors import SandboxReject
 from .sandbox_config import Knobs, SandboxConfig
 
 STATEMENT_HEADER = (
@@ -28,15 +29,6 @@ STATEMENT_HEADER = (
     "status",
     "settled_at",
 )
-
-
-class SandboxReject(Exception):
-    """A request the channel refuses (answered as a 4xx)."""
-
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
 
 
 @dataclass(slots=True)
