@@ -1,13 +1,18 @@
 """paycore: trades, pay orders, refunds, a double-entry ledger and the channel port.
 
-The curated public API; everything else is an implementation detail.
+The curated public API: :class:`PayCore` (the pay core built over a database; its
+services are ``core.trades``, ``core.payments``, ``core.refunds`` and
+``core.settlement``), the requests they take, the views they answer with, the channel
+port a runtime wires in, and the database and id generator a core is built from.
+Everything else is importable from its module and is an implementation detail; the money
+rules are :mod:`paycore.postings`, :mod:`paycore.pay_rules`, :mod:`paycore.status` and
+:mod:`paycore.settle_rules`.
 """
 
 from .channels import ChannelPort, ChannelRequest, ChannelResult
-from .context import BizContext, current_context, use_context
+from .context import BizContext
 from .core import PayCore
 from .db.engine import Database
-from .db.schema import metadata
 from .ids import IdGenerator
 from .models import (
     CreateTrade,
@@ -34,7 +39,4 @@ __all__ = [
     "RefundRequest",
     "TradeDetail",
     "TradeView",
-    "current_context",
-    "metadata",
-    "use_context",
 ]
