@@ -24,7 +24,7 @@ HOSTILE = ("![px](http://127.0.0.1:9/p.png)", "**bold**", "<img src=x onerror=al
 CSV_HEAD = "channel_txn_no,channel_ref,kind,amount,currency,status,settled_at\n"
 
 
-from test_console_ops_pages import _assert_inert, _button, _has_button, _ok, _table, _texts  # noqa: E402
+from ops_page_app import _assert_inert, _button, _has_button, _ok, _table, _texts  # noqa: E402
 
 
 # -- Drills: the knob controls start at the sandbox's values; panels fail alone -------------
