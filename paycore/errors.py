@@ -4,7 +4,53 @@ Every error the pay core raises derives from :class:`PayCoreError` and carries a
 stable machine-readable ``code`` and the HTTP status an API should answer with.
 Driver exceptions (SQLAlchemy, psycopg, redis) never leave the package: they are
 wrapped at the boundary into :class:`StorageError` or :class:`LockBackendError`.
-Messages never contain secrets, SQL or connection strings.
+Messages never contain secrets, SQL or connection strings. ::
+
+    PayCoreError                            500
+    ├── AuthenticationFailed                401
+    │   └── BadSignature                    401
+    ├── Conflict                            409
+    │   ├── Busy                            409
+    │   │   └── LockTimeout                 409
+    │   ├── DuplicateKey                    409
+    │   ├── IdempotencyConflict             409
+    │   ├── InsufficientBalance             409
+    │   ├── RefundExceedsPaid               409
+    │   └── WrongState                      409
+    ├── ContextNotGranted                   403
+    ├── DependencyUnavailable               503
+    │   ├── LockBackendError                503  (also a backends.BackendError)
+    │   ├── RiskUnavailable                 503
+    │   └── StorageError                    503
+    ├── InvalidRequest                      422
+    │   ├── DayNotOver                      422
+    │   ├── InvalidAmount                   422
+    │   ├── InvalidContext                  422
+    │   │   └── UnknownPayOrg               422
+    │   ├── InvalidPayTools                 422
+    │   ├── MalformedRequest                400
+    │   │   └── InvalidCharacters           400
+    │   ├── RequestTooLarge                 413
+    │   ├── UnknownCurrency                 422
+    │   └── UnsupportedTradeType            422
+    ├── LeaseLost                           409
+    ├── LedgerError                         500
+    │   └── UnbalancedEntry                 500
+    ├── MerchantDisabled                    403
+    ├── NotFound                            404
+    │   ├── PayOrderNotFound                404
+    │   ├── TokenNotFound                   404
+    │   ├── TradeNotFound                   404
+    │   └── UnknownMerchant                 404
+    ├── RiskRejected                        403
+    ├── ShadowDisabled                      403
+    └── ShadowUnavailable                   503
+
+    RateLimited                             429  (stability's one 429, re-exported)
+
+Subpackages keep their own next to their code: :mod:`paycore.channels.errors` (what a
+channel answers), :mod:`paycore.jobs.errors` (a task's business failure),
+:mod:`paycore.db.errors` (setting up the shadow tables).
 """
 
 from __future__ import annotations
@@ -229,3 +275,18 @@ class LeaseLost(PayCoreError):
 
     code = "lease_lost"
     http_status = 409
+
+
+# -- shadow traffic (pressure tests) -----------------------------------------------------
+class ShadowDisabled(PayCoreError):
+    """Shadow traffic is switched off on this deployment (``PAYWATCH_SHADOW=0``)."""
+
+    code = "shadow_disabled"
+    http_status = 403
+
+
+class ShadowUnavailable(PayCoreError):
+    """The shadow tables could not be prepared; real traffic is unaffected."""
+
+    code = "shadow_unavailable"
+    http_status = 503

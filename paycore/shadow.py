@@ -34,24 +34,10 @@ from .db.engine import Database
 from .db.schema import Merchant, MerchantPayOrg, MerchantProduct
 from .db.shadow import ShadowStorage, open_shadow
 from .db.util import insert_ignore
-from .errors import ContextNotGranted, PayCoreError
+from .errors import ContextNotGranted, PayCoreError, ShadowUnavailable
 from .merchants import MerchantInfo, MerchantService
 
 log = logging.getLogger(__name__)
-
-
-class ShadowDisabled(PayCoreError):
-    """Shadow traffic is switched off on this deployment (``PAYWATCH_SHADOW=0``)."""
-
-    code = "shadow_disabled"
-    http_status = 403
-
-
-class ShadowUnavailable(PayCoreError):
-    """The shadow tables could not be prepared; real traffic is unaffected."""
-
-    code = "shadow_unavailable"
-    http_status = 503
 
 
 class _ShadowTimed:
