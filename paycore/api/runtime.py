@@ -16,8 +16,7 @@ from fastapi import FastAPI, Header, Request
 
 from ..channels.gateway import ChannelFront
 from ..core import PayCore
-from ..errors import AuthenticationFailed
-from ..shadow import ShadowDisabled
+from ..errors import AuthenticationFailed, ShadowDisabled
 from . import edge
 
 
