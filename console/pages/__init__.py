@@ -32,6 +32,31 @@ from console.auth import (
 )
 from console.safe import md
 
+__all__ = [
+    "ENDED_KEY",
+    "NOTICE_KEY",
+    "PAGES_DIR",
+    "Platform",
+    "ROLE_CHANGED_KEY",
+    "SESSION_KEY",
+    "SHELL_KEY",
+    "audited",
+    "client_address",
+    "cookie_script",
+    "current_user",
+    "fmt",
+    "forget_session",
+    "idle_timeout",
+    "leave_legacy_pages",
+    "now",
+    "oidc_roles",
+    "platform",
+    "put_cookie",
+    "require",
+    "sandbox_token",
+    "start_session",
+]
+
 PAGES_DIR = Path(__file__).resolve().parent
 T = TypeVar("T")
 Platform = Any  # runtime.bootstrap.Platform, built by the console's host
