@@ -58,7 +58,9 @@ STREAMLIT_OPTIONS = {
 
 def console_command(host: str, port: int) -> list[str]:
     """The command that serves the Streamlit console (``paywatch console``, ``paywatch up``)."""
-    app = Path(__file__).with_name("app.py")
+    import console
+
+    app = Path(console.__file__).with_name("app.py")
     cmd = [
         sys.executable,
         "-m",
