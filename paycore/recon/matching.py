@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Row, String, any_, bindparam, func, select
+from sqlalchemy import ColumnElement, String, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from .. import status as st
@@ -57,7 +57,7 @@ def _diff(org: str, d: Day, kind: str, ref: str, **kw: Any) -> Difference:
     return Difference(kind, org, d.text, ref, RESOLUTION[kind], **kw)
 
 
-def _our_items(core: PayCore, org: str, lines: list[StatementLine]) -> list[Row[Any]]:
+def _our_items(core: PayCore, org: str, lines: list[StatementLine]) -> list[Any]:
     """Our pay items of ``org`` that the lines name: (txn no, id, status, amount,
     settled amount, finished at)."""
     wanted = _txn_in(core, {ln.channel_txn_no for ln in lines})
@@ -100,7 +100,7 @@ def _classify(
     org: str,
     d: Day,
     ln: StatementLine,
-    o: Row[Any] | None,
+    o: Any,
     taken: dict[int, int],
     refunded: dict[str, int],
 ) -> Difference | None:
@@ -118,7 +118,7 @@ def _classify(
             channel_amount=ln.amount,
             channel_status=ln.status,
         )
-    _, item_id, status, amount, settled, finished = o
+    _, item_id, status, amount, settled, finished = tuple(o)
     amount = settled if settled is not None else amount
     if status == st.FAILED and ln.status == st.SUCCESS and taken.get(item_id) == ln.amount:
         status, amount = st.SUCCESS, ln.amount  # booked as taken; compensation refunds it
