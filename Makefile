@@ -17,7 +17,7 @@ up: install  ## everything on the embedded default; Ctrl-C stops it
 test: install  ## everything (what CI runs)
 	$(PY) -m pytest -q tests
 
-test-fast: install  ## all but the tests marked slow (e2e, browsers, process stacks, drills)
+test-fast: install  ## unit and contract tests: all but those marked slow (see tests/conftest.py)
 	$(PY) -m pytest -q -m "not slow" tests
 
 lint: install

@@ -33,10 +33,13 @@ from fixtures_db import unavailable as _unavailable
 
 REDIS_URL = os.environ.get("PAYWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
-#: folders whose every test is slow (own processes, browsers, drills); `make test-fast`
-#: leaves them out, `make test` (CI) runs them. Elsewhere a slow test says so itself
-#: (``@pytest.mark.slow``, or ``pytestmark`` for a whole module).
-SLOW_FOLDERS = (Path(__file__).resolve().parent / "e2e",)
+TESTS = Path(__file__).resolve().parent
+#: folders whose every test is marked slow: e2e (browsers, process stacks, drills),
+#: hostile (attacks on a served stack) and integration (real services, servers and
+#: processes: minutes together, though most take under a second). `make test-fast` runs
+#: the rest (unit and contract tests) in under a minute; `make test` (CI) runs everything.
+#: Elsewhere a slow test says so itself (``@pytest.mark.slow``).
+SLOW_FOLDERS = (TESTS / "e2e", TESTS / "hostile", TESTS / "integration")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -44,6 +47,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if any(item.path.resolve().is_relative_to(folder) for folder in SLOW_FOLDERS):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _var_dir_of_this_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Code a test runs without a var dir of its own writes under this run's temporary
+    directory, never into the checkout's ``var/`` (another run, or a developer's
+    ``paywatch up``, uses that)."""
+    before = os.environ.get("PAYWATCH_VAR_DIR")
+    os.environ["PAYWATCH_VAR_DIR"] = str(tmp_path_factory.mktemp("var"))
+    yield
+    if before is None:
+        os.environ.pop("PAYWATCH_VAR_DIR", None)
+    else:
+        os.environ["PAYWATCH_VAR_DIR"] = before
 
 
 @pytest.fixture(scope="session")

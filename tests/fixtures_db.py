@@ -186,7 +186,7 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
 @pytest.fixture
 def empty_sqlite_url(tmp_path: Path) -> str:
     """A path for a new (un-migrated) SQLite file in this test's tmp_path."""
-    return f"sqlite:///{tmp_path / 'paywatch.db'}"
+    return f"sqlite:///{tmp_path / 'fresh.db'}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

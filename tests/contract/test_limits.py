@@ -60,6 +60,7 @@ def test_keys_are_independent_and_reset_refills(store: LimitStore) -> None:
     assert drain(store, "a", 1, 2, 3) == [True, True, False]
 
 
+@pytest.mark.slow  # counts over two seconds of wall time
 def test_n_per_second_from_several_threads(store: LimitStore) -> None:
     rate, burst, threads, seconds, tolerance = 50, 5, 8, 2.0, 8
     admitted = [0] * threads

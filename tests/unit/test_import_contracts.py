@@ -177,10 +177,12 @@ def _threads_after_import(mods: str) -> str:
     return proc.stdout.strip()
 
 
+@pytest.mark.slow  # a fresh interpreter per package
 @pytest.mark.parametrize("package", PACKAGES)
 def test_importing_a_package_starts_no_thread(package: str) -> None:
     assert _threads_after_import(package) == "1"
 
 
+@pytest.mark.slow  # a fresh interpreter importing every module
 def test_importing_everything_starts_no_thread() -> None:
     assert _threads_after_import(", ".join(PACKAGES)) == "1"
