@@ -50,17 +50,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _var_dir_of_this_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Code a test runs without a var dir of its own writes under this run's temporary
-    directory, never into the checkout's ``var/`` (another run, or a developer's
-    ``paywatch up``, uses that)."""
-    before = os.environ.get("PAYWATCH_VAR_DIR")
-    os.environ["PAYWATCH_VAR_DIR"] = str(tmp_path_factory.mktemp("var"))
-    yield
-    if before is None:
-        os.environ.pop("PAYWATCH_VAR_DIR", None)
-    else:
-        os.environ["PAYWATCH_VAR_DIR"] = before
+def _nothing_lands_in_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests run in a directory of this run's own, with ``PAYWATCH_VAR_DIR`` in it: a
+    relative path (``Settings()``'s default ``var``, a process started without a cwd)
+    and the generated secrets never land in the checkout's ``var/``, which another run
+    or a developer's ``paywatch up`` uses."""
+    cwd, env_before = os.getcwd(), os.environ.get("PAYWATCH_VAR_DIR")
+    own = tmp_path_factory.mktemp("cwd")
+    os.chdir(own)
+    os.environ["PAYWATCH_VAR_DIR"] = str(own / "var")
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        if env_before is None:
+            os.environ.pop("PAYWATCH_VAR_DIR", None)
+        else:
+            os.environ["PAYWATCH_VAR_DIR"] = env_before
 
 
 @pytest.fixture(scope="session")

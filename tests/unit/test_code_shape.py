@@ -28,7 +28,8 @@ MAX_PAYCORE_FUNCTION_LINES = 60
 
 def _ruff(*args: str) -> subprocess.CompletedProcess[str]:
     assert RUFF.exists(), f"ruff is not installed beside {sys.executable}"
-    return subprocess.run([str(RUFF), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    cmd = [str(RUFF), *args, "--no-cache"]  # no .ruff_cache written into the checkout
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def _modules(*packages: str) -> list[Path]:
