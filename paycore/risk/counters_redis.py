@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from backends.redis import client_for
+
 from ..errors import RiskUnavailable
 from .counters import Refusal, RiskCounters
 from .policy import Window
@@ -73,15 +75,7 @@ class RedisRiskCounters(RiskCounters):
         import redis
 
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        if isinstance(client_or_url, str):
-            self._client = redis.Redis.from_url(
-                client_or_url,
-                socket_timeout=SOCKET_TIMEOUT_S,
-                socket_connect_timeout=SOCKET_TIMEOUT_S,
-            )
-            self._owns = True
-        else:
-            self._client, self._owns = client_or_url, False
+        self._client, self._owns = client_for(client_or_url, timeout=SOCKET_TIMEOUT_S, retries=0)
         self.namespace = namespace
         # register_script only builds a Script object: no round trip here
         self._reserve = self._client.register_script(RESERVE_LUA)
