@@ -20,7 +20,7 @@ Messages never contain secrets, SQL or connection strings. ::
     ├── ContextNotGranted                   403
     ├── DependencyUnavailable               503
     │   ├── LockBackendError                503  (also a backends.BackendError)
-    │   ├── RiskUnavailable                 503
+    │   ├── RiskUnavailable                 503  (also a backends.BackendError)
     │   └── StorageError                    503
     ├── InvalidRequest                      422
     │   ├── DayNotOver                      422
@@ -256,7 +256,7 @@ class LockBackendError(DependencyUnavailable, BackendError):
     code = "lock_unavailable"
 
 
-class RiskUnavailable(DependencyUnavailable):
+class RiskUnavailable(DependencyUnavailable, BackendError):
     """The risk counters (Redis) or the blocklist cannot be read; the pay link falls back
     to :meth:`paycore.risk.RiskEngine.fallback` instead of answering with this."""
 

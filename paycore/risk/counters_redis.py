@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from backends.errors import DriverErrors
 from backends.redis import client_for
 
 from ..errors import RiskUnavailable
@@ -58,9 +59,11 @@ return 0
 """
 
 
-def _unavailable(exc: BaseException) -> RiskUnavailable:
-    # no URL in the message: it may carry a password
-    return RiskUnavailable(f"risk counters unreachable: {type(exc).__name__}")
+#: driver errors become RiskUnavailable, once; no URL in the message (it may carry a
+#: password) and no driver error in the traceback
+_UNAVAILABLE = DriverErrors(
+    lambda exc: RiskUnavailable(f"risk counters unreachable: {type(exc).__name__}"), chain=False
+)
 
 
 class RedisRiskCounters(RiskCounters):
@@ -72,9 +75,6 @@ class RedisRiskCounters(RiskCounters):
     """
 
     def __init__(self, client_or_url: Any, *, namespace: str = "paywatch:risk:") -> None:
-        import redis
-
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._client, self._owns = client_for(client_or_url, timeout=SOCKET_TIMEOUT_S, retries=0)
         self.namespace = namespace
         # register_script only builds a Script object: no round trip here
@@ -88,26 +88,20 @@ class RedisRiskCounters(RiskCounters):
         args: list[int] = [amount]
         for w in windows:
             args += [w.max_count, w.max_amount, max(1, w.ttl_s)]
-        try:
+        with _UNAVAILABLE:
             reply = self._reserve(keys=self._keys(scope, windows), args=args)
-        except self._errors as exc:
-            raise _unavailable(exc) from None
         if not reply:
             return None
         index, which = (int(x) for x in reply)
         return Refusal(windows[index - 1], "count" if which == 1 else "amount")
 
     def release(self, scope: str, amount: int, windows: Sequence[Window]) -> None:
-        try:
+        with _UNAVAILABLE:
             self._release(keys=self._keys(scope, windows), args=[amount])
-        except self._errors as exc:
-            raise _unavailable(exc) from None
 
     def usage(self, scope: str, window: Window) -> tuple[int, int]:
-        try:
+        with _UNAVAILABLE:
             c, a = self._client.hmget(self._keys(scope, [window])[0], "c", "a")
-        except self._errors as exc:
-            raise _unavailable(exc) from None
         return int(c or 0), int(a or 0)
 
     def close(self) -> None:
