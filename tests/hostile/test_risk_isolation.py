@@ -84,6 +84,9 @@ def test_daily_count_and_amount_limits_hold_over_http(hostile):
     tighten(hostile, daily_max_count=3, daily_max_amount=2_500)
     for i in range(2):
         assert paid_through(a, f"a-{i}", "u2").status_code == 200
+    for i in range(2):  # their callbacks post journal entries: let them land first
+        done = a.wait_for(f"a-{i}", lambda d: d["trade"]["status"] == "paid")
+        assert done["trade"]["status"] == "paid", done
     before = hostile.counts()
     over_amount = paid_through(a, "a-big", "u2", amount=1_000)  # 2 000 + 1 000 > 2 500
     status, code, message = error_of(over_amount)
