@@ -86,6 +86,22 @@ def redis_server() -> str:
 #: platform; the lease keys live in the database of ``REDIS_URL``, which is never leased)
 LEASABLE_REDIS_DBS = range(1, 15)
 LEASE_SECONDS = 900  # longer than any test's timeout: a killed run's lease runs out
+#: set in every database the tests have leased: only an empty database or one holding
+#: this mark is ever emptied, so a developer's platform on one of these numbers keeps its
+#: keys (the tests skip that database)
+TEST_DATABASE_MARK = b"paywatch-test:database"
+
+
+def _test_database(client) -> bool:
+    """Claim a leased database for the tests: True when it is empty or already marked as
+    theirs (then it is marked); False when it holds anybody else's keys."""
+    try:
+        if client.dbsize() and not client.exists(TEST_DATABASE_MARK):
+            return False
+        client.set(TEST_DATABASE_MARK, b"1")
+        return True
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -105,9 +121,13 @@ def redis_url(redis_server: str) -> Iterator[str]:
     deadline = time.monotonic() + 60
     while leased is None:
         for db in LEASABLE_REDIS_DBS:
-            if registry.set(f"paywatch-test:redis-lease:{db}", owner, nx=True, ex=LEASE_SECONDS):
+            lease = f"paywatch-test:redis-lease:{db}"
+            if not registry.set(lease, owner, nx=True, ex=LEASE_SECONDS):
+                continue
+            if _test_database(redis.Redis.from_url(f"{base}/{db}")):
                 leased = db
                 break
+            registry.delete(lease)  # someone else's data lives there: never ours to empty
         else:
             if time.monotonic() > deadline:
                 pytest.fail("no Redis test database could be leased within 60 s")
@@ -117,7 +137,8 @@ def redis_url(redis_server: str) -> Iterator[str]:
 
     def clear() -> None:  # the leased database only: a run that died may have left keys
         for key in own.scan_iter(count=500):
-            own.unlink(key)
+            if key != TEST_DATABASE_MARK:
+                own.unlink(key)
 
     clear()
     try:
