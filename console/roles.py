@@ -28,6 +28,7 @@ ACTIONS: dict[str, str] = {
     "alert.silence": "operator",
     "user.manage": "admin",
     "merchant.manage": "admin",
+    "map.edit": "admin",
 }
 
 
