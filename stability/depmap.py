@@ -3,7 +3,8 @@
 :class:`DependencyMap` is an immutable, validated, acyclic graph of specs;
 :class:`stability.depmap_store.DependencyMapStore` keeps it in the database;
 :func:`lint_timeouts` checks timeouts
-along every path; :func:`impact` says what fails or degrades when one resource fails.
+along every path, :func:`lint_effective` the numbers the clients really use and each
+link's whole budget; :func:`impact` says what fails or degrades when one resource fails.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from graphlib import CycleError, TopologicalSorter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stability.errors import (  # noqa: F401 - MapStorageError re-exported
     InvalidDependency,
     MapStorageError,
     UnknownResource,
 )
+
+if TYPE_CHECKING:
+    from stability.effective import EffectiveTimeouts
 
 GRADES = ("strong", "weak")
 
@@ -228,6 +232,88 @@ def lint_timeouts(dmap: DependencyMap, *, overhead_ms: int = 0) -> list[LintFind
     for root in dmap.roots():
         visit((root,))
     return sorted(findings.values(), key=lambda f: f.path)
+
+
+@dataclass(frozen=True)
+class TimeoutFinding:
+    """One violation of :func:`lint_effective`.
+
+    ``kind``: ``declared`` (the map's own numbers, :func:`lint_timeouts`), ``client`` (a
+    number a client really uses does not fit its edge) or ``budget`` (what a link calls
+    one after another does not fit the link's budget). ``limit_ms`` None: no budget.
+    """
+
+    kind: str
+    subject: str
+    limit_ms: int | None
+    spend_ms: int | None
+    message: str
+
+
+def _client_findings(dmap: DependencyMap, effective: EffectiveTimeouts) -> list[TimeoutFinding]:
+    out = []
+    for c in effective.clients:
+        e = dmap.edge(c.caller, c.callee)
+        if e is None:
+            continue
+        where = f"{c.name} on {c.caller} -> {c.callee}"
+        if c.value_ms is None or c.spend_ms is None:
+            msg = f"{where}: no limit, the edge allows {e.budget_ms} ms"
+            out.append(TimeoutFinding("client", where, e.budget_ms, None, msg))
+        elif c.value_ms > e.timeout_ms or c.spend_ms > e.budget_ms:
+            tries = f" x {c.attempts} attempts" if c.attempts > 1 else ""
+            msg = (
+                f"{where}: {c.value_ms} ms{tries} does not fit the edge's "
+                f"{e.timeout_ms} ms x {1 + e.retries} attempts"
+            )
+            out.append(TimeoutFinding("client", where, e.budget_ms, c.spend_ms, msg))
+    return out
+
+
+def link_spend(dmap: DependencyMap, link: str, lock_wait_ms: int = 0) -> tuple[int, list[str]]:
+    """What ``link`` can spend calling its dependencies one after another, ms, and the
+    terms of the sum: each edge's ``timeout * (1 + retries)``, the channels counted once
+    (a call goes to one pay org: the slowest), plus the trade lock's wait."""
+    terms: list[tuple[str, int]] = []
+    channels = [e for e in dmap.out_edges(link) if e.callee.startswith("channel.")]
+    if channels:
+        slow = max(channels, key=lambda e: e.budget_ms)
+        terms.append((f"{slow.callee} {slow.budget_ms}", slow.budget_ms))
+    for e in dmap.out_edges(link):
+        if not e.callee.startswith("channel."):
+            terms.append((f"{e.callee} {e.budget_ms}", e.budget_ms))
+    if lock_wait_ms:
+        terms.append((f"lock wait {lock_wait_ms}", lock_wait_ms))
+    return sum(ms for _, ms in terms), [t for t, _ in terms]
+
+
+def lint_effective(dmap: DependencyMap, effective: EffectiveTimeouts) -> list[TimeoutFinding]:
+    """Lint what really runs: the map's declared timeouts (:func:`lint_timeouts`), every
+    client number against its edge (``stability.effective.effective_timeouts``), and
+    every core link's sequential spend (:func:`link_spend`) against its budget."""
+    found = [
+        TimeoutFinding(
+            "declared",
+            f"{f.caller} -> {f.callee}",
+            f.caller_timeout_ms,
+            f.callee_spend_ms,
+            f.message,
+        )
+        for f in lint_timeouts(dmap)
+    ]
+    found += _client_findings(dmap, effective)
+    for r in dmap.resources:
+        if not r.core_link:
+            continue
+        spend, terms = link_spend(dmap, r.name, effective.lock_wait_ms.get(r.name, 0))
+        budget = effective.link_budget_ms.get(r.name)
+        if budget is None:
+            msg = f"{r.name}: no budget, it can spend {spend} ms ({' + '.join(terms)})"
+            found.append(TimeoutFinding("budget", r.name, None, spend, msg))
+        elif spend > budget:
+            msg = f"{r.name}: {' + '.join(terms)} = {spend} ms exceeds its budget {budget} ms"
+            found.append(TimeoutFinding("budget", r.name, budget, spend, msg))
+    return found
 
 
 def _upstream(dmap: DependencyMap, start: str, grade: str | None) -> set[str]:
