@@ -14,6 +14,7 @@ from stability.breaker_store import make_breaker_store
 from stability.depmap import DependencyMap
 from stability.depmap_seed import seed_if_empty
 from stability.depmap_store import DependencyMapStore
+from stability.effective import redis_client_options
 from stability.events import BreakerEventLog
 from stability.guard import Guard
 from stability.limits import Limiter, make_limit_store
@@ -64,16 +65,18 @@ def build_stability(
 ) -> StabilityRuntime:
     """Seed the dependency map if empty and build the guard and switch machinery.
 
-    With ``redis_url`` the process's one Redis client is built here (short timeouts:
-    :func:`backends.redis_client`) and handed to the limit store, the breaker store and
-    the switch pub/sub; the runtime owns it (``redis``) and the pay core's lock borrows it.
+    With ``redis_url`` the process's one Redis client is built here (socket timeout and
+    retries from the map's redis edge: :func:`stability.effective.redis_client_options`)
+    and handed to the limit store, the breaker store and the switch pub/sub; the runtime
+    owns it (``redis``) and the pay core's lock borrows it.
     """
     store = DependencyMapStore(engine)
     seed_if_empty(store, pay_orgs, redis_lock=bool(redis_url))
     dmap = store.load()
     rules = default_rules(pay_orgs)
     events = BreakerEventLog(engine)
-    client = redis_client(redis_url) if redis_url else None
+    timeout, retries = redis_client_options(dmap)  # the map's redis edge
+    client = redis_client(redis_url, timeout=timeout, retries=retries) if redis_url else None
     guard = Guard(
         dmap,
         limiter=Limiter(make_limit_store(redis_url, client=client)),
