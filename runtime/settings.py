@@ -99,6 +99,19 @@ def _risk_policy(get: Callable[[str], str | None]) -> RiskPolicy:
     return RiskPolicy(**values)
 
 
+def _budgets(raw: str | None) -> dict[str, int]:
+    """``PAYWATCH_LINK_BUDGET_MS``: ``link=ms`` pairs, comma-separated, ms from 1 to 600000."""
+    out: dict[str, int] = {}
+    for pair in (raw or "").split(","):
+        if not pair.strip():
+            continue
+        link, _, ms = pair.partition("=")
+        if not link.strip().startswith("link."):
+            raise ValueError("PAYWATCH_LINK_BUDGET_MS must be link.<name>=<ms> pairs")
+        out[link.strip()] = _count("LINK_BUDGET_MS", ms.strip(), 0, 600_000)
+    return out
+
+
 def _default_risk_policy() -> RiskPolicy:
     from paycore.risk.policy import RiskPolicy
 
@@ -138,6 +151,11 @@ class Settings:
     #: minutes without a click after which a console session ends
     #: (``PAYWATCH_CONSOLE_IDLE_MINUTES``, 1 .. 720)
     console_idle_minutes: int = 30
+    #: each core link's budget, ms (``PAYWATCH_LINK_BUDGET_MS``, ``link.pay=8000,...``,
+    #: over :data:`stability.effective.DEFAULT_LINK_BUDGETS_MS`): the longest one call of
+    #: the link may take, what its caller must be ready to wait; the timeout lint sums
+    #: what the link calls one after another against it
+    link_budgets_ms: dict[str, int] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -177,6 +195,7 @@ class Settings:
             console_idle_minutes=_count(
                 "CONSOLE_IDLE_MINUTES", get("CONSOLE_IDLE_MINUTES"), cls.console_idle_minutes, 720
             ),
+            link_budgets_ms=_budgets(get("LINK_BUDGET_MS")),
         )
 
     def resolved_channel_secrets(self) -> dict[str, str]:
