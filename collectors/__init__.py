@@ -11,6 +11,15 @@ paywatch it imports only :mod:`backends` (DESIGN.md §1).
 from __future__ import annotations
 
 from .business import BusinessCollector, BusinessSnapshot
+from .edge_metrics import (
+    BULKHEAD_IN_FLIGHT,
+    BULKHEAD_LIMIT,
+    EDGE_CALLS,
+    EDGE_LATENCY,
+    FRONT_IN_FLIGHT,
+    FRONT_REFUSED,
+    EdgeMetrics,
+)
 from .errors import CollectorsError, LabelError, QueryBackendError, QueryError, StoreError
 from .exposition import make_metrics_app, metrics_response, start_metrics_server
 from .histogram import bucket_quantile
@@ -38,6 +47,12 @@ from .stores import make_query, prometheus_metric_store, sql_metric_store
 
 __all__ = [
     "BREAKER_STATES",
+    "BULKHEAD_IN_FLIGHT",
+    "BULKHEAD_LIMIT",
+    "EDGE_CALLS",
+    "EDGE_LATENCY",
+    "FRONT_IN_FLIGHT",
+    "FRONT_REFUSED",
     "CALLBACK",
     "CHANNEL_CALL",
     "GUARD_OUTCOMES",
@@ -53,6 +68,7 @@ __all__ = [
     "BusinessSnapshot",
     "CollectorsError",
     "CoreMetrics",
+    "EdgeMetrics",
     "LabelError",
     "MetricsQuery",
     "PrometheusQuery",

@@ -17,6 +17,7 @@ from types import TracebackType
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .business import BusinessCollector, BusinessSnapshot
+from .edge_metrics import EdgeMetrics
 from .errors import LabelError
 from .labels import OTHER, BoundedLabel, is_short_code
 
@@ -60,6 +61,7 @@ GUARD_OUTCOMES = (
     "fallback",
     "breaker_open",
     "dry_run_blocked",
+    "bulkhead_full",
 )
 #: breaker state -> gauge value
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3, "forced_closed": 4}
@@ -200,6 +202,14 @@ class CoreMetrics:
             allowed=frozenset(GUARD_OUTCOMES),
             on_overflow=overflow,
         )
+        self.edges = EdgeMetrics(
+            registry,
+            resource=self._resource,
+            outcome=self._guard_outcome,
+            pay_org=self._pay_org,
+            buckets=LATENCY_BUCKETS,
+            on_overflow=overflow,
+        )
         # label tuple -> child: skips prometheus_client's per-call label validation
         self._req_children: dict[tuple[str, str, str, str], Counter] = {}
         self._lat_children: dict[tuple[str, str], Histogram] = {}
@@ -274,8 +284,9 @@ class CoreMetrics:
 
     # -- guard recorder (stability.guard.Recorder) ----------------------------------------
     def guard_outcome(self, resource: str, caller: str, outcome: str, duration_s: float) -> None:
-        """One guard decision on ``resource``; ``caller`` is not a label (it would
-        multiply the series by the callers and the map already knows them)."""
+        """One guard decision on ``resource``: ``paywatch_guard_outcomes`` per resource, and
+        per edge (``caller`` a label, bounded by the map) in :attr:`edges`."""
+        self.edges.outcome(resource, caller, outcome, duration_s)
         child = self._guard_children.get((resource, outcome))
         if child is None:
             bounded = (self._resource(resource), self._guard_outcome(outcome))
