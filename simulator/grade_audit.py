@@ -1,0 +1,287 @@
+"""The grade audit (``paywatch drill grade-audit``): every dependency of the map faulted in
+turn under simulated traffic, every edge's declared grade held against what happened.
+
+Timeline: a baseline window with no fault, then per dependency (:func:`audit_order`) a
+fault window of ``seconds_per_fault`` (:mod:`.grade_audit_faults` says how each is
+faulted), the fault undone, and a wait for the guard's breakers to close again. In each
+fault window :class:`~.grade_audit_observe.Observer` judges every caller from the guard's
+outcomes per edge and the API's answers; per edge ``caller -> faulted``:
+
+* **confirmed**: a strong edge's caller failed, a weak edge's caller degraded;
+* **contradicted**: the caller did something else (a weak edge failed its caller, a strong
+  edge only degraded it);
+* **unexercised**: no effect was seen (no call on the edge met the fault);
+* **not_applicable**: the dependency cannot be faulted here (the reason is given).
+
+Beside it, the impact query's prediction for every link (``predict``). The report is a
+drill report (``drill.name`` ``grade-audit``), stored like the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stability.depmap import DependencyMap, EdgeSpec, impact
+
+from .evidence import platform_evidence
+from .grade_audit_faults import Fault, audit_order, fault_for
+from .grade_audit_observe import EdgeTally, Observer, Window, window
+from .grade_audit_report import write_contradictions
+from .report import checks, now_iso, save_report, write_json
+from .runner import DrillTargets
+
+log = logging.getLogger(__name__)
+NAME = "grade-audit"
+VERDICTS = ("confirmed", "contradicted", "unexercised", "not_applicable")
+Predict = Callable[[DependencyMap, str], Mapping[str, str]]
+Job = tuple[str, Callable[[], Any]]
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The audit's timeline; ``seconds_per_fault`` scales it (60 s is full scale)."""
+
+    seconds_per_fault: float = 60.0
+    baseline_s: float | None = None  #: default: one fault window
+    recover_s: float | None = None  #: longest wait for breakers to close; default 2 windows
+    only: tuple[str, ...] = ()  #: the dependencies to fault (default: every one)
+    settle_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.seconds_per_fault > 0:
+            raise ValueError("seconds_per_fault must be positive")
+
+
+def impact_prediction(dmap: DependencyMap, failed: str) -> dict[str, str]:
+    """The impact query (:func:`stability.depmap.impact`) as resource → fails/degrades."""
+    found = impact(dmap, failed)
+    return {**{n: "degrades" for n in found.degrades}, **{n: "fails" for n in found.fails}}
+
+
+def verdict(grade: str, observed: str) -> str:
+    """confirmed / contradicted / unexercised for an edge of ``grade`` given the caller's
+    observed effect."""
+    expected = "fails" if grade == "strong" else "degrades"
+    if observed == expected:
+        return "confirmed"
+    return "unexercised" if observed == "none" else "contradicted"
+
+
+class _Audit:
+    """One run: the platform's guard, the traffic, the fault targets."""
+
+    def __init__(
+        self,
+        guard: Any,
+        simulator: Any,
+        targets: DrillTargets,
+        config: AuditConfig,
+        jobs: Sequence[Job],
+        predict: Predict,
+    ) -> None:
+        self.guard, self.sim, self.targets, self.config = guard, simulator, targets, config
+        self.jobs, self.predict = jobs, predict
+        self.dmap: DependencyMap = guard.map  # the grades the guard enforces now
+        self.tally = EdgeTally()
+        self.links = [r.name for r in self.dmap.resources if r.core_link]
+        self.edges: list[dict[str, Any]] = []
+
+    def reading(self) -> tuple[Counter[tuple[str, str, str]], dict[str, int]]:
+        return self.tally.snapshot(), dict(self.sim.stats.as_dict()["refusals"])
+
+    def observe(self, seconds: float, during: Callable[[], Any] | None = None) -> Window:
+        before, t0 = self.reading(), time.monotonic()
+        if during is not None:
+            during()
+        _sleep_until(t0 + seconds)
+        return window(before, self.reading(), time.monotonic() - t0)
+
+    def run_jobs(self, out: list[dict[str, Any]]) -> None:
+        """Each job once, now (their guarded calls meet the fault)."""
+        for name, fn in self.jobs:
+            try:
+                fn()
+                out.append({"job": name, "ok": True})
+            except Exception as exc:  # noqa: BLE001 - the guard's outcomes are the evidence
+                out.append({"job": name, "ok": False, "error": type(exc).__name__})
+
+    def one(self, resource: str, base: Window) -> dict[str, Any]:
+        entry: dict[str, Any] = {"resource": resource}
+        edges = [e for e in self.dmap.edges if e.callee == resource]
+        fault = fault_for(resource, self.dmap, self.targets, self.guard, self.sim)
+        if isinstance(fault, str):
+            entry.update(status="not_applicable", reason=fault)
+            self.edges += [_row(e, "not_applicable", fault) for e in edges]
+            return entry
+        entry.update(how=fault.how, status="applied")
+        jobs: list[dict[str, Any]] = []
+        w = self._faulted(fault, entry, jobs)
+        entry.update(seconds=round(w.seconds, 1), jobs=jobs)
+        obs = Observer(self.dmap, resource, w, base)
+        predicted = self.predict(self.dmap, resource)
+        entry["links"] = {
+            link: dict(zip(("observed", "evidence"), obs.effect(link), strict=True))
+            | {"predicted": predicted.get(link, "none")}
+            for link in self.links
+        }
+        for e in edges:
+            observed, evidence = obs.effect(e.caller)
+            row = _row(e, verdict(e.grade, observed), evidence)
+            row.update(
+                observed=observed,
+                predicted=predicted.get(e.caller, "none"),
+                calls=w.calls(e.caller, resource),
+            )
+            self.edges.append(row)
+        entry["recovered_after_s"], entry["still_open"] = self._recover()
+        return entry
+
+    def _faulted(self, fault: Fault, entry: dict[str, Any], jobs: list[dict[str, Any]]) -> Window:
+        span = self.config.seconds_per_fault
+        worker = threading.Thread(target=self.run_jobs, args=(jobs,), daemon=True)
+
+        def apply() -> None:
+            try:
+                fault.apply()
+            except Exception as exc:  # noqa: BLE001 - reported; the window still runs
+                entry["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            threading.Timer(span / 2, worker.start).start()
+
+        try:
+            w = self.observe(span, apply)
+        finally:
+            worker.join(timeout=max(5.0, span))
+            try:
+                fault.undo()
+            except Exception as exc:  # noqa: BLE001 - keep going; the report says so
+                entry["undo_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        return w
+
+    def _recover(self) -> tuple[float, list[str]]:
+        """Wait (bounded) until no breaker is open or half open; what is still open."""
+        limit = self.config.recover_s
+        limit = 2 * self.config.seconds_per_fault if limit is None else limit
+        t0 = time.monotonic()
+        while True:
+            tripped = sorted(
+                n for n, b in self.guard.breakers().items() if b.state in ("open", "half_open")
+            )
+            if not tripped or time.monotonic() - t0 >= limit:
+                return round(time.monotonic() - t0, 1), tripped
+            time.sleep(0.2)
+
+
+def _row(e: EdgeSpec, v: str, why: str) -> dict[str, Any]:
+    return {
+        "caller": e.caller,
+        "callee": e.callee,
+        "grade": e.grade,
+        "fallback": e.fallback,
+        "expected": "fails" if e.grade == "strong" else "degrades",
+        "observed": "",
+        "predicted": "",
+        "verdict": v,
+        "why": why,
+        "calls": {},
+    }
+
+
+def _sleep_until(deadline: float) -> None:
+    while time.monotonic() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def run_grade_audit(
+    guard: Any,
+    simulator: Any,
+    targets: DrillTargets,
+    config: AuditConfig | None = None,
+    *,
+    jobs: Sequence[Job] = (),
+    predict: Predict = impact_prediction,
+) -> dict[str, Any]:
+    """Run the audit against the platform behind ``guard`` (in this process) with
+    ``simulator``'s traffic; returns the report, stored when ``targets.engine`` is set.
+
+    ``jobs`` run once in the middle of every fault window (e.g. the active query), so the
+    jobs' edges meet each fault."""
+    config = config or AuditConfig()
+    run = _Audit(guard, simulator, targets, config, jobs, predict)
+    order = audit_order(run.dmap, config.only)
+    report: dict[str, Any] = {
+        "drill": {
+            "name": NAME,
+            "summary": f"{len(order)} dependencies faulted in turn, every edge's grade judged",
+            "needs": "sandbox",
+            "duration_s": config.seconds_per_fault * (len(order) + 1),
+            "steps": [],
+        },
+        "target": ", ".join(config.only) or "every dependency",
+        "time_factor": config.seconds_per_fault / 60.0,
+        "started_at": now_iso(),
+        "steps": [],
+        "reason": "",
+    }
+    faults: list[dict[str, Any]] = []
+    start_wall = time.time()
+    guard.recorders.append(run.tally)
+    simulator.start()
+    try:
+        _sleep_until(time.monotonic() + min(2.0, config.seconds_per_fault / 2))
+        base = run.observe(config.baseline_s or config.seconds_per_fault)
+        for resource in order:
+            log.info("grade audit: faulting %s", resource)
+            faults.append(run.one(resource, base))
+    finally:
+        simulator.stop_traffic()
+        guard.recorders.remove(run.tally)
+    return _finish(report, run, faults, base, start_wall)
+
+
+def _finish(
+    report: dict[str, Any],
+    run: _Audit,
+    faults: list[dict[str, Any]],
+    base: Window,
+    start_wall: float,
+) -> dict[str, Any]:
+    sim, targets = run.sim, run.targets
+    report["still_pending"] = sim.settle(run.config.settle_s)
+    report["traffic"] = sim.stats.as_dict()
+    report["audit"] = sim.audit().as_dict()
+    counts = Counter(e["verdict"] for e in run.edges)
+    report["grade_audit"] = {
+        "seconds_per_fault": run.config.seconds_per_fault,
+        "baseline": {"seconds": round(base.seconds, 1), "answers": dict(base.answers)},
+        "faults": faults,
+        "edges": run.edges,
+        "verdicts": {v: counts.get(v, 0) for v in VERDICTS},
+    }
+    report["steps"] = [
+        {"kind": "fault", "target": f["resource"], "params": {"how": f.get("how", "")}}
+        | ({"error": f["error"]} if "error" in f else {})
+        for f in faults
+    ]
+    if targets.engine is not None:
+        report["platform"] = platform_evidence(
+            targets.engine,
+            start_wall,
+            time.time(),
+            prometheus_url=targets.prometheus_url,
+            recon=False,
+            core=targets.core,
+        )
+    report["checks"] = checks(report) | {"no_grade_contradicted": counts["contradicted"] == 0}
+    report["status"] = "passed" if all(report["checks"].values()) else "failed"
+    report["finished_at"] = now_iso()
+    report["json_path"] = str(write_json(report, targets.var_dir))
+    if targets.engine is not None:
+        report["id"] = save_report(targets.engine, report, report["json_path"])
+        write_contradictions(targets.engine, run.edges)
+    return report

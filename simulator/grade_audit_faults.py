@@ -1,0 +1,134 @@
+"""How a grade audit takes one dependency down, and brings it back.
+
+* ``channel.<ORG>``: the sandbox channel's knobs (every call answered 503);
+* ``database`` and ``redis``: the TCP fault proxy in front of the platform's connections
+  (down: open connections cut, new ones refused);
+* ``notification``: the simulator's merchant receivers answer every notification 500;
+* anything else (``ledger.posting``, ``ledger.hot_account``, ``risk``, ...): the guard's
+  fault hook (:mod:`stability.faults`), only when the guard consults it.
+
+A dependency that cannot be faulted here gets a reason instead of a fault, and the
+audit reports its edges ``not_applicable``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from stability.depmap import DependencyMap
+from stability.faults import FaultInjector
+
+from .runner import DrillTargets
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One dependency's fault: how, and the calls that apply and undo it."""
+
+    resource: str
+    how: str
+    apply: Callable[[], Any]
+    undo: Callable[[], Any]
+
+
+def guard_has_hook(guard: Any) -> bool:
+    """Does ``guard`` consult :func:`stability.faults.injected` before each call?"""
+    try:
+        source = inspect.getsource(type(guard).call)
+    except (OSError, TypeError):
+        return False
+    return "injected(" in source
+
+
+def _channel(resource: str, targets: DrillTargets) -> Fault | str:
+    sandbox, org = targets.sandbox, resource.split(".", 1)[1]
+    if sandbox is None:
+        return "no sandbox channel admin API to fail the channel"
+    before: dict[str, Any] = {}
+
+    def apply() -> Any:
+        before.update(sandbox.knobs()[org])
+        return sandbox.put(org, {"error_rate": 1.0})
+
+    return Fault(
+        resource,
+        f"sandbox knobs: {org} answers every call 503",
+        apply,
+        lambda: sandbox.put(org, dict(before) or {"error_rate": 0.0}),
+    )
+
+
+def _proxy(resource: str, targets: DrillTargets) -> Fault | str:
+    proxy = targets.proxies.get(resource)
+    if proxy is None:
+        return (
+            f"{resource} is not reached through a fault proxy of this process "
+            "(SQLite, no Redis, or a platform running elsewhere)"
+        )
+    return Fault(
+        resource,
+        f"fault proxy: {resource} down (connections cut and refused)",
+        lambda: proxy.set(down=True),
+        proxy.reset,
+    )
+
+
+def _receiver(resource: str, simulator: Any) -> Fault | str:
+    receiver = getattr(simulator, "receiver", None)
+    if receiver is None:
+        return "the simulator runs no merchant notification receivers"
+    saved = (receiver.failure_ratio, receiver.timeout_share)
+
+    def apply() -> None:
+        receiver.failure_ratio, receiver.timeout_share = 1.0, 0.0
+
+    def undo() -> None:
+        receiver.failure_ratio, receiver.timeout_share = saved
+
+    return Fault(resource, "merchant receivers answer every notification 500", apply, undo)
+
+
+def _hook(resource: str, guard: Any) -> Fault | str:
+    if not guard_has_hook(guard):
+        return (
+            "the guard does not consult stability.faults yet (the hook "
+            "`fn = injected(self, resource, fn)` in Guard.call/acall), so no honest fault"
+        )
+    injector = FaultInjector.attach(guard)
+    return Fault(
+        resource,
+        "guard fault hook: every guarded call fails",
+        lambda: injector.fail([resource]),
+        lambda: injector.heal([resource]),
+    )
+
+
+def fault_for(
+    resource: str, dmap: DependencyMap, targets: DrillTargets, guard: Any, simulator: Any
+) -> Fault | str:
+    """The fault for ``resource``, or why there is none."""
+    kind = dmap.resource(resource).kind
+    if kind == "channel" and "." in resource:
+        return _channel(resource, targets)
+    if resource in ("database", "redis"):
+        return _proxy(resource, targets)
+    if resource == "notification":
+        return _receiver(resource, simulator)
+    return _hook(resource, guard)
+
+
+#: fault order: the least disruptive first, the database (everything's) last
+_LAST = ("ledger.hot_account", "ledger.posting", "redis", "database")
+
+
+def audit_order(dmap: DependencyMap, only: tuple[str, ...] = ()) -> list[str]:
+    """Every dependency some edge points at (or ``only``), in fault order."""
+    called = {e.callee for e in dmap.edges if not dmap.resource(e.callee).core_link}
+    unknown = [r for r in only if r not in called]
+    if unknown:
+        raise ValueError(f"not a dependency of the map: {', '.join(unknown)}")
+    chosen = list(dict.fromkeys(only)) if only else sorted(called)
+    return sorted(chosen, key=lambda r: (_LAST.index(r) if r in _LAST else -1, r))
