@@ -10,6 +10,7 @@ shares wait for the channel shares (a balance-only refund completes at once). Us
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -18,11 +19,12 @@ from sqlalchemy.orm import Session
 from . import postings
 from . import status as st
 from .channels import ChannelRequest
+from .context import BizContext
 from .db.schema import PayItem, PayOrder, Trade
 from .deps import CoreDeps
 from .errors import RefundExceedsPaid, WrongState
 from .models import RefundRequest
-from .pay_rules import split_refund
+from .pay_rules import RefundShare, split_refund
 from .refund_settlement import refund_source
 from .settlement import SettlementService
 from .views import locked_trade, trade_context
@@ -55,8 +57,17 @@ def begin_refund(
             PayOrder.pay_type == "pay",
         )
     ).scalar_one()
-    now = deps.clock()
+    sources = (
+        s.execute(select(PayItem).where(PayItem.pay_order_id == source.id).order_by(PayItem.seq))
+        .scalars()
+        .all()
+    )
+    shares = split_refund(req.amount, ((i.amount, i.refunded_amount) for i in sources))
     ctx = trade_context(orig)
+    admit_channels(
+        deps, ctx, {sources[p].pay_org_no for p, _ in shares if sources[p].tool == "channel"}
+    )
+    now = deps.clock()
     refund_trade = _refund_trade(deps, orig, req, fingerprint, now)
     s.add(refund_trade)
     s.flush()  # no ORM relationships: flush parents before children
@@ -72,10 +83,22 @@ def begin_refund(
         trade_id=orig.id,
         legs=postings.refund_hold(refund_source(orig), req.amount),
     )
-    held, requests = _refund_items(deps, s, source, po, refund_trade, req.amount, now)
+    held, requests = _refund_items(deps, s, sources, shares, po, refund_trade, now)
     if not requests:  # balance only: done now; else all or nothing with the channel
         settlement.finish_refund(s, po, held, orig.id, ctx)
     return requests
+
+
+def admit_channels(deps: CoreDeps, ctx: BizContext, orgs: Iterable[str | None]) -> None:
+    """``link.refund``'s admission to each channel the refund will call: switch, limit
+    and breaker of ``channel.<org>`` (strong: a refusal raises
+    :class:`~stability.errors.DependencyFailed` naming the channel, before anything of
+    this refund is written)."""
+    if deps.guard is None:
+        return
+    labels = ctx.as_labels()
+    for org in sorted({str(o) for o in orgs if o}):
+        deps.guard.admit(f"channel.{org}", caller="link.refund", labels=labels)
 
 
 def _refund_trade(
@@ -135,22 +158,17 @@ def _refund_order(
 def _refund_items(
     deps: CoreDeps,
     s: Session,
-    source: PayOrder,
+    sources: Sequence[PayItem],
+    shares: Sequence[RefundShare],
     po: PayOrder,
     refund_trade: Trade,
-    amount: int,
     now: datetime,
 ) -> tuple[list[PayItem], list[ChannelRequest]]:
     """One refund item per paying item's share: the balance ones (held until the channel
     ones are back) and the channel requests."""
-    sources = (
-        s.execute(select(PayItem).where(PayItem.pay_order_id == source.id).order_by(PayItem.seq))
-        .scalars()
-        .all()
-    )
     held: list[PayItem] = []
     requests: list[ChannelRequest] = []
-    for seq, take in split_refund(amount, ((i.amount, i.refunded_amount) for i in sources)):
+    for seq, take in shares:
         src = sources[seq]
         moved = s.execute(
             update(PayItem)

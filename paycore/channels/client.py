@@ -22,6 +22,8 @@ import urllib3
 from urllib3.exceptions import HTTPError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from stability.guard import call_budget
+
 from .callbacks import parse_callback
 from .errors import ChannelRejected, ChannelUnavailable
 from .port import ChannelRequest, ChannelResult
@@ -68,6 +70,10 @@ class StatementLine:
 class HttpChannelClient:
     """Talks to one pay org's gateway at ``base_url`` (``{base_url}/gateway/{org}/...``).
 
+    ``timeout`` is the default of calls made outside the guard: inside a guarded call the
+    HTTP timeout is the edge's (:func:`stability.guard.call_budget`), and
+    :meth:`send_async` takes its caller's.
+
     Synchronous calls go over urllib3 (``pool`` may be shared: urllib3 pool managers
     are thread-safe; one made here is closed by :meth:`close`); :meth:`send_async` goes
     over an aiohttp session, with the same request, signing and answer handling. urllib3
@@ -91,8 +97,6 @@ class HttpChannelClient:
         self.pay_org_no = pay_org_no
         self.timeout = timeout
         self._secret = secret
-        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
-        self._async_timeout = aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout)
         self._owns_pool = pool is None
         # kept-alive connections for at least the channel front's 8 sending threads
         self._pool = pool if pool is not None else urllib3.PoolManager(maxsize=16)
@@ -124,35 +128,47 @@ class HttpChannelClient:
         """Pay ``request.amount`` out to the user."""
         return self._transact("withdraw", request, notify_url)
 
-    def send(self, request: ChannelRequest, notify_url: str) -> ChannelAck:
-        """Dispatch on ``request.kind`` (pay, refund or withdraw)."""
-        return self._transact(request.kind, request, notify_url)
+    def send(
+        self, request: ChannelRequest, notify_url: str, *, timeout: float | None = None
+    ) -> ChannelAck:
+        """Dispatch on ``request.kind`` (pay, refund or withdraw); ``timeout`` seconds
+        (default: the guarded call's budget, else the client's)."""
+        return self._transact(request.kind, request, notify_url, timeout)
 
     async def send_async(
-        self, session: aiohttp.ClientSession, request: ChannelRequest, notify_url: str
+        self,
+        session: aiohttp.ClientSession,
+        request: ChannelRequest,
+        notify_url: str,
+        *,
+        timeout: float | None = None,
     ) -> ChannelAck:
         """:meth:`send` on an event loop, through ``session``: the same request, signing
-        and answer handling, with aiohttp as the transport."""
+        and answer handling, with aiohttp as the transport; ``timeout`` seconds (default
+        the client's) for the connection and for the answer."""
         call = self._transaction(request, notify_url)
+        seconds = self.timeout if timeout is None else timeout
         try:
             async with session.request(
                 call.method,
                 call.url,
                 data=call.raw or None,
                 headers=call.headers,
-                timeout=self._async_timeout,
+                timeout=aiohttp.ClientTimeout(sock_connect=seconds, sock_read=seconds),
                 allow_redirects=False,
             ) as resp:
                 status, data = resp.status, await resp.read()
         except TimeoutError as exc:
-            raise self._timed_out(call) from exc
+            raise self._timed_out(call, seconds) from exc
         except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: a bad URL
             raise self._unreachable(call, exc) from exc
         return self._acknowledged(call, self._checked(call, status, data), request)
 
-    def _transact(self, kind: str, request: ChannelRequest, notify_url: str) -> ChannelAck:
+    def _transact(
+        self, kind: str, request: ChannelRequest, notify_url: str, timeout: float | None = None
+    ) -> ChannelAck:
         call = self._transaction(request, notify_url, kind)
-        return self._acknowledged(call, self._send(call), request)
+        return self._acknowledged(call, self._send(call, timeout), request)
 
     def _transaction(
         self, request: ChannelRequest, notify_url: str, kind: str | None = None
@@ -263,9 +279,11 @@ class HttpChannelClient:
         url = f"{self.base_url}/gateway/{quote(self.pay_org_no, safe='')}{path}"
         return _Call(method, url, raw, headers, op, f"{self.pay_org_no} {op}", params)
 
-    def _send(self, call: _Call) -> bytes:
-        """``call`` over urllib3, never retried (a retried pay could be a second charge)
-        and never redirected; the body of a 2xx answer."""
+    def _send(self, call: _Call, timeout: float | None = None) -> bytes:
+        """``call`` over urllib3, never retried here (a retried pay could be a second
+        charge; the guard retries what its edge allows) and never redirected, within the
+        guarded call's budget; the body of a 2xx answer."""
+        seconds = call_budget(self.timeout) if timeout is None else timeout
         try:
             resp = self._pool.request(
                 call.method,
@@ -273,19 +291,19 @@ class HttpChannelClient:
                 body=call.raw or None,
                 headers=call.headers,
                 fields=call.params,
-                timeout=self._timeout,
+                timeout=urllib3.Timeout(connect=seconds, read=seconds),
                 retries=False,
                 redirect=False,
             )
         except Urllib3Timeout as exc:
-            raise self._timed_out(call) from exc
+            raise self._timed_out(call, seconds) from exc
         except (HTTPError, OSError) as exc:
             raise self._unreachable(call, exc) from exc
         return self._checked(call, resp.status, resp.data)
 
-    def _timed_out(self, call: _Call) -> ChannelUnavailable:
+    def _timed_out(self, call: _Call, seconds: float) -> ChannelUnavailable:
         return ChannelUnavailable(
-            f"{call.where}: timed out after {self.timeout:g}s",
+            f"{call.where}: timed out after {seconds:g}s",
             pay_org_no=self.pay_org_no,
             op=call.op,
         )

@@ -20,6 +20,16 @@ class ChannelUnavailable(DependencyUnavailable):
     code = "channel_unavailable"
 
 
+class ChannelRefused(ChannelUnavailable):
+    """The call was not sent: the guard refused it (``channel.<org>`` degraded, its breaker
+    open, a limit) or the channel front's per-org cap was full (``bulkhead_full``).
+
+    ``details``: ``resource`` (``channel.<org>``) and ``reason``. Nothing reached the
+    channel, so the item stays as it was and a later run asks again."""
+
+    code = "channel_refused"
+
+
 class ChannelRejected(PayCoreError):
     """The channel refused the request (a 4xx answer): it was not processed."""
 

@@ -19,6 +19,13 @@ moves ``next_query_at`` on, so two workers never query the same item at once and
 crash between claim and query costs one interval, not a duplicate settlement. A
 channel error (:class:`ChannelUnavailable`, a 4xx, ...) counts as an attempt without
 a result.
+
+Guarded (``job.active_query -> channel.<org>``, through
+:class:`~paycore.channels.guarded.GuardedGateway` in the worker): a query the guard
+refuses (``channel.<org>`` degraded, its breaker open, a limit) was never made. It is
+counted in ``skipped``, its attempt is given back (a long outage sends nothing to manual
+handling), it is asked again one ``interval_s`` later, and the rest of that org's items
+are left alone for this run.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from .. import status as st
 from ..channels.client import ChannelStatus
+from ..channels.errors import ChannelRefused
 from ..channels.port import ChannelRequest, ChannelResult
 from ..db.schema import PayItem, PayOrder
 from ..errors import PayCoreError
@@ -63,6 +71,7 @@ class ActiveQueryStats:
     errors: int = 0  #: the query itself failed
     manual: int = 0  #: items handed over to manual handling
     resent: int = 0  #: unknown to the channel: handed to compensation to send again
+    skipped: int = 0  #: refused by the guard (not sent): asked again later
 
 
 class ActiveQuery:
@@ -107,13 +116,18 @@ class ActiveQuery:
         """Query every due item (one batch); returns how many were queried."""
         now = now or self.clock()
         queried = 0
+        refused: set[str] = set()  # orgs the guard refused this run: not asked again
         for item_id, org, txn in self.due(now):
+            if org in refused:
+                self.stats.skipped += 1
+                continue
             attempt = self.core.db.run(partial(self._claim, item_id=item_id, now=now))
             if attempt is None:  # settled, or claimed by another worker, since we looked
                 continue
             queried += 1
             self.stats.queried += 1
-            self._query(item_id, org, txn, attempt)
+            if not self._query(item_id, org, txn, attempt):
+                refused.add(org)
         return queried
 
     def _due_clause(self, now: datetime) -> tuple[ColumnElement[bool], ...]:
@@ -140,10 +154,16 @@ class ActiveQuery:
         ).first()
         return None if claimed is None else int(claimed[0])
 
-    def _query(self, item_id: int, org: str, txn: str, attempt: int) -> None:
+    def _query(self, item_id: int, org: str, txn: str, attempt: int) -> bool:
+        """Ask and settle; False when the guard refused the query (it was not made)."""
         result = None
         try:
             state = self.gateway.query_status(org, txn)
+        except ChannelRefused as exc:
+            self.stats.skipped += 1
+            self.core.db.run(partial(self._give_back, item_id=item_id))
+            log.info("active query %s/%s skipped: %s", org, txn, exc.message)
+            return False
         except PayCoreError as exc:
             self.stats.errors += 1
             log.warning("active query %s/%s attempt %d failed: %s", org, txn, attempt, exc.code)
@@ -165,9 +185,20 @@ class ActiveQuery:
             else:
                 self.stats.settled += 1
                 log.info("active query %s/%s settled: %s", org, txn, outcome)
-                return
+                return True
         if attempt >= self.max_attempts:
             self._to_manual(item_id, org, txn, attempt)
+        return True
+
+    @staticmethod
+    def _give_back(s: Session, item_id: int) -> None:
+        """Uncount a claimed attempt whose query was never made."""
+        s.execute(
+            update(PayItem)
+            .where(PayItem.id == item_id, PayItem.query_attempts > 0)
+            .values(query_attempts=PayItem.query_attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
 
     def _resend(self, item_id: int) -> None:
         """Enqueue (once) a ``stuck_channel_call`` that sends the item's request again."""

@@ -18,7 +18,9 @@ a real difference. Checks:
   (``pay_item``, ``withdraw_out`` or ``refund_item`` keyed by the item id) and each
   successful pay, recharge or transfer order its ``pay_complete``;
 * ``internal.channel_status_mismatch`` (only with a gateway, for a sample of recent
-  successful channel items): the channel's final answer agrees with ours.
+  successful channel items): the channel's final answer agrees with ours. In the worker
+  these queries are ``job.reconciliation``'s (guarded): a pay org the guard refuses
+  (degraded, breaker open) is not asked again in that run, and nothing is recorded for it.
 
 Differences are recorded once per (kind, pay org, day of the trade, ref) with
 resolution ``manual``; the next minute's overlapping window finds them again and
@@ -37,6 +39,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from .. import status as st
+from ..channels.errors import ChannelRefused
 from ..channels.port import ChannelResult
 from ..db.schema import JournalEntry, PayItem, PayOrder, Trade
 from ..errors import PayCoreError
@@ -252,9 +255,16 @@ def _check_channel(snap: _Snapshot, gateway: QueryGateway, sample: int) -> Itera
         key=lambda pair: pair[0].finished_at,
         reverse=True,
     )[:sample]
+    refused: set[str] = set()  # orgs the guard refused: not asked again this run
     for item, t in picked:
+        if item.pay_org_no in refused:
+            continue
         try:
             r = gateway.query(str(item.pay_org_no), str(item.channel_txn_no))
+        except ChannelRefused as exc:  # never asked (degraded, breaker open): next run
+            refused.add(str(item.pay_org_no))
+            log.info("internal recon: channel %s skipped: %s", item.pay_org_no, exc.message)
+            continue
         except PayCoreError as exc:  # no answer is no evidence either way
             log.info("internal recon: channel query of %s failed: %s", item.id, exc.code)
             continue
