@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from paycore.channels.guarded import GuardedGateway
 from paycore.jobs.active_query import ActiveQuery
 from paycore.jobs.handlers import Handlers
 from paycore.jobs.leases import JobLeases, singleton_job
@@ -43,6 +44,7 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
     """The periodic jobs of a worker, and the objects to close when it stops."""
     core, settings = platform.paycore, platform.settings
     gateway = platform.front.gateway if platform.front is not None else None
+    recon_gateway = GuardedGateway(gateway, core.guard, "job.reconciliation")
     leases = JobLeases(core.db, core.clock)
     delivery = NotificationDelivery(
         core.db,
@@ -58,7 +60,7 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
         (lambda: trial_balance_job(core, platform.record_trial_balance), 300.0, "trial_balance"),
     ]
     if gateway is not None:
-        active = ActiveQuery(core, gateway)
+        active = ActiveQuery(core, GuardedGateway(gateway, core.guard, "job.active_query"))
         jobs.append((active.run_once, 30.0, "active_query"))
         jobs.append(
             (
@@ -67,7 +69,7 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
                     "recon:internal",
                     worker_id,
                     55,
-                    lambda: reconcile_internal(core, gateway=gateway),
+                    lambda: reconcile_internal(core, gateway=recon_gateway),
                 ),
                 60.0,
                 "recon_internal",
@@ -76,7 +78,7 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
         for org in settings.pay_orgs:
             jobs.append(
                 (
-                    _daily_recon(core, gateway, leases, worker_id, org),
+                    _daily_recon(core, recon_gateway, leases, worker_id, org),
                     600.0,
                     f"recon_external_{org}",
                 )
@@ -99,7 +101,9 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
 def _daily_recon(
     core: Any, gateway: Any, leases: JobLeases, worker_id: str, org: str
 ) -> Callable[[], Any]:
-    """T+1: once per day per pay org, after the channel's file is ready (01:00 UTC)."""
+    """T+1: once per day per pay org, after the channel's file is ready (01:00 UTC). A
+    download the guard refuses (``ChannelRefused``) fails the run; the day's lease is
+    kept, so it is tried again when the lease ends (an hour)."""
 
     def yesterday() -> str:
         return (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
@@ -171,7 +175,8 @@ def build_worker(
     """A :class:`Worker` over a platform (:class:`runtime.bootstrap.Platform` or alike).
 
     Uses ``platform.paycore``; the channel gateway of ``platform.front`` (if any) for
-    channel refunds and re-sends; callbacks go to ``platform.settings.api_url``.
+    channel refunds and re-sends, guarded as ``job.compensation`` with the pay core's
+    guard; callbacks go to ``platform.settings.api_url``.
     """
     core = platform.paycore
     front = getattr(platform, "front", None)
@@ -186,7 +191,8 @@ def build_worker(
         worker_id=worker_id or default_worker_id(),
         **queue_options,
     )
-    handlers = Handlers(core, gateway, notify_url_for=notify)
+    guarded = None if gateway is None else GuardedGateway(gateway, core.guard, "job.compensation")
+    handlers = Handlers(core, guarded, notify_url_for=notify)
     return Worker(core, queue, handlers, batch=batch, stop_event=stop_event)
 
 
