@@ -137,9 +137,6 @@ def build_platform(
         from paycore.channels.gateway import ChannelFront, build_gateway
 
         def observe(request: Any, healthy: bool, seconds: float) -> None:
-            guard.record(
-                f"channel.{request.pay_org_no}", "link.pay", healthy, seconds, timeout_s=3.0
-            )
             obs.metrics.observe(
                 "channel_call",
                 "ok" if healthy else "error",
@@ -147,10 +144,31 @@ def build_platform(
                 seconds=seconds,
             )
 
+        def refused(request: Any, reason: str) -> None:
+            why = "bulkhead_full" if reason == "cap" else "front_closed"
+            obs.metrics.observe(
+                "channel_call", "error", why, pay_org=request.pay_org_no, seconds=0.0
+            )
+            edges = getattr(obs.metrics, "edges", None)
+            if edges is not None:
+                edges.front_refusal(request.pay_org_no, reason)
+
+        def in_flight(org: str, n: int) -> None:
+            edges = getattr(obs.metrics, "edges", None)
+            if edges is not None:
+                edges.set_front_in_flight(org, n)
+
         gateway = build_gateway(settings.sandbox_url, secrets)
         api = settings.api_url.rstrip("/")
+        # the guard records each send against its edge (link.pay / link.refund ->
+        # channel.<org>) with the edge's timeout; one bulkhead per pay org
         platform.front = ChannelFront(
-            gateway, lambda org: f"{api}/v1/channels/{org}/callback", on_result=observe
+            gateway,
+            lambda org: f"{api}/v1/channels/{org}/callback",
+            guard=guard,
+            on_result=observe,
+            on_refused=refused,
+            on_in_flight=in_flight,
         )
         core.channel = platform.front
     platform.shadow = build_shadow(platform)  # built on the first shadow request
