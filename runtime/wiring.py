@@ -22,6 +22,8 @@ from stability.policy import approval_policy, default_rules
 from stability.propagation import SwitchWatcher, redis_publisher
 from stability.switches import SwitchService
 
+from .admin_live import follow_map
+
 #: errors that are the caller's fault, not the dependency's: never trip a breaker
 BUSINESS_ERRORS: tuple[type[BaseException], ...] = (
     pe.InvalidRequest,
@@ -90,5 +92,7 @@ def build_stability(
         needs_approval=approval_policy(lambda: guard.map, lambda: guard.base_rules),
         on_commit=redis_publisher(client) if client is not None else None,
     )
-    watcher = SwitchWatcher(switches, guard.apply, poll_s=poll_s, redis_client=client)
+    # at each new config version: the edited map (if any), then the switches
+    apply = follow_map(store, guard)
+    watcher = SwitchWatcher(switches, apply, poll_s=poll_s, redis_client=client)
     return StabilityRuntime(store, dmap, guard, switches, watcher, events, client)
