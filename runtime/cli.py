@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from . import drill_cli as _drill
 from .settings import Settings
 
 
@@ -172,6 +173,7 @@ def parser() -> argparse.ArgumentParser:
     from .risk_cli import configure_parser as configure_risk
 
     configure_risk(sub.add_parser("risk", help="risk blocklist and unchecked-payment reviews"))
+    _drill.configure_parser(sub.add_parser("drill", help="judging drills (grade-audit)"))
     return p
 
 
