@@ -127,7 +127,8 @@ def context_for(platform: Any) -> AdminContext:
 
 
 def mount_admin(app: Any, platform: Any) -> Any:
-    """Mount the admin API of ``platform`` on ``app`` (the pay API) at :data:`PREFIX`;
-    returns ``app``."""
-    app.mount(PREFIX, create_admin_app(context_for(platform)))
+    """Mount the admin API of ``platform`` on ``app`` (the pay API) at :data:`PREFIX`
+    (once: an app that has it is returned as it is); returns ``app``."""
+    if not any(getattr(route, "path", None) == PREFIX for route in app.routes):
+        app.mount(PREFIX, create_admin_app(context_for(platform)))
     return app
