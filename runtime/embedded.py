@@ -65,6 +65,8 @@ class EmbeddedPlatform:
     def _start(self) -> None:
         from simulator.sandbox import SandboxConfig, create_sandbox_app
 
+        from .admin_api import mount_admin
+
         s, o = self.settings, self.options
         changes: dict[str, Any] = {}
         for name, url, port in (("database", s.database_url, 5432), ("redis", s.redis_url, 6379)):
@@ -98,7 +100,8 @@ class EmbeddedPlatform:
             "sandbox",
         ).start()
         self._undo.append(sandbox.stop)
-        api = ServerThread(platform.api_app(), o.host, api_port, "api").start()
+        app = mount_admin(platform.api_app(), platform)  # the admin API at /admin/v1
+        api = ServerThread(app, o.host, api_port, "api").start()
         self._undo.append(api.stop)
         worker = threading.Thread(target=self._run_worker, name="worker", daemon=True)
         worker.start()
