@@ -12,6 +12,7 @@ import re
 
 from .base import Rule
 from .burnrate import BurnRateRule
+from .grade_audit import grade_contradicted_rule
 from .rules import ThresholdRule
 from .spec import MinTraffic, QuerySpec
 
@@ -185,6 +186,7 @@ def build_default_rules(pay_orgs: tuple[str, ...] = ()) -> list[Rule]:
             summary="{{ $value }} reconciliation differences of kind {{ $labels.kind }}",
         ),
     ]
+    rules.append(grade_contradicted_rule())
     return rules
 
 
