@@ -36,6 +36,7 @@ COLLECTOR_METRICS = {
     "paywatch_pending_postings",
     "paywatch_recon_differences",
     "paywatch_trial_balance_ok",
+    "paywatch_grade_audit_contradicted",  # written by the grade audit (simulator/grade_audit)
 }
 
 
