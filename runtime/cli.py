@@ -25,7 +25,10 @@ def _serve(args: argparse.Namespace) -> int:
         port = port or parts.port or 8000
     platform = build_platform(settings, role="api").start()
     try:
-        uvicorn.run(platform.api_app(), host=host, port=port, log_level=args.log_level)
+        from .admin_api import mount_admin  # the admin API at /admin/v1
+
+        app = mount_admin(platform.api_app(), platform)
+        uvicorn.run(app, host=host, port=port, log_level=args.log_level)
     finally:
         platform.close()
     return 0
@@ -173,6 +176,11 @@ def parser() -> argparse.ArgumentParser:
     from .risk_cli import configure_parser as configure_risk
 
     configure_risk(sub.add_parser("risk", help="risk blocklist and unchecked-payment reviews"))
+    from .switch_cli import configure_parser as configure_admin
+
+    configure_admin(
+        sub.add_parser("admin", help="switches, plans, approvals, map edits (admin API)")
+    )
     _drill.configure_parser(sub.add_parser("drill", help="judging drills (grade-audit)"))
     return p
 
