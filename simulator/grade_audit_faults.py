@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stability.depmap import DependencyMap
-from stability.faults import FaultInjector
+from stability.faults import ATTR, FaultInjector
 
 from .runner import DrillTargets
 
@@ -35,12 +35,13 @@ class Fault:
 
 
 def guard_has_hook(guard: Any) -> bool:
-    """Does ``guard`` consult :func:`stability.faults.injected` before each call?"""
+    """Does ``guard``'s class consult a :class:`~stability.faults.FaultInjector` before
+    each call (its ``fault_injector``)?"""
     try:
-        source = inspect.getsource(type(guard).call)
+        source = inspect.getsource(type(guard))
     except (OSError, TypeError):
         return False
-    return "injected(" in source
+    return ATTR in source
 
 
 def _channel(resource: str, targets: DrillTargets) -> Fault | str:
@@ -94,8 +95,8 @@ def _receiver(resource: str, simulator: Any) -> Fault | str:
 def _hook(resource: str, guard: Any) -> Fault | str:
     if not guard_has_hook(guard):
         return (
-            "the guard does not consult stability.faults yet (the hook "
-            "`fn = injected(self, resource, fn)` in Guard.call/acall), so no honest fault"
+            "the guard does not consult a stability.faults.FaultInjector (its "
+            "fault_injector) before each call, so no honest fault can be injected"
         )
     injector = FaultInjector.attach(guard)
     return Fault(

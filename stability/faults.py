@@ -5,12 +5,13 @@ call to a faulted resource fail as the dependency itself would: the guard runs t
 the call raises :class:`~stability.errors.DependencyFailed` (reason ``injected``), and the
 guard counts an error, trips the breaker, serves a weak edge's fallback or fails a strong
 one, exactly as for a real failure. Nothing is injected unless a drill attached an
-injector and named a resource; the guard consults it through :func:`injected` (one dict
-lookup per call when nothing is attached).
+injector (:meth:`FaultInjector.attach`) and named a resource.
 
-The guard's hook, in :meth:`Guard.call` and :meth:`Guard.acall` before the call runs::
+The guard's hook, before each guarded call runs (``fault_injector`` is None unless a
+drill attached one)::
 
-    fn = injected(self, resource, fn)
+    if self.fault_injector is not None:
+        fn = self.fault_injector.wrap(resource, fn)
 """
 
 from __future__ import annotations
@@ -70,9 +71,3 @@ class FaultInjector:
             )
 
         return failing
-
-
-def injected(guard: Any, resource: str, fn: Callable[[], T]) -> Callable[[], T]:
-    """The guard's hook: ``fn`` unless a drill faulted ``resource`` on this guard."""
-    injector = guard.__dict__.get(ATTR)
-    return fn if injector is None else injector.wrap(resource, fn)
