@@ -18,6 +18,7 @@ from .breaker_store import (
     RedisBreakerStateStore,
     make_breaker_store,
 )
+from .bulkhead import Bulkhead
 from .depmap import DependencyMap, EdgeSpec, ResourceSpec, impact, lint_timeouts
 from .depmap_seed import default_map, seed_if_empty
 from .depmap_store import DependencyMapStore
@@ -25,6 +26,7 @@ from .errors import (
     ApprovalError,
     BreakerOpen,
     BreakerStoreUnavailable,
+    BulkheadFull,
     CallTimeout,
     DependencyFailed,
     InvalidDependency,
@@ -36,9 +38,10 @@ from .errors import (
     SwitchError,
     SwitchStorageError,
     UnknownResource,
+    UnknownSwitchTarget,
 )
 from .events import BreakerEventLog
-from .guard import Guard, call_budget
+from .guard import Guard, call_budget, calling_as, current_caller
 from .limits import (
     Decision,
     Limiter,
@@ -63,6 +66,8 @@ __all__ = [
     "BreakerStatsPublisher",
     "BreakerStoreUnavailable",
     "BreakerWindow",
+    "Bulkhead",
+    "BulkheadFull",
     "CallTimeout",
     "CircuitBreaker",
     "Decision",
@@ -93,8 +98,11 @@ __all__ = [
     "SwitchStorageError",
     "SwitchWatcher",
     "UnknownResource",
+    "UnknownSwitchTarget",
     "approval_policy",
     "call_budget",
+    "calling_as",
+    "current_caller",
     "default_map",
     "default_rules",
     "impact",

@@ -6,6 +6,7 @@ Every error names the dependency (resource) it is about, so the API can answer
     StabilityError
     ├── DependencyFailed (503): a strong dependency failed, fail fast
     │   ├── BreakerOpen
+    │   ├── BulkheadFull: the resource's bulkhead has no free slot
     │   └── CallTimeout
     ├── RateLimited (429): a limit refused the call; the project's one rate-limit error
     ├── LimitBackendUnavailable (503, also BackendError): the limit store is unreachable
@@ -16,7 +17,8 @@ Every error names the dependency (resource) it is about, so the API can answer
     ├── InvalidDependency (422): a malformed resource or edge, or a cyclic map
     ├── SwitchError (422): a switch change was refused
     │   ├── ApprovalError (409)
-    │   └── SwitchConflict (409)
+    │   ├── SwitchConflict (409)
+    │   └── UnknownSwitchTarget (422): no resource or limit rule of that name
     └── UnknownResource (404)
 
 The storage errors derive from :class:`backends.errors.BackendError` as well: a driver
@@ -31,6 +33,7 @@ __all__ = [
     "ApprovalError",
     "BreakerOpen",
     "BreakerStoreUnavailable",
+    "BulkheadFull",
     "CallTimeout",
     "DependencyFailed",
     "InvalidDependency",
@@ -42,6 +45,7 @@ __all__ = [
     "SwitchError",
     "SwitchStorageError",
     "UnknownResource",
+    "UnknownSwitchTarget",
 ]
 
 
@@ -79,6 +83,17 @@ class BreakerOpen(DependencyFailed):
     """The breaker of the dependency is open (or forced open)."""
 
     code = "breaker_open"
+
+
+class BulkheadFull(DependencyFailed):
+    """Every slot of the resource's bulkhead is taken: refused without calling."""
+
+    code = "bulkhead_full"
+
+    def __init__(
+        self, message: str = "", *, resource: str | None = None, reason: str = "bulkhead_full"
+    ) -> None:
+        super().__init__(message, resource=resource, reason=reason)
 
 
 class CallTimeout(DependencyFailed):
@@ -165,6 +180,14 @@ class SwitchConflict(SwitchError):
     ) -> None:
         super().__init__(message, resource=resource)
         self.existing_id = existing_id
+
+
+class UnknownSwitchTarget(SwitchError):
+    """A switch names a target that acts on nothing: a degrade or forced breaker on a
+    resource the map does not have, a limit change on a rule that does not exist."""
+
+    code = "unknown_switch_target"
+    http_status = 422
 
 
 class UnknownResource(StabilityError):

@@ -11,93 +11,49 @@ timeout; :meth:`Guard.acall` enforces the timeout itself with ``asyncio.wait_for
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import threading
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from .breaker import BreakerConfig, CircuitBreaker
 from .breaker_store import BreakerStateStore
+from .bulkhead import Bulkhead, check_cap
+from .callers import _frame, call_budget, calling_as, current_caller, need_caller
 from .errors import (
     BreakerOpen,
-    CallTimeout,
+    BulkheadFull,
     DependencyFailed,
     LimitBackendUnavailable,
     RateLimited,
     UnknownResource,
 )
+from .guard_attempts import acall, failed
+from .guard_stats import GuardStats, Recorder
 from .limits import Limiter, LimitRule, MemoryLimitStore
 from .switches import SwitchSnapshot
 
+__all__ = ["Guard", "GuardStats", "Recorder", "call_budget", "calling_as", "current_caller"]
+
 T = TypeVar("T")
-_budget: ContextVar[float | None] = ContextVar("paywatch_call_budget", default=None)
 _EMPTY: Mapping[str, str] = {}
-
-
-def call_budget(default: float) -> float:
-    """Seconds the current guarded call may take (for a client's own timeout)."""
-    value = _budget.get()
-    return default if value is None else value
-
-
-class Recorder(Protocol):
-    def outcome(self, resource: str, caller: str, outcome: str, duration_s: float) -> None: ...
-    def breaker_changed(self, resource: str, old: str, new: str, reason: str) -> None: ...
-
-
-class GuardStats:
-    """In-process counters of guard outcomes: what tests, drills and the console read
-    when no metrics backend is wired in. Lock-free on the hot path: ``next()`` on an
-    ``itertools.count`` is atomic in CPython."""
-
-    def __init__(self) -> None:
-        self._counters: dict[tuple[str, str], itertools.count[int]] = {}
-        self.transitions: list[tuple[str, str, str, str]] = []
-        self._lock = threading.Lock()
-
-    def outcome(self, resource: str, caller: str, outcome: str, duration_s: float) -> None:
-        counter = self._counters.get((resource, outcome))
-        if counter is None:
-            counter = self.counter(resource, outcome)
-        next(counter)
-
-    def counter(self, resource: str, outcome: str) -> itertools.count[int]:
-        """The counter of one (resource, outcome): ``next()`` on it counts one."""
-        with self._lock:
-            return self._counters.setdefault((resource, outcome), itertools.count(1))
-
-    @property
-    def counts(self) -> Counter[tuple[str, str]]:
-        return Counter({key: self._value(c) for key, c in list(self._counters.items())})
-
-    @staticmethod
-    def _value(counter: itertools.count[int]) -> int:
-        return int(repr(counter)[6:-1]) - 1  # count(n) has handed out n - 1 values
-
-    def breaker_changed(self, resource: str, old: str, new: str, reason: str) -> None:
-        with self._lock:
-            self.transitions.append((resource, old, new, reason))
-
-    def count(self, resource: str, outcome: str) -> int:
-        counter = self._counters.get((resource, outcome))
-        return 0 if counter is None else self._value(counter)
 
 
 @dataclass(frozen=True, slots=True)
 class _Route:
     grade: str
     timeout_s: float
+    retries: int
     breaker: CircuitBreaker
     passes: itertools.count[int]  #: the GuardStats counter of this resource's passes
+    bulkhead: Bulkhead | None
 
 
 class Guard:
-    """Wraps dependency calls; ``apply(snapshot)`` takes switch changes at run time."""
+    """Wraps dependency calls; ``apply(snapshot)`` takes switch changes at run time,
+    ``set_map(dmap)`` an edited map, ``set_bulkhead`` a new concurrency cap."""
 
     def __init__(
         self,
@@ -110,6 +66,7 @@ class Guard:
         recorders: Iterable[Recorder] = (),
         ignore: tuple[type[BaseException], ...] = (),
         clock: Callable[[], float] = time.perf_counter,
+        bulkheads: Mapping[str, int] | None = None,
     ) -> None:
         self.map = dependency_map
         self.base_rules = list(base_rules)
@@ -122,9 +79,11 @@ class Guard:
         self.ignore = ignore  # business errors: re-raised, never counted as failures
         self.clock = clock
         self.snapshot = SwitchSnapshot()
+        self.fault_injector: Any = None  # stability.faults.FaultInjector, drills only
         self._limited = {r.resource for r in self.base_rules}
         self._routes: dict[tuple[str, str], _Route] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._bulkheads = {r: Bulkhead(r, n) for r, n in (bulkheads or {}).items()}
         self._lock = threading.Lock()
 
     # -- configuration ---------------------------------------------------------------------
@@ -145,6 +104,45 @@ class Guard:
         for name in set(snapshot.forced) | set(self.snapshot.forced):
             self.breaker(name).force(snapshot.forced.get(name), "switch")
         self.snapshot = snapshot
+
+    def set_map(self, dependency_map: Any) -> None:
+        """Use an edited map from now on (grades, timeouts and retries of every edge);
+        breakers, bulkheads and counters carry over."""
+        with self._lock:
+            self.map = dependency_map
+            self._routes = {}
+
+    def set_bulkhead(self, resource: str, cap: int | None) -> None:
+        """Cap the calls in flight to ``resource`` at ``cap`` (None: no cap). Calls in
+        flight keep their slots; a lower cap refuses new calls until they drain."""
+        with self._lock:
+            current = self._bulkheads.get(resource)
+            if cap is None:
+                self._bulkheads.pop(resource, None)
+            elif current is not None:
+                current.cap = check_cap(resource, cap)
+                return
+            else:
+                self._bulkheads[resource] = Bulkhead(resource, cap)
+            self._routes = {}
+
+    def bulkhead(self, resource: str) -> Bulkhead | None:
+        """The bulkhead of ``resource`` (for calls made outside :meth:`call`)."""
+        return self._bulkheads.get(resource)
+
+    def bulkheads(self) -> dict[str, tuple[int, int]]:
+        """``{resource: (in_flight, cap)}`` of every bulkhead, for metrics."""
+        return {r: (b.in_flight, b.cap) for r, b in list(self._bulkheads.items())}
+
+    def in_flight(self, resource: str) -> int:
+        """Calls to ``resource`` in flight now (counted only where a bulkhead caps it)."""
+        b = self._bulkheads.get(resource)
+        return 0 if b is None else b.in_flight
+
+    def timeout_s(self, caller: str, resource: str) -> float:
+        """The timeout of the edge ``caller -> resource`` in seconds (UnknownResource
+        when the map has no such edge)."""
+        return self._route(caller, resource).timeout_s
 
     def breaker(self, resource: str) -> CircuitBreaker:
         b = self._breakers.get(resource)
@@ -172,16 +170,21 @@ class Guard:
     def _route(self, caller: str, resource: str) -> _Route:
         route = self._routes.get((caller, resource))
         if route is None:
-            edge = self.map.edge(caller, resource)
+            dmap = self.map
+            edge = dmap.edge(caller, resource)
             if edge is None:
                 raise UnknownResource(f"no dependency {caller} -> {resource}", resource=resource)
             route = _Route(
                 edge.grade,
                 edge.timeout_ms / 1000.0,
+                edge.retries,
                 self.breaker(resource),
                 self.stats.counter(resource, "pass"),
+                self._bulkheads.get(resource),
             )
-            self._routes[(caller, resource)] = route
+            with self._lock:
+                if self.map is dmap:  # not an edge of a map replaced meanwhile
+                    self._routes[(caller, resource)] = route
         return route
 
     # -- calls -----------------------------------------------------------------------------
@@ -233,114 +236,120 @@ class Guard:
         resource: str,
         fn: Callable[[], T],
         *,
-        caller: str,
+        caller: str | None = None,
         labels: Mapping[str, str] = _EMPTY,
         fallback: Callable[[], T] | None = None,
     ) -> T:
-        """Run ``fn`` under the guard; weak dependencies return ``fallback()`` instead of
-        failing, strong ones raise :class:`DependencyFailed`.
+        """Run ``fn`` under the guard as ``caller`` (default: :func:`current_caller`);
+        weak dependencies return ``fallback()`` instead of failing, strong ones raise
+        :class:`DependencyFailed`. A failed ``fn`` is tried again up to the edge's
+        ``retries`` times; while it runs, :func:`current_caller` is ``resource``.
 
         The common case (known edge, not degraded, a plainly closed breaker, at most one
         fail-open limit rule) is admitted inline; everything else through :meth:`admit`.
         """
-        route = self._routes.get((caller, resource))
-        rule = None
-        if (
-            route is None
-            or not route.breaker.plainly_closed
-            or resource in self.snapshot.degraded
-            or (
-                resource in self._limited
-                and (rule := self.limiter.fast_rules.get(resource)) is None
-            )
-        ):
-            route, refusal = self.admit(resource, caller=caller, labels=labels)
-            if refusal is not None:
-                return self._fallback(resource, caller, refusal, fallback)
-            rule = None
-        elif rule is not None:  # inline: one fail-open rule, asked of the store directly
-            key = rule.bucket_key(labels) if rule.scope else rule.name
-            try:
-                allowed, _, retry_after = self.limiter.store.take_valid(key, rule.rate, rule.burst)
-            except LimitBackendUnavailable:
-                allowed = True  # the rule fails open, as Limiter.check would decide
-            if not allowed:
-                if route.grade == "strong":
-                    self._record(resource, caller, "blocked", 0.0)
-                    raise RateLimited("rate limit", resource=resource, retry_after=retry_after)
-                return self._fallback(resource, caller, "blocked", fallback)
-        token = _budget.set(route.timeout_s)
-        start = self.clock()
+        if caller is None:
+            caller = need_caller(resource)
+        route = self._routes.get((caller, resource)) or self._route(caller, resource)
+        bulkhead = route.bulkhead
+        if bulkhead is not None and not bulkhead.try_enter():
+            return self._full(route, resource, caller, fallback)
         try:
-            result = fn()
-        except self.ignore:
-            self.record(resource, caller, True, self.clock() - start)
-            raise
-        except Exception as exc:
-            return self._failed(route, resource, caller, start, exc, fallback)
+            rule = None
+            if (
+                not route.breaker.plainly_closed
+                or resource in self.snapshot.degraded
+                or (
+                    resource in self._limited
+                    and (rule := self.limiter.fast_rules.get(resource)) is None
+                )
+            ):
+                route, refusal = self.admit(resource, caller=caller, labels=labels)
+                if refusal is not None:
+                    return self._fallback(resource, caller, refusal, fallback)
+            elif rule is not None:  # inline: one fail-open rule, asked of the store directly
+                key = rule.bucket_key(labels) if rule.scope else rule.name
+                try:
+                    allowed, _, retry_after = self.limiter.store.take_valid(
+                        key, rule.rate, rule.burst
+                    )
+                except LimitBackendUnavailable:
+                    allowed = True  # the rule fails open, as Limiter.check would decide
+                if not allowed:
+                    if route.grade == "strong":
+                        self._record(resource, caller, "blocked", 0.0)
+                        raise RateLimited("rate limit", resource=resource, retry_after=retry_after)
+                    return self._fallback(resource, caller, "blocked", fallback)
+            if self.fault_injector is not None:
+                fn = self.fault_injector.wrap(resource, fn)
+            token = _frame.set((resource, route.timeout_s))
+            start = self.clock()
+            failure = None
+            try:
+                result = fn()
+            except self.ignore:
+                self.record(resource, caller, True, self.clock() - start)
+                raise
+            except Exception as exc:
+                failure = exc
+            finally:
+                _frame.reset(token)
+            if failure is not None:
+                return failed(self, route, resource, caller, fn, start, failure, fallback)
+            elapsed = self.clock() - start
+            if elapsed <= route.timeout_s:
+                route.breaker.record(True, elapsed)
+                stats = self.stats
+                for r in self.recorders:
+                    if r is stats:
+                        next(route.passes)  # what stats.outcome does, without the key lookup
+                    else:
+                        r.outcome(resource, caller, "pass", elapsed)
+                return result
+            return self._overran(route, resource, caller, elapsed, result, fallback)
         finally:
-            _budget.reset(token)
-        elapsed = self.clock() - start
-        if elapsed <= route.timeout_s:
-            route.breaker.record(True, elapsed)
-            stats = self.stats
-            for r in self.recorders:
-                if r is stats:
-                    next(route.passes)  # what stats.outcome does, without the key lookup
-                else:
-                    r.outcome(resource, caller, "pass", elapsed)
-            return result
+            if bulkhead is not None:
+                bulkhead.leave()
+
+    def _overran(
+        self,
+        route: _Route,
+        resource: str,
+        caller: str,
+        elapsed: float,
+        result: T,
+        fallback: Callable[[], T] | None,
+    ) -> T:
+        """A sync call that answered after its timeout: a timeout; a weak edge falls back."""
         route.breaker.record(False, elapsed)
         self._record(resource, caller, "timeout", elapsed)
         if route.grade == "weak":
             return self._fallback(resource, caller, "timeout", fallback)
         return result
 
-    def _failed(
-        self,
-        route: _Route,
-        resource: str,
-        caller: str,
-        start: float,
-        exc: Exception,
-        fallback: Callable[[], T] | None,
+    def _full(
+        self, route: _Route, resource: str, caller: str, fallback: Callable[[], T] | None
     ) -> T:
-        self.record(resource, caller, False, self.clock() - start)
-        if route.grade == "weak":
-            return self._fallback(resource, caller, "error", fallback)
-        raise DependencyFailed(f"{resource} failed", resource=resource) from exc
+        """The bulkhead refused: one ``bulkhead_full`` outcome, then fallback or raise."""
+        self._record(resource, caller, "bulkhead_full", 0.0)
+        if route.grade == "weak" and fallback is not None:
+            return fallback()
+        cap = route.bulkhead.cap if route.bulkhead else 0
+        raise BulkheadFull(
+            f"{resource} is unavailable (bulkhead full: {cap} calls in flight)", resource=resource
+        )
 
     async def acall(
         self,
         resource: str,
         fn: Callable[[], Awaitable[T]],
         *,
-        caller: str,
+        caller: str | None = None,
         labels: Mapping[str, str] = _EMPTY,
         fallback: Callable[[], T] | None = None,
     ) -> T:
         """Async :meth:`call`; the timeout is enforced with ``asyncio.wait_for``."""
-        route, refusal = self.admit(resource, caller=caller, labels=labels)
-        if refusal is not None:
-            return self._fallback(resource, caller, refusal, fallback)
-        start = self.clock()
-        try:
-            result = await asyncio.wait_for(fn(), timeout=route.timeout_s)
-        except self.ignore:
-            self.record(resource, caller, True, self.clock() - start)
-            raise
-        except TimeoutError as exc:
-            self.record(resource, caller, False, self.clock() - start, route.timeout_s)
-            if route.grade == "weak":
-                return self._fallback(resource, caller, "timeout", fallback)
-            raise CallTimeout(f"{resource} timed out", resource=resource, reason="timeout") from exc
-        except Exception as exc:
-            self.record(resource, caller, False, self.clock() - start)
-            if route.grade == "weak":
-                return self._fallback(resource, caller, "error", fallback)
-            raise DependencyFailed(f"{resource} failed", resource=resource) from exc
-        self.record(resource, caller, True, self.clock() - start, route.timeout_s)
-        return result
+        return await acall(self, resource, fn, caller, labels, fallback)
 
     def _fallback(
         self, resource: str, caller: str, why: str, fallback: Callable[[], T] | None

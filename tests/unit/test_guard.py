@@ -165,7 +165,7 @@ class _DeadStore:
 
         raise LimitBackendUnavailable("down", resource="redis")
 
-    acquire = take
+    acquire = take_valid = take
 
 
 def test_inline_path_limits_weak_by_scope_and_applies_each_policy():
