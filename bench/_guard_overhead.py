@@ -19,8 +19,9 @@ from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
+from stability.callers import _frame
 from stability.depmap import DependencyMap, EdgeSpec, ResourceSpec
-from stability.guard import Guard, _budget
+from stability.guard import Guard
 from stability.limits import Decision, LimitOutcome, LimitRule, check_acquire_args
 
 CALLER, RESOURCE = "link.pay", "coupon"
@@ -174,7 +175,7 @@ def components(batches: int = 60, calls: int = 2000) -> dict[str, float]:
         "  store.acquire (MemoryLimitStore)": lambda: store.acquire(key, rule.rate, rule.burst),
         "breaker.allow": breaker.allow,
         "admit total": lambda: guard.admit(RESOURCE, caller=CALLER),
-        "budget ContextVar set+reset": lambda: _budget.reset(_budget.set(0.3)),
+        "caller+budget ContextVar set+reset": lambda: _frame.reset(_frame.set((RESOURCE, 0.3))),
         "clock() x2": lambda: (clock(), clock()),
         "breaker.record": lambda: breaker.record(True, 1e-6),
         "stats outcome (GuardStats lock+Counter)": lambda: guard._record(
