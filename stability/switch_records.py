@@ -88,6 +88,8 @@ class SwitchSnapshot:
                 limits[sw.target] = dict(sw.params)
             elif sw.kind == "dry_run_limit":
                 dry.add(sw.target)
+                if "rate" in sw.params:  # a trial limit: the new rate, counted in dry run
+                    limits[sw.target] = dict(sw.params)
         return cls(version, frozenset(degraded), forced, limits, frozenset(dry), next_expiry)
 
 
@@ -96,11 +98,11 @@ def _validate(kind: str, params: dict[str, Any]) -> None:
         raise SwitchError(f"kind must be one of {', '.join(KINDS)}")
     if kind == "force_breaker" and params.get("state") not in ("forced_open", "forced_closed"):
         raise SwitchError("force_breaker needs state forced_open or forced_closed")
-    if kind == "set_limit":
+    if kind == "set_limit" or (kind == "dry_run_limit" and params):
         rate, burst = params.get("rate"), params.get("burst", params.get("rate"))
         for name, value in (("rate", rate), ("burst", burst)):
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise SwitchError(f"set_limit needs a positive {name}")
+                raise SwitchError(f"{kind} needs a positive {name}")
 
 
 def check_proposal(
