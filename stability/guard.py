@@ -11,11 +11,10 @@ timeout; :meth:`Guard.acall` enforces the timeout itself with ``asyncio.wait_for
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from .breaker import BreakerConfig, CircuitBreaker
@@ -30,6 +29,7 @@ from .errors import (
     RateLimited,
     UnknownResource,
 )
+from .guard_attempts import Route as _Route
 from .guard_attempts import acall, failed
 from .guard_stats import GuardStats, Recorder
 from .limits import Limiter, LimitRule, MemoryLimitStore
@@ -39,16 +39,6 @@ __all__ = ["Guard", "GuardStats", "Recorder", "call_budget", "calling_as", "curr
 
 T = TypeVar("T")
 _EMPTY: Mapping[str, str] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    grade: str
-    timeout_s: float
-    retries: int
-    breaker: CircuitBreaker
-    passes: itertools.count[int]  #: the GuardStats counter of this resource's passes
-    bulkhead: Bulkhead | None
 
 
 class Guard:

@@ -7,20 +7,64 @@ enforced with ``asyncio.wait_for``). Retries follow the edge's ``retries``; a re
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
+from .breaker import CircuitBreaker
+from .bulkhead import Bulkhead
 from .callers import _frame, need_caller
 from .errors import CallTimeout, DependencyFailed, RateLimited
 
-if TYPE_CHECKING:
-    from .guard import Guard, _Route
-
-__all__ = ["acall", "failed", "retryable"]
+__all__ = ["Route", "acall", "failed", "retryable"]
 
 T = TypeVar("T")
 #: refusals a retry cannot cure (raised by a nested guard inside ``fn``)
 _REFUSALS = frozenset({"degraded", "blocked", "breaker_open", "bulkhead_full"})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How the guard calls one edge: grade, timeout, retries, breaker, bulkhead."""
+
+    grade: str
+    timeout_s: float
+    retries: int
+    breaker: CircuitBreaker
+    passes: itertools.count[int]  #: the GuardStats counter of this resource's passes
+    bulkhead: Bulkhead | None
+
+
+class _Guard(Protocol):
+    """What these functions use of :class:`~stability.guard.Guard`."""
+
+    clock: Callable[[], float]
+    ignore: tuple[type[BaseException], ...]
+    fault_injector: Any
+
+    def record(
+        self, resource: str, caller: str, ok: bool, duration_s: float, timeout_s: float | None = ...
+    ) -> None: ...
+    def admit(
+        self, resource: str, *, caller: str, labels: Mapping[str, str] = ...
+    ) -> tuple[Route, str | None]: ...
+    def _route(self, caller: str, resource: str) -> Route: ...
+    def _fallback(
+        self, resource: str, caller: str, why: str, fallback: Callable[[], T] | None
+    ) -> T: ...
+    def _full(
+        self, route: Route, resource: str, caller: str, fallback: Callable[[], T] | None
+    ) -> T: ...
+    def _overran(
+        self,
+        route: Route,
+        resource: str,
+        caller: str,
+        elapsed: float,
+        result: T,
+        fallback: Callable[[], T] | None,
+    ) -> T: ...
 
 
 def retryable(exc: BaseException | None) -> bool:
@@ -31,8 +75,8 @@ def retryable(exc: BaseException | None) -> bool:
 
 
 def failed(
-    guard: Guard,
-    route: _Route,
+    guard: _Guard,
+    route: Route,
     resource: str,
     caller: str,
     fn: Callable[[], T],
@@ -69,7 +113,7 @@ def failed(
 
 
 async def acall(
-    guard: Guard,
+    guard: _Guard,
     resource: str,
     fn: Callable[[], Awaitable[T]],
     caller: str | None,
@@ -96,8 +140,8 @@ async def acall(
 
 
 async def _attempts(
-    guard: Guard,
-    route: _Route,
+    guard: _Guard,
+    route: Route,
     resource: str,
     caller: str,
     fn: Callable[[], Awaitable[T]],

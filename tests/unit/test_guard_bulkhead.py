@@ -150,7 +150,7 @@ def test_set_bulkhead_changes_and_removes_caps_at_run_time():
     with pytest.raises(ValueError):
         g.set_bulkhead("channel.A", 0)
     with pytest.raises(ValueError):
-        Bulkhead("x", True)  # type: ignore[arg-type]
+        Bulkhead("x", True)
 
 
 def test_acall_honours_the_bulkhead():

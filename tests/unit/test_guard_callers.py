@@ -62,7 +62,7 @@ def make_guard() -> tuple[Guard, Edges]:
 def test_calling_as_sets_the_caller_and_nested_calls_take_the_edge_of_their_resource():
     g, rec = make_guard()
     assert current_caller() is None
-    seen = {}
+    seen: dict[str, object] = {}
 
     def post() -> str:
         seen["inside"] = current_caller()
