@@ -208,25 +208,25 @@ class ChannelFront:
         return float(client.timeout)
 
     def _send(self, client: HttpChannelClient, request: ChannelRequest) -> None:
+        timeout = self._timeout(request, client)
         start = time.perf_counter()
         try:
-            timeout = self._timeout(request, client)
             notify_url = self.notify_url_for(request.pay_org_no)
             ack = client.send(request, notify_url, timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - logged and counted; active query settles it
-            self._finish(request, start, exc)
+            self._finish(request, start, exc, timeout)
             return
         self._finish(request, start, ack, timeout)
 
     async def _send_async(self, client: HttpChannelClient, request: ChannelRequest) -> None:
+        timeout = self._timeout(request, client)
         start = time.perf_counter()
         try:
-            timeout = self._timeout(request, client)
             session = self._session(request.pay_org_no)
             notify_url = self.notify_url_for(request.pay_org_no)
             ack = await client.send_async(session, request, notify_url, timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - logged and counted; active query settles it
-            self._finish(request, start, exc)
+            self._finish(request, start, exc, timeout)
             return
         self._finish(request, start, ack, timeout)
 
