@@ -118,11 +118,28 @@ def context_for(platform: Any) -> AdminContext:
     engine = platform.db.engine
     idle = timedelta(minutes=platform.settings.console_idle_minutes)
     stability = platform.stability
+    plans = getattr(stability, "plans", None) or getattr(platform, "plans", None)
     return AdminContext(
         engine=engine,
         auth=AdminAuth(engine, idle),
         stability=stability,
-        plans=getattr(stability, "plans", None),
+        plans=plans or _plan_service(engine, stability),
+    )
+
+
+def _plan_service(engine: Any, stability: Any) -> Any:
+    """A plan service over the platform's switches and guard, for a platform that does
+    not carry one (the plans themselves are in the database)."""
+    from alerts.plan_silence import silence_handlers
+    from stability.plans import PlanService
+
+    guard = stability.guard
+    return PlanService(
+        engine,
+        stability.switches,
+        dmap=lambda: guard.map,
+        rules=lambda: guard.base_rules,
+        handlers=silence_handlers(engine),
     )
 
 
