@@ -113,7 +113,8 @@ class ActiveQuery:
         return [(r.id, str(r.pay_org_no), str(r.channel_txn_no)) for r in rows]
 
     def run_once(self, now: datetime | None = None) -> int:
-        """Query every due item (one batch); returns how many were queried."""
+        """Query every due item (one batch); returns how many were queried (items the
+        guard refused are counted in ``stats.skipped`` instead)."""
         now = now or self.clock()
         queried = 0
         refused: set[str] = set()  # orgs the guard refused this run: not asked again
@@ -124,9 +125,10 @@ class ActiveQuery:
             attempt = self.core.db.run(partial(self._claim, item_id=item_id, now=now))
             if attempt is None:  # settled, or claimed by another worker, since we looked
                 continue
-            queried += 1
-            self.stats.queried += 1
-            if not self._query(item_id, org, txn, attempt):
+            if self._query(item_id, org, txn, attempt):
+                queried += 1
+                self.stats.queried += 1
+            else:
                 refused.add(org)
         return queried
 
