@@ -20,7 +20,7 @@ from .breaker_store import (
 )
 from .bulkhead import Bulkhead
 from .depmap import DependencyMap, EdgeSpec, ResourceSpec, impact, lint_timeouts
-from .depmap_seed import default_map, seed_if_empty
+from .depmap_seed import default_map, seed_if_empty, seed_or_upgrade
 from .depmap_store import DependencyMapStore
 from .errors import (
     ApprovalError,
@@ -114,4 +114,5 @@ __all__ = [
     "read_stats",
     "redis_publisher",
     "seed_if_empty",
+    "seed_or_upgrade",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 
@@ -108,6 +108,16 @@ class DependencyMapStore:
             where = sa.and_(Edge.caller == caller, Edge.callee == callee)
             return bool(conn.execute(sa.delete(Edge).where(where)).rowcount)
 
+    def replace_if(self, dmap: DependencyMap, stale: Callable[[DependencyMap], bool]) -> bool:
+        """Store ``dmap`` when ``stale(stored map)`` says so, read and write in one
+        transaction (two processes starting at once cannot both decide on an old read).
+        Returns whether the map was written."""
+        with self._tx(write=True) as conn:
+            if not stale(self._read(conn)):
+                return False
+            self._write(conn, dmap)
+            return True
+
     def replace(self, dmap: DependencyMap, *, only_if_empty: bool = False) -> bool:
         """Store ``dmap`` in place of everything stored, in one transaction.
 
@@ -117,10 +127,14 @@ class DependencyMapStore:
         with self._tx(write=True) as conn:
             if only_if_empty and not self._empty(conn):
                 return False
-            conn.execute(sa.delete(Edge))
-            conn.execute(sa.delete(Resource))
-            if dmap.resources:
-                conn.execute(sa.insert(Resource), [asdict(r) for r in dmap.resources])
-            if dmap.edges:
-                conn.execute(sa.insert(Edge), [asdict(e) for e in dmap.edges])
+            self._write(conn, dmap)
             return True
+
+    @staticmethod
+    def _write(conn: Connection, dmap: DependencyMap) -> None:
+        conn.execute(sa.delete(Edge))
+        conn.execute(sa.delete(Resource))
+        if dmap.resources:
+            conn.execute(sa.insert(Resource), [asdict(r) for r in dmap.resources])
+        if dmap.edges:
+            conn.execute(sa.insert(Edge), [asdict(e) for e in dmap.edges])

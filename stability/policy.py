@@ -46,3 +46,19 @@ def default_rules(pay_orgs: Iterable[str]) -> list[LimitRule]:
         )
     rules.append(LimitRule("risk.total", "risk", rate=5000, burst=10000))
     return rules
+
+
+#: concurrent calls one pay org may have in flight (its slow answers cannot take more)
+CHANNEL_BULKHEAD = 32
+NOTIFICATION_BULKHEAD = 16
+
+
+def default_bulkheads(pay_orgs: Iterable[str], *, db_connections: int = 64) -> dict[str, int]:
+    """Per-resource caps on calls in flight (``Guard(bulkheads=...)``): 32 per pay org,
+    16 notification POSTs, and the database at the connections its pool can open
+    (``db_connections``: pool size plus overflow), so a call beyond them fails fast
+    instead of queueing for a connection."""
+    caps = {f"channel.{org}": CHANNEL_BULKHEAD for org in pay_orgs}
+    caps["notification"] = NOTIFICATION_BULKHEAD
+    caps["database"] = db_connections
+    return caps

@@ -192,7 +192,6 @@ def test_default_map_covers_every_pay_org() -> None:
     assert m.callees("link.pay") == [
         "channel.ORG_X",
         "channel.ORG_Y",
-        "coupon",
         "database",
         "ledger.posting",
         "risk",
@@ -201,7 +200,14 @@ def test_default_map_covers_every_pay_org() -> None:
         "link.refund", "channel.ORG_Y", "strong", 3000, 0, owner="channel-team"
     )
     assert "redis" not in {r.name for r in m.resources}
-    assert m.roots() == sorted(CORE_LINKS)
+    assert "coupon" not in {r.name for r in m.resources}  # issue #21 builds it
+    jobs = ["job.active_query", "job.compensation", "job.reconciliation"]
+    assert m.roots() == sorted([*CORE_LINKS, *jobs])
+    for job, retries in zip(jobs, (1, 0, 1), strict=True):
+        assert not m.resource(job).core_link and m.resource(job).kind == "job"
+        assert m.callees(job) == ["channel.ORG_X", "channel.ORG_Y", "database"]
+        assert m.edge(job, "channel.ORG_X").retries == retries  # type: ignore[union-attr]
+    assert m.callers("notification") == ["link.notify"]
 
 
 # --- timeout lint -------------------------------------------------------------------------
@@ -255,15 +261,21 @@ def test_lint_equal_timeouts_overhead_and_dedup() -> None:
 
 def test_channel_failure_fails_pay_and_refund_only(seeded: DependencyMap) -> None:
     i = impact(seeded, "channel.SANDBOX_A")
-    assert i.fails == ["link.pay", "link.refund"]
+    assert i.fails == [
+        "job.active_query",
+        "job.compensation",
+        "job.reconciliation",
+        "link.pay",
+        "link.refund",
+    ]
     assert i.degrades == []
     assert i.core_links_failing == ["link.pay", "link.refund"]
     assert i.core_links_degraded == []
 
 
-def test_coupon_failure_degrades_pay(seeded: DependencyMap) -> None:
-    i = impact(seeded, "coupon")
-    assert (i.fails, i.degrades, i.core_links_degraded) == ([], ["link.pay"], ["link.pay"])
+def test_notification_failure_degrades_notify(seeded: DependencyMap) -> None:
+    i = impact(seeded, "notification")
+    assert (i.fails, i.degrades, i.core_links_degraded) == ([], ["link.notify"], ["link.notify"])
 
 
 def test_database_failure_fails_every_link(seeded: DependencyMap) -> None:

@@ -178,3 +178,22 @@ def test_acall_honours_the_bulkhead():
     assert (first, second) == ("ok", "ok")
     assert isinstance(third, BulkheadFull)
     assert g.in_flight("channel.A") == 0
+
+
+def test_default_bulkheads_cap_each_pay_org_notification_and_the_database():
+    from stability.depmap_seed import default_map
+    from stability.policy import default_bulkheads
+
+    orgs = ("SANDBOX_A", "SANDBOX_B")
+    caps = default_bulkheads(orgs, db_connections=20)
+    assert caps == {
+        "channel.SANDBOX_A": 32,
+        "channel.SANDBOX_B": 32,
+        "notification": 16,
+        "database": 20,
+    }
+    dmap = default_map(orgs)
+    assert set(caps) <= {r.name for r in dmap.resources}
+    g = Guard(dmap, bulkheads=caps)
+    assert g.bulkheads()["channel.SANDBOX_A"] == (0, 32)
+    assert g.call("channel.SANDBOX_A", lambda: "ok", caller="job.active_query") == "ok"
