@@ -1,5 +1,7 @@
-"""Dependency map: resources and edges coloured by health, breaker and switch state, impact;
-a "Degrade" button per weak dependency (two clicks on this page: Degrade, Apply)."""
+"""The live dependency map: per node and edge req/s, error ratio, p99, breaker and switch
+state from the guard's outcomes (every process's, through the metrics source), coloured by
+health and refreshing itself; the impact query in traffic for one or several failed
+resources; a "Degrade" button per weak dependency (two clicks: Degrade, Apply)."""
 
 from __future__ import annotations
 
@@ -8,17 +10,21 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from console.auth import can
-from console.pages import platform, require
+from console.pages import now, platform, require
 from console.panel import panel
 from console.safe import md
 from console.urlstate import url_select
-from console.views.depmap import (
+from console.views.depmap import breaker_table
+from console.views.depmap_graph import graph
+from console.views.depmap_live import (
     breaker_states,
-    dependency_graph,
-    edge_rows,
-    impact_summary,
-    node_status,
+    impact_hits,
+    live_map,
+    recent_traffic,
+    table,
+    unhealthy,
 )
+from console.views.overview import link_stats
 from console.views.switches import (
     DEFAULT_HOURS,
     before_after,
@@ -27,6 +33,9 @@ from console.views.switches import (
     switch_impact,
     weak_targets,
 )
+from stability.breaker_stats import read_stats
+from stability.edge_stats import LiveTraffic, live_traffic
+from stability.impact_traffic import traffic_impact
 
 user = require("oncall")
 st.title("Dependency map")
@@ -127,30 +136,84 @@ if can(user.role, "switch.propose"):
             "Strong dependencies and core links need a second person: use Switches and limits."
         )
 
-with panel("Map", "database"):
-    dmap = rt.map_store.load()
-    snapshot = rt.switches.snapshot()
-    breakers = breaker_states(rt.breaker_events.recent(500), snapshot)
-    names = [r.name for r in dmap.resources]
-    failed = url_select("Impact: what if this resource fails?", ["(none)", *names], key="impact")
-    highlight = None if failed == "(none)" else failed
-    st.plotly_chart(
-        dependency_graph(dmap, snapshot, breakers, highlight=highlight), key="depmap_graph"
-    )
-    if highlight:
-        imp = impact_summary(dmap, highlight)
-        c1, c2 = st.columns(2)
-        c1.markdown("**Fails:** " + md(", ".join(imp["fails"]) or "nothing"))
-        c1.markdown("**Core links failing:** " + md(", ".join(imp["core_links_failing"]) or "none"))
-        c2.markdown("**Degrades:** " + md(", ".join(imp["degrades"]) or "nothing"))
-        c2.markdown(
-            "**Core links degraded:** " + md(", ".join(imp["core_links_degraded"]) or "none")
+WINDOWS = {"1m": 60, "5m": 300, "15m": 900}
+MAP_EVERY = 10  #: seconds between refreshes of the map
+
+
+def _traffic(window: float) -> LiveTraffic:
+    """The guard's outcomes over ``window``; without a metrics source, no traffic (the map
+    still shows breakers and switches)."""
+    try:
+        return live_traffic(p.observability.query, now(), window=window)
+    except Exception as exc:  # noqa: BLE001 - the map stands without its traffic
+        st.warning(f"The metrics source is unavailable ({type(exc).__name__}): no traffic shown.")
+        return LiveTraffic({}, {}, window, now())
+
+
+def _links(window: float) -> list[dict]:
+    try:
+        return link_stats(p.observability.query, now(), window=window)
+    except Exception:  # noqa: BLE001 - _traffic already said the metrics source is down
+        return []
+
+
+def _impact(dmap, nodes, failed: list[str], window: float) -> dict[str, str]:
+    """The impact query in traffic for ``failed``, written out; the map's outlines."""
+    if not failed:
+        return {}
+    try:
+        query = p.observability.query
+        traffic = recent_traffic(p.db.engine, query, now(), window=window)
+    except Exception as exc:  # noqa: BLE001 - the rates are missing, merchants still count
+        st.warning(f"The metrics source is unavailable ({type(exc).__name__}): no rates.")
+        traffic = recent_traffic(p.db.engine, None, now(), window=window)
+    impacts = traffic_impact(dmap, failed, traffic, unhealthy=unhealthy(nodes))
+    st.markdown("**Impact of " + md(", ".join(failed)) + "**")
+    for i in impacts:
+        st.markdown("- " + md(i.message))
+    if not impacts:
+        st.markdown("- no link or job is affected")
+    return impact_hits(dmap, failed, impacts)
+
+
+@st.fragment(run_every=MAP_EVERY)
+def live_map_panel(window: float, failed: list[str]) -> None:
+    """The map, its impact query and its tables; refreshes itself every MAP_EVERY s."""
+    with panel("Map", "database"):
+        dmap, snapshot = rt.map_store.load(), rt.switches.snapshot()
+        events = rt.breaker_events.recent(500)
+        breakers = breaker_states(
+            breaker_table(read_stats(p.db.engine), events, rt.switches.live())
         )
-with panel("Resources", "database"):
-    dmap, snapshot = rt.map_store.load(), rt.switches.snapshot()
-    breakers = breaker_states(rt.breaker_events.recent(500), snapshot)
-    st.dataframe(
-        list(node_status(dmap, snapshot, breakers).values()), hide_index=True, key="depmap_nodes"
-    )
-with panel("Edges", "database"):
-    st.dataframe(edge_rows(rt.map_store.load()), hide_index=True, key="depmap_edges")
+        nodes, edges = live_map(dmap, snapshot, breakers, _traffic(window), _links(window))
+        hits = _impact(dmap, nodes, failed, window)
+        st.plotly_chart(
+            graph(dmap, nodes, edges, hit=hits),
+            key="depmap_graph",
+            width="content",
+            config={"displayModeBar": False},
+        )
+        st.caption(
+            "Green ≤ 0.1 % errors, yellow > 0.1 %, red > 20 % or breaker open, grey no "
+            "traffic; purple outline: degraded by a switch; solid strong, dashed weak. "
+            f"Traffic over the last {int(window)} s."
+        )
+        st.dataframe(table(nodes.values()), hide_index=True, key="depmap_nodes")
+        st.dataframe(table(edges.values()), hide_index=True, key="depmap_edges")
+
+
+label = url_select(
+    "Window",
+    list(WINDOWS),
+    key="window",
+    default="5m",
+    widget=st.radio,
+    horizontal=True,
+    format_func=lambda w: f"last {w}",
+)
+chosen = st.multiselect(
+    "Impact: what if these resources fail (together)?",
+    [r.name for r in rt.map_store.load().resources],
+    key="dm_impact",
+)
+live_map_panel(float(WINDOWS[label]), list(chosen))

@@ -16,14 +16,8 @@ from console.auth import (
     oidc_role,
     page_allowed,
 )
-from console.views.depmap import (
-    breaker_states,
-    dependency_graph,
-    impact_summary,
-    layout,
-    lint_rows,
-    node_status,
-)
+from console.views.depmap import lint_rows
+from console.views.depmap_live import breaker_states
 from console.views.overview import (
     STEPS,
     channel_health,
@@ -45,7 +39,7 @@ from console.views.switches import (
 )
 from stability.depmap import DependencyMap, EdgeSpec, ResourceSpec
 from stability.limits import LimitRule
-from stability.switches import SwitchRecord, SwitchSnapshot
+from stability.switches import SwitchRecord
 
 NOW = 1_800_000_000.0
 
@@ -187,56 +181,16 @@ def _dmap() -> DependencyMap:
     return DependencyMap(res, edges)
 
 
-def test_breaker_states_newest_event_wins_and_forced_overrides():
-    events = [
-        {"resource": "risk", "to": "open"},
-        {"resource": "risk", "to": "closed"},
-        {"resource": "db", "to": "half_open"},
+def test_breaker_states_most_severe_state_of_the_processes_wins():
+    rows = [
+        {"resource": "risk", "state": "closed/half_open/open"},
+        {"resource": "db", "state": "forced_open"},
+        {"resource": "coupon", "state": None},
     ]
-    snap = SwitchSnapshot(forced={"db": "forced_open"})
-    assert breaker_states(events, snap) == {"risk": "open", "db": "forced_open"}
+    assert breaker_states(rows) == {"risk": "open", "db": "forced_open", "coupon": "closed"}
 
 
-def test_node_status_combines_breaker_switch_and_health():
-    snap = SwitchSnapshot(degraded=frozenset({"coupon"}))
-    st = node_status(_dmap(), snap, {"risk": "open"}, health={"db": "bad"})
-    assert st["risk"]["status"] == "bad" and st["risk"]["breaker"] == "open"
-    assert st["coupon"]["status"] == "warn" and st["coupon"]["degraded"]
-    assert st["db"]["status"] == "bad"
-    assert st["pay"]["status"] == "ok" and st["pay"]["core_link"]
-
-
-def test_layout_by_depth():
-    pos = layout(_dmap())
-    assert pos["pay"][0] == 0 and pos["risk"][0] == 1 and pos["coupon"][0] == 1
-    assert pos["db"][0] == 2
-
-
-def test_dependency_graph_edges_coloured_and_labelled():
-    fig = dependency_graph(
-        _dmap(), SwitchSnapshot(degraded=frozenset({"coupon"})), {"risk": "open"}, highlight="db"
-    )
-    edges = {t.name: t for t in fig.data if t.mode == "lines"}
-    assert set(edges) == {"pay->risk", "pay->coupon", "risk->db"}
-    assert edges["pay->risk"].line.color == "#d62728"  # callee's breaker open
-    assert edges["pay->coupon"].line.color == "#ff7f0e" and edges["pay->coupon"].line.dash == "dash"
-    assert edges["risk->db"].line.color == "#2ca02c"
-    grades = next(t for t in fig.data if t.name == "grades")
-    assert sorted(grades.text) == ["strong", "strong", "weak"]
-    nodes = next(t for t in fig.data if t.name == "resources")
-    labels = dict(zip(nodes.customdata, nodes.text, strict=True))
-    assert labels["risk"] == "risk [open]" and labels["coupon"] == "coupon [degraded]"
-    outlines = dict(zip(nodes.customdata, nodes.marker.line.color, strict=True))
-    assert outlines["pay"] == "#000" and outlines["risk"] == "#000"  # fail when db fails
-
-
-def test_impact_and_lint_rows():
-    assert impact_summary(_dmap(), "db") == {
-        "fails": ["pay", "risk"],
-        "degrades": [],
-        "core_links_failing": ["pay"],
-        "core_links_degraded": [],
-    }
+def test_lint_rows():
     rows = lint_rows(_dmap())
     assert [(r["caller"], r["callee"]) for r in rows] == [("pay", "risk")]
     assert "300 ms" in rows[0]["message"]
