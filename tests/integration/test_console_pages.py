@@ -132,10 +132,10 @@ def test_dependency_map_page_with_impact(console_db):
     at = _page(_app("vera", "viewer").run(timeout=30), "oncall_depmap")
     assert not at.exception, at.exception
     nodes = _table(at, "breaker")
-    assert "coupon" in set(nodes["resource"])
-    at.selectbox(key="url_impact").select("coupon").run(timeout=30)
+    assert "risk" in set(nodes["resource"])
+    at.multiselect(key="dm_impact").select("risk").run(timeout=30)
     assert not at.exception
-    assert "Fails:" in _texts(at) and "Degrades:" in _texts(at)
+    assert "link.pay: degrades (via risk)" in _texts(at).replace("\\", "")
 
 
 def test_viewer_cannot_open_sre_pages(console_db):
