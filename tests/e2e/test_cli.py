@@ -105,6 +105,9 @@ def test_merchant_add_sandbox_and_serve_run_a_payment(tmp_path):
             if trade["status"] == "paid":
                 break
             time.sleep(0.1)
+        # paywatch serve serves the admin API too; a merchant's token is no console session
+        admin = http.get("/admin/v1/me")
+        assert admin.status_code == 401 and admin.json()["error"]["code"] == "unauthenticated"
     finally:
         for p in procs:
             p.terminate()
