@@ -43,9 +43,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def audit_jobs(platform: Any, factor: float) -> list[tuple[str, Callable[[], Any]]]:
     """The worker's jobs that call dependencies, run once in every fault window: the
-    active query (orders stuck for ``60 s x factor``), internal reconciliation and each
-    pay org's statement reconciliation for yesterday."""
+    active query (orders in flight for ``12 s x factor``), the hot accounts' summary posting,
+    internal reconciliation and each pay org's statement reconciliation for yesterday."""
     from paycore.jobs.active_query import ActiveQuery
+    from paycore.jobs.ledger_jobs import summary_posting_job
     from paycore.recon import reconcile_internal
     from paycore.recon.external import reconcile_day
 
@@ -53,7 +54,7 @@ def audit_jobs(platform: Any, factor: float) -> list[tuple[str, Callable[[], Any
     gateway = platform.front.gateway if platform.front is not None else None
     if gateway is None:
         return []
-    after = max(1.0, 60.0 * factor)
+    after = max(0.5, 12.0 * factor)  # the window's pays in flight are asked about in it
     query = ActiveQuery(core, gateway, first_after_s=after, interval_s=after)
     day = (datetime.now(UTC) - timedelta(days=1)).date()
 
@@ -62,6 +63,7 @@ def audit_jobs(platform: Any, factor: float) -> list[tuple[str, Callable[[], Any
 
     jobs: list[tuple[str, Callable[[], Any]]] = [
         ("active_query", query.run_once),
+        ("summary_posting", lambda: summary_posting_job(core)),
         ("recon_internal", lambda: reconcile_internal(core, gateway=gateway)),
     ]
     jobs += [(f"recon_external_{org}", statement(org)) for org in platform.settings.pay_orgs]
@@ -95,6 +97,7 @@ def run_grade_audit_command(args: argparse.Namespace) -> int:
             f"grade audit: {args.seconds_per_fault:g}s per fault at ~{args.rate:g} payments/s; "
             f"proxies: {', '.join(stack.proxies) or 'none'}"
         )
+        assert stack.platform is not None
         report = run_grade_audit(
             stack.platform.stability.guard,
             sim,

@@ -32,6 +32,7 @@ from stability.depmap import DependencyMap, EdgeSpec, impact
 from .evidence import platform_evidence
 from .grade_audit_faults import Fault, audit_order, fault_for
 from .grade_audit_observe import EdgeTally, Observer, Window, window
+from .grade_audit_probe import LinkProbe
 from .grade_audit_report import write_contradictions
 from .report import checks, now_iso, save_report, write_json
 from .runner import DrillTargets
@@ -84,6 +85,7 @@ class _Audit:
         config: AuditConfig,
         jobs: Sequence[Job],
         predict: Predict,
+        probe: bool,
     ) -> None:
         self.guard, self.sim, self.targets, self.config = guard, simulator, targets, config
         self.jobs, self.predict = jobs, predict
@@ -91,16 +93,43 @@ class _Audit:
         self.tally = EdgeTally()
         self.links = [r.name for r in self.dmap.resources if r.core_link]
         self.edges: list[dict[str, Any]] = []
+        self.orgs = [r.name.split(".", 1)[1] for r in self.dmap.resources if r.kind == "channel"]
+        self.probe = LinkProbe(simulator.config.api_url, simulator.merchants) if probe else None
 
     def reading(self) -> tuple[Counter[tuple[str, str, str]], dict[str, int]]:
-        return self.tally.snapshot(), dict(self.sim.stats.as_dict()["refusals"])
+        answers = Counter(self.sim.stats.as_dict()["refusals"])
+        if self.probe is not None:
+            answers.update(self.probe.counts())
+        return self.tally.snapshot(), dict(answers)
 
-    def observe(self, seconds: float, during: Callable[[], Any] | None = None) -> Window:
+    def observe(
+        self, seconds: float, apply: Callable[[], Any] | None = None, jobs: list[Any] | None = None
+    ) -> Window:
+        """Counter increases over ``seconds`` from ``apply()`` on, with the link probes
+        fired at 30 % and 65 % of it and ``jobs`` (when a list) run at half time."""
         before, t0 = self.reading(), time.monotonic()
-        if during is not None:
-            during()
+        if apply is not None:
+            apply()
+        timed: list[tuple[float, Callable[[], Any]]] = []
+        if self.probe is not None:
+            timed += [(seconds * f, self.fire_probes) for f in (0.3, 0.65)]
+        if jobs is not None:
+            timed.append((seconds * 0.5, lambda: self.run_jobs(jobs)))
+        timers = [threading.Timer(at, fn) for at, fn in timed]
+        for t in timers:
+            t.daemon = True
+            t.start()
         _sleep_until(t0 + seconds)
+        for t in timers:
+            t.join(timeout=max(5.0, seconds))
         return window(before, self.reading(), time.monotonic() - t0)
+
+    def fire_probes(self) -> None:
+        for org in self.orgs:
+            try:
+                self.probe.fire(org)  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001 - a probe that cannot even ask is noted
+                log.warning("grade audit probe via %s: %s", org, type(exc).__name__)
 
     def run_jobs(self, out: list[dict[str, Any]]) -> None:
         """Each job once, now (their guarded calls meet the fault)."""
@@ -114,7 +143,8 @@ class _Audit:
     def one(self, resource: str, base: Window) -> dict[str, Any]:
         entry: dict[str, Any] = {"resource": resource}
         edges = [e for e in self.dmap.edges if e.callee == resource]
-        fault = fault_for(resource, self.dmap, self.targets, self.guard, self.sim)
+        lead_in = self.probe.pay if self.probe is not None else None
+        fault = fault_for(resource, self.dmap, self.targets, self.guard, self.sim, lead_in)
         if isinstance(fault, str):
             entry.update(status="not_applicable", reason=fault)
             self.edges += [_row(e, "not_applicable", fault) for e in edges]
@@ -143,25 +173,19 @@ class _Audit:
         return entry
 
     def _faulted(self, fault: Fault, entry: dict[str, Any], jobs: list[dict[str, Any]]) -> Window:
-        span = self.config.seconds_per_fault
-        worker = threading.Thread(target=self.run_jobs, args=(jobs,), daemon=True)
-
         def apply() -> None:
             try:
                 fault.apply()
             except Exception as exc:  # noqa: BLE001 - reported; the window still runs
                 entry["error"] = f"{type(exc).__name__}: {exc}"[:300]
-            threading.Timer(span / 2, worker.start).start()
 
         try:
-            w = self.observe(span, apply)
+            return self.observe(self.config.seconds_per_fault, apply, jobs)
         finally:
-            worker.join(timeout=max(5.0, span))
             try:
                 fault.undo()
             except Exception as exc:  # noqa: BLE001 - keep going; the report says so
                 entry["undo_error"] = f"{type(exc).__name__}: {exc}"[:300]
-        return w
 
     def _recover(self) -> tuple[float, list[str]]:
         """Wait (bounded) until no breaker is open or half open; what is still open."""
@@ -205,14 +229,16 @@ def run_grade_audit(
     *,
     jobs: Sequence[Job] = (),
     predict: Predict = impact_prediction,
+    probe: bool = True,
 ) -> dict[str, Any]:
     """Run the audit against the platform behind ``guard`` (in this process) with
     ``simulator``'s traffic; returns the report, stored when ``targets.engine`` is set.
 
     ``jobs`` run once in the middle of every fault window (e.g. the active query), so the
-    jobs' edges meet each fault."""
+    jobs' edges meet each fault; ``probe`` adds the audit's own calls on every link
+    (:class:`~.grade_audit_probe.LinkProbe`)."""
     config = config or AuditConfig()
-    run = _Audit(guard, simulator, targets, config, jobs, predict)
+    run = _Audit(guard, simulator, targets, config, jobs, predict, probe)
     order = audit_order(run.dmap, config.only)
     report: dict[str, Any] = {
         "drill": {
@@ -233,6 +259,8 @@ def run_grade_audit(
     guard.recorders.append(run.tally)
     simulator.start()
     try:
+        if run.probe is not None:
+            run.probe.prepare(run.orgs)
         _sleep_until(time.monotonic() + min(2.0, config.seconds_per_fault / 2))
         base = run.observe(config.baseline_s or config.seconds_per_fault)
         for resource in order:
@@ -241,6 +269,8 @@ def run_grade_audit(
     finally:
         simulator.stop_traffic()
         guard.recorders.remove(run.tally)
+        if run.probe is not None:
+            run.probe.close()
     return _finish(report, run, faults, base, start_wall)
 
 

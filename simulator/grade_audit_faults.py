@@ -23,6 +23,8 @@ from stability.faults import ATTR, FaultInjector
 
 from .runner import DrillTargets
 
+LeadIn = Callable[[str], Any] | None
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -44,7 +46,7 @@ def guard_has_hook(guard: Any) -> bool:
     return ATTR in source
 
 
-def _channel(resource: str, targets: DrillTargets) -> Fault | str:
+def _channel(resource: str, targets: DrillTargets, lead_in: LeadIn) -> Fault | str:
     sandbox, org = targets.sandbox, resource.split(".", 1)[1]
     if sandbox is None:
         return "no sandbox channel admin API to fail the channel"
@@ -52,11 +54,15 @@ def _channel(resource: str, targets: DrillTargets) -> Fault | str:
 
     def apply() -> Any:
         before.update(sandbox.knobs()[org])
+        if lead_in is not None:  # a pay left processing: what the active query asks about
+            sandbox.put(org, {"callback_delay_ms": 600_000.0})
+            lead_in(org)
         return sandbox.put(org, {"error_rate": 1.0})
 
     return Fault(
         resource,
-        f"sandbox knobs: {org} answers every call 503",
+        f"sandbox knobs: {org} answers every call 503"
+        + (" (after one pay accepted and left processing)" if lead_in else ""),
         apply,
         lambda: sandbox.put(org, dict(before) or {"error_rate": 0.0}),
     )
@@ -108,12 +114,18 @@ def _hook(resource: str, guard: Any) -> Fault | str:
 
 
 def fault_for(
-    resource: str, dmap: DependencyMap, targets: DrillTargets, guard: Any, simulator: Any
+    resource: str,
+    dmap: DependencyMap,
+    targets: DrillTargets,
+    guard: Any,
+    simulator: Any,
+    lead_in: LeadIn = None,
 ) -> Fault | str:
-    """The fault for ``resource``, or why there is none."""
+    """The fault for ``resource``, or why there is none. ``lead_in(org)``, when given, runs
+    before a channel fails (a probe's pay, left processing by a long callback delay)."""
     kind = dmap.resource(resource).kind
     if kind == "channel" and "." in resource:
-        return _channel(resource, targets)
+        return _channel(resource, targets, lead_in)
     if resource in ("database", "redis"):
         return _proxy(resource, targets)
     if resource == "notification":
