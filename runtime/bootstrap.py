@@ -133,6 +133,7 @@ def build_platform(
     platform.observability = obs
     core.metrics = core.ledger.metrics = obs.metrics
     guard.recorders.append(obs.metrics)
+    obs.metrics.edges.track_bulkheads(guard.bulkheads)
     if channels:
         from paycore.channels.gateway import ChannelFront, build_gateway
 
