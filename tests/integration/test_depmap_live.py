@@ -113,3 +113,28 @@ def test_impact_in_traffic_counts_payments_merchants_and_alternatives(engine, pg
     assert every["link.pay"].effect == "fails" and every["link.pay"].via == (A, B, C)
     db = {i.link: i for i in traffic_impact(dmap, ["database"], traffic)}
     assert db["link.pay"].effect == "fails" and db["link.pay"].merchants_affected == 4
+
+
+def test_a_platforms_bulkheads_reach_its_metrics(pg_url):
+    """``paywatch_bulkhead_in_flight`` / ``_limit`` are read from the guard at scrape time."""
+    from runtime.bootstrap import build_platform
+    from runtime.settings import Settings
+
+    platform = build_platform(Settings(database_url=pg_url), channels=False)
+    try:
+        guard, reg = platform.stability.guard, platform.observability.registry
+        guard.set_bulkhead(A, 5)
+        cap = reg.get_sample_value("paywatch_bulkhead_limit", {"resource": A})
+        assert cap == 5
+        assert reg.get_sample_value("paywatch_bulkhead_in_flight", {"resource": A}) == 0
+        seen = []
+        guard.call(
+            A,
+            lambda: seen.append(
+                reg.get_sample_value("paywatch_bulkhead_in_flight", {"resource": A})
+            ),
+            caller="link.pay",
+        )
+        assert seen == [1]
+    finally:
+        platform.close()
