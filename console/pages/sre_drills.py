@@ -1,5 +1,6 @@
 """Drills: set the sandbox channel's fault knobs and watch the effect on the channel;
-the reports of scripted drills (``paywatch simulate --drill``): list and details.
+the reports of scripted drills (``paywatch simulate --drill``) and grade audits
+(``paywatch drill grade-audit``: every edge's verdict): list and details.
 
 The knob controls start at what the sandbox runs now (``GET /admin/knobs``), and follow
 it when it changes (another operator, a scripted drill); an unsaved edit is kept while
@@ -23,6 +24,7 @@ from console.safe import md
 from console.urlstate import url_select
 from console.views.overview import channel_health, link_chart, link_series
 from console.views.switches import knob_request
+from simulator.grade_audit_report import edge_rows, fault_rows, is_grade_audit
 from simulator.report import detail_tables, get_report, list_reports
 from simulator.sandbox_config import Knobs
 
@@ -175,12 +177,31 @@ def report_detail(report: dict[str, Any]) -> None:
     )
     ok = (plat.get("trial_balance") or {}).get("ok")
     m[4].metric("Trial balance", "–" if ok is None else str(ok))
+    if is_grade_audit(report):
+        grade_audit_detail(report)
     for title, key in DETAILS:
         if tables[key]:
             st.markdown(f"**{title}**")
             st.dataframe(ids_as_text(tables[key]), hide_index=True, key=f"drill_detail_{key}")
     with st.expander("Full report (JSON)"):
         st.json(big_ints_as_text(report), expanded=False)
+
+
+def grade_audit_detail(report: dict[str, Any]) -> None:
+    """A grade audit's verdict per edge and each fault's effect on the links."""
+    verdicts = (report.get("grade_audit") or {}).get("verdicts") or {}
+    cols = st.columns(len(verdicts) or 1)
+    for col, (name, n) in zip(cols, verdicts.items(), strict=False):
+        col.metric(name.replace("_", " ").capitalize(), n)
+    if verdicts.get("contradicted"):
+        st.error(
+            f"{verdicts['contradicted']} declared grade(s) contradicted: the alert "
+            "grade_contradicted fires for each."
+        )
+    st.markdown("**Grades: declared, observed, the impact query's prediction, verdict**")
+    st.dataframe(edge_rows(report), hide_index=True, key="drill_grade_edges")
+    st.markdown("**Faults and their effect on the links (observed / impact query)**")
+    st.dataframe(fault_rows(report), hide_index=True, key="drill_grade_faults")
 
 
 def main() -> None:
