@@ -6,6 +6,7 @@ resources; a "Degrade" button per weak dependency (two clicks: Degrade, Apply)."
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from importlib.util import find_spec
 
 import streamlit as st
 
@@ -217,3 +218,12 @@ chosen = st.multiselect(
     key="dm_impact",
 )
 live_map_panel(float(WINDOWS[label]), list(chosen))
+
+if find_spec("console.views.timeout_lint") is not None:  # H-infra's view, when it is in
+    with panel("Timeouts", "database"):
+        from console.views.timeout_lint import render_timeout_lint
+        from stability.depmap import lint_effective
+        from stability.effective import effective_timeouts
+
+        dmap = rt.map_store.load()
+        render_timeout_lint(st, lint_effective(dmap, effective_timeouts(p.settings, dmap)))

@@ -102,3 +102,12 @@ def test_the_map_follows_new_traffic_on_the_next_run(map_db):
     api.sample(t)
     at.run()
     assert {r["resource"]: r for r in _rows(at, "breaker")}[A]["status"] == "bad"
+
+
+def test_the_map_page_shows_the_timeout_lint_of_the_effective_settings(map_db):
+    """H-infra's view of the effective timeout lint, on the map page (once it is in)."""
+    pytest.importorskip("console.views.timeout_lint")
+    at = _map_page()
+    assert not at.exception, at.exception
+    assert "Timeouts" in [s.value for s in at.subheader]
+    assert not [w.value for w in at.warning if "unavailable" in w.value]
