@@ -102,6 +102,8 @@ class PayCore:
 
     def _wire(self) -> None:
         """Build the dependencies from the current parts, and the services from them."""
+        # the database and the ledger are dependencies of the map: the guard wraps them
+        self.db.guard = self.ledger.guard = self.guard
         deps = CoreDeps(
             db=self.db,
             ledger=self.ledger,

@@ -3,6 +3,14 @@
 :class:`Database` takes a URL or a live :class:`~sqlalchemy.engine.Engine`. Units of
 work run through :meth:`Database.run`, which retries deadlocks and serialisation
 failures and wraps every other driver error into :class:`~paycore.errors.StorageError`.
+
+With a guard attached (``Database.guard``, set by :class:`paycore.PayCore`), every
+transaction of a caller the dependency map gives a ``database`` edge (the links, the
+jobs) goes through ``guard.call("database", caller=...)``: degrading ``database`` or its
+open breaker fails it fast (:class:`~stability.errors.DependencyFailed` naming
+``database``), and on PostgreSQL the edge's timeout is the connection's
+``statement_timeout`` and ``lock_timeout`` (:mod:`.timeouts`). Without a caller (the
+CLI, migrations) a transaction is unguarded and has no statement timeout.
 """
 
 from __future__ import annotations
@@ -21,7 +29,11 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from stability.errors import DependencyFailed
+
 from ..errors import DuplicateKey, PayCoreError, StorageError
+from .guarded import edge_caller, through
+from .timeouts import install_timeouts, statement_timeout
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,6 +124,15 @@ def is_retryable(error: exc.DBAPIError) -> bool:
     return "database is locked" in str(error.orig)
 
 
+def _db_failure(error: BaseException) -> bool:
+    """What counts against the ``database`` dependency: a driver error the Database could
+    not retry away (a timeout, a lost connection). Business errors, duplicate keys and
+    failures of other dependencies are no database failures."""
+    return isinstance(error, exc.DBAPIError) or (
+        isinstance(error, StorageError) and not isinstance(error, DuplicateKey)
+    )
+
+
 class Database:
     """A database handle: engine, session factory, and retried units of work."""
 
@@ -135,6 +156,10 @@ class Database:
         )
         event.listen(self._sessions, "before_commit", _run_hooks)
         event.listen(self._sessions, "after_rollback", _drop_hooks)
+        #: a ``stability.Guard``: transactions of the map's callers go through it
+        self.guard: Any = None
+        if self.dialect == "postgresql":
+            install_timeouts(self.engine)
 
     @property
     def is_postgres(self) -> bool:
@@ -143,6 +168,11 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: commit on success, roll back on any error."""
+        with self._guarded(self._session) as s:
+            yield s
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
         with self._sessions() as s:
             try:
                 with s.begin():
@@ -158,6 +188,11 @@ class Database:
         of a one-row lookup. Use :meth:`session` or :meth:`run` to write, or when several
         reads must see one snapshot.
         """
+        with self._guarded(self._reading) as s:
+            yield s
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
         with self._autocommit() as s:
             try:
                 yield s
@@ -172,6 +207,47 @@ class Database:
         statement, which is atomic by itself; on PostgreSQL it then runs in autocommit,
         without the BEGIN and COMMIT round trips (no before-commit hooks run).
         """
+        caller = edge_caller(self.guard, "database")
+        if caller is None:
+            return self._run(fn, one_statement)
+        guard = self.guard
+        limit = guard.timeout_s(caller, "database")
+
+        def body() -> T:
+            with statement_timeout(limit):
+                return self._run(fn, one_statement)
+
+        return through(
+            guard, "database", body, caller=caller, failure=_db_failure, inner_caller=caller
+        )
+
+    @contextmanager
+    def _guarded(self, open_: Callable[[], Any]) -> Iterator[Session]:
+        """``open_()``'s session, as the current caller's ``database`` call when guarded
+        (a context manager cannot be handed to ``guard.call``: admitted, then recorded)."""
+        caller = edge_caller(self.guard, "database")
+        if caller is None:
+            with open_() as s:
+                yield s
+            return
+        guard = self.guard
+        _, refusal = guard.admit("database", caller=caller)  # strong: raises when refused
+        if refusal is not None:
+            raise DependencyFailed(
+                f"database is unavailable ({refusal})", resource="database", reason=refusal
+            )
+        limit = guard.timeout_s(caller, "database")
+        start, ok = time.perf_counter(), True
+        try:
+            with statement_timeout(limit), open_() as s:
+                yield s
+        except Exception as e:
+            ok = not _db_failure(e)
+            raise
+        finally:
+            guard.record("database", caller, ok, time.perf_counter() - start, limit)
+
+    def _run(self, fn: Callable[[Session], T], one_statement: bool) -> T:
         sessions = self._autocommit if one_statement else self._sessions
         for attempt in range(self.max_retries + 1):
             try:

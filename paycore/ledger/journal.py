@@ -19,12 +19,14 @@ from sqlalchemy.orm import Session
 
 from ..context import BizContext
 from ..db.engine import before_commit
+from ..db.guarded import edge_caller, through
 from ..db.schema import Account, JournalEntry, JournalLeg, PendingPosting, Ts
 from ..db.util import execute_core, insert_ignore
 from ..errors import InsufficientBalance, UnbalancedEntry
 from ..ids import IdGenerator
 from ..instrument import NULL_METRICS, Metrics
-from .accounts import BUFFERED, AccountDirectory, AccountRef, HotPolicy
+from .accounts import BUFFERED, SUB_ACCOUNTS, AccountDirectory, AccountRef, HotPolicy
+from .guarded import POSTING, buffer_hot, posting_failure, timed_hot_apply
 
 _DELTAS = "paywatch_balance_deltas"
 _INSERT_LEGS = insert(JournalLeg)
@@ -60,6 +62,7 @@ class Ledger:
         self.clock = clock
         self.accounts = AccountDirectory(ids, policy)
         self.metrics: Metrics = NULL_METRICS  # PayCore hands its metrics in
+        self.guard: Any = None  # and its guard: postings of the map's callers go through it
 
     def post(
         self,
@@ -76,8 +79,30 @@ class Ledger:
         """Post one entry; returns its id, or None if ``(biz_type, biz_key)`` was posted before.
 
         Raises :class:`UnbalancedEntry` if the legs do not sum to zero, and
-        :class:`InsufficientBalance` if a non-negative account would go below zero.
+        :class:`InsufficientBalance` if a non-negative account would go below zero. A
+        caller with a ``ledger.posting`` edge posts through the guard
+        (:mod:`paycore.ledger.guarded`).
         """
+        caller = edge_caller(self.guard, POSTING)
+        if caller is None:
+            return self._timed(session, biz_type, biz_key, ctx, currency, legs, trade_id, memo)
+
+        def body() -> int | None:
+            return self._timed(session, biz_type, biz_key, ctx, currency, legs, trade_id, memo)
+
+        return through(self.guard, POSTING, body, caller=caller, failure=posting_failure)
+
+    def _timed(
+        self,
+        session: Session,
+        biz_type: str,
+        biz_key: str,
+        ctx: BizContext,
+        currency: str,
+        legs: Sequence[Leg],
+        trade_id: int | None,
+        memo: str,
+    ) -> int | None:
         started = time.perf_counter()
         try:
             return self._post(session, biz_type, biz_key, ctx, currency, legs, trade_id, memo)
@@ -166,6 +191,7 @@ class Ledger:
         rows: list[dict[str, Any]] = []
         pending: list[dict[str, Any]] = []
         changes: dict[int, int] = {}
+        buffer: bool | None = None  # hot sub-account legs buffered? asked once, if any
         for leg in legs:
             acct = self.accounts.resolve(session, leg.account, now)
             target = acct.pick()
@@ -180,7 +206,10 @@ class Ledger:
                 }
             )
             delta = leg.amount * acct.sign
-            if acct.hot_mode == BUFFERED:
+            mode = acct.hot_mode
+            if mode == SUB_ACCOUNTS and buffer is None:
+                buffer = buffer_hot(self.guard, session)
+            if mode == BUFFERED or (mode == SUB_ACCOUNTS and buffer):
                 pending.append(
                     {
                         "id": self.ids.next_id(),
@@ -263,11 +292,15 @@ def _apply_deferred(session: Session) -> None:
     """
     deltas: dict[int, int] = session.info.pop(_DELTAS, {})
     changes = sorted((a, d) for a, d in deltas.items() if d)
-    if len(changes) > 1 and session.get_bind().dialect.name == "postgresql":
-        _apply_all_pg(session, changes)
-        return
-    for account_id, delta in changes:
-        apply_delta(session, account_id, delta)
+
+    def apply() -> None:
+        if len(changes) > 1 and session.get_bind().dialect.name == "postgresql":
+            _apply_all_pg(session, changes)
+            return
+        for account_id, delta in changes:
+            apply_delta(session, account_id, delta)
+
+    timed_hot_apply(session, apply)
 
 
 # One round trip for any number of accounts: the CTE locks the rows in id order, the
