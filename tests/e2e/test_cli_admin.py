@@ -133,3 +133,46 @@ def test_paywatch_admin_drives_switches_approvals_and_the_map(running, tmp_path)
     assert reverted.returncode == 0
     assert cli(["logout"], env["olga"]).returncode == 0
     assert not (tmp_path / "olga.token").exists()
+
+
+def test_paywatch_admin_runs_a_plan_and_previews_a_switch(running, tmp_path):
+    import json
+
+    stack, _ = running
+    api = f"{stack.settings.api_url}/admin/v1"
+    base = os.environ | {"PAYWATCH_ADMIN_URL": api}
+    env = {u: base | {"PAYWATCH_ADMIN_TOKEN": _token(api, u)} for u in ("olga", "oscar")}
+    name = "channel SANDBOX_B outage"
+    plan = {
+        "steps": [{"kind": "force_breaker", "target": "channel.SANDBOX_B", "state": "forced_open"}]
+    }
+    with httpx.Client(base_url=api, timeout=10) as http:
+        auth = {u: {"Authorization": f"Bearer {env[u]['PAYWATCH_ADMIN_TOKEN']}"} for u in env}
+        assert http.put(f"/plans/{name}", json=plan, headers=auth["olga"]).is_success
+        assert http.post(f"/plans/{name}/review", headers=auth["oscar"]).is_success
+    preview = cli(
+        ["switch", "apply", "degrade", "risk", "--reason", "r", "--ttl", "5m", "--dry-run"],
+        env["olga"],
+    )
+    assert preview.returncode == 0 and json.loads(preview.stdout)["needs_approval"] is False
+    assert json.loads(cli(["switch", "list"], env["olga"]).stdout)["switches"] == []
+    started = cli(["plan", "run", name, "--reason", "B down", "--ttl", "1h"], env["olga"])
+    assert started.returncode == 0, started.stderr
+    run = json.loads(started.stdout)
+    waiting = json.loads(cli(["approvals"], env["oscar"]).stdout)["plans"]
+    assert [(p["id"], p["you_may_approve"]) for p in waiting] == [(run["id"], True)]
+    approved = cli(["plan", "approve", str(run["id"])], env["oscar"])
+    assert approved.returncode == 0 and json.loads(approved.stdout)["status"] == "active"
+    guard = stack.platform.stability.guard
+    _wait(lambda: guard.snapshot.forced.get("channel.SANDBOX_B") == "forced_open", 3.0)
+    reverted = cli(["plan", "revert", str(run["id"]), "--reason", "B is back"], env["olga"])
+    assert reverted.returncode == 0 and json.loads(reverted.stdout)["status"] == "reverted"
+    _wait(lambda: "channel.SANDBOX_B" not in guard.snapshot.forced, 3.0)
+    whoami = json.loads(cli(["whoami"], env["oscar"]).stdout)
+    assert whoami == {"username": "oscar", "role": "operator"}
+
+
+def _token(api: str, user: str) -> str:
+    with httpx.Client(base_url=api, timeout=10) as http:
+        answer = http.post("/login", json={"username": user, "password": PASSWORD})
+    return str(answer.json()["token"])

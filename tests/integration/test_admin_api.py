@@ -31,6 +31,10 @@ def test_a_weak_degrade_applies_at_once_and_writes_the_consoles_audit_rows(stack
     assert (entry["action"], entry["actor"], entry["switch_id"]) == ("apply", "olga", rec["id"])
     stack.platform.stability.watcher.refresh()
     assert "risk" in stack.platform.stability.guard.snapshot.degraded
+    stack.http.post(f"/admin/v1/switches/{rec['id']}/revert", json={"reason": "x"}, headers=olga)
+    assert stack.http.get("/admin/v1/switches", headers=olga).json()["switches"] == []
+    history = stack.http.get("/admin/v1/switches?all=true", headers=olga).json()["switches"]
+    assert [(s["id"], s["status"]) for s in history] == [(rec["id"], "reverted")]
 
 
 def test_a_strong_switch_waits_for_a_second_person(stack):
@@ -103,6 +107,8 @@ def test_bad_switches_are_a_clear_4xx_and_audited(stack):
         answer = stack.http.post("/admin/v1/switches", json=body, headers=olga)
         assert answer.status_code == status, (body, answer.text)
         assert words in answer.json()["error"]["message"], answer.text
+    bad_ttl = stack.http.post("/admin/v1/switches", json={**WEAK, "ttl_s": "1h"}, headers=olga)
+    assert bad_ttl.status_code == 422 and "ttl_s" in bad_ttl.json()["error"]["message"]
     extra = stack.http.post("/admin/v1/switches", json={**WEAK, "colour": "red"}, headers=olga)
     assert extra.status_code == 422 and "colour" in extra.json()["error"]["message"]
     assert stack.http.post("/admin/v1/switches", content=b"{", headers=olga).status_code == 400
