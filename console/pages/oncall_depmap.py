@@ -15,10 +15,9 @@ from console.pages import now, platform, require
 from console.panel import panel
 from console.safe import md
 from console.urlstate import url_select
-from console.views.depmap import breaker_table
 from console.views.depmap_graph import graph
 from console.views.depmap_live import (
-    breaker_states,
+    breakers_now,
     impact_hits,
     live_map,
     recent_traffic,
@@ -34,7 +33,6 @@ from console.views.switches import (
     switch_impact,
     weak_targets,
 )
-from stability.breaker_stats import read_stats
 from stability.edge_stats import LiveTraffic, live_traffic
 from stability.impact_traffic import traffic_impact
 
@@ -182,10 +180,7 @@ def live_map_panel(window: float, failed: list[str]) -> None:
     """The map, its impact query and its tables; refreshes itself every MAP_EVERY s."""
     with panel("Map", "database"):
         dmap, snapshot = rt.map_store.load(), rt.switches.snapshot()
-        events = rt.breaker_events.recent(500)
-        breakers = breaker_states(
-            breaker_table(read_stats(p.db.engine), events, rt.switches.live())
-        )
+        breakers = breakers_now(rt, p.db.engine)
         nodes, edges = live_map(dmap, snapshot, breakers, _traffic(window), _links(window))
         hits = _impact(dmap, nodes, failed, window)
         st.plotly_chart(

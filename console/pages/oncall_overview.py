@@ -1,5 +1,5 @@
-"""On-call overview: active alerts first, then core links, channel health, guard fallbacks
-and backlogs.
+"""On-call overview: active alerts first, then core links, channel health, guard fallbacks,
+the dependencies not healthy now (as the live dependency map colours them) and backlogs.
 
 Every panel reads its own source inside :func:`console.panel.panel`, so a metrics outage
 leaves the database-backed panels (alerts, backlogs) working and no traceback reaches the
@@ -24,6 +24,7 @@ from console.pages import fmt, now, platform, require
 from console.panel import panel
 from console.safe import md
 from console.urlstate import url_select
+from console.views.depmap_live import attention, breakers_now, live_map
 from console.views.overview import (
     HEALTH_COLOURS,
     active_alerts,
@@ -39,6 +40,7 @@ from console.views.overview import (
     runbook_section,
     sparkline,
 )
+from stability.edge_stats import live_traffic
 
 log = logging.getLogger("console.oncall")
 WINDOWS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
@@ -295,6 +297,22 @@ def _backlogs() -> None:
         )
 
 
+def _dependencies(window: float) -> None:
+    with panel("Dependencies", "metrics"):
+        p = platform()
+        rt = p.stability
+        dmap = rt.map_store.load()
+        live = live_traffic(p.observability.query, now(), window=window)
+        breakers = breakers_now(rt, p.db.engine)
+        nodes, _ = live_map(dmap, rt.switches.snapshot(), breakers, live)
+        rows = attention(nodes)
+        if rows:
+            st.dataframe(rows, hide_index=True, key="dependencies")
+        else:
+            st.caption("Every called dependency healthy; no breaker open, nothing degraded.")
+        st.caption("Red > 20 % errors or breaker open, yellow > 0.1 %: see Dependency map.")
+
+
 @st.fragment(run_every=METRICS_EVERY)
 def metrics_panels(window: float) -> None:
     _core_links(window)
@@ -303,6 +321,7 @@ def metrics_panels(window: float) -> None:
         _channels(window)
         _guard(window)
     with right:
+        _dependencies(window)
         _backlogs()
 
 

@@ -209,3 +209,27 @@ def impact_hits(
     for i in impacts:
         hits[i.link] = i.effect
     return hits
+
+
+def breakers_now(rt: Any, engine: Engine) -> dict[str, str]:
+    """Each resource's breaker state now: the live processes' windows, the recorded
+    events, the switches forcing one (``rt``: the platform's stability runtime)."""
+    from stability.breaker_stats import read_stats
+
+    from .depmap import breaker_table
+
+    events = rt.breaker_events.recent(500)
+    return breaker_states(breaker_table(read_stats(engine), events, rt.switches.live()))
+
+
+def attention(nodes: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The resources not healthy now (red, yellow, breaker not closed, degraded), worst
+    first: what the Overview lists."""
+    rows = [
+        n
+        for n in nodes.values()
+        if n["status"] in (BAD, WARN) or n["breaker"] != "closed" or n["degraded"]
+    ]
+    rows.sort(key=lambda n: (-_RANK.get(n["status"], 0), n["resource"]))
+    keep = ("resource", "status", "breaker", "degraded", "rps", "error_ratio", "p99_s")
+    return [{k: n[k] for k in keep} for n in rows]

@@ -111,3 +111,22 @@ def test_the_map_page_shows_the_timeout_lint_of_the_effective_settings(map_db):
     assert not at.exception, at.exception
     assert "Timeouts" in [s.value for s in at.subheader]
     assert not [w.value for w in at.warning if "unavailable" in w.value]
+
+
+def test_the_overview_lists_the_dependencies_not_healthy(map_db):
+    """The Overview's Dependencies panel: what the map shows red or yellow, worst first."""
+    from stability.depmap_seed import default_map
+
+    t = time.time()
+    (api,) = start(map_db, default_map(), "api:1", at=t)
+    api.calls(A, ok=55, failed=45)
+    api.calls(B, ok=100, failed=0)
+    api.calls("risk", ok=99, failed=1)
+    api.sample(t)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["user"] = {"username": "vera", "role": "viewer"}
+    at.run()
+    assert not at.exception, at.exception
+    assert "Dependencies" in [s.value for s in at.subheader]
+    rows = [(r["resource"], r["status"]) for r in _rows(at, "degraded")]
+    assert rows == [(A, "bad"), ("risk", "warn")]
