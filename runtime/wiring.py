@@ -12,13 +12,13 @@ from paycore import errors as pe
 from stability.breaker_stats import BreakerStatsPublisher
 from stability.breaker_store import make_breaker_store
 from stability.depmap import DependencyMap
-from stability.depmap_seed import seed_if_empty
+from stability.depmap_seed import seed_or_upgrade
 from stability.depmap_store import DependencyMapStore
 from stability.effective import redis_client_options
 from stability.events import BreakerEventLog
 from stability.guard import Guard
 from stability.limits import Limiter, make_limit_store
-from stability.policy import approval_policy, default_rules
+from stability.policy import approval_policy, default_bulkheads, default_rules, target_checker
 from stability.propagation import SwitchWatcher, redis_publisher
 from stability.switches import SwitchService
 
@@ -73,7 +73,7 @@ def build_stability(
     owns it (``redis``) and the pay core's lock borrows it.
     """
     store = DependencyMapStore(engine)
-    seed_if_empty(store, pay_orgs, redis_lock=bool(redis_url))
+    seed_or_upgrade(store, pay_orgs, redis_lock=bool(redis_url))
     dmap = store.load()
     rules = default_rules(pay_orgs)
     events = BreakerEventLog(engine)
@@ -86,11 +86,13 @@ def build_stability(
         breaker_store=make_breaker_store(redis_url, client=client) if redis_url else None,
         recorders=[events],
         ignore=BUSINESS_ERRORS,
+        bulkheads=default_bulkheads(pay_orgs),
     )
     switches = SwitchService(
         engine,
         needs_approval=approval_policy(lambda: guard.map, lambda: guard.base_rules),
         on_commit=redis_publisher(client) if client is not None else None,
+        targets=target_checker(lambda: guard.map, lambda: guard.base_rules),
     )
     # at each new config version: the edited map (if any), then the switches
     apply = follow_map(store, guard)
