@@ -52,7 +52,16 @@ from .limits import (
     make_limit_store,
 )
 from .limits_redis import RedisLimitStore
-from .policy import approval_policy, default_rules, is_core_link, is_strong_dependency
+from .policy import (
+    acting_targets,
+    approval_policy,
+    default_bulkheads,
+    default_rules,
+    is_core_link,
+    is_strong_dependency,
+    known_targets,
+    target_checker,
+)
 from .propagation import SwitchWatcher, redis_publisher
 from .switches import SwitchRecord, SwitchService, SwitchSnapshot
 
@@ -99,15 +108,18 @@ __all__ = [
     "SwitchWatcher",
     "UnknownResource",
     "UnknownSwitchTarget",
+    "acting_targets",
     "approval_policy",
     "call_budget",
     "calling_as",
     "current_caller",
+    "default_bulkheads",
     "default_map",
     "default_rules",
     "impact",
     "is_core_link",
     "is_strong_dependency",
+    "known_targets",
     "lint_timeouts",
     "make_breaker_store",
     "make_limit_store",
@@ -115,4 +127,5 @@ __all__ = [
     "redis_publisher",
     "seed_if_empty",
     "seed_or_upgrade",
+    "target_checker",
 ]

@@ -18,7 +18,7 @@ Every error names the dependency (resource) it is about, so the API can answer
     ├── SwitchError (422): a switch change was refused
     │   ├── ApprovalError (409)
     │   ├── SwitchConflict (409)
-    │   └── UnknownSwitchTarget (422): no resource or limit rule of that name
+    │   └── UnknownSwitchTarget (404): no resource or limit rule of that name
     └── UnknownResource (404)
 
 The storage errors derive from :class:`backends.errors.BackendError` as well: a driver
@@ -187,7 +187,7 @@ class UnknownSwitchTarget(SwitchError):
     resource the map does not have, a limit change on a rule that does not exist."""
 
     code = "unknown_switch_target"
-    http_status = 422
+    http_status = 404
 
 
 class UnknownResource(StabilityError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from .depmap import DependencyMap
 from .limits import LimitRule
@@ -32,6 +32,47 @@ def approval_policy(
         return is_core_link(dmap, resource) or is_strong_dependency(dmap, resource)
 
     return needs_approval
+
+
+def known_targets(dmap: DependencyMap, rules: Iterable[LimitRule]) -> dict[str, set[str]]:
+    """What a switch of each kind may name at all: a resource of the map (degrade,
+    force_breaker) or a limit rule (set_limit, dry_run_limit). ``SwitchService(targets=)``
+    refuses anything else with :class:`~stability.errors.UnknownSwitchTarget`."""
+    resources = {r.name for r in dmap.resources}
+    names = {r.name for r in rules}
+    return {
+        "degrade": resources,
+        "force_breaker": resources,
+        "set_limit": names,
+        "dry_run_limit": set(names),
+    }
+
+
+def acting_targets(dmap: DependencyMap, rules: Iterable[LimitRule]) -> dict[str, list[str]]:
+    """The switches that change behaviour, per kind, sorted: what the console offers.
+
+    A degrade or forced breaker acts on a resource some guarded call reads, i.e. the
+    callee of an edge (every edge has a guarded call site: test_guarded_edges). Core links
+    and jobs are only callers, so switching them would change nothing: not offered. A
+    limit acts when its rule guards such a resource.
+    """
+    called = sorted({e.callee for e in dmap.edges})
+    acting = set(called)
+    limits = sorted(r.name for r in rules if r.resource in acting)
+    return {
+        "degrade": called,
+        "force_breaker": list(called),
+        "set_limit": limits,
+        "dry_run_limit": list(limits),
+    }
+
+
+def target_checker(
+    dmap_provider: Callable[[], DependencyMap], rules_provider: Callable[[], Iterable[LimitRule]]
+) -> Callable[[], Mapping[str, Collection[str]]]:
+    """``targets()`` for :class:`~stability.switches.SwitchService`: the known targets of
+    the current map and rules (read at each proposal, so map edits count at once)."""
+    return lambda: known_targets(dmap_provider(), rules_provider())
 
 
 def default_rules(pay_orgs: Iterable[str]) -> list[LimitRule]:

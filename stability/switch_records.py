@@ -4,12 +4,12 @@ proposal passes before :class:`~stability.switches.SwitchService` stores it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .errors import SwitchConflict, SwitchError
+from .errors import SwitchConflict, SwitchError, UnknownSwitchTarget
 
 __all__ = [
     "ACTIVE",
@@ -21,7 +21,9 @@ __all__ = [
     "REVERTED",
     "SwitchRecord",
     "SwitchSnapshot",
+    "audit_of",
     "check_proposal",
+    "check_target",
     "conflict",
     "in_force",
     "record_of",
@@ -135,6 +137,17 @@ def check_proposal(
     return expires_at
 
 
+def check_target(known: Mapping[str, Collection[str]], kind: str, target: str) -> None:
+    """Refuse (:class:`UnknownSwitchTarget`) a target ``known[kind]`` does not have; a
+    kind ``known`` does not list is not checked."""
+    names = known.get(kind)
+    if names is not None and target not in names:
+        what = "limit rule" if kind in ("set_limit", "dry_run_limit") else "resource"
+        raise UnknownSwitchTarget(
+            f"unknown target {target!r} for {kind}: no {what} of that name", resource=target
+        )
+
+
 def conflict(live: SwitchRecord) -> SwitchConflict:
     """The refusal of a second switch of ``live``'s kind on its target, naming ``live``."""
     state = "pending approval" if live.status == PENDING else "already active"
@@ -167,6 +180,22 @@ def record_of(row: Any) -> SwitchRecord:
         created_at=_aware(s.created_at),
         expires_at=_aware(s.expires_at),
     )
+
+
+def audit_of(row: Any) -> dict[str, Any]:
+    """An audit entry as :meth:`SwitchService.audit_log` lists it."""
+    return {
+        "id": row.id,
+        "at": row.at,
+        "actor": row.actor,
+        "action": row.action,
+        "target": row.target,
+        "switch_id": row.switch_id,
+        "reason": row.reason,
+        "before": json.loads(row.before),
+        "after": json.loads(row.after),
+        "version": row.version,
+    }
 
 
 def _aware(value: datetime) -> datetime:

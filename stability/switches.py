@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,7 +40,9 @@ from .switch_records import (  # noqa: F401 - KINDS, MAX_HORIZON, SwitchRecord r
     REVERTED,
     SwitchRecord,
     SwitchSnapshot,
+    audit_of,
     check_proposal,
+    check_target,
     conflict,
     in_force,
     record_of,
@@ -53,7 +55,10 @@ _STORAGE = DriverErrors(lambda exc: SwitchStorageError("switch store unavailable
 
 class SwitchService:
     """Changes and reads switches. ``needs_approval(kind, target)`` decides the flow
-    (the guard wires it to the dependency map: strong dependencies and core links)."""
+    (the guard wires it to the dependency map: strong dependencies and core links);
+    ``targets()`` (:func:`stability.policy.target_checker`) names what each kind may
+    target: a proposal naming anything else is refused with :class:`UnknownSwitchTarget`.
+    """
 
     def __init__(
         self,
@@ -62,9 +67,11 @@ class SwitchService:
         needs_approval: Callable[[str, str], bool] = lambda kind, target: False,
         clock: Callable[[], datetime] = utcnow,
         on_commit: Callable[[int], None] | None = None,
+        targets: Callable[[], Mapping[str, Collection[str]]] | None = None,
     ) -> None:
         self.engine = engine
         self.needs_approval = needs_approval
+        self.targets = targets
         self.clock = clock
         self.on_commit = on_commit  # e.g. publish the new version on Redis
 
@@ -93,6 +100,8 @@ class SwitchService:
             expires_at=expires_at,
             ttl=ttl,
         )
+        if self.targets is not None:
+            check_target(self.targets(), kind, target)
         approval = self.needs_approval(kind, target)
         status = PENDING if approval else ACTIVE
 
@@ -287,21 +296,7 @@ class SwitchService:
             rows = conn.execute(
                 sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
             ).all()
-        return [
-            {
-                "id": r.id,
-                "at": r.at,
-                "actor": r.actor,
-                "action": r.action,
-                "target": r.target,
-                "switch_id": r.switch_id,
-                "reason": r.reason,
-                "before": json.loads(r.before),
-                "after": json.loads(r.after),
-                "version": r.version,
-            }
-            for r in rows
-        ]
+        return [audit_of(r) for r in rows]
 
     # -- internals -------------------------------------------------------------------------
     def _live(self) -> list[SwitchRecord]:

@@ -153,16 +153,16 @@ def test_expired_switch_reverts_in_running_processes(pg_url):
     runtime = platform.stability
     try:
         sw = runtime.switches.propose(
-            "degrade", "coupon", actor="sre", reason="drill", ttl=timedelta(seconds=1)
+            "degrade", "notification", actor="sre", reason="drill", ttl=timedelta(seconds=1)
         )
         deadline = time.time() + 1
-        while "coupon" not in runtime.guard.snapshot.degraded and time.time() < deadline:
+        while "notification" not in runtime.guard.snapshot.degraded and time.time() < deadline:
             time.sleep(0.02)
-        assert "coupon" in runtime.guard.snapshot.degraded
+        assert "notification" in runtime.guard.snapshot.degraded
         deadline = time.time() + 3
-        while "coupon" in runtime.guard.snapshot.degraded and time.time() < deadline:
+        while "notification" in runtime.guard.snapshot.degraded and time.time() < deadline:
             time.sleep(0.05)
-        assert "coupon" not in runtime.guard.snapshot.degraded
+        assert "notification" not in runtime.guard.snapshot.degraded
         assert runtime.switches.get(sw.id).status == "expired"
     finally:
         platform.close()

@@ -42,8 +42,10 @@ def test_a_second_apply_of_the_same_switch_is_refused_naming_the_first(svc):
         ttl=timedelta(hours=1),
         params={"state": "forced_open"},
     )
-    coupon = svc.propose("degrade", "coupon", actor="olive", reason="slow", ttl=timedelta(hours=1))
-    assert other.status == coupon.status == "active"
+    notify = svc.propose(
+        "degrade", "notification", actor="olive", reason="slow", ttl=timedelta(hours=1)
+    )
+    assert other.status == notify.status == "active"
     # once reverted, the single revert ends the degradation, and a new one may be applied
     svc.revert(first.id, actor="otto", reason="recovered")
     assert "risk" not in svc.snapshot().degraded
@@ -71,10 +73,12 @@ def test_a_pending_switch_holds_its_target_until_approved_or_rejected(svc):
 
 
 def test_a_lapsed_switch_not_yet_marked_expired_makes_room(svc):
-    first = svc.propose("degrade", "coupon", actor="olive", reason="slow", ttl=timedelta(minutes=5))
+    first = svc.propose(
+        "degrade", "notification", actor="olive", reason="slow", ttl=timedelta(minutes=5)
+    )
     svc.test_clock.now += timedelta(minutes=6)  # past expiry; the expiry job has not run
     second = svc.propose(
-        "degrade", "coupon", actor="otto", reason="slow again", ttl=timedelta(minutes=5)
+        "degrade", "notification", actor="otto", reason="slow again", ttl=timedelta(minutes=5)
     )
     assert svc.get(first.id).status == "expired" and second.status == "active"
     assert [(e["action"], e["switch_id"]) for e in svc.audit_log()[:2]] == [
@@ -86,10 +90,10 @@ def test_a_lapsed_switch_not_yet_marked_expired_makes_room(svc):
 
 def test_the_database_refuses_a_second_live_row_itself(svc, migrated_db):
     """The partial unique index, not only the service's check (another writer, a bug)."""
-    svc.propose("degrade", "coupon", actor="olive", reason="slow", ttl=timedelta(minutes=5))
+    svc.propose("degrade", "notification", actor="olive", reason="slow", ttl=timedelta(minutes=5))
     row = {
         "kind": "degrade",
-        "target": "coupon",
+        "target": "notification",
         "params": "{}",
         "reason": "direct",
         "actor": "x",
@@ -184,7 +188,9 @@ def test_migration_ends_live_duplicates_stored_before_the_index(empty_db_url):
 def test_a_twin_that_slips_past_the_check_is_refused_by_the_index(svc, monkeypatch):
     """The race the index closes on PostgreSQL: both checks saw nothing, the second insert
     meets the unique index and is answered like the check would have."""
-    first = svc.propose("degrade", "coupon", actor="olive", reason="slow", ttl=timedelta(minutes=5))
+    first = svc.propose(
+        "degrade", "notification", actor="olive", reason="slow", ttl=timedelta(minutes=5)
+    )
     real = SwitchService._live_of
     calls = []
 
@@ -194,5 +200,7 @@ def test_a_twin_that_slips_past_the_check_is_refused_by_the_index(svc, monkeypat
 
     monkeypatch.setattr(SwitchService, "_live_of", staticmethod(blind_once))
     with pytest.raises(SwitchConflict, match=rf"already active \(#{first.id}, by olive"):
-        svc.propose("degrade", "coupon", actor="otto", reason="slow", ttl=timedelta(minutes=5))
+        svc.propose(
+            "degrade", "notification", actor="otto", reason="slow", ttl=timedelta(minutes=5)
+        )
     assert len(calls) == 2 and [s.id for s in svc.live()] == [first.id]

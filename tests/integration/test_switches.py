@@ -23,11 +23,11 @@ def test_reason_and_expiry_are_required(svc):
         {"reason": "x", "ttl": timedelta(seconds=-1)},
     ):
         with pytest.raises(SwitchError):
-            svc.propose("degrade", "coupon", actor="alice", **kwargs)
+            svc.propose("degrade", "notification", actor="alice", **kwargs)
     with pytest.raises(SwitchError):
         svc.propose(
             "force_breaker",
-            "coupon",
+            "notification",
             actor="alice",
             reason="x",
             ttl=timedelta(hours=1),
@@ -36,7 +36,7 @@ def test_reason_and_expiry_are_required(svc):
     with pytest.raises(SwitchError):
         svc.propose(
             "set_limit",
-            "coupon.total",
+            "notification.total",
             actor="alice",
             reason="x",
             ttl=timedelta(hours=1),
@@ -47,15 +47,19 @@ def test_reason_and_expiry_are_required(svc):
 
 def test_weak_dependency_switch_applies_at_once_with_audit_and_version(svc):
     sw = svc.propose(
-        "degrade", "coupon", actor="alice", reason="coupon p99 at 2s", ttl=timedelta(minutes=30)
+        "degrade",
+        "notification",
+        actor="alice",
+        reason="notification p99 at 2s",
+        ttl=timedelta(minutes=30),
     )
     assert sw.status == "active" and not sw.requires_approval
     snap = svc.snapshot()
-    assert snap.degraded == {"coupon"} and snap.version == 1
+    assert snap.degraded == {"notification"} and snap.version == 1
     log = svc.audit_log()
     assert log[0]["actor"] == "alice" and log[0]["action"] == "apply"
     assert log[0]["before"] is None and log[0]["after"]["status"] == "active"
-    assert log[0]["reason"] == "coupon p99 at 2s" and log[0]["version"] == 1
+    assert log[0]["reason"] == "notification p99 at 2s" and log[0]["version"] == 1
     svc.revert(sw.id, actor="bob", reason="recovered")
     assert svc.snapshot().degraded == frozenset() and svc.version() == 2
     assert svc.audit_log()[0]["before"] == {"status": "active"}
@@ -90,14 +94,14 @@ def test_strong_dependency_switch_waits_for_a_second_person(svc):
     assert lim.status == "pending"
     lim2 = svc.propose(
         "set_limit",
-        "coupon.total",
+        "notification.total",
         actor="alice",
         reason="shed",
         ttl=timedelta(minutes=5),
         params={"rate": 1},
     )
     assert lim2.status == "active"
-    assert svc.snapshot().limits == {"coupon.total": {"rate": 1}}
+    assert svc.snapshot().limits == {"notification.total": {"rate": 1}}
     rejected = svc.reject(lim.id, approver="bob", reason="not needed")
     assert rejected.status == "rejected"
 
@@ -105,13 +109,13 @@ def test_strong_dependency_switch_waits_for_a_second_person(svc):
 def test_switches_expire_and_revert_themselves(svc):
     sw = svc.propose(
         "force_breaker",
-        "coupon",
+        "notification",
         actor="alice",
         reason="drill",
         ttl=timedelta(minutes=5),
         params={"state": "forced_open"},
     )
-    assert svc.snapshot().forced == {"coupon": "forced_open"}
+    assert svc.snapshot().forced == {"notification": "forced_open"}
     svc.test_clock.now += timedelta(minutes=5, seconds=1)
     assert svc.snapshot().forced == {}  # past expiry it no longer applies, job or not
     assert svc.expire_due() == 1
@@ -129,7 +133,9 @@ def test_watcher_checks_expiry_only_once_a_switch_can_have_expired(svc):
     for _ in range(3):
         watcher.refresh()
     assert len(calls) == 1  # the first refresh, before any snapshot; then nothing can expire
-    sw = svc.propose("degrade", "coupon", actor="alice", reason="drill", ttl=timedelta(minutes=5))
+    sw = svc.propose(
+        "degrade", "notification", actor="alice", reason="drill", ttl=timedelta(minutes=5)
+    )
     pending = svc.propose(
         "set_limit",
         "channel.SANDBOX_A.total",
@@ -139,7 +145,7 @@ def test_watcher_checks_expiry_only_once_a_switch_can_have_expired(svc):
         params={"rate": 1},
     )
     assert pending.status == "pending"
-    assert watcher.refresh() and applied[-1].degraded == {"coupon"}
+    assert watcher.refresh() and applied[-1].degraded == {"notification"}
     assert applied[-1].next_expiry == sw.expires_at
     svc.test_clock.now += timedelta(minutes=4)
     watcher.refresh()
@@ -159,7 +165,11 @@ def test_watcher_checks_expiry_only_once_a_switch_can_have_expired(svc):
 def test_audit_log_is_append_only_history(svc, migrated_db):
     for i in range(3):
         sw = svc.propose(
-            "dry_run_limit", "coupon.total", actor=f"u{i}", reason=f"r{i}", ttl=timedelta(minutes=1)
+            "dry_run_limit",
+            "notification.total",
+            actor=f"u{i}",
+            reason=f"r{i}",
+            ttl=timedelta(minutes=1),
         )
         svc.revert(sw.id, actor="ops", reason="done")
     with migrated_db.engine.connect() as conn:
