@@ -30,8 +30,11 @@ STEP_SLOS: dict[str, tuple[float, float]] = {
 CHANNEL_SLO = 0.99
 
 
-def _notes(anchor: str, summary: str) -> dict[str, str]:
-    return {"summary": summary, "runbook": RUNBOOK + anchor}
+def _notes(anchor: str, summary: str, plan: str = "") -> dict[str, str]:
+    """Summary and runbook link, and the switch plan that answers the alert (its name,
+    as stored: :mod:`stability.plan_seed`), which a firing alert proposes for approval."""
+    notes = {"summary": summary, "runbook": RUNBOOK + anchor}
+    return {**notes, "plan": plan} if plan else notes
 
 
 def _gauge(
@@ -47,6 +50,7 @@ def _gauge(
     by: tuple[str, ...] = (),
     absent_for_s: float | None = None,
     agg: str = "max",
+    plan: str = "",
 ) -> ThresholdRule:
     return ThresholdRule(
         name,
@@ -55,7 +59,7 @@ def _gauge(
         threshold,
         for_s=for_s,
         severity=severity,
-        annotations=_notes(name, summary),
+        annotations=_notes(name, summary, plan),
         absent_for_s=absent_for_s,
     )
 
@@ -91,7 +95,9 @@ def build_default_rules(pay_orgs: tuple[str, ...] = ()) -> list[Rule]:
                 labels={"pay_org": org},
                 min_traffic_rps=0.02,
                 annotations=_notes(  # the heading is slo_channel_call_success_<org>
-                    "slo_channel_call_success_org", f"channel calls to {org} are failing"
+                    "slo_channel_call_success_org",
+                    f"channel calls to {org} are failing",
+                    plan=f"channel {org} outage",
                 ),
             )
         )
@@ -163,6 +169,7 @@ def build_default_rules(pay_orgs: tuple[str, ...] = ()) -> list[Rule]:
             for_s=60,
             severity="page",
             summary="breaker for {{ $labels.resource }} has kept calls away for a minute",
+            plan="degrade {{ $labels.resource }}",  # shipped for weak dependencies only
         ),
         _gauge(
             "trial_balance_broken",

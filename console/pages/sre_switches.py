@@ -1,5 +1,7 @@
-"""Switches and limits: what is in force now (one-click revert), approvals with impact and
-before/after, flipping a switch with reason and expiry, history and audit logs.
+"""Switches and limits: switch plans (pending runs for one-click approval, the plans in
+force with a one-click revert, running a plan), what is in force now (one-click revert),
+approvals with impact and before/after, flipping a switch with reason and expiry,
+would-be blocks per rule and the trial limit, history and audit logs.
 
 Every reason and name a person typed is shown through ``md()`` (inert Markdown)."""
 
@@ -12,11 +14,22 @@ from typing import Any
 
 import streamlit as st
 
+from alerts.plan_proposals import propose_for_alerts
 from console.audit import recent
 from console.auth import User, can
 from console.pages import platform, require
 from console.panel import panel
+from console.plan_panels import (
+    active_runs,
+    dry_run_table,
+    pending_runs,
+    plan_book,
+    plan_history,
+    run_form,
+    trial_form,
+)
 from console.safe import md
+from console.views.switch_plans import plan_service
 from console.views.switches import (
     DEFAULT_HOURS,
     KINDS,
@@ -32,6 +45,8 @@ from console.views.switches import (
     switch_rows,
     switch_targets,
 )
+from stability.breaker_stats import read_stats
+from stability.plan_triggers import propose_for_breakers
 from stability.switches import SwitchRecord, conflict
 
 user = require("sre")
@@ -47,8 +62,8 @@ def act(
     action: str,
     target: str,
     detail: dict[str, Any],
-    fn: Callable[[], SwitchRecord],
-    done: Callable[[SwitchRecord], str],
+    fn: Callable[[], Any],
+    done: Callable[[Any], str],
 ) -> bool:
     """Run a switch change (audited); on success keep ``done(record)`` (Markdown, user text
     escaped) for the next run's confirmation and rerun; on refusal show the service's
@@ -71,6 +86,17 @@ flash = st.session_state.pop(FLASH, None)
 if flash:
     st.success(flash)
     st.toast(flash, icon=":material/check_circle:")
+
+# -- switch plans ----------------------------------------------------------------------------
+plans = plan_service(p.db.engine, p.stability, p.settings.pay_orgs)
+with panel("Switch plans", "database"):
+    plans.expire_due()
+    propose_for_breakers(plans, p.stability.map_store.load(), read_stats(p.db.engine))
+    propose_for_alerts(plans, p.db.engine)
+    pending_runs(plans, user, act)
+    active_runs(plans, user, act)
+with panel("Run a plan", "database"):
+    run_form(plans, user, act)
 
 # -- now in force ----------------------------------------------------------------------------
 with panel("Now in force", "database"):
@@ -297,6 +323,11 @@ def flip_form(me: User) -> None:
 with panel("Flip a switch", "database"):
     flip_form(user)
 
+with panel("Dry run: would-be blocks per rule, last 15 min", "metrics"):
+    dry_run_table(p, 900.0)
+with panel("Trial limit: a new rate in dry run", "database"):
+    trial_form(p, user, act)
+
 # -- history ---------------------------------------------------------------------------------
 with panel("Switches", "database"):
     st.dataframe(switch_rows(svc.listing()), hide_index=True, key="sw_table")
@@ -304,3 +335,7 @@ with panel("Switch audit log", "database"):
     st.dataframe(audit_rows(svc.audit_log(200)), hide_index=True, key="sw_audit")
 with panel("Console audit log", "database"):
     st.dataframe(recent(p.db.engine, 200), hide_index=True, key="console_audit")
+with panel("Plan book", "database"):
+    plan_book(plans, user, act)
+with panel("Plan runs", "database"):
+    plan_history(plans)

@@ -12,6 +12,8 @@ from sqlalchemy.engine import Engine
 
 from alerts.schema import AlertState
 from console.safe import md
+from console.views.runbook import plan_url
+from stability.plan_schema import Plan
 
 #: labels every alert carries (shown elsewhere in the row), not part of "what is affected"
 _OWN_LABELS = frozenset({"alertname", "severity"})
@@ -45,12 +47,14 @@ def _json_dict(text: str | None) -> dict[str, str]:
 
 def active_alerts(engine: Engine) -> list[dict[str, Any]]:
     """Firing and pending alerts from ``alert_states``: firing first, then by severity
-    (page before ticket), oldest first. Each has its summary and runbook annotations
-    and the ``resource`` it is about."""
+    (page before ticket), oldest first. Each has its summary and runbook annotations,
+    the ``resource`` it is about, and the ``plan`` that answers it (the one its ``plan``
+    annotation names, if such a plan is stored; else empty)."""
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(AlertState.__table__).where(AlertState.state.in_(("firing", "pending")))
         ).all()
+        stored = set(conn.execute(sa.select(Plan.name)).scalars()) if rows else set()
     out = []
     for r in rows:
         labels, notes = _json_dict(r.labels), _json_dict(r.annotations)
@@ -64,6 +68,7 @@ def active_alerts(engine: Engine) -> list[dict[str, Any]]:
                 "resource": alert_resource(labels),
                 "summary": notes.get("summary", ""),
                 "runbook": notes.get("runbook", ""),
+                "plan": notes.get("plan", "") if notes.get("plan") in stored else "",
                 "value": r.value,
                 "active_since": r.active_since,
                 "fired_at": r.fired_at,
@@ -95,8 +100,9 @@ _BADGE = {"critical": "red", "page": "red", "ticket": "orange", "warning": "oran
 
 def alert_markdown(a: dict[str, Any], now: float, silence: Any = None) -> str:
     """One alert as one line of Markdown: severity badge, summary, resource, state and
-    since when, and the silence covering it. Every stored string goes through
-    :func:`console.safe.md` (labels and annotations are data, not markup)."""
+    since when, the silence covering it, and a link to its switch plan. Every stored
+    string goes through :func:`console.safe.md` (labels and annotations are data, not
+    markup)."""
     colour = _BADGE.get(a["severity"], "gray")
     parts = [f":{colour}-badge[{md(a['severity'] or '?')}] **{md(a['summary'] or a['rule'])}**"]
     if a["resource"]:
@@ -109,6 +115,9 @@ def alert_markdown(a: dict[str, Any], now: float, silence: Any = None) -> str:
             f":gray-badge[silenced until {clock_time(silence.ends_at, now)} by "
             f"{md(silence.creator)}]"
         )
+    plan = a.get("plan", "")
+    if plan:
+        parts.append(f"[plan: {md(plan)}]({plan_url(plan)})")
     return " · ".join(parts)
 
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote_plus
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
+#: the Switches page, where a plan is run (``?plan=`` preselects it)
+PLANS_PAGE = "/sre_switches"
+#: the runbook's plan paragraph: ``**Plan.** `channel <ORG> outage` ...``
+_PLAN_LINE = re.compile(r"\*\*Plan\.\*\*(.*?)(?:\n\n|\Z)", re.S)
+#: placeholders in a plan name and the alert label that fills each
+PLACEHOLDERS = {"<ORG>": "pay_org", "<resource>": "resource"}
 
 
 @dataclass(frozen=True)
@@ -64,3 +72,47 @@ def runbook_section(link: str, rule: str = "", *, path: Path = RUNBOOK) -> Runbo
         return None
     sections = runbook_sections(path)
     return sections.get(rule) or sections.get(link.split("#", 1)[1])
+
+
+def plan_url(name: str) -> str:
+    """Where plan ``name`` is run: ``/sre_switches?plan=channel+SANDBOX_A+outage``."""
+    return f"{PLANS_PAGE}?plan={quote_plus(name)}"
+
+
+def section_plans(text: str, labels: Mapping[str, str] | None = None) -> list[str]:
+    """The plans a runbook section's ``**Plan.**`` paragraph names (in backticks), with
+    ``<ORG>``/``<resource>`` filled from an alert's labels; a name whose placeholder the
+    labels cannot fill is left out unless no labels are given."""
+    names: list[str] = []
+    for para in _PLAN_LINE.findall(text):
+        for name in re.findall(r"`([^`]+)`", para):
+            for holder, label in PLACEHOLDERS.items():
+                if holder in name and labels is not None:
+                    name = name.replace(holder, labels.get(label, holder))
+            if labels is not None and any(h in name for h in PLACEHOLDERS):
+                continue
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def plans_in_runbook(path: Path = RUNBOOK) -> dict[str, list[str]]:
+    """``{plan name (with placeholders): [runbook anchors naming it]}``."""
+    out: dict[str, list[str]] = {}
+    for anchor, section in runbook_sections(path).items():
+        for name in section_plans(section.text):
+            out.setdefault(name, []).append(anchor)
+    return out
+
+
+def runbook_anchors_for(plan: str, path: Path = RUNBOOK) -> list[str]:
+    """The runbook sections that name ``plan`` (``channel SANDBOX_A outage`` matches the
+    runbook's ``channel <ORG> outage``)."""
+    out = []
+    for pattern, anchors in plans_in_runbook(path).items():
+        rx = re.escape(pattern)
+        for holder in PLACEHOLDERS:
+            rx = rx.replace(re.escape(holder), r"[^ ]+")
+        if re.fullmatch(rx, plan):
+            out += [a for a in anchors if a not in out]
+    return out

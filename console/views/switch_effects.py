@@ -133,6 +133,9 @@ def before_after(
     if kind in ("set_limit", "dry_run_limit"):
         rule = next((r for r in rules if r.name == target), None)
         base = _limit_text(rule.rate, rule.burst) if rule else "no such limit rule"
+        if kind == "dry_run_limit" and "rate" in params:  # a trial limit
+            trial = _limit_text(params["rate"], params.get("burst", params["rate"]))
+            return f"enforced: {base}", f"trial: {trial} counted in dry run, nothing refused"
         if kind == "dry_run_limit":
             return f"enforced: {base}", f"dry run: {base} counted, nothing refused"
         after = _limit_text(params.get("rate", 0), params.get("burst", params.get("rate", 0)))

@@ -24,6 +24,7 @@ from simulator.sandbox_config import knob_request
 from stability.depmap import DependencyMap, impact
 from stability.errors import StabilityError
 from stability.limits import LimitRule
+from stability.plan_steps import acting_targets
 from stability.policy import approval_policy, is_core_link, is_strong_dependency
 from stability.switches import KINDS, MAX_HORIZON, SwitchRecord
 
@@ -113,10 +114,9 @@ def breaker_rows(
 
 
 def switch_targets(dmap: DependencyMap, rules: Iterable[LimitRule], kind: str) -> list[str]:
-    """Suggested targets: resources, or limit rule names for the limit kinds."""
-    if kind in ("set_limit", "dry_run_limit"):
-        return sorted(r.name for r in rules)
-    return [r.name for r in dmap.resources]
+    """The targets offered for ``kind``: only those whose switch acts (a guarded call
+    reads it: :func:`stability.plan_steps.acting_targets`), resources or limit rules."""
+    return sorted(acting_targets(dmap, rules).get(kind, []))
 
 
 @dataclass(frozen=True)

@@ -382,6 +382,7 @@ def test_export_groups_and_yaml() -> None:
         "annotations": {
             "summary": "breaker for {{ $labels.resource }} has kept calls away for a minute",
             "runbook": "docs/runbook.md#breaker_open",
+            "plan": "degrade {{ $labels.resource }}",  # the switch plan it proposes
         },
     }
     assert rule_groups([], prefix="x-") == {"groups": []}
