@@ -285,7 +285,8 @@ def test_preview_switch_dry_run():
     )
     assert p.problems == ["force_breaker needs state forced_open or forced_closed"]
     assert switch_targets(_dmap(), rules, "set_limit") == ["risk.total"]
-    assert switch_targets(_dmap(), rules, "degrade") == ["coupon", "db", "pay", "risk"]
+    # only switches that act: called resources (a core link no one calls is not offered)
+    assert switch_targets(_dmap(), rules, "degrade") == ["coupon", "db", "risk"]
 
 
 def test_knob_request():
