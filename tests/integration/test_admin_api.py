@@ -148,3 +148,22 @@ def test_roles_are_the_consoles(stack):
     entries = stack.http.get("/admin/v1/audit", headers=olga).json()["entries"]
     assert entries == []
     assert stack.platform.stability.switches.listing() == []
+
+
+def test_a_switch_store_that_is_down_is_a_503_without_driver_details(stack):
+    import sqlalchemy as sa
+
+    olga = stack.as_user("olga")
+    svc = stack.platform.stability.switches
+    working, svc.engine = (
+        svc.engine,
+        sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:1/x"),
+    )
+    try:
+        answer = stack.http.get("/admin/v1/switches", headers=olga)
+    finally:
+        svc.engine.dispose()
+        svc.engine = working
+    assert answer.status_code == 503
+    error = answer.json()["error"]
+    assert error["code"] == "switch_storage_unavailable" and "psycopg" not in error["message"]
