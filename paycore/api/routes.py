@@ -1,5 +1,9 @@
 """The API's routes, registered on an app by resource: ops probes, trades, channel
-callbacks. Registration order is the OpenAPI document's order."""
+callbacks. Registration order is the OpenAPI document's order.
+
+Creating a trade, paying, refunding and a channel's callback run as the map's links
+(``link.trade_create``, ``link.pay``, ``link.refund``, ``link.callback``): every guarded
+call they make (the database, the ledger, Redis, the channels) is that link's edge."""
 
 import logging
 from typing import Annotated, Any
@@ -90,7 +94,8 @@ def add_trade_routes(app: FastAPI, rt: ApiRuntime) -> None:
     @app.post("/v1/trades", tags=["trades"], response_model=TradeOut)
     async def create_trade(body: CreateTradeBody, m: Merchant) -> Response:
         req = CreateTrade(**body.model_dump())
-        return as_json(trade_out(await offload(m.core.trades.create, m.merchant_id, req)))
+        created = await rt.offload_as("link.trade_create", m.core.trades.create, m.merchant_id, req)
+        return as_json(trade_out(created))
 
     @app.get("/v1/trades/{out_trade_no}", tags=["trades"], response_model=TradeDetailOut)
     async def query_trade(out_trade_no: OutNo, m: Merchant) -> Response:
@@ -100,12 +105,14 @@ def add_trade_routes(app: FastAPI, rt: ApiRuntime) -> None:
     async def pay(out_trade_no: OutNo, body: PayBody, m: Merchant) -> Response:
         tools = tuple(PayTool(t.tool, t.amount) for t in body.tools)
         req = PayRequest(out_trade_no, tools, body.out_pay_no, body.pay_org_no)
-        return as_json(pay_order_out(await offload(m.core.payments.pay, m.merchant_id, req)))
+        order = await rt.offload_as("link.pay", m.core.payments.pay, m.merchant_id, req)
+        return as_json(pay_order_out(order))
 
     @app.post("/v1/trades/{out_trade_no}/refunds", tags=["trades"], response_model=TradeDetailOut)
     async def refund(out_trade_no: OutNo, body: RefundBody, m: Merchant) -> Response:
         req = RefundRequest(out_trade_no, body.out_refund_no, body.amount, body.reason)
-        return as_json(detail_out(await offload(m.core.refunds.refund, m.merchant_id, req)))
+        detail = await rt.offload_as("link.refund", m.core.refunds.refund, m.merchant_id, req)
+        return as_json(detail_out(detail))
 
     @app.post("/v1/trades/{out_trade_no}/confirm", tags=["trades"], response_model=TradeOut)
     async def confirm(out_trade_no: OutNo, m: Merchant) -> Response:
@@ -159,7 +166,7 @@ def add_callback_route(app: FastAPI, rt: ApiRuntime) -> None:
             body.channel_ref,
         )
         try:
-            outcome = await rt.offload(c.payments.on_channel_result, result)
+            outcome = await rt.offload_as("link.callback", c.payments.on_channel_result, result)
         except NotFound:
             log.warning("callback for unknown order %s at %s", body.channel_txn_no, pay_org_no)
             raise

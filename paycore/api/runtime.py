@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
 
+from stability.guard import calling_as
+
 from ..channels.gateway import ChannelFront
 from ..core import PayCore
 from ..errors import AuthenticationFailed, ShadowDisabled
@@ -100,6 +102,14 @@ class ApiRuntime:
         """``fn(*args)`` on the app's pool. A plain executor hop costs a fraction of
         anyio's ``to_thread`` (capacity limiter, cancel scope, backend lookups per call)."""
         call = functools.partial(contextvars.copy_context().run, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    async def offload_as(self, link: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """:meth:`offload` as the map's ``link``: the guarded calls ``fn`` makes (the
+        database, the ledger, Redis, the channels) are that link's edges."""
+        with calling_as(link):
+            context = contextvars.copy_context()
+        call = functools.partial(context.run, fn, *args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     def _target(self, shadow: bool) -> PayCore:

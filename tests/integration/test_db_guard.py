@@ -168,3 +168,57 @@ def test_the_api_answers_503_naming_the_database_when_it_is_degraded(pg_url):
         assert guard.stats.count("database", "pass") >= 1
     finally:
         core.close()
+
+
+class Seen:
+    """A guard recorder keeping each (resource, caller) that had an outcome."""
+
+    def __init__(self) -> None:
+        self.edges: set[tuple[str, str]] = set()
+
+    def outcome(self, resource: str, caller: str, outcome: str, duration_s: float) -> None:
+        self.edges.add((resource, caller))
+
+    def breaker_changed(self, *args) -> None:
+        pass
+
+
+def test_each_route_runs_as_its_link(pg_url):
+    from paycore.api import ApiConfig, create_app
+    from stability.depmap_seed import default_map
+
+    seen = Seen()
+    guard = Guard(default_map(("SANDBOX_A", "SANDBOX_B"), redis_lock=False), recorders=[seen])
+    core = PayCore(Database(pg_url), guard=guard)
+    shop = Shop(core)
+    shop.fund("u1", 5_000)  # not through the API: no caller, its database calls unguarded
+    assert not {e for e in seen.edges if e[0] in ("database", "ledger.posting")}
+    body = {
+        "out_trade_no": "r-1",
+        "trade_type": "instant",
+        "amount": 300,
+        "currency": "CNY",
+        "user_id": "u1",
+        "order_type": "goods",
+        "sub_type": "physical",
+        "pay_org_no": Shop.ORG,
+    }
+    auth = {"Authorization": f"Bearer {shop.token}"}
+    try:
+        with TestClient(create_app(core, ApiConfig())) as http:
+            assert http.post("/v1/trades", json=body, headers=auth).status_code == 200
+            created = set(seen.edges)
+            pay = {"tools": [{"tool": "balance", "amount": 300}]}
+            assert http.post("/v1/trades/r-1/pay", json=pay, headers=auth).status_code == 200
+            refund = {"out_refund_no": "rf-1", "amount": 100}
+            r = http.post("/v1/trades/r-1/refunds", json=refund, headers=auth)
+            assert r.status_code == 200, r.text
+    finally:
+        core.close()
+    assert ("database", "link.trade_create") in created
+    assert {
+        ("database", "link.pay"),
+        ("ledger.posting", "link.pay"),
+        ("database", "link.refund"),
+        ("ledger.posting", "link.refund"),
+    } <= seen.edges
