@@ -43,8 +43,8 @@ def test_demoted_operator_cannot_act_at_the_next_click(console_db, shell):
     at = _page(at, "sre_switches")
     assert not at.exception, at.exception
     at.selectbox(key="sw_kind").select("degrade")
-    at.selectbox(key="sw_target").select("coupon").run()
-    at.text_input(key="sw_reason").input("coupon slow")
+    at.selectbox(key="sw_target").select("notification").run()
+    at.text_input(key="sw_reason").input("notification slow")
     at.number_input(key="sw_hours").set_value(1.0).run()
 
     assert auth.set_role(console_db, "otto", "viewer")  # an admin demotes otto now
@@ -67,8 +67,8 @@ def test_promotion_takes_effect_and_actions_are_audited_with_the_role_now(consol
     at = _page(at.run(), "sre_switches")  # her next click shows the SRE pages
     assert not at.exception, at.exception
     at.selectbox(key="sw_kind").select("degrade")
-    at.selectbox(key="sw_target").select("coupon").run()
-    at.text_input(key="sw_reason").input("coupon slow")
+    at.selectbox(key="sw_target").select("notification").run()
+    at.text_input(key="sw_reason").input("notification slow")
     at.number_input(key="sw_hours").set_value(1.0).run()
     at.button(key="sw_apply").click().run()
     assert not at.exception, at.exception
