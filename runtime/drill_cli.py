@@ -42,9 +42,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def audit_jobs(platform: Any, factor: float) -> list[tuple[str, Callable[[], Any]]]:
-    """The worker's jobs that call dependencies, run once in every fault window: the
+    """The worker's jobs that call dependencies, guarded as the worker guards them
+    (:func:`runtime.worker.worker_jobs`), run once in every fault window: the
     active query (orders in flight for ``12 s x factor``), the hot accounts' summary posting,
     internal reconciliation and each pay org's statement reconciliation for yesterday."""
+    from paycore.channels.guarded import GuardedGateway
     from paycore.jobs.active_query import ActiveQuery
     from paycore.jobs.ledger_jobs import summary_posting_job
     from paycore.recon import reconcile_internal
@@ -55,16 +57,18 @@ def audit_jobs(platform: Any, factor: float) -> list[tuple[str, Callable[[], Any
     if gateway is None:
         return []
     after = max(0.5, 12.0 * factor)  # the window's pays in flight are asked about in it
-    query = ActiveQuery(core, gateway, first_after_s=after, interval_s=after)
+    asking = GuardedGateway(gateway, core.guard, "job.active_query")
+    query = ActiveQuery(core, asking, first_after_s=after, interval_s=after)
+    recon = GuardedGateway(gateway, core.guard, "job.reconciliation")
     day = (datetime.now(UTC) - timedelta(days=1)).date()
 
     def statement(org: str) -> Callable[[], Any]:
-        return lambda: reconcile_day(core, gateway, org, day)
+        return lambda: reconcile_day(core, recon, org, day)
 
     jobs: list[tuple[str, Callable[[], Any]]] = [
         ("active_query", query.run_once),
         ("summary_posting", lambda: summary_posting_job(core)),
-        ("recon_internal", lambda: reconcile_internal(core, gateway=gateway)),
+        ("recon_internal", lambda: reconcile_internal(core, gateway=recon)),
     ]
     jobs += [(f"recon_external_{org}", statement(org)) for org in platform.settings.pay_orgs]
     return jobs

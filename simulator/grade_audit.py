@@ -144,7 +144,8 @@ class _Audit:
         entry: dict[str, Any] = {"resource": resource}
         edges = [e for e in self.dmap.edges if e.callee == resource]
         lead_in = self.probe.pay if self.probe is not None else None
-        fault = fault_for(resource, self.dmap, self.targets, self.guard, self.sim, lead_in)
+        hold_s = 2.0 * self.config.seconds_per_fault
+        fault = fault_for(resource, self.dmap, self.targets, self.guard, self.sim, lead_in, hold_s)
         if isinstance(fault, str):
             entry.update(status="not_applicable", reason=fault)
             self.edges += [_row(e, "not_applicable", fault) for e in edges]

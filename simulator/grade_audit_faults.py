@@ -3,7 +3,7 @@
 * ``channel.<ORG>``: the sandbox channel's knobs (every call answered 503);
 * ``database`` and ``redis``: the TCP fault proxy in front of the platform's connections
   (down: open connections cut, new ones refused);
-* ``notification``: the simulator's merchant receivers answer every notification 500;
+* ``notification``: the simulator's merchant receivers answer no notification in time;
 * anything else (``ledger.posting``, ``ledger.hot_account``, ``risk``, ...): the guard's
   fault hook (:mod:`stability.faults`), only when the guard consults it.
 
@@ -46,7 +46,7 @@ def guard_has_hook(guard: Any) -> bool:
     return ATTR in source
 
 
-def _channel(resource: str, targets: DrillTargets, lead_in: LeadIn) -> Fault | str:
+def _channel(resource: str, targets: DrillTargets, lead_in: LeadIn, hold_s: float) -> Fault | str:
     sandbox, org = targets.sandbox, resource.split(".", 1)[1]
     if sandbox is None:
         return "no sandbox channel admin API to fail the channel"
@@ -55,14 +55,14 @@ def _channel(resource: str, targets: DrillTargets, lead_in: LeadIn) -> Fault | s
     def apply() -> Any:
         before.update(sandbox.knobs()[org])
         if lead_in is not None:  # a pay left processing: what the active query asks about
-            sandbox.put(org, {"callback_delay_ms": 600_000.0})
+            sandbox.put(org, {"callback_delay_ms": hold_s * 1000.0})
             lead_in(org)
         return sandbox.put(org, {"error_rate": 1.0})
 
     return Fault(
         resource,
         f"sandbox knobs: {org} answers every call 503"
-        + (" (after one pay accepted and left processing)" if lead_in else ""),
+        + (f" (after one pay accepted, its callback held {hold_s:g}s)" if lead_in else ""),
         apply,
         lambda: sandbox.put(org, dict(before) or {"error_rate": 0.0}),
     )
@@ -89,13 +89,14 @@ def _receiver(resource: str, simulator: Any) -> Fault | str:
         return "the simulator runs no merchant notification receivers"
     saved = (receiver.failure_ratio, receiver.timeout_share)
 
-    def apply() -> None:
-        receiver.failure_ratio, receiver.timeout_share = 1.0, 0.0
+    def apply() -> None:  # no answer in time: an answer of any status is a working service
+        receiver.failure_ratio, receiver.timeout_share = 1.0, 1.0
 
     def undo() -> None:
         receiver.failure_ratio, receiver.timeout_share = saved
 
-    return Fault(resource, "merchant receivers answer every notification 500", apply, undo)
+    how = f"merchant receivers answer no notification (each held {receiver.timeout_s:g}s)"
+    return Fault(resource, how, apply, undo)
 
 
 def _hook(resource: str, guard: Any) -> Fault | str:
@@ -120,12 +121,14 @@ def fault_for(
     guard: Any,
     simulator: Any,
     lead_in: LeadIn = None,
+    hold_s: float = 10.0,
 ) -> Fault | str:
     """The fault for ``resource``, or why there is none. ``lead_in(org)``, when given, runs
-    before a channel fails (a probe's pay, left processing by a long callback delay)."""
+    before a channel fails: a probe's pay, its callback held ``hold_s`` (past the fault),
+    so the active query has an order in flight to ask the failing channel about."""
     kind = dmap.resource(resource).kind
     if kind == "channel" and "." in resource:
-        return _channel(resource, targets, lead_in)
+        return _channel(resource, targets, lead_in, hold_s)
     if resource in ("database", "redis"):
         return _proxy(resource, targets)
     if resource == "notification":

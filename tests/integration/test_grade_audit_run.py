@@ -27,7 +27,7 @@ from stability.depmap_seed import default_map
 from stability.depmap_store import DependencyMapStore
 
 pytestmark = pytest.mark.redis
-SECONDS_PER_FAULT = 5.0
+SECONDS_PER_FAULT = 6.0
 FACTOR = SECONDS_PER_FAULT / 60.0
 
 
@@ -77,3 +77,66 @@ def test_grade_audit_judges_every_edge_of_the_seeded_map(pg_url, redis_url, tmp_
     print(json.dumps(report["audit"], indent=1, default=str)[:3000])
     print(json.dumps(report["grade_audit"]["faults"], indent=1, default=str)[:12000])
     print(json.dumps(got and {f"{c} -> {r}": v for (c, r), v in got.items()}, indent=1))
+
+
+def _regrade_weak(pg_url: str, caller: str, callee: str) -> None:
+    """Store the seeded map with ``caller -> callee`` graded weak (a wrong grade)."""
+    from paycore.db.engine import create_engine_from_url
+
+    engine = create_engine_from_url(pg_url)
+    try:
+        store = DependencyMapStore(engine)
+        dmap = default_map(Settings().pay_orgs, redis_lock=True)
+        edge = dmap.edge(caller, callee)
+        assert edge is not None and edge.grade == "strong"
+        wrong = EdgeSpec(caller, callee, "weak", edge.timeout_ms, fallback="route elsewhere")
+        store.replace(dmap.with_edge(wrong))
+    finally:
+        engine.dispose()
+
+
+def _firing(engine, rule: str) -> list[dict[str, str]]:
+    return [
+        a.labels
+        for a in AlertEngine(engine, TimeSeriesStore(engine), []).active()
+        if a.rule == rule and a.state == "firing"
+    ]
+
+
+def test_a_wrong_grade_is_contradicted_and_raises_the_alert(pg_url, redis_url, tmp_path):
+    """``link.pay -> channel.SANDBOX_A`` re-graded weak: failing the channel fails the
+    pay link all the same, so the audit contradicts the grade, the platform's own alert
+    evaluation (at drill speed) fires ``grade_contradicted`` for that edge, and so do
+    the default rules."""
+    edge = ("link.pay", "channel.SANDBOX_A")
+    _regrade_weak(pg_url, *edge)
+    settings, stack = _platform(pg_url, redis_url, tmp_path)
+    try:
+        assert stack.platform.stability.guard.map.grade(*edge) == "weak"
+        config = AuditConfig(SECONDS_PER_FAULT, only=("channel.SANDBOX_A",), settle_s=30)
+        report = _audit(settings, stack, config, seed=22)
+        engine = stack.targets(settings).engine
+        deadline = time.monotonic() + 20
+        while not _firing(engine, f"{ALERT}_fast") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        fast = _firing(engine, f"{ALERT}_fast")
+        AlertEngine(engine, TimeSeriesStore(engine), default_rules(settings.pay_orgs)).evaluate()
+        firing = _firing(engine, ALERT)
+        [row] = list_reports(engine)
+        stored = get_report(engine, row["id"])
+    finally:
+        stack.stop()
+    print("\n".join(summary_lines(report)))
+    got = _verdicts(report)
+    assert got[edge] == "contradicted", report["grade_audit"]["edges"]
+    assert report["status"] == "failed" and not report["checks"]["no_grade_contradicted"]
+    row_ = next(e for e in report["grade_audit"]["edges"] if (e["caller"], e["callee"]) == edge)
+    assert (row_["grade"], row_["expected"], row_["observed"]) == ("weak", "degrades", "fails")
+    # the other edges to the channel keep their (right) strong grade
+    assert got[("link.refund", "channel.SANDBOX_A")] == "confirmed"
+    # stored, and the alert fires for that edge only: the platform's evaluator and the rules
+    assert stored is not None and _verdicts(stored)[edge] == "contradicted"
+    assert (row["name"], row["status"]) == ("grade-audit", "failed")
+    labels = {(a["caller"], a["callee"]) for a in fast}
+    assert labels == {edge}, fast
+    assert {(a["caller"], a["callee"]) for a in firing} == {edge}, firing
