@@ -178,6 +178,7 @@ def _impact(dmap, nodes, failed: list[str], window: float) -> dict[str, str]:
 @st.fragment(run_every=MAP_EVERY)
 def live_map_panel(window: float, failed: list[str]) -> None:
     """The map, its impact query and its tables; refreshes itself every MAP_EVERY s."""
+    platform()  # a fragment-only run checks the user again (console.pages.platform)
     with panel("Map", "database"):
         dmap, snapshot = rt.map_store.load(), rt.switches.snapshot()
         breakers = breakers_now(rt, p.db.engine)
