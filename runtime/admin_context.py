@@ -34,12 +34,6 @@ class AdminContext:
         """The caller, if the console lets its role do ``action`` (401/403 otherwise)."""
         return self.auth.require(request, action)
 
-    def pending_plans(self, user: User) -> list[dict[str, Any]]:
-        """Plan runs and plans waiting for a second person (none without a plan service)."""
-        from .admin_plans import pending_plans
-
-        return pending_plans(self, user)
-
     def audited(
         self, user: User, action: str, target: str, detail: dict[str, Any], fn: Callable[[], T]
     ) -> T:

@@ -20,6 +20,7 @@ from stability.switches import ACTIVE, PENDING, SwitchRecord
 
 from .admin_auth import refuse
 from .admin_context import AdminContext
+from .admin_plans import pending_plans
 
 __all__ = ["SwitchIn", "switch_routes"]
 
@@ -185,7 +186,7 @@ def switch_routes(ctx: AdminContext) -> APIRouter:
         out = [
             {**record_out(x), "you_may_approve": may and x.actor != user.username} for x in pending
         ]
-        return {"switches": out, "plans": ctx.pending_plans(user)}
+        return {"switches": out, "plans": pending_plans(ctx, user)}
 
     @r.get("/audit")
     def audit(request: Request, limit: int = 100) -> dict[str, Any]:

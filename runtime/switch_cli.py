@@ -176,10 +176,11 @@ def _plan(args: argparse.Namespace) -> Any:
     if args.plan_command == "list":
         return call(args, "GET", "/plans")
     if args.plan_command == "run":
-        body = {"reason": args.reason, "ttl_s": args.ttl}
-        return call(args, "POST", f"/plans/{args.name}/run", body)
-    body = None if args.plan_command == "approve" else {"reason": args.reason}
-    return call(args, "POST", f"/plans/runs/{args.id}/{args.plan_command}", body)
+        return call(
+            args, "POST", f"/plans/{args.name}/run", {"reason": args.reason, "ttl_s": args.ttl}
+        )
+    end = None if args.plan_command == "approve" else {"reason": args.reason}
+    return call(args, "POST", f"/plans/runs/{args.id}/{args.plan_command}", end)
 
 
 def _run(handler: Any) -> Any:
