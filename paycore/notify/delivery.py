@@ -27,6 +27,11 @@ Outcomes are written fenced by the claim's ``lease_until`` (a row whose lease ra
 and that another worker claimed is left to that worker); the lease is stretched to
 outlast a batch of slow answers (``ceil(batch / concurrency) * timeout * 2``).
 ``worker_id`` names this worker in logs (the table has no holder column).
+
+With ``guard`` each POST goes through the map's ``link.notify -> notification`` edge
+(:mod:`.guarded`): the edge's timeout is the HTTP timeout, and a POST the guard refuses
+(``notification`` degraded, its breaker open) is not made: its row is released still
+``pending`` with its attempts untouched, and goes out on a later run.
 """
 
 from __future__ import annotations
@@ -46,12 +51,15 @@ import httpx
 from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from stability.guard import calling_as
+
 from ..channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from ..db.engine import Database
 from ..db.schema import Notification, NotificationAttempt
 from ..ids import IdGenerator
 from ..instrument import NULL_METRICS, Metrics
 from ..merchants import notify_keys
+from .guarded import CALLER, DEFERRED, guarded_post, notify_timeout
 from .signing import notification_signature
 
 
@@ -127,6 +135,7 @@ class NotificationDelivery:
         concurrency: int = 8,
         ids: IdGenerator | None = None,
         metrics: Metrics | None = None,
+        guard: Any = None,
     ) -> None:
         if not secret:
             raise ValueError("the platform's shared notification key is required")
@@ -137,6 +146,8 @@ class NotificationDelivery:
         self.clock = clock
         self.worker_id = worker_id or f"{socket.gethostname()}:{id(self):x}"
         workers = max(1, concurrency)
+        self.guard = guard  # stability.Guard: POSTs through link.notify -> notification
+        timeout = notify_timeout(guard, timeout)
         # the lease must outlast a whole batch of slow answers, or another worker re-sends
         self.batch, self.timeout = batch, timeout
         self.lease_s = max(lease_s, math.ceil(batch / workers) * timeout * 2)
@@ -155,16 +166,31 @@ class NotificationDelivery:
 
     # -- delivery --------------------------------------------------------------------------
     def deliver_due(self, now: datetime | None = None) -> int:
-        """Attempt every due notification (one batch); returns how many were attempted."""
-        now = now or self.clock()
+        """Attempt every due notification (one batch); returns how many were attempted.
+
+        Runs as the map's ``link.notify``: its transactions are that link's database
+        calls."""
+        with calling_as(CALLER):
+            return self._deliver_due(now or self.clock())
+
+    def _deliver_due(self, now: datetime) -> int:
         lease_until = now + timedelta(seconds=self.lease_s)
         claimed = self.db.run(lambda s: self._claim(s, now, lease_until))
         if not claimed:
             return 0
-        outcomes = list(self._pool.map(self._post, claimed))
-        updates, attempts = self._outcomes(now, claimed, outcomes)
-        self.db.run(lambda s: self._record(s, lease_until, updates, attempts))
-        return len(claimed)
+        timeout = notify_timeout(self.guard, self.timeout)  # the map may have changed
+        outcomes = list(self._pool.map(lambda row: self._send(row, timeout), claimed))
+        deferred = [r.id for r, o in zip(claimed, outcomes, strict=True) if o is DEFERRED]
+        sent = [(r, o) for r, o in zip(claimed, outcomes, strict=True) if o is not DEFERRED]
+        updates, attempts = self._outcomes(now, [r for r, _ in sent], [o for _, o in sent])
+        self.db.run(lambda s: self._record(s, lease_until, updates, attempts, deferred))
+        return len(sent)
+
+    def _send(self, row: _Claimed, timeout: float) -> _Outcome:
+        """One POST through the guard; :data:`DEFERRED` when the guard refused it."""
+        return guarded_post(
+            self.guard, lambda: self._post(row, timeout), lambda o: o.status_code is not None
+        )
 
     def _claim(self, s: Session, now: datetime, lease_until: datetime) -> list[_Claimed]:
         n = Notification
@@ -200,7 +226,7 @@ class NotificationDelivery:
             return (self._shared_key,)
         return tuple(self._shared_key if k is None else k for k in own)
 
-    def _post(self, row: _Claimed) -> _Outcome:
+    def _post(self, row: _Claimed, timeout: float | None = None) -> _Outcome:
         if not row.keys:  # its secrets all ran out: never fall back to the shared key
             return _Outcome(None, "no_signing_key", 0)
         body = envelope(row.event_id, row.event_type, row.created_at, row.payload)
@@ -215,7 +241,9 @@ class NotificationDelivery:
         code: int | None = None
         error = ""
         try:
-            with self._client.stream("POST", row.url, content=body, headers=headers) as resp:
+            with self._client.stream(
+                "POST", row.url, content=body, headers=headers, timeout=timeout or self.timeout
+            ) as resp:
                 code = resp.status_code  # the answer's body is not read
             if not 200 <= code < 300:
                 error = f"HTTP {code}"
@@ -286,10 +314,20 @@ class NotificationDelivery:
         lease_until: datetime,
         updates: list[dict[str, Any]],
         attempts: list[dict[str, Any]],
+        deferred: Sequence[int] = (),
     ) -> None:
-        """Write a batch's outcomes: one executemany UPDATE, one multi-row INSERT."""
+        """Write a batch's outcomes: one executemany UPDATE, one multi-row INSERT; the
+        deferred rows only lose our lease (still pending, due, attempts untouched)."""
         table = cast(Table, Notification.__table__)
         n = table.c
+        if deferred:
+            s.execute(
+                update(table)
+                .where(n.id.in_(deferred), n.status == PENDING, n.lease_until == lease_until)
+                .values(lease_until=None)
+            )
+        if not updates:
+            return
         # fenced by our lease: a row re-claimed after the lease ran out is not ours
         stmt = (
             update(table)
