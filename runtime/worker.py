@@ -53,6 +53,7 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
         worker_id=worker_id,
         ids=core.ids,
         metrics=core.metrics,
+        guard=core.guard,  # runs as link.notify: POSTs through link.notify -> notification
     )
     jobs: list[Job] = [
         (delivery.deliver_due, 5.0, "notifications"),
