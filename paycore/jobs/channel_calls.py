@@ -3,6 +3,12 @@
 ``stuck_channel_call`` ``{pay_org_no, channel_txn_no, kind, amount, currency, …}``:
 send a request that never got an answer again (channels are idempotent on
 ``channel_txn_no``), unless its pay item has settled meanwhile.
+
+In the worker the gateway is a :class:`~paycore.channels.guarded.GuardedGateway` for
+``job.compensation``: a call the guard refuses (``channel.<org>`` degraded, its breaker
+open) raises :class:`~paycore.channels.errors.ChannelRefused` before anything is sent. To
+the worker that is a system failure: the task is retried with its backoff (5 s doubling,
+each try counted; after ``max_attempts`` it waits for a human as ``manual``).
 """
 
 from __future__ import annotations

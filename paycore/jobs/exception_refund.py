@@ -6,7 +6,8 @@ part goes back to the user's balance; a channel part is refunded at the channel 
 reports success, retrying while it is processing. Postings are ``("exception_refund",
 str(pay_item_id))``: an item's money is refunded once, whichever exception asks. Then
 ``pay_exceptions.status`` is ``resolved``; a definite failure or too many attempts make
-it ``manual``.
+it ``manual``. The channel calls are ``job.compensation``'s (guarded, see
+:mod:`.channel_calls`): a refused call leaves the exception open and the task retrying.
 """
 
 from __future__ import annotations
