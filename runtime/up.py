@@ -219,6 +219,7 @@ class AllInOne:
             lines.append(f"  console   http://{o.host}:{o.console_port}")
         lines += [
             f"  API       {s.api_url}   (metrics: {s.api_url}/metrics)",
+            f"  admin API {s.api_url}/admin/v1   (paywatch admin; console users sign in)",
             f"  sandbox   {s.sandbox_url}",
             f"  database  {_redact(s.database_url)}",
             "",
