@@ -176,3 +176,13 @@ def _token(api: str, user: str) -> str:
     with httpx.Client(base_url=api, timeout=10) as http:
         answer = http.post("/login", json={"username": user, "password": PASSWORD})
     return str(answer.json()["token"])
+
+
+def test_paywatch_up_names_the_admin_api(tmp_path):
+    from runtime.settings import Settings
+    from runtime.up import AllInOne, UpOptions
+
+    stack = AllInOne(
+        Settings(var_dir=str(tmp_path / "var")), UpOptions(api_port=0, console=False), env={}
+    )
+    assert f"admin API {stack.settings.api_url}/admin/v1" in stack.banner()
