@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -40,13 +40,18 @@ from .client import ChannelAck, HttpChannelClient
 from .errors import ChannelRefused, ChannelRejected, ChannelUnavailable, UnknownChannel
 from .port import ChannelRequest
 
-if TYPE_CHECKING:
-    from .gateway import ChannelGateway
-
 log = logging.getLogger(__name__)
 
 #: requests one pay org may have queued or in flight before the front refuses more
 DEFAULT_MAX_IN_FLIGHT = 32
+
+
+class Clients(Protocol):
+    """What the front needs of :class:`~paycore.channels.gateway.ChannelGateway`."""
+
+    def client(self, org: str) -> HttpChannelClient: ...
+
+    def close(self) -> None: ...
 
 
 def link_of(request: ChannelRequest) -> str:
@@ -75,7 +80,7 @@ class ChannelFront:
 
     def __init__(
         self,
-        gateway: ChannelGateway,
+        gateway: Clients,
         notify_url_for: Callable[[str], str],
         *,
         max_workers: int = 8,
