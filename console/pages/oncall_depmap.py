@@ -114,8 +114,7 @@ def degrade_form(name: str) -> None:
 if can(user.role, "switch.propose"):
     with panel("Degrade a weak dependency", "database"):
         dmap = rt.map_store.load()
-        now = datetime.now(UTC)
-        live = {r.target: r for r in rt.switches.live(now) if r.kind == "degrade"}
+        live = {r.target: r for r in rt.switches.live(datetime.now(UTC)) if r.kind == "degrade"}
         weak = weak_targets(dmap)
         cols = st.columns(max(1, len(weak)))
         for col, name in zip(cols, weak, strict=False):
