@@ -68,11 +68,11 @@ class PlanBook:
             raise SwitchError("a plan needs at least one step")
         out = []
         for i, raw in enumerate(steps, 1):
-            step = check_shape(raw)
-            handler = self.handlers.get(step["kind"])
-            if handler is None:
-                raise SwitchError(f"step {i}: {step['kind']} steps cannot run here")
             try:
+                step = check_shape(raw)
+                handler = self.handlers.get(step["kind"])
+                if handler is None:
+                    raise SwitchError(f"{step['kind']} steps cannot run here")
                 handler.check(step)
             except SwitchError as exc:
                 raise type(exc)(f"step {i}: {exc.message}", resource=exc.resource) from None

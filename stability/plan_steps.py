@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from . import policy
+from . import errors, policy
 from .depmap import DependencyMap
 from .errors import SwitchError
 from .limits import LimitRule
@@ -154,12 +154,20 @@ class SwitchSteps:
         self.rules = rules
 
     def check(self, step: Mapping[str, Any]) -> None:
-        acting = acting_targets(self.dmap(), self.rules())
-        if step["target"] not in acting.get(step["kind"], []):
-            raise SwitchError(
-                f"{step['kind']} {step['target']}: no such target, or switching it changes "
-                "nothing (no guarded call reads it)"
-            )
+        """Refuse a target the map or the rules do not have (``UnknownSwitchTarget``, a
+        404, where the switch service has it), and one whose switch no call reads."""
+        dmap, rules = self.dmap(), list(self.rules())
+        kind, target = step["kind"], step["target"]
+        if target in acting_targets(dmap, rules).get(kind, []):
+            return
+        names = {r.name for r in rules} if "limit" in kind else {r.name for r in dmap.resources}
+        if target not in names:
+            unknown = getattr(errors, "UnknownSwitchTarget", SwitchError)
+            raise unknown(f"{kind} {target}: no such target", resource=target)
+        raise SwitchError(
+            f"{kind} {target}: switching it changes nothing (no guarded call reads it)",
+            resource=target,
+        )
 
     def _params(self, step: Mapping[str, Any], live: SwitchRecord | None) -> dict[str, Any]:
         kind = step["kind"]
