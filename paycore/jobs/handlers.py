@@ -21,6 +21,8 @@ from typing import Any, Protocol
 from sqlalchemy import String, cast, exists, select
 from sqlalchemy.orm import Session
 
+from stability.guard import calling_as
+
 from ..compensation import refund_txn_no
 from ..db.engine import Database
 from ..db.schema import CompensationTask, PayException
@@ -126,7 +128,8 @@ class Handlers:
                 self.queue.complete(task, session=s)
 
         try:
-            self.db.run(work)
+            with calling_as("ledger.posting"):  # the map's ledger.posting -> database
+                self.db.run(work)
         except (UnbalancedEntry, InsufficientBalance, InvalidContext) as e:
             raise BusinessFailure(f"entry cannot be posted: {e.code}: {e.message}") from e
         return self.queue is not None
