@@ -15,6 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from stability.guard import calling_as
+
 from ..ledger import TrialBalance, drain_pending, trial_balance
 
 if TYPE_CHECKING:
@@ -24,8 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def summary_posting_job(core: PayCore, *, batch: int = 5000) -> int:
-    """Apply every queued hot-account delta; returns how many postings were folded in."""
-    folded = drain_pending(core.db, core.ids, batch=batch)
+    """Apply every queued hot-account delta; returns how many postings were folded in.
+
+    Runs as the map's ``ledger.hot_account``: its transactions are that edge's database
+    calls (degraded ``database`` stops it; the deltas wait in the queue)."""
+    with calling_as("ledger.hot_account"):
+        folded = drain_pending(core.db, core.ids, batch=batch)
     if folded:
         log.debug("summary posting folded %d buffered postings", folded)
     return folded

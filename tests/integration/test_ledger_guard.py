@@ -181,3 +181,18 @@ def test_hot_rows_that_stay_slow_open_the_breaker_and_postings_buffer(pg_url):
     finally:
         holder.dispose()
         core.close()
+
+
+def test_summary_posting_runs_as_the_hot_account(guarded):
+    from paycore.jobs.ledger_jobs import summary_posting_job
+
+    core, guard = guarded
+    for i in range(3):
+        post(core, i)
+    guard.apply(SwitchSnapshot(version=1, degraded=frozenset({"database"})))
+    with pytest.raises(DependencyFailed):
+        summary_posting_job(core)  # ledger.hot_account -> database is refused
+    guard.apply(SwitchSnapshot(version=2))
+    assert pending_count(core.db) == 3  # the fee legs wait ...
+    assert summary_posting_job(core) == 3  # ... and are folded in once it is back
+    assert guard.stats.count("database", "degraded") == 1
