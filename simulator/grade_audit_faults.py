@@ -1,6 +1,7 @@
 """How a grade audit takes one dependency down, and brings it back.
 
-* ``channel.<ORG>``: the sandbox channel's knobs (every call answered 503);
+* ``channel.<ORG>``: the sandbox channel's ``outage_rate`` knob (every call, queries and
+  statements too, answered 503);
 * ``database`` and ``redis``: the TCP fault proxy in front of the platform's connections
   (down: open connections cut, new ones refused);
 * ``notification``: the simulator's merchant receivers answer no notification in time;
@@ -57,11 +58,11 @@ def _channel(resource: str, targets: DrillTargets, lead_in: LeadIn, hold_s: floa
         if lead_in is not None:  # a pay left processing: what the active query asks about
             sandbox.put(org, {"callback_delay_ms": hold_s * 1000.0})
             lead_in(org)
-        return sandbox.put(org, {"error_rate": 1.0})
+        return sandbox.put(org, {"outage_rate": 1.0})
 
     return Fault(
         resource,
-        f"sandbox knobs: {org} answers every call 503"
+        f"sandbox knobs: {org} answers every call 503 (pays, refunds, queries, statements)"
         + (f" (after one pay accepted, its callback held {hold_s:g}s)" if lead_in else ""),
         apply,
         lambda: sandbox.put(org, dict(before) or {"error_rate": 0.0}),

@@ -4,7 +4,7 @@
 several pay orgs. Every ``/gateway/{org}/...`` request must be signed with that
 org's secret (:mod:`.signing`); transactions are accepted at once and their outcome
 is delivered later by a signed callback to the request's ``notify_url``. Per-org
-:class:`Knobs` (changeable at ``/admin/knobs``) inject latency, errors, timeouts,
+:class:`Knobs` (changeable at ``/admin/knobs``) inject latency, errors, outages, timeouts,
 failures, duplicate or wrong callbacks, and statement discrepancies.
 
 Nothing is created at import time; the callback client and tasks live between the
@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import date
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -183,6 +183,8 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         req = _parse(_TxnIn, body)
         await asyncio.sleep(state.latency(org))
         knobs = state.knobs(org)
+        if state.chance(knobs.outage_rate):
+            return _outage()
         if state.chance(knobs.timeout_rate):
             # The channel takes the request but answers long after the caller gave up:
             # the outcome is unknown to the caller until a callback or a query.
@@ -216,9 +218,11 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         app.add_api_route(f"/gateway/{{org}}/{kind}", transaction_endpoint(kind), methods=["POST"])
 
     @app.get("/gateway/{org}/query/{channel_txn_no}")
-    async def query(org: str, channel_txn_no: str, request: Request) -> dict[str, object]:
+    async def query(org: str, channel_txn_no: str, request: Request) -> Any:
         await authenticate(request, org)
         await asyncio.sleep(state.latency(org))
+        if state.chance(state.knobs(org).outage_rate):
+            return _outage()
         txn = state.get(org, channel_txn_no)
         if txn is None:
             return {"status": "unknown", "amount": None, "currency": None, "channel_ref": ""}
@@ -243,6 +247,8 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         org: str, request: Request, day_text: str = Query("", alias="date")
     ) -> Response:
         await authenticate(request, org)
+        if state.chance(state.knobs(org).outage_rate):
+            return _outage()
         try:
             day = _parse_day(day_text)
         except ValueError:
@@ -275,6 +281,10 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         return {"ok": True}
 
     return app
+
+
+def _outage() -> JSONResponse:
+    return JSONResponse({"error": "channel_unavailable"}, status_code=503)
 
 
 def _parse_day(text: str) -> date:

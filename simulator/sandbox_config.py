@@ -12,6 +12,7 @@ KINDS = ("pay", "refund", "withdraw")
 _RATES = frozenset(
     {
         "error_rate",
+        "outage_rate",
         "timeout_rate",
         "fail_rate",
         "amount_mismatch_rate",
@@ -33,6 +34,7 @@ class Knobs:
     latency_ms: float = 5.0  #: median answer latency
     latency_jitter: float = 0.25  #: sigma of the lognormal around the median
     error_rate: float = 0.0  #: answer 503 instead of accepting
+    outage_rate: float = 0.0  #: answer 503 to any call: submissions, queries, statements
     timeout_rate: float = 0.0  #: accept, but answer only after ``timeout_ms``
     timeout_ms: float = 10_000.0
     fail_rate: float = 0.0  #: accept, then call back ``failed``
