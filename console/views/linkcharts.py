@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,9 +35,37 @@ def sparkline(
     return fig
 
 
-def link_chart(series: dict[str, list[tuple[float, Any]]], title: str = "") -> go.Figure:
+#: the shade of a chart annotation (a switch plan in force)
+ANNOTATION_COLOUR = "rgba(255, 127, 14, 0.12)"
+
+
+def annotate(
+    fig: go.Figure, notes: Iterable[Mapping[str, Any]], *, now: datetime | None = None
+) -> go.Figure:
+    """Shade each annotation's span (``at`` until ``ends_at``, or ``now`` while open or
+    not yet over) with its text on top: what was done to the platform, on its charts."""
+    now = now or datetime.now(UTC)
+    for note in notes:
+        end = note.get("ends_at") or now
+        fig.add_vrect(
+            x0=note["at"],
+            x1=min(end, now),
+            fillcolor=ANNOTATION_COLOUR,
+            line_width=0,
+            annotation_text=str(note["text"]),
+            annotation_position="top left",
+        )
+    return fig
+
+
+def link_chart(
+    series: dict[str, list[tuple[float, Any]]],
+    title: str = "",
+    notes: Iterable[Mapping[str, Any]] = (),
+) -> go.Figure:
     """Rate and failures (left axis) with p99 (right axis) of one link; lines with markers,
-    so a series of one point (or points between gaps) still shows."""
+    so a series of one point (or points between gaps) still shows. ``notes``: chart
+    annotations (:func:`stability.plan_steps.annotations_between`) shaded over it."""
 
     def trace(key: str, name: str, **style: Any) -> go.Scatter:
         pts = series.get(key, [])
@@ -70,4 +99,4 @@ def link_chart(series: dict[str, list[tuple[float, Any]]], title: str = "") -> g
         yaxis={"title": "per second", "rangemode": "tozero"},
         yaxis2={"title": "p99 s", "overlaying": "y", "side": "right", "rangemode": "tozero"},
     )
-    return fig
+    return annotate(fig, notes)
