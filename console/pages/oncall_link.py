@@ -7,12 +7,15 @@ metrics source down they say so instead of failing the page.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import streamlit as st
 
 from console.pages import fmt, now, platform, require
 from console.panel import panel
 from console.urlstate import url_select
 from console.views.overview import STEPS, link_chart, link_series, link_stats
+from stability.plan_steps import annotations_between
 
 #: URL value → (label, seconds)
 WINDOWS = {
@@ -52,7 +55,9 @@ def figures(step: str, window: str, org: str) -> None:
         series = link_series(
             p.observability.query, step, start=t - span, end=t, points=120, pay_org=org or None
         )
-        st.plotly_chart(link_chart(series, title=scope), key="link_chart")
+        span_of = (datetime.fromtimestamp(t - span, UTC), datetime.fromtimestamp(t, UTC))
+        notes = annotations_between(p.db.engine, *span_of)  # switch plans in force
+        st.plotly_chart(link_chart(series, title=scope, notes=notes), key="link_chart")
 
 
 require("oncall")
