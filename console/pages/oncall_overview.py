@@ -22,6 +22,7 @@ from console.audit import record
 from console.auth import User, can
 from console.pages import fmt, now, platform, require
 from console.panel import panel
+from console.plan_panels import plans_strip
 from console.safe import md
 from console.urlstate import url_select
 from console.views.depmap_live import attention, breakers_now, live_map
@@ -339,6 +340,7 @@ with pick:
         format_func=lambda w: f"last {w}",
     )
 result = silence_actions(user)
+plans_strip(platform().db.engine)  # switch plans in force, above the alerts
 alerts_panel()
 if can(user.role, "alert.silence"):
     silence_form(user, result)
