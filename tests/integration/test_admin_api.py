@@ -96,7 +96,7 @@ def test_bad_switches_are_a_clear_4xx_and_audited(stack):
     olga = stack.as_user("olga")
     cases = [
         ({**WEAK, "target": "no.such.thing"}, 404, "unknown target"),
-        ({**WEAK, "kind": "set_limit", "target": "nope.total"}, 404, "not a limit rule"),
+        ({**WEAK, "kind": "dry_run_limit", "target": "nope.total"}, 404, "no limit rule"),
         ({**WEAK, "kind": "explode"}, 422, "kind must be one of"),
         ({**WEAK, "reason": ""}, 422, "a reason is required"),
         ({**WEAK, "ttl_s": None}, 422, "an expiry is required"),
@@ -107,6 +107,8 @@ def test_bad_switches_are_a_clear_4xx_and_audited(stack):
         answer = stack.http.post("/admin/v1/switches", json=body, headers=olga)
         assert answer.status_code == status, (body, answer.text)
         assert words in answer.json()["error"]["message"], answer.text
+        if status == 404:
+            assert answer.json()["error"]["code"] == "unknown_switch_target"
     bad_ttl = stack.http.post("/admin/v1/switches", json={**WEAK, "ttl_s": "1h"}, headers=olga)
     assert bad_ttl.status_code == 422 and "ttl_s" in bad_ttl.json()["error"]["message"]
     extra = stack.http.post("/admin/v1/switches", json={**WEAK, "colour": "red"}, headers=olga)
