@@ -167,8 +167,10 @@ def map_routes(ctx: AdminContext) -> APIRouter:
                 raise refuse(
                     409, f"{name} still has edges: {', '.join(touching)}; remove them first"
                 )
-            kept = [x for x in dmap.resources if x.name != name]
-            store.replace(DependencyMap(kept, dmap.edges))
+            kept = DependencyMap([x for x in dmap.resources if x.name != name], dmap.edges)
+            seen = dmap.to_dict()
+            if not store.replace_if(kept, lambda stored: stored.to_dict() == seen):
+                raise refuse(409, "the map changed meanwhile; reload and retry")
             return before, None
 
         return change(request, "map.resource.delete", name, body.reason, edit)
