@@ -12,8 +12,9 @@ B sends still unanswered ``--wait-s`` after the last one count at the time waite
 lower bound; ``b_unfinished`` says how many). Prints one JSON object as the last line of
 stdout (also ``bench/results/channel_bulkhead.json``).
 Usage: ``python bench/channel_bulkhead.py [--slow-ms 10000] [--b-sends 200] ...`` (about 2 min).
-With --b-sends 100 on a quiet machine (2 cores): B p99 with A slow / B p99 alone 0.8 (threads) and 1.3 (loop);
-without per-org bulkheads 765 and 21. Other load on the machine shows as outliers in a p99.
+With ``--b-sends 100`` on a quiet machine (2 cores), B p99 with A slow / B p99 alone was
+0.8 (threads) and 1.3 (loop); without per-org bulkheads 765 and 21. Other load on the
+machine shows as outliers in a p99.
 """
 
 from __future__ import annotations
