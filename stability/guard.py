@@ -164,13 +164,15 @@ class Guard:
             edge = dmap.edge(caller, resource)
             if edge is None:
                 raise UnknownResource(f"no dependency {caller} -> {resource}", resource=resource)
+            timeout_s = edge.timeout_ms / 1000.0
             route = _Route(
                 edge.grade,
-                edge.timeout_ms / 1000.0,
+                timeout_s,
                 edge.retries,
                 self.breaker(resource),
                 self.stats.counter(resource, "pass"),
                 self._bulkheads.get(resource),
+                (resource, timeout_s),
             )
             with self._lock:
                 if self.map is dmap:  # not an edge of a map replaced meanwhile
@@ -272,7 +274,7 @@ class Guard:
                     return self._fallback(resource, caller, "blocked", fallback)
             if self.fault_injector is not None:
                 fn = self.fault_injector.wrap(resource, fn)
-            token = _frame.set((resource, route.timeout_s))
+            token = _frame.set(route.frame)
             start = self.clock()
             failure = None
             try:

@@ -34,6 +34,7 @@ class Route:
     breaker: CircuitBreaker
     passes: itertools.count[int]  #: the GuardStats counter of this resource's passes
     bulkhead: Bulkhead | None
+    frame: tuple[str, float]  #: (resource, timeout_s): what ``fn`` runs under
 
 
 class _Guard(Protocol):
@@ -89,7 +90,7 @@ def failed(
     for _ in range(route.retries):
         if not retryable(exc) or not route.breaker.allow():
             break
-        token = _frame.set((resource, route.timeout_s))
+        token = _frame.set(route.frame)
         start = guard.clock()
         try:
             result = fn()
@@ -151,7 +152,7 @@ async def _attempts(
     for attempt in range(1 + route.retries):
         if attempt and not (retryable(exc) and route.breaker.allow()):
             break
-        token = _frame.set((resource, route.timeout_s))
+        token = _frame.set(route.frame)
         start = guard.clock()
         try:
             result = await asyncio.wait_for(fn(), timeout=route.timeout_s)
