@@ -28,6 +28,7 @@ from paycore.jobs.tasks import TaskQueue, default_worker_id
 from paycore.jobs.worker import Worker
 from paycore.notify.delivery import NotificationDelivery
 from paycore.recon import reconcile_day, reconcile_internal
+from stability.guard import calling_as
 
 from .bootstrap import Platform
 from .observability import build_alert_engine
@@ -62,7 +63,7 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
     ]
     if gateway is not None:
         active = ActiveQuery(core, GuardedGateway(gateway, core.guard, "job.active_query"))
-        jobs.append((active.run_once, 30.0, "active_query"))
+        jobs.append((as_caller("job.active_query", active.run_once), 30.0, "active_query"))
         jobs.append(
             (
                 singleton_job(
@@ -70,7 +71,10 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
                     "recon:internal",
                     worker_id,
                     55,
-                    lambda: reconcile_internal(core, gateway=recon_gateway),
+                    as_caller(
+                        "job.reconciliation",
+                        lambda: reconcile_internal(core, gateway=recon_gateway),
+                    ),
                 ),
                 60.0,
                 "recon_internal",
@@ -79,7 +83,10 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
         for org in settings.pay_orgs:
             jobs.append(
                 (
-                    _daily_recon(core, recon_gateway, leases, worker_id, org),
+                    as_caller(
+                        "job.reconciliation",
+                        _daily_recon(core, recon_gateway, leases, worker_id, org),
+                    ),
                     600.0,
                     f"recon_external_{org}",
                 )
@@ -97,6 +104,17 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
     for job in platform.extra_worker_jobs():
         jobs.append(job)
     return jobs, [delivery]
+
+
+def as_caller(caller: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run as the map's ``caller`` (a job): its transactions are that job's
+    ``database`` edge (guarded, with the edge's statement timeout)."""
+
+    def run() -> Any:
+        with calling_as(caller):
+            return fn()
+
+    return run
 
 
 def _daily_recon(
@@ -154,8 +172,12 @@ def build_scheduler(
         timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
     )
     jobs: list[ExtraJob] = [
-        (worker.tick, compensation_every_s, "compensation"),
-        (worker.handlers.enqueue_open_exceptions, exceptions_every_s, "exception_scan"),
+        (as_caller("job.compensation", worker.tick), compensation_every_s, "compensation"),
+        (
+            as_caller("job.compensation", worker.handlers.enqueue_open_exceptions),
+            exceptions_every_s,
+            "exception_scan",
+        ),
         *extra_jobs,
     ]
     for fn, seconds, name in jobs:
