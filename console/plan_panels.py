@@ -64,18 +64,18 @@ def pending_runs(svc: PlanService, user: User, act: Act) -> None:
             _steps(run)
             if run.actor == user.username:
                 st.caption("Needs another person's approval.")
-                if st.button("Withdraw", key=f"plan_withdraw_{run.id}"):
+                if st.button("Withdraw plan run", key=f"plan_withdraw_{run.id}"):
                     fn = partial(svc.reject, run.id, actor=user.username, reason="withdrawn")
                     act("plan.withdraw", run.plan, {"run_id": run.id}, fn, _done("withdrawn"))
                 continue
             if not can(user.role, "switch.approve"):
                 continue
             a1, a2, a3 = st.columns([1, 1, 2])
-            why = a3.text_input("Rejection reason", key=f"plan_reject_reason_{run.id}")
+            why = a3.text_input("Plan rejection reason", key=f"plan_reject_reason_{run.id}")
             if a1.button("Approve plan", key=f"plan_approve_{run.id}", type="primary"):
                 fn = partial(svc.approve, run.id, approver=user.username)
                 act("plan.approve", run.plan, {"run_id": run.id}, fn, _done("approved"))
-            if a2.button("Reject", key=f"plan_reject_{run.id}"):
+            if a2.button("Reject plan", key=f"plan_reject_{run.id}"):
                 fn = partial(svc.reject, run.id, actor=user.username, reason=why)
                 act(
                     "plan.reject",
@@ -112,7 +112,7 @@ def active_runs(svc: PlanService, user: User, act: Act) -> None:
                 continue
             c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
             why = c1.text_input(
-                "Revert reason", value="incident over", key=f"plan_revert_reason_{run.id}"
+                "Plan revert reason", value="incident over", key=f"plan_revert_reason_{run.id}"
             )
             if c2.button("Revert plan", key=f"plan_revert_{run.id}", type="primary"):
                 fn = partial(svc.revert, run.id, actor=user.username, reason=why)
@@ -133,16 +133,16 @@ def run_form(svc: PlanService, user: User, act: Act) -> None:
         st.caption("No reviewed plan.")
         return
     by_name = {p.name: p for p in plans}
-    name = url_select("Plan", list(by_name), key="plan")
+    name = url_select("Plan to run", list(by_name), key="plan")
     plan = by_name[name]
     st.caption(md(plan.description))
     st.markdown("\n".join(f"- {md(line)}" for line in run_steps(_preview(plan.steps))))
     anchors = runbook_anchors_for(plan.name)
     if anchors:
         st.caption("Runbook: " + ", ".join(f"docs/runbook.md#{md(a)}" for a in anchors))
-    reason = st.text_input("Reason (required)", key="plan_reason")
+    reason = st.text_input("Why run this plan (required)", key="plan_reason")
     hours = st.number_input(
-        "Expires in hours (required, at most 168)",
+        "Plan expires in hours (at most 168)",
         min_value=0.05,
         max_value=168.0,
         value=DEFAULT_HOURS,
@@ -210,7 +210,7 @@ def trial_form(p: Any, user: User, act: Act) -> None:
     dmap = p.stability.map_store.load()
     before, after = before_after(dmap, rules, "dry_run_limit", rule, params)
     st.caption(f"Before: {md(before)} → after: {md(after)}")
-    reason = st.text_input("Reason (required)", key="trial_reason")
+    reason = st.text_input("Why this trial (required)", key="trial_reason")
     hours = st.number_input(
         "Trial for hours", min_value=0.05, max_value=168.0, value=DEFAULT_HOURS, key="trial_hours"
     )
