@@ -33,7 +33,7 @@ from stability.errors import DependencyFailed
 
 from ..errors import DuplicateKey, PayCoreError, StorageError
 from .guarded import edge_caller, through
-from .timeouts import install_timeouts, statement_timeout
+from .timeouts import install_timeouts, reset_timeout, statement_timeout, want_timeout
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -211,15 +211,18 @@ class Database:
         if caller is None:
             return self._run(fn, one_statement)
         guard = self.guard
-        limit = guard.timeout_s(caller, "database")
-
-        def body() -> T:
-            with statement_timeout(limit):
-                return self._run(fn, one_statement)
-
-        return through(
-            guard, "database", body, caller=caller, failure=_db_failure, inner_caller=caller
-        )
+        token = want_timeout(guard.timeout_s(caller, "database"))
+        try:
+            return through(
+                guard,
+                "database",
+                lambda: self._run(fn, one_statement),
+                caller=caller,
+                failure=_db_failure,
+                inner_caller=caller,
+            )
+        finally:
+            reset_timeout(token)
 
     @contextmanager
     def _guarded(self, open_: Callable[[], Any]) -> Iterator[Session]:

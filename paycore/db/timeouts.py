@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-__all__ = ["install_timeouts", "statement_timeout"]
+__all__ = ["install_timeouts", "reset_timeout", "statement_timeout", "want_timeout"]
 
 _wanted_ms: ContextVar[int] = ContextVar("paywatch_statement_timeout_ms", default=0)
 _APPLIED = "paywatch_timeout_ms"
@@ -33,14 +33,23 @@ _SET = (
 )
 
 
+def want_timeout(seconds: float) -> Token[int]:
+    """From now on (until :func:`reset_timeout` with the token), connections checked out
+    get ``seconds`` (whole ms, at least 1) as their statement and lock timeout."""
+    return _wanted_ms.set(max(1, round(seconds * 1000)))
+
+
+def reset_timeout(token: Token[int]) -> None:
+    """Undo :func:`want_timeout`."""
+    _wanted_ms.reset(token)
+
+
 @contextmanager
-def statement_timeout(seconds: float) -> Iterator[int]:
-    """Connections checked out in this block get ``seconds`` (whole ms, at least 1) as
-    their statement and lock timeout; yields the milliseconds."""
-    ms = max(1, round(seconds * 1000))
-    token = _wanted_ms.set(ms)
+def statement_timeout(seconds: float) -> Iterator[None]:
+    """:func:`want_timeout` for the block."""
+    token = want_timeout(seconds)
     try:
-        yield ms
+        yield
     finally:
         _wanted_ms.reset(token)
 
