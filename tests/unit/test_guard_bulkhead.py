@@ -192,6 +192,7 @@ def test_default_bulkheads_cap_each_pay_org_notification_and_the_database():
         "notification": 16,
         "database": 20,
     }
+    assert default_bulkheads(orgs)["database"] == 64  # what docs/stability.md says
     dmap = default_map(orgs)
     assert set(caps) <= {r.name for r in dmap.resources}
     g = Guard(dmap, bulkheads=caps)
