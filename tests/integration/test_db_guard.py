@@ -222,3 +222,12 @@ def test_each_route_runs_as_its_link(pg_url):
         ("database", "link.refund"),
         ("ledger.posting", "link.refund"),
     } <= seen.edges
+
+
+def test_an_open_database_breaker_fails_fast_naming_it(guarded_db):
+    db, guard = guarded_db
+    guard.apply(SwitchSnapshot(version=1, forced={"database": "forced_open"}))
+    with calling_as("link.pay"), pytest.raises(DependencyFailed) as info:
+        db.run(lambda s: s.execute(sa.text("select 1")))
+    assert (info.value.resource, info.value.reason) == ("database", "breaker_open")
+    assert info.value.public_code == "dependency_unavailable:database"
