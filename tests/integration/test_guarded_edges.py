@@ -97,6 +97,20 @@ def _links(st: Stack, org: str) -> None:
     st.wait_for(f"c-{n}", lambda d: bool(d["refunds"]) and _paid(d["refunds"][0]))
 
 
+def _async_posting(st: Stack, queue: Any) -> None:
+    """A ``ledger_posting`` compensation task: the ledger's own database edge."""
+    from paycore.context import BizContext
+    from paycore.jobs import LEDGER_POSTING, ledger_posting_payload
+    from paycore.ledger import credit, debit, merchant_payable, user_balance
+
+    legs = [debit(merchant_payable(st.mid, "CNY"), 5), credit(user_balance(st.mid, "u1", "CNY"), 5)]
+    ctx = BizContext(st.mid, "goods", "physical", ORGS[0])
+    payload = ledger_posting_payload(
+        biz_type="bonus", biz_key="edges", ctx=ctx, currency="CNY", legs=legs
+    )
+    queue.enqueue(None, LEDGER_POSTING, "bonus:edges", payload)
+
+
 def _jobs(st: Stack, stuck: list[str]) -> None:
     """The worker's jobs once each: notifications, compensation, active query, recon."""
     from paycore.channels.guarded import GuardedGateway
@@ -115,6 +129,7 @@ def _jobs(st: Stack, stuck: list[str]) -> None:
         for c in closables:
             c.close()
     worker = build_worker(platform, worker_id="edges-worker")
+    _async_posting(st, worker.queue)
     for _ in range(3):
         worker.handlers.enqueue_open_exceptions()
         worker.run_once()
@@ -133,7 +148,7 @@ def _jobs(st: Stack, stuck: list[str]) -> None:
 MISSING_WHEN_WRITTEN = (
     "job.active_query -> database, job.compensation -> database, "
     "job.reconciliation -> database (the jobs do not run as their caller: no calling_as), "
-    "ledger.posting -> database, link.trade_create -> risk (trade create calls no risk check)"
+    "link.trade_create -> risk (trade create calls no risk check)"
 )
 
 
