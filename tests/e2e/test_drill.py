@@ -232,3 +232,42 @@ def test_simulate_cli_reports_a_drill_that_cannot_apply(tmp_path):
     assert "NOT_APPLICABLE" in got.stdout and "no Redis is configured" in got.stdout
     saved = list((tmp_path / "var" / "drills").glob("*-redis-down.json"))
     assert len(saved) == 1 and json.loads(saved[0].read_text())["status"] == "not_applicable"
+
+
+@pytest.mark.redis
+def test_drill_grade_audit_cli_judges_the_edges_of_one_dependency(pg_url, redis_url, tmp_path):
+    """``paywatch drill grade-audit --only channel.SANDBOX_B`` at 4 s per fault: the
+    platform in the process, the channel failed, its edges judged and printed, the report
+    stored; exit 0 (no grade contradicted, nothing lost or doubled)."""
+    env = os.environ | {
+        "PAYWATCH_DATABASE_URL": pg_url,
+        "PAYWATCH_REDIS_URL": redis_url,
+        "PAYWATCH_VAR_DIR": str(tmp_path / "var"),
+    }
+    argv = ["drill", "grade-audit", "--only", "channel.SANDBOX_B", "--seconds-per-fault", "4"]
+    got = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", *argv, "--settle", "30", "--seed", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    out = got.stdout
+    assert got.returncode == 0, (out, got.stderr[-3000:])
+    assert "grade audit (4s per fault): PASSED" in out, out
+    for caller in ("link.pay", "link.refund"):
+        assert f"confirmed      {caller} -> channel.SANDBOX_B (strong)" in out, out
+    assert "contradicted 0" in out and "lost 0, doubled 0" in out, out
+    from paycore.db.engine import create_engine_from_url
+
+    engine = create_engine_from_url(pg_url)
+    try:
+        [row] = list_reports(engine)
+    finally:
+        engine.dispose()
+    assert (row["name"], row["status"], row["target"]) == (
+        "grade-audit",
+        "passed",
+        "channel.SANDBOX_B",
+    )
+    assert f"(id {row['id']})" in out

@@ -15,8 +15,9 @@ import pytest
 from alerts import AlertEngine, default_rules
 from alerts.grade_audit import NAME as ALERT
 from collectors.store import TimeSeriesStore
+from paycore.db.engine import create_engine_from_url
 from runtime.drill_cli import audit_jobs, audit_simulator
-from runtime.drill_speed import fast_jobs
+from runtime.drill_speed import fast_jobs, scaled_rule
 from runtime.embedded import EmbeddedOptions, EmbeddedPlatform
 from runtime.settings import Settings
 from simulator.grade_audit import AuditConfig, run_grade_audit
@@ -56,6 +57,30 @@ def _audit(settings: Settings, stack: EmbeddedPlatform, config: AuditConfig, see
         sim.stop()
 
 
+ORGS = ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C")
+JOBS = ("job.active_query", "job.compensation", "job.reconciliation")
+#: edges that may come out unexercised (never contradicted), and why; every other edge of
+#: the seeded map must come out confirmed
+MAY_BE_UNEXERCISED: dict[tuple[str, str], str] = {
+    **{
+        ("job.compensation", f"channel.{org}"): "compensation calls a channel only when one "
+        "of its tasks falls due inside the fault's window"
+        for org in ORGS
+    },
+    **{
+        (job, "database"): "the jobs' own database calls are not attributed to their job.* "
+        "caller (they count as unattributed)"
+        for job in JOBS
+    },
+    ("link.trade_create", "risk"): "no risk call happens at trade creation",
+    ("ledger.posting", "ledger.hot_account"): "the hot-account edge is guard.admit + "
+    "guard.record, which the guard's fault hook (in call/acall) does not reach",
+    ("ledger.posting", "database"): "with the database down the links fail at their own "
+    "first query, before a posting starts",
+    ("ledger.hot_account", "database"): "as ledger.posting -> database",
+}
+
+
 def _verdicts(report: dict) -> dict[tuple[str, str], str]:
     return {(e["caller"], e["callee"]): e["verdict"] for e in report["grade_audit"]["edges"]}
 
@@ -71,18 +96,34 @@ def test_grade_audit_judges_every_edge_of_the_seeded_map(pg_url, redis_url, tmp_
         stack.stop()
     print("\n".join(summary_lines(report)), f"\ntook {took:.0f}s")
     got = _verdicts(report)
-    # every edge of the map is judged, once
-    assert set(got) == {(e.caller, e.callee) for e in dmap.edges}
+    summary = json.dumps({f"{c} -> {r}": v for (c, r), v in got.items()}, indent=1)
+    # every edge of the map is judged, once, in about a minute and a half
+    assert set(got) == {(e.caller, e.callee) for e in dmap.edges}, summary
     assert sum(report["grade_audit"]["verdicts"].values()) == len(dmap.edges)
-    print(json.dumps(report["audit"], indent=1, default=str)[:3000])
-    print(json.dumps(report["grade_audit"]["faults"], indent=1, default=str)[:12000])
-    print(json.dumps(got and {f"{c} -> {r}": v for (c, r), v in got.items()}, indent=1))
+    assert took < 240, took
+    # every dependency was faulted (none left out as not applicable on PostgreSQL + Redis)
+    assert [f["status"] for f in report["grade_audit"]["faults"]] == ["applied"] * len(
+        report["grade_audit"]["faults"]
+    )
+    for edge, verdict in got.items():
+        if edge in MAY_BE_UNEXERCISED:
+            assert verdict in ("confirmed", "unexercised"), (edge, summary)
+        else:
+            assert verdict == "confirmed", (edge, summary)
+    # the traffic kept its money straight through ten outages
+    assert (report["audit"]["lost"], report["audit"]["doubled"]) == (0, 0), report["audit"]
+    assert report["status"] == "passed" and report["checks"]["no_grade_contradicted"]
+    engine = create_engine_from_url(pg_url)
+    try:
+        [row] = list_reports(engine)
+        stored = get_report(engine, row["id"])
+    finally:
+        engine.dispose()
+    assert row["name"] == "grade-audit" and stored is not None and _verdicts(stored) == got
 
 
 def _regrade_weak(pg_url: str, caller: str, callee: str) -> None:
     """Store the seeded map with ``caller -> callee`` graded weak (a wrong grade)."""
-    from paycore.db.engine import create_engine_from_url
-
     engine = create_engine_from_url(pg_url)
     try:
         store = DependencyMapStore(engine)
@@ -95,12 +136,14 @@ def _regrade_weak(pg_url: str, caller: str, callee: str) -> None:
         engine.dispose()
 
 
-def _firing(engine, rule: str) -> list[dict[str, str]]:
-    return [
-        a.labels
-        for a in AlertEngine(engine, TimeSeriesStore(engine), []).active()
-        if a.rule == rule and a.state == "firing"
-    ]
+def _firing(engine, rules: list, name: str) -> set[tuple[str, str]]:
+    """The edges ``name`` fires for (what an engine with ``rules`` lists as active)."""
+    alerts = AlertEngine(engine, TimeSeriesStore(engine), rules).active()
+    return {
+        (a.labels["caller"], a.labels["callee"])
+        for a in alerts
+        if a.rule == name and a.state == "firing"
+    }
 
 
 def test_a_wrong_grade_is_contradicted_and_raises_the_alert(pg_url, redis_url, tmp_path):
@@ -116,12 +159,14 @@ def test_a_wrong_grade_is_contradicted_and_raises_the_alert(pg_url, redis_url, t
         config = AuditConfig(SECONDS_PER_FAULT, only=("channel.SANDBOX_A",), settle_s=30)
         report = _audit(settings, stack, config, seed=22)
         engine = stack.targets(settings).engine
-        deadline = time.monotonic() + 20
-        while not _firing(engine, f"{ALERT}_fast") and time.monotonic() < deadline:
+        rules = default_rules(settings.pay_orgs)
+        AlertEngine(engine, TimeSeriesStore(engine), rules).evaluate()
+        firing = _firing(engine, rules, ALERT)
+        fast_rules = [scaled_rule(r, FACTOR) for r in rules]
+        deadline = time.monotonic() + 90  # the worker's evaluation, every 2 s when not busy
+        while not _firing(engine, fast_rules, f"{ALERT}_fast") and time.monotonic() < deadline:
             time.sleep(0.5)
-        fast = _firing(engine, f"{ALERT}_fast")
-        AlertEngine(engine, TimeSeriesStore(engine), default_rules(settings.pay_orgs)).evaluate()
-        firing = _firing(engine, ALERT)
+        fast = _firing(engine, fast_rules, f"{ALERT}_fast")
         [row] = list_reports(engine)
         stored = get_report(engine, row["id"])
     finally:
@@ -137,6 +182,4 @@ def test_a_wrong_grade_is_contradicted_and_raises_the_alert(pg_url, redis_url, t
     # stored, and the alert fires for that edge only: the platform's evaluator and the rules
     assert stored is not None and _verdicts(stored)[edge] == "contradicted"
     assert (row["name"], row["status"]) == ("grade-audit", "failed")
-    labels = {(a["caller"], a["callee"]) for a in fast}
-    assert labels == {edge}, fast
-    assert {(a["caller"], a["callee"]) for a in firing} == {edge}, firing
+    assert firing == {edge} and fast == {edge}, (firing, fast)

@@ -148,3 +148,36 @@ def test_a_dependency_without_a_way_to_fault_it_says_why():
     assert guard.fault_injector.faulted == {"risk"}
     fault.undo()
     assert guard.fault_injector.faulted == frozenset()
+
+
+def test_a_contradicted_edge_fires_the_alert_and_a_confirmation_resolves_it(db_url):
+    """The samples the audit writes, read by the default rules through the alerts engine."""
+    import sqlalchemy as sa
+
+    from alerts import AlertEngine, default_rules
+    from alerts.grade_audit import NAME
+    from collectors.store import TimeSeriesStore
+    from simulator.grade_audit_report import write_contradictions
+
+    engine = sa.create_engine(db_url)
+    alerts = AlertEngine(engine, TimeSeriesStore(engine), default_rules(("SANDBOX_A",)))
+
+    def firing() -> set[tuple[str, str]]:
+        return {
+            (a.labels["caller"], a.labels["callee"])
+            for a in alerts.active()
+            if a.rule == NAME and a.state == "firing"
+        }
+
+    try:
+        wrong = {"caller": "link.pay", "callee": "risk", "verdict": "contradicted"}
+        right = {"caller": "link.pay", "callee": "database", "verdict": "confirmed"}
+        assert write_contradictions(engine, [wrong, right]) == 2
+        result = alerts.evaluate()
+        assert NAME not in result.errors, result.errors
+        assert firing() == {("link.pay", "risk")}
+        write_contradictions(engine, [wrong | {"verdict": "confirmed"}])
+        alerts.evaluate()
+        assert firing() == set()
+    finally:
+        engine.dispose()
