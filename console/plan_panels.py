@@ -45,7 +45,7 @@ def _who(run: PlanRunRecord) -> str:
 
 
 def _steps(run: PlanRunRecord) -> None:
-    st.markdown("\n".join(f"- {md(line)}" for line in run_steps(run)))
+    st.markdown("  \n".join(md(line) for line in run_steps(run)))  # numbered by run_steps
 
 
 def pending_runs(svc: PlanService, user: User, act: Act) -> None:
@@ -88,8 +88,12 @@ def pending_runs(svc: PlanService, user: User, act: Act) -> None:
 
 def _done(what: str) -> Callable[[PlanRunRecord], str]:
     def text(run: PlanRunRecord) -> str:
-        tail = f"; in force until {_until(run)}" if run.status == "active" else ""
-        return f"Plan run #{run.id} ({md(run.plan)}) {what}: it is {run.status}{tail}."
+        line = f"Plan run #{run.id} ({md(run.plan)}) {what}: it is {run.status}"
+        if run.status == "active":
+            line += f" until {_until(run)}"
+        elif run.status == "pending":
+            line += ", waiting for a second person's approval"
+        return line + "."
 
     return text
 
@@ -136,7 +140,7 @@ def run_form(svc: PlanService, user: User, act: Act) -> None:
     name = url_select("Plan to run", list(by_name), key="plan")
     plan = by_name[name]
     st.caption(md(plan.description))
-    st.markdown("\n".join(f"- {md(line)}" for line in run_steps(_preview(plan.steps))))
+    _steps(_preview(plan.steps))
     anchors = runbook_anchors_for(plan.name)
     if anchors:
         st.caption("Runbook: " + ", ".join(f"docs/runbook.md#{md(a)}" for a in anchors))
@@ -155,7 +159,7 @@ def run_form(svc: PlanService, user: User, act: Act) -> None:
         return
     fn = partial(svc.run, name, actor=user.username, reason=reason, ttl=timedelta(hours=hours))
     detail = {"reason": reason, "hours": hours}
-    act("plan.run", name, detail, fn, _done("proposed; it waits for a second person"))
+    act("plan.run", name, detail, fn, _done("proposed"))
 
 
 def _preview(steps: list[dict[str, Any]]) -> PlanRunRecord:
