@@ -8,7 +8,7 @@ stored with the other drill reports (the Drills page shows it); a contradicted g
 raises the ``grade_contradicted`` alert.
 
 Exit codes: 0 every judged grade confirmed (and no payment lost or doubled), 1 a grade
-contradicted or a payment lost or doubled.
+contradicted or a payment lost or doubled, 2 ``--only`` names no dependency of the map.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-EXIT_FAILED = 1
+EXIT_FAILED, EXIT_USAGE = 1, 2
 FULL_SCALE_S = 60.0  #: seconds per fault at which the platform's jobs run at normal speed
 
 
@@ -77,6 +78,7 @@ def audit_jobs(platform: Any, factor: float) -> list[tuple[str, Callable[[], Any
 def run_grade_audit_command(args: argparse.Namespace) -> int:
     """The ``drill grade-audit`` command."""
     from simulator.grade_audit import AuditConfig, run_grade_audit
+    from simulator.grade_audit_faults import audit_order
     from simulator.grade_audit_report import summary_lines
 
     from .drill_speed import fast_jobs
@@ -102,12 +104,14 @@ def run_grade_audit_command(args: argparse.Namespace) -> int:
             f"proxies: {', '.join(stack.proxies) or 'none'}"
         )
         assert stack.platform is not None
+        guard = stack.platform.stability.guard
+        try:
+            audit_order(guard.map, config.only)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         report = run_grade_audit(
-            stack.platform.stability.guard,
-            sim,
-            stack.targets(settings),
-            config,
-            jobs=audit_jobs(stack.platform, factor),
+            guard, sim, stack.targets(settings), config, jobs=audit_jobs(stack.platform, factor)
         )
     finally:
         if sim is not None:

@@ -271,3 +271,21 @@ def test_drill_grade_audit_cli_judges_the_edges_of_one_dependency(pg_url, redis_
         "channel.SANDBOX_B",
     )
     assert f"(id {row['id']})" in out
+
+
+def test_drill_grade_audit_cli_refuses_a_dependency_the_map_does_not_have(tmp_path):
+    env = os.environ | {
+        "PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/pw.db",
+        "PAYWATCH_VAR_DIR": str(tmp_path / "var"),
+    }
+    env.pop("PAYWATCH_REDIS_URL", None)
+    got = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "drill", "grade-audit", "--only", "coupon"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert got.returncode == 2, got.stderr[-2000:]
+    assert "error: not a dependency of the map: coupon" in got.stderr
+    assert "Traceback" not in got.stderr and not (tmp_path / "var" / "drills").exists()
