@@ -13,8 +13,9 @@ outcomes per edge and the API's answers; per edge ``caller -> faulted``:
 * **unexercised**: no effect was seen (no call on the edge met the fault);
 * **not_applicable**: the dependency cannot be faulted here (the reason is given).
 
-Beside it, the impact query's prediction for every link (``predict``). The report is a
-drill report (``drill.name`` ``grade-audit``), stored like the others.
+Beside it, the impact query's predictions for every link: the map's (``predict``) and the
+traffic-aware one fed with the baseline's traffic (:mod:`.grade_audit_predict`). The
+report is a drill report (``drill.name`` ``grade-audit``), stored like the others.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stability.depmap import DependencyMap, EdgeSpec, impact
+from stability.depmap import DependencyMap, EdgeSpec
+from stability.impact_traffic import RecentTraffic
 
 from .evidence import platform_evidence
 from .grade_audit_faults import Fault, audit_order, fault_for
 from .grade_audit_observe import EdgeTally, Observer, Window, window
+from .grade_audit_predict import baseline_traffic, impact_prediction, traffic_prediction
 from .grade_audit_probe import LinkProbe
 from .grade_audit_report import write_contradictions
 from .report import checks, now_iso, save_report, write_json
@@ -57,12 +60,6 @@ class AuditConfig:
     def __post_init__(self) -> None:
         if not self.seconds_per_fault > 0:
             raise ValueError("seconds_per_fault must be positive")
-
-
-def impact_prediction(dmap: DependencyMap, failed: str) -> dict[str, str]:
-    """The impact query (:func:`stability.depmap.impact`) as resource → fails/degrades."""
-    found = impact(dmap, failed)
-    return {**{n: "degrades" for n in found.degrades}, **{n: "fails" for n in found.fails}}
 
 
 def verdict(grade: str, observed: str) -> str:
@@ -93,6 +90,7 @@ class _Audit:
         self.tally = EdgeTally()
         self.links = [r.name for r in self.dmap.resources if r.core_link]
         self.edges: list[dict[str, Any]] = []
+        self.traffic = RecentTraffic()  #: the baseline's, once measured
         self.orgs = [r.name.split(".", 1)[1] for r in self.dmap.resources if r.kind == "channel"]
         self.probe = LinkProbe(simulator.config.api_url, simulator.merchants) if probe else None
 
@@ -156,9 +154,14 @@ class _Audit:
         entry.update(seconds=round(w.seconds, 1), jobs=jobs)
         obs = Observer(self.dmap, resource, w, base)
         predicted = self.predict(self.dmap, resource)
+        in_traffic = traffic_prediction(self.dmap, resource, self.traffic)
+        entry["impact_in_traffic"] = [v["message"] for v in in_traffic.values()]
         entry["links"] = {
             link: dict(zip(("observed", "evidence"), obs.effect(link), strict=True))
-            | {"predicted": predicted.get(link, "none")}
+            | {
+                "predicted": predicted.get(link, "none"),
+                "predicted_in_traffic": in_traffic.get(link, {}).get("effect", "none"),
+            }
             for link in self.links
         }
         for e in edges:
@@ -167,6 +170,7 @@ class _Audit:
             row.update(
                 observed=observed,
                 predicted=predicted.get(e.caller, "none"),
+                predicted_in_traffic=in_traffic.get(e.caller, {}).get("effect", "none"),
                 calls=w.calls(e.caller, resource),
             )
             self.edges.append(row)
@@ -264,6 +268,7 @@ def run_grade_audit(
             run.probe.prepare(run.orgs)
         _sleep_until(time.monotonic() + min(2.0, config.seconds_per_fault / 2))
         base = run.observe(config.baseline_s or config.seconds_per_fault)
+        run.traffic = baseline_traffic(run.dmap, base, simulator.merchants)
         for resource in order:
             log.info("grade audit: faulting %s", resource)
             faults.append(run.one(resource, base))

@@ -29,6 +29,7 @@ def edge_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             "expected": e["expected"],
             "observed": e.get("observed") or "-",
             "impact query": e.get("predicted") or "-",
+            "in traffic": e.get("predicted_in_traffic") or "-",
             "verdict": e["verdict"],
             "calls": json.dumps(e.get("calls") or {}, sort_keys=True),
             "why": e.get("why", ""),
@@ -53,6 +54,7 @@ def fault_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                     if v["observed"] != "none" or v["predicted"] != "none"
                 )
                 or "-",
+                "impact in traffic": "; ".join(f.get("impact_in_traffic") or []),
                 "breakers still open": ", ".join(f.get("still_open") or []),
             }
         )

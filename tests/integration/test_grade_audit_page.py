@@ -57,7 +57,8 @@ REPORT = {
             {"resource": "ledger.hot_account", "status": "not_applicable", "reason": HOSTILE[2]},
         ],
         "edges": [
-            _edge("link.pay", "channel.SANDBOX_A", "weak", "fails", "contradicted", HOSTILE[0]),
+            _edge("link.pay", "channel.SANDBOX_A", "weak", "fails", "contradicted", HOSTILE[0])
+            | {"predicted_in_traffic": "partial"},
             _edge("link.refund", "channel.SANDBOX_A", "strong", "fails", "confirmed", "2 failed"),
             _edge("ledger.posting", "ledger.hot_account", "weak", "", "not_applicable", "-"),
         ],
@@ -80,6 +81,7 @@ def test_the_drills_page_shows_a_grade_audit_verdict_per_edge(drill_env):  # noq
     assert list(edges["grade"]) == ["weak", "strong", "weak"]
     assert list(edges["observed"]) == ["fails", "fails", "-"]
     assert list(edges["impact query"]) == ["degrades", "fails", "degrades"]
+    assert list(edges["in traffic"]) == ["partial", "-", "-"]
     faults = _table(at, "dependency")
     assert list(faults["status"]) == ["applied", "not_applicable"]
     assert list(faults["links (observed / impact query)"]) == ["pay fails/fails", "-"]

@@ -181,3 +181,29 @@ def test_a_contradicted_edge_fires_the_alert_and_a_confirmation_resolves_it(db_u
         assert firing() == set()
     finally:
         engine.dispose()
+
+
+def test_the_traffic_aware_prediction_counts_the_other_pay_orgs():
+    from types import SimpleNamespace
+
+    from simulator.grade_audit_predict import baseline_traffic, traffic_prediction
+
+    dmap = default_map(("SANDBOX_A", "SANDBOX_B"))
+    base = _window(
+        10,
+        {
+            ("link.pay", "channel.SANDBOX_A", "pass"): 20,
+            ("link.pay", "channel.SANDBOX_B", "pass"): 30,
+            ("link.pay", "channel.SANDBOX_B", "error"): 5,  # not traffic that went through
+        },
+    )
+    shop = SimpleNamespace(merchant_id="M1", pay_orgs=("SANDBOX_A", "SANDBOX_B"))
+    only_a = SimpleNamespace(merchant_id="M2", pay_orgs=("SANDBOX_A",))
+    traffic = baseline_traffic(dmap, base, [shop, only_a])
+    assert traffic.rates["link.pay"] == {"SANDBOX_A": 2.0, "SANDBOX_B": 3.0}
+    got = traffic_prediction(dmap, "channel.SANDBOX_A", traffic)
+    assert got["link.pay"]["effect"] == "partial"  # the structural query says "fails"
+    assert impact_prediction(dmap, "channel.SANDBOX_A")["link.pay"] == "fails"
+    assert "1/2 pay orgs down (SANDBOX_A); 2.0 payments/s" in got["link.pay"]["message"]
+    assert "1 of them have another granted org" in got["link.pay"]["message"]
+    assert traffic_prediction(dmap, "database", traffic)["link.pay"]["effect"] == "fails"
