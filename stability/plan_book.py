@@ -21,6 +21,7 @@ from .errors import ApprovalError, SwitchError, SwitchStorageError
 from .limits import LimitRule
 from .plan_records import DRAFT, REVIEWED, PlanRecord, audit, plan_of
 from .plan_schema import Plan
+from .plan_seed import default_plans
 from .plan_steps import AnnotationSteps, StepHandler, SwitchSteps, check_shape
 from .switch_records import utcnow
 from .switches import SwitchService
@@ -51,6 +52,7 @@ class PlanBook:
         self.engine = engine
         self.switches = switches
         self.clock = clock
+        self.dmap = dmap
         steps = SwitchSteps(switches, dmap, rules)
         self.handlers: dict[str, StepHandler] = {
             "degrade": steps,
@@ -185,6 +187,14 @@ class PlanBook:
                 continue  # another process seeded it at the same moment
             added += 1
         return added
+
+    def seed_shipped(self) -> int:
+        """:meth:`seed` the shipped plans (:func:`stability.plan_seed.default_plans`) for
+        the pay orgs of the map (its ``channel`` resources); returns the count added."""
+        orgs = [
+            r.name.removeprefix("channel.") for r in self.dmap().resources if r.kind == "channel"
+        ]
+        return self.seed(default_plans(orgs))
 
     # -- storage ---------------------------------------------------------------------------
     def _connect(self) -> Connection:

@@ -88,7 +88,7 @@ if flash:
     st.toast(flash, icon=":material/check_circle:")
 
 # -- switch plans ----------------------------------------------------------------------------
-plans = plan_service(p.db.engine, p.stability, p.settings.pay_orgs)
+plans = plan_service(p.db.engine, p.stability)
 with panel("Switch plans", "database"):
     plans.expire_due()
     propose_for_breakers(plans, p.stability.map_store.load(), read_stats(p.db.engine))

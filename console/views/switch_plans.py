@@ -18,16 +18,15 @@ from console.views.runbook import runbook_anchors_for
 from stability.limits import LimitRule
 from stability.plan_records import ACTIVE, PlanRecord, PlanRunRecord, run_of
 from stability.plan_schema import PlanRun
-from stability.plan_seed import default_plans
 from stability.plan_steps import describe
 from stability.plans import PlanService
 from stability.switch_records import SwitchSnapshot
 
 
-def plan_service(engine: Engine, stability: Any, pay_orgs: Iterable[str]) -> PlanService:
+def plan_service(engine: Engine, stability: Any) -> PlanService:
     """The plan service over a platform's stability runtime (``p.stability``: its switch
-    service, the guard's map and rules), with silences; the shipped plans are stored the
-    first time (never overwriting one)."""
+    service, the guard's map and rules), with silences; the shipped plans for the map's
+    pay orgs are stored the first time (never overwriting one)."""
     guard = stability.guard
     svc = PlanService(
         engine,
@@ -36,7 +35,7 @@ def plan_service(engine: Engine, stability: Any, pay_orgs: Iterable[str]) -> Pla
         rules=lambda: guard.base_rules,
         handlers=silence_handlers(engine),
     )
-    svc.seed(default_plans(pay_orgs))
+    svc.seed_shipped()
     return svc
 
 
