@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from . import errors, policy
+from . import policy
 from .depmap import DependencyMap
-from .errors import SwitchError
+from .errors import SwitchError, UnknownSwitchTarget
 from .limits import LimitRule
 from .plan_schema import Annotation
 from .switch_records import ACTIVE, PENDING, SwitchRecord
@@ -105,15 +105,8 @@ def check_shape(step: Any) -> dict[str, Any]:
 
 
 def acting_targets(dmap: DependencyMap, rules: Iterable[LimitRule]) -> dict[str, list[str]]:
-    """The switch targets that act, per kind: the guard's own list once it has one
-    (``stability.policy.acting_targets``), else called resources and limit rule names."""
-    rules = list(rules)
-    own = getattr(policy, "acting_targets", None)
-    if own is not None:
-        return dict(own(dmap, rules))
-    called = sorted({e.callee for e in dmap.edges})
-    names = sorted(r.name for r in rules)
-    return {"degrade": called, "force_breaker": called, "set_limit": names, "dry_run_limit": names}
+    """The switch targets that act, per kind (:func:`stability.policy.acting_targets`)."""
+    return policy.acting_targets(dmap, rules)
 
 
 def describe(step: Mapping[str, Any]) -> str:
@@ -154,16 +147,15 @@ class SwitchSteps:
         self.rules = rules
 
     def check(self, step: Mapping[str, Any]) -> None:
-        """Refuse a target the map or the rules do not have (``UnknownSwitchTarget``, a
-        404, where the switch service has it), and one whose switch no call reads."""
+        """Refuse a target the map or the rules do not have (:class:`UnknownSwitchTarget`,
+        a 404), and one whose switch no guarded call reads (a 422)."""
         dmap, rules = self.dmap(), list(self.rules())
         kind, target = step["kind"], step["target"]
         if target in acting_targets(dmap, rules).get(kind, []):
             return
         names = {r.name for r in rules} if "limit" in kind else {r.name for r in dmap.resources}
         if target not in names:
-            unknown = getattr(errors, "UnknownSwitchTarget", SwitchError)
-            raise unknown(f"{kind} {target}: no such target", resource=target)
+            raise UnknownSwitchTarget(f"{kind} {target}: no such target", resource=target)
         raise SwitchError(
             f"{kind} {target}: switching it changes nothing (no guarded call reads it)",
             resource=target,

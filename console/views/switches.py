@@ -24,8 +24,12 @@ from simulator.sandbox_config import knob_request
 from stability.depmap import DependencyMap, impact
 from stability.errors import StabilityError
 from stability.limits import LimitRule
-from stability.plan_steps import acting_targets
-from stability.policy import approval_policy, is_core_link, is_strong_dependency
+from stability.policy import (
+    acting_targets,
+    approval_policy,
+    is_core_link,
+    is_strong_dependency,
+)
 from stability.switches import KINDS, MAX_HORIZON, SwitchRecord
 
 __all__ = [
@@ -115,7 +119,7 @@ def breaker_rows(
 
 def switch_targets(dmap: DependencyMap, rules: Iterable[LimitRule], kind: str) -> list[str]:
     """The targets offered for ``kind``: only those whose switch acts (a guarded call
-    reads it: :func:`stability.plan_steps.acting_targets`), resources or limit rules."""
+    reads it: :func:`stability.policy.acting_targets`), resources or limit rules."""
     return sorted(acting_targets(dmap, rules).get(kind, []))
 
 

@@ -13,7 +13,7 @@ from alerts.plan_silence import silence_handlers
 from stability.depmap_seed import default_map
 from stability.plan_seed import default_plans
 from stability.plans import PlanService
-from stability.policy import approval_policy, default_rules
+from stability.policy import approval_policy, default_rules, target_checker
 from stability.switches import SwitchService
 
 ORGS = ("SANDBOX_A", "SANDBOX_B")
@@ -32,8 +32,11 @@ def pg_db(pg_url):
 def plans(pg_db) -> PlanService:
     dmap, rules = default_map(ORGS), default_rules(ORGS)
     clock = Clock(datetime.now(UTC).replace(microsecond=0))
-    switches = SwitchService(
-        pg_db.engine, needs_approval=approval_policy(lambda: dmap, lambda: rules), clock=clock
+    switches = SwitchService(  # as runtime.wiring builds it
+        pg_db.engine,
+        needs_approval=approval_policy(lambda: dmap, lambda: rules),
+        targets=target_checker(lambda: dmap, lambda: rules),
+        clock=clock,
     )
     svc = PlanService(
         pg_db.engine,
