@@ -44,14 +44,17 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def audit_jobs(platform: Any, factor: float) -> list[tuple[str, Callable[[], Any]]]:
     """The worker's jobs that call dependencies, guarded as the worker guards them
-    (:func:`runtime.worker.worker_jobs`), run once in every fault window: the
-    active query (orders in flight for ``12 s x factor``), the hot accounts' summary posting,
-    internal reconciliation and each pay org's statement reconciliation for yesterday."""
+    (:func:`runtime.worker.worker_jobs`: each under its ``job.*`` caller), run once in
+    every fault window: the active query (orders in flight for ``12 s x factor``), the hot
+    accounts' summary posting, compensation, internal reconciliation and each pay org's
+    statement reconciliation for yesterday."""
     from paycore.channels.guarded import GuardedGateway
     from paycore.jobs.active_query import ActiveQuery
     from paycore.jobs.ledger_jobs import summary_posting_job
     from paycore.recon import reconcile_internal
     from paycore.recon.external import reconcile_day
+
+    from .worker import as_caller, build_worker
 
     core = platform.paycore
     gateway = platform.front.gateway if platform.front is not None else None
@@ -66,12 +69,25 @@ def audit_jobs(platform: Any, factor: float) -> list[tuple[str, Callable[[], Any
     def statement(org: str) -> Callable[[], Any]:
         return lambda: reconcile_day(core, recon, org, day)
 
+    worker = build_worker(platform, worker_id="grade-audit")
+
+    def compensation() -> None:
+        worker.handlers.enqueue_open_exceptions()
+        worker.run_once()
+
     jobs: list[tuple[str, Callable[[], Any]]] = [
-        ("active_query", query.run_once),
+        ("active_query", as_caller("job.active_query", query.run_once)),
         ("summary_posting", lambda: summary_posting_job(core)),
-        ("recon_internal", lambda: reconcile_internal(core, gateway=recon)),
+        ("compensation", as_caller("job.compensation", compensation)),
+        (
+            "recon_internal",
+            as_caller("job.reconciliation", lambda: reconcile_internal(core, gateway=recon)),
+        ),
     ]
-    jobs += [(f"recon_external_{org}", statement(org)) for org in platform.settings.pay_orgs]
+    jobs += [
+        (f"recon_external_{org}", as_caller("job.reconciliation", statement(org)))
+        for org in platform.settings.pay_orgs
+    ]
     return jobs
 
 

@@ -33,6 +33,9 @@ JOBS: tuple[str, ...] = ("job.active_query", "job.compensation", "job.reconcilia
 # timeouts (ms) per dependency, shared by every caller
 DB_MS, REDIS_MS, CHANNEL_MS, LEDGER_MS, HOT_ACCOUNT_MS = 1000, 200, 3000, 1500, 1200
 NOTIFY_MS, RISK_MS = 500, 300
+#: a job's transactions scan batches (statements, unfinished orders): the statement
+#: timeout its database edge sets is longer than a link's
+JOB_DB_MS = 5000
 #: retries of the channel calls per caller: a submission (pay, refund) is never sent twice
 #: by the guard; the jobs' status queries and statement downloads are retried once
 CHANNEL_RETRIES = {
@@ -94,10 +97,8 @@ def _resources(pay_orgs: Sequence[str], redis_lock: bool) -> list[ResourceSpec]:
 
 
 def _edges(pay_orgs: Sequence[str], redis_lock: bool) -> list[EdgeSpec]:
-    edges = [
-        EdgeSpec(caller, "database", "strong", DB_MS, owner="pay-core")
-        for caller in (*CORE_LINKS, *JOBS)
-    ]
+    edges = [EdgeSpec(link, "database", "strong", DB_MS, owner="pay-core") for link in CORE_LINKS]
+    edges += [EdgeSpec(job, "database", "strong", JOB_DB_MS, owner="pay-core") for job in JOBS]
     for caller, retries in CHANNEL_RETRIES.items():
         edges += [
             EdgeSpec(caller, f"channel.{org}", "strong", CHANNEL_MS, retries, owner="channel-team")
@@ -134,7 +135,7 @@ def _edges(pay_orgs: Sequence[str], redis_lock: bool) -> list[EdgeSpec]:
     ]
     edges += [
         EdgeSpec(link, "risk", "weak", RISK_MS, fallback=_RISK_FALLBACK, owner="risk-team")
-        for link in ("link.pay", "link.trade_create")
+        for link in ("link.pay",)  # trade creation asks no risk question (yet)
     ]
     return edges
 

@@ -95,6 +95,13 @@ class Guard:
             self.breaker(name).force(snapshot.forced.get(name), "switch")
         self.snapshot = snapshot
 
+    def injected(self, resource: str) -> bool:
+        """True while a drill's fault injector fails ``resource``: call sites that admit
+        and record around their own work (not through :meth:`call`) ask this, then take
+        the path a failed call takes."""
+        injector = self.fault_injector
+        return injector is not None and resource in injector.faulted
+
     def set_map(self, dependency_map: Any) -> None:
         """Use an edited map from now on (grades, timeouts and retries of every edge);
         breakers, bulkheads and counters carry over."""

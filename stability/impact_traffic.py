@@ -15,7 +15,7 @@ window (the pay orders) and per merchant its granted pay orgs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .depmap import DependencyMap, impact
 
@@ -77,6 +77,8 @@ class LinkImpact:
     rate_affected: float | None = None
     merchants_affected: int = 0
     merchants_with_alternative: int = 0
+    #: weak dependencies among the failed whose fallback a partly failing link runs on too
+    degraded_via: tuple[str, ...] = ()
 
     @property
     def message(self) -> str:
@@ -96,6 +98,8 @@ class LinkImpact:
         parts = [f"{self.link}: {head}", f"{rate} across {who}" if rate else who]
         if self.effect == "partial" and self.merchants_affected:
             parts.append(f"{self.merchants_with_alternative} of them have another granted org")
+        if self.degraded_via:
+            parts.append(f"degrades (via {', '.join(self.degraded_via)})")
         return "; ".join(parts)
 
 
@@ -183,7 +187,8 @@ def traffic_impact(
                 )
             )
         elif entry in partial:
-            out.append(_partial(dmap, entry, partial[entry], traffic, unavailable))
+            hit = _partial(dmap, entry, partial[entry], traffic, unavailable)
+            out.append(replace(hit, degraded_via=tuple(sorted(degrades.get(entry, ())))))
         elif entry in degrades:
             out.append(
                 LinkImpact(

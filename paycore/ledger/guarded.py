@@ -55,7 +55,9 @@ def buffer_hot(guard: Any, session: Session) -> bool:
     if guard is None or guard.map.edge(POSTING, HOT) is None:
         return False
     _, refusal = guard.admit(HOT, caller=POSTING)
-    if refusal is not None:  # through call(): the refusal is recorded, the fallback taken
+    if refusal is not None or guard.injected(HOT):
+        # through call(): the refusal (or the drill's injected failure) is recorded and
+        # the fallback taken
         buffered: bool = guard.call(HOT, _direct, caller=POSTING, fallback=_buffer)
         if buffered:
             return True

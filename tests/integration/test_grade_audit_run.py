@@ -58,7 +58,6 @@ def _audit(settings: Settings, stack: EmbeddedPlatform, config: AuditConfig, see
 
 
 ORGS = ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C")
-JOBS = ("job.active_query", "job.compensation", "job.reconciliation")
 #: edges that may come out unexercised (never contradicted), and why; every other edge of
 #: the seeded map must come out confirmed
 MAY_BE_UNEXERCISED: dict[tuple[str, str], str] = {
@@ -67,14 +66,6 @@ MAY_BE_UNEXERCISED: dict[tuple[str, str], str] = {
         "of its tasks falls due inside the fault's window"
         for org in ORGS
     },
-    **{
-        (job, "database"): "the jobs' own database calls are not attributed to their job.* "
-        "caller (they count as unattributed)"
-        for job in JOBS
-    },
-    ("link.trade_create", "risk"): "no risk call happens at trade creation",
-    ("ledger.posting", "ledger.hot_account"): "the hot-account edge is guard.admit + "
-    "guard.record, which the guard's fault hook (in call/acall) does not reach",
     ("ledger.posting", "database"): "with the database down the links fail at their own "
     "first query, before a posting starts",
     ("ledger.hot_account", "database"): "as ledger.posting -> database",

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import pytest
 from api_stack import ADMIN, Stack
 from conftest import LiveServer, free_port
 
@@ -116,7 +115,7 @@ def _jobs(st: Stack, stuck: list[str]) -> None:
     from paycore.channels.guarded import GuardedGateway
     from paycore.jobs.active_query import ActiveQuery
     from paycore.recon import reconcile_day, reconcile_internal
-    from runtime.worker import build_worker, worker_jobs
+    from runtime.worker import as_caller, build_worker, worker_jobs
 
     platform, core = st.platform, st.core
     gateway = platform.front.gateway
@@ -131,28 +130,19 @@ def _jobs(st: Stack, stuck: list[str]) -> None:
     worker = build_worker(platform, worker_id="edges-worker")
     _async_posting(st, worker.queue)
     for _ in range(3):
-        worker.handlers.enqueue_open_exceptions()
-        worker.run_once()
+        as_caller("job.compensation", worker.handlers.enqueue_open_exceptions)()
+        as_caller("job.compensation", worker.run_once)()
     query = ActiveQuery(
         core, GuardedGateway(gateway, core.guard, "job.active_query"), first_after_s=0
     )
-    assert query.run_once() >= len(stuck)
+    assert as_caller("job.active_query", query.run_once)() >= len(stuck)
     recon = GuardedGateway(gateway, core.guard, "job.reconciliation")
-    reconcile_internal(core, gateway=recon)
+    as_caller("job.reconciliation", lambda: reconcile_internal(core, gateway=recon))()
     for org in ORGS:
-        reconcile_day(core, recon, org, datetime.now(UTC).date())
+        day = datetime.now(UTC).date()
+        as_caller("job.reconciliation", lambda o=org, d=day: reconcile_day(core, recon, o, d))()
 
 
-#: edges no guarded call reached when this test was written (issue #20: the call sites are
-#: being wired by the channel and infrastructure work); remove the mark once it passes
-MISSING_WHEN_WRITTEN = (
-    "job.active_query -> database, job.compensation -> database, "
-    "job.reconciliation -> database (the jobs do not run as their caller: no calling_as), "
-    "link.trade_create -> risk (trade create calls no risk check)"
-)
-
-
-@pytest.mark.xfail(strict=False, reason="unguarded edges: " + MISSING_WHEN_WRITTEN)
 def test_every_edge_of_the_seeded_map_has_a_guarded_call_site(pg_url, redis_url):
     edges = Edges()
     with RedisStack(pg_url, redis_url) as st:

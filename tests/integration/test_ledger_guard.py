@@ -99,6 +99,23 @@ def test_degraded_hot_account_buffers_the_hot_legs_for_summary_posting(guarded):
     assert transit_total(core) == 450 and trial_balance(core.db).ok
 
 
+def test_a_drill_failing_the_hot_account_buffers_the_hot_legs(guarded):
+    """The grade audit's fault reaches the hot account, though its call site admits and
+    records around the hot rows' update instead of calling through ``guard.call``."""
+    from stability.faults import FaultInjector
+
+    core, guard = guarded
+    FaultInjector.attach(guard).fail(["ledger.hot_account"])
+    for i in range(3):
+        post(core, i)
+    assert transit_total(core) == 0 and pending_count(core.db) == 6
+    assert guard.stats.count("ledger.hot_account", "error") == 3
+    assert guard.stats.count("ledger.hot_account", "fallback") == 3
+    FaultInjector.attach(guard).heal()
+    post(core, 9)
+    assert transit_total(core) == 90
+
+
 def test_degraded_ledger_posting_fails_the_link_naming_it_and_writes_nothing(guarded):
     core, guard = guarded
     guard.apply(SwitchSnapshot(version=1, degraded=frozenset({"ledger.posting"})))
