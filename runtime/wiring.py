@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from alerts.plan_proposals import propose_for_alerts
+from alerts.plan_silence import silence_handlers
 from backends import redis_client
 from paycore import errors as pe
-from stability.breaker_stats import BreakerStatsPublisher
+from stability.breaker_stats import BreakerStatsPublisher, read_stats
 from stability.breaker_store import make_breaker_store
 from stability.depmap import DependencyMap
 from stability.depmap_seed import seed_or_upgrade
@@ -18,6 +21,8 @@ from stability.effective import redis_client_options
 from stability.events import BreakerEventLog
 from stability.guard import Guard
 from stability.limits import Limiter, make_limit_store
+from stability.plan_triggers import propose_for_breakers
+from stability.plans import PlanService
 from stability.policy import approval_policy, default_bulkheads, default_rules, target_checker
 from stability.propagation import SwitchWatcher, redis_publisher
 from stability.switches import SwitchService
@@ -46,6 +51,7 @@ class StabilityRuntime:
     breaker_events: BreakerEventLog
     redis: Any = None
     breaker_stats: BreakerStatsPublisher | None = None  # breaker windows for the console
+    plans: PlanService | None = None  # switch plans (build_plans)
 
     def start(self) -> None:
         self.watcher.start()
@@ -97,4 +103,38 @@ def build_stability(
     # at each new config version: the edited map (if any), then the switches
     apply = follow_map(store, guard)
     watcher = SwitchWatcher(switches, apply, poll_s=poll_s, redis_client=client)
-    return StabilityRuntime(store, dmap, guard, switches, watcher, events, client)
+    runtime = StabilityRuntime(store, dmap, guard, switches, watcher, events, client)
+    runtime.plans = build_plans(engine, runtime)
+    return runtime
+
+
+def build_plans(engine: Engine, runtime: StabilityRuntime) -> PlanService:
+    """The switch plans over the runtime's switches and live map, silences through the
+    alerts' store; the shipped plans for the map's pay orgs are stored when missing."""
+    guard = runtime.guard
+    plans = PlanService(
+        engine,
+        runtime.switches,
+        dmap=lambda: guard.map,
+        rules=lambda: guard.base_rules,
+        handlers=silence_handlers(engine),
+    )
+    plans.seed_shipped()
+    return plans
+
+
+def plan_upkeep(engine: Engine, runtime: StabilityRuntime) -> Callable[[], int]:
+    """The worker's plan job: end plan runs past their expiry (restoring what they
+    replaced), and propose the plan of every weak dependency whose breaker is open and
+    of every firing alert that names one. Returns how many runs it ended or proposed."""
+
+    def upkeep() -> int:
+        plans = runtime.plans
+        if plans is None:
+            return 0
+        done = plans.expire_due()
+        done += len(propose_for_breakers(plans, runtime.guard.map, read_stats(engine)))
+        done += len(propose_for_alerts(plans, engine))
+        return done
+
+    return upkeep

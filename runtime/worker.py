@@ -32,6 +32,7 @@ from stability.guard import calling_as
 
 from .bootstrap import Platform
 from .observability import build_alert_engine
+from .wiring import plan_upkeep
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
@@ -101,6 +102,10 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
                 "alerts",
             )
         )
+    stability = platform.stability
+    if stability is not None and stability.plans is not None:
+        upkeep = plan_upkeep(core.db.engine, stability)
+        jobs.append((singleton_job(leases, "plans:upkeep", worker_id, 12, upkeep), 15.0, "plans"))
     for job in platform.extra_worker_jobs():
         jobs.append(job)
     return jobs, [delivery]
