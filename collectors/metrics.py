@@ -180,6 +180,12 @@ class CoreMetrics:
             ["resource"],
             registry=registry,
         )
+        self.limit_dry_run = Counter(
+            "paywatch_limit_dry_run_blocked",
+            "Calls a limit rule in dry run would have refused, by rule",
+            ["rule"],
+            registry=registry,
+        )
         self.breaker_transitions = Counter(
             "paywatch_breaker_transitions",
             "Circuit breaker state changes, by new state",
@@ -196,6 +202,7 @@ class CoreMetrics:
         self._pay_org = BoundedLabel("pay_org", max_pay_orgs, on_overflow=overflow)
         self._reason = BoundedLabel("reason", max_reasons, on_overflow=overflow)
         self._resource = BoundedLabel("resource", max_resources, on_overflow=overflow)
+        self._rule = BoundedLabel("rule", max_resources, on_overflow=overflow)
         self._guard_outcome = BoundedLabel(
             "guard_outcome",
             len(GUARD_OUTCOMES),
@@ -298,6 +305,10 @@ class CoreMetrics:
     def outcome(self, resource: str, caller: str, outcome: str, duration_s: float) -> None:
         """Alias of :meth:`guard_outcome`: the name ``stability.guard.Recorder`` calls."""
         self.guard_outcome(resource, caller, outcome, duration_s)
+
+    def limit_dry_run_blocked(self, rule: str) -> None:
+        """One call the limit ``rule`` (in dry run) would have refused."""
+        self.limit_dry_run.labels(self._rule(rule)).inc()
 
     def breaker_changed(self, resource: str, old: str, new: str, reason: str) -> None:
         """A breaker moved from ``old`` to ``new`` (``reason`` is free text: not a label)."""

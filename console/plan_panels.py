@@ -195,8 +195,6 @@ def dry_run_table(p: Any, window: float) -> None:
         st.caption("No limit rule counts in dry run. Start a trial limit below.")
         return
     st.dataframe(rows, hide_index=True, key="dry_run_blocks")
-    if any(r["shared"] for r in rows):
-        st.caption("The guard counts would-be blocks per resource: rules marked shared split it.")
 
 
 def trial_form(p: Any, user: User, act: Act) -> None:

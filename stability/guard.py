@@ -199,8 +199,9 @@ class Guard:
             refusal = "degraded"
         elif resource in self._limited:
             outcome = self.limiter.check(resource, labels)
-            for _ in outcome.dry_run_blocked:
+            for rule_name in outcome.dry_run_blocked:
                 self._record(resource, caller, "dry_run_blocked", 0.0)
+                self._dry_run_blocked(rule_name)
             if not outcome.allowed:
                 if route.grade == "strong":
                     self._record(resource, caller, "blocked", 0.0)
@@ -359,6 +360,13 @@ class Guard:
             )
         self._record(resource, caller, "degraded" if why == "degraded" else "fallback", 0.0)
         return fallback()
+
+    def _dry_run_blocked(self, rule: str) -> None:
+        """Tell the recorders that count them which dry-run rule would have refused."""
+        for r in self.recorders:
+            per_rule = getattr(r, "limit_dry_run_blocked", None)
+            if per_rule is not None:
+                per_rule(rule)
 
     def _record(self, resource: str, caller: str, outcome: str, duration_s: float) -> None:
         for r in self.recorders:

@@ -13,7 +13,6 @@ from sqlalchemy.engine import Engine
 
 from alerts.plan_silence import silence_handlers
 from collectors.query import MetricsQuery
-from console.views.health import GUARD
 from console.views.runbook import runbook_anchors_for
 from stability.limits import LimitRule
 from stability.plan_records import ACTIVE, PlanRecord, PlanRunRecord, run_of
@@ -125,6 +124,10 @@ def dry_run_rules(
     ]
 
 
+#: the would-be blocks of limit rules in dry run, per rule (collectors.metrics)
+DRY_RUN_BLOCKED = "paywatch_limit_dry_run_blocked_total"
+
+
 def would_block(
     query: MetricsQuery,
     now: float,
@@ -134,24 +137,18 @@ def would_block(
     window: float = 300.0,
 ) -> list[dict[str, Any]]:
     """Per rule in dry run: the calls it would have refused over ``window`` (the guard's
-    ``dry_run_blocked`` outcomes on its resource), at which rate, and per second. The
-    guard counts would-be blocks per resource: when two rules of one resource count in
-    dry run at once, each row shows their sum and says it is shared."""
+    would-be blocks of that rule, ``paywatch_limit_dry_run_blocked_total{rule}``), at
+    which rate, and per second."""
     rows = dry_run_rules(rules, snapshot)
     if not rows:
         return []
     counted = {
-        s.labels.get("resource", ""): s.value or 0.0
-        for s in query.count(
-            GUARD, window=window, at=now, match={"outcome": "dry_run_blocked"}, by=("resource",)
-        )
+        s.labels.get("rule", ""): s.value or 0.0
+        for s in query.count(DRY_RUN_BLOCKED, window=window, at=now, by=("rule",))
     }
-    per_resource: dict[str, int] = {}
-    for rule, _ in rows:
-        per_resource[rule.resource] = per_resource.get(rule.resource, 0) + 1
     out = []
     for rule, over in rows:
-        blocks = round(counted.get(rule.resource, 0.0))
+        blocks = round(counted.get(rule.name, 0.0))
         rate = float(over.get("rate", rule.rate))
         burst = float(over.get("burst", over.get("rate", rule.burst)))
         out.append(
@@ -162,7 +159,6 @@ def would_block(
                 + (" (trial)" if "rate" in over else ""),
                 "would_block": blocks,
                 "per_second": round(blocks / window, 3),
-                "shared": per_resource[rule.resource] > 1,
             }
         )
     return out

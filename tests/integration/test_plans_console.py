@@ -224,3 +224,38 @@ def test_a_trial_limit_in_one_step_and_its_would_be_blocks_per_rule(console_pg):
     table = next(d.value for d in olga.dataframe if "would_block" in d.value.columns)
     row = table.set_index("rule").loc["risk.total"]
     assert (row["would_block"], row["counted_at"]) == (8, "rate 2/s, burst 2 (trial)")
+
+
+def test_would_be_blocks_are_counted_per_rule_not_per_resource(console_pg):
+    """Two rules of one resource in dry run at once: each row counts its own would-be
+    blocks (the per-merchant rule refuses, the total rule does not)."""
+    from prometheus_client import CollectorRegistry
+
+    from collectors import CoreMetrics, Sampler, TimeSeriesStore
+    from console.views.switch_plans import would_block
+    from paycore.context import BizContext
+    from stability.depmap_seed import default_map
+    from stability.guard import Guard
+    from stability.policy import default_rules
+    from stability.switch_records import SwitchSnapshot
+
+    total, per_merchant = "channel.SANDBOX_A.total", "channel.SANDBOX_A.per_merchant"
+    snap = SwitchSnapshot(
+        version=1,
+        dry_run=frozenset({total, per_merchant}),
+        limits={per_merchant: {"rate": 1.0, "burst": 1.0}},
+    )
+    registry, t0 = CollectorRegistry(), time.time()
+    rules = default_rules(ORGS)
+    guard = Guard(default_map(ORGS), base_rules=rules, recorders=[CoreMetrics(registry)])
+    guard.apply(snap)
+    store = TimeSeriesStore(console_pg)
+    sampler = Sampler(registry, store, instance="api-1")
+    sampler.sample_once(t0 - 1)
+    labels = BizContext("M1", "goods", "physical", "SANDBOX_A").as_labels()
+    for _ in range(6):  # one within the merchant's burst, five it would refuse
+        guard.admit("channel.SANDBOX_A", caller="link.pay", labels=labels)
+    sampler.sample_once(t0)
+    rows = {r["rule"]: r for r in would_block(store, t0, rules, snap, window=300)}
+    assert rows[per_merchant]["would_block"] == 5
+    assert rows[total]["would_block"] == 0
