@@ -30,6 +30,29 @@ STEP_SLOS: dict[str, tuple[float, float]] = {
 CHANNEL_SLO = 0.99
 
 
+#: weak dependency → its success SLO (the map's): a burn-rate page proposes "degrade X"
+WEAK_SLOS: dict[str, float] = {"notification": 0.99, "ledger.hot_account": 0.999, "risk": 0.999}
+GUARD_CALLS = "paywatch_guard_calls_total"
+
+
+def _weak_dependency_burn(resource: str, slo: float) -> BurnRateRule:
+    """Calls to a weak dependency failing (the guard's per-edge outcomes, every caller):
+    its ``degrade <resource>`` plan is proposed while it fires."""
+    return BurnRateRule(
+        f"slo_dependency_success_{org_slug(resource)}",
+        slo,
+        match={"resource": resource},
+        metric=GUARD_CALLS,
+        labels={"resource": resource},
+        min_traffic_rps=0.02,
+        annotations=_notes(
+            "slo_dependency_success_resource",
+            f"calls to {resource} (a weak dependency) are failing",
+            plan=f"degrade {resource}",
+        ),
+    )
+
+
 def _notes(anchor: str, summary: str, plan: str = "") -> dict[str, str]:
     """Summary and runbook link, and the switch plan that answers the alert (its name,
     as stored: :mod:`stability.plan_seed`), which a firing alert proposes for approval."""
@@ -101,6 +124,7 @@ def build_default_rules(pay_orgs: tuple[str, ...] = ()) -> list[Rule]:
                 ),
             )
         )
+    rules += [_weak_dependency_burn(res, slo) for res, slo in WEAK_SLOS.items()]
     rules.append(
         ThresholdRule(
             "pay_latency_p99_high",

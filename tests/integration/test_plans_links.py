@@ -91,3 +91,48 @@ def test_the_link_chart_shades_a_plans_span_with_its_text():
     assert shapes[1][0] == notes[1]["at"] and shapes[1][1] <= datetime.now(UTC)  # not beyond now
     assert [a.text for a in fig.layout.annotations] == ["A", "B"]
     assert link_chart({"rate": []}).layout.shapes == ()
+
+
+def test_a_weak_dependencys_burn_rate_page_proposes_its_degrade_plan(plans):
+    """Real guard outcomes (notification POSTs failing), sampled into the store, page
+    ``slo_dependency_success_notification``; the firing alert proposes its plan."""
+    from prometheus_client import CollectorRegistry
+
+    from alerts import AlertEngine
+    from collectors import CoreMetrics, Sampler, TimeSeriesStore
+    from stability.depmap_seed import default_map
+    from stability.guard import Guard
+
+    registry, t0 = CollectorRegistry(), time.time()
+    guard = Guard(default_map(ORGS), recorders=[CoreMetrics(registry)])
+    store = TimeSeriesStore(plans.engine)
+    sampler = Sampler(registry, store, instance="worker-1")
+    sampler.sample_once(t0 - 60)
+
+    calls = iter(range(10**6))
+
+    def flaky_endpoint() -> None:
+        if next(calls) % 3 == 0:  # a third of the POSTs fail: under the breaker's ratio
+            raise ConnectionError("merchant endpoint down")
+
+    for _ in range(150):  # each failed POST falls back (delivered later)
+        guard.call("notification", flaky_endpoint, caller="link.notify", fallback=lambda: None)
+    assert guard.stats.count("notification", "error") == 50
+    assert guard.breaker("notification").state == "closed"
+    sampler.sample_once(t0)
+    rules = [r for r in default_rules(ORGS) if r.name.startswith("slo_dependency_success_")]
+    assert {r.name for r in rules} == {
+        "slo_dependency_success_notification",
+        "slo_dependency_success_ledger_hot_account",
+        "slo_dependency_success_risk",
+    }
+    AlertEngine(plans.engine, store, rules).evaluate(t0)
+    assert firing_plans(plans.engine) == {
+        "degrade notification": "slo_dependency_success_notification"
+    }
+    (run,) = propose_for_alerts(plans, plans.engine)
+    assert (run.plan, run.actor, run.trigger) == (
+        "degrade notification",
+        "system",
+        "alert:slo_dependency_success_notification",
+    )

@@ -29,6 +29,7 @@ COLLECTOR_METRICS = {
     "paywatch_link_requests_total",
     "paywatch_link_latency_seconds_bucket",
     "paywatch_guard_outcomes_total",
+    "paywatch_guard_calls_total",
     "paywatch_breaker_state",
     "paywatch_breaker_tripped",
     "paywatch_compensation_backlog",

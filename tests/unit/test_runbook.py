@@ -15,17 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from alerts.defaults import build_default_rules, org_slug
+from alerts.defaults import WEAK_SLOS, build_default_rules, org_slug
 from stability.depmap_seed import DEFAULT_PAY_ORGS, default_map
 from stability.policy import default_rules
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
 
 
+DEPENDENCY_BURN = "slo_dependency_success_<resource>"
+
+
 def generic(name: str) -> str:
     """A per-pay-org name as the runbook writes it."""
     for org in DEFAULT_PAY_ORGS:
         name = name.replace(org_slug(org), "<org>").replace(org, "<ORG>")
+    for res in WEAK_SLOS:  # one section for the weak dependencies' burn-rate rules
+        name = name.replace(f"slo_dependency_success_{org_slug(res)}", DEPENDENCY_BURN)
     return name
 
 
