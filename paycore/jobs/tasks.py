@@ -275,6 +275,21 @@ class TaskQueue:
         done = self.db.run(lambda s: self._guarded(s, [task.id], **values))
         return str(values["status"]) if done else None
 
+    def defer(self, task: Task, error: str, delay_s: float) -> bool:
+        """Not a failure: the call was kept away on purpose (a switch, an open breaker, a
+        full bulkhead). Back to pending after ``delay_s`` with the attempt given back, so
+        a channel degraded for an hour sends nothing to manual. False when the lease
+        had passed to another worker."""
+        values = {
+            "status": PENDING,
+            "lease_until": None,
+            "locked_by": None,
+            "attempts": T.attempts - 1,
+            "next_run_at": self.clock() + timedelta(seconds=delay_s),
+            "last_error": error[:_ERR_MAX],
+        }
+        return bool(self.db.run(lambda s: self._guarded(s, [task.id], **values)))
+
     def backoff_s(self, attempts: int) -> float:
         """``min(max, base · 2^(attempts−1)) × jitter``, jitter uniform in [0.5, 1.5)."""
         exp = min(max(attempts - 1, 0), 62)

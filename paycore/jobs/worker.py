@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..channels.errors import ChannelRefused
 from .handlers import BusinessFailure, Handlers
 from .tasks import FAILED, MANUAL, LeaseLost, Task, TaskQueue
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ExtraJob = tuple[Callable[[], Any], float, str]  # (callable, interval seconds, name)
-OUTCOMES = ("done", "retried", "failed", "manual", "lost")
+OUTCOMES = ("done", "retried", "deferred", "failed", "manual", "lost")
 
 
 def describe(error: BaseException) -> str:
@@ -53,8 +54,10 @@ class Worker:
         concurrency: int = 1,
         drain_budget_s: float = 10.0,
         stop_event: threading.Event | None = None,
+        refused_delay_s: float = 30.0,
     ) -> None:
         self.core = core
+        self.refused_delay_s = refused_delay_s  # a guard refusal is asked again this late
         self.queue = queue
         self.handlers = handlers
         self.batch = batch
@@ -118,6 +121,11 @@ class Worker:
         except LeaseLost:
             log.warning("task %s (%s): lease lost while running", task.id, task.kind)
             return self._count("lost")
+        except ChannelRefused as e:  # kept away by the guard: wait, spend no attempt
+            if not self.queue.defer(task, describe(e), self.refused_delay_s):
+                return self._count("lost")
+            log.info("task %s (%s) deferred: %s", task.id, task.kind, describe(e))
+            return self._count("deferred")
         except BusinessFailure as e:
             error = describe(e)
             if not self.queue.fail_business(task, error):

@@ -127,3 +127,44 @@ def test_a_compensation_resend_on_a_degraded_channel_is_refused(env) -> None:
     resend_stuck_call(env.db, channel, payload)
     assert env.sandbox.get(ORG, str(payload["channel_txn_no"])) is not None
     assert [o for _, c, o in env.rec.seen if c == "job.compensation"] == ["degraded", "pass"]
+
+
+def test_the_worker_defers_a_refused_resend_without_spending_an_attempt(env) -> None:
+    """A channel degraded for an hour sends no compensation task to manual: each refused
+    re-send goes back to pending for later with its attempt given back."""
+    from paycore.db.schema import CompensationTask
+    from paycore.jobs import STUCK_CHANNEL_CALL, Handlers, TaskQueue, Worker
+
+    env.core.channel = None
+    _, lost = env.pay(1_000)  # never reached the channel
+    env.core.channel = env.front
+    row = item(env, lost.id)
+    payload = {
+        "kind": "pay",
+        "pay_org_no": ORG,
+        "channel_txn_no": row.channel_txn_no,
+        "amount": row.amount,
+        "currency": "CNY",
+        "merchant_id": env.shop.mid,
+        "trade_id": 1,
+        "pay_order_id": row.pay_order_id,
+    }
+    now = [T0]
+    queue = TaskQueue(env.db, env.core.ids, clock=lambda: now[0], worker_id="w1")
+    gateway = GuardedGateway(env.gateway, env.guard, "job.compensation")
+    handlers = Handlers(env.core, gateway, notify_url_for=lambda org: "http://127.0.0.1:9/cb")
+    worker = Worker(env.core, queue, handlers, refused_delay_s=30)
+    assert queue.enqueue(None, STUCK_CHANNEL_CALL, "stuck:1", payload, max_attempts=2)
+    env.guard.apply(DEGRADED)
+    for _ in range(5):  # more refusals than the task has attempts
+        assert worker.run_once() == 1
+        with env.db.session() as s:
+            task = s.query(CompensationTask).one()
+            assert (task.status, task.attempts) == ("pending", 0)
+            assert task.next_run_at == now[0] + timedelta(seconds=30)
+            assert "channel_refused" in task.last_error or f"channel.{ORG}" in task.last_error
+        now[0] += timedelta(seconds=31)
+    assert worker.counts["deferred"] == 5 and worker.counts["manual"] == 0
+    env.guard.apply(SwitchSnapshot(version=2))
+    assert worker.run_once() == 1 and worker.counts["done"] == 1
+    assert env.sandbox.get(ORG, str(payload["channel_txn_no"])) is not None

@@ -159,7 +159,14 @@ def test_exception_refund_retries_an_unavailable_channel_then_hands_over(shop, c
     for _ in range(8):
         worker.run_once()
         clock.advance(7200)
-    assert worker.counts == {"done": 0, "retried": 7, "failed": 0, "manual": 1, "lost": 0}
+    assert worker.counts == {
+        "done": 0,
+        "retried": 7,
+        "deferred": 0,
+        "failed": 0,
+        "manual": 1,
+        "lost": 0,
+    }
     assert exception_row(core).status == "manual"
     assert queue.backlog()["pending"] == 1  # the unknown kind
 
@@ -184,7 +191,14 @@ def test_ledger_posting_task_posts_once_or_fails_for_good(core):
     )
     queue.enqueue(None, LEDGER_POSTING, "bonus:b4", overdraw)
     assert worker.run_once() == 5
-    assert worker.counts == {"done": 2, "retried": 0, "failed": 3, "manual": 0, "lost": 0}
+    assert worker.counts == {
+        "done": 2,
+        "retried": 0,
+        "deferred": 0,
+        "failed": 3,
+        "manual": 0,
+        "lost": 0,
+    }
     with core.db.session() as s:
         posted = s.execute(select(JournalEntry.biz_key).where(JournalEntry.biz_type == "bonus"))
         assert posted.scalars().all() == ["b1"]
