@@ -224,10 +224,13 @@ class Guard:
         ok: bool,
         duration_s: float,
         timeout_s: float | None = None,
+        *,
+        timed: bool = True,
     ) -> None:
-        """Record a call made outside :meth:`call` (e.g. an asynchronous channel send)."""
-        timed_out = timeout_s is not None and duration_s > timeout_s
-        self.breaker(resource).record(ok and not timed_out, duration_s)
+        """Record a call made outside :meth:`call` (e.g. an asynchronous channel send);
+        ``timed=False`` as in :meth:`call` (the duration is reported, never judged)."""
+        timed_out = timed and timeout_s is not None and duration_s > timeout_s
+        self.breaker(resource).record(ok and not timed_out, duration_s if timed else 0.0)
         outcome = "timeout" if timed_out else ("pass" if ok else "error")
         self._record(resource, caller, outcome, duration_s)
 
@@ -239,11 +242,16 @@ class Guard:
         caller: str | None = None,
         labels: Mapping[str, str] = _EMPTY,
         fallback: Callable[[], T] | None = None,
+        timed: bool = True,
     ) -> T:
         """Run ``fn`` under the guard as ``caller`` (default: :func:`current_caller`);
         weak dependencies return ``fallback()`` instead of failing, strong ones raise
         :class:`DependencyFailed`. A failed ``fn`` is tried again up to the edge's
         ``retries`` times; while it runs, :func:`current_caller` is ``resource``.
+
+        ``timed=False``: the callee enforces the edge's timeout itself on each of its
+        steps (the database's ``statement_timeout``), so the whole call's duration is
+        neither a timeout nor a slow call for the breaker; only its failures count.
 
         The common case (known edge, not degraded, a plainly closed breaker, at most one
         fail-open limit rule) is admitted inline; everything else through :meth:`admit`.
@@ -297,8 +305,8 @@ class Guard:
             if failure is not None:
                 return failed(self, route, resource, caller, fn, start, failure, fallback)
             elapsed = self.clock() - start
-            if elapsed <= route.timeout_s:
-                route.breaker.record(True, elapsed)
+            if elapsed <= route.timeout_s or not timed:
+                route.breaker.record(True, elapsed if timed else 0.0)
                 stats = self.stats
                 for r in self.recorders:
                     if r is stats:

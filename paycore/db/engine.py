@@ -220,6 +220,7 @@ class Database:
                 caller=caller,
                 failure=_db_failure,
                 inner_caller=caller,
+                timed=False,  # PostgreSQL cuts each statement at the edge's timeout
             )
         finally:
             reset_timeout(token)
@@ -248,7 +249,8 @@ class Database:
             ok = not _db_failure(e)
             raise
         finally:
-            guard.record("database", caller, ok, time.perf_counter() - start, limit)
+            elapsed = time.perf_counter() - start  # PostgreSQL cuts each statement
+            guard.record("database", caller, ok, elapsed, limit, timed=False)
 
     def _run(self, fn: Callable[[Session], T], one_statement: bool) -> T:
         sessions = self._autocommit if one_statement else self._sessions

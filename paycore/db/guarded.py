@@ -53,12 +53,14 @@ def through(
     failure: Callable[[BaseException], bool],
     inner_caller: str | None = None,
     fallback: Callable[[], T] | None = None,
+    timed: bool = True,
 ) -> T:
     """``body()`` as ``caller``'s call of ``resource``; see the module docstring.
 
     ``inner_caller``: who the code in ``body`` runs as (default: ``resource``, the guard's
     nested attribution). A database transaction passes the link itself: the code inside a
     link's transaction is still the link's, and its ledger posting is the link's edge.
+    ``timed``: see :meth:`stability.guard.Guard.call`.
     """
 
     def call() -> T | _Passed:
@@ -72,7 +74,7 @@ def through(
                 raise
             return _Passed(exc)
 
-    result = guard.call(resource, call, caller=caller, fallback=fallback)
+    result = guard.call(resource, call, caller=caller, fallback=fallback, timed=timed)
     if isinstance(result, _Passed):
         raise result.error
     return result

@@ -162,18 +162,21 @@ def _direct_page(page: str, user: str, role: str) -> None:
     runpy.run_path(str(PAGES_DIR / page))
 
 
-def test_operator_degrades_coupon_with_reason_and_expiry(console_db):
+def test_operator_degrades_notification_with_reason_and_expiry(console_db):
     at = _page(_app("otto", "operator").run(timeout=30), "sre_switches")
     assert not at.exception, at.exception
     at.selectbox(key="sw_kind").select("degrade")
-    at.selectbox(key="sw_target").select("coupon").run(timeout=30)
+    targets = at.selectbox(key="sw_target").options
+    assert "notification" in targets and "coupon" not in targets  # only targets that act
+    assert not any(t.startswith(("link.", "job.")) for t in targets)
+    at.selectbox(key="sw_target").select("notification").run(timeout=30)
     assert at.number_input(key="sw_hours").value == 1.0  # expiry defaults to 1 h
     at.button(key="sw_apply").click().run(timeout=30)  # no reason
     assert {e.value for e in at.error} == {"a reason is required"}
-    at.text_input(key="sw_reason").input("coupon service slow, shed it")
+    at.text_input(key="sw_reason").input("merchant endpoints slow, shed it")
     at.number_input(key="sw_hours").set_value(2.0)
     at.button(key="sw_dry_run").click().run(timeout=30)
-    assert at.json and "coupon" in str(at.json[0].value)
+    assert at.json and "notification" in str(at.json[0].value)
     with console_db.connect() as conn:
         assert conn.execute(sa.text("select count(*) from stability_switches")).scalar() == 0
     at.button(key="sw_apply").click().run(timeout=30)
@@ -184,11 +187,11 @@ def test_operator_degrades_coupon_with_reason_and_expiry(console_db):
             sa.text("select kind, target, actor, status, reason from stability_switches")
         ).all()
     assert [tuple(r) for r in rows] == [
-        ("degrade", "coupon", "otto", "active", "coupon service slow, shed it")
+        ("degrade", "notification", "otto", "active", "merchant endpoints slow, shed it")
     ]
     audit = _audit(console_db)
     assert [(r.actor, r.role, r.action, r.target) for r in audit] == [
-        ("otto", "operator", "switch.propose", "coupon")
+        ("otto", "operator", "switch.propose", "notification")
     ]
     assert '"ok": true' in audit[0].detail
 

@@ -231,3 +231,24 @@ def test_an_open_database_breaker_fails_fast_naming_it(guarded_db):
         db.run(lambda s: s.execute(sa.text("select 1")))
     assert (info.value.resource, info.value.reason) == ("database", "breaker_open")
     assert info.value.public_code == "dependency_unavailable:database"
+
+
+def test_a_slow_database_is_slow_not_down(guarded_db):
+    """Each statement under the edge's 300 ms, the transaction over it (a database slowed
+    on every round trip): no timeout and no slow call for the breaker, which stays closed
+    and keeps the links up; only a statement cut by the server counts against it."""
+    db, guard = guarded_db
+
+    def two_slow_statements(s) -> int:
+        s.execute(sa.text("select pg_sleep(0.2)"))
+        s.execute(sa.text("select pg_sleep(0.2)"))
+        return 1
+
+    with calling_as("link.pay"):
+        for _ in range(guard.breaker_config.min_calls + 2):
+            assert db.run(two_slow_statements) == 1
+        with db.session() as s:
+            two_slow_statements(s)
+    assert guard.stats.count("database", "timeout") == 0
+    assert guard.stats.count("database", "pass") == guard.breaker_config.min_calls + 3
+    assert guard.breaker("database").state == "closed"
