@@ -231,5 +231,7 @@ def attention(nodes: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         if n["status"] in (BAD, WARN) or n["breaker"] != "closed" or n["degraded"]
     ]
     rows.sort(key=lambda n: (-_RANK.get(n["status"], 0), n["resource"]))
-    keep = ("resource", "status", "breaker", "degraded", "rps", "error_ratio", "p99_s")
-    return [{k: n[k] for k in keep} for n in rows]
+    keep = ("resource", "status", "breaker", "rps", "error_ratio", "p99_s")
+    return [
+        {**{k: n[k] for k in keep}, "switch": "degraded" if n["degraded"] else ""} for n in rows
+    ]

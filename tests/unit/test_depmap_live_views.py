@@ -10,7 +10,7 @@ import pytest
 from seeded_map import contract_map
 
 from console.views.depmap_graph import graph, layout
-from console.views.depmap_live import breaker_states, impact_hits, live_map
+from console.views.depmap_live import attention, breaker_states, impact_hits, live_map
 from stability.depmap_seed import default_map
 from stability.edge_stats import LiveTraffic, Traffic, health
 from stability.errors import UnknownResource
@@ -72,6 +72,9 @@ def test_breakers_and_switches_colour_the_map():
         and edges[("job.compensation", A)]["status"] == "bad"
     )
     assert nodes["notification"]["status"] == "warn" and nodes["notification"]["degraded"]
+    listed = {r["resource"]: r for r in attention(nodes)}  # the Overview's Dependencies
+    assert list(listed)[0] == A and set(listed) == {A, "notification"}
+    assert (listed["notification"]["switch"], listed[A]["switch"]) == ("degraded", "")
     fig = graph(dmap, nodes, edges, hit={"link.pay": "partial"})
     outline = {}
     for t in fig.data:
