@@ -131,5 +131,5 @@ def test_the_overview_lists_the_dependencies_not_healthy(map_db):
     at.run()
     assert not at.exception, at.exception
     assert "Dependencies" in [s.value for s in at.subheader]
-    rows = [(r["resource"], r["status"]) for r in _rows(at, "degraded")]
+    rows = [(r["resource"], r["status"]) for r in _rows(at, "switch")]
     assert rows == [(A, "bad"), ("risk", "warn")]
