@@ -183,6 +183,7 @@ def test_db_slow_drill_slows_every_round_trip_and_loses_nothing(platform):
         report = run_drill(
             drill, sim, stack.targets(settings), target="database", time_factor=FACTOR, settle_s=90
         )
+        stop.wait(4)  # a few pings after the drill's settle, once any backlog has drained
     finally:
         stop.set()
         prober.join(timeout=15)
@@ -195,9 +196,11 @@ def test_db_slow_drill_slows_every_round_trip_and_loses_nothing(platform):
     assert not any("error" in s for s in report["steps"]) and not report["undo_errors"]
     # a database ping took the added 200 ms while the fault was on, and not after it
     slow = [d for t, d in probes if start + 7 < t < start + 17]
-    after = [d for t, d in probes if start + 20 < t]
+    # the first pings after the undo queue behind the backlog the slow spell built up;
+    # the last ones show the database fast again
+    after = [d for t, d in probes if start + 20 < t][-6:]
     assert slow and min(slow) >= 0.2, (slow, summary)
-    assert after and sorted(after)[len(after) // 2] < 0.2, (after, summary)
+    assert len(after) >= 3 and sorted(after)[len(after) // 2] < 0.2, (after, summary)
     # payments went on, slower, and nothing was lost, doubled or left unbalanced
     assert audit["paid"] > 40, summary
     assert report["still_pending"] == 0
