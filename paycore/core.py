@@ -47,6 +47,9 @@ _PARTS = frozenset(
         "channel",
         "lock",
         "guard",
+        "tools",
+        "coupons",
+        "router",
         "lock_ttl",
         "lock_wait",
     }
@@ -80,6 +83,9 @@ class PayCore:
         guard: Any = None,
         risk: RiskEngine | None = None,
         metrics: Metrics | None = None,
+        tools: Any = None,
+        coupons: Any = None,
+        router: Any = None,
     ) -> None:
         self.db = db if isinstance(db, Database) else Database(db)
         self.lock = lock or MemoryLock()
@@ -93,6 +99,9 @@ class PayCore:
         self.ledger = Ledger(self.ids, clock, hot_policy)
         self.ledger.metrics = self.metrics
         self.merchants = MerchantService(self.db, self.ids, clock)
+        self.tools = tools  # paycore.tools.ToolRegistry (None: the default tools)
+        self.coupons = coupons  # paycore.coupons client (None: no coupon service wired in)
+        self.router = router  # paycore.routing.Router (None: a pay's org is the trade's)
         self._wire()
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -115,6 +124,8 @@ class PayCore:
             channel=ChannelSubmitter(self.channel),
             lock=self.lock,
             guard=self.guard,
+            tools=self.tools,
+            router=self.router,
             lock_ttl=self.lock_ttl,
             lock_wait=self.lock_wait,
         )

@@ -51,6 +51,9 @@ class CoreDeps:
     channel: ChannelSubmitter
     lock: DistributedLock
     guard: Any = None
+    tools: Any = None  # paycore.tools.ToolRegistry
+    tool_env: Any = None  # paycore.tools.ToolEnv
+    router: Any = None  # paycore.routing.Router: chooses the pay org when a pay names none
     lock_ttl: float = 15.0
     lock_wait: float = 10.0
 

@@ -23,6 +23,8 @@ class ChannelRequest:
     trade_id: int
     pay_order_id: int
     origin_channel_txn_no: str | None = None  # refunds: the pay being refunded
+    #: a routed pay's orgs still to try, in order, when this one refuses before taking money
+    alternatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
