@@ -15,7 +15,10 @@ from .errors import InvalidCharacters, InvalidPayTools, InvalidRequest, Unsuppor
 from .money import check_amount, check_currency
 from .status import TRADE_TYPES
 
-TOOLS = ("balance", "channel")
+#: a pay tool's name (which tools exist is :class:`paycore.tools.ToolRegistry`'s business;
+#: ``pay_items.tool`` holds 16 characters)
+TOOL_NAME_PATTERN = "^[a-z][a-z0-9_]{0,15}$"
+_TOOL_NAME = re.compile(TOOL_NAME_PATTERN)
 
 #: Every number a caller chooses (``out_trade_no``, ``out_pay_no``, ``out_refund_no``,
 #: ``origin_out_trade_no``) and every user id it names (``user_id``, ``payee_user_id``):
@@ -132,13 +135,21 @@ class CreateTrade:
 class PayTool:
     """One pay tool's share of a payment."""
 
-    tool: str  # balance | channel
+    tool: str  # a registered tool's name: balance | channel | points | coupon | ...
     amount: int
+    ref: str | None = None  # what the tool pays with, e.g. a coupon code
 
     def __post_init__(self) -> None:
-        if self.tool not in TOOLS:
-            raise InvalidPayTools(f"tool must be one of {', '.join(TOOLS)}")
+        if not isinstance(self.tool, str) or not _TOOL_NAME.fullmatch(self.tool):
+            raise InvalidPayTools("tool must be 1-16 characters of [a-z0-9_]", field="tools.tool")
         check_amount(self.amount, field="tools.amount")
+        if self.ref is not None and (
+            not isinstance(self.ref, str) or not _NUMBER.fullmatch(self.ref)
+        ):
+            raise InvalidPayTools(
+                f"tools.ref must be 1-{NUMBER_MAX} characters of [A-Za-z0-9_.-]",
+                field="tools.ref",
+            )
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,7 @@ class PayRequest:
     tools: tuple[PayTool, ...]
     out_pay_no: str | None = None  # defaults to out_trade_no
     pay_org_no: str | None = None  # defaults to the trade's pay org
+    user_segment: str | None = None  # the payer's segment, for the routing rules
 
     def __post_init__(self) -> None:
         check_number(self.out_trade_no, "out_trade_no")
@@ -156,6 +168,8 @@ class PayRequest:
             check_number(self.out_pay_no, "out_pay_no")
         if self.pay_org_no is not None:
             check_code(self.pay_org_no, "pay_org_no")
+        if self.user_segment is not None:
+            check_code(self.user_segment, "user_segment")
         if not isinstance(self.tools, tuple | list) or not all(
             isinstance(t, PayTool) for t in self.tools
         ):
@@ -169,7 +183,15 @@ class PayRequest:
         return self.out_pay_no or self.out_trade_no
 
     def fingerprint(self) -> str:
-        return request_hash(asdict(self) | {"out_pay_no": self.pay_no})
+        """The request as sent; fields added later hash only when set, so an order
+        begun before they existed still matches its replay."""
+        body = asdict(self) | {"out_pay_no": self.pay_no}
+        body["tools"] = [
+            {k: v for k, v in t.items() if k != "ref" or v is not None} for t in body["tools"]
+        ]
+        if self.user_segment is None:
+            del body["user_segment"]
+        return request_hash(body)
 
 
 @dataclass(frozen=True)
