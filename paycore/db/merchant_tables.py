@@ -6,10 +6,12 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
     String,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,6 +28,14 @@ class Merchant(Base):
     fee_bps: Mapped[int] = mapped_column(Integer, default=0)
     notify_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
     created_at: Mapped[datetime] = mapped_column(Ts)
+    #: an unpaid (created) trade closes this many seconds after its creation
+    trade_expiry_s: Mapped[int] = mapped_column(Integer, default=1800, server_default="1800")
+    #: a paid guaranteed trade is confirmed for the buyer this many seconds after it was paid
+    confirm_hold_s: Mapped[int] = mapped_column(Integer, default=604800, server_default="604800")
+    #: a coupon outage lets the pay go on without the coupon (the other parts absorb it)
+    pay_without_coupon: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
 
 
 class MerchantApiToken(Base):

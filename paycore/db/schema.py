@@ -11,6 +11,7 @@ The tables live by group in :mod:`.merchant_tables`, :mod:`.pay_tables`,
 
 from .base import Base, Money, Ts, metadata
 from .ledger_tables import Account, JournalEntry, JournalLeg, LedgerSubject, PendingPosting
+from .manual_tables import ManualAction
 from .merchant_tables import (
     Merchant,
     MerchantApiToken,
@@ -36,6 +37,7 @@ __all__ = [
     "JournalEntry",
     "JournalLeg",
     "LedgerSubject",
+    "ManualAction",
     "Merchant",
     "MerchantApiToken",
     "MerchantNotifySecret",
