@@ -184,6 +184,67 @@ def _merchant_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merchant_configure(args: argparse.Namespace) -> int:
+    """How the merchant's trades end: expiry, confirm hold, pay without coupon."""
+    expiry, hold = args.trade_expiry, args.confirm_hold
+    coupon = None if args.pay_without_coupon is None else args.pay_without_coupon == "yes"
+    detail = {"trade_expiry_s": expiry, "confirm_hold_s": hold, "pay_without_coupon": coupon}
+    info = _merchant_admin(
+        args,
+        "merchant.configure",
+        {k: v for k, v in detail.items() if v is not None},
+        lambda m: m.configure(
+            args.merchant_id,
+            trade_expiry_s=expiry,
+            confirm_hold_s=hold,
+            pay_without_coupon=coupon,
+        ),
+    )
+    print(
+        f"merchant {info.merchant_id}: trade_expiry_s={info.trade_expiry_s} "
+        f"confirm_hold_s={info.confirm_hold_s} "
+        f"pay_without_coupon={'yes' if info.pay_without_coupon else 'no'} "
+        f"(every replica within seconds)"
+    )
+    return 0
+
+
+def whole_seconds(text: str) -> int:
+    """A :func:`duration` as whole seconds (the service checks the range)."""
+    seconds = duration(text).total_seconds()
+    if seconds != int(seconds):
+        raise argparse.ArgumentTypeError(f"not whole seconds: {text!r}")
+    return int(seconds)
+
+
+def _configure_command(msub: Any) -> None:
+    """``configure``: how the merchant's trades end (audited)."""
+    cmd = msub.add_parser(
+        "configure", help="trade expiry, guaranteed confirm hold, pay without coupon on outage"
+    )
+    cmd.add_argument("merchant_id")
+    cmd.add_argument(
+        "--trade-expiry",
+        type=whole_seconds,
+        help="an unpaid trade closes this long after creation: 60s .. 30d (default 30m)",
+    )
+    cmd.add_argument(
+        "--confirm-hold",
+        type=whole_seconds,
+        help="a paid guaranteed trade confirms itself after: 0 .. 90d (default 7d)",
+    )
+    cmd.add_argument(
+        "--pay-without-coupon",
+        choices=("yes", "no"),
+        help="a coupon outage lets the pay go on without the coupon (default no)",
+    )
+    cmd.add_argument(
+        "--actor",
+        help="who runs this, for the audit log (default: $PAYWATCH_ACTOR or the login name)",
+    )
+    cmd.set_defaults(func=_merchant_configure)
+
+
 def _merchant_show(args: argparse.Namespace) -> int:
     """The merchant's status, token prefixes and notification secrets (never a secret)."""
     from paycore import Database
@@ -199,6 +260,10 @@ def _merchant_show(args: argparse.Namespace) -> int:
         service = MerchantService(db, IdGenerator(settings.node_id), _utcnow)
         info, now = service.get(args.merchant_id), _utcnow()
         print(f"merchant {info.merchant_id} ({info.name}): {info.status}")
+        print(
+            f"trade_expiry_s {info.trade_expiry_s}  confirm_hold_s {info.confirm_hold_s}  "
+            f"pay_without_coupon {'yes' if info.pay_without_coupon else 'no'}"
+        )
         mid = info.merchant_id
         listed = (("token", service.tokens(mid)), ("notify_secret", service.notify_secrets(mid)))
         for kind, rows in listed:
@@ -285,3 +350,4 @@ def configure_parser(merchant: argparse.ArgumentParser) -> None:
     add.add_argument("--notify-url")
     add.set_defaults(func=_merchant_add)
     _merchant_commands(msub)
+    _configure_command(msub)

@@ -32,6 +32,10 @@ ACTIVE, DISABLED = "active", "disabled"
 DEFAULT_TOKEN_GRACE = timedelta(hours=24)
 DEFAULT_NOTIFY_OVERLAP = timedelta(hours=24)
 MAX_WINDOW = timedelta(days=30)
+DEFAULT_TRADE_EXPIRY_S = 1800  #: an unpaid trade closes after 30 minutes
+DEFAULT_CONFIRM_HOLD_S = 604_800  #: a paid guaranteed trade confirms itself after 7 days
+TRADE_EXPIRY_RANGE_S = (60, 30 * 86_400)  #: 1 minute .. 30 days
+CONFIRM_HOLD_RANGE_S = (0, 90 * 86_400)  #: at once .. 90 days
 
 
 def hash_token(token: str) -> str:
@@ -44,6 +48,15 @@ def _new_token() -> str:
 
 def _new_notify_secret() -> str:
     return NOTIFY_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def _seconds(value: object, what: str, bounds: tuple[int, int]) -> int:
+    """``value`` if it is a whole number of seconds within ``bounds``; else
+    :class:`InvalidRequest` naming the range."""
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequest(f"{what} must be whole seconds within {low}..{high}")
+    return value
 
 
 def _window(value: timedelta, what: str) -> timedelta:
@@ -62,6 +75,9 @@ class MerchantInfo:
     notify_url: str | None
     products: frozenset[tuple[str, str]]
     pay_orgs: frozenset[str]
+    trade_expiry_s: int = DEFAULT_TRADE_EXPIRY_S  #: an unpaid trade closes this long after creation
+    confirm_hold_s: int = DEFAULT_CONFIRM_HOLD_S  #: a paid guaranteed trade confirms after this
+    pay_without_coupon: bool = False  #: a coupon outage lets the pay go on without the coupon
 
     def authorize(self, ctx: BizContext) -> None:
         """Raise :class:`ContextNotGranted` unless ``ctx`` is inside this merchant's grant."""

@@ -70,6 +70,9 @@ class MerchantLookup:
                 m.notify_url,
                 frozenset((o, st) for o, st in prods),
                 frozenset(orgs),
+                m.trade_expiry_s,
+                m.confirm_hold_s,
+                bool(m.pay_without_coupon),
             )
         with self._lock:
             self._cache[merchant_id] = (time.monotonic() + self.cache_ttl, info)

@@ -182,3 +182,15 @@ def set_status(s: Session, merchant_id: str, status: str) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+def set_lifecycle(s: Session, merchant_id: str, values: dict[str, object]) -> int:
+    """Set the merchant's lifecycle settings (``trade_expiry_s``, ``confirm_hold_s``,
+    ``pay_without_coupon``) given in ``values``; 0 if there is no such merchant."""
+    done = s.execute(
+        update(Merchant)
+        .where(Merchant.merchant_id == merchant_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(done.rowcount)  # type: ignore[attr-defined]

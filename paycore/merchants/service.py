@@ -18,11 +18,13 @@ from ..errors import InvalidRequest, TokenNotFound, UnknownMerchant
 from . import rows
 from .credentials import (
     ACTIVE,
+    CONFIRM_HOLD_RANGE_S,
     DEFAULT_NOTIFY_OVERLAP,
     DEFAULT_TOKEN_GRACE,
     DISABLED,
     SECRET_ID_LEN,
     TOKEN_ID_LEN,
+    TRADE_EXPIRY_RANGE_S,
     IssuedNotifySecret,
     IssuedToken,
     MerchantInfo,
@@ -32,6 +34,7 @@ from .credentials import (
     TokenInfo,
     _new_notify_secret,
     _new_token,
+    _seconds,
     _window,
 )
 from .lookup import MerchantLookup
@@ -163,6 +166,40 @@ class MerchantService(MerchantLookup):
             raise UnknownMerchant("unknown merchant")
         self._forget(merchant_id)
         log.info("merchant %s: %s", merchant_id, status)
+        return self.get(merchant_id)
+
+    # -- how the merchant's trades end (an admin action: the CLI audits it) --------------
+    def configure(
+        self,
+        merchant_id: str,
+        *,
+        trade_expiry_s: int | None = None,
+        confirm_hold_s: int | None = None,
+        pay_without_coupon: bool | None = None,
+    ) -> MerchantInfo:
+        """Set how long an unpaid trade lives (60 s .. 30 days), how long a paid guaranteed
+        trade waits before it confirms itself (0 .. 90 days) and whether a coupon outage
+        lets a pay go on without the coupon; None keeps a setting. :class:`InvalidRequest`
+        (nothing written) for a value out of range."""
+        values: dict[str, object] = {}
+        if trade_expiry_s is not None:
+            values["trade_expiry_s"] = _seconds(
+                trade_expiry_s, "trade_expiry_s", TRADE_EXPIRY_RANGE_S
+            )
+        if confirm_hold_s is not None:
+            values["confirm_hold_s"] = _seconds(
+                confirm_hold_s, "confirm_hold_s", CONFIRM_HOLD_RANGE_S
+            )
+        if pay_without_coupon is not None:
+            if not isinstance(pay_without_coupon, bool):
+                raise InvalidRequest("pay_without_coupon must be true or false")
+            values["pay_without_coupon"] = pay_without_coupon
+        if not values:
+            raise InvalidRequest("nothing to configure")
+        if not self.db.run(lambda s: rows.set_lifecycle(s, merchant_id, values)):
+            raise UnknownMerchant("unknown merchant")
+        self._forget(merchant_id)
+        log.info("merchant %s: configured %s", merchant_id, values)
         return self.get(merchant_id)
 
     # -- what an admin sees (never a token or a secret) ---------------------------------
