@@ -19,9 +19,11 @@ from dataclasses import dataclass, field, replace
 
 from .depmap import DependencyMap, impact
 
-__all__ = ["LinkImpact", "RecentTraffic", "traffic_impact"]
+__all__ = ["LinkImpact", "RecentTraffic", "RoutedTraffic", "traffic_impact"]
 
 CHANNEL_KIND = "channel"
+#: the one entry point whose pay org the routing rules choose
+ROUTED_LINK = "link.pay"
 #: what one request of a link is called, for the message
 UNITS = {
     "link.pay": "payments/s",
@@ -30,6 +32,42 @@ UNITS = {
     "link.callback": "callbacks/s",
     "link.notify": "notifications/s",
 }
+
+
+@dataclass(frozen=True)
+class RoutedTraffic:
+    """What the routing rules did with payments lately and where else they could go.
+
+    ``decisions``: rule -> the pay org it chose -> decisions in the window (rule
+    ``"default"``: no rule matched, the trade's own org, no alternative);
+    ``candidates``: rule -> every org the rule may send a payment to, in order (its
+    targets, then its fallback list). A merchant's grants narrow a rule's candidates per
+    payment; this view is per rule, so it is an upper bound for rules naming no merchant."""
+
+    decisions: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    candidates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def alternatives(
+        self, down: Iterable[str], usable: Iterable[str]
+    ) -> tuple[float | None, tuple[str, ...]]:
+        """(share of the decisions that chose a ``down`` org whose rule names a ``usable``
+        org besides, None when no decision chose a down org; the usable orgs the rules
+        naming a down org would fall back to, in rule order)."""
+        down_set, ok = set(down), set(usable) - set(down)
+        hit = with_alt = 0.0
+        orgs: dict[str, None] = {}
+        for rule, cands in sorted(self.candidates.items()):
+            if not down_set & set(cands):
+                continue
+            alts = [o for o in cands if o in ok]
+            orgs.update(dict.fromkeys(alts))
+            chosen = sum(v for o, v in self.decisions.get(rule, {}).items() if o in down_set)
+            hit += chosen
+            with_alt += chosen if alts else 0.0
+        for rule, per_org in self.decisions.items():
+            if rule not in self.candidates:  # "default" or a rule since removed
+                hit += sum(v for o, v in per_org.items() if o in down_set)
+        return (with_alt / hit if hit > 0 else None), tuple(orgs)
 
 
 @dataclass(frozen=True)
@@ -43,6 +81,8 @@ class RecentTraffic:
     rates: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     merchants: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     grants: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: the routing rules' decisions and candidates (None: not known, not counted)
+    routed: RoutedTraffic | None = None
 
     def rate(self, link: str, orgs: Iterable[str] | None = None) -> float | None:
         """Requests/s of ``link`` (through ``orgs`` only, if given); None if unknown."""
@@ -79,6 +119,11 @@ class LinkImpact:
     merchants_with_alternative: int = 0
     #: weak dependencies among the failed whose fallback a partly failing link runs on too
     degraded_via: tuple[str, ...] = ()
+    #: ``link.pay`` with routing known: the share of its routed payments through the down
+    #: orgs whose rule has another org that is up (None: none routed in the window) ...
+    routed_share: float | None = None
+    #: ... and the orgs those rules fall back to (None: routing not known)
+    fallback_orgs: tuple[str, ...] | None = None
 
     @property
     def message(self) -> str:
@@ -98,9 +143,20 @@ class LinkImpact:
         parts = [f"{self.link}: {head}", f"{rate} across {who}" if rate else who]
         if self.effect == "partial" and self.merchants_affected:
             parts.append(f"{self.merchants_with_alternative} of them have another granted org")
+        if self.fallback_orgs is not None:
+            parts.append(self._routing())
         if self.degraded_via:
             parts.append(f"degrades (via {', '.join(self.degraded_via)})")
         return "; ".join(parts)
+
+    def _routing(self) -> str:
+        orgs = ", ".join(self.fallback_orgs or ()) or "no other org"
+        if self.routed_share is None:
+            return f"routing falls back to {orgs} (no routed payments in the window)"
+        return (
+            f"{100 * self.routed_share:.0f}% of its routed payments have an alternative "
+            f"org (routing falls back to {orgs})"
+        )
 
 
 def _org(dmap: DependencyMap, name: str) -> str | None:
@@ -214,6 +270,9 @@ def _partial(
     usable = {org for ch, org in mine.items() if ch not in unavailable}
     affected = traffic.merchants_of(down)
     alternative = {m for m in affected if traffic.grants.get(m, frozenset()) & usable}
+    share, fallback = None, None
+    if entry == ROUTED_LINK and traffic.routed is not None:
+        share, fallback = traffic.routed.alternatives(down, usable)
     return LinkImpact(
         entry,
         "partial",
@@ -223,4 +282,6 @@ def _partial(
         traffic.rate(entry, down),
         len(affected),
         len(alternative),
+        routed_share=share,
+        fallback_orgs=fallback,
     )
