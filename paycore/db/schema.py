@@ -28,6 +28,7 @@ from .ops_tables import (
     ReconRun,
 )
 from .pay_tables import PayException, PayItem, PayOrder, RiskBlock, RiskReview, Trade
+from .reroute_tables import PayItemReroute
 
 __all__ = [
     "Account",
@@ -48,6 +49,7 @@ __all__ = [
     "NotificationAttempt",
     "PayException",
     "PayItem",
+    "PayItemReroute",
     "PayOrder",
     "PendingPosting",
     "ReconDifference",
