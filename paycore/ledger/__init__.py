@@ -4,11 +4,14 @@ from .accounts import (
     AccountRef,
     HotPolicy,
     channel_clearing,
+    coupon_funding,
     fee_income,
     guarantee_escrow,
     merchant_payable,
     platform_transit,
+    points_issued,
     user_balance,
+    user_points,
 )
 from .balances import balance_of
 from .hot import drain_pending, pending_count
@@ -23,6 +26,7 @@ __all__ = [
     "Ledger",
     "TrialBalance",
     "channel_clearing",
+    "coupon_funding",
     "credit",
     "debit",
     "drain_pending",
@@ -31,6 +35,8 @@ __all__ = [
     "merchant_payable",
     "pending_count",
     "platform_transit",
+    "points_issued",
     "trial_balance",
     "user_balance",
+    "user_points",
 ]

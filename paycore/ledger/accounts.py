@@ -21,12 +21,15 @@ from ..db.util import insert_ignore
 from ..ids import IdGenerator
 from .subjects import (
     CHANNEL_CLEARING,
+    COUPON_FUNDING,
     FEE_INCOME,
     GUARANTEE_ESCROW,
     MERCHANT_PAYABLE,
     PLATFORM_TRANSIT,
+    POINTS_ISSUED,
     SUBJECTS,
     USER_BALANCE,
+    USER_POINTS,
     Subject,
 )
 
@@ -81,6 +84,22 @@ def fee_income(currency: str) -> AccountRef:
 
 def channel_clearing(pay_org_no: str, currency: str) -> AccountRef:
     return AccountRef("platform", pay_org_no, CHANNEL_CLEARING, currency)
+
+
+def user_points(merchant_id: str, user_id: str, currency: str) -> AccountRef:
+    """The points of ``user_id`` as merchant ``merchant_id``'s user (a user account: it
+    never goes below zero, so spending more points than granted is refused)."""
+    return AccountRef("user", user_owner_id(merchant_id, user_id), USER_POINTS, currency)
+
+
+def points_issued(currency: str) -> AccountRef:
+    """The platform's marketing account that points are granted from."""
+    return AccountRef("platform", "points", POINTS_ISSUED, currency)
+
+
+def coupon_funding(currency: str) -> AccountRef:
+    """The platform's marketing account that pays coupon parts."""
+    return AccountRef("platform", "coupons", COUPON_FUNDING, currency)
 
 
 @dataclass

@@ -24,6 +24,13 @@ MERCHANT_PAYABLE = Subject("2002", "merchant payable", "liability", "credit")
 GUARANTEE_ESCROW = Subject("2003", "guarantee escrow", "liability", "credit")
 PLATFORM_TRANSIT = Subject("2101", "platform transit", "liability", "credit")
 FEE_INCOME = Subject("6001", "fee income", "income", "credit")
+#: a user's loyalty points: the platform owes them, like a balance, but spendable only as
+#: a pay's points part
+USER_POINTS = Subject("2005", "user points", "liability", "credit")
+#: marketing: points granted to users (debited as points are issued)
+POINTS_ISSUED = Subject("6601", "points issued", "expense", "debit")
+#: marketing: what coupons paid (debited as coupons are redeemed, credited back on refund)
+COUPON_FUNDING = Subject("6602", "coupon funding", "expense", "debit")
 
 SUBJECTS: dict[str, Subject] = {
     s.code: s
@@ -34,5 +41,8 @@ SUBJECTS: dict[str, Subject] = {
         GUARANTEE_ESCROW,
         PLATFORM_TRANSIT,
         FEE_INCOME,
+        USER_POINTS,
+        POINTS_ISSUED,
+        COUPON_FUNDING,
     )
 }
