@@ -186,6 +186,22 @@ class Guard:
                     self._routes[(caller, resource)] = route
         return route
 
+    def availability(self, resource: str) -> str | None:
+        """Why a call to ``resource`` would be refused now, without taking anything: no
+        limit token, no half-open probe, no bulkhead slot. ``degraded`` (switched off),
+        ``breaker_open`` (open or forced open), ``bulkhead_full``; None: it looks
+        available (a rate limit is only known by trying). For routing previews and the
+        cashier; a pay still goes through :meth:`admit`."""
+        if resource in self.snapshot.degraded:
+            return "degraded"
+        breaker = self.breaker(resource)
+        if not breaker.plainly_closed and breaker.state in ("open", "forced_open"):
+            return "breaker_open"
+        bulkhead = self._bulkheads.get(resource)
+        if bulkhead is not None and bulkhead.in_flight >= bulkhead.cap:
+            return "bulkhead_full"
+        return None
+
     # -- calls -----------------------------------------------------------------------------
     def admit(
         self, resource: str, *, caller: str, labels: Mapping[str, str] = _EMPTY

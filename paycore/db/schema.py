@@ -29,6 +29,7 @@ from .ops_tables import (
 )
 from .pay_tables import PayException, PayItem, PayOrder, RiskBlock, RiskReview, Trade
 from .reroute_tables import PayItemReroute
+from .routing_tables import RoutingRuleSet
 
 __all__ = [
     "Account",
@@ -56,6 +57,7 @@ __all__ = [
     "ReconRun",
     "RiskBlock",
     "RiskReview",
+    "RoutingRuleSet",
     "Trade",
     "Ts",
     "metadata",
