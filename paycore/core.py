@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from .cashier import CashierService
 from .channels import ChannelPort
 from .channels.submitter import ChannelSubmitter
 from .db.engine import Database
@@ -68,6 +69,7 @@ class PayCore:
     trades: TradeService
     payments: PayService
     refunds: RefundService
+    cashier: CashierService
 
     def __init__(
         self,
@@ -137,6 +139,7 @@ class PayCore:
             "payments": PayService(deps, reader, settlement),
             "refunds": refunds,
             "trades": TradeService(deps, reader, refunds.refund),
+            "cashier": CashierService(deps, reader),
             "deps": deps,  # last: its presence tells __setattr__ the core is wired
         }
         for name, service in services.items():

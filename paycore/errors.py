@@ -290,3 +290,10 @@ class ShadowUnavailable(PayCoreError):
 
     code = "shadow_unavailable"
     http_status = 503
+
+
+# -- the cashier ---------------------------------------------------------------------------
+class InvalidUserSegment(MalformedRequest):
+    """The cashier's ``user_segment`` is not a code (1-32 of ``[A-Za-z0-9_.-]``)."""
+
+    code = "invalid_user_segment"

@@ -8,7 +8,7 @@ call they make (the database, the ledger, Redis, the channels) is that link's ed
 import logging
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
@@ -19,6 +19,7 @@ from ..core import PayCore
 from ..errors import BadSignature, InvalidCharacters, MalformedRequest, NotFound
 from ..models import NUMBER_MAX, NUMBER_PATTERN, CreateTrade, PayRequest, PayTool, RefundRequest
 from . import edge
+from .cashier_schemas import CashierOut, cashier_out
 from .convert import detail_out, pay_order_out, trade_out
 from .runtime import ApiRuntime, Caller
 from .schemas import (
@@ -37,6 +38,11 @@ log = logging.getLogger("paycore.api")
 #: a caller's number in a path: the alphabet it was created with (422 for any other)
 OutNo = Annotated[str, Path(min_length=1, max_length=NUMBER_MAX, pattern=NUMBER_PATTERN)]
 PayOrgNo = Annotated[str, Path(min_length=1, max_length=CODE_MAX, pattern=CODE_PATTERN)]
+#: checked by the cashier (400 invalid_user_segment), so only documented here
+UserSegment = Annotated[
+    str | None,
+    Query(description=f"the payer's segment for the routing rules; {CODE_PATTERN}"),
+]
 #: the callback route reads its body raw (the signature covers the bytes); this documents it
 CALLBACK_BODY = {
     "requestBody": {
@@ -107,6 +113,15 @@ def add_trade_routes(app: FastAPI, rt: ApiRuntime) -> None:
         req = PayRequest(out_trade_no, tools, body.out_pay_no, body.pay_org_no)
         order = await rt.offload_as("link.pay", m.core.payments.pay, m.merchant_id, req)
         return as_json(pay_order_out(order))
+
+    @app.get("/v1/trades/{out_trade_no}/cashier", tags=["trades"], response_model=CashierOut)
+    async def cashier(
+        out_trade_no: OutNo, m: Merchant, user_segment: UserSegment = None
+    ) -> Response:
+        """What the trade's payer can pay with now: each tool's offer, and the channel's
+        granted orgs in routing order with their availability."""
+        view = await offload(m.core.cashier.view, m.merchant_id, out_trade_no, user_segment)
+        return as_json(cashier_out(view))
 
     @app.post("/v1/trades/{out_trade_no}/refunds", tags=["trades"], response_model=TradeDetailOut)
     async def refund(out_trade_no: OutNo, body: RefundBody, m: Merchant) -> Response:
