@@ -135,7 +135,9 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
     """A FastAPI app serving the sandbox channel described by ``config``.
 
     ``app.state.sandbox`` is its :class:`SandboxState`; ``app.state.dispatcher`` the
-    :class:`CallbackDispatcher` while the app runs.
+    :class:`CallbackDispatcher` while the app runs; ``app.state.coupons`` the coupon
+    service's :class:`~simulator.sandbox_coupons.CouponBook` when ``config.coupon_secret``
+    is set (else None).
     """
     state = SandboxState(config)
 
@@ -157,6 +159,14 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
     )
     app.state.sandbox = state
     app.state.dispatcher = None
+    app.state.coupons = None
+    if config.coupon_secret:
+        from .sandbox_coupons import CouponBook, coupon_router
+
+        app.state.coupons = CouponBook(config.seed)
+        app.include_router(
+            coupon_router(app.state.coupons, config.coupon_secret, config.admin_token)
+        )
 
     async def authenticate(request: Request, org: str) -> bytes:
         secret = config.secrets.get(org)

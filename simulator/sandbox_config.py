@@ -89,6 +89,8 @@ class SandboxConfig:
     callback_backoff_ms: float = 50.0  #: first retry delay; doubles each attempt
     callback_timeout: float = 2.0  #: seconds per callback delivery
     clock: Callable[[], float] = field(default=time.time, repr=False)  #: for settled_at
+    #: signs the coupon service's requests; None: the sandbox hosts no coupon service
+    coupon_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.secrets or not all(k and v for k, v in self.secrets.items()):

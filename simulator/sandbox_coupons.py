@@ -1,0 +1,344 @@
+"""The sandbox's coupon service: a marketing service the pay core redeems coupons at.
+
+Mounted in the sandbox app (:func:`simulator.sandbox.create_sandbox_app`) under
+``/coupons`` when the config names a ``coupon_secret``. Every request but the admin ones
+is signed with that secret, as the gateway's are with a pay org's
+(:mod:`paycore.channels.signing`):
+
+- ``POST /coupons/redeem`` ``{code, merchant_id, user_id, amount, currency, trade_amount,
+  key}`` reserves the coupon for ``key``; the same key again answers the same (idempotent).
+  404 ``unknown``, 409 ``used`` (another key holds it), 403 ``not_yours``, 400
+  ``too_small`` / ``currency``.
+- ``POST /coupons/release`` ``{code, key}`` gives it back (idempotent; 409 when another
+  key holds it).
+- ``GET /coupons/users/{merchant_id}/{user_id}[?currency=]``: the user's unused coupons.
+- ``GET /coupons/codes/{code}``: one coupon.
+
+Admin (``X-Sandbox-Admin``): ``POST /coupons/admin/issue``, ``GET|PUT /coupons/admin/knobs``
+(the outage knob drills and tests fail it with). Error answers are
+``{"reason": ..., "detail": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import json
+import random
+import threading
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from paycore.channels.signing import verify_headers
+
+__all__ = ["CouponBook", "CouponKnobs", "SandboxCoupon", "coupon_router"]
+
+ADMIN_HEADER = "X-Sandbox-Admin"
+_CODE = r"^[A-Za-z0-9_.\-]{1,64}$"
+_ID = r"^[A-Za-z0-9_.\-]{1,64}$"
+_KEY = r"^[A-Za-z0-9_.:\-]{1,200}$"
+_M = TypeVar("_M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class CouponKnobs:
+    """How the coupon service behaves; the defaults are a healthy service."""
+
+    latency_ms: float = 0.0  #: added to every answer
+    outage_rate: float = 0.0  #: answer 503 to any (non-admin) call
+    timeout_rate: float = 0.0  #: answer only after ``timeout_ms`` (the work is done)
+    timeout_ms: float = 10_000.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{f.name} must be a number")
+            if f.name.endswith("_rate") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{f.name} must be in [0, 1]")
+            if f.name.endswith("_ms") and not 0.0 <= value <= 600_000:
+                raise ValueError(f"{f.name} must be in [0, 600000] ms")
+
+    def updated(self, changes: dict[str, Any]) -> CouponKnobs:
+        """A copy with ``changes``; unknown names or bad values raise ValueError."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown knobs: {sorted(unknown)}")
+        return replace(self, **changes)
+
+
+@dataclass(slots=True)
+class SandboxCoupon:
+    """One coupon as the service books it."""
+
+    code: str
+    merchant_id: str
+    user_id: str
+    amount: int  #: face value, minor units
+    currency: str
+    min_trade_amount: int = 0  #: the trade must be at least this much
+    status: str = "unused"  #: unused | redeemed
+    key: str | None = None  #: the redemption holding it
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CouponRejection(Exception):
+    """A client error: ``status`` and ``reason`` go back to the caller."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.detail = status, reason, detail
+
+
+class CouponBook:
+    """The coupons and their redemptions, thread-safe (one lock)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._coupons: dict[str, SandboxCoupon] = {}
+        self._numbers = itertools.count(1)
+        self.knobs = CouponKnobs()
+        self.redeemed = 0
+        self.released = 0
+
+    def chance(self, rate: float) -> bool:
+        with self._lock:
+            return rate > 0 and self._rng.random() < rate
+
+    def issue(
+        self,
+        merchant_id: str,
+        user_id: str,
+        amount: int,
+        currency: str,
+        *,
+        code: str | None = None,
+        min_trade_amount: int = 0,
+    ) -> SandboxCoupon:
+        """A new unused coupon (409 ``exists`` when ``code`` is taken)."""
+        with self._lock:
+            code = code or f"CPN{next(self._numbers):06d}{self._rng.randrange(16**4):04x}"
+            if code in self._coupons:
+                raise CouponRejection(409, "exists", f"coupon {code} exists")
+            c = SandboxCoupon(code, merchant_id, user_id, amount, currency, min_trade_amount)
+            self._coupons[code] = c
+            return replace(c)
+
+    def get(self, code: str) -> SandboxCoupon | None:
+        with self._lock:
+            c = self._coupons.get(code)
+            return None if c is None else replace(c)
+
+    def unused(self, merchant_id: str, user_id: str, currency: str | None) -> list[SandboxCoupon]:
+        with self._lock:
+            return [
+                replace(c)
+                for c in self._coupons.values()
+                if c.merchant_id == merchant_id
+                and c.user_id == user_id
+                and c.status == "unused"
+                and (currency is None or c.currency == currency)
+            ]
+
+    def redeem(self, req: _RedeemIn) -> SandboxCoupon:
+        """Reserve the coupon for ``req.key``; the same key again answers the same."""
+        with self._lock:
+            c = self._coupons.get(req.code)
+            if c is None:
+                raise CouponRejection(404, "unknown", f"no coupon {req.code}")
+            if (c.merchant_id, c.user_id) != (req.merchant_id, req.user_id):
+                raise CouponRejection(403, "not_yours", f"coupon {req.code} is another user's")
+            if c.status == "redeemed":
+                if c.key == req.key:
+                    return replace(c)
+                raise CouponRejection(409, "used", f"coupon {req.code} is used")
+            if c.currency != req.currency:
+                raise CouponRejection(400, "currency", f"coupon {req.code} is in {c.currency}")
+            if req.amount > c.amount:
+                raise CouponRejection(400, "too_small", f"coupon {req.code} is worth {c.amount}")
+            if req.trade_amount < c.min_trade_amount:
+                raise CouponRejection(
+                    400, "too_small", f"coupon {req.code} needs a trade of {c.min_trade_amount}"
+                )
+            c.status, c.key = "redeemed", req.key
+            self.redeemed += 1
+            return replace(c)
+
+    def release(self, code: str, key: str) -> tuple[SandboxCoupon, bool]:
+        """Give the coupon back from ``key``; (coupon, whether this call released it)."""
+        with self._lock:
+            c = self._coupons.get(code)
+            if c is None:
+                raise CouponRejection(404, "unknown", f"no coupon {code}")
+            if c.status == "unused":
+                return replace(c), False
+            if c.key != key:
+                raise CouponRejection(409, "used", f"coupon {code} is held by another pay")
+            c.status, c.key = "unused", None
+            self.released += 1
+            return replace(c), True
+
+
+class _RedeemIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    code: str = Field(pattern=_CODE)
+    merchant_id: str = Field(pattern=_ID)
+    user_id: str = Field(pattern=_ID)
+    amount: StrictInt = Field(gt=0, le=10**15)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    trade_amount: StrictInt = Field(gt=0, le=10**15)
+    key: str = Field(pattern=_KEY)
+
+
+class _ReleaseIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    code: str = Field(pattern=_CODE)
+    key: str = Field(pattern=_KEY)
+
+
+class _IssueIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    merchant_id: str = Field(pattern=_ID)
+    user_id: str = Field(pattern=_ID)
+    amount: StrictInt = Field(gt=0, le=10**15)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    code: str | None = Field(default=None, pattern=_CODE)
+    min_trade_amount: StrictInt = Field(default=0, ge=0, le=10**15)
+
+
+def _parse(model: type[_M], body: bytes) -> _M:
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        fields_ = [".".join(str(p) for p in e["loc"]) for e in exc.errors(include_input=False)]
+        raise CouponRejection(400, "invalid", f"invalid fields: {fields_}") from None
+
+
+def _answer(exc: CouponRejection) -> JSONResponse:
+    return JSONResponse({"reason": exc.reason, "detail": exc.detail}, status_code=exc.status)
+
+
+def _view(c: SandboxCoupon) -> dict[str, Any]:
+    return {
+        "code": c.code,
+        "amount": c.amount,
+        "currency": c.currency,
+        "min_trade_amount": c.min_trade_amount,
+        "status": c.status,
+    }
+
+
+def coupon_router(book: CouponBook, secret: str, admin_token: str) -> APIRouter:
+    """The coupon service's routes over ``book``, signed with ``secret``."""
+    router = APIRouter(prefix="/coupons")
+
+    async def signed(request: Request) -> bytes:
+        body = await request.body()
+        if not verify_headers(secret, request.headers, body):
+            raise HTTPException(401, detail="missing or invalid signature")
+        return body
+
+    async def weather() -> JSONResponse | None:
+        """The knobs' say: an outage answer, or None after any latency or timeout."""
+        knobs = book.knobs
+        if knobs.latency_ms:
+            await asyncio.sleep(knobs.latency_ms / 1000.0)
+        if book.chance(knobs.outage_rate):
+            return JSONResponse({"reason": "unavailable"}, status_code=503)
+        if book.chance(knobs.timeout_rate):
+            await asyncio.sleep(knobs.timeout_ms / 1000.0)
+        return None
+
+    def admin(request: Request) -> None:
+        token = request.headers.get(ADMIN_HEADER, "")
+        if not hmac.compare_digest(token.encode(), admin_token.encode()):
+            raise HTTPException(401, detail="admin token required")
+
+    @router.post("/redeem")
+    async def redeem(request: Request) -> Any:
+        body = await signed(request)
+        if (down := await weather()) is not None:
+            return down
+        try:
+            c = book.redeem(_parse(_RedeemIn, body))
+        except CouponRejection as exc:
+            return _answer(exc)
+        return {**_view(c), "key": c.key}
+
+    @router.post("/release")
+    async def release(request: Request) -> Any:
+        body = await signed(request)
+        if (down := await weather()) is not None:
+            return down
+        try:
+            req = _parse(_ReleaseIn, body)
+            c, released = book.release(req.code, req.key)
+        except CouponRejection as exc:
+            return _answer(exc)
+        return {**_view(c), "released": released}
+
+    @router.get("/users/{merchant_id}/{user_id}")
+    async def user_coupons(
+        merchant_id: str, user_id: str, request: Request, currency: str | None = None
+    ) -> Any:
+        await signed(request)
+        if (down := await weather()) is not None:
+            return down
+        return {"coupons": [_view(c) for c in book.unused(merchant_id, user_id, currency)]}
+
+    @router.get("/codes/{code}")
+    async def one(code: str, request: Request) -> Any:
+        await signed(request)
+        if (down := await weather()) is not None:
+            return down
+        c = book.get(code)
+        if c is None:
+            return _answer(CouponRejection(404, "unknown", "no such coupon"))
+        return _view(c)
+
+    @router.post("/admin/issue")
+    async def issue(request: Request) -> Any:
+        admin(request)
+        try:
+            req = _parse(_IssueIn, await request.body())
+            c = book.issue(
+                req.merchant_id,
+                req.user_id,
+                req.amount,
+                req.currency,
+                code=req.code,
+                min_trade_amount=req.min_trade_amount,
+            )
+        except CouponRejection as exc:
+            return _answer(exc)
+        return _view(c)
+
+    @router.get("/admin/knobs")
+    async def get_knobs(request: Request) -> dict[str, float]:
+        admin(request)
+        return asdict(book.knobs)
+
+    @router.put("/admin/knobs")
+    async def put_knobs(request: Request) -> Any:
+        admin(request)
+        try:
+            changes = json.loads(await request.body() or b"{}")
+            if not isinstance(changes, dict):
+                raise ValueError("body must be a JSON object")
+            book.knobs = book.knobs.updated(changes)
+        except (TypeError, ValueError) as exc:
+            raise HTTPException(422, detail=str(exc)) from None
+        return asdict(book.knobs)
+
+    return router
