@@ -1,0 +1,166 @@
+"""The cashier through the real API on SQLite and PostgreSQL: what a trade's payer can pay
+with now (the tools' offers, the channel's granted orgs in routing order with the guard's
+availability), and that a pay can then name a listed org or leave it to the rules."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from paycore.api import ApiConfig, create_app
+from paycore.routing import Router, RouteTarget, RoutingRule, RoutingStore
+from stability.depmap_seed import default_map
+from stability.guard import Guard
+from stability.switch_records import SwitchSnapshot
+
+A, B = "SANDBOX_A", "SANDBOX_B"
+
+
+@pytest.fixture
+def guard(core) -> Guard:
+    g = Guard(default_map((A, B), redis_lock=False))
+    core.guard = g  # rewires the services: the cashier asks this guard
+    return g
+
+
+@pytest.fixture
+def http(shop, guard):
+    with TestClient(create_app(shop.core, ApiConfig())) as client:
+        client.headers["Authorization"] = f"Bearer {shop.token}"
+        yield client
+
+
+def method(body: dict, tool: str) -> dict:
+    found = [m for m in body["methods"] if m["tool"] == tool]
+    assert len(found) == 1, body["methods"]
+    return found[0]
+
+
+def orgs(channel: dict) -> list[tuple[str, bool, str | None]]:
+    return [(o["pay_org_no"], o["available"], o["reason"]) for o in channel["orgs"]]
+
+
+def cashier(http, no: str, **params):
+    return http.get(f"/v1/trades/{no}/cashier", params=params)
+
+
+def test_the_cashier_shows_the_real_balance_and_follows_the_guard(shop, guard, http) -> None:
+    shop.fund("u1", 5_000)
+    t = shop.trade(amount=1_200)
+    r = cashier(http, t.out_trade_no)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["out_trade_no"], body["status"], body["amount"], body["currency"]) == (
+        t.out_trade_no,
+        "created",
+        1_200,
+        "CNY",
+    )
+    assert body["payable"] is True
+    balance = method(body, "balance")
+    assert balance["available"] is True and balance["max_amount"] == 5_000
+    channel = method(body, "channel")
+    # no router: a pay naming no org takes the trade's own org; the other granted one may be named
+    assert orgs(channel) == [(A, True, None), (B, True, None)]
+    assert [o["routed"] for o in channel["orgs"]] == [True, False]
+    assert (channel["available"], channel["recommended"], channel["rule"]) == (True, A, None)
+
+    guard.apply(SwitchSnapshot(version=1, degraded=frozenset({f"channel.{A}"})))
+    channel = method(cashier(http, t.out_trade_no).json(), "channel")
+    assert orgs(channel) == [(A, False, "degraded"), (B, True, None)]
+    assert channel["recommended"] == B and channel["available"] is True
+
+    guard.apply(SwitchSnapshot(version=2, forced={f"channel.{A}": "forced_open"}))
+    channel = method(cashier(http, t.out_trade_no).json(), "channel")
+    assert orgs(channel)[0] == (A, False, "breaker_open")
+
+    guard.apply(SwitchSnapshot(version=3, degraded=frozenset({f"channel.{A}", f"channel.{B}"})))
+    channel = method(cashier(http, t.out_trade_no).json(), "channel")
+    assert channel["available"] is False and channel["recommended"] is None
+
+    guard.apply(SwitchSnapshot(version=4, degraded=frozenset({f"channel.{A}"})))
+    assert shop.balance("u1") == 5_000  # the cashier took nothing
+    # the payer takes the recommended org: the pay names it and goes there
+    pay = {"tools": [{"tool": "channel", "amount": 1_200}], "pay_org_no": B}
+    r = http.post(f"/v1/trades/{t.out_trade_no}/pay", json=pay)
+    assert r.status_code == 200, r.text
+    po = r.json()
+    assert po["pay_org_no"] == B and po["items"][0]["pay_org_no"] == B
+    after = cashier(http, t.out_trade_no).json()
+    assert (after["status"], after["payable"], after["methods"]) == ("paying", False, [])
+
+
+def test_a_paid_trade_is_not_payable(shop, http) -> None:
+    shop.fund("u1", 800)
+    t = shop.trade(amount=800)
+    r = http.post(
+        f"/v1/trades/{t.out_trade_no}/pay", json={"tools": [{"tool": "balance", "amount": 800}]}
+    )
+    assert r.status_code == 200 and r.json()["status"] == "success", r.text
+    body = cashier(http, t.out_trade_no).json()
+    assert (body["status"], body["payable"], body["methods"]) == ("paid", False, [])
+
+
+def test_a_recharge_offers_only_what_may_pay_it(shop, http) -> None:
+    t = shop.trade("recharge", 500)
+    body = cashier(http, t.out_trade_no).json()
+    assert [m["tool"] for m in body["methods"]] == ["channel"]
+
+
+def test_the_rules_order_the_orgs_and_name_the_rule(shop, guard, http) -> None:
+    store = RoutingStore(shop.core.db)
+    store.publish(
+        [
+            RoutingRule(
+                name="vip-to-b",
+                priority=1,
+                user_segment="vip",
+                targets=(RouteTarget(B, 100),),
+                fallback=(A,),
+            )
+        ],
+        author="test",
+        reason="vip payers go to B",
+    )
+    shop.core.router = Router(store)
+    t = shop.trade(amount=700)
+    vip = method(cashier(http, t.out_trade_no, user_segment="vip").json(), "channel")
+    assert orgs(vip) == [(B, True, None), (A, True, None)]
+    assert [o["routed"] for o in vip["orgs"]] == [True, True]
+    assert (vip["recommended"], vip["rule"]) == (B, "vip-to-b")
+    plain = method(cashier(http, t.out_trade_no).json(), "channel")
+    assert [o["pay_org_no"] for o in plain["orgs"]] == [A, B]
+    assert (plain["recommended"], plain["rule"]) == (A, "default")
+
+    guard.apply(SwitchSnapshot(version=1, degraded=frozenset({f"channel.{B}"})))
+    vip = method(cashier(http, t.out_trade_no, user_segment="vip").json(), "channel")
+    assert orgs(vip) == [(B, False, "degraded"), (A, True, None)]
+    assert vip["recommended"] == A
+    # a pay naming no org is routed by the same rules: B refuses, A takes it
+    pay = {"tools": [{"tool": "channel", "amount": 700}], "user_segment": "vip"}
+    r = http.post(f"/v1/trades/{t.out_trade_no}/pay", json=pay)
+    assert r.status_code == 200, r.text
+    assert r.json()["pay_org_no"] == A
+
+
+def test_bad_requests_are_refused(shop, http) -> None:
+    t = shop.trade(amount=100)
+    r = http.get(
+        f"/v1/trades/{t.out_trade_no}/cashier", headers={"Authorization": "Bearer pwk_nope"}
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthenticated")
+    r = cashier(http, "nobody-has-it")
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "trade_not_found")
+    for bad in ("a b", "-lead", "x" * 33, ""):
+        r = cashier(http, t.out_trade_no, user_segment=bad)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_user_segment"), bad
+
+
+def test_another_merchants_trade_is_not_found(shop, http) -> None:
+    other = shop.core.merchants.onboard("other", products=[("goods", "physical")], pay_orgs=[A])
+    t = shop.trade(amount=100)
+    r = http.get(
+        f"/v1/trades/{t.out_trade_no}/cashier",
+        headers={"Authorization": f"Bearer {other.token}"},
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "trade_not_found")
