@@ -8,16 +8,17 @@ transitions: :mod:`paycore.status`; a channel's result: :mod:`paycore.settle_rul
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from .errors import InvalidPayTools, RefundExceedsPaid, WrongState
 from .status import SUCCESS
 
-#: which tools each trade type may use
+#: which built-in tools each trade type may use (each tool states its own trade types,
+#: :attr:`paycore.tools.ToolPlugin.trade_types`; the registry passes what it holds)
 ALLOWED_TOOLS: dict[str, frozenset[str]] = {
-    "instant": frozenset({"balance", "channel"}),
-    "guaranteed": frozenset({"balance", "channel"}),
+    "instant": frozenset({"balance", "channel", "points"}),
+    "guaranteed": frozenset({"balance", "channel", "points"}),
     "recharge": frozenset({"channel"}),
     "withdraw": frozenset({"channel"}),
     "transfer": frozenset({"balance"}),
@@ -34,12 +35,20 @@ PAY_TYPE: dict[str, str] = {
 REFUNDABLE = ("instant", "guaranteed")
 
 
-def check_tools(trade_type: str, tools: Sequence[tuple[str, int]], trade_amount: int) -> None:
+def check_tools(
+    trade_type: str,
+    tools: Sequence[tuple[str, int]],
+    trade_amount: int,
+    allowed_tools: Mapping[str, frozenset[str]] | None = None,
+) -> None:
     """Raise unless ``tools`` (``(tool, amount)`` pairs) may pay a ``trade_type`` trade of
-    ``trade_amount``: each allowed tool at most once, adding up to the trade's amount."""
-    allowed = ALLOWED_TOOLS.get(trade_type)
-    if allowed is None:
+    ``trade_amount``: each allowed tool at most once, adding up to the trade's amount.
+    ``allowed_tools``: trade type -> tool names (default :data:`ALLOWED_TOOLS`)."""
+    if trade_type not in PAY_TYPE:
         raise WrongState(f"a {trade_type} trade is not paid directly")
+    allowed = (ALLOWED_TOOLS if allowed_tools is None else allowed_tools).get(
+        trade_type, frozenset()
+    )
     kinds = [tool for tool, _ in tools]
     if len(set(kinds)) != len(kinds) or not set(kinds) <= allowed:
         raise InvalidPayTools(f"a {trade_type} trade takes each of {sorted(allowed)} at most once")

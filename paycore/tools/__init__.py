@@ -6,7 +6,23 @@
 
 from __future__ import annotations
 
+from .balance import BalanceTool
 from .base import ToolEnv, ToolPlugin
+from .channel import ChannelTool
 from .errors import ToolSkipped, UnknownTool
+from .points import PointsTool
+from .registry import ToolRegistry, default_registry, env_of, tools_of
 
-__all__ = ["ToolEnv", "ToolPlugin", "ToolSkipped", "UnknownTool"]
+__all__ = [
+    "BalanceTool",
+    "ChannelTool",
+    "PointsTool",
+    "ToolEnv",
+    "ToolPlugin",
+    "ToolRegistry",
+    "ToolSkipped",
+    "UnknownTool",
+    "default_registry",
+    "env_of",
+    "tools_of",
+]
