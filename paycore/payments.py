@@ -18,6 +18,7 @@ from .deps import CoreDeps
 from .errors import DuplicateKey, IdempotencyConflict, WrongState
 from .models import PayOrderView, PayRequest, TradeView
 from .pay_begin import begin_pay
+from .pay_routing import Routed, route_pay
 from .pay_rules import check_tools
 from .risk import RiskHold
 from .settlement import SettlementService
@@ -76,7 +77,8 @@ class PayService:
             if replay:
                 return replay
             raise WrongState(f"trade is {trade.status}; it cannot be paid now")
-        hold = self._preflight(trade, req, ctx)
+        hold, routed = self._preflight(trade, req, ctx)
+        ctx = routed.ctx  # the routed pay org (authorised: routing offers granted orgs only)
         with (
             use_context(ctx),
             hold,  # the risk reservation goes back if this pay order is not begun
@@ -96,13 +98,17 @@ class PayService:
         self.deps.channel.submit(requests)
         return view
 
-    def _preflight(self, trade: TradeView, req: PayRequest, ctx: BizContext) -> RiskHold:
+    def _preflight(
+        self, trade: TradeView, req: PayRequest, ctx: BizContext
+    ) -> tuple[RiskHold, Routed]:
         """Checks before anything is written, for a trade that can be paid: risk (weak:
         falls back), and the channel's switch, limit and breaker (strong: fail fast,
-        naming the channel).
+        naming the channel) for the org the pay names, or the first org of the routing
+        rules' candidates the guard admits (:func:`paycore.pay_routing.route_pay`).
 
-        Returns the risk reservation (counted per merchant and user); the caller holds it
-        around beginning the pay order, which gives it back if the order is not begun."""
+        Returns the risk reservation (counted per merchant and user; the caller holds it
+        around beginning the pay order, which gives it back if the order is not begun) and
+        the routed context with the candidates left."""
         guard = self.deps.guard
         labels = ctx.as_labels() if guard is not None else None
         hold = self.deps.risk.decide(
@@ -115,10 +121,9 @@ class PayService:
             caller="link.pay",
             labels=labels,
         )
-        if guard is not None and any(t.tool == "channel" for t in req.tools):
-            with hold:  # a channel that refuses gives the reservation back
-                guard.admit(f"channel.{ctx.pay_org_no}", caller="link.pay", labels=labels)
-        return hold
+        with hold:  # every org refusing gives the reservation back
+            routed = route_pay(self.deps, trade, req, ctx)
+        return hold, routed
 
     def _replay(self, merchant_id: str, pay_no: str, fingerprint: str) -> PayOrderView | None:
         with self.deps.db.reading() as s:
