@@ -109,8 +109,9 @@ def add_trade_routes(app: FastAPI, rt: ApiRuntime) -> None:
 
     @app.post("/v1/trades/{out_trade_no}/pay", tags=["trades"], response_model=PayOrderOut)
     async def pay(out_trade_no: OutNo, body: PayBody, m: Merchant) -> Response:
-        tools = tuple(PayTool(t.tool, t.amount) for t in body.tools)
-        req = PayRequest(out_trade_no, tools, body.out_pay_no, body.pay_org_no)
+        tools = tuple(PayTool(t.tool, t.amount, getattr(t, "ref", None)) for t in body.tools)
+        segment = getattr(body, "user_segment", None)
+        req = PayRequest(out_trade_no, tools, body.out_pay_no, body.pay_org_no, segment)
         order = await rt.offload_as("link.pay", m.core.payments.pay, m.merchant_id, req)
         return as_json(pay_order_out(order))
 

@@ -45,7 +45,7 @@ def cashier(http, no: str, **params):
 
 
 def test_the_cashier_shows_the_real_balance_and_follows_the_guard(shop, guard, http) -> None:
-    shop.fund("u1", 5_000)
+    shop.fund("u1", 900)
     t = shop.trade(amount=1_200)
     r = cashier(http, t.out_trade_no)
     assert r.status_code == 200, r.text
@@ -58,7 +58,9 @@ def test_the_cashier_shows_the_real_balance_and_follows_the_guard(shop, guard, h
     )
     assert body["payable"] is True
     balance = method(body, "balance")
-    assert balance["available"] is True and balance["max_amount"] == 5_000
+    assert balance["available"] is True and balance["max_amount"] == 900  # all it holds
+    points = method(body, "points")  # none granted
+    assert points["available"] is False and points["max_amount"] == 0
     channel = method(body, "channel")
     # no router: a pay naming no org takes the trade's own org; the other granted one may be named
     assert orgs(channel) == [(A, True, None), (B, True, None)]
@@ -79,7 +81,7 @@ def test_the_cashier_shows_the_real_balance_and_follows_the_guard(shop, guard, h
     assert channel["available"] is False and channel["recommended"] is None
 
     guard.apply(SwitchSnapshot(version=4, degraded=frozenset({f"channel.{A}"})))
-    assert shop.balance("u1") == 5_000  # the cashier took nothing
+    assert shop.balance("u1") == 900  # the cashier took nothing
     # the payer takes the recommended org: the pay names it and goes there
     pay = {"tools": [{"tool": "channel", "amount": 1_200}], "pay_org_no": B}
     r = http.post(f"/v1/trades/{t.out_trade_no}/pay", json=pay)
