@@ -22,6 +22,7 @@ from .context import BizContext, use_context
 from .db.schema import PayItem, PayOrder
 from .deps import CoreDeps
 from .errors import PayOrderNotFound
+from .pay_reroute_late import settle_rerouted
 from .pay_results import settle_pay_item
 from .pay_settlement import complete_pay
 from .refund_settlement import finish_refund, settle_refund_item
@@ -79,6 +80,9 @@ class SettlementService:
         po = s.execute(lock, of_item).scalar_one_or_none()
         item = s.execute(_ITEM, of_item).scalar_one_or_none()
         if po is None or item is None:
+            rerouted = settle_rerouted(self.deps, s, r)  # the old org of a moved item
+            if rerouted is not None:
+                return rerouted
             compensated = item_of_refund_txn(r.channel_txn_no)
             if compensated is not None:  # our own compensation refund's answer
                 return settle_refund_callback(self.deps.ledger, self.deps, s, r, compensated)

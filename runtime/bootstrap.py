@@ -136,6 +136,7 @@ def build_platform(
     obs.metrics.edges.track_bulkheads(guard.bulkheads)
     if channels:
         from paycore.channels.gateway import ChannelFront, build_gateway
+        from paycore.pay_reroute import PayRerouter
 
         def observe(request: Any, healthy: bool, seconds: float) -> None:
             obs.metrics.observe(
@@ -167,6 +168,7 @@ def build_platform(
             gateway,
             lambda org: f"{api}/v1/channels/{org}/callback",
             guard=guard,
+            on_failure=PayRerouter(lambda: core.deps).on_failure,  # routed pays: next org
             on_result=observe,
             on_refused=refused,
             on_in_flight=in_flight,

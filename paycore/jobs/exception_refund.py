@@ -25,6 +25,7 @@ from ..context import BizContext
 from ..db.engine import Database
 from ..db.schema import PayException, PayItem, PayOrder
 from ..ledger import Ledger, channel_clearing, user_balance
+from ..pay_reroute_late import rerouted_refund
 from ..views import order_context
 from .channel_calls import ChannelAccess
 from .errors import BusinessFailure, RefundPending
@@ -171,6 +172,12 @@ def refund_plan(s: Session, exception_id: int) -> RefundPlan | None:
     po = s.get_one(PayOrder, exc.pay_order_id)
     if po.pay_type == "withdraw":
         raise BusinessFailure("a withdraw exception is not resolved by a refund")
+    rerouted = rerouted_refund(s, exc)  # the money is at the org the item left
+    if rerouted is not None:
+        part = RefundPart(
+            rerouted.id, "channel", exc.amount_taken, rerouted.from_org, rerouted.from_txn
+        )
+        return RefundPlan(exc.id, exc.kind, po, order_context(po), (part,))
     if exc.pay_item_id is not None:
         items = [(s.get_one(PayItem, exc.pay_item_id), exc.amount_taken)]
     else:
