@@ -3,7 +3,8 @@
 Callers are the core links (``link.*``) and the background jobs (``job.*``); every edge is
 one guarded call site (``tests/integration/test_guarded_edges.py`` proves it).
 :func:`seed_or_upgrade` writes it on start, and replaces a stored map that is an
-untouched older seed (:mod:`stability.depmap_seed_v1`), never one an operator edited.
+untouched older seed (:mod:`stability.depmap_seed_v1`, :mod:`stability.depmap_seed_v2`),
+never one an operator edited.
 
 Timeouts are chosen so the default map passes :func:`~stability.depmap.lint_timeouts`:
 every caller waits longer than its callee can spend on its own slowest call, retries
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 
 from stability.depmap import DependencyMap, EdgeSpec, ResourceSpec
 from stability.depmap_seed_v1 import seed_v1_map
+from stability.depmap_seed_v2 import seed_v2_map
 from stability.depmap_store import DependencyMapStore
 
 DEFAULT_PAY_ORGS: tuple[str, ...] = ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C")
@@ -33,6 +35,11 @@ JOBS: tuple[str, ...] = ("job.active_query", "job.compensation", "job.reconcilia
 # timeouts (ms) per dependency, shared by every caller
 DB_MS, REDIS_MS, CHANNEL_MS, LEDGER_MS, HOT_ACCOUNT_MS = 1000, 200, 3000, 1500, 1200
 NOTIFY_MS, RISK_MS = 500, 300
+#: the coupon service (weak): redeem at pay, release at refund and compensation; both are
+#: idempotent at the service (on the redemption key), so the guard may retry them once
+COUPON_MS, COUPON_RETRIES = 500, 1
+COUPON_CALLERS: tuple[str, ...] = ("link.pay", "link.refund", "job.compensation")
+_COUPON_FALLBACK = "pay without coupon where the merchant allows; release later"
 #: a job's transactions scan batches (statements, unfinished orders): the statement
 #: timeout its database edge sets is longer than a link's
 JOB_DB_MS = 5000
@@ -75,6 +82,7 @@ def _services(redis_lock: bool) -> list[ResourceSpec]:
             description="merchant and user notifications",
         ),
         ResourceSpec("risk", "service", "risk-team", 0.999, description="risk decision"),
+        ResourceSpec("coupon", "service", "marketing", 0.99, description="coupons at pay time"),
     ]
     if redis_lock:
         services.append(ResourceSpec("redis", "cache", "sre", 0.999, description="order locks"))
@@ -136,6 +144,18 @@ def _edges(pay_orgs: Sequence[str], redis_lock: bool) -> list[EdgeSpec]:
     edges += [
         EdgeSpec(link, "risk", "weak", RISK_MS, fallback=_RISK_FALLBACK, owner="risk-team")
         for link in ("link.pay",)  # trade creation asks no risk question (yet)
+    ]
+    edges += [
+        EdgeSpec(
+            caller,
+            "coupon",
+            "weak",
+            COUPON_MS,
+            COUPON_RETRIES,
+            fallback=_COUPON_FALLBACK,
+            owner="marketing",
+        )
+        for caller in COUPON_CALLERS
     ]
     return edges
 
@@ -202,5 +222,6 @@ def is_default_seed(dmap: DependencyMap) -> bool:
     redis = any(r.name == "redis" for r in dmap.resources)
     seen = dmap.to_dict()
     return any(
-        build(orgs, redis_lock=redis).to_dict() == seen for build in (default_map, seed_v1_map)
+        build(orgs, redis_lock=redis).to_dict() == seen
+        for build in (default_map, seed_v2_map, seed_v1_map)
     )

@@ -192,6 +192,7 @@ def test_default_map_covers_every_pay_org() -> None:
     assert m.callees("link.pay") == [
         "channel.ORG_X",
         "channel.ORG_Y",
+        "coupon",
         "database",
         "ledger.posting",
         "risk",
@@ -200,12 +201,13 @@ def test_default_map_covers_every_pay_org() -> None:
         "link.refund", "channel.ORG_Y", "strong", 3000, 0, owner="channel-team"
     )
     assert "redis" not in {r.name for r in m.resources}
-    assert "coupon" not in {r.name for r in m.resources}  # issue #21 builds it
+    assert m.callers("coupon") == ["job.compensation", "link.pay", "link.refund"]  # issue #21
     jobs = ["job.active_query", "job.compensation", "job.reconciliation"]
     assert m.roots() == sorted([*CORE_LINKS, *jobs])
     for job, retries in zip(jobs, (1, 0, 1), strict=True):
         assert not m.resource(job).core_link and m.resource(job).kind == "job"
-        assert m.callees(job) == ["channel.ORG_X", "channel.ORG_Y", "database"]
+        coupon = ["coupon"] if job == "job.compensation" else []  # releases coupons
+        assert m.callees(job) == ["channel.ORG_X", "channel.ORG_Y", *coupon, "database"]
         assert m.edge(job, "channel.ORG_X").retries == retries  # type: ignore[union-attr]
     assert m.callers("notification") == ["link.notify"]
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from stability.depmap import EdgeSpec, lint_timeouts
 from stability.depmap_seed import default_map, is_default_seed, seed_or_upgrade
 from stability.depmap_seed_v1 import seed_v1_map
+from stability.depmap_seed_v2 import seed_v2_map
 from stability.depmap_store import DependencyMapStore
 
 ORGS = ("SANDBOX_A", "SANDBOX_B", "SANDBOX_C")
@@ -41,9 +42,34 @@ def test_the_first_seed_untouched_is_brought_to_todays_default(
     assert seed_or_upgrade(store, ORGS, redis_lock=redis_lock) == "upgraded"
     now = store.load()
     assert now.to_dict() == default_map(ORGS, redis_lock=redis_lock).to_dict()
-    assert "coupon" not in {r.name for r in now.resources}
+    # v1's coupon (called by nobody) is today's, called by the pay, refund and compensation
+    assert now.callers("coupon") == ["job.compensation", "link.pay", "link.refund"]
     assert now.callers("notification") == ["link.notify"]
     assert lint_timeouts(now) == []
+
+
+@pytest.mark.parametrize("redis_lock", [True, False])
+def test_the_second_seed_untouched_gains_the_coupon_service(
+    store: DependencyMapStore, redis_lock: bool
+) -> None:
+    store.replace(seed_v2_map(ORGS, redis_lock=redis_lock))
+    stored = store.load()
+    assert "coupon" not in {r.name for r in stored.resources}
+    assert is_default_seed(stored)
+    assert seed_or_upgrade(store, ORGS, redis_lock=redis_lock) == "upgraded"
+    now = store.load()
+    assert now.to_dict() == default_map(ORGS, redis_lock=redis_lock).to_dict()
+    for caller in ("link.pay", "link.refund", "job.compensation"):
+        edge = now.edge(caller, "coupon")
+        assert edge is not None and edge.grade == "weak" and edge.fallback
+    assert lint_timeouts(now) == []
+    assert seed_or_upgrade(store, ORGS, redis_lock=redis_lock) == "current"
+
+
+def test_the_second_seed_edited_is_kept(store: DependencyMapStore) -> None:
+    store.replace(seed_v2_map(ORGS).with_edge(EdgeSpec("link.pay", "database", "strong", 900)))
+    assert seed_or_upgrade(store, ORGS) == "kept"
+    assert "coupon" not in {r.name for r in store.load().resources}
 
 
 def test_a_seed_for_other_pay_orgs_takes_todays_orgs(store: DependencyMapStore) -> None:

@@ -19,7 +19,7 @@ TTL = timedelta(minutes=5)
 @pytest.mark.parametrize(
     ("kind", "target", "params"),
     [
-        ("degrade", "coupon", {}),  # no longer in the map
+        ("degrade", "loyalty", {}),  # not in the map
         ("force_breaker", "channel.NOPE", {"state": "forced_open"}),
         ("set_limit", "coupon.total", {"rate": 1}),
         ("dry_run_limit", "notification", {}),  # a resource, not a rule name
@@ -49,13 +49,13 @@ def test_targets_follow_the_map_as_it_is_edited(migrated_db):
         migrated_db.engine, targets=target_checker(lambda: holder["map"], lambda: [])
     )
     with pytest.raises(UnknownSwitchTarget):
-        service.propose("degrade", "coupon", actor="a", reason="r", ttl=TTL)
+        service.propose("degrade", "loyalty", actor="a", reason="r", ttl=TTL)
     dmap = holder["map"]
     holder["map"] = type(dmap)(
-        [*dmap.resources, ResourceSpec("coupon", "service")],
-        [*dmap.edges, EdgeSpec("link.pay", "coupon", "weak", 200, fallback="pay without")],
+        [*dmap.resources, ResourceSpec("loyalty", "service")],
+        [*dmap.edges, EdgeSpec("link.pay", "loyalty", "weak", 200, fallback="pay without")],
     )
-    assert service.propose("degrade", "coupon", actor="a", reason="r", ttl=TTL).status == "active"
+    assert service.propose("degrade", "loyalty", actor="a", reason="r", ttl=TTL).status == "active"
 
 
 def test_without_targets_the_service_checks_none(migrated_db):
@@ -72,6 +72,7 @@ def test_acting_targets_are_the_called_resources_and_their_rules():
     called = [
         "channel.SANDBOX_A",
         "channel.SANDBOX_B",
+        "coupon",
         "database",
         "ledger.hot_account",
         "ledger.posting",
