@@ -26,7 +26,7 @@ from .deps import CoreDeps
 from .errors import InvalidContext, InvalidUserSegment
 from .models import TradeView
 from .routing import RouteQuery
-from .tools import ToolSkipped
+from .tools import ToolSkipped, env_of, tools_of
 from .trade_reads import TradeReader
 
 log = logging.getLogger("paycore.cashier")
@@ -80,11 +80,8 @@ class CashierService:
         )
 
     def _methods(self, trade: TradeView, segment: str | None) -> tuple[dict[str, Any], ...]:
-        registry = self.deps.tools
-        if registry is None:
-            return ()
         out: list[dict[str, Any]] = []
-        for tool in registry:
+        for tool in tools_of(self.deps):
             if trade.trade_type not in tool.trade_types:
                 continue
             if tool.settles_by_channel:
@@ -99,7 +96,7 @@ class CashierService:
         """The tool's offer; a weak tool that cannot answer now is shown unavailable
         rather than failing the whole cashier."""
         try:
-            return tool.offer(self.deps.tool_env, trade)
+            return tool.offer(env_of(self.deps), trade)
         except (ToolSkipped, StabilityError) as exc:
             log.info("cashier: %s cannot offer now (%s)", tool.name, exc)
             reason = getattr(exc, "reason", None) or "unavailable"
