@@ -23,7 +23,7 @@ from stability.errors import StabilityError
 from . import status as st
 from .context import CODE_MAX, CODE_PATTERN, check_code
 from .deps import CoreDeps
-from .errors import InvalidContext, InvalidUserSegment
+from .errors import DependencyUnavailable, InvalidContext, InvalidUserSegment
 from .models import TradeView
 from .routing import RouteQuery
 from .tools import ToolSkipped, env_of, tools_of
@@ -97,8 +97,9 @@ class CashierService:
         rather than failing the whole cashier."""
         try:
             return tool.offer(env_of(self.deps), trade)
-        except (ToolSkipped, StabilityError) as exc:
+        except (ToolSkipped, DependencyUnavailable, StabilityError) as exc:
             log.info("cashier: %s cannot offer now (%s)", tool.name, exc)
+            # a guard refusal says why (degraded, breaker_open, ...); a service error does not
             reason = getattr(exc, "reason", None) or "unavailable"
             return {"tool": tool.name, "available": False, "reason": reason}
 

@@ -4,12 +4,18 @@ availability), and that a pay can then name a listed org or leave it to the rule
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import pytest
 from fastapi.testclient import TestClient
 
 from paycore.api import ApiConfig, create_app
+from paycore.errors import InvalidPayTools
+from paycore.ledger import AccountRef, user_balance
 from paycore.routing import Router, RouteTarget, RoutingRule, RoutingStore
+from paycore.tools import BalanceTool, ChannelTool, ToolEnv, ToolPlugin, ToolRegistry, ToolSkipped
 from stability.depmap_seed import default_map
+from stability.errors import DependencyFailed
 from stability.guard import Guard
 from stability.switch_records import SwitchSnapshot
 
@@ -166,3 +172,45 @@ def test_another_merchants_trade_is_not_found(shop, http) -> None:
         headers={"Authorization": f"Bearer {other.token}"},
     )
     assert (r.status_code, r.json()["error"]["code"]) == (404, "trade_not_found")
+
+
+class Voucher(ToolPlugin):
+    """A tool registered by the test: the cashier lists it without any change of its own,
+    and shows it unavailable while its (weak) service is down."""
+
+    name: ClassVar[str] = "voucher"
+    trade_types: ClassVar[frozenset[str]] = frozenset({"instant"})
+    failure: Exception | None = None
+
+    def source(self, merchant_id: str, user_id: str, currency: str, item: Any) -> AccountRef:
+        return user_balance(merchant_id, user_id, currency)
+
+    def offer(self, env: ToolEnv, trade: Any) -> dict[str, Any] | None:
+        if self.failure is not None:
+            raise self.failure
+        return {"tool": self.name, "available": True, "vouchers": [f"V-{trade.user_id}"]}
+
+
+def test_a_registered_tool_is_offered_and_a_failing_one_shown_unavailable(shop, http) -> None:
+    voucher = Voucher()
+    shop.core.tools = ToolRegistry([BalanceTool(), ChannelTool(), voucher])
+    t = shop.trade(amount=400)
+    body = cashier(http, t.out_trade_no).json()
+    assert [m["tool"] for m in body["methods"]] == ["balance", "channel", "voucher"]
+    assert method(body, "voucher") == {"tool": "voucher", "available": True, "vouchers": ["V-u1"]}
+    failures = {
+        ToolSkipped("voucher service down", resource="voucher"): "unavailable",
+        DependencyFailed("voucher degraded", resource="voucher", reason="degraded"): "degraded",
+    }
+    for failure, reason in failures.items():
+        voucher.failure = failure
+        r = cashier(http, t.out_trade_no)
+        assert r.status_code == 200, r.text
+        assert method(r.json(), "voucher") == {
+            "tool": "voucher",
+            "available": False,
+            "reason": reason,
+        }
+        assert method(r.json(), "channel")["recommended"] == A  # the rest still answers
+    voucher.failure = InvalidPayTools("a bug is not an outage")
+    assert cashier(http, t.out_trade_no).status_code == 422
