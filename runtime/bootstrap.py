@@ -14,7 +14,7 @@ from .migrate import upgrade_database
 from .observability import build_observability, business_snapshot
 from .settings import Settings
 from .shadow import build_shadow
-from .wiring import BUSINESS_ERRORS, build_stability
+from .wiring import BUSINESS_ERRORS, build_router, build_stability
 
 
 @dataclass
@@ -134,6 +134,7 @@ def build_platform(
     core.metrics = core.ledger.metrics = obs.metrics
     guard.recorders.append(obs.metrics)
     obs.metrics.edges.track_bulkheads(guard.bulkheads)
+    core.router = build_router(db, obs.registry)  # a pay naming no org: the rules choose
     if channels:
         from paycore.channels.gateway import ChannelFront, build_gateway
         from paycore.pay_reroute import PayRerouter

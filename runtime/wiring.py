@@ -6,12 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
 from alerts.plan_proposals import propose_for_alerts
 from alerts.plan_silence import silence_handlers
 from backends import redis_client
+from collectors.routing_metrics import RoutingMetrics
+from paycore import Database
 from paycore import errors as pe
+from paycore.routing import Router, RoutingStore
 from stability.breaker_stats import BreakerStatsPublisher, read_stats
 from stability.breaker_store import make_breaker_store
 from stability.depmap import DependencyMap
@@ -138,3 +142,10 @@ def plan_upkeep(engine: Engine, runtime: StabilityRuntime) -> Callable[[], int]:
         return done
 
     return upkeep
+
+
+def build_router(db: Database, registry: CollectorRegistry, *, refresh_s: float = 1.0) -> Router:
+    """The pay core's router: the routing rules in ``db`` (re-read at most every
+    ``refresh_s``, so a publish reaches every replica within it), counting decisions and
+    fallbacks on ``registry``."""
+    return Router(RoutingStore(db), recorder=RoutingMetrics(registry), refresh_s=refresh_s)
