@@ -30,6 +30,7 @@ from .payments import PayService
 from .refunds import RefundService
 from .risk import RiskEngine
 from .settlement import SettlementService
+from .tools import ToolEnv, default_registry
 from .trade_reads import TradeReader
 from .trades import TradeService
 
@@ -126,7 +127,10 @@ class PayCore:
             channel=ChannelSubmitter(self.channel),
             lock=self.lock,
             guard=self.guard,
-            tools=self.tools,
+            tools=self.tools if self.tools is not None else default_registry(),
+            tool_env=ToolEnv(
+                self.db, self.ledger, self.guard, self.merchants, coupons=self.coupons
+            ),
             router=self.router,
             lock_ttl=self.lock_ttl,
             lock_wait=self.lock_wait,

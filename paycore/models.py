@@ -222,6 +222,7 @@ class PayItemView:
     refunded_amount: int
     pay_org_no: str | None
     channel_txn_no: str | None
+    tool_ref: str | None = None  # what the tool paid with (a coupon code)
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,9 @@ class PayOrderView:
     finished_at: datetime | None
     items: tuple[PayItemView, ...] = ()
     error_code: str | None = None
+    #: weak tools the pay went on without (their amount taken by another part); on the
+    #: answer to the pay itself only, not stored
+    skipped_tools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """Beginning a pay order, in the transaction that moves its trade to *paying*.
 
-Balance parts are taken at once (into transit); channel parts become the requests the
-pay service submits after commit; a payout's amount is held from the payer's balance.
-An order with no channel part completes in the same transaction. Used by
+Instant parts (balance, points, coupon, ...: each tool's ``take_legs``) are taken at once
+(into transit); parts that settle by a channel's result become the requests the pay
+service submits after commit; a payout's amount is held from the payer's balance. An
+order with no channel part completes in the same transaction. Used by
 :class:`paycore.payments.PayService` only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import insert, select
@@ -21,9 +23,10 @@ from .db.schema import PayItem, PayOrder, Trade
 from .db.util import execute_core, row_values
 from .deps import CoreDeps
 from .errors import WrongState
-from .models import PayOrderView, PayRequest, TradeView
+from .models import PayOrderView, PayRequest, PayTool, TradeView
 from .pay_rules import PAY_TYPE
 from .settlement import SettlementService
+from .tools import ToolRegistry, tools_of
 from .views import pay_order_view
 
 _INSERT_PAY_ORDER = insert(PayOrder)
@@ -38,10 +41,18 @@ def begin_pay(
     req: PayRequest,
     ctx: BizContext,
     fingerprint: str,
+    *,
+    parts: Sequence[PayTool] | None = None,
+    alternatives: tuple[str, ...] = (),
 ) -> tuple[PayOrderView, list[ChannelRequest]]:
     """Move the trade to paying and write its pay order; returns the order's view and
-    the channel requests to submit once this transaction has committed."""
+    the channel requests to submit once this transaction has committed.
+
+    ``parts``: the parts to pay with, as the tools prepared them (default ``req.tools``);
+    ``alternatives``: the routed orgs left after ``ctx.pay_org_no``, on a pay's channel
+    requests."""
     now = deps.clock()
+    tools = tools_of(deps)
     if not st.cas_status(
         s, Trade, trade.id, st.CREATED, st.PAYING, st.TRADE_TRANSITIONS, updated_at=now
     ):
@@ -50,9 +61,11 @@ def begin_pay(
     po = _new_order(deps, trade, req, ctx, fingerprint, now)
     execute_core(s, _INSERT_PAY_ORDER, row_values(po))  # kept out of the session: a
     # plain INSERT costs half the CPU of a flush; items follow their order (foreign key)
-    items = _new_items(deps, po, req, ctx, now)
+    items = _new_items(deps, tools, po, req.tools if parts is None else parts, ctx, now)
     execute_core(s, _INSERT_PAY_ITEMS, [row_values(i) for i in items])
-    requests = [_take_or_request(deps, s, trade, po, item, ctx, now) for item in items]
+    requests = [
+        _take_or_request(deps, tools, s, trade, po, item, ctx, now, alternatives) for item in items
+    ]
     channel = [r for r in requests if r is not None]
     if not channel:
         settlement.complete_pay(s, po)
@@ -92,24 +105,30 @@ def _new_order(
 
 
 def _new_items(
-    deps: CoreDeps, po: PayOrder, req: PayRequest, ctx: BizContext, now: datetime
+    deps: CoreDeps,
+    tools: ToolRegistry,
+    po: PayOrder,
+    parts: Sequence[PayTool],
+    ctx: BizContext,
+    now: datetime,
 ) -> list[PayItem]:
     items: list[PayItem] = []
-    for seq, tool in enumerate(req.tools):
+    for seq, part in enumerate(parts):
         item_id = deps.ids.next_id()
-        channel = tool.tool == "channel"
+        channel = tools.get(part.tool).settles_by_channel
         items.append(
             PayItem(
                 id=item_id,
                 pay_order_id=po.id,
                 merchant_id=po.merchant_id,
                 seq=seq,
-                tool=tool.tool,
+                tool=part.tool,
                 status=st.PROCESSING,
-                amount=tool.amount,
+                amount=part.amount,
                 refunded_amount=0,
                 pay_org_no=ctx.pay_org_no if channel else None,
                 channel_txn_no=str(item_id) if channel else None,
+                tool_ref=part.ref,
                 created_at=now,
             )
         )
@@ -118,28 +137,34 @@ def _new_items(
 
 def _take_or_request(
     deps: CoreDeps,
+    tools: ToolRegistry,
     s: Session,
     trade: TradeView,
     po: PayOrder,
     item: PayItem,
     ctx: BizContext,
     now: datetime,
+    alternatives: tuple[str, ...],
 ) -> ChannelRequest | None:
-    """Take a balance part now (settling it), hold a payout's amount; a channel part's
+    """Take an instant part now (settling it), hold a payout's amount; a channel part's
     request to submit, else None."""
-    balance, cur = item.tool == "balance", trade.currency
-    if balance or po.pay_type == "withdraw":  # take (or hold, for a payout) the balance
-        take = postings.balance_part if balance else postings.withdraw_hold
+    tool, cur = tools.get(item.tool), trade.currency
+    instant = not tool.settles_by_channel
+    if instant:
+        legs = tool.take_legs(trade, PayTool(item.tool, item.amount, item.tool_ref))
+    elif po.pay_type == "withdraw":  # a payout holds the payer's balance meanwhile
+        legs = postings.withdraw_hold(trade.merchant_id, trade.user_id, cur, item.amount)
+    if instant or po.pay_type == "withdraw":
         deps.ledger.post(
             s,
-            biz_type="pay_item" if balance else "withdraw_hold",
+            biz_type="pay_item" if instant else "withdraw_hold",
             biz_key=str(item.id),
             ctx=ctx,
             currency=cur,
             trade_id=trade.id,
-            legs=take(trade.merchant_id, trade.user_id, cur, item.amount),
+            legs=legs,
         )
-    if balance:
+    if instant:
         st.cas_status(
             s,
             PayItem,
@@ -151,8 +176,9 @@ def _take_or_request(
             settled_amount=item.amount,
         )
         return None
+    payout = po.pay_type == "withdraw"
     return ChannelRequest(
-        kind="withdraw" if po.pay_type == "withdraw" else "pay",
+        kind="withdraw" if payout else "pay",
         pay_org_no=ctx.pay_org_no,
         channel_txn_no=str(item.channel_txn_no),
         amount=item.amount,
@@ -160,4 +186,5 @@ def _take_or_request(
         merchant_id=trade.merchant_id,
         trade_id=trade.id,
         pay_order_id=po.id,
+        alternatives=() if payout else alternatives,
     )

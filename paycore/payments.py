@@ -8,6 +8,8 @@ the platform transit account and moves on only when the whole order has succeede
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import bindparam, select
 
 from . import status as st
@@ -19,9 +21,9 @@ from .errors import DuplicateKey, IdempotencyConflict, WrongState
 from .models import PayOrderView, PayRequest, TradeView
 from .pay_begin import begin_pay
 from .pay_routing import Routed, route_pay
-from .pay_rules import check_tools
 from .risk import RiskHold
 from .settlement import SettlementService
+from .tools import env_of, tools_of
 from .trade_reads import TradeReader
 from .views import pay_order_view
 
@@ -69,8 +71,9 @@ class PayService:
         ctx = BizContext(
             merchant_id, trade.order_type, trade.sub_type, req.pay_org_no or trade.pay_org_no
         )
-        self.deps.merchants.authorize(merchant_id, ctx)
-        check_tools(trade.trade_type, [(t.tool, t.amount) for t in req.tools], trade.amount)
+        info = self.deps.merchants.authorize(merchant_id, ctx)
+        tools = tools_of(self.deps)
+        tools.check(trade.trade_type, req.tools, trade.amount, trade=trade)
         if trade.status != st.CREATED:  # hopeless: never counted by risk. A concurrent
             # twin of this request may have won since the first replay check: its answer
             replay = self._replay(merchant_id, req.pay_no, fingerprint)
@@ -79,24 +82,47 @@ class PayService:
             raise WrongState(f"trade is {trade.status}; it cannot be paid now")
         hold, routed = self._preflight(trade, req, ctx)
         ctx = routed.ctx  # the routed pay org (authorised: routing offers granted orgs only)
-        with (
-            use_context(ctx),
-            hold,  # the risk reservation goes back if this pay order is not begun
-            self.deps.trade_lock(trade.id, link="link.pay"),
-        ):
-            # no second replay check under the lock: a pay that won meanwhile shows up as
-            # the trade's compare-and-set failing, or as its out_pay_no taken
+        env = env_of(self.deps)
+        with use_context(ctx), hold:  # the risk reservation goes back if not begun
+            # external reservations (a coupon) before the transaction and off the lock;
+            # given back below unless this pay order (or its replayed twin) holds them
+            parts, skipped = tools.prepare_parts(
+                env,
+                trade,
+                req.tools,
+                key_prefix=f"{merchant_id}:{req.pay_no}",
+                allow_skip=bool(getattr(info, "pay_without_coupon", False)),
+            )
+            kept = False  # the reservations belong to a begun pay order
             try:
-                view, requests = self.deps.db.run(
-                    lambda s: begin_pay(self.deps, self.settlement, s, trade, req, ctx, fingerprint)
-                )
+                # no second replay check under the lock: a pay that won meanwhile shows up
+                # as the trade's compare-and-set failing, or as its out_pay_no taken
+                with self.deps.trade_lock(trade.id, link="link.pay"):
+                    view, requests = self.deps.db.run(
+                        lambda s: begin_pay(
+                            self.deps,
+                            self.settlement,
+                            s,
+                            trade,
+                            req,
+                            ctx,
+                            fingerprint,
+                            parts=parts,
+                            alternatives=routed.alternatives,
+                        )
+                    )
+                kept = True
             except (WrongState, DuplicateKey):
                 replay = self._replay(merchant_id, req.pay_no, fingerprint)
                 if replay is None:
                     raise
+                kept = True  # the same keys: the reservations are the twin's
                 return replay
+            finally:
+                if not kept:
+                    tools.release_parts(env, trade, parts)
         self.deps.channel.submit(requests)
-        return view
+        return replace(view, skipped_tools=tuple(skipped)) if skipped else view
 
     def _preflight(
         self, trade: TradeView, req: PayRequest, ctx: BizContext

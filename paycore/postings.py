@@ -9,7 +9,10 @@ services post them under their ``(biz_type, biz_key)``.
 =====================  =========================  =======================================
 event (biz_type)       debited                    credited
 =====================  =========================  =======================================
-pay_item (balance)     the payer's balance        transit
+pay_item (instant)     the tool's source: the     transit
+                       payer's balance or points,
+                       coupon funding (each
+                       tool's ``take_legs``)
 withdraw_hold          the payer's balance        transit
 pay_item (channel)     channel clearing           transit
 pay_complete           transit                    pay: merchant payable (net) + fee
@@ -20,7 +23,8 @@ withdraw_out           transit                    channel clearing
 withdraw_release       transit                    the payer's balance
 confirm                escrow                     merchant payable (net) + fee income
 refund_hold            the merchant side          transit
-refund_item            transit                    the payer's balance, or channel clearing
+refund_item            transit                    the tool's source (balance, points,
+                                                  coupon funding), or channel clearing
 refund_release         transit                    the merchant side
 exception_refund       transit                    where the money came from
 =====================  =========================  =======================================
@@ -59,6 +63,7 @@ __all__ = [
     "refund_release",
     "refund_to_balance",
     "refund_to_channel",
+    "refund_to_source",
     "withdraw_hold",
     "withdraw_out",
     "withdraw_release",
@@ -163,6 +168,11 @@ def refund_hold(side: AccountRef, amount: int) -> list[Leg]:
 def refund_to_balance(merchant_id: str, user_id: str, currency: str, amount: int) -> list[Leg]:
     """A refund's balance part returned: transit → the payer's balance."""
     return move(platform_transit(currency), user_balance(merchant_id, user_id, currency), amount)
+
+
+def refund_to_source(to_account: AccountRef, amount: int) -> list[Leg]:
+    """A refund's instant part returned: transit → where the tool took it from."""
+    return move(platform_transit(to_account.currency), to_account, amount)
 
 
 def refund_to_channel(pay_org_no: str, currency: str, amount: int) -> list[Leg]:

@@ -3,9 +3,10 @@
 The refunded trade's ``refunded_amount`` is raised by a conditional UPDATE that cannot
 pass ``paid_amount``; the whole refund is held from the merchant side in transit; the
 refund is spread over the items that paid (:func:`paycore.pay_rules.split_refund`), each
-share a refund item: a channel share becomes a request to submit after commit, balance
-shares wait for the channel shares (a balance-only refund completes at once). Used by
-:class:`paycore.refunds.RefundService` only.
+share a refund item: a share of a tool that settles by the channel becomes a request to
+submit after commit, instant shares (balance, points, coupon, ...) are held in transit
+until the channel shares are back (a refund without channel shares completes at once).
+Used by :class:`paycore.refunds.RefundService` only.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .models import RefundRequest
 from .pay_rules import RefundShare, split_refund
 from .refund_settlement import refund_source
 from .settlement import SettlementService
+from .tools import ToolRegistry, tools_of
 from .views import locked_trade, trade_context
 
 
@@ -64,9 +66,9 @@ def begin_refund(
     )
     shares = split_refund(req.amount, ((i.amount, i.refunded_amount) for i in sources))
     ctx = trade_context(orig)
-    admit_channels(
-        deps, ctx, {sources[p].pay_org_no for p, _ in shares if sources[p].tool == "channel"}
-    )
+    tools = tools_of(deps)
+    by_channel = {p for p, _ in shares if tools.get(sources[p].tool).settles_by_channel}
+    admit_channels(deps, ctx, {sources[p].pay_org_no for p in by_channel})
     now = deps.clock()
     refund_trade = _refund_trade(deps, orig, req, fingerprint, now)
     s.add(refund_trade)
@@ -83,8 +85,8 @@ def begin_refund(
         trade_id=orig.id,
         legs=postings.refund_hold(refund_source(orig), req.amount),
     )
-    held, requests = _refund_items(deps, s, sources, shares, po, refund_trade, now)
-    if not requests:  # balance only: done now; else all or nothing with the channel
+    held, requests = _refund_items(deps, tools, s, sources, shares, po, refund_trade, now)
+    if not requests:  # instant parts only: done now; else all or nothing with the channel
         settlement.finish_refund(s, po, held, orig.id, ctx)
     return requests
 
@@ -157,6 +159,7 @@ def _refund_order(
 
 def _refund_items(
     deps: CoreDeps,
+    tools: ToolRegistry,
     s: Session,
     sources: Sequence[PayItem],
     shares: Sequence[RefundShare],
@@ -164,7 +167,7 @@ def _refund_items(
     refund_trade: Trade,
     now: datetime,
 ) -> tuple[list[PayItem], list[ChannelRequest]]:
-    """One refund item per paying item's share: the balance ones (held until the channel
+    """One refund item per paying item's share: the instant ones (held until the channel
     ones are back) and the channel requests."""
     held: list[PayItem] = []
     requests: list[ChannelRequest] = []
@@ -177,10 +180,11 @@ def _refund_items(
         )
         if moved.rowcount == 0:  # type: ignore[attr-defined]
             raise RefundExceedsPaid("pay tool already refunded")
-        item = _refund_item(deps, po, src, seq, take, now)
+        by_channel = tools.get(src.tool).settles_by_channel
+        item = _refund_item(deps, po, src, seq, take, now, by_channel)
         s.add(item)
         s.flush()
-        if src.tool == "balance":
+        if not by_channel:
             held.append(item)  # returned at once, or with the channel parts
         else:
             requests.append(_refund_request(po, refund_trade, src, item))
@@ -188,7 +192,13 @@ def _refund_items(
 
 
 def _refund_item(
-    deps: CoreDeps, po: PayOrder, src: PayItem, seq: int, take: int, now: datetime
+    deps: CoreDeps,
+    po: PayOrder,
+    src: PayItem,
+    seq: int,
+    take: int,
+    now: datetime,
+    by_channel: bool,
 ) -> PayItem:
     item_id = deps.ids.next_id()
     return PayItem(
@@ -202,7 +212,8 @@ def _refund_item(
         refunded_amount=0,
         origin_item_id=src.id,
         pay_org_no=src.pay_org_no,
-        channel_txn_no=str(item_id) if src.tool == "channel" else None,
+        channel_txn_no=str(item_id) if by_channel else None,
+        tool_ref=src.tool_ref,
         created_at=now,
     )
 

@@ -1,7 +1,8 @@
 """Completing and failing refunds, and a channel's result for one refund item.
 
-A refund is all or nothing: the balance part of a refund that also has channel parts
-waits in the platform transit account until the channel has refunded its parts
+A refund is all or nothing: the instant parts (balance, points, coupon, ...) of a refund
+that also has channel parts wait in the platform transit account until the channel has
+refunded its parts
 (:func:`finish_refund`), and goes back to the merchant side with them if the channel
 refuses (:func:`fail_refund`; a refund reported failed must not have moved any money).
 Used by :class:`paycore.settlement.SettlementService` only.
@@ -24,6 +25,7 @@ from .deps import CoreDeps
 from .ledger import AccountRef
 from .notify.outbox import merchant_notify_url, notify_pay_order
 from .settle_rules import Verdict, describe, judge_success
+from .tools import env_of, tools_of
 from .views import locked_trade, trade_context
 
 
@@ -132,22 +134,20 @@ def _item_done(
     states = s.execute(
         select(PayItem.tool, PayItem.status).where(PayItem.pay_order_id == po.id)
     ).all()
-    if all(x.status == st.SUCCESS for x in states if x.tool != "balance"):
-        # every channel part is back: now the held balance parts, then done
-        finish_refund(deps, s, po, held_balance(s, po), refund_trade.origin_trade_id, ctx)
+    tools = tools_of(deps)
+    if all(x.status == st.SUCCESS for x in states if tools.get(x.tool).settles_by_channel):
+        # every channel part is back: now the held instant parts, then done
+        finish_refund(deps, s, po, held_balance(deps, s, po), refund_trade.origin_trade_id, ctx)
 
 
-def held_balance(s: Session, po: PayOrder) -> list[PayItem]:
-    """The balance parts of a refund still waiting for its channel parts."""
-    return list(
-        s.execute(
-            select(PayItem).where(
-                PayItem.pay_order_id == po.id,
-                PayItem.tool == "balance",
-                PayItem.status == st.PROCESSING,
-            )
-        ).scalars()
-    )
+def held_balance(deps: CoreDeps, s: Session, po: PayOrder) -> list[PayItem]:
+    """The instant parts (balance, points, ...) of a refund still waiting for its
+    channel parts."""
+    tools = tools_of(deps)
+    rows = s.execute(
+        select(PayItem).where(PayItem.pay_order_id == po.id, PayItem.status == st.PROCESSING)
+    ).scalars()
+    return [i for i in rows if not tools.get(i.tool).settles_by_channel]
 
 
 def finish_refund(
@@ -159,13 +159,15 @@ def finish_refund(
     ctx: BizContext,
 ) -> None:
     """Every channel part of the refund is back (or it had none): give the ``held``
-    balance parts back to the user's balance, and complete the refund."""
+    instant parts back to where their tools took them from, and complete the refund;
+    the tools' reservations (a coupon) are released once this commits."""
     for item in held:
-        _return_balance(deps, s, po, item, origin_id, ctx)
+        _return_instant(deps, s, po, item, origin_id, ctx)
+    tools_of(deps).release_after_commit(s, env_of(deps), held)
     _complete(deps, s, po)
 
 
-def _return_balance(
+def _return_instant(
     deps: CoreDeps,
     s: Session,
     po: PayOrder,
@@ -173,7 +175,9 @@ def _return_balance(
     origin_id: int | None,
     ctx: BizContext,
 ) -> None:
-    """Give a balance part of a refund back to the user's balance."""
+    """Give an instant part of a refund back to its tool's source (the user's balance or
+    points, coupon funding)."""
+    to = tools_of(deps).get(item.tool).source(po.merchant_id, po.user_id, po.currency, item)
     deps.ledger.post(
         s,
         biz_type="refund_item",
@@ -181,7 +185,7 @@ def _return_balance(
         ctx=ctx,
         currency=po.currency,
         trade_id=origin_id,
-        legs=postings.refund_to_balance(po.merchant_id, po.user_id, po.currency, item.amount),
+        legs=postings.refund_to_source(to, item.amount),
     )
     st.cas_status(
         s,
@@ -223,7 +227,7 @@ def fail_refund(
     released: list[PayItem],
     error_code: str,
 ) -> None:
-    """Fail the refund: ``released`` channel parts and the balance parts still held go
+    """Fail the refund: ``released`` channel parts and the instant parts still held go
     back to the merchant side (all or nothing); the refund trade closes."""
     now = deps.clock()
     for part in released:
@@ -232,7 +236,7 @@ def fail_refund(
         )
     assert refund_trade.origin_trade_id is not None  # a refund trade refunds its origin
     orig = locked_trade(s, refund_trade.origin_trade_id, for_update=deps.db.is_postgres)
-    waiting = held_balance(s, po)
+    waiting = held_balance(deps, s, po)
     for part in waiting:
         st.cas_status(
             s, PayItem, part.id, st.PROCESSING, st.FAILED, st.PAY_TRANSITIONS, finished_at=now

@@ -51,7 +51,14 @@ def pay_order_view(po: PayOrder, items: list[PayItem]) -> PayOrderView:
         error_code=po.error_code,
         items=tuple(
             PayItemView(
-                i.id, i.tool, i.status, i.amount, i.refunded_amount, i.pay_org_no, i.channel_txn_no
+                i.id,
+                i.tool,
+                i.status,
+                i.amount,
+                i.refunded_amount,
+                i.pay_org_no,
+                i.channel_txn_no,
+                i.tool_ref,
             )
             for i in sorted(items, key=lambda i: i.seq)
         ),

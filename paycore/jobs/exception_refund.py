@@ -1,7 +1,9 @@
 """The ``exception_refund`` task: refund in full what a pay exception took.
 
-Payload ``{exception_id}``. The money sits in the platform transit account. A balance
-part goes back to the user's balance; a channel part is refunded at the channel as
+Payload ``{exception_id}``. The money sits in the platform transit account. An instant
+part (balance, points, coupon, ...) goes back to where its tool took it from (the tool's
+``source``; its reservation, a coupon, is released after commit); a part that settles by
+the channel is refunded at the channel as
 ``x{pay_item_id}`` (queried first, sent only when unknown) and posted once the channel
 reports success, retrying while it is processing. Postings are ``("exception_refund",
 str(pay_item_id))``: an item's money is refunded once, whichever exception asks. Then
@@ -24,8 +26,9 @@ from ..compensation import post_exception_refund, refund_txn_no
 from ..context import BizContext
 from ..db.engine import Database
 from ..db.schema import PayException, PayItem, PayOrder
-from ..ledger import Ledger, channel_clearing, user_balance
+from ..ledger import Ledger
 from ..pay_reroute_late import rerouted_refund
+from ..tools import ToolEnv, ToolRegistry, default_registry
 from ..views import order_context
 from .channel_calls import ChannelAccess
 from .errors import BusinessFailure, RefundPending
@@ -38,6 +41,7 @@ class RefundPart:
     amount: int
     pay_org_no: str | None
     origin_txn_no: str | None
+    item: PayItem | None = None  # the paying item (its tool's source and release)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +54,26 @@ class RefundPlan:
 
 
 class ExceptionRefunds:
-    """Runs ``exception_refund`` tasks against ``db``, ``ledger`` and the channel."""
+    """Runs ``exception_refund`` tasks against ``db``, ``ledger`` and the channel.
 
-    def __init__(self, db: Database, ledger: Ledger, channel: ChannelAccess) -> None:
+    ``tools``: the pay tools (default :func:`~paycore.tools.default_registry`); ``env``:
+    what their ``release`` uses (default: this database and ledger, no coupon client)."""
+
+    def __init__(
+        self,
+        db: Database,
+        ledger: Ledger,
+        channel: ChannelAccess,
+        *,
+        tools: ToolRegistry | None = None,
+        env: ToolEnv | None = None,
+    ) -> None:
         self.db = db
         self.ledger = ledger
         self.channel = channel
+        self.tools = tools if tools is not None else default_registry()
+        # no merchant directory nor coupon client in a bare worker: release is weak
+        self.env = env if env is not None else ToolEnv(db, ledger, None, None)  # type: ignore[arg-type]
 
     def run(self, exception_id: int) -> None:
         """Refund what the exception took; :class:`BusinessFailure` when the channel
@@ -67,8 +85,8 @@ class ExceptionRefunds:
         pending: list[RefundPart] = []
         refused: list[str] = []
         for part in plan.parts:
-            if part.tool == "balance":
-                settled.append(part)
+            if not self.tools.get(part.tool).settles_by_channel:
+                settled.append(part)  # instant: its money is in transit, nothing to ask
                 continue
             outcome = self._channel_refund(plan, part)
             if outcome == "success":
@@ -121,13 +139,21 @@ class ExceptionRefunds:
     def _post_refunds(
         self, s: Session, plan: RefundPlan, parts: list[RefundPart], resolve: bool
     ) -> None:
-        cur = plan.po.currency
+        po = plan.po
+        released: list[PayItem] = []
         for part in parts:
-            to = (
-                user_balance(plan.po.merchant_id, plan.po.user_id, cur)
-                if part.tool == "balance"
-                else channel_clearing(str(part.pay_org_no), cur)
+            tool = self.tools.get(part.tool)
+            item = part.item or PayItem(  # a rerouted part: the org and txn it left
+                id=part.item_id,
+                merchant_id=po.merchant_id,
+                tool=part.tool,
+                amount=part.amount,
+                pay_org_no=part.pay_org_no,
+                channel_txn_no=part.origin_txn_no,
             )
+            to = tool.source(po.merchant_id, po.user_id, po.currency, item)
+            if part.item is not None and not tool.settles_by_channel:
+                released.append(part.item)
             post_exception_refund(
                 self.ledger,
                 s,
@@ -138,6 +164,7 @@ class ExceptionRefunds:
                 amount=part.amount,
                 memo=f"{plan.kind} exception {plan.exception_id}: full refund",
             )
+        self.tools.release_after_commit(s, self.env, released)
         if resolve:
             s.execute(
                 update(PayException)
@@ -183,7 +210,7 @@ def refund_plan(s: Session, exception_id: int) -> RefundPlan | None:
     else:
         items = _order_items(s, exc, po)
     parts = tuple(
-        RefundPart(i.id, i.tool, amount, i.pay_org_no, i.channel_txn_no) for i, amount in items
+        RefundPart(i.id, i.tool, amount, i.pay_org_no, i.channel_txn_no, i) for i, amount in items
     )
     return RefundPlan(exc.id, exc.kind, po, order_context(po), parts)
 

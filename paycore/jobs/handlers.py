@@ -86,7 +86,14 @@ class Handlers:
     ) -> None:
         self.db, self.ledger = store.db, store.ledger
         self.channel = ChannelAccess(gateway, notify_url_for)
-        self.refunds = ExceptionRefunds(self.db, self.ledger, self.channel)
+        deps = getattr(store, "deps", store)  # the pay core's tools, when it has them
+        self.refunds = ExceptionRefunds(
+            self.db,
+            self.ledger,
+            self.channel,
+            tools=getattr(deps, "tools", None),
+            env=getattr(deps, "tool_env", None),
+        )
         self.queue = queue
         self._handlers: dict[str, Handler] = {}
         self._give_up: dict[str, GiveUp] = {}
