@@ -51,6 +51,7 @@ PAGES = [
     ("oncall_link.py", "Link drill-down", ":material/timeline:", "On-call"),
     ("oncall_depmap.py", "Dependency map", ":material/hub:", "On-call"),
     ("sre_switches.py", "Switches and limits", ":material/toggle_on:", "SRE"),
+    ("sre_routing.py", "Routing", ":material/alt_route:", "SRE"),
     ("sre_breakers.py", "Breakers and timeouts", ":material/electric_bolt:", "SRE"),
     ("sre_drills.py", "Drills", ":material/science:", "SRE"),
 ]

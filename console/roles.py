@@ -24,6 +24,7 @@ ACTIONS: dict[str, str] = {
     "switch.approve": "operator",
     "switch.reject": "operator",
     "switch.revert": "operator",
+    "routing.publish": "operator",
     "drill.knobs": "operator",
     "alert.silence": "operator",
     "user.manage": "admin",

@@ -25,6 +25,7 @@ from console.views.depmap_live import (
     unhealthy,
 )
 from console.views.overview import link_stats
+from console.views.routing import with_routing
 from console.views.switches import (
     DEFAULT_HOURS,
     before_after,
@@ -164,7 +165,8 @@ def _impact(dmap, nodes, failed: list[str], window: float) -> dict[str, str]:
         traffic = recent_traffic(p.db.engine, query, now(), window=window)
     except Exception as exc:  # noqa: BLE001 - the rates are missing, merchants still count
         st.warning(f"The metrics source is unavailable ({type(exc).__name__}): no rates.")
-        traffic = recent_traffic(p.db.engine, None, now(), window=window)
+        query, traffic = None, recent_traffic(p.db.engine, None, now(), window=window)
+    traffic = with_routing(traffic, p.db, query, now(), window=window)
     impacts = traffic_impact(dmap, failed, traffic, unhealthy=unhealthy(nodes))
     st.markdown("**Impact of " + md(", ".join(failed)) + "**")
     for i in impacts:

@@ -19,7 +19,7 @@ import streamlit as st
 from alerts.errors import SilenceError
 from alerts.silences import SilenceStore, first_match
 from console.audit import record
-from console.auth import User, can
+from console.auth import User, can, page_allowed
 from console.pages import fmt, now, platform, require
 from console.panel import panel
 from console.plan_panels import plans_strip
@@ -41,6 +41,8 @@ from console.views.overview import (
     runbook_section,
     sparkline,
 )
+from console.views.routing import PAGE as ROUTING_PAGE
+from console.views.routing import ROUTING_WINDOW, routing_fallbacks
 from stability.edge_stats import live_traffic
 
 log = logging.getLogger("console.oncall")
@@ -298,6 +300,17 @@ def _backlogs() -> None:
         )
 
 
+def _routing(user: User) -> None:
+    with panel("Routing", "metrics"):
+        rows = routing_fallbacks(platform().observability.query, now(), window=ROUTING_WINDOW)
+        if rows:
+            st.dataframe(rows, hide_index=True, key="routing")
+        else:
+            st.caption("No routing fallback in the last 5 minutes.")
+        if page_allowed(user.role, ROUTING_PAGE):
+            st.markdown(f"Rules, preview and history: [Routing page]({ROUTING_PAGE})")
+
+
 def _dependencies(window: float) -> None:
     with panel("Dependencies", "metrics"):
         p = platform()
@@ -315,12 +328,13 @@ def _dependencies(window: float) -> None:
 
 
 @st.fragment(run_every=METRICS_EVERY)
-def metrics_panels(window: float) -> None:
+def metrics_panels(window: float, user: User) -> None:
     _core_links(window)
     left, right = st.columns(2)
     with left:
         _channels(window)
         _guard(window)
+        _routing(user)
     with right:
         _dependencies(window)
         _backlogs()
@@ -344,4 +358,4 @@ plans_strip(platform().db.engine)  # switch plans in force, above the alerts
 alerts_panel()
 if can(user.role, "alert.silence"):
     silence_form(user, result)
-metrics_panels(float(WINDOWS[label]))
+metrics_panels(float(WINDOWS[label]), user)
