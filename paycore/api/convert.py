@@ -56,9 +56,11 @@ def pay_order_out(p: PayOrderView) -> PayOrderOut:
                 refunded_amount=i.refunded_amount,
                 pay_org_no=i.pay_org_no,
                 channel_txn_no=i.channel_txn_no,
+                tool_ref=i.tool_ref,
             )
             for i in p.items
         ],
+        skipped_tools=list(p.skipped_tools),
     )
 
 

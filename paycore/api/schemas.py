@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, S
 from pydantic_core import PydanticCustomError
 
 from ..context import CODE_MAX, CODE_PATTERN
-from ..models import NUMBER_MAX, NUMBER_PATTERN, TEXT_MAX, has_hostile_chars
+from ..models import NUMBER_MAX, NUMBER_PATTERN, TEXT_MAX, TOOL_NAME_PATTERN, has_hostile_chars
 from ..money import CURRENCIES, CURRENCY_PATTERN, MAX_AMOUNT, MIN_AMOUNT
 
 TradeType = Literal["instant", "guaranteed", "recharge", "withdraw", "refund", "transfer"]
@@ -94,14 +94,27 @@ class CreateTradeBody(_Body):
 
 
 class PayToolBody(_Body):
-    tool: Literal["balance", "channel"]
+    #: a registered pay tool (balance, channel, points, coupon, ...); any other name is
+    #: 422 ``invalid_pay_tools`` from the tool registry
+    tool: Annotated[
+        StrictStr,
+        Field(
+            min_length=1,
+            max_length=CODE_MAX,
+            description="a pay tool: balance | channel | points | coupon | ...",
+            json_schema_extra={"pattern": TOOL_NAME_PATTERN},
+        ),
+        _Clean,
+    ]
     amount: Amount
+    ref: Number | None = Field(default=None, description="what the tool pays with: a coupon code")
 
 
 class PayBody(_Body):
     tools: list[PayToolBody] = Field(min_length=1, max_length=4)
     out_pay_no: Number | None = None
-    pay_org_no: Code | None = None
+    pay_org_no: Code | None = Field(default=None, description="absent: the routing rules choose")
+    user_segment: Code | None = Field(default=None, description="the payer's segment, for routing")
 
 
 class RefundBody(_Body):
@@ -145,6 +158,7 @@ class PayItemOut(BaseModel):
     refunded_amount: int
     pay_org_no: str | None
     channel_txn_no: str | None
+    tool_ref: str | None = None
 
 
 class PayOrderOut(BaseModel):
@@ -160,6 +174,8 @@ class PayOrderOut(BaseModel):
     finished_at: datetime | None
     error_code: str | None
     items: list[PayItemOut]
+    #: weak tools the pay went on without (in the answer to the pay itself only)
+    skipped_tools: list[str] = []
 
 
 class TradeOut(BaseModel):
