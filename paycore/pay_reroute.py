@@ -183,6 +183,9 @@ def _move(
     ).scalar_one_or_none()
     if item_id is None:
         return None
+    once = select(PayItemReroute.id).where(PayItemReroute.item_id == item_id)
+    if s.execute(once).first() is not None:
+        return None  # retried once already (the unique item_id backs this up)
     new_txn = str(deps.ids.next_id())
     moved = execute_core(
         s,
