@@ -39,7 +39,7 @@ NOTIFY_MS, RISK_MS = 500, 300
 #: idempotent at the service (on the redemption key), so the guard may retry them once
 COUPON_MS, COUPON_RETRIES = 500, 1
 COUPON_CALLERS: tuple[str, ...] = ("link.pay", "link.refund", "job.compensation")
-_COUPON_FALLBACK = "pay without coupon where the merchant allows; release later"
+_COUPON_FALLBACK = "pay without coupon where the merchant allows; a failed release is logged"
 #: a job's transactions scan batches (statements, unfinished orders): the statement
 #: timeout its database edge sets is longer than a link's
 JOB_DB_MS = 5000
