@@ -173,6 +173,9 @@ def parser() -> argparse.ArgumentParser:
     configure_simulate(
         sub.add_parser("simulate", help="merchant traffic, failing receivers and scripted drills")
     )
+    from .points_cli import configure_parser as configure_points
+
+    configure_points(sub.add_parser("points", help="grant loyalty points, show a user's"))
     from .risk_cli import configure_parser as configure_risk
 
     configure_risk(sub.add_parser("risk", help="risk blocklist and unchecked-payment reviews"))
