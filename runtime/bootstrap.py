@@ -77,6 +77,8 @@ class Platform:
         if self.shadow is not None:
             self.shadow.close()
         self.paycore.risk.close()
+        if self.paycore.coupons is not None:
+            self.paycore.coupons.close()
         self.paycore.close()
 
 
@@ -88,6 +90,15 @@ def build_risk_engine(settings: Settings, db: Database, redis: Any = None) -> Ri
         settings.redis_url, namespace=settings.risk_namespace, client=redis
     )
     return RiskEngine(settings.risk_policy, counters=counters, db=db)
+
+
+def build_coupon_client(settings: Settings) -> Any:
+    """The coupon service's client (:class:`paycore.coupons.HttpCouponClient`), or None
+    when ``PAYWATCH_COUPON_URL=off``. Nothing is connected until the first call."""
+    from paycore.coupons import HttpCouponClient
+
+    url = settings.resolved_coupon_url()
+    return None if url is None else HttpCouponClient(url, settings.coupon_secret())
 
 
 def build_platform(
@@ -108,12 +119,14 @@ def build_platform(
         upgrade_database(db.engine)
     runtime = build_stability(db.engine, pay_orgs=settings.pay_orgs, redis_url=settings.redis_url)
     guard = runtime.guard
+    coupons = build_coupon_client(settings) if channels else None
     core = PayCore(
         db,
         lock=make_lock(settings.redis_url, client=runtime.redis),  # the one Redis client
         ids=IdGenerator(settings.node_id),
         guard=guard,
         risk=build_risk_engine(settings, db, runtime.redis),
+        coupons=coupons,
     )
     secrets = settings.resolved_channel_secrets()
     platform = Platform(

@@ -77,7 +77,10 @@ def _sandbox(args: argparse.Namespace) -> int:
     parts = urlsplit(settings.sandbox_url)
     admin = args.admin_token or settings.sandbox_admin_token()
     config = SandboxConfig(
-        secrets=settings.resolved_channel_secrets(), admin_token=admin, seed=args.seed
+        secrets=settings.resolved_channel_secrets(),
+        admin_token=admin,
+        seed=args.seed,
+        coupon_secret=settings.coupon_secret(),  # it hosts the coupon service
     )
     run_sandbox(args.host or parts.hostname or "127.0.0.1", args.port or parts.port or 8100, config)
     return 0
@@ -185,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
         sub.add_parser("admin", help="switches, plans, approvals, map edits (admin API)")
     )
     _drill.configure_parser(sub.add_parser("drill", help="judging drills (grade-audit)"))
+    from .routing_cli import configure_parser as configure_routing
+
+    configure_routing(sub.add_parser("routing", help="routing rules: show, publish, preview"))
     return p
 
 

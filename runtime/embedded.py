@@ -92,8 +92,12 @@ class EmbeddedPlatform:
             platform.worker_jobs.extend(o.jobs(platform))
         platform.start()
         sandbox = ServerThread(
-            create_sandbox_app(
-                SandboxConfig(secrets=platform.channel_secrets, admin_token=self.admin_token)
+            create_sandbox_app(  # it hosts the coupon service too (make up has coupons)
+                SandboxConfig(
+                    secrets=platform.channel_secrets,
+                    admin_token=self.admin_token,
+                    coupon_secret=self.settings.coupon_secret(),
+                )
             ),
             o.host,
             sandbox_port,

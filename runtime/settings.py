@@ -135,6 +135,11 @@ class Settings:
     var_dir: str = "var"
     notify_secret_value: str | None = field(default=None, repr=False)
     sandbox_admin_token_value: str | None = field(default=None, repr=False)
+    #: the coupon service (``PAYWATCH_COUPON_URL``; default: the sandbox's, which hosts
+    #: one) and its signing secret (``PAYWATCH_COUPON_SECRET``, else generated once under
+    #: ``var_dir``); ``PAYWATCH_COUPON_URL=off``: no coupon service (coupon parts 503)
+    coupon_url: str | None = None
+    coupon_secret_value: str | None = field(default=None, repr=False)
     #: serve requests marked ``X-Paywatch-Shadow: 1`` from the shadow tables (built on
     #: the first such request); off: they are refused with 403 (``PAYWATCH_SHADOW=0``)
     shadow: bool = True
@@ -181,6 +186,8 @@ class Settings:
             var_dir=get("VAR_DIR") or cls.var_dir,
             notify_secret_value=get("NOTIFY_SECRET"),
             sandbox_admin_token_value=get("SANDBOX_ADMIN_TOKEN"),
+            coupon_url=get("COUPON_URL"),
+            coupon_secret_value=get("COUPON_SECRET"),
             database_url=get("DATABASE_URL") or cls.database_url,
             redis_url=get("REDIS_URL"),
             replica_url=get("REPLICA_URL"),
@@ -229,6 +236,16 @@ class Settings:
         else generated once under ``var_dir``, so the sandbox, the console and
         ``paywatch simulate`` sharing a var dir agree without a well-known default)."""
         return self.sandbox_admin_token_value or self._generated("sandbox_admin_token")
+
+    def resolved_coupon_url(self) -> str | None:
+        """Where the coupon service is: ``coupon_url``, else the sandbox's; None: off."""
+        url = self.coupon_url or self.sandbox_url
+        return None if url.strip().lower() == "off" else url
+
+    def coupon_secret(self) -> str:
+        """The key the coupon service's requests are signed with (``PAYWATCH_COUPON_SECRET``,
+        else generated once under ``var_dir``, shared by the sandbox that hosts it)."""
+        return self.coupon_secret_value or self._generated("coupon_secret")
 
     def _generated(self, name: str) -> str:
         import secrets as _secrets
