@@ -27,6 +27,7 @@ from .ledger import HotPolicy, Ledger
 from .locks import DistributedLock, MemoryLock
 from .merchants import MerchantService
 from .payments import PayService
+from .points import PointsService
 from .refunds import RefundService
 from .risk import RiskEngine
 from .settlement import SettlementService
@@ -70,6 +71,7 @@ class PayCore:
     trades: TradeService
     payments: PayService
     refunds: RefundService
+    points: PointsService
     cashier: CashierService
 
     def __init__(
@@ -142,6 +144,7 @@ class PayCore:
             "settlement": settlement,
             "payments": PayService(deps, reader, settlement),
             "refunds": refunds,
+            "points": PointsService(deps),
             "trades": TradeService(deps, reader, refunds.refund),
             "cashier": CashierService(deps, reader),
             "deps": deps,  # last: its presence tells __setattr__ the core is wired
