@@ -49,16 +49,19 @@ class RoutedTraffic:
 
     def alternatives(
         self, down: Iterable[str], usable: Iterable[str]
-    ) -> tuple[float | None, tuple[str, ...]]:
+    ) -> tuple[float | None, tuple[str, ...] | None]:
         """(share of the decisions that chose a ``down`` org whose rule names a ``usable``
         org besides, None when no decision chose a down org; the usable orgs the rules
-        naming a down org would fall back to, in rule order)."""
+        naming a down org would fall back to, in rule order). No rule names a down org:
+        ``(None, None)``, routing has nothing to say."""
         down_set, ok = set(down), set(usable) - set(down)
         hit = with_alt = 0.0
         orgs: dict[str, None] = {}
+        named = False
         for rule, cands in sorted(self.candidates.items()):
             if not down_set & set(cands):
                 continue
+            named = True
             alts = [o for o in cands if o in ok]
             orgs.update(dict.fromkeys(alts))
             chosen = sum(v for o, v in self.decisions.get(rule, {}).items() if o in down_set)
@@ -67,6 +70,8 @@ class RoutedTraffic:
         for rule, per_org in self.decisions.items():
             if rule not in self.candidates:  # "default" or a rule since removed
                 hit += sum(v for o, v in per_org.items() if o in down_set)
+        if not named:
+            return None, None
         return (with_alt / hit if hit > 0 else None), tuple(orgs)
 
 
@@ -143,10 +148,10 @@ class LinkImpact:
         parts = [f"{self.link}: {head}", f"{rate} across {who}" if rate else who]
         if self.effect == "partial" and self.merchants_affected:
             parts.append(f"{self.merchants_with_alternative} of them have another granted org")
-        if self.fallback_orgs is not None:
-            parts.append(self._routing())
         if self.degraded_via:
             parts.append(f"degrades (via {', '.join(self.degraded_via)})")
+        if self.fallback_orgs is not None:
+            parts.append(self._routing())
         return "; ".join(parts)
 
     def _routing(self) -> str:

@@ -125,8 +125,8 @@ def test_metrics_outage_leaves_database_panels_and_shows_no_traceback(tmp_path, 
         expect(page.get_by_text("150 compensation tasks pending")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("Compensation pending")).to_be_visible()
         outage = page.get_by_text(re.compile("The metrics source is unavailable"))
-        # core links, channel health, guard fallbacks, dependencies
-        wait(lambda: outage.count() == 4, "four metrics panels saying the source is down")
+        # core links, channel health, guard fallbacks, routing, dependencies
+        wait(lambda: outage.count() == 5, "five metrics panels saying the source is down")
         expect(page.get_by_text(re.compile(r"updated .* from the database")).first).to_be_visible()
         page.screenshot(path=str(artifacts() / "oncall_01_metrics_outage.png"), full_page=True)
         text = body_text(page)

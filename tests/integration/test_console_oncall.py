@@ -50,7 +50,7 @@ def test_metrics_outage_leaves_alerts_and_backlogs_working(oncall_db, monkeypatc
     at = _app("vera", "viewer").run()
     assert not at.exception, at.exception
     warnings = [w.value for w in at.warning]
-    assert len(warnings) == 4 and all(
+    assert len(warnings) == 5 and all(
         w.startswith("The metrics source is unavailable") for w in warnings
     )
     assert [s.value for s in at.subheader] == [
@@ -58,6 +58,7 @@ def test_metrics_outage_leaves_alerts_and_backlogs_working(oncall_db, monkeypatc
         "Core links",
         "Channel health",
         "Guard fallbacks",
+        "Routing",
         "Dependencies",
         "Backlogs",
     ]

@@ -76,6 +76,14 @@ def test_down_org_without_routed_payments_still_lists_the_fallback():
     )
 
 
+def test_no_rule_naming_the_down_org_says_nothing_of_routing():
+    only_c = RoutedTraffic({"r": {"SANDBOX_C": 5.0}}, {"r": ("SANDBOX_C",)})
+    pay = _pay([A], only_c)
+    assert pay.routed_share is None and pay.fallback_orgs is None
+    assert "routing" not in pay.message
+    assert _pay([A], RoutedTraffic()).fallback_orgs is None  # no rules published
+
+
 def test_without_routing_known_the_answer_is_unchanged():
     plain = _pay([A], None)
     assert plain.routed_share is None and plain.fallback_orgs is None
