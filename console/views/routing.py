@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from collectors.query import MetricsQuery
+from collectors.routing_metrics import ROUTING_DECISIONS, ROUTING_FALLBACKS
 from paycore.routing.errors import RoutingError
 from paycore.routing.match import CompiledRules
 from paycore.routing.model import (
@@ -58,8 +59,7 @@ __all__ = [
     "with_routing",
 ]
 
-DECISIONS = "paywatch_routing_decisions_total"
-FALLBACKS = "paywatch_routing_fallbacks_total"
+DECISIONS, FALLBACKS = ROUTING_DECISIONS, ROUTING_FALLBACKS
 #: the Routing page's address (the Overview links to it)
 PAGE = "/sre_routing"
 #: the Overview's routing panel looks back this far (seconds)

@@ -267,29 +267,30 @@ def test_preview_shows_the_org_and_flips_when_channel_a_is_degraded(store, conso
 
 
 def _sample_routing(url: str, decisions, fallbacks) -> None:
-    """Routing counters sampled into the database's time-series store, as an API
-    process's sampler writes them (two samples 60 s apart: the increase is the counts)."""
-    from prometheus_client import CollectorRegistry, Counter
+    """Routing counted by the router's recorder and sampled into the database's
+    time-series store, as an API process's sampler writes them (two samples 60 s apart:
+    the increase is the counts)."""
+    from prometheus_client import CollectorRegistry
 
     from collectors import Sampler, TimeSeriesStore
+    from collectors.routing_metrics import RoutingMetrics
 
     reg = CollectorRegistry()
-    dec = Counter("paywatch_routing_decisions", "d", ["rule", "pay_org"], registry=reg)
-    fb = Counter(
-        "paywatch_routing_fallbacks", "f", ["rule", "from_org", "to_org", "reason"], registry=reg
-    )
-    for labels, _ in decisions:
-        dec.labels(*labels)
-    for labels, _ in fallbacks:
-        fb.labels(*labels)
+    metrics = RoutingMetrics(reg)
     engine = sa.create_engine(url)
     sampler = Sampler(reg, TimeSeriesStore(engine), instance="api:test:1", interval=5.0)
     now = time.time()
+    for labels, _ in decisions:  # the series exist before the counts (a running process)
+        metrics.decisions.labels(*labels)
+    for labels, _ in fallbacks:
+        metrics.fallbacks.labels(*labels)
     sampler.sample_once(now=now - 60)
     for labels, n in decisions:
-        dec.labels(*labels).inc(n)
+        for _ in range(n):
+            metrics.decided(*labels)
     for labels, n in fallbacks:
-        fb.labels(*labels).inc(n)
+        for _ in range(n):
+            metrics.fell_back(*labels)
     sampler.sample_once(now=now - 1)
     engine.dispose()
 
