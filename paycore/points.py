@@ -71,7 +71,7 @@ class PointsService:
         ctx = BizContext(merchant_id, _GRANT_ORDER, _GRANT_SUB, _GRANT_ORG)
         to = user_points(merchant_id, user_id, currency)
 
-        def work(s: Session) -> tuple[bool, int]:
+        def work(s: Session) -> bool:
             posted = self.deps.ledger.post(
                 s,
                 biz_type=GRANT,
@@ -81,9 +81,11 @@ class PointsService:
                 legs=move(points_issued(currency), to, amount),
                 memo=reason or "points granted",
             )
-            return posted is not None, balance_of(s, to)
+            return posted is not None
 
-        posted, balance = self.deps.db.run(work)
+        posted = self.deps.db.run(work)
+        with self.deps.db.reading() as s:  # balances move as the entry commits
+            balance = balance_of(s, to)
         return PointsGrant(number, merchant_id, user_id, amount, currency, balance, posted)
 
     def balance(self, merchant_id: str, user_id: str, currency: str = "CNY") -> int:
