@@ -24,7 +24,7 @@ from ..channels.client import ChannelStatus
 from ..channels.errors import ChannelRejected, ChannelUnavailable
 from ..channels.port import ChannelRequest
 from ..db.engine import Database
-from ..db.schema import PayItem
+from ..db.schema import PayItem, PayItemReroute
 from .errors import BusinessFailure
 
 
@@ -64,8 +64,8 @@ def channel_request_payload(request: ChannelRequest) -> dict[str, Any]:
 
 def resend_stuck_call(db: Database, channel: ChannelAccess, payload: dict[str, Any]) -> None:
     """Send the request again unless its pay item has settled meanwhile."""
-    try:
-        req = ChannelRequest(**payload)
+    try:  # a resend goes to the same org: JSON gave the alternatives back as a list
+        req = ChannelRequest(**{**payload, "alternatives": ()})
     except TypeError as e:
         raise BusinessFailure(f"malformed stuck_channel_call payload: {e}") from e
     with db.session() as s:
@@ -75,8 +75,17 @@ def resend_stuck_call(db: Database, channel: ChannelAccess, payload: dict[str, A
                 PayItem.channel_txn_no == req.channel_txn_no,
             )
         ).scalar_one_or_none()
-    if state is not None and state != st.PROCESSING:
-        return  # settled meanwhile (callback or active query): nothing to send
+        moved = (
+            state is None
+            and s.execute(
+                select(PayItemReroute.id).where(
+                    PayItemReroute.from_org == req.pay_org_no,
+                    PayItemReroute.from_txn == req.channel_txn_no,
+                )
+            ).first()
+        )
+    if moved or (state is not None and state != st.PROCESSING):
+        return  # settled meanwhile, or moved to another org: nothing to send here
     try:
         channel.gateway().send(req, channel.notify_url(req.pay_org_no))
     except ChannelRejected as e:

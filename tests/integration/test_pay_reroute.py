@@ -26,7 +26,14 @@ from paycore.channels.client import HttpChannelClient
 from paycore.channels.gateway import ChannelFront, ChannelGateway
 from paycore.db.schema import PayException, PayItem, PayItemReroute, PayOrder, Trade
 from paycore.errors import PayCoreError
-from paycore.jobs import Handlers, TaskQueue, Worker, refund_txn_no
+from paycore.jobs import (
+    STUCK_CHANNEL_CALL,
+    Handlers,
+    TaskQueue,
+    Worker,
+    channel_request_payload,
+    refund_txn_no,
+)
 from paycore.ledger import channel_clearing, platform_transit, trial_balance
 from paycore.pay_reroute import PayRerouter, not_accepted
 from simulator.sandbox import Knobs, SandboxConfig, create_sandbox_app
@@ -220,6 +227,14 @@ def settled_at_b(w: World, t: Any, po_id: int, amount: int) -> PayItem:
     return item
 
 
+def jobs(w: World, clock: Clock | None = None) -> tuple[TaskQueue, Handlers, Worker]:
+    """The worker's task queue and handlers over ``w``'s core and gateway."""
+    clock = clock or Clock(datetime.now(UTC))
+    queue = TaskQueue(w.core.db, w.core.ids, clock=clock, worker_id="w1")
+    handlers = Handlers(w.core, w.gateway, notify_url_for=w.notify)
+    return queue, handlers, Worker(w.core, queue, handlers)
+
+
 @pytest.mark.parametrize("sender", ["threads", "loop"])
 def test_a_503_at_a_moves_the_pay_to_b_once_and_it_settles_there(world, sender):
     loop = LoopThread() if sender == "loop" else None
@@ -284,6 +299,13 @@ def test_b_refusing_too_moves_nothing_again(world):
     assert world.rerouter.reroute(again, "http_503") is None
     assert len(world.reroutes(po.id)) == 1 and world.item(po.id).pay_org_no == B
     assert world.order(po.id).status == "processing"  # the active query takes it from here
+    # a stuck-call resend of the first request (queued before the move) sends nothing to A
+    world.knobs(A)
+    queue, handlers, worker = jobs(world)
+    first = channel_request_payload(world.port.sent[0])
+    queue.enqueue(None, STUCK_CHANNEL_CALL, f"pay:{reroute.from_txn}", first)
+    worker.run_once()
+    assert queue.backlog()["done"] == 1 and world.sandbox.state.get(A, reroute.from_txn) is None
 
 
 def test_a_late_failure_for_the_old_txn_is_a_duplicate(world):
@@ -323,9 +345,7 @@ def test_a_late_success_at_a_is_refunded_in_full_there(world):
     assert len(world.exceptions()) == 1
 
     clock = Clock(datetime.now(UTC))
-    queue = TaskQueue(world.core.db, world.core.ids, clock=clock, worker_id="w1")
-    handlers = Handlers(world.core, world.gateway, notify_url_for=world.notify)
-    worker = Worker(world.core, queue, handlers)
+    queue, handlers, worker = jobs(world, clock)
     handlers.enqueue_open_exceptions()
     for _ in range(50):
         worker.run_once()
