@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,8 +19,10 @@ import pytest
 from conftest import Clock, LiveServer, free_port
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
+from collectors.routing_metrics import RoutingMetrics
 from paycore import PayRequest, PayTool
 from paycore.channels import ChannelRequest, ChannelResult
 from paycore.channels.client import HttpChannelClient
@@ -35,8 +38,11 @@ from paycore.jobs import (
     refund_txn_no,
 )
 from paycore.ledger import channel_clearing, platform_transit, trial_balance
-from paycore.pay_reroute import PayRerouter, not_accepted
+from paycore.pay_reroute import RETRY_RULE, PayRerouter, not_accepted
+from paycore.routing import Router, RouteTarget, RoutingRule, RoutingStore
 from simulator.sandbox import Knobs, SandboxConfig, create_sandbox_app
+from stability.depmap_seed import default_map
+from stability.guard import Guard
 
 A, B = "SANDBOX_A", "SANDBOX_B"
 SECRETS = {A: "secret-a-0123", B: "secret-b-4567"}
@@ -93,7 +99,7 @@ class Routed:
     def submit(self, request: ChannelRequest) -> None:
         if request.pay_order_id not in self._orders:
             self._orders.add(request.pay_order_id)
-            alternatives = self.routes.get(request.pay_org_no, ())
+            alternatives = request.alternatives or self.routes.get(request.pay_org_no, ())
             request = dataclasses.replace(request, alternatives=alternatives)
         self.sent.append(request)
         self.front.submit(request)
@@ -127,7 +133,14 @@ class World:
     """``shop`` paying through a channel front whose failures go to a :class:`PayRerouter`;
     ``urls``: each org's gateway base URL (default the sandbox)."""
 
-    def __init__(self, shop: Any, sandbox: Any, receiver: Any, urls: dict[str, str]) -> None:
+    def __init__(
+        self,
+        shop: Any,
+        sandbox: Any,
+        receiver: Any,
+        urls: dict[str, str],
+        routes: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         rec, api = receiver
         self.shop, self.core, self.sandbox = shop, shop.core, sandbox
         self.gateway = ChannelGateway(
@@ -139,7 +152,7 @@ class World:
         self.notify = lambda org: f"{api}/v1/channels/{org}/callback"
         self.rerouter = PayRerouter(lambda: self.core.deps)
         self.front = ChannelFront(self.gateway, self.notify, on_failure=self.rerouter.on_failure)
-        self.port = Routed(self.front, {A: (B,), B: (A,)})
+        self.port = Routed(self.front, {A: (B,), B: (A,)} if routes is None else routes)
         self.core.channel = self.port
         rec.core, rec.gateway, self.receiver = self.core, self.gateway, rec
         for org in SECRETS:
@@ -153,13 +166,12 @@ class World:
     def knobs(self, org: str, **changes: Any) -> None:
         self.sandbox.state.set_knobs(org, FAST.updated(changes))
 
-    def pay(self, amount: int = 1_000) -> tuple[Any, Any]:
-        """Pay a new trade of ``amount`` by channel at A; (trade, the pay order's view)."""
+    def pay(self, amount: int = 1_000, org: str | None = None) -> tuple[Any, Any]:
+        """Pay a new trade of ``amount`` by channel (the trade's org, A, unless routed);
+        (trade, the pay order's view)."""
         t = self.shop.trade("instant", amount)
-        po = self.core.payments.pay(
-            self.shop.mid, PayRequest(t.out_trade_no, (PayTool("channel", amount),))
-        )
-        return t, po
+        req = PayRequest(t.out_trade_no, (PayTool("channel", amount),), pay_org_no=org)
+        return t, self.core.payments.pay(self.shop.mid, req)
 
     def item(self, po_id: int) -> PayItem:
         with self.core.db.session() as s:
@@ -256,6 +268,29 @@ def test_a_503_at_a_moves_the_pay_to_b_once_and_it_settles_there(world, sender):
         if loop is not None:
             asyncio.run_coroutine_threadsafe(world.front.unbind_loop(), loop.loop).result(10)
             loop.stop()
+
+
+def test_a_pay_the_rules_sent_to_a_is_retried_at_b_and_counted(shop, sandbox, receiver):
+    store = RoutingStore(shop.core.db)
+    rule = RoutingRule(name="r1", priority=1, targets=(RouteTarget(A, 100),), fallback=(B,))
+    store.publish((rule,), author="sre", reason="A first, B when A cannot")
+    metrics = RoutingMetrics(CollectorRegistry())
+    shop.core.guard = Guard(default_map((A, B), redis_lock=False))
+    shop.core.router = Router(store, rng=random.Random(7), recorder=metrics)
+    w = World(shop, sandbox, receiver, {}, routes={})  # the pay service fills alternatives
+    try:
+        w.knobs(A, outage_rate=1.0)
+        t, po = w.pay(800)
+        assert po.pay_org_no == A and w.port.sent[0].alternatives == (B,)
+        settled_at_b(w, t, po.id, 800)
+        assert metrics.decision_count("r1", A) == 1
+        assert metrics.fallback_count(RETRY_RULE, A, B, "system_error") == 1
+        # a pay naming its org is not routed: it has no alternatives and stays at A
+        t2, po2 = w.pay(400, org=A)
+        assert w.front.wait_idle(5) and w.reroutes(po2.id) == []
+        assert w.port.sent[-1].alternatives == () and w.item(po2.id).pay_org_no == A
+    finally:
+        w.close()
 
 
 def test_nothing_listening_at_a_moves_the_pay_to_b(shop, sandbox, receiver):
