@@ -147,10 +147,11 @@ class HttpCouponClient:
         except (HTTPError, OSError) as exc:
             raise CouponUnavailable(f"coupon {op}: {type(exc).__name__}", op=op) from exc
         data = _json(resp.data)
-        if 400 <= resp.status < 500 and resp.status not in (401, 408, 429):
-            reason = data.get("reason") if isinstance(data, dict) else None
-            reason = reason if reason in _REASONS else "invalid"
-            detail = data.get("detail") if isinstance(data, dict) else None
+        reason = data.get("reason") if isinstance(data, dict) else None
+        # only the service's own reasons blame the coupon; any other 4xx (no service at
+        # that URL, our signature refused) is the deployment's problem: unavailable
+        if 400 <= resp.status < 500 and reason in _REASONS:
+            detail = data.get("detail")
             text = detail[:200] if isinstance(detail, str) else f"HTTP {resp.status}"
             raise CouponRejected(f"coupon {op}: {text}", reason=reason, status=resp.status)
         if not 200 <= resp.status < 300:

@@ -156,3 +156,15 @@ def test_no_coupon_secret_no_coupon_service() -> None:
     app = create_sandbox_app(SandboxConfig(secrets={"SANDBOX_A": "s"}, admin_token=ADMIN))
     assert app.state.coupons is None
     assert not [r for r in app.routes if getattr(r, "path", "").startswith("/coupons")]
+
+
+def test_a_sandbox_without_the_coupon_service_is_unavailable_not_a_refusal() -> None:
+    from simulator.sandbox import create_sandbox_app
+    from simulator.sandbox_config import SandboxConfig
+
+    app = create_sandbox_app(SandboxConfig(secrets={"SANDBOX_A": "s"}, admin_token=ADMIN))
+    with LiveServer(app) as server:
+        client = HttpCouponClient(server.url, SECRET)
+        with pytest.raises(CouponUnavailable):  # a 404 of no service, not of the coupon
+            redeem(client, "C-A", "M1:P1:0")
+        client.close()
