@@ -46,13 +46,22 @@ class RedisStack(Stack):
         from simulator.sandbox_config import SandboxConfig
 
         self.secrets = {o: secrets.token_urlsafe(24) for o in ORGS}
+        coupon_secret = secrets.token_urlsafe(24)  # the sandbox hosts the coupon service
         self.sandbox = LiveServer(
-            create_sandbox_app(SandboxConfig(secrets=dict(self.secrets), admin_token=ADMIN, seed=7))
+            create_sandbox_app(
+                SandboxConfig(
+                    secrets=dict(self.secrets),
+                    admin_token=ADMIN,
+                    seed=7,
+                    coupon_secret=coupon_secret,
+                )
+            )
         )
         api_port = free_port()
         settings = Settings(
             database_url=db_url,
             redis_url=redis_url,
+            coupon_secret_value=coupon_secret,
             api_url=f"http://127.0.0.1:{api_port}",
             sandbox_url=self.sandbox.url,
             pay_orgs=ORGS,
@@ -94,6 +103,34 @@ def _links(st: Stack, org: str) -> None:
     _post(st, f"/v1/trades/b-{n}/pay", {"tools": [{"tool": "balance", "amount": 700}]})
     _post(st, f"/v1/trades/c-{n}/refunds", {"out_refund_no": f"rf-{n}", "amount": 400})
     st.wait_for(f"c-{n}", lambda d: bool(d["refunds"]) and _paid(d["refunds"][0]))
+
+
+def _coupons(st: Stack) -> None:
+    """A coupon + balance pay refunded in full (redeem, release as link.refund), and a
+    coupon + channel pay the channel fails (compensation gives the coupon back)."""
+    n = secrets.token_hex(3)
+
+    def issue(code: str) -> None:
+        body = {"merchant_id": st.mid, "user_id": "u1", "amount": 200, "currency": "CNY"}
+        r = httpx.post(
+            f"{st.sandbox.url}/coupons/admin/issue",
+            json={**body, "code": code},
+            headers={"X-Sandbox-Admin": ADMIN},
+        )
+        assert r.status_code == 200, r.text
+
+    issue(f"CB{n}")
+    st.trade(f"cb-{n}", 700, pay_org_no=ORGS[0])
+    tools = [{"tool": "balance", "amount": 500}, {"tool": "coupon", "amount": 200, "ref": f"CB{n}"}]
+    _post(st, f"/v1/trades/cb-{n}/pay", {"tools": tools})
+    _post(st, f"/v1/trades/cb-{n}/refunds", {"out_refund_no": f"rcb-{n}", "amount": 700})
+    issue(f"CF{n}")
+    st.knobs(ORGS[0], fail_rate=1.0)
+    st.trade(f"cf-{n}", 700, pay_org_no=ORGS[0])
+    tools = [{"tool": "channel", "amount": 500}, {"tool": "coupon", "amount": 200, "ref": f"CF{n}"}]
+    _post(st, f"/v1/trades/cf-{n}/pay", {"tools": tools})
+    st.wait_for(f"cf-{n}", lambda d: d["pay_orders"][0]["status"] != "processing")
+    st.knobs(ORGS[0], fail_rate=0.0)
 
 
 def _async_posting(st: Stack, queue: Any) -> None:
@@ -151,6 +188,7 @@ def test_every_edge_of_the_seeded_map_has_a_guarded_call_site(pg_url, redis_url)
         guard.recorders.append(edges)
         for org in ORGS:
             _links(st, org)
+        _coupons(st)
         for org in ORGS:  # a settlement one unit short: a full-refund exception
             st.knobs(org, amount_mismatch_rate=1.0)
             no = f"short-{org}"
@@ -172,3 +210,5 @@ def test_every_edge_of_the_seeded_map_has_a_guarded_call_site(pg_url, redis_url)
     assert not missing, "edges with no guarded call site: " + ", ".join(
         f"{c} -> {r}" for c, r in missing
     )
+    for caller in ("link.pay", "link.refund", "job.compensation"):  # redeemed and released
+        assert edges.seen[(caller, "coupon")] == {"pass"}, caller
