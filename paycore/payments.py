@@ -9,11 +9,13 @@ the platform transit account and moves on only when the whole order has succeede
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
+from typing import Any
 
 from sqlalchemy import bindparam, select
 
 from . import status as st
-from .channels import ChannelResult
+from .channels import ChannelRequest, ChannelResult
 from .context import BizContext, use_context
 from .db.schema import PayItem, PayOrder
 from .deps import CoreDeps
@@ -72,8 +74,7 @@ class PayService:
             merchant_id, trade.order_type, trade.sub_type, req.pay_org_no or trade.pay_org_no
         )
         info = self.deps.merchants.authorize(merchant_id, ctx)
-        tools = tools_of(self.deps)
-        tools.check(trade.trade_type, req.tools, trade.amount, trade=trade)
+        tools_of(self.deps).check(trade.trade_type, req.tools, trade.amount, trade=trade)
         if trade.status != st.CREATED:  # hopeless: never counted by risk. A concurrent
             # twin of this request may have won since the first replay check: its answer
             replay = self._replay(merchant_id, req.pay_no, fingerprint)
@@ -82,47 +83,52 @@ class PayService:
             raise WrongState(f"trade is {trade.status}; it cannot be paid now")
         hold, routed = self._preflight(trade, req, ctx)
         ctx = routed.ctx  # the routed pay org (authorised: routing offers granted orgs only)
-        env = env_of(self.deps)
         with use_context(ctx), hold:  # the risk reservation goes back if not begun
-            # external reservations (a coupon) before the transaction and off the lock;
-            # given back below unless this pay order (or its replayed twin) holds them
-            parts, skipped = tools.prepare_parts(
-                env,
-                trade,
-                req.tools,
-                key_prefix=f"{merchant_id}:{req.pay_no}",
-                allow_skip=bool(getattr(info, "pay_without_coupon", False)),
-            )
-            kept = False  # the reservations belong to a begun pay order
-            try:
-                # no second replay check under the lock: a pay that won meanwhile shows up
-                # as the trade's compare-and-set failing, or as its out_pay_no taken
-                with self.deps.trade_lock(trade.id, link="link.pay"):
-                    view, requests = self.deps.db.run(
-                        lambda s: begin_pay(
-                            self.deps,
-                            self.settlement,
-                            s,
-                            trade,
-                            req,
-                            ctx,
-                            fingerprint,
-                            parts=parts,
-                            alternatives=routed.alternatives,
-                        )
-                    )
-                kept = True
-            except (WrongState, DuplicateKey):
-                replay = self._replay(merchant_id, req.pay_no, fingerprint)
-                if replay is None:
-                    raise
-                kept = True  # the same keys: the reservations are the twin's
-                return replay
-            finally:
-                if not kept:
-                    tools.release_parts(env, trade, parts)
+            view, requests = self._begin(trade, req, ctx, fingerprint, info, routed.alternatives)
         self.deps.channel.submit(requests)
-        return replace(view, skipped_tools=tuple(skipped)) if skipped else view
+        return view
+
+    def _begin(
+        self,
+        trade: TradeView,
+        req: PayRequest,
+        ctx: BizContext,
+        fingerprint: str,
+        info: Any,
+        alternatives: tuple[str, ...],
+    ) -> tuple[PayOrderView, list[ChannelRequest]]:
+        """Prepare the tools' parts (external reservations, a coupon: before the
+        transaction and off the lock), then begin the pay order under the trade's lock.
+        The reservations are given back unless this order, or its replayed twin (same
+        keys), holds them. The view names the weak tools the pay went on without."""
+        tools, env, merchant_id = tools_of(self.deps), env_of(self.deps), trade.merchant_id
+        parts, skipped = tools.prepare_parts(
+            env,
+            trade,
+            req.tools,
+            key_prefix=f"{merchant_id}:{req.pay_no}",
+            allow_skip=bool(getattr(info, "pay_without_coupon", False)),
+        )
+        begin = partial(
+            begin_pay, self.deps, self.settlement, parts=parts, alternatives=alternatives
+        )
+        kept = False
+        try:
+            # no second replay check under the lock: a pay that won meanwhile shows up as
+            # the trade's compare-and-set failing, or as its out_pay_no taken
+            with self.deps.trade_lock(trade.id, link="link.pay"):
+                view, requests = self.deps.db.run(lambda s: begin(s, trade, req, ctx, fingerprint))
+            kept = True
+        except (WrongState, DuplicateKey):
+            replay = self._replay(merchant_id, req.pay_no, fingerprint)
+            if replay is None:
+                raise
+            kept = True
+            return replay, []
+        finally:
+            if not kept:
+                tools.release_parts(env, trade, parts)
+        return (replace(view, skipped_tools=tuple(skipped)) if skipped else view), requests
 
     def _preflight(
         self, trade: TradeView, req: PayRequest, ctx: BizContext

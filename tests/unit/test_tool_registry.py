@@ -25,9 +25,26 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def trade(trade_type: str = "instant", amount: int = 1_000) -> TradeView:
     return TradeView(
-        1, "m1", "t1", trade_type, "created", amount, "CNY", 0, 0, "u1", None, "goods",
-        "physical", "SANDBOX_A", None, 1, "", NOW, NOW,
-    )  # fmt: skip
+        1,
+        "m1",
+        "t1",
+        trade_type,
+        "created",
+        amount,
+        "CNY",
+        0,
+        0,
+        "u1",
+        None,
+        "goods",
+        "physical",
+        "SANDBOX_A",
+        None,
+        1,
+        "",
+        NOW,
+        NOW,
+    )
 
 
 ENV = ToolEnv(db=None, ledger=None, guard=None, merchants=None)  # type: ignore[arg-type]
@@ -149,9 +166,12 @@ def test_a_tool_name_a_pay_item_cannot_hold_is_refused() -> None:
 def test_prepare_keys_each_part_by_pay_and_seq() -> None:
     v = Voucher()
     got, skipped = registry(v).prepare_parts(
-        ENV, trade(), [PayTool("channel", 600), PayTool("voucher", 400, "V1")], "m1:p1",
+        ENV,
+        trade(),
+        [PayTool("channel", 600), PayTool("voucher", 400, "V1")],
+        "m1:p1",
         allow_skip=False,
-    )  # fmt: skip
+    )
     assert v.prepared == ["m1:p1:1"] and skipped == []
     assert got == [PayTool("channel", 600), PayTool("voucher", 400, "V1")]
 
@@ -169,9 +189,12 @@ def test_a_skipped_weak_part_folds_into_the_channel_part_first() -> None:
 def test_without_a_channel_part_the_balance_takes_it() -> None:
     r = registry(Voucher(outage=True))
     got, skipped = r.prepare_parts(
-        ENV, trade(), [PayTool("voucher", 200, "V1"), PayTool("balance", 800)], "k",
+        ENV,
+        trade(),
+        [PayTool("voucher", 200, "V1"), PayTool("balance", 800)],
+        "k",
         allow_skip=True,
-    )  # fmt: skip
+    )
     assert (got, skipped) == ([PayTool("balance", 1_000)], ["voucher"])
 
 
@@ -185,9 +208,12 @@ def test_a_weak_outage_that_cannot_be_skipped_is_a_503_naming_its_resource(
     r = registry(Voucher(outage=True))
     with pytest.raises(DependencyFailed) as e:
         r.prepare_parts(
-            ENV, trade(), [PayTool("voucher", 200, "V1"), *parts(*others)], "k",
+            ENV,
+            trade(),
+            [PayTool("voucher", 200, "V1"), *parts(*others)],
+            "k",
             allow_skip=allow_skip,
-        )  # fmt: skip
+        )
     assert e.value.resource == "voucher_service" and e.value.http_status == 503
 
 
@@ -197,9 +223,12 @@ def test_a_client_error_releases_what_was_prepared_before_it() -> None:
     r = registry(ok, refusing_tool)
     with pytest.raises(PayCoreError, match="voucher used"):
         r.prepare_parts(
-            ENV, trade(), [PayTool("voucher", 400, "V1"), PayTool("voucher2", 600, "V2")], "k",
+            ENV,
+            trade(),
+            [PayTool("voucher", 400, "V1"), PayTool("voucher2", 600, "V2")],
+            "k",
             allow_skip=True,
-        )  # fmt: skip
+        )
     assert ok.released == [("V1", 400)]  # given back (its RuntimeError is logged, not raised)
     assert refusing.released == []
 
