@@ -109,9 +109,8 @@ def add_trade_routes(app: FastAPI, rt: ApiRuntime) -> None:
 
     @app.post("/v1/trades/{out_trade_no}/pay", tags=["trades"], response_model=PayOrderOut)
     async def pay(out_trade_no: OutNo, body: PayBody, m: Merchant) -> Response:
-        tools = tuple(PayTool(t.tool, t.amount, getattr(t, "ref", None)) for t in body.tools)
-        segment = getattr(body, "user_segment", None)
-        req = PayRequest(out_trade_no, tools, body.out_pay_no, body.pay_org_no, segment)
+        tools = tuple(PayTool(t.tool, t.amount, t.ref) for t in body.tools)
+        req = PayRequest(out_trade_no, tools, body.out_pay_no, body.pay_org_no, body.user_segment)
         order = await rt.offload_as("link.pay", m.core.payments.pay, m.merchant_id, req)
         return as_json(pay_order_out(order))
 
