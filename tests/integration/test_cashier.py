@@ -4,16 +4,23 @@ availability), and that a pay can then name a listed org or leave it to the rule
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
+import httpx
 import pytest
+from conftest import LiveServer, Shop
 from fastapi.testclient import TestClient
 
+from paycore import Database, PayCore
 from paycore.api import ApiConfig, create_app
+from paycore.coupons import HttpCouponClient
 from paycore.errors import InvalidPayTools
-from paycore.ledger import AccountRef, user_balance
+from paycore.ledger import AccountRef, trial_balance, user_balance
 from paycore.routing import Router, RouteTarget, RoutingRule, RoutingStore
 from paycore.tools import BalanceTool, ChannelTool, ToolEnv, ToolPlugin, ToolRegistry, ToolSkipped
+from runtime.wiring import BUSINESS_ERRORS
 from stability.depmap_seed import default_map
 from stability.errors import DependencyFailed
 from stability.guard import Guard
@@ -214,3 +221,74 @@ def test_a_registered_tool_is_offered_and_a_failing_one_shown_unavailable(shop, 
         assert method(r.json(), "channel")["recommended"] == A  # the rest still answers
     voucher.failure = InvalidPayTools("a bug is not an outage")
     assert cashier(http, t.out_trade_no).status_code == 422
+
+
+COUPON_SECRET, SANDBOX_ADMIN = "coupon-secret-for-cashier", "adm"
+
+
+@pytest.fixture
+def coupon_shop(db_url: str) -> Iterator[tuple[Shop, str]]:
+    """A merchant on a pay core with the guard and the sandbox's coupon service."""
+    from simulator.sandbox import create_sandbox_app
+    from simulator.sandbox_config import SandboxConfig
+
+    app = create_sandbox_app(
+        SandboxConfig(
+            secrets={A: "s", B: "s"}, admin_token=SANDBOX_ADMIN, coupon_secret=COUPON_SECRET
+        )
+    )
+    with LiveServer(app) as server:
+        coupons = HttpCouponClient(server.url, COUPON_SECRET, timeout=2.0)
+        guard = Guard(default_map((A, B), redis_lock=False), ignore=BUSINESS_ERRORS)
+        core = PayCore(Database(db_url), guard=guard, coupons=coupons)
+        try:
+            yield Shop(core), server.url
+        finally:
+            coupons.close()
+            core.close()
+
+
+def test_the_payer_pays_with_what_the_cashier_offered(coupon_shop) -> None:
+    shop, coupon_url = coupon_shop
+    shop.fund("u1", 400)
+    shop.core.points.grant(shop.mid, "u1", 250, "CNY", "welcome")
+    issue = {"merchant_id": shop.mid, "user_id": "u1", "amount": 300, "currency": "CNY"}
+    r = httpx.post(
+        f"{coupon_url}/coupons/admin/issue",
+        json=issue | {"code": "SPRING"},
+        headers={"X-Sandbox-Admin": SANDBOX_ADMIN},
+    )
+    assert r.status_code == 200, r.text
+    t = shop.trade(amount=2_000)
+    with TestClient(create_app(shop.core, ApiConfig())) as http:
+        http.headers["Authorization"] = f"Bearer {shop.token}"
+        body = cashier(http, t.out_trade_no).json()
+        assert [m["tool"] for m in body["methods"]] == ["balance", "channel", "coupon", "points"]
+        assert method(body, "balance")["max_amount"] == 400
+        assert method(body, "points")["max_amount"] == 250
+        coupon = method(body, "coupon")
+        assert [(c["code"], c["amount"]) for c in coupon["coupons"]] == [("SPRING", 300)]
+        org = method(body, "channel")["recommended"]
+        assert org == A
+
+        tools = [
+            {"tool": "balance", "amount": 400},
+            {"tool": "points", "amount": 250},
+            {"tool": "coupon", "amount": 300, "ref": "SPRING"},
+            {"tool": "channel", "amount": 2_000 - 400 - 250 - 300},
+        ]
+        r = http.post(f"/v1/trades/{t.out_trade_no}/pay", json={"tools": tools, "pay_org_no": org})
+        assert r.status_code == 200, r.text
+        po = r.json()
+        assert po["status"] == "processing" and po["pay_org_no"] == org
+        channel_item = next(i for i in po["items"] if i["tool"] == "channel")
+        assert shop.settle(SimpleNamespace(**channel_item)) == "settled"
+        after = cashier(http, t.out_trade_no).json()
+        assert (after["status"], after["payable"]) == ("paid", False)
+        # a new trade's cashier shows what the pay took: no balance, no points, no coupon left
+        t2 = shop.trade(amount=100)
+        left = cashier(http, t2.out_trade_no).json()
+    assert method(left, "balance") == {"tool": "balance", "available": False, "max_amount": 0}
+    assert method(left, "points") == {"tool": "points", "available": False, "max_amount": 0}
+    assert method(left, "coupon") == {"tool": "coupon", "available": False, "coupons": []}
+    assert trial_balance(shop.core.db).ok
