@@ -4,7 +4,9 @@ availability), and that a pay can then name a listed org or leave it to the rule
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -292,3 +294,26 @@ def test_the_payer_pays_with_what_the_cashier_offered(coupon_shop) -> None:
     assert method(left, "points") == {"tool": "points", "available": False, "max_amount": 0}
     assert method(left, "coupon") == {"tool": "coupon", "available": False, "coupons": []}
     assert trial_balance(shop.core.db).ok
+
+
+def _documented_cashier() -> dict:
+    """The cashier example in docs/api.md."""
+    text = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    section = text.split("## The cashier", 1)[1]
+    return json.loads(section.split("```json", 1)[1].split("```", 1)[0])
+
+
+def test_the_documented_example_has_the_real_shape(shop, guard, http) -> None:
+    doc = _documented_cashier()
+    shop.fund("u1", 900)
+    guard.apply(SwitchSnapshot(version=1, degraded=frozenset({f"channel.{A}"})))
+    real = cashier(http, shop.trade(amount=1_200).out_trade_no).json()
+    assert set(doc) == set(real)
+    assert [m["tool"] for m in doc["methods"]] == [m["tool"] for m in real["methods"]]
+    for documented in doc["methods"]:
+        got = method(real, documented["tool"])
+        assert set(documented) <= set(got) | {"coupons"}, documented["tool"]
+    doc_channel, real_channel = method(doc, "channel"), method(real, "channel")
+    assert [set(o) for o in doc_channel["orgs"]] == [set(o) for o in real_channel["orgs"]]
+    assert orgs(doc_channel) == orgs(real_channel)  # A degraded, B recommended
+    assert doc_channel["recommended"] == real_channel["recommended"] == B
