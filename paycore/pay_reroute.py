@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -221,17 +222,7 @@ def _move(
         )
     )
     s.flush()  # the unique item_id: a second reroute of one item fails here, not later
-    return ChannelRequest(
-        kind=request.kind,
-        pay_org_no=to_org,
-        channel_txn_no=new_txn,
-        amount=request.amount,
-        currency=request.currency,
-        merchant_id=request.merchant_id,
-        trade_id=request.trade_id,
-        pay_order_id=request.pay_order_id,
-        alternatives=(),  # retried once
-    )
+    return replace(request, pay_org_no=to_org, channel_txn_no=new_txn, alternatives=())
 
 
 def _record_fallback(router: Any, from_org: str, to_org: str) -> None:
