@@ -12,8 +12,9 @@ refusal is raised (the 503 a pay of that org gets today).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from stability.errors import BulkheadFull, DependencyFailed, RateLimited
 
@@ -28,8 +29,7 @@ REFUSALS = (DependencyFailed, RateLimited)
 CALLER = "link.pay"
 
 
-@dataclass(frozen=True, slots=True)
-class Routed:
+class Routed(NamedTuple):
     """The pay's context with its chosen org, the candidates left after it (for a retry
     on the next org), and the rule that decided (None: not routed by the rules)."""
 
@@ -73,35 +73,49 @@ def route_pay(deps: CoreDeps, trade: TradeView, req: PayRequest, ctx: BizContext
     candidates = decision.candidates
     if guard is None:  # nothing to ask: the first candidate
         router.record(decision.rule, candidates[0], ())
-        return Routed(replace(ctx, pay_org_no=candidates[0]), candidates[1:], decision.rule)
+        return Routed(with_org(ctx, candidates[0]), candidates[1:], decision.rule)
+    return _first_admitted(guard, router, decision.rule, candidates, ctx)
+
+
+def _first_admitted(
+    guard: Any, router: Any, rule: str, candidates: tuple[str, ...], ctx: BizContext
+) -> Routed:
+    """The first candidate the guard admits; each one refused before it is a fallback."""
     skipped: list[tuple[str, str]] = []
     full: list[str] = []  # bulkhead full: taken only when every other org refuses
     first: Exception | None = None
     for i, org in enumerate(candidates):
-        org_ctx = replace(ctx, pay_org_no=org)
-        bulkhead = guard.bulkhead(channel_resource(org))
+        bulkhead = guard.bulkhead(f"channel.{org}")
         if bulkhead is not None and bulkhead.in_flight >= bulkhead.cap:
             full.append(org)
             skipped.append((org, "bulkhead_full"))
             continue
+        org_ctx = ctx if org == ctx.pay_org_no else with_org(ctx, org)
         try:
             _admit(guard, org_ctx)
         except REFUSALS as exc:
             first = first or exc
             skipped.append((org, _reason(exc)))
             continue
-        router.record(decision.rule, org, skipped)
-        return Routed(org_ctx, candidates[i + 1 :], decision.rule)
+        router.record(rule, org, skipped)
+        return Routed(org_ctx, candidates[i + 1 :], rule)
     for j, org in enumerate(full):  # its cap may have room by the send, as without routing
-        org_ctx = replace(ctx, pay_org_no=org)
+        org_ctx = with_org(ctx, org)
         try:
             _admit(guard, org_ctx)
         except REFUSALS as exc:
             first = first or exc
             continue
-        router.record(decision.rule, org, [s for s in skipped if s[0] != org])
-        return Routed(org_ctx, tuple(full[j + 1 :]), decision.rule)
+        router.record(rule, org, [s for s in skipped if s[0] != org])
+        return Routed(org_ctx, tuple(full[j + 1 :]), rule)
     raise first or BulkheadFull("no pay org admitted the pay")  # first is set by now
+
+
+@lru_cache(maxsize=4096)
+def with_org(ctx: BizContext, org: str) -> BizContext:
+    """``ctx`` with ``org`` as its pay org (validated once per context and org: building
+    a context checks its four codes, a cost the pay link pays per candidate otherwise)."""
+    return ctx if ctx.pay_org_no == org else replace(ctx, pay_org_no=org)
 
 
 def _admit(guard: Any, ctx: BizContext) -> None:

@@ -102,7 +102,8 @@ class Router:
     def decide(self, q: RouteQuery) -> RouteDecision:
         """The rule that matches ``q`` and the orgs to try, in order (see
         :class:`RouteDecision`)."""
-        self._refresh()
+        if self.clock() >= self._next_read:
+            self._refresh()
         return self._compiled.decide(q, self.rng)
 
     def record(self, rule: str, chosen: str, skipped: Sequence[tuple[str, str]]) -> None:
