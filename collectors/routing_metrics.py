@@ -9,9 +9,12 @@ series without limit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from .labels import BoundedLabel
 
@@ -22,8 +25,12 @@ ROUTING_DECISIONS = "paywatch_routing_decisions_total"
 ROUTING_FALLBACKS = "paywatch_routing_fallbacks_total"
 
 
-class RoutingMetrics:
-    """Counts routing decisions and fallbacks on ``registry``."""
+class RoutingMetrics(Collector):
+    """Counts routing decisions and fallbacks, exposed on ``registry`` at scrape time.
+
+    Counting is on the pay link, once per routed pay: an ``itertools.count`` per label
+    set (atomic in CPython, no lock) rather than a prometheus_client child, read back
+    when the registry is collected."""
 
     def __init__(
         self,
@@ -38,49 +45,58 @@ class RoutingMetrics:
         self._rule = BoundedLabel("rule", max_rules, on_overflow=on_overflow)
         self._org = BoundedLabel("pay_org", max_orgs, on_overflow=on_overflow)
         self._reason = BoundedLabel("reason", max_reasons, on_overflow=on_overflow)
-        self.decisions = Counter(
-            ROUTING_DECISIONS.removesuffix("_total"),
-            "Routed pays by the rule that decided and the pay org taken",
-            ["rule", "pay_org"],
-            registry=registry,
-        )
-        self.fallbacks = Counter(
-            ROUTING_FALLBACKS.removesuffix("_total"),
-            "Pay orgs skipped by routing (switch degraded, breaker open, limit, bulkhead "
-            "full, or refused at the send) and the org taken instead",
-            ["rule", "from_org", "to_org", "reason"],
-            registry=registry,
-        )
-        # label tuple -> child: skips prometheus_client's per-call label validation
-        self._decided: dict[tuple[str, str], Counter] = {}
-        self._fell: dict[tuple[str, str, str, str], Counter] = {}
+        # raw label tuple -> (bounded labels, counter)
+        self._decided: dict[tuple[str, ...], tuple[tuple[str, ...], itertools.count[int]]] = {}
+        self._fell: dict[tuple[str, ...], tuple[tuple[str, ...], itertools.count[int]]] = {}
+        registry.register(self)
 
     def decided(self, rule: str, org: str) -> None:
         """One pay routed by ``rule`` to ``org``."""
         key = (rule, org)
-        child = self._decided.get(key)
-        if child is None:
-            child = self.decisions.labels(self._rule(rule), self._org(org))
-            self._decided[key] = child
-        child.inc()
+        entry = self._decided.get(key)
+        if entry is None:
+            labels = (self._rule(rule), self._org(org))
+            entry = self._decided.setdefault(key, (labels, itertools.count(1)))
+        next(entry[1])
 
     def fell_back(self, rule: str, from_org: str, to_org: str, reason: str) -> None:
         """``from_org`` refused (``reason``) and the pay went on to ``to_org``."""
         key = (rule, from_org, to_org, reason)
-        child = self._fell.get(key)
-        if child is None:
-            child = self.fallbacks.labels(
-                self._rule(rule), self._org(from_org), self._org(to_org), self._reason(reason)
+        entry = self._fell.get(key)
+        if entry is None:
+            labels = (
+                self._rule(rule),
+                self._org(from_org),
+                self._org(to_org),
+                self._reason(reason),
             )
-            self._fell[key] = child
-        child.inc()
+            entry = self._fell.setdefault(key, (labels, itertools.count(1)))
+        next(entry[1])
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        decisions = CounterMetricFamily(
+            ROUTING_DECISIONS.removesuffix("_total"),
+            "Routed pays by the rule that decided and the pay org taken",
+            labels=["rule", "pay_org"],
+        )
+        fallbacks = CounterMetricFamily(
+            ROUTING_FALLBACKS.removesuffix("_total"),
+            "Pay orgs skipped by routing (switch degraded, breaker open, limit, bulkhead "
+            "full, or refused at the send) and the org taken instead",
+            labels=["rule", "from_org", "to_org", "reason"],
+        )
+        for family, entries in ((decisions, self._decided), (fallbacks, self._fell)):
+            summed: dict[tuple[str, ...], int] = {}
+            for labels, counter in list(entries.values()):  # "other" may gather several
+                summed[labels] = summed.get(labels, 0) + _value(counter)
+            for labels, n in sorted(summed.items()):
+                family.add_metric(list(labels), float(n))
+        return [decisions, fallbacks]
 
     def decision_count(self, rule: str, org: str) -> float:
         """The decisions counted for ``(rule, org)`` (0 when none)."""
-        value = self.registry.get_sample_value(
-            ROUTING_DECISIONS, {"rule": self._rule(rule), "pay_org": self._org(org)}
-        )
-        return value or 0.0
+        labels = {"rule": self._rule(rule), "pay_org": self._org(org)}
+        return self.registry.get_sample_value(ROUTING_DECISIONS, labels) or 0.0
 
     def fallback_count(self, rule: str, from_org: str, to_org: str, reason: str) -> float:
         """The fallbacks counted for ``(rule, from_org, to_org, reason)`` (0 when none)."""
@@ -91,3 +107,7 @@ class RoutingMetrics:
             "reason": self._reason(reason),
         }
         return self.registry.get_sample_value(ROUTING_FALLBACKS, labels) or 0.0
+
+
+def _value(counter: itertools.count[int]) -> int:
+    return int(repr(counter)[6:-1]) - 1  # count(n) has handed out n - 1 values
