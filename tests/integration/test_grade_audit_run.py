@@ -69,6 +69,10 @@ MAY_BE_UNEXERCISED: dict[tuple[str, str], str] = {
     ("ledger.posting", "database"): "with the database down the links fail at their own "
     "first query, before a posting starts",
     ("ledger.hot_account", "database"): "as ledger.posting -> database",
+    **{
+        (caller, "coupon"): "the simulator's traffic pays with no coupon (yet)"
+        for caller in ("link.pay", "link.refund", "job.compensation")
+    },
 }
 
 
