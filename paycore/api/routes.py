@@ -38,10 +38,21 @@ log = logging.getLogger("paycore.api")
 #: a caller's number in a path: the alphabet it was created with (422 for any other)
 OutNo = Annotated[str, Path(min_length=1, max_length=NUMBER_MAX, pattern=NUMBER_PATTERN)]
 PayOrgNo = Annotated[str, Path(min_length=1, max_length=CODE_MAX, pattern=CODE_PATTERN)]
-#: checked by the cashier (400 invalid_user_segment), so only documented here
+
+
+def _segment_schema(schema: dict[str, Any]) -> None:
+    """An optional query parameter is absent, never null: publish the code it must be."""
+    schema.pop("anyOf", None)
+    schema.update(type="string", pattern=CODE_PATTERN, minLength=1, maxLength=CODE_MAX)
+
+
+#: the rule is published; the cashier enforces it (400 invalid_user_segment, not a 422)
 UserSegment = Annotated[
     str | None,
-    Query(description=f"the payer's segment for the routing rules; {CODE_PATTERN}"),
+    Query(
+        description="the payer's segment, as a pay's user_segment (the routing rules)",
+        json_schema_extra=_segment_schema,
+    ),
 ]
 #: the callback route reads its body raw (the signature covers the bytes); this documents it
 CALLBACK_BODY = {
