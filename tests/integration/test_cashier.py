@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+from api_stack import stack  # noqa: F401 - fixture
 from conftest import LiveServer, Shop
 from fastapi.testclient import TestClient
 
@@ -317,3 +318,15 @@ def test_the_documented_example_has_the_real_shape(shop, guard, http) -> None:
     assert [set(o) for o in doc_channel["orgs"]] == [set(o) for o in real_channel["orgs"]]
     assert orgs(doc_channel) == orgs(real_channel)  # A degraded, B recommended
     assert doc_channel["recommended"] == real_channel["recommended"] == B
+
+
+def test_the_platform_as_built_serves_the_cashier(stack) -> None:  # noqa: F811
+    """The runtime's own wiring (router, guard, tools) over real HTTP on PostgreSQL."""
+    stack.trade("cashier-1", 1_000)
+    r = stack.http.get("/v1/trades/cashier-1/cashier", params={"user_segment": "vip"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [m["tool"] for m in body["methods"]] == ["balance", "channel", "coupon", "points"]
+    channel = method(body, "channel")
+    assert (channel["rule"], channel["recommended"]) == ("default", A)  # no rules published
+    assert orgs(channel) == [(A, True, None), (B, True, None)]
