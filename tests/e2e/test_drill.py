@@ -283,12 +283,12 @@ def test_drill_grade_audit_cli_refuses_a_dependency_the_map_does_not_have(tmp_pa
     }
     env.pop("PAYWATCH_REDIS_URL", None)
     got = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "drill", "grade-audit", "--only", "coupon"],
+        [sys.executable, "-m", "runtime.cli", "drill", "grade-audit", "--only", "loyalty"],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert got.returncode == 2, got.stderr[-2000:]
-    assert "error: not a dependency of the map: coupon" in got.stderr
+    assert "error: not a dependency of the map: loyalty" in got.stderr
     assert "Traceback" not in got.stderr and not (tmp_path / "var" / "drills").exists()
