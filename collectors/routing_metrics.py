@@ -48,7 +48,16 @@ class RoutingMetrics(Collector):
         # raw label tuple -> (bounded labels, counter)
         self._decided: dict[tuple[str, ...], tuple[tuple[str, ...], itertools.count[int]]] = {}
         self._fell: dict[tuple[str, ...], tuple[tuple[str, ...], itertools.count[int]]] = {}
+        #: ``.labels(*values)`` makes a series (at 0 until counted), as prometheus_client's
+        #: families do: a rate needs a sample from before the first event
+        self.decisions = _Family(self._decided, (self._rule, self._org))
+        self.fallbacks = _Family(self._fell, (self._rule, self._org, self._org, self._reason))
         registry.register(self)
+
+    def prepare(self, rule: str, org: str) -> None:
+        """Make the decision series of ``(rule, org)`` at 0 (the router does for every
+        rule and org of a rule set it takes up)."""
+        self.decisions.labels(rule, org)
 
     def decided(self, rule: str, org: str) -> None:
         """One pay routed by ``rule`` to ``org``."""
@@ -107,6 +116,38 @@ class RoutingMetrics(Collector):
             "reason": self._reason(reason),
         }
         return self.registry.get_sample_value(ROUTING_FALLBACKS, labels) or 0.0
+
+
+class _Child:
+    __slots__ = ("_counter",)
+
+    def __init__(self, counter: itertools.count[int]) -> None:
+        self._counter = counter
+
+    def inc(self, amount: int = 1) -> None:
+        for _ in range(amount):
+            next(self._counter)
+
+
+class _Family:
+    """One metric's label sets, as far as callers outside the pay link need them."""
+
+    def __init__(
+        self,
+        entries: dict[tuple[str, ...], tuple[tuple[str, ...], itertools.count[int]]],
+        bounds: tuple[BoundedLabel, ...],
+    ) -> None:
+        self._entries, self._bounds = entries, bounds
+
+    def labels(self, *values: str) -> _Child:
+        """The series of ``values`` (raw label values, in the metric's label order)."""
+        if len(values) != len(self._bounds):
+            raise ValueError(f"{len(self._bounds)} label values expected, got {len(values)}")
+        entry = self._entries.get(values)
+        if entry is None:
+            labels = tuple(b(v) for b, v in zip(self._bounds, values, strict=True))
+            entry = self._entries.setdefault(values, (labels, itertools.count(1)))
+        return _Child(entry[1])
 
 
 def _value(counter: itertools.count[int]) -> int:

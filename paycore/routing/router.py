@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class RoutingRecorder(Protocol):
-    """Where decisions and fallbacks are counted (``collectors.routing_metrics``)."""
+    """Where decisions and fallbacks are counted (``collectors.routing_metrics``). A
+    recorder may also have ``prepare(rule, org)``: the router calls it for every rule
+    and org of a rule set it takes up (series at 0 before the first decision)."""
 
     def decided(self, rule: str, org: str) -> None: ...
 
@@ -95,9 +97,19 @@ class Router:
                 return
             if self._rule_set is None or current.version != self._rule_set.version:
                 self._compiled = CompiledRules(current.rules, current.version)
+                self._prepare(current)
             self._rule_set = current
         finally:
             self._lock.release()
+
+    def _prepare(self, rule_set: RuleSet) -> None:
+        """Let the recorder make the decision series of a rule set taken up, at 0."""
+        prepare = getattr(self.recorder, "prepare", None)
+        if prepare is None:
+            return
+        for rule in rule_set.rules:
+            for org in rule.orgs:
+                prepare(rule.name, org)
 
     def decide(self, q: RouteQuery) -> RouteDecision:
         """The rule that matches ``q`` and the orgs to try, in order (see

@@ -11,7 +11,7 @@ import random
 import pytest
 import sqlalchemy as sa
 from conftest import Shop
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from collectors.routing_metrics import RoutingMetrics
 from paycore import PayCore, PayRequest, PayTool
@@ -64,6 +64,9 @@ def test_rules_route_to_a_and_a_degraded_switch_moves_pays_to_b(world) -> None:
     _, po = world.pay()
     assert po.pay_org_no == A and po.items[0].pay_org_no == A
     assert world.metrics.decision_count("r1", A) == 1
+    # the router made the series of every org of the rules it took up: B's is at 0
+    text = generate_latest(world.registry).decode()
+    assert f'paywatch_routing_decisions_total{{pay_org="{B}",rule="r1"}} 0.0' in text
 
     world.switch(degraded=frozenset({f"channel.{A}"}))
     for _ in range(3):
