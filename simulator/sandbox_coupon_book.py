@@ -32,7 +32,7 @@ class CouponKnobs:
 
     latency_ms: float = 0.0  #: added to every answer
     outage_rate: float = 0.0  #: answer 503 to any (non-admin) call
-    timeout_rate: float = 0.0  #: answer only after ``timeout_ms`` (the work is done)
+    timeout_rate: float = 0.0  #: do the work, but answer only after ``timeout_ms``
     timeout_ms: float = 10_000.0
 
     def __post_init__(self) -> None:

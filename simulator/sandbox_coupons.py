@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -106,16 +107,21 @@ def coupon_router(book: CouponBook, secret: str, admin_token: str) -> APIRouter:
             raise HTTPException(401, detail="missing or invalid signature")
         return body
 
-    async def weather() -> JSONResponse | None:
-        """The knobs' say: an outage answer, or None after any latency or timeout."""
+    async def serve(work: Callable[[], Any]) -> Any:
+        """``work()``'s answer as the knobs say: after any latency; 503 in an outage
+        (nothing done); with a timeout the work is done and answered too late."""
         knobs = book.knobs
         if knobs.latency_ms:
             await asyncio.sleep(knobs.latency_ms / 1000.0)
         if book.chance(knobs.outage_rate):
             return JSONResponse({"reason": "unavailable"}, status_code=503)
+        try:
+            answer = work()
+        except CouponRejection as exc:
+            answer = _answer(exc)
         if book.chance(knobs.timeout_rate):
             await asyncio.sleep(knobs.timeout_ms / 1000.0)
-        return None
+        return answer
 
     def admin(request: Request) -> None:
         token = request.headers.get(ADMIN_HEADER, "")
@@ -125,44 +131,44 @@ def coupon_router(book: CouponBook, secret: str, admin_token: str) -> APIRouter:
     @router.post("/redeem")
     async def redeem(request: Request) -> Any:
         body = await signed(request)
-        if (down := await weather()) is not None:
-            return down
-        try:
+
+        def work() -> dict[str, Any]:
             c = book.redeem(_parse(_RedeemIn, body))
-        except CouponRejection as exc:
-            return _answer(exc)
-        return {**_view(c), "key": c.key}
+            return {**_view(c), "key": c.key}
+
+        return await serve(work)
 
     @router.post("/release")
     async def release(request: Request) -> Any:
         body = await signed(request)
-        if (down := await weather()) is not None:
-            return down
-        try:
+
+        def work() -> dict[str, Any]:
             req = _parse(_ReleaseIn, body)
             c, released = book.release(req.code, req.key)
-        except CouponRejection as exc:
-            return _answer(exc)
-        return {**_view(c), "released": released}
+            return {**_view(c), "released": released}
+
+        return await serve(work)
 
     @router.get("/users/{merchant_id}/{user_id}")
     async def user_coupons(
         merchant_id: str, user_id: str, request: Request, currency: str | None = None
     ) -> Any:
         await signed(request)
-        if (down := await weather()) is not None:
-            return down
-        return {"coupons": [_view(c) for c in book.unused(merchant_id, user_id, currency)]}
+        return await serve(
+            lambda: {"coupons": [_view(c) for c in book.unused(merchant_id, user_id, currency)]}
+        )
 
     @router.get("/codes/{code}")
     async def one(code: str, request: Request) -> Any:
         await signed(request)
-        if (down := await weather()) is not None:
-            return down
-        c = book.get(code)
-        if c is None:
-            return _answer(CouponRejection(404, "unknown", "no such coupon"))
-        return _view(c)
+
+        def work() -> dict[str, Any]:
+            c = book.get(code)
+            if c is None:
+                raise CouponRejection(404, "unknown", "no such coupon")
+            return _view(c)
+
+        return await serve(work)
 
     @router.post("/admin/issue")
     async def issue(request: Request) -> Any:

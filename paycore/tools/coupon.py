@@ -12,6 +12,7 @@ coupon itself (unknown, used, too small, another user's) is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import OrderedDict
@@ -94,6 +95,8 @@ class CouponTool(ToolPlugin):
             ),
         )
         if isinstance(answer, _Refused):
+            # a redeem that timed out may have gone through: give it back (idempotent)
+            self._give_back(env.guard, client, code, key)
             raise ToolSkipped("the coupon service is unavailable", resource=RESOURCE)
         seq = int(key.rsplit(":", 1)[-1])
         with self._lock:
@@ -101,6 +104,12 @@ class CouponTool(ToolPlugin):
             while len(self._keys) > _MEMO_SIZE:
                 self._keys.popitem(last=False)
         return part
+
+    @staticmethod
+    def _give_back(guard: Any, client: Any, code: str, key: str) -> None:
+        # unknown, or held by another pay: nothing of ours to give back
+        with contextlib.suppress(CouponRejected):
+            _guarded(guard, _caller(guard, _PAY), lambda: client.release(code, key))
 
     def release(self, env: ToolEnv, item: PayItem) -> None:
         """Give the coupon of ``item`` (a pay item, a refund's item, or a part of a pay

@@ -213,6 +213,21 @@ def test_down_and_allowed_the_pay_goes_on_without_the_coupon(world: World) -> No
     assert trial_balance(world.core.db).ok
 
 
+def test_a_redeem_answered_too_late_is_given_back_and_the_pay_goes_on(world: World) -> None:
+    world.core.merchants.configure(world.shop.mid, pay_without_coupon=True)
+    world.issue("C12", 300)
+    world.knobs(timeout_rate=1.0, timeout_ms=800)  # the service works, answers after 0.5 s
+    t = world.shop.trade(amount=1_000)
+    po = world.pay(t, PayTool("coupon", 300, "C12"), PayTool("channel", 700))
+    assert po.skipped_tools == ("coupon",) and [i.amount for i in po.items] == [1_000]
+    assert world.status("C12") == "unused"  # redeemed at the service, then given back
+    assert world.book.redeemed == 1 and world.book.released == 1
+    # the redeem and the release: each timed out by the client, tried again, given up
+    tried = [("link.pay", "error"), ("link.pay", "error"), ("link.pay", "fallback")]
+    assert world.calls.seen == tried * 2
+    assert world.funding() == 0
+
+
 @pytest.mark.parametrize("how", ["outage", "degraded"])
 def test_down_and_not_allowed_is_503_naming_coupon_and_nothing_is_written(
     world: World, how: str
