@@ -98,9 +98,11 @@ class CouponTool(ToolPlugin):
             # a redeem that timed out may have gone through: give it back (idempotent)
             self._give_back(env.guard, client, code, key)
             raise ToolSkipped("the coupon service is unavailable", resource=RESOURCE)
-        seq = int(key.rsplit(":", 1)[-1])
+        seq = key.rsplit(":", 1)[-1]
+        if not seq.isdigit():  # not the registry's "<merchant>:<pay no>:<seq>": no memo
+            return part
         with self._lock:
-            self._keys[(trade.merchant_id, seq, code)] = key
+            self._keys[(trade.merchant_id, int(seq), code)] = key
             while len(self._keys) > _MEMO_SIZE:
                 self._keys.popitem(last=False)
         return part
