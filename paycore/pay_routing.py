@@ -65,7 +65,7 @@ def route_pay(deps: CoreDeps, trade: TradeView, req: PayRequest, ctx: BizContext
             sub_type=trade.sub_type,
             amount=trade.amount,
             currency=trade.currency,
-            user_segment=getattr(req, "user_segment", None),
+            user_segment=req.user_segment,
             default_org=trade.pay_org_no,
             granted=frozenset(info.pay_orgs),
         )

@@ -197,3 +197,20 @@ def test_a_full_bulkhead_on_a_moves_pays_to_b_and_takes_no_token(migrated_db) ->
         assert w.pay()[1].pay_org_no == A
     finally:
         w.core.lock.close()
+
+
+def test_the_pays_user_segment_and_amount_choose_the_rule(world) -> None:
+    vip = RoutingRule(name="vip", priority=0, user_segment="vip", targets=(RouteTarget(B, 1),))
+    big = RoutingRule(
+        name="big", priority=0, amount_min=10_000, amount_max=10_000, targets=(RouteTarget(B, 1),)
+    )
+    world.store.publish((vip, big, *R1), author="sre", reason="vip and big to B")
+    world.router.refresh()
+    t = world.shop.trade(amount=500)
+    req = PayRequest(t.out_trade_no, (PayTool("channel", 500),), user_segment="vip")
+    assert world.core.payments.pay(world.shop.mid, req).pay_org_no == B
+    assert world.pay(amount=500)[1].pay_org_no == A  # no segment: r1
+    assert world.pay(amount=10_000)[1].pay_org_no == B  # the bound is inclusive
+    assert world.pay(amount=10_001)[1].pay_org_no == A
+    assert world.metrics.decision_count("vip", B) == 1
+    assert world.metrics.decision_count("big", B) == 1
