@@ -280,3 +280,32 @@ def test_a_weak_outage_is_a_503_unless_the_merchant_pays_without_it(shop, core, 
     assert po.skipped_tools == ("gift_card",)
     assert [(i.tool, i.amount) for i in po.items] == [("channel", AMOUNT)]  # not more
     assert shop.account(coupon_funding("CNY")) == 0
+
+
+def test_cli_grants_points_once_per_grant_no_and_audits(sqlite_url, monkeypatch, capsys):
+    from conftest import Shop
+
+    from console.audit import recent
+    from paycore import PayCore
+    from runtime.cli import main
+
+    monkeypatch.setenv("PAYWATCH_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("PAYWATCH_ACTOR", "ops-olga")
+    core = PayCore(sqlite_url)
+    shop = Shop(core)
+    try:
+        grant = ["points", "grant", "--merchant", shop.mid, "--user", "u9", "--amount", "250"]
+        assert main([*grant, "--grant-no", "g1", "--reason", "welcome"]) == 0
+        assert "granted: 250 CNY points" in capsys.readouterr().out
+        assert main([*grant, "--grant-no", "g1"]) == 0
+        assert "already granted" in capsys.readouterr().out
+        assert main(["points", "show", "--merchant", shop.mid, "--user", "u9"]) == 0
+        assert "250 CNY points" in capsys.readouterr().out
+        bad = ["points", "grant", "--merchant", "NOPE", "--user", "u9", "--amount", "5"]
+        assert main(bad) == 2 and "unknown_merchant" in capsys.readouterr().err
+        assert main([*grant[:-1], "0"]) == 2 and "invalid_amount" in capsys.readouterr().err
+        assert core.points.balance(shop.mid, "u9") == 250
+        audited = recent(core.db.engine, action="points.grant")
+        assert [(e["actor"], e["target"]) for e in audited] == [("ops-olga", f"{shop.mid}/u9")]
+    finally:
+        core.close()
