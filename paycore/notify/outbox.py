@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 from ..db.schema import Merchant, Notification, PayOrder, Trade
 from ..stamps import Stamps
 
-EVENT_TYPES = ("trade.paid", "trade.pay_failed", "refund.succeeded", "refund.failed")
+EVENT_TYPES = (
+    "trade.paid",
+    "trade.pay_failed",
+    "trade.closed",
+    "refund.succeeded",
+    "refund.failed",
+)
 
 
 def add_notification(
@@ -153,3 +159,34 @@ def pay_order_payload(
         payload["origin_out_trade_no"] = origin.out_trade_no
         payload["origin_refunded_amount"] = origin.refunded_amount
     return payload
+
+
+def notify_trade_closed(session: Session, stamps: Stamps, trade_id: int, reason: str) -> str | None:
+    """Queue ``trade.closed`` for a trade that closed without being paid (same transaction;
+    nothing when its merchant has no notify URL). ``reason``: why, e.g. ``expired``."""
+    t = session.execute(select(*_TRADE_FIELDS, Trade.merchant_id).where(Trade.id == trade_id)).one()
+    url = merchant_notify_url(session, t.merchant_id)
+    if not url:
+        return None
+    payload: dict[str, Any] = {
+        "trade_id": str(t.id),
+        "out_trade_no": t.out_trade_no,
+        "trade_type": t.trade_type,
+        "trade_status": t.status,
+        "amount": t.amount,
+        "currency": t.currency,
+        "paid_amount": t.paid_amount,
+        "order_type": t.order_type,
+        "sub_type": t.sub_type,
+        "pay_org_no": t.pay_org_no,
+        "reason": reason,
+    }
+    return add_notification(
+        session,
+        stamps,
+        merchant_id=t.merchant_id,
+        event_type="trade.closed",
+        trade_id=t.id,
+        payload=payload,
+        url=url,
+    )
