@@ -36,8 +36,10 @@ Messages never contain secrets, SQL or connection strings. ::
     ├── LeaseLost                           409
     ├── LedgerError                         500
     │   └── UnbalancedEntry                 500
+    ├── FourEyesRequired                    403
     ├── MerchantDisabled                    403
     ├── NotFound                            404
+    │   ├── ManualActionNotFound            404
     │   ├── PayOrderNotFound                404
     │   ├── TokenNotFound                   404
     │   ├── TradeNotFound                   404
@@ -297,3 +299,15 @@ class InvalidUserSegment(MalformedRequest):
     """The cashier's ``user_segment`` is not a code (1-32 of ``[A-Za-z0-9_.-]``)."""
 
     code = "invalid_user_segment"
+
+
+# -- four-eyes manual actions (paycore.manual_actions) -----------------------------------
+class FourEyesRequired(PayCoreError):
+    """A manual action's approver is the person who proposed it: a second person must."""
+
+    code = "four_eyes_required"
+    http_status = 403
+
+
+class ManualActionNotFound(NotFound):
+    code = "manual_action_not_found"
