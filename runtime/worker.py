@@ -26,6 +26,7 @@ from paycore.jobs.leases import JobLeases, singleton_job
 from paycore.jobs.ledger_jobs import summary_posting_job, trial_balance_job
 from paycore.jobs.tasks import TaskQueue, default_worker_id
 from paycore.jobs.worker import Worker
+from paycore.lifecycle import TradeLifecycle
 from paycore.notify.delivery import NotificationDelivery
 from paycore.recon import reconcile_day, reconcile_internal
 from stability.guard import calling_as
@@ -57,10 +58,34 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
         metrics=core.metrics,
         guard=core.guard,  # runs as link.notify: POSTs through link.notify -> notification
     )
+    lifecycle = TradeLifecycle(core.deps, core.trades)
     jobs: list[Job] = [
         (delivery.deliver_due, 5.0, "notifications"),
         (lambda: summary_posting_job(core), 2.0, "summary_posting"),
         (lambda: trial_balance_job(core, platform.record_trial_balance), 300.0, "trial_balance"),
+        # trades that end: as compensation's caller (its database edge), once across workers
+        (
+            singleton_job(
+                leases,
+                "lifecycle:expiry",
+                worker_id,
+                25,
+                as_caller("job.compensation", lifecycle.expire_due),
+            ),
+            30.0,
+            "trade_expiry",
+        ),
+        (
+            singleton_job(
+                leases,
+                "lifecycle:confirm",
+                worker_id,
+                55,
+                as_caller("job.compensation", lifecycle.confirm_due),
+            ),
+            60.0,
+            "auto_confirm",
+        ),
     ]
     if gateway is not None:
         active = ActiveQuery(core, GuardedGateway(gateway, core.guard, "job.active_query"))

@@ -282,3 +282,41 @@ def test_cli_configures_a_merchant_with_an_audit_row(sqlite_url, tmp_path, monke
     assert [r["detail"]["ok"] for r in audit] == [False, True]
     assert audit[1]["detail"]["trade_expiry_s"] == 900 and audit[1]["actor"] == "ann"
     core.close()
+
+
+# -- the worker runs both jobs --------------------------------------------------------------
+def test_the_worker_runs_trade_expiry_and_auto_confirm_as_singleton_jobs(pg_url):
+    from datetime import timedelta
+
+    from runtime.bootstrap import build_platform
+    from runtime.settings import Settings
+    from runtime.worker import worker_jobs
+
+    platform = build_platform(Settings(database_url=pg_url), channels=False, role="worker")
+    try:
+        core = platform.paycore
+        shop = Shop(core)
+        shop.fund("u1", 1_000)
+        old, young = shop.trade(amount=100), shop.trade(amount=100)
+        held = shop.trade("guaranteed", 500)
+        assert _balance_pay(shop, held).status == "success"
+        core.merchants.configure(shop.mid, confirm_hold_s=0)
+        with core.db.session() as s:  # made an hour ago
+            s.execute(
+                update(Trade)
+                .where(Trade.out_trade_no == old.out_trade_no, Trade.merchant_id == shop.mid)
+                .values(created_at=datetime.now(UTC) - timedelta(hours=1))
+            )
+        jobs, closables = worker_jobs(platform, "lifecycle-test")
+        for c in closables:
+            c.close()
+        by_name = {name: (fn, every) for fn, every, name in jobs}
+        assert (by_name["trade_expiry"][1], by_name["auto_confirm"][1]) == (30.0, 60.0)
+        assert by_name["trade_expiry"][0]() == 1
+        assert by_name["auto_confirm"][0]() == 1
+        assert core.trades.get(shop.mid, old.out_trade_no).status == "closed"
+        assert core.trades.get(shop.mid, young.out_trade_no).status == "created"
+        assert core.trades.get(shop.mid, held.out_trade_no).status == "confirmed"
+        assert trial_balance(core.db).ok
+    finally:
+        platform.close()
