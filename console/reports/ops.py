@@ -1,4 +1,5 @@
-"""Operations reads: compensation queue, notification backlog, manual items.
+"""Operations reads: compensation queue, notification backlog, manual items and the
+four-eyes actions proposed on them (:class:`~paycore.manual_actions.ManualActions`).
 
 Plain SQL over the pay core's tables. Compensation retries and notification resends go
 through the pay core's own :class:`~paycore.jobs.tasks.TaskQueue` and
@@ -232,3 +233,17 @@ def manual_items(db: Database, *, limit: int = 200) -> list[ManualItemRow]:
             )
             for r in s.execute(stmt).scalars()
         ]
+
+
+def actionable_manual_items(db: Database, *, limit: int = 200) -> list[ManualItemRow]:
+    """Manual items an action may settle: still ``processing`` (a settled one has
+    nothing left to decide)."""
+    return [r for r in manual_items(db, limit=limit) if r.status == "processing"]
+
+
+def manual_actions_service(core: Any) -> Any:
+    """The pay core's :class:`~paycore.manual_actions.ManualActions` (settling through its
+    payments service, as a callback would)."""
+    from paycore.manual_actions import ManualActions
+
+    return ManualActions(core.deps, core.payments.on_channel_result)
