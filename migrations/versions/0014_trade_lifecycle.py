@@ -28,12 +28,9 @@ def upgrade() -> None:
             sa.Column("confirm_hold_s", sa.Integer(), server_default="604800", nullable=False)
         )
         batch.add_column(
-            sa.Column(
-                "pay_without_coupon",
-                sa.Boolean(),
-                server_default=sa.text("(false)"),
-                nullable=False,
-            )
+            # a constant default ('0' is false on both): an expression would make SQLite's
+            # batch mode copy the table, which its foreign keys refuse once it has rows
+            sa.Column("pay_without_coupon", sa.Boolean(), server_default="0", nullable=False)
         )
     op.create_table(
         "manual_actions",
