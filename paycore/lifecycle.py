@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Protocol
 
 from sqlalchemy import exists, select
@@ -56,7 +57,7 @@ class TradeLifecycle:
         closed (a trade a pay took meanwhile is left to the pay)."""
         closed = 0
         for trade_id in self._expired(limit):
-            if self.deps.db.run(lambda s, tid=trade_id: self._close(s, tid)):
+            if self.deps.db.run(partial(self._close, trade_id=trade_id)):
                 closed += 1
         if closed:
             log.info("trade expiry: %d unpaid trade(s) closed", closed)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import ColumnElement, exists, select, update
 from sqlalchemy.orm import Session
 
 from . import status as st
@@ -159,7 +159,9 @@ class ManualActions:
         """Decided actions, newest first."""
         return self._list(ManualAction.status != PROPOSED, limit=limit, newest=True)
 
-    def _list(self, where: object, *, limit: int, newest: bool = False) -> list[ManualActionView]:
+    def _list(
+        self, where: ColumnElement[bool], *, limit: int, newest: bool = False
+    ) -> list[ManualActionView]:
         order = ManualAction.id.desc() if newest else ManualAction.id
         with self.deps.db.session() as s:
             rows = s.execute(select(ManualAction).where(where).order_by(order).limit(limit))
