@@ -1,8 +1,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install up test test-fast lint bench clean
+.PHONY: install install-core up test test-fast lint bench clean
 
+# `dev` holds every extra (console, bench) plus the test tools: what `make up`, `make test`
+# and `make bench` need. The stamp depends on pyproject.toml, so a new dependency (a
+# fresh clone, a pull) reinstalls before the target runs.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -10,6 +13,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+install-core:  ## the API and the worker only (no console, no bench baselines, no test tools)
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
 
 up: install  ## everything on the embedded default; Ctrl-C stops it
 	$(VENV)/bin/paywatch up
@@ -26,7 +34,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-bench: install
+bench: install  ## the bench extra (pybreaker, limits) comes with dev
 	$(PY) bench/hot_account.py
 	$(PY) bench/pay_e2e.py
 	$(PY) bench/guard.py
