@@ -55,7 +55,8 @@ def refund_target(s: Session, item_id: int, pay_org_no: str) -> RefundTarget | N
     """The full-refund exception that asks for ``item_id``'s money back at ``pay_org_no``:
     its own exception, or its order's (whose refund returns every successful item)."""
     item = s.get(PayItem, item_id)
-    if item is None or item.pay_org_no != pay_org_no or item.tool != "channel":
+    # only a part a channel settles has a channel transaction (whatever its tool's name)
+    if item is None or item.pay_org_no != pay_org_no or item.channel_txn_no is None:
         return None
     po = s.get_one(PayOrder, item.pay_order_id)
     exceptions = s.execute(

@@ -22,6 +22,7 @@ from .context import BizContext
 from .deps import CoreDeps
 from .models import PayRequest, TradeView
 from .routing import RouteQuery, channel_resource
+from .tools import tools_of
 
 #: what the guard raises for an org that must not be called now (BreakerOpen and
 #: BulkheadFull are DependencyFailed)
@@ -40,11 +41,9 @@ class Routed(NamedTuple):
 
 def pays_by_channel(deps: CoreDeps, req: PayRequest) -> bool:
     """True when a part of the pay settles by a channel's result (the registry's tools
-    say which; without a registry, the ``channel`` tool)."""
-    tools = deps.tools
-    if tools is None:
-        return any(t.tool == "channel" for t in req.tools)
-    return any(getattr(tools.get(t.tool), "settles_by_channel", False) for t in req.tools)
+    say which)."""
+    tools = tools_of(deps)
+    return any(tools.get(t.tool).settles_by_channel for t in req.tools)
 
 
 def route_pay(deps: CoreDeps, trade: TradeView, req: PayRequest, ctx: BizContext) -> Routed:

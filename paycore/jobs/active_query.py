@@ -135,9 +135,8 @@ class ActiveQuery:
     def _due_clause(self, now: datetime) -> tuple[ColumnElement[bool], ...]:
         return (
             PayItem.status == st.PROCESSING,
-            PayItem.tool == "channel",
             PayItem.manual.is_(False),
-            PayItem.channel_txn_no.is_not(None),
+            PayItem.channel_txn_no.is_not(None),  # a part a channel settles, whatever its tool
             PayItem.created_at <= now - self.first_after,
             or_(PayItem.next_query_at.is_(None), PayItem.next_query_at <= now),
         )
