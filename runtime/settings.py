@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .errors import SettingsError
+
 if TYPE_CHECKING:
     from paycore.risk import RiskPolicy
 
@@ -46,7 +48,9 @@ def _flag(name: str, value: str | None, default: bool) -> bool:
     try:
         return _FLAGS[value.strip().lower()]
     except KeyError:
-        raise ValueError(f"PAYWATCH_{name} must be 1 or 0") from None
+        raise SettingsError(
+            f"PAYWATCH_{name} must be 1 or 0 (true/false, on/off, yes/no)"
+        ) from None
 
 
 def _count(name: str, value: str | None, default: int, most: int) -> int:
@@ -58,8 +62,68 @@ def _count(name: str, value: str | None, default: int, most: int) -> int:
     except ValueError:
         n = 0
     if not 1 <= n <= most:
-        raise ValueError(f"PAYWATCH_{name} must be a whole number from 1 to {most}")
+        raise SettingsError(f"PAYWATCH_{name} must be a whole number from 1 to {most}")
     return n
+
+
+def _node_id(value: str | None) -> int | None:
+    """``PAYWATCH_NODE_ID``: this process's id generator node, 0 .. ``MAX_NODE``."""
+    if value is None:
+        return None
+    from paycore.ids import MAX_NODE
+
+    try:
+        node = int(value.strip())
+    except ValueError:
+        node = -1
+    if not 0 <= node <= MAX_NODE:
+        raise SettingsError(
+            f"PAYWATCH_NODE_ID must be a whole number from 0 to {MAX_NODE}, "
+            f"distinct per process (got {value!r})"
+        )
+    return node
+
+
+#: the URL schemes each URL variable accepts (a driver suffix such as ``+psycopg`` allowed)
+_URL_SCHEMES = {
+    "DATABASE_URL": ("sqlite", "postgresql"),
+    "REDIS_URL": ("redis", "rediss", "unix"),
+    "API_URL": ("http", "https"),
+    "SANDBOX_URL": ("http", "https"),
+    "PROMETHEUS_URL": ("http", "https"),
+    "ALERTMANAGER_URL": ("http", "https"),
+    "SHADOW_CHANNEL_URL": ("http", "https"),
+    "COUPON_URL": ("http", "https"),
+}
+
+
+def _url(name: str, value: str | None) -> str | None:
+    """A ``PAYWATCH_<name>`` URL whose scheme is one :data:`_URL_SCHEMES` allows."""
+    if value is None or (name == "COUPON_URL" and value.strip().lower() == "off"):
+        return value
+    schemes = _URL_SCHEMES[name]
+    scheme, sep, rest = value.strip().partition("://")
+    if not sep or scheme.split("+", 1)[0].lower() not in schemes or not rest:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise SettingsError(
+            f"PAYWATCH_{name} must be a URL starting with {allowed} (got {_redact(value)!r})"
+        )
+    return value.strip()
+
+
+def _channel_secrets(raw: str | None) -> dict[str, str]:
+    """``PAYWATCH_CHANNEL_SECRETS``: ``ORG=secret`` pairs, comma-separated."""
+    secrets: dict[str, str] = {}
+    for pair in (raw or "").split(","):
+        if not pair.strip():
+            continue
+        org, sep, secret = pair.partition("=")
+        if not sep or not org.strip() or not secret.strip():
+            raise SettingsError(
+                "PAYWATCH_CHANNEL_SECRETS must be ORG=secret pairs, comma-separated"
+            )
+        secrets[org.strip()] = secret.strip()
+    return secrets
 
 
 #: ``PAYWATCH_RISK_<name>`` -> the :class:`paycore.risk.RiskPolicy` field it sets
@@ -88,12 +152,12 @@ def _risk_policy(get: Callable[[str], str | None]) -> RiskPolicy:
         except ValueError:
             values["blocklist_refresh_s"] = 0.0
         if not 0 < values["blocklist_refresh_s"] <= 3600:
-            raise ValueError("PAYWATCH_RISK_BLOCKLIST_REFRESH_S must be seconds in (0, 3600]")
+            raise SettingsError("PAYWATCH_RISK_BLOCKLIST_REFRESH_S must be seconds in (0, 3600]")
     default = RiskPolicy()
     if values.get("fallback_max_amount", default.fallback_max_amount) > values.get(
         "max_amount", default.max_amount
     ):
-        raise ValueError(
+        raise SettingsError(
             "PAYWATCH_RISK_FALLBACK_MAX_AMOUNT must not exceed PAYWATCH_RISK_MAX_AMOUNT"
         )
     return RiskPolicy(**values)
@@ -107,7 +171,7 @@ def _budgets(raw: str | None) -> dict[str, int]:
             continue
         link, _, ms = pair.partition("=")
         if not link.strip().startswith("link."):
-            raise ValueError("PAYWATCH_LINK_BUDGET_MS must be link.<name>=<ms> pairs")
+            raise SettingsError("PAYWATCH_LINK_BUDGET_MS must be link.<name>=<ms> pairs")
         out[link.strip()] = _count("LINK_BUDGET_MS", ms.strip(), 0, 600_000)
     return out
 
@@ -124,7 +188,6 @@ class Settings:
 
     database_url: str = "sqlite:///var/paywatch.db"
     redis_url: str | None = None
-    replica_url: str | None = None
     prometheus_url: str | None = None
     alertmanager_url: str | None = None
     node_id: int | None = None
@@ -171,31 +234,25 @@ class Settings:
             value = env.get(f"PAYWATCH_{name}")
             return value if value else None
 
-        node = get("NODE_ID")
-        secrets: dict[str, str] = {}
-        for pair in (get("CHANNEL_SECRETS") or "").split(","):
-            if "=" in pair:
-                org, secret = pair.split("=", 1)
-                secrets[org.strip()] = secret.strip()
+        secrets = _channel_secrets(get("CHANNEL_SECRETS"))
         orgs = tuple(o.strip() for o in (get("PAY_ORGS") or "").split(",") if o.strip())
         return cls(
-            api_url=get("API_URL") or cls.api_url,
-            sandbox_url=get("SANDBOX_URL") or cls.sandbox_url,
+            api_url=_url("API_URL", get("API_URL")) or cls.api_url,
+            sandbox_url=_url("SANDBOX_URL", get("SANDBOX_URL")) or cls.sandbox_url,
             pay_orgs=orgs or cls.pay_orgs,
             channel_secrets=secrets,
             var_dir=get("VAR_DIR") or cls.var_dir,
             notify_secret_value=get("NOTIFY_SECRET"),
             sandbox_admin_token_value=get("SANDBOX_ADMIN_TOKEN"),
-            coupon_url=get("COUPON_URL"),
+            coupon_url=_url("COUPON_URL", get("COUPON_URL")),
             coupon_secret_value=get("COUPON_SECRET"),
-            database_url=get("DATABASE_URL") or cls.database_url,
-            redis_url=get("REDIS_URL"),
-            replica_url=get("REPLICA_URL"),
-            prometheus_url=get("PROMETHEUS_URL"),
-            alertmanager_url=get("ALERTMANAGER_URL"),
-            node_id=int(node) if node else None,
+            database_url=_url("DATABASE_URL", get("DATABASE_URL")) or cls.database_url,
+            redis_url=_url("REDIS_URL", get("REDIS_URL")),
+            prometheus_url=_url("PROMETHEUS_URL", get("PROMETHEUS_URL")),
+            alertmanager_url=_url("ALERTMANAGER_URL", get("ALERTMANAGER_URL")),
+            node_id=_node_id(get("NODE_ID")),
             shadow=_flag("SHADOW", get("SHADOW"), cls.shadow),
-            shadow_channel_url=get("SHADOW_CHANNEL_URL"),
+            shadow_channel_url=_url("SHADOW_CHANNEL_URL", get("SHADOW_CHANNEL_URL")),
             api_threads=_count("API_THREADS", get("API_THREADS"), cls.api_threads, 256),
             risk_policy=_risk_policy(get),
             risk_namespace=get("RISK_NAMESPACE") or cls.risk_namespace,

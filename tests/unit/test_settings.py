@@ -14,7 +14,7 @@ def test_defaults_from_empty_environment() -> None:
     assert s.database_url.startswith("sqlite:///var/")
     assert s.database_url.endswith(".db")
     assert s.redis_url is None
-    assert s.replica_url is None
+    assert not hasattr(s, "replica_url")  # no replica setting: nothing would read it
     assert s.prometheus_url is None
     assert s.alertmanager_url is None
     assert s.node_id is None
@@ -27,7 +27,6 @@ def test_reads_paywatch_variables() -> None:
             "PAYWATCH_DATABASE_URL": "postgresql+psycopg://u@db.internal/pay",
             "PAYWATCH_REDIS_URL": "redis://cache:6379/0",
             "PAYWATCH_NODE_ID": "17",
-            "PAYWATCH_REPLICA_URL": "postgresql+psycopg://u@replica/pay",
             "PAYWATCH_PROMETHEUS_URL": "http://prom:9090",
             "PAYWATCH_ALERTMANAGER_URL": "http://am:9093",
         }
@@ -36,7 +35,6 @@ def test_reads_paywatch_variables() -> None:
     assert s.redis_url == "redis://cache:6379/0"
     assert s.node_id == 17
     assert type(s.node_id) is int
-    assert s.replica_url == "postgresql+psycopg://u@replica/pay"
     assert s.prometheus_url == "http://prom:9090"
     assert s.alertmanager_url == "http://am:9093"
 
@@ -53,12 +51,11 @@ def test_empty_values_count_as_unset() -> None:
             "PAYWATCH_DATABASE_URL": "",
             "PAYWATCH_REDIS_URL": "",
             "PAYWATCH_NODE_ID": "",
-            "PAYWATCH_REPLICA_URL": "",
         }
     )
     assert s == Settings.from_env({})
     assert s.database_url.startswith("sqlite:///var/")
-    assert s.redis_url is None and s.node_id is None and s.replica_url is None
+    assert s.redis_url is None and s.node_id is None
 
 
 def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
