@@ -28,7 +28,8 @@ def _serve(args: argparse.Namespace) -> int:
         from .admin_api import mount_admin  # the admin API at /admin/v1
 
         app = mount_admin(platform.api_app(), platform)
-        uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+        # log_config=None: uvicorn's lines go through our handler (runtime.logs)
+        uvicorn.run(app, host=host, port=port, log_level=args.log_level, log_config=None)
     finally:
         platform.close()
     return 0
@@ -191,11 +192,17 @@ def parser() -> argparse.ArgumentParser:
     from .routing_cli import configure_parser as configure_routing
 
     configure_routing(sub.add_parser("routing", help="routing rules: show, publish, preview"))
+    from .logs import add_flags
+
+    add_flags(sub)  # --log-format/--log-level on every command
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from .logs import configure_from_args
+
+    configure_from_args(args)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
