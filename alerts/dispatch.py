@@ -12,6 +12,9 @@ Alertmanager's model, driven by evaluations instead of its own timers:
   ``repeat_interval``); it is notified when the silence ends if still firing. A
   resolved notice still goes out for an alert whose firing was already notified, so
   receivers can close what they opened (Alertmanager #226).
+* inhibition and acknowledgements: a firing alert inhibited by another firing one
+  (:mod:`alerts.inhibit`) or acknowledged by someone (:mod:`alerts.acks`) is left out
+  and recorded as ``inhibited`` / ``acked``, like a silenced one.
 
 A group is marked notified only when every receiver accepted it; otherwise it is sent
 again (to all receivers) after ``group_interval``: at-least-once.
@@ -28,14 +31,18 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from .acks import AckStore
+from .inhibit import DEFAULT_INHIBIT_RULES, InhibitRule, inhibited
 from .model import FIRING, RESOLVED, Alert, Delivery, Notification, NotificationRecord
 from .notify import Notifier
 from .schema import AlertNotification, AlertState
-from .silences import Silence, SilenceStore, first_match
+from .silences import SilenceStore, first_match
 
 log = logging.getLogger(__name__)
 _S = cast(sa.Table, AlertState.__table__)
 _N = cast(sa.Table, AlertNotification.__table__)
+#: the notification log's receiver for alerts left out, by status
+_HELD_BY = {"silenced": "silence", "inhibited": "inhibit", "acked": "ack"}
 
 
 def row_to_alert(r: sa.Row) -> Alert:
@@ -74,6 +81,8 @@ class Dispatcher:
         self.group_wait = group_wait
         self.group_interval = group_interval
         self.repeat_interval = repeat_interval
+        self.acks = AckStore(engine)
+        self.inhibit_rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
 
     def group_of(self, alert: Alert) -> tuple[str, dict[str, str]]:
         """The group key (≤ 256 chars) and the group's labels."""
@@ -124,7 +133,7 @@ class Dispatcher:
         if not groups:
             return []
         last = self._last_attempts(list(groups))
-        silences = self.silences.active(now)
+        held = self._held([a for _, g in groups.values() for a in g], now)
         out: list[Delivery] = []
         for key, (labels, members) in groups.items():
             due = [a for a in members if self.due(a, now)]
@@ -135,9 +144,15 @@ class Dispatcher:
                 firsts = [a.fired_at for a in due if a.state == FIRING and a.fired_at is not None]
                 if firsts and now - min(firsts) < self.group_wait:
                     continue
-            send, silenced = self._split(members, silences)
-            if silenced:
-                self._record_silenced(key, silenced, now)
+            send = [a for a in members if a.fingerprint not in held]
+            for status in ("silenced", "inhibited", "acked"):
+                mine = {
+                    a.fingerprint: held[a.fingerprint][1]
+                    for a in members
+                    if held.get(a.fingerprint, ("",))[0] == status
+                }
+                if mine:
+                    self._record_held(key, status, mine, now)
             due_fps = {a.fingerprint for a in due}
             if not any(a.fingerprint in due_fps for a in send):
                 continue
@@ -148,17 +163,29 @@ class Dispatcher:
             out.extend(deliveries)
         return out
 
-    @staticmethod
-    def _split(members: list[Alert], silences: list[Silence]):
-        send: list[Alert] = []
-        silenced: list[tuple[Alert, Silence]] = []
-        for a in members:
-            s = first_match(silences, a.labels) if a.state == FIRING else None
-            if s is None:
-                send.append(a)
-            else:
-                silenced.append((a, s))
-        return send, silenced
+    def _held(self, alerts: list[Alert], now: float) -> dict[str, tuple[str, dict]]:
+        """Firing alerts not to notify: fingerprint → (status, why), a silence first, then
+        an inhibition, then an acknowledgement."""
+        firing = [a for a in alerts if a.state == FIRING]
+        if not firing:
+            return {}
+        silences = self.silences.active(now)
+        # sources are every firing alert of this engine, not only the due groups'
+        blocked = inhibited(self._candidates(), self.inhibit_rules) if self.inhibit_rules else {}
+        acked = self.acks.covering(firing)
+        out: dict[str, tuple[str, dict]] = {}
+        for a in firing:
+            s = first_match(silences, a.labels)
+            if s is not None:
+                out[a.fingerprint] = ("silenced", {"silence_id": s.id, "by": s.creator})
+            elif a.fingerprint in blocked:
+                rule, source = blocked[a.fingerprint]
+                why = {"rule": rule.name, "source": source.fingerprint, "by": source.rule}
+                out[a.fingerprint] = ("inhibited", why)
+            elif a.fingerprint in acked:
+                ack = acked[a.fingerprint]
+                out[a.fingerprint] = ("acked", {"ack_id": ack.id, "by": ack.creator})
+        return out
 
     @staticmethod
     def _deliver(notifier: Notifier, note: Notification) -> list[Delivery]:
@@ -193,15 +220,16 @@ class Dispatcher:
                     _S.update().where(_S.c.fingerprint.in_(fp_list)).values(last_notified=note.at)
                 )
 
-    def _record_silenced(self, key: str, silenced: list[tuple[Alert, Silence]], now: float) -> None:
-        fps = json.dumps(sorted(a.fingerprint for a, _ in silenced))
+    def _record_held(self, key: str, status: str, held: dict[str, dict], now: float) -> None:
+        """Log alerts left out as ``status``, once per ``repeat_interval`` per set."""
+        fps = json.dumps(sorted(held))
         since = now - self.repeat_interval
         with self.engine.begin() as conn:
             seen = conn.execute(
                 sa.select(_N.c.id)
                 .where(
                     _N.c.group_key == key,
-                    _N.c.status == "silenced",
+                    _N.c.status == status,
                     _N.c.fingerprints == fps,
                     _N.c.at > since,
                 )
@@ -209,16 +237,15 @@ class Dispatcher:
             ).first()
             if seen is not None:
                 return
-            payload = {a.fingerprint: {"silence_id": s.id, "by": s.creator} for a, s in silenced}
             conn.execute(
                 _N.insert().values(
-                    receiver="silence",
+                    receiver=_HELD_BY[status],
                     group_key=key,
                     fingerprints=fps,
-                    status="silenced",
+                    status=status,
                     attempts=0,
                     last_error="",
-                    payload=json.dumps(payload),
+                    payload=json.dumps(held),
                     at=now,
                 )
             )

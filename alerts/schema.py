@@ -1,4 +1,4 @@
-"""Alert tables: current state per fingerprint, history, silences, notifications.
+"""Alert tables: current state per fingerprint, history, silences, notifications, acks.
 
 Timestamps are epoch seconds (float): the alert engine's clock is injectable.
 """
@@ -75,4 +75,20 @@ class AlertNotification(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     payload: Mapped[str] = mapped_column(Text, default="{}")
+    at: Mapped[float] = mapped_column(Float)
+
+
+class AlertAck(Base):
+    """Someone acknowledged a firing alert: it stays firing, humans are not paged again.
+
+    An acknowledgement covers the firing episode it was made in (``at >= fired_at``);
+    when the alert resolves and fires again, it pages again."""
+
+    __tablename__ = "alert_acks"
+    __table_args__ = (Index("ix_alert_acks_fingerprint", "fingerprint"),)
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(128))
+    creator: Mapped[str] = mapped_column(String(64))
+    comment: Mapped[str] = mapped_column(Text)
     at: Mapped[float] = mapped_column(Float)
