@@ -6,6 +6,7 @@ Nothing is built at import time; the composition root (``console``) creates an
 
 from __future__ import annotations
 
+from .alertmanager import AlertmanagerNotifier, AlertmanagerSync
 from .base import DEFAULT_WINDOWS, BurnWindow, Rule
 from .burnrate import BurnRateRule
 from .defaults import build_default_rules, default_rules
@@ -13,7 +14,7 @@ from .engine import AlertEngine, EvalResult
 from .errors import AlertsError, NotifyError, RuleError, SilenceError
 from .export import emit_yaml, rule_groups, to_prometheus_rules
 from .model import Alert, Delivery, Instance, Notification, NotificationRecord, Transition
-from .notify import AlertmanagerNotifier, MultiNotifier, Notifier, WebhookNotifier
+from .notify import MultiNotifier, Notifier, WebhookNotifier
 from .rules import ThresholdRule
 from .silences import Silence, SilenceStore
 from .spec import MinTraffic, QuerySpec
@@ -23,6 +24,7 @@ __all__ = [
     "Alert",
     "AlertEngine",
     "AlertmanagerNotifier",
+    "AlertmanagerSync",
     "AlertsError",
     "BurnRateRule",
     "BurnWindow",

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from collectors.query import MetricsQuery
 
+from .alertmanager import AlertmanagerNotifier, AlertmanagerSync
 from .base import Rule
 from .dispatch import Dispatcher, row_to_alert
 from .errors import RuleError
@@ -41,7 +42,7 @@ from .model import (
     Transition,
     canonical_labels,
 )
-from .notify import Notifier
+from .notify import MultiNotifier, Notifier
 from .schema import AlertHistory, AlertState
 from .silences import SilenceStore
 
@@ -86,6 +87,8 @@ class AlertEngine:
             raise RuleError(f"alert names must be unique: {dupes}")
         self.alert_names = tuple(names)
         self.clock = clock
+        # Alertmanager is fed like Prometheus feeds it (re-sent, short endsAt), not grouped
+        notifier, managers = _split_alertmanagers(notifier)
         self.notifier = notifier
         self.silences = silences or SilenceStore(engine, clock=clock)
         self.dispatcher = Dispatcher(
@@ -96,6 +99,11 @@ class AlertEngine:
             group_wait=group_wait,
             group_interval=group_interval,
             repeat_interval=repeat_interval,
+        )
+        self.alertmanagers = (
+            AlertmanagerSync(engine, self.silences, self.alert_names, managers)
+            if managers
+            else None
         )
 
     # -- evaluation --------------------------------------------------------------------
@@ -119,6 +127,8 @@ class AlertEngine:
         result.transitions = self._apply(now, found, evaluated)
         if self.notifier is not None:
             result.deliveries = self.dispatch(now)
+        if self.alertmanagers is not None:
+            result.deliveries += self.alertmanagers.run(now)
         return result
 
     def dispatch(self, now: float | None = None) -> list[Delivery]:
@@ -235,3 +245,16 @@ class AlertEngine:
 
     def notifications(self, limit: int = 100) -> list[NotificationRecord]:
         return self.dispatcher.records(limit)
+
+def _split_alertmanagers(
+    notifier: Notifier | None,
+) -> tuple[Notifier | None, list[AlertmanagerNotifier]]:
+    """``notifier`` without its Alertmanager receivers, and those receivers."""
+    if isinstance(notifier, AlertmanagerNotifier):
+        return None, [notifier]
+    if isinstance(notifier, MultiNotifier):
+        managers = [n for n in notifier.notifiers if isinstance(n, AlertmanagerNotifier)]
+        rest = [n for n in notifier.notifiers if not isinstance(n, AlertmanagerNotifier)]
+        if managers:
+            return (MultiNotifier(rest) if len(rest) > 1 else (rest or [None])[0]), managers
+    return notifier, []

@@ -1,4 +1,4 @@
-"""Notifiers: a signed generic JSON webhook and Alertmanager's API v2, with retries.
+"""Notifiers: a signed generic JSON webhook, with retries (Alertmanager: :mod:`.alertmanager`).
 
 Each notifier turns a :class:`~alerts.model.Notification` (one group of alerts) into
 :class:`~alerts.model.Delivery` records: the engine stores them in
@@ -232,47 +232,6 @@ class WebhookNotifier(HttpNotifier):
         ts = str(int(self.clock()))
         sig = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(self._secret, ts, body)}
         return {**super().headers(body), **sig}
-
-
-class AlertmanagerNotifier(HttpNotifier):
-    """Posts alerts to Alertmanager's ``/api/v2/alerts`` (it groups and routes them again).
-
-    A firing alert is sent with ``endsAt = now + resolve_timeout``: Alertmanager resolves
-    it by itself if paywatch stops re-sending, so keep ``resolve_timeout`` above the
-    engine's ``repeat_interval``. Resolved alerts carry their real end.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        name: str = "alertmanager",
-        generator_url: str | None = None,
-        resolve_timeout: float = 5 * 3600,
-        **kw: Any,
-    ) -> None:
-        super().__init__(base_url.rstrip("/") + "/api/v2/alerts", name=name, **kw)
-        self.generator_url = generator_url
-        self.resolve_timeout = resolve_timeout
-
-    def body(self, notification: Notification) -> bytes:
-        out = []
-        for a in notification.alerts:
-            start = a.fired_at if a.fired_at is not None else (a.active_since or notification.at)
-            if a.state == "resolved" and a.resolved_at is not None:
-                end = a.resolved_at
-            else:
-                end = notification.at + self.resolve_timeout
-            item: dict[str, Any] = {
-                "labels": {**a.labels, "alertname": a.rule},
-                "annotations": a.annotations,
-                "startsAt": iso(start),
-                "endsAt": iso(end),
-            }
-            if self.generator_url:
-                item["generatorURL"] = self.generator_url
-            out.append(item)
-        return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class MultiNotifier(Notifier):

@@ -219,7 +219,12 @@ def test_alertmanager_v2_payload() -> None:
     rx = Receiver()
     with LiveServer(rx.app()) as srv:
         am = AlertmanagerNotifier(
-            srv.url + "/", generator_url="http://console/alerts", sleep=lambda s: None
+            srv.url + "/",
+            console_url="http://console:8501/",
+            runbook_base_url="https://docs.example/runbook.md",
+            env="prod",
+            resend_interval=60,
+            sleep=lambda s: None,
         )
         firing = am.send(note(alert()))
         resolved = am.send(note(alert("resolved")))
@@ -234,14 +239,17 @@ def test_alertmanager_v2_payload() -> None:
             "alertname": "breaker_open",
             "severity": "page",
             "resource": "redis",
+            "service": "paywatch",
+            "env": "prod",
         }
-        assert all(isinstance(v, str) for v in item["labels"].values())
+        assert item["generatorURL"] == "http://console:8501/oncall_overview?alert=" + "f" * 64
+        assert item["annotations"]["runbook_url"] == "https://docs.example/runbook.md#breaker_open"
         assert item["startsAt"].endswith("Z") and item["endsAt"].endswith("Z")
         starts = datetime.fromisoformat(item["startsAt"]).timestamp()
         ends = datetime.fromisoformat(item["endsAt"]).timestamp()
         assert starts == T0 + 60
-        # a firing alert stays firing in Alertmanager until paywatch stops re-sending it
-        assert ends == (T0 + 600 + 5 * 3600 if state == "firing" else T0 + 600)
+        # firing: four re-send intervals ahead (it expires unless re-sent); resolved: its end
+        assert ends == (T0 + 600 + 240 if state == "firing" else T0 + 600)
 
 
 def test_multi_notifier_records_one_row_per_receiver(db) -> None:
