@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from . import drill_cli as _drill
+from .errors import SettingsError
 from .settings import Settings
 
 
@@ -63,11 +64,29 @@ def _worker(args: argparse.Namespace) -> int:
         platform.close()
 
 
+#: what the console needs beyond the core (the ``console`` extra of pyproject.toml)
+CONSOLE_MODULES = ("streamlit", "plotly")
+CONSOLE_MISSING = (
+    "the console is not installed: pip install 'paywatch[console]' "
+    "(or `make install`, which installs every extra)"
+)
+
+
+def console_installed() -> bool:
+    """Whether the ``console`` extra is importable (checked without importing it)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in CONSOLE_MODULES)
+
+
 def _console(args: argparse.Namespace) -> int:
     import subprocess
 
     from .up import console_command
 
+    if not console_installed():
+        print(f"paywatch console: error: {CONSOLE_MISSING}", file=sys.stderr)
+        return 2
     return subprocess.call(console_command(args.host, args.port))
 
 
@@ -112,8 +131,20 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """The installed paywatch version (``0+unknown`` when run from an uninstalled tree)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
+
+    try:
+        return _version("paywatch")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="paywatch", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     from .merchant_cli import configure_parser as configure_merchant
@@ -123,7 +154,9 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the pay core HTTP API")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
+    )
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="run the scheduler jobs (safe to run several)")
@@ -199,14 +232,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(argv)  # a bad flag: argparse prints usage, exits 2
     from .logs import configure_from_args
 
-    configure_from_args(args)
     try:
+        configure_from_args(args)
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except SettingsError as exc:  # a bad PAYWATCH_* value or flag: one line, no traceback
+        print(f"paywatch {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - a CLI prints the class, never a secret-bearing trace
         from paycore.errors import PayCoreError
 
