@@ -105,7 +105,16 @@ def build_alert_engine(engine: Engine, query: MetricsQuery, settings: Settings) 
 
     notifiers: list[Any] = []
     if settings.alertmanager_url:
-        notifiers.append(AlertmanagerNotifier(settings.alertmanager_url))
+        notifiers.append(
+            AlertmanagerNotifier(
+                settings.alertmanager_url,
+                console_url=settings.console_url,
+                runbook_base_url=settings.runbook_base_url,
+                service=settings.service,
+                env=settings.env,
+                resend_interval=settings.alertmanager_resend_s,
+            )
+        )
     hook = settings.extra.get("alert_webhook_url") or os.environ.get("PAYWATCH_ALERT_WEBHOOK_URL")
     if hook:
         notifiers.append(WebhookNotifier(hook, settings.notify_secret()))

@@ -190,6 +190,17 @@ class Settings:
     redis_url: str | None = None
     prometheus_url: str | None = None
     alertmanager_url: str | None = None
+    #: what Alertmanager is told (``alerts.alertmanager``): the console's base URL, its
+    #: alert view being each alert's ``generatorURL`` (``PAYWATCH_CONSOLE_URL``); where
+    #: docs/runbook.md is served, for ``runbook_url`` (``PAYWATCH_RUNBOOK_BASE_URL``;
+    #: default the local file); the ``service`` and ``env`` labels on every alert
+    #: (``PAYWATCH_SERVICE``, ``PAYWATCH_ENV``); how often firing alerts are re-sent, s
+    #: (``PAYWATCH_ALERTMANAGER_RESEND_S``, 1 .. 3600; they expire after 4 intervals)
+    console_url: str = "http://127.0.0.1:8501"
+    runbook_base_url: str | None = None
+    service: str = "paywatch"
+    env: str = "dev"
+    alertmanager_resend_s: int = 60
     node_id: int | None = None
     api_url: str = "http://127.0.0.1:8000"
     sandbox_url: str = "http://127.0.0.1:8100"
@@ -250,6 +261,13 @@ class Settings:
             redis_url=_url("REDIS_URL", get("REDIS_URL")),
             prometheus_url=_url("PROMETHEUS_URL", get("PROMETHEUS_URL")),
             alertmanager_url=_url("ALERTMANAGER_URL", get("ALERTMANAGER_URL")),
+            console_url=get("CONSOLE_URL") or cls.console_url,
+            runbook_base_url=get("RUNBOOK_BASE_URL"),
+            service=get("SERVICE") or cls.service,
+            env=get("ENV") or cls.env,
+            alertmanager_resend_s=_count(
+                "ALERTMANAGER_RESEND_S", get("ALERTMANAGER_RESEND_S"), 60, 3600
+            ),
             node_id=_node_id(get("NODE_ID")),
             shadow=_flag("SHADOW", get("SHADOW"), cls.shadow),
             shadow_channel_url=_url("SHADOW_CHANNEL_URL", get("SHADOW_CHANNEL_URL")),
