@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,37 @@ class Silence:
 
 def first_match(silences: Iterable[Silence], labels: Mapping[str, str]) -> Silence | None:
     return next((s for s in silences if s.matches(labels)), None)
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?\s*")
+_UNIT = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_matchers(items: Iterable[str]) -> dict[str, str]:
+    """``["alertname=breaker_open", "resource=redis"]`` → matchers; :class:`SilenceError`
+    for anything but ``name=value`` (a silence's matchers are label equalities)."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        name, value = name.strip(), value.strip().strip("\"'")
+        if not sep or name.endswith(("!", "~")) or value.startswith("~"):
+            raise SilenceError(f"matcher {item!r}: write name=value (equality only)")
+        if not LABEL_NAME.fullmatch(name):
+            raise SilenceError(f"invalid matcher label {name!r}")
+        if not value:
+            raise SilenceError(f"matcher {name!r} needs a non-empty string value")
+        out[name] = value
+    if not out:
+        raise SilenceError("a silence needs at least one matcher")
+    return out
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``2h``, ``1d`` (a bare number is seconds) → seconds > 0."""
+    m = _DURATION.fullmatch(str(text or ""))
+    if m is None or float(m.group(1)) <= 0:
+        raise SilenceError(f"not a duration: {text!r} (e.g. 30m, 2h, 1d)")
+    return float(m.group(1)) * _UNIT[m.group(2) or "s"]
 
 
 def _row(r: sa.Row) -> Silence:

@@ -225,6 +225,11 @@ def parser() -> argparse.ArgumentParser:
     from .routing_cli import configure_parser as configure_routing
 
     configure_routing(sub.add_parser("routing", help="routing rules: show, publish, preview"))
+    from .alerts_cli import configure_parser as configure_alerts
+
+    configure_alerts(
+        sub.add_parser("alerts", help="alert operations: list, silence, unsilence, ack, history")
+    )
     from .logs import add_flags
 
     add_flags(sub)  # --log-format/--log-level on every command
