@@ -1,7 +1,7 @@
 """The default rules for the core links (what each means and what to do: ``docs/runbook.md``).
 
-* success ratio per link step as SLO burn rates (trade_create, pay, callback, refund),
-  and per pay org on the channel call;
+* SLO burn rates from the SLO spec (:mod:`alerts.slo_spec`): availability per link step
+  and per pay org on the channel call, pay latency, the weak dependencies;
 * pay p99 latency; compensation, notification and ledger-posting backlogs;
 * a breaker open or forced open; the trial balance not balancing; recon differences.
 """
@@ -14,43 +14,78 @@ from .base import Rule
 from .burnrate import BurnRateRule
 from .grade_audit import grade_contradicted_rule
 from .rules import ThresholdRule
+from .slo_latency import LatencyBurnRule
+from .slo_spec import Slo, SloSpec, load_spec
 from .spec import MinTraffic, QuerySpec
 
 REQUESTS = "paywatch_link_requests_total"
 LATENCY = "paywatch_link_latency_seconds"
 RUNBOOK = "docs/runbook.md#"
 
-#: step → (SLO, min req/s below which the burn rate does not page)
-STEP_SLOS: dict[str, tuple[float, float]] = {
-    "trade_create": (0.999, 0.05),
-    "pay": (0.999, 0.05),
-    "callback": (0.999, 0.05),
-    "refund": (0.995, 0.01),
-}
-CHANNEL_SLO = 0.99
-
-
-#: weak dependency → its success SLO (the map's): a burn-rate page proposes "degrade X"
-WEAK_SLOS: dict[str, float] = {"notification": 0.99, "ledger.hot_account": 0.999, "risk": 0.999}
 GUARD_CALLS = "paywatch_guard_calls_total"
 
 
-def _weak_dependency_burn(resource: str, slo: float) -> BurnRateRule:
-    """Calls to a weak dependency failing (the guard's per-edge outcomes, every caller):
-    its ``degrade <resource>`` plan is proposed while it fires."""
-    return BurnRateRule(
-        f"slo_dependency_success_{org_slug(resource)}",
-        slo,
-        match={"resource": resource},
-        metric=GUARD_CALLS,
-        labels={"resource": resource},
-        min_traffic_rps=0.02,
-        annotations=_notes(
-            "slo_dependency_success_resource",
-            f"calls to {resource} (a weak dependency) are failing",
-            plan=f"degrade {resource}",
-        ),
+def __getattr__(name: str) -> dict:
+    """``STEP_SLOS`` and ``WEAK_SLOS``, read from the SLO spec (no objective lives here)."""
+    if name == "STEP_SLOS":  # step -> (objective, min req/s)
+        return {
+            s.step: (s.objective, s.min_traffic_rps or 0.0)
+            for s in load_spec().slos
+            if s.kind == "availability" and s.step and s.per is None
+        }
+    if name == "WEAK_SLOS":  # weak dependency -> objective
+        return {s.resource: s.objective for s in load_spec().slos if s.resource}
+    raise AttributeError(name)
+
+
+def _slo_rule(slo: Slo, org: str | None) -> BurnRateRule:
+    """One burn-rate rule of the spec (for one pay org when the SLO is per pay org)."""
+    name = slo.alert.replace("{org}", org_slug(org)) if org else slo.alert
+    match = {"step": slo.step} if slo.step else {}
+    labels = {**slo.labels}
+    if org:
+        match["pay_org"] = labels["pay_org"] = org
+    if slo.resource:
+        labels["resource"] = match["resource"] = slo.resource
+    plan = slo.plan.replace("{org}", org or "")
+    if slo.kind == "latency":
+        summary = (
+            f"{slo.step} requests slower than {slo.threshold_s * 1000:g} ms are burning "
+            f"the {slo.objective:.4g} latency SLO's error budget"
+        )
+    elif slo.resource:
+        summary = f"calls to {slo.resource} (a weak dependency) are failing"
+    elif org:
+        summary = f"channel calls to {org} are failing"
+    else:
+        summary = f"{slo.step} is burning its {slo.objective:.4g} success SLO error budget"
+    # per-org and per-resource rules share one runbook heading (<org>, <resource>)
+    anchor = slo.alert.replace("{org}", "org")
+    if slo.resource:
+        anchor = "slo_dependency_success_resource"
+    common: dict = dict(
+        match=match,
+        by=slo.by,
+        labels=labels,
+        windows=slo.windows,
+        min_traffic_rps=slo.min_traffic_rps,
+        absent_for_s=slo.absent_for_s,
+        annotations=_notes(anchor, summary, plan=plan),
     )
+    if slo.kind == "latency":
+        return LatencyBurnRule(name, slo.objective, threshold_s=slo.threshold_s or 1.0, **common)
+    metric = GUARD_CALLS if slo.resource else REQUESTS
+    return BurnRateRule(name, slo.objective, metric=metric, **common)
+
+
+def slo_rules(spec: SloSpec, pay_orgs: tuple[str, ...] = ()) -> list[BurnRateRule]:
+    """The spec's objectives as burn-rate rules, in the spec's order (per-pay-org
+    objectives once per org of ``pay_orgs``)."""
+    rules: list[BurnRateRule] = []
+    for slo in spec.slos:
+        for org in pay_orgs if slo.per == "pay_org" else (None,):
+            rules.append(_slo_rule(slo, org))
+    return rules
 
 
 def _notes(anchor: str, summary: str, plan: str = "") -> dict[str, str]:
@@ -92,39 +127,10 @@ def org_slug(org: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", org.lower())
 
 
-def build_default_rules(pay_orgs: tuple[str, ...] = ()) -> list[Rule]:
+def build_default_rules(pay_orgs: tuple[str, ...] = (), spec: SloSpec | None = None) -> list[Rule]:
+    """Every default rule; the SLO burn rates from ``spec`` (default: :func:`load_spec`)."""
     rules: list[Rule] = []
-    for step, (slo, min_rps) in STEP_SLOS.items():
-        name = f"slo_{step}_success"
-        rules.append(
-            BurnRateRule(
-                name,
-                slo,
-                step=step,
-                min_traffic_rps=min_rps,
-                absent_for_s=1800 if step == "pay" else None,
-                annotations=_notes(
-                    name, f"{step} is burning its {slo:.4g} success SLO error budget"
-                ),
-            )
-        )
-    for org in pay_orgs:
-        name = f"slo_channel_call_success_{org_slug(org)}"
-        rules.append(
-            BurnRateRule(
-                name,
-                CHANNEL_SLO,
-                match={"step": "channel_call", "pay_org": org},
-                labels={"pay_org": org},
-                min_traffic_rps=0.02,
-                annotations=_notes(  # the heading is slo_channel_call_success_<org>
-                    "slo_channel_call_success_org",
-                    f"channel calls to {org} are failing",
-                    plan=f"channel {org} outage",
-                ),
-            )
-        )
-    rules += [_weak_dependency_burn(res, slo) for res, slo in WEAK_SLOS.items()]
+    rules += slo_rules(spec or load_spec(), pay_orgs)
     rules.append(
         ThresholdRule(
             "pay_latency_p99_high",
@@ -221,6 +227,8 @@ def build_default_rules(pay_orgs: tuple[str, ...] = ()) -> list[Rule]:
     return rules
 
 
-def default_rules(pay_orgs: tuple[str, ...] | list[str] = ()) -> list[Rule]:
+def default_rules(
+    pay_orgs: tuple[str, ...] | list[str] = (), spec: SloSpec | None = None
+) -> list[Rule]:
     """The default rules for the core links (:func:`build_default_rules`)."""
-    return build_default_rules(tuple(pay_orgs))
+    return build_default_rules(tuple(pay_orgs), spec)

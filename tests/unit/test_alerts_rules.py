@@ -21,6 +21,7 @@ from alerts import (
 from alerts.export import GROUPS, emit_yaml, rule_groups
 from alerts.model import fingerprint, render
 from alerts.notify import iso, redact_url, sign
+from alerts.slo_spec import SLO_WINDOWS
 from alerts.spec import duration, number, selector
 from collectors.query import MetricsQuery, Series
 
@@ -28,6 +29,7 @@ AT = 1_700_000_000.0
 COLLECTOR_METRICS = {
     "paywatch_link_requests_total",
     "paywatch_link_latency_seconds_bucket",
+    "paywatch_link_latency_seconds_count",
     "paywatch_guard_outcomes_total",
     "paywatch_guard_calls_total",
     "paywatch_breaker_state",
@@ -337,7 +339,7 @@ def test_default_rules_cover_the_core_links() -> None:
     for step in ("pay", "callback", "refund", "trade_create"):
         rule = by_name[f"slo_{step}_success"]
         assert isinstance(rule, BurnRateRule) and rule.match == {"step": step}
-        assert rule.min_traffic_rps and rule.windows == DEFAULT_WINDOWS
+        assert rule.min_traffic_rps and rule.windows == SLO_WINDOWS  # the spec's 4 pairs
     channel = by_name["slo_channel_call_success_sandbox_a"]
     assert isinstance(channel, BurnRateRule)
     assert channel.match == {"step": "channel_call", "pay_org": "SANDBOX_A"}
@@ -373,8 +375,10 @@ def test_export_groups_and_yaml() -> None:
     assert doc == rule_groups(rules)
     assert yaml.safe_load(emit_yaml(doc)) == doc  # the no-PyYAML path says the same
     items = [r for g in doc["groups"] for r in g["rules"]]
-    assert all(set(r) <= {"alert", "expr", "for", "labels", "annotations"} for r in items)
-    breaker = next(r for r in items if r["alert"] == "breaker_open")
+    alerts = [r for r in items if "alert" in r]
+    assert all(set(r) <= {"alert", "expr", "for", "labels", "annotations"} for r in alerts)
+    assert all(set(r) == {"record", "expr", "labels"} for r in items if "alert" not in r)
+    breaker = next(r for r in items if r.get("alert") == "breaker_open")
     assert breaker == {
         "alert": "breaker_open",
         "expr": "max by (resource) (paywatch_breaker_tripped) >= 1",
