@@ -18,7 +18,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -80,7 +80,10 @@ def current_span_id() -> str | None:
     return format(ctx.span_id, "016x") if ctx.is_valid else None
 
 
-def outgoing_headers(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
+_H = TypeVar("_H", bound=MutableMapping[str, str])
+
+
+def outgoing_headers(headers: _H) -> _H:
     """Add ``X-Request-Id`` and ``traceparent`` (of the current context) to ``headers``."""
     rid = _request_id.get()
     if rid is not None:
@@ -98,11 +101,15 @@ def _get(headers: Mapping[str, str], name: str) -> str | None:
 
 @contextlib.contextmanager
 def server_span(
-    name: str, headers: Mapping[str, str], attributes: Mapping[str, Any] | None = None
+    name: str,
+    headers: Mapping[str, str],
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    request_id: str | None = None,
 ) -> Iterator[Span]:
-    """Serve one incoming request: adopt its ``X-Request-Id`` (or make one) and continue
-    its ``traceparent`` in a SERVER span, for the enclosed block."""
-    rid = valid_request_id(_get(headers, REQUEST_ID_HEADER)) or new_request_id()
+    """Serve one incoming request: adopt ``request_id`` or its ``X-Request-Id`` (or make
+    one) and continue its ``traceparent`` in a SERVER span, for the enclosed block."""
+    rid = request_id or valid_request_id(_get(headers, REQUEST_ID_HEADER)) or new_request_id()
     parent = propagate.extract(headers)
     with (
         use_request_id(rid),
@@ -136,3 +143,26 @@ def resumed(kept: Mapping[str, str] | None) -> Iterator[None]:
     finally:
         if token is not None:
             otel_context.detach(token)
+
+
+#: the key of a stored payload (the notification outbox) that keeps :func:`carrier`;
+#: never sent: :func:`split_kept` takes it out
+KEPT_KEY = "_trace"
+
+
+def with_kept(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` plus the current :func:`carrier` under :data:`KEPT_KEY` (unchanged
+    outside any request or trace)."""
+    kept = carrier()
+    return {**payload, KEPT_KEY: kept} if kept else payload
+
+
+def split_kept(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``payload`` without :data:`KEPT_KEY`, and what that key kept."""
+    if KEPT_KEY not in payload:
+        return payload, {}
+    rest = dict(payload)
+    kept = rest.pop(KEPT_KEY)
+    if not isinstance(kept, dict):
+        return rest, {}
+    return rest, {str(k): str(v) for k, v in kept.items()}

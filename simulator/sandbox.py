@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from paycore.channels.signing import signed_headers, verify_headers
+from paycore.tracing import outgoing_headers, server_span
 
 from .errors import SandboxReject
 from .sandbox_config import KINDS, Knobs, SandboxConfig
@@ -103,7 +104,7 @@ class CallbackDispatcher:
     async def _post(self, org: str, url: str, body: bytes, channel_txn_no: str) -> None:
         cfg = self.state.config
         for attempt in range(cfg.callback_attempts):
-            headers = signed_headers(cfg.secrets[org], body)
+            headers = outgoing_headers(signed_headers(cfg.secrets[org], body))
             headers["Content-Type"] = "application/json"
             try:
                 async with self.client.post(
@@ -189,6 +190,12 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         return running
 
     async def transaction(kind: str, org: str, request: Request) -> Response:
+        # the caller's request id and trace go on into this transaction's callback (the
+        # callback's task inherits the context)
+        with server_span(f"sandbox {kind}", request.headers, {"paywatch.pay_org_no": org}):
+            return await handle(kind, org, request)
+
+    async def handle(kind: str, org: str, request: Request) -> Response:
         body = await authenticate(request, org)
         req = _parse(_TxnIn, body)
         await asyncio.sleep(state.latency(org))

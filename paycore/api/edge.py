@@ -26,6 +26,7 @@ from stability.limits import MemoryLimitStore
 
 from ..errors import InvalidCharacters, MalformedRequest, PayCoreError
 from ..models import has_hostile_chars
+from ..tracing import server_span
 from .schemas import INVALID_CHARACTERS
 
 log = logging.getLogger("paycore.api")
@@ -168,6 +169,21 @@ class EdgeMiddleware:
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
+        # the request id and trace follow the request into the channel front, callbacks
+        # and notifications (paycore.tracing)
+        trace_headers = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in headers.items()
+            if k in (b"traceparent", b"tracestate")
+        }
+        name = f"{scope.get('method', 'HTTP')} {scope.get('path', '')}"
+        with server_span(name, trace_headers, request_id=rid) as span:
+            await self._serve(scope, receive, send, headers, rid)
+            span.set_attribute("http.response.status_code", scope["state"].get("status", 0))
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], rid: str
+    ) -> None:
         rid_header = (b"x-request-id", rid.encode("latin-1"))
         where = _hostile_part(scope)
         if where:
@@ -198,6 +214,7 @@ class EdgeMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                scope["state"]["status"] = message.get("status", 0)
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 

@@ -19,11 +19,13 @@ from urllib.parse import quote
 
 import aiohttp
 import urllib3
+from opentelemetry.trace import SpanKind
 from urllib3.exceptions import HTTPError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from stability.guard import call_budget
 
+from ..tracing import outgoing_headers, tracer
 from .callbacks import parse_callback
 from .errors import ChannelRejected, ChannelUnavailable
 from .port import ChannelRequest, ChannelResult
@@ -146,6 +148,16 @@ class HttpChannelClient:
         """:meth:`send` on an event loop, through ``session``: the same request, signing
         and answer handling, with aiohttp as the transport; ``timeout`` seconds (default
         the client's) for the connection and for the answer."""
+        with self._span(request.kind, request):
+            return await self._send_async(session, request, notify_url, timeout)
+
+    async def _send_async(
+        self,
+        session: aiohttp.ClientSession,
+        request: ChannelRequest,
+        notify_url: str,
+        timeout: float | None,
+    ) -> ChannelAck:
         call = self._transaction(request, notify_url)
         seconds = self.timeout if timeout is None else timeout
         try:
@@ -167,8 +179,19 @@ class HttpChannelClient:
     def _transact(
         self, kind: str, request: ChannelRequest, notify_url: str, timeout: float | None = None
     ) -> ChannelAck:
-        call = self._transaction(request, notify_url, kind)
-        return self._acknowledged(call, self._send(call, timeout), request)
+        with self._span(kind, request):
+            call = self._transaction(request, notify_url, kind)
+            return self._acknowledged(call, self._send(call, timeout), request)
+
+    def _span(self, kind: str, request: ChannelRequest) -> Any:
+        """The CLIENT span of one send; its context goes out as ``traceparent``."""
+        attributes = {
+            "paywatch.pay_org_no": self.pay_org_no,
+            "paywatch.channel_txn_no": request.channel_txn_no,
+        }
+        return tracer().start_as_current_span(
+            f"channel {kind}", kind=SpanKind.CLIENT, attributes=attributes
+        )
 
     def _transaction(
         self, request: ChannelRequest, notify_url: str, kind: str | None = None
@@ -274,6 +297,7 @@ class HttpChannelClient:
     ) -> _Call:
         raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = signed_headers(self._secret, raw)
+        outgoing_headers(headers)  # X-Request-Id and traceparent (not signed)
         if body is not None:
             headers["Content-Type"] = "application/json"
         url = f"{self.base_url}/gateway/{quote(self.pay_org_no, safe='')}{path}"

@@ -25,6 +25,7 @@ limit token per payment. Here its outcome is recorded against that edge
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -181,7 +182,8 @@ class ChannelFront:
             pool = self._pools[org] = ThreadPoolExecutor(
                 max_workers=self.max_workers, thread_name_prefix=f"channel-front-{org}"
             )
-        return pool.submit(self._send, client, request)
+        # the caller's context (request id, trace) goes with the send to the pool thread
+        return pool.submit(contextvars.copy_context().run, self._send, client, request)
 
     def _done(self, future: Future[None], org: str) -> None:
         with self._lock:

@@ -48,6 +48,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -59,6 +60,7 @@ from ..db.schema import Notification, NotificationAttempt
 from ..ids import IdGenerator
 from ..instrument import NULL_METRICS, Metrics
 from ..merchants import notify_keys
+from ..tracing import outgoing_headers, resumed, split_kept, tracer
 from .guarded import CALLER, DEFERRED, guarded_post, notify_timeout
 from .signing import notification_signature
 
@@ -88,7 +90,7 @@ def envelope(event_id: str, event_type: str, created_at: datetime, payload: str)
         "event_id": event_id,
         "event_type": event_type,
         "created_at": created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "data": json.loads(payload),
+        "data": split_kept(json.loads(payload))[0],
     }
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -227,6 +229,22 @@ class NotificationDelivery:
         return tuple(self._shared_key if k is None else k for k in own)
 
     def _post(self, row: _Claimed, timeout: float | None = None) -> _Outcome:
+        """One POST, in the request id and trace of the event's cause (the callback
+        that settled the payment): both reach the merchant's headers."""
+        kept = split_kept(json.loads(row.payload))[1]
+        attributes = {"paywatch.event_id": row.event_id, "paywatch.merchant_id": row.merchant_id}
+        with (
+            resumed(kept),
+            tracer().start_as_current_span(
+                "notify deliver", kind=SpanKind.CLIENT, attributes=attributes
+            ) as span,
+        ):
+            outcome = self._post_now(row, timeout)
+            if outcome.status_code is not None:
+                span.set_attribute("http.response.status_code", outcome.status_code)
+            return outcome
+
+    def _post_now(self, row: _Claimed, timeout: float | None) -> _Outcome:
         if not row.keys:  # its secrets all ran out: never fall back to the shared key
             return _Outcome(None, "no_signing_key", 0)
         body = envelope(row.event_id, row.event_type, row.created_at, row.payload)
@@ -237,6 +255,7 @@ class NotificationDelivery:
             TIMESTAMP_HEADER: ts,
             SIGNATURE_HEADER: notification_signature(row.keys, ts, body),
         }
+        outgoing_headers(headers)  # X-Request-Id and traceparent
         start = time.perf_counter()
         code: int | None = None
         error = ""

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ..db.schema import Merchant, Notification, PayOrder, Trade
 from ..stamps import Stamps
+from ..tracing import with_kept
 
 EVENT_TYPES = (
     "trade.paid",
@@ -56,7 +57,7 @@ def add_notification(
             merchant_id=merchant_id,
             event_type=event_type,
             trade_id=trade_id,
-            payload=json.dumps(payload, separators=(",", ":"), sort_keys=True),
+            payload=json.dumps(with_kept(payload), separators=(",", ":"), sort_keys=True),
             url=url,
             status="pending",
             attempts=0,
