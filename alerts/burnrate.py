@@ -93,8 +93,10 @@ class BurnRateRule(Rule):
     def evaluate(self, query: MetricsQuery, at: float) -> list[Instance]:
         out: list[Instance] = []
         if self.absent_for_s:
+            # every process exports the step's zero-initialised series, so "absent" is
+            # "no increase at all", not "no series"
             seen = query.rate(self.metric, window=self.absent_for_s, at=at, match=self.match)
-            if not any(s.value is not None for s in seen):
+            if not any(s.value for s in seen):
                 out.append(absent_instance(self, self.match))
         min_rps = self.min_traffic_rps or 0.0
         cache: dict[float, dict[tuple, float]] = {}
@@ -162,6 +164,7 @@ class BurnRateRule(Rule):
             rule["annotations"] = notes
             out.append(rule)
         if self.absent_for_s:
-            expr = f"absent_over_time({selector(self.metric, self.match)}"
-            out.append(absent_export(self, f"{expr}[{duration(self.absent_for_s)}])"))
+            sel, win = selector(self.metric, self.match), duration(self.absent_for_s)
+            expr = f"sum(increase({sel}[{win}])) == 0 or absent_over_time({sel}[{win}])"
+            out.append(absent_export(self, expr))
         return out

@@ -13,6 +13,7 @@ import re
 from .base import Rule
 from .burnrate import BurnRateRule
 from .grade_audit import grade_contradicted_rule
+from .meta_rules import meta_rules
 from .rules import ThresholdRule
 from .slo_latency import LatencyBurnRule
 from .slo_spec import Slo, SloSpec, load_spec
@@ -224,6 +225,7 @@ def build_default_rules(pay_orgs: tuple[str, ...] = (), spec: SloSpec | None = N
         ),
     ]
     rules.append(grade_contradicted_rule())
+    rules += meta_rules(_notes)  # is paywatch itself watching: alerts/meta_rules.py
     return rules
 
 

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -51,6 +51,15 @@ _S = cast(sa.Table, AlertState.__table__)
 _H = cast(sa.Table, AlertHistory.__table__)
 
 
+class EngineMetrics(Protocol):
+    """Where the engine reports its own health
+    (:class:`collectors.job_metrics.AlertEngineMetrics`)."""
+
+    def evaluated(self) -> None: ...
+
+    def rule_failed(self, rule: str) -> None: ...
+
+
 @dataclass
 class EvalResult:
     """What one evaluation did."""
@@ -77,8 +86,10 @@ class AlertEngine:
         group_wait: float = 30.0,
         group_interval: float = 300.0,
         repeat_interval: float = 14400.0,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self.engine = engine
+        self.metrics = metrics
         self.query = query
         self.rules = list(rules)
         names = [n for r in self.rules for n in r.alert_names()]
@@ -120,11 +131,15 @@ class AlertEngine:
             except Exception as exc:  # noqa: BLE001 - one broken rule must not stop the rest
                 log.warning("alert rule %s failed: %s", rule.name, type(exc).__name__)
                 result.errors[rule.name] = f"{type(exc).__name__}: {exc}"[:500]
+                if self.metrics is not None:
+                    self.metrics.rule_failed(rule.name)
                 continue
             evaluated.update(rule.alert_names())
             for inst in instances:
                 found[inst.fingerprint] = inst  # dedup: one state per fingerprint
         result.transitions = self._apply(now, found, evaluated)
+        if self.metrics is not None:
+            self.metrics.evaluated()
         if self.notifier is not None:
             result.deliveries = self.dispatch(now)
         if self.alertmanagers is not None:
@@ -245,6 +260,7 @@ class AlertEngine:
 
     def notifications(self, limit: int = 100) -> list[NotificationRecord]:
         return self.dispatcher.records(limit)
+
 
 def _split_alertmanagers(
     notifier: Notifier | None,

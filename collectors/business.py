@@ -32,15 +32,17 @@ class BusinessSnapshot:
     notification_backlog: int = 0
     pending_postings: int = 0
     recon_differences: Mapping[str, int] = field(default_factory=dict)  # by kind
-    trial_balance_ok: bool = True
+    #: None: not checked yet (the gauge is left out rather than claiming a balance)
+    trial_balance_ok: bool | None = True
 
 
 class BusinessCollector(Collector):
     """A custom collector yielding the business gauges from a cached snapshot.
 
-    When the snapshot function fails, the last good snapshot is served (if any) and
-    ``paywatch_business_snapshot_ok`` drops to 0, so a slow or broken database never
-    breaks the whole scrape.
+    When the snapshot function fails, ``paywatch_business_snapshot_ok`` drops to 0 and
+    the business gauges are left out until a snapshot succeeds again: a broken database
+    never breaks the whole scrape, and last hour's ``trial_balance_ok 1`` is not served as
+    if it were checked now (their rules see no data; ``business_snapshot_stale`` pages).
     """
 
     def __init__(
@@ -68,8 +70,8 @@ class BusinessCollector(Collector):
                 try:
                     self._cached, self._ok = self.source(), True
                 except Exception:  # noqa: BLE001 - a scrape must not fail on it
-                    log.exception("business snapshot failed; serving the last good one")
-                    self._ok = False
+                    log.exception("business snapshot failed; business gauges left out")
+                    self._cached, self._ok = None, False
                 self._at = now
             return self._cached, self._ok
 
@@ -105,9 +107,10 @@ class BusinessCollector(Collector):
         for kind, n in _fold(snap.recon_differences, self._kind).items():
             recon.add_metric([kind], n)
         yield recon
-        yield GaugeMetricFamily(
-            "paywatch_trial_balance_ok", _DOCS["trial"], value=1.0 if snap.trial_balance_ok else 0.0
-        )
+        if snap.trial_balance_ok is not None:
+            yield GaugeMetricFamily(
+                "paywatch_trial_balance_ok", _DOCS["trial"], value=float(snap.trial_balance_ok)
+            )
 
 
 def _fold(values: Mapping[str, int], bound: BoundedLabel) -> dict[str, float]:

@@ -21,6 +21,8 @@ from sqlalchemy.engine import Engine
 
 from collectors import BusinessSnapshot, CoreMetrics, MetricsQuery, Sampler, TimeSeriesStore
 from collectors import make_query as _make_query
+from collectors.build_info import register_process_metrics
+from collectors.job_metrics import AlertEngineMetrics, JobMetrics
 from paycore import PayCore
 from paycore.db.schema import CompensationTask, Notification, PayOrder, ReconDifference
 from paycore.ledger import pending_count
@@ -35,6 +37,8 @@ class Observability:
     store: TimeSeriesStore
     sampler: Sampler
     query: MetricsQuery
+    jobs: JobMetrics | None = None
+    alert_metrics: AlertEngineMetrics | None = None
 
     def start(self) -> None:
         self.sampler.start()
@@ -75,7 +79,7 @@ def business_snapshot(core: PayCore, trial_ok: Callable[[], bool | None]) -> Bus
         notification_backlog=int(notify),
         pending_postings=pending_count(core.db),
         recon_differences={k: int(v) for k, v in diffs.items()},
-        trial_balance_ok=True if ok is None else ok,
+        trial_balance_ok=ok,  # None until the trial-balance job has run: no gauge
     )
 
 
@@ -92,14 +96,35 @@ def build_observability(
     registry = CollectorRegistry()
     metrics = CoreMetrics(registry, business=business, rejected=rejected)
     store = TimeSeriesStore(engine)
-    instance = f"{role}:{socket.gethostname()}:{os.getpid()}"
-    sampler = Sampler(registry, store, instance=instance)
+    register_process_metrics(registry)
+    sampler = Sampler(registry, store, instance=sampler_instance(role, settings.node_id))
     query = _make_query(settings.prometheus_url, engine)
-    return Observability(registry, metrics, store, sampler, query)
+    return Observability(
+        registry,
+        metrics,
+        store,
+        sampler,
+        query,
+        jobs=JobMetrics(registry),
+        alert_metrics=AlertEngineMetrics(registry),
+    )
 
 
-def build_alert_engine(engine: Engine, query: MetricsQuery, settings: Settings) -> Any:
-    """The alert engine with the default core-link rules and the configured notifiers."""
+def sampler_instance(role: str, node_id: int | None) -> str:
+    """The embedded store's ``instance`` label: the same after a restart, so a restart
+    continues its series instead of starting new ones. Replicas have distinct
+    ``PAYWATCH_NODE_ID`` values (docs/scaling.md); without one, the host name."""
+    return f"{role}:node-{node_id}" if node_id is not None else f"{role}:{socket.gethostname()}"
+
+
+def build_alert_engine(
+    engine: Engine,
+    query: MetricsQuery,
+    settings: Settings,
+    metrics: AlertEngineMetrics | None = None,
+) -> Any:
+    """The alert engine with the default core-link rules and the configured notifiers;
+    ``metrics`` counts its evaluations and failed rule queries."""
     from alerts import AlertEngine, AlertmanagerNotifier, MultiNotifier, WebhookNotifier
     from alerts import default_rules as alert_rules
 
@@ -119,4 +144,6 @@ def build_alert_engine(engine: Engine, query: MetricsQuery, settings: Settings) 
     if hook:
         notifiers.append(WebhookNotifier(hook, settings.notify_secret()))
     notifier = MultiNotifier(notifiers) if len(notifiers) > 1 else (notifiers or [None])[0]
-    return AlertEngine(engine, query, alert_rules(settings.pay_orgs), notifier=notifier)
+    return AlertEngine(
+        engine, query, alert_rules(settings.pay_orgs), notifier=notifier, metrics=metrics
+    )

@@ -38,6 +38,8 @@ from .wiring import plan_upkeep
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
+    from collectors.job_metrics import JobMetrics
+
 log = logging.getLogger(__name__)
 Job = tuple[Callable[[], Any], float, str]  # (callable, interval seconds, name)
 ExtraJob = Job
@@ -119,7 +121,7 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
             )
     obs = platform.observability
     if obs is not None:
-        alerts = build_alert_engine(core.db.engine, obs.query, settings)
+        alerts = build_alert_engine(core.db.engine, obs.query, settings, obs.alert_metrics)
         jobs.append(
             (
                 singleton_job(leases, "alerts:evaluate", worker_id, 25, alerts.evaluate),
@@ -186,13 +188,15 @@ def build_scheduler(
     blocking: bool = False,
     compensation_every_s: float = 1.0,
     exceptions_every_s: float = 5.0,
+    job_metrics: JobMetrics | None = None,
 ) -> BaseScheduler:
     """A scheduler (not started) with the compensation jobs and ``extra_jobs``.
 
     Jobs: ``compensation`` (:meth:`Worker.tick`), ``exception_scan``
     (:meth:`Handlers.enqueue_open_exceptions`), then each ``(fn, seconds, name)`` of
     ``extra_jobs``. Every job has ``max_instances=1, coalesce=True``: a slow run is never
-    overlapped by the next, and missed runs collapse into one.
+    overlapped by the next, and missed runs collapse into one. With ``job_metrics`` each
+    run records its outcome, duration and last success under its name.
     """
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
@@ -211,6 +215,8 @@ def build_scheduler(
         *extra_jobs,
     ]
     for fn, seconds, name in jobs:
+        if job_metrics is not None:
+            fn = job_metrics.wrap(name, seconds, fn)
         scheduler.add_job(
             fn, "interval", seconds=seconds, id=name, name=name, max_instances=1, coalesce=True
         )
@@ -265,7 +271,8 @@ def run_worker(
     """
     stop = stop_event or threading.Event()
     worker = build_worker(platform, worker_id=worker_id, batch=batch, stop_event=stop)
-    scheduler = build_scheduler(worker, extra_jobs)
+    obs = getattr(platform, "observability", None)
+    scheduler = build_scheduler(worker, extra_jobs, job_metrics=getattr(obs, "jobs", None))
     previous: dict[signal.Signals, Any] = {}
     if install_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

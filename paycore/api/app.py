@@ -28,6 +28,10 @@ def create_app(core: PayCore, config: ApiConfig | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     edge.install(app)
+    if rt.cfg.registry is not None:  # outermost: times and counts what the client sees
+        from collectors.http_metrics import HttpMetricsMiddleware, http_metrics_for
+
+        app.add_middleware(HttpMetricsMiddleware, metrics=http_metrics_for(rt.cfg.registry))
     add_ops_routes(app, rt)
     add_trade_routes(app, rt)
     add_callback_route(app, rt)

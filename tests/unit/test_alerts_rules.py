@@ -39,6 +39,12 @@ COLLECTOR_METRICS = {
     "paywatch_pending_postings",
     "paywatch_recon_differences",
     "paywatch_trial_balance_ok",
+    "paywatch_business_snapshot_ok",  # meta-monitoring (alerts/meta_rules.py)
+    "paywatch_build_info",
+    "paywatch_job_runs_total",
+    "paywatch_job_last_success_timestamp_seconds",
+    "paywatch_job_interval_seconds",
+    "paywatch_alert_rule_errors_total",
     "paywatch_grade_audit_contradicted",  # written by the grade audit (simulator/grade_audit)
 }
 
@@ -324,7 +330,9 @@ def test_burn_rate_export_is_the_workbook_form() -> None:
     assert 'outcome="error"' in page["expr"]
     assert absent == {
         "alert": "slo_pay_success_absent",
-        "expr": 'absent_over_time(paywatch_link_requests_total{step="pay"}[30m])',
+        # every process exports a zero series: absent is "no increase", or no series
+        "expr": 'sum(increase(paywatch_link_requests_total{step="pay"}[30m])) == 0 '
+        'or absent_over_time(paywatch_link_requests_total{step="pay"}[30m])',
         "labels": {"severity": "ticket"},
         "annotations": {"summary": "no data for slo_pay_success for 30m"},
     }

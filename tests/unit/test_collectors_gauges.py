@@ -126,7 +126,7 @@ def test_business_gauges_come_from_the_snapshot_and_are_cached(reg):
     assert len(calls) == n + 1
 
 
-def test_a_failing_snapshot_serves_the_last_good_one_and_says_so(reg):
+def test_a_failing_snapshot_drops_the_business_gauges_and_says_so(reg):
     state = {"fail": False}
 
     def snapshot() -> BusinessSnapshot:
@@ -138,9 +138,19 @@ def test_a_failing_snapshot_serves_the_last_good_one_and_says_so(reg):
     assert reg.get_sample_value("paywatch_orders_processing") == 2
     state["fail"] = True
     body, _ = metrics_response(reg)  # the scrape itself does not fail
-    assert b"paywatch_orders_processing 2.0" in body
+    assert b"paywatch_orders_processing" not in body  # not last hour's figure as today's
+    assert b"paywatch_trial_balance_ok" not in body
     assert reg.get_sample_value("paywatch_business_snapshot_ok") == 0
     assert m.business is not None
+    state["fail"] = False
+    assert reg.get_sample_value("paywatch_orders_processing") == 2
+    assert reg.get_sample_value("paywatch_business_snapshot_ok") == 1
+
+
+def test_an_unchecked_trial_balance_is_no_gauge_not_a_balanced_one(reg):
+    CoreMetrics(reg, business=lambda: BusinessSnapshot(trial_balance_ok=None))
+    assert reg.get_sample_value("paywatch_trial_balance_ok") is None
+    assert reg.get_sample_value("paywatch_business_snapshot_ok") == 1
 
 
 def test_business_label_values_are_bounded_too(reg):
