@@ -75,6 +75,10 @@ class MerchantClient:
             body["pay_org_no"] = pay_org_no
         return self._call("POST", f"/v1/trades/{out_trade_no}/pay", body)
 
+    def cashier(self, out_trade_no: str) -> ApiAnswer:
+        """``GET /v1/trades/{no}/cashier``: the pay methods this trade may use now."""
+        return self._call("GET", f"/v1/trades/{out_trade_no}/cashier")
+
     def refund(self, out_trade_no: str, out_refund_no: str, amount: int) -> ApiAnswer:
         """``POST /v1/trades/{no}/refunds``."""
         body = {"out_refund_no": out_refund_no, "amount": amount, "reason": "simulated"}

@@ -16,9 +16,10 @@ from typing import Any
 
 from .client import ApiAnswer, MerchantClient
 from .ledger import ClientLedger, TradeRecord
+from .marketing import CouponIssuer
 from .merchants import SimMerchant
 from .stats import SimStats
-from .traffic import ACTIONS, amount, choose_org, combo_split
+from .traffic import ACTIONS, amount, choose_org, combo_split, marketing_part
 
 DEPENDENCY = "dependency_unavailable:channel."
 
@@ -66,9 +67,15 @@ class Flows:
     """Runs plans through the API as the plan's merchant."""
 
     def __init__(
-        self, clients: dict[str, MerchantClient], ledger: ClientLedger, stats: SimStats, run_id: str
+        self,
+        clients: dict[str, MerchantClient],
+        ledger: ClientLedger,
+        stats: SimStats,
+        run_id: str,
+        coupons: CouponIssuer | None = None,
     ) -> None:
         self.clients, self.ledger, self.stats, self.run_id = clients, ledger, stats, run_id
+        self.coupons = coupons  #: None or disabled: coupon actions pay by channel only
         self._n = itertools.count(1)  # next() is atomic: pool threads share it
         self._lock = threading.Lock()  # state changes: answers, polls, notifications race
 
@@ -147,6 +154,8 @@ class Flows:
         elif tools == "balance" or rec.trade_type == "withdraw":
             rec.balance_part = rec.amount
             body = [{"tool": tools if tools == "balance" else "channel", "amount": rec.amount}]
+        elif tools in ("coupon", "points"):
+            body = self._marketing(plan, rec, tools)
         else:
             body = [{"tool": "channel", "amount": rec.amount}]
         if rec.balance_part and not self.ledger.reserve(rec.user_id, rec.balance_part):
@@ -155,7 +164,7 @@ class Flows:
             return
         got = self._send_pay(rec, body, None)
         code = got.code
-        if not got.ok and code.startswith(DEPENDENCY) and tools in ("channel", "combo"):
+        if not got.ok and code.startswith(DEPENDENCY) and tools != "balance":
             others = [o for o in plan.merchant.pay_orgs if o != rec.pay_org]
             if others:  # the merchant routes around a failing channel, as cashiers do
                 self.stats.add("rerouted")
@@ -164,6 +173,36 @@ class Flows:
             self.ledger.credit(rec.user_id, rec.balance_part)  # nothing was taken
             rec.balance_part = 0
             self.close(rec)
+
+    def _marketing(self, plan: Plan, rec: TradeRecord, tool: str) -> list[dict[str, Any]]:
+        """A coupon (issued for this pay) or the user's points, the rest by channel; the
+        channel alone when there is no coupon to issue or no points to spend."""
+        channel = {"tool": "channel", "amount": rec.amount}
+        if tool == "coupon":
+            part = marketing_part(rec.amount, plan.share)
+            code = None
+            if part and self.coupons is not None:
+                code = self.coupons.issue(rec.merchant_id, rec.user_id, part)
+            if code is None:
+                return [channel]
+            rec.parts["coupon"] = part
+            self.stats.add("coupon_pays")
+            return [
+                {"tool": "coupon", "amount": part, "ref": code},
+                {"tool": "channel", "amount": rec.amount - part},
+            ]
+        got = self.clients[rec.merchant_id].cashier(rec.out_trade_no)
+        offers = got.body.get("methods", []) if got.ok else []
+        held = next((int(o.get("max_amount", 0)) for o in offers if o.get("tool") == "points"), 0)
+        part = marketing_part(rec.amount, plan.share, held)
+        if part <= 0:
+            return [channel]
+        rec.parts["points"] = part
+        self.stats.add("points_pays")
+        return [
+            {"tool": "points", "amount": part},
+            {"tool": "channel", "amount": rec.amount - part},
+        ]
 
     def _send_pay(
         self, rec: TradeRecord, tools: list[dict[str, Any]], org: str | None

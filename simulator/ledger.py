@@ -31,6 +31,9 @@ class TradeRecord:
     user_id: str
     payee_user_id: str | None = None
     balance_part: int = 0  #: reserved from the user's believed balance
+    #: what other tools paid of the last pay sent (``coupon``, ``points``): the pay core
+    #: keeps those books, the trade's amounts stay the whole of it
+    parts: dict[str, int] = field(default_factory=dict)
     state: str = "new"  #: new | created | paying | paid | confirmed | closed | refused
     told_paid: bool = False  #: the API or a notification said it was paid
     pay_nos: list[str] = field(default_factory=list)

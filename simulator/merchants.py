@@ -24,6 +24,14 @@ from paycore.errors import UnknownMerchant
 
 log = logging.getLogger(__name__)
 FILE_NAME = "demo_merchants.json"
+DEFAULT_USERS = 40
+#: points each demo user holds at a demo merchant at least (topped up at start)
+POINTS_FLOOR = 200_000
+
+
+def sim_users(count: int = DEFAULT_USERS) -> list[str]:
+    """The simulated payers' user ids (at least two: a transfer needs a payee)."""
+    return [f"sim-u{i:03d}" for i in range(max(2, count))]
 
 
 @dataclass(frozen=True)
@@ -179,14 +187,39 @@ def _onboard(core: PayCore, spec: DemoSpec, orgs: tuple[str, ...], notify_url: s
     )
 
 
+def ensure_demo_marketing(
+    core: PayCore, merchants: Iterable[SimMerchant], users: Sequence[str], floor: int = POINTS_FLOOR
+) -> int:
+    """Make the demo merchants' instant traffic able to pay with points and coupons: every
+    user holds at least ``floor // 2`` points at each of them (topped up to ``floor``) and a
+    coupon outage lets a pay go on without the coupon (``pay_without_coupon``). Returns
+    how many grants were made."""
+    grants = 0
+    for m in merchants:
+        if "instant" not in m.trade_types:
+            continue
+        core.merchants.configure(m.merchant_id, pay_without_coupon=True)
+        for user in users:
+            held = core.points.balance(m.merchant_id, user)
+            if held < floor // 2:
+                core.points.grant(m.merchant_id, user, floor - held, reason="simulator demo points")
+                grants += 1
+    return grants
+
+
 def ensure_demo_merchants(
-    core: PayCore, var_dir: str, notify_base_url: str, pay_orgs: Sequence[str]
+    core: PayCore,
+    var_dir: str,
+    notify_base_url: str,
+    pay_orgs: Sequence[str],
+    users: int = DEFAULT_USERS,
 ) -> list[SimMerchant]:
     """Onboard the demo merchants once, re-use them (and their kept tokens) afterwards.
 
     Each merchant's ``notify_url`` is ``<notify_base_url>/notify/<key>``. A kept
     merchant whose grant no longer matches (other pay orgs configured) or that is gone
     from the database is onboarded again; the file is rewritten when anything changed.
+    The first ``users`` simulated payers get points (:func:`ensure_demo_marketing`).
     """
     if not pay_orgs:
         raise ValueError("at least one pay org is needed")
@@ -210,4 +243,5 @@ def ensure_demo_merchants(
         changed = True
     if changed or set(kept) != {m.key for m in out}:
         save_merchants(var_dir, out)
+    ensure_demo_marketing(core, out, sim_users(users))
     return out

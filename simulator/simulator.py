@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 from .client import MerchantClient
 from .flows import Flows, Plan, draw_plan
 from .ledger import AuditResult, ClientLedger, TradeRecord, audit
-from .merchants import SimMerchant
+from .marketing import CouponIssuer
+from .merchants import SimMerchant, sim_users
 from .receiver import ReceivedEvent, ReceiverServer
 from .stats import SimStats
 from .traffic import DEFAULT_MIX, Mix, interarrival
@@ -69,11 +70,12 @@ class Simulator:
         self.clients = {
             m.merchant_id: MerchantClient(config.api_url, m.token) for m in self.merchants
         }
-        self.flows = Flows(self.clients, self.ledger, self.stats, self.run_id)
+        self.coupons = CouponIssuer(config.sandbox_url, config.sandbox_admin_token)
+        self.flows = Flows(self.clients, self.ledger, self.stats, self.run_id, self.coupons)
         self.receiver: ReceiverServer | None = None
         self.started_at: float | None = None
         self._rng = random.Random(config.seed)
-        self._users = [f"sim-u{i:03d}" for i in range(max(2, config.users))]
+        self._users = sim_users(config.users)
         self._traffic = threading.Event()  # set: stop arrivals
         self._stop = threading.Event()  # set: stop everything
         self._pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="sim-flow")
@@ -130,6 +132,7 @@ class Simulator:
             self.receiver.stop()
         for c in self.clients.values():
             c.close()
+        self.coupons.close()
 
     # -- arrivals --------------------------------------------------------------------------
     def _arrive(self) -> None:

@@ -15,6 +15,8 @@ FIELDS = (
     "pays_accepted",  #: answered processing or success
     "pays_refused",  #: answered with an error (see ``refusals``)
     "rerouted",  #: a refused channel pay sent again through another pay org
+    "coupon_pays",  #: pays sent with a coupon issued for them
+    "points_pays",  #: pays sent with part of the user's points
     "paid",
     "pay_failed",  #: the channel (or a tool) failed the pay order
     "closed",

@@ -14,22 +14,27 @@ from dataclasses import dataclass
 #: action → weight. Channel pays dominate; balance pays need a funded user; refunds
 #: need a paid trade; ``abandon`` creates a trade and closes it unpaid.
 DEFAULT_MIX: Mapping[str, float] = {
-    "instant_channel": 0.36,
+    "instant_channel": 0.32,
     "guaranteed_channel": 0.12,
     "instant_balance": 0.07,
     "instant_combo": 0.04,
+    "instant_coupon": 0.02,
+    "instant_points": 0.02,
     "recharge": 0.12,
     "withdraw": 0.03,
     "transfer": 0.05,
     "refund": 0.09,
     "abandon": 0.05,
 }
-#: action → (trade type, tools) ; tools "channel", "balance" or "combo"
+#: action → (trade type, tools) ; tools "channel", "balance", "combo" (balance + channel),
+#: "coupon" (a coupon issued for the pay + channel) or "points" (the user's points + channel)
 ACTIONS: Mapping[str, tuple[str, str]] = {
     "instant_channel": ("instant", "channel"),
     "guaranteed_channel": ("guaranteed", "channel"),
     "instant_balance": ("instant", "balance"),
     "instant_combo": ("instant", "combo"),
+    "instant_coupon": ("instant", "coupon"),
+    "instant_points": ("instant", "points"),
     "recharge": ("recharge", "channel"),
     "withdraw": ("withdraw", "channel"),
     "transfer": ("transfer", "balance"),
@@ -107,3 +112,13 @@ def combo_split(total: int, balance_available: int, ratio: float) -> tuple[int, 
     part = min(balance_available, max(1, int(total * (0.1 + 0.5 * ratio))))
     part = max(1, min(part, total - 1))
     return part, total - part
+
+
+def marketing_part(total: int, ratio: float, cap: int | None = None) -> int:
+    """A coupon's or points' share of a ``total`` paid with the channel: about 5-30 % (by
+    ``ratio`` in [0, 1)), at most ``cap`` and always leaving the channel 1 minor unit;
+    0 when nothing fits."""
+    part = max(1, int(total * (0.05 + 0.25 * ratio)))
+    if cap is not None:
+        part = min(part, cap)
+    return max(0, min(part, total - 1))
