@@ -275,7 +275,7 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     with bench_schema(url) as scoped, tempfile.TemporaryDirectory(prefix="pw-console-") as var:
         os.environ["PAYWATCH_DATABASE_URL"] = scoped
         os.environ["PAYWATCH_VAR_DIR"] = var
-        for name in ("PAYWATCH_PROMETHEUS_URL", "PAYWATCH_REDIS_URL", "PAYWATCH_REPLICA_URL"):
+        for name in ("PAYWATCH_PROMETHEUS_URL", "PAYWATCH_REDIS_URL"):
             os.environ.pop(name, None)
         viewer(scoped)
         page = OverviewPage()
