@@ -1,5 +1,7 @@
 """Admin: merchants' credentials: rotate or revoke an API token, rotate the notification
-signing secret, disable or enable a merchant (each audited; admins only).
+signing secret, disable or enable a merchant, set how its trades end (unpaid expiry,
+guaranteed auto-confirm hold, paying on without a coupon when the coupon service is out)
+(each audited; admins only).
 
 A new token or secret is shown once, on the run that made it, and never again: the
 audit row keeps its prefix only. Changes reach every API replica within the merchant
@@ -17,6 +19,7 @@ from console.panel import panel
 from console.reports.context import page_context, run_audited
 from console.safe import md
 from paycore.merchants import DISABLED, describe
+from paycore.merchants.credentials import CONFIRM_HOLD_RANGE_S, TRADE_EXPIRY_RANGE_S
 
 
 def render(ctx: Any, user: Any = None) -> None:
@@ -45,6 +48,8 @@ def render(ctx: Any, user: Any = None) -> None:
         _notify_secret(c, service, mid)
     with panel(None, "database"):
         _status(c, service, mid)
+    with panel(None, "database"):
+        _trade_settings(c, service, mid)
     with listing, panel(None, "database"):
         st.dataframe(
             [
@@ -173,6 +178,65 @@ def _status(c: Any, service: Any, mid: str) -> None:
         )
         if ok:
             st.success(f"{md(mid)} is {md(res.status)}; every replica follows within seconds.")
+        else:
+            st.error(f"Failed: {md(res)}")
+
+
+def _trade_settings(c: Any, service: Any, mid: str) -> None:
+    st.subheader("How trades end")
+    info = service.get(mid)
+    st.caption(
+        f"Now: unpaid trades close after {info.trade_expiry_s} s; paid guaranteed trades "
+        f"confirm after {info.confirm_hold_s} s; a coupon outage "
+        + (
+            "lets the pay go on without the coupon."
+            if info.pay_without_coupon
+            else "fails the pay."
+        )
+    )
+    expiry = st.number_input(
+        "Unpaid trades close after (seconds)",
+        min_value=TRADE_EXPIRY_RANGE_S[0],
+        max_value=TRADE_EXPIRY_RANGE_S[1],
+        value=int(info.trade_expiry_s),
+        step=60,
+        key=f"merchant_trade_expiry_s_{mid}",
+    )
+    hold = st.number_input(
+        "Paid guaranteed trades confirm after (seconds)",
+        min_value=CONFIRM_HOLD_RANGE_S[0],
+        max_value=CONFIRM_HOLD_RANGE_S[1],
+        value=int(info.confirm_hold_s),
+        step=3600,
+        key=f"merchant_confirm_hold_s_{mid}",
+    )
+    without = st.checkbox(
+        "Pay without the coupon when the coupon service is out",
+        value=bool(info.pay_without_coupon),
+        key=f"merchant_pay_without_coupon_{mid}",
+    )
+    wanted = {
+        "trade_expiry_s": int(expiry),
+        "confirm_hold_s": int(hold),
+        "pay_without_coupon": bool(without),
+    }
+    changed = {k: v for k, v in wanted.items() if getattr(info, k) != v}
+    if st.button("Save trade settings", key="merchant_configure"):
+        if not changed:
+            st.info("Nothing changed.")
+            return
+        ok, res = run_audited(
+            c,
+            "merchant.configure",
+            f"merchant:{mid}",
+            {"changes": changed, "before": {k: getattr(info, k) for k in changed}},
+            lambda: service.configure(mid, **changed),
+        )
+        if ok:
+            st.success(
+                f"{md(mid)}: {md(', '.join(f'{k}={v}' for k, v in changed.items()))}; "
+                "every replica follows within seconds."
+            )
         else:
             st.error(f"Failed: {md(res)}")
 

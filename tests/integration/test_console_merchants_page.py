@@ -107,3 +107,50 @@ def test_admin_rotates_revokes_and_disables(platform, shop):
     assert audit[-1]["detail"]["grace_s"] == 7200
     kept = json.dumps([r["detail"] for r in audit])
     assert new_token not in kept and secret not in kept and shop.token not in kept
+
+
+def test_admin_sets_how_trades_end(platform, shop):
+    service, mid = platform.paycore.merchants, shop.merchant.merchant_id
+    before = service.get(mid)
+    assert (before.trade_expiry_s, before.confirm_hold_s, before.pay_without_coupon) == (
+        1800,
+        604_800,
+        False,
+    )
+    at = _app(platform, "ann", "admin")
+    assert not at.exception
+    _button(at, "merchant_configure").click().run()  # nothing changed: nothing written
+    assert any("Nothing changed" in i.value for i in at.info)
+    assert recent(platform.paycore.db.engine) == []
+
+    at.number_input(key=f"merchant_trade_expiry_s_{mid}").set_value(600)
+    at.number_input(key=f"merchant_confirm_hold_s_{mid}").set_value(3600)
+    at.checkbox(key=f"merchant_pay_without_coupon_{mid}").check()
+    _button(at, "merchant_configure").click().run()
+    assert not at.exception and at.success, [e.value for e in at.error]
+    after = service.get(mid)
+    assert (after.trade_expiry_s, after.confirm_hold_s, after.pay_without_coupon) == (
+        600,
+        3600,
+        True,
+    )
+    [row] = recent(platform.paycore.db.engine)
+    assert (row["action"], row["actor"], row["target"]) == (
+        "merchant.configure",
+        "ann",
+        f"merchant:{mid}",
+    )
+    assert row["detail"]["ok"] and row["detail"]["changes"] == {
+        "trade_expiry_s": 600,
+        "confirm_hold_s": 3600,
+        "pay_without_coupon": True,
+    }
+    assert row["detail"]["before"]["trade_expiry_s"] == 1800
+
+    at.run()  # the page now shows the stored values; turning one back changes only it
+    assert any("close after 600 s" in c.value for c in at.caption)
+    at.checkbox(key=f"merchant_pay_without_coupon_{mid}").uncheck()
+    _button(at, "merchant_configure").click().run()
+    assert service.get(mid).pay_without_coupon is False
+    last = recent(platform.paycore.db.engine)[0]
+    assert last["detail"]["changes"] == {"pay_without_coupon": False}
