@@ -136,6 +136,19 @@ class CircuitBreaker:
         self._apply(fx)
         return allowed
 
+    def sync(self) -> str:
+        """Adopt the state another process published in the shared store (read when due,
+        at most every ``sync_s``, as :meth:`allow` does) and return the current state;
+        unlike :meth:`allow` it admits no call and takes no half-open probe. Without a
+        store: the local state."""
+        fx: list[_Effect] = []
+        self._sync(fx)
+        with self._lock:
+            self._tick(self._clock(), fx)
+            state = self._state
+        self._apply(fx)
+        return state
+
     def record(self, success: bool, duration_s: float) -> None:
         """Record the outcome of a call that :meth:`allow` admitted."""
         cfg = self.config

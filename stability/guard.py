@@ -195,7 +195,8 @@ class Guard:
         if resource in self.snapshot.degraded:
             return "degraded"
         breaker = self.breaker(resource)
-        if not breaker.plainly_closed and breaker.state in ("open", "forced_open"):
+        # sync: a breaker another replica opened counts here too, within its sync_s
+        if not breaker.plainly_closed and breaker.sync() in ("open", "forced_open"):
             return "breaker_open"
         bulkhead = self._bulkheads.get(resource)
         if bulkhead is not None and bulkhead.in_flight >= bulkhead.cap:

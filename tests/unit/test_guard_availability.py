@@ -89,3 +89,55 @@ def test_asking_takes_no_limit_token() -> None:
     g.admit("channel.A", caller="link.pay")  # the one token is still there
     with pytest.raises(RateLimited):
         g.admit("channel.A", caller="link.pay")
+
+
+# -- a breaker opened on another replica (a shared breaker store) --------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sync_adopts_the_shared_state_without_taking_a_probe() -> None:
+    from stability.breaker import CircuitBreaker
+    from stability.breaker_store import MemoryBreakerStateStore
+
+    store, clock = MemoryBreakerStateStore(), Clock()
+    cfg = BreakerConfig(window_size=4, min_calls=2, open_s=10, half_open_probes=1)
+    a = CircuitBreaker("channel.A", cfg, store=store, clock=clock, sync_s=0.5)
+    b = CircuitBreaker("channel.A", cfg, store=store, clock=clock, sync_s=0.5)
+    assert b.sync() == "closed"
+    for _ in range(2):
+        assert a.allow()
+        a.record(False, 0.01)
+    assert a.state == "open"
+    assert b.sync() == "closed"  # read 0 s ago: the next read is due after sync_s
+    clock.now += 0.5
+    assert b.sync() == "open" and b.state == "open"  # adopted, as allow() would
+    clock.now += 10  # cool-down over: half open, and asking takes no probe
+    for _ in range(3):
+        assert b.sync() == "half_open"
+    assert b.allow() and not b.allow()  # the one probe was still there
+    lone = CircuitBreaker("x", cfg, clock=clock)
+    assert lone.sync() == "closed"  # no store: the local state
+
+
+def test_two_guards_sharing_a_store_see_each_others_open_breaker() -> None:
+    import time
+
+    from stability.breaker_store import MemoryBreakerStateStore
+
+    store = MemoryBreakerStateStore()
+    one, other = make_guard(breaker_store=store), make_guard(breaker_store=store)
+    assert other.availability("channel.A") is None  # its breaker read the store: closed
+    trip(one)
+    assert one.availability("channel.A") == "breaker_open"
+    deadline = time.monotonic() + 1.0  # the promise: within a second of the flip
+    while other.availability("channel.A") is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert other.availability("channel.A") == "breaker_open"
+    assert other.breaker("channel.A").state == "open"  # adopted, not just reported
+    with pytest.raises(BreakerOpen):
+        other.admit("channel.A", caller="link.pay")
