@@ -187,3 +187,36 @@ def test_alerts_survive_a_restart_expire_without_resends_and_resolve_at_once(
     finally:
         notifier.close()
         db.dispose()
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "alertmanager.example.yml"
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        ("env=prod severity=page alertname=breaker_open", "paywatch-oncall-pager"),
+        ("env=prod severity=ticket alertname=recon_differences", "paywatch-tickets"),
+        ("env=dev severity=page alertname=breaker_open", "paywatch-chat"),
+    ],
+)
+def test_the_example_routing_config_is_valid_and_routes_by_env_and_severity(
+    labels: str, receiver: str
+) -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("amtool (package prometheus-alertmanager) missing under CI")
+        pytest.skip("amtool not installed")
+    check = subprocess.run(
+        [amtool, "check-config", str(EXAMPLE)], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    routed = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={EXAMPLE}", "service=paywatch"]
+        + labels.split(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert routed.returncode == 0 and routed.stdout.split() == [receiver], routed.stderr
