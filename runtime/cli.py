@@ -241,7 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .logs import configure_from_args
 
     try:
-        configure_from_args(args)
+        try:
+            configure_from_args(args)
+        except ValueError as exc:  # PAYWATCH_LOG_FORMAT / PAYWATCH_LOG_LEVEL out of range
+            raise SettingsError(str(exc)) from None
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
