@@ -91,10 +91,11 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         tags = []
-        if getattr(record, "request_id", ""):
-            tags.append(f"rid={record.request_id}")
-        if getattr(record, "trace_id", ""):
-            tags.append(f"trace={record.trace_id}")
+        rid, trace_id = getattr(record, "request_id", ""), getattr(record, "trace_id", "")
+        if rid:
+            tags.append(f"rid={rid}")
+        if trace_id:
+            tags.append(f"trace={trace_id}")
         if getattr(record, "merchant_id", ""):
             parts = ("merchant_id", "order_type", "sub_type", "pay_org_no")
             tags.append("ctx=" + "/".join(str(getattr(record, p, "")) for p in parts))
@@ -105,13 +106,13 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> IO[str]:
         return sys.stderr
 

@@ -21,7 +21,9 @@ class ServerThread:
     def __init__(self, app: Any, host: str, port: int, name: str) -> None:
         import uvicorn  # only the processes that serve pay for it
 
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, log_config=None
+        )
         self.name, self.server = name, uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=name, daemon=True)
 

@@ -314,4 +314,5 @@ def run_sandbox(host: str, port: int, config: SandboxConfig) -> None:
     """Serve the sandbox with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_sandbox_app(config), host=host, port=port, log_level="info")
+    # log_config=None: its lines go through the process's handler (--log-format)
+    uvicorn.run(create_sandbox_app(config), host=host, port=port, log_level="info", log_config=None)
