@@ -23,7 +23,10 @@ Money that compensation handled is explained by our books, not a difference: a p
 item we failed although the channel took the money (an amount mismatch, a success
 after the item failed) matches its line when a pay exception of the item holds that
 amount, and the channel's refund ``x{pay_item_id}`` of such money (see
-:func:`paycore.jobs.refund_txn_no`) matches its ``exception_refund`` posting.
+:func:`paycore.jobs.refund_txn_no`) matches its ``exception_refund`` posting. A line for
+the old transaction of a pay item rerouted away from the org (``pay_item_reroutes``)
+matches that reroute: failed there, or a late success booked as an exception holding the
+line's amount (refunded in full at that org as ``x{reroute id}``, matched as above).
 
 Memory stays modest for large statements: lines are consumed as an iterable in
 chunks; each chunk looks up only its own transactions (by the unique index on

@@ -12,7 +12,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from .. import status as st
 from ..channels.client import StatementLine
-from ..db.schema import JournalEntry, JournalLeg, PayException, PayItem
+from ..db.schema import JournalEntry, JournalLeg, PayException, PayItem, PayItemReroute
+from ..pay_reroute_late import rerouted_key
 from .runs import Difference
 
 if TYPE_CHECKING:
@@ -85,10 +86,14 @@ def match_chunk(
     rows = _our_items(core, org, lines)
     ours = {r[0]: r for r in rows}
     taken, refunded = _compensated(core, [r[1] for r in rows if r[2] == st.FAILED], lines)
+    moved = _rerouted(core, org, {ln.channel_txn_no for ln in lines} - set(ours))
     diffs: list[Difference] = []
     matched = 0
     for ln in lines:
-        diff = _classify(org, d, ln, ours.get(ln.channel_txn_no), taken, refunded)
+        if ln.channel_txn_no in moved:
+            diff = _classify_moved(org, d, ln, moved[ln.channel_txn_no])
+        else:
+            diff = _classify(org, d, ln, ours.get(ln.channel_txn_no), taken, refunded)
         if diff is None:
             matched += 1
         else:
@@ -141,6 +146,59 @@ def _classify(
         note=note,
         our_amount=amount,
         our_status=status,
+        channel_amount=ln.amount,
+        channel_status=ln.status,
+    )
+
+
+def _rerouted(core: PayCore, org: str, txns: set[str]) -> dict[str, tuple[str, int | None]]:
+    """The lines' transactions that a rerouted pay item left at ``org``: from txn ->
+    (the org it moved to, the amount its late-success exception holds, None when no
+    late success was booked)."""
+    if not txns:
+        return {}
+    r = PayItemReroute
+    with core.db.session() as s:
+        found = s.execute(
+            select(r.id, r.from_txn, r.to_org).where(r.from_org == org, r.from_txn.in_(txns))
+        ).all()
+        keys = {rerouted_key(i): txn for i, txn, _ in found}
+        held = (
+            {
+                keys[k]: int(a)
+                for k, a in s.execute(
+                    select(PayException.biz_key, PayException.amount_taken).where(
+                        PayException.kind == "other", PayException.biz_key.in_(list(keys))
+                    )
+                )
+            }
+            if keys
+            else {}
+        )
+    return {txn: (to_org, held.get(txn)) for _, txn, to_org in found}
+
+
+def _classify_moved(
+    org: str, d: Day, ln: StatementLine, moved: tuple[str, int | None]
+) -> Difference | None:
+    """A line for the old transaction of a pay item rerouted away from ``org``: matched
+    when the org failed it (nothing moved) or when its late success is booked as an
+    exception holding that amount (refunded in full at ``org``); else a difference."""
+    to_org, held = moved
+    if ln.status != st.SUCCESS or held == ln.amount:
+        return None
+    if held is None:
+        kind, note = "missing_ours", f"rerouted to {to_org}; the late success is not booked"
+    else:
+        kind, note = "amount_mismatch", f"rerouted to {to_org}; its late success booked {held}"
+    return _diff(
+        org,
+        d,
+        kind,
+        ln.channel_txn_no,
+        note=note,
+        our_amount=held,
+        our_status="" if held is None else st.SUCCESS,
         channel_amount=ln.amount,
         channel_status=ln.status,
     )
