@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from .labels import BoundedLabel
+from .labels import OTHER
 
 __all__ = ["HTTP_BUCKETS", "UNMATCHED", "HttpMetrics", "HttpMetricsMiddleware", "http_metrics_for"]
 
@@ -28,7 +28,9 @@ class HttpMetrics:
     """The two HTTP families on ``registry``; :meth:`observe` records one request."""
 
     def __init__(self, registry: CollectorRegistry, *, max_routes: int = 128) -> None:
-        self._route = BoundedLabel("route", max_routes)
+        # route templates come from the app's route table, a bounded set: a cap suffices
+        self._routes: set[str] = set()
+        self._max_routes = max_routes
         self.requests = Counter(
             "paywatch_http_requests",
             "HTTP requests served, by method, route template and status code",
@@ -45,7 +47,11 @@ class HttpMetrics:
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in _METHODS else "other"
-        route = self._route(route)
+        if route not in self._routes:
+            if len(self._routes) >= self._max_routes:
+                route = OTHER
+            else:
+                self._routes.add(route)
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
