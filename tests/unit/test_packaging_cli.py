@@ -162,6 +162,8 @@ def test_version() -> None:
         (["serve"], {"PAYWATCH_NODE_ID": "4096"}, "PAYWATCH_NODE_ID must be a whole number"),
         (["worker"], {"PAYWATCH_DATABASE_URL": "mysql://u:hunter2@h/db"}, "PAYWATCH_DATABASE_URL"),
         (["serve", "--log-level", "loud"], {}, "argument --log-level: invalid choice: 'loud'"),
+        (["migrate"], {"PAYWATCH_LOG_LEVEL": "loud"}, "--log-level must be one of"),
+        (["migrate"], {"PAYWATCH_SHADOW": "maybe"}, "PAYWATCH_SHADOW must be 1 or 0"),
         (["worker", "--log-level", "loud"], {}, "argument --log-level: invalid choice: 'loud'"),
     ],
 )
