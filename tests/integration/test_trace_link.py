@@ -137,3 +137,46 @@ def test_one_request_id_and_one_trace_from_pay_to_notification(db_url, spans):
     assert notify.attributes["http.response.status_code"] == 204
     assert sent["traceparent"].split("-")[2] == format(send.context.span_id, "016x")
     assert headers["traceparent"].split("-")[1] == format(trace_id, "032x")
+
+
+def test_the_front_s_pool_threads_send_with_the_caller_s_request_id_and_trace(spans):
+    from paycore.channels.client import HttpChannelClient
+    from paycore.channels.front import ChannelFront
+    from paycore.channels.port import ChannelRequest
+    from paycore.tracing import tracer, use_request_id
+
+    seen: list[dict[str, str]] = []
+    app = FastAPI()
+
+    @app.post("/gateway/{org}/pay")
+    async def pay(org: str, request: Request) -> dict:
+        seen.append(dict(request.headers))
+        return {"accepted": True, "channel_ref": "ref-1"}
+
+    with LiveServer(app) as channel:
+
+        class Gateway:
+            def __init__(self) -> None:
+                self.one = HttpChannelClient(channel.url, "ORG_A", "s3cret")
+
+            def client(self, org: str) -> HttpChannelClient:
+                return self.one
+
+            def close(self) -> None:
+                self.one.close()
+
+        gateway = Gateway()
+        front = ChannelFront(gateway, lambda org: "http://127.0.0.1:9/cb")
+        try:
+            assert front.bound_loop is None  # sends go through the org's thread pool
+            with use_request_id("pool-rid"), tracer().start_as_current_span("caller") as caller:
+                front.submit(ChannelRequest("pay", "ORG_A", "txn-1", 100, "CNY", "M1", 1, 1))
+            assert front.wait_idle(30) and front.acked == 1
+        finally:
+            front.close()
+            gateway.close()
+    (headers,) = seen
+    assert headers["x-request-id"] == "pool-rid"
+    send = one(list(spans.get_finished_spans()), "channel pay")
+    assert send.parent is not None and send.parent.span_id == caller.get_span_context().span_id
+    assert headers["traceparent"].split("-")[2] == format(send.context.span_id, "016x")
