@@ -48,6 +48,7 @@ from console.safe import md
 #: (file, title, icon, section) of the pages built here; ops_/mgr_/admin_ pages are discovered
 PAGES = [
     ("oncall_overview.py", "Overview", ":material/monitoring:", "On-call"),
+    ("oncall_alerts.py", "Alerts", ":material/notifications:", "On-call"),
     ("oncall_link.py", "Link drill-down", ":material/timeline:", "On-call"),
     ("oncall_depmap.py", "Dependency map", ":material/hub:", "On-call"),
     ("sre_switches.py", "Switches and limits", ":material/toggle_on:", "SRE"),

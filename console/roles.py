@@ -27,6 +27,7 @@ ACTIONS: dict[str, str] = {
     "routing.publish": "operator",
     "drill.knobs": "operator",
     "alert.silence": "operator",
+    "alert.ack": "operator",
     "user.manage": "admin",
     "merchant.manage": "admin",
     "map.edit": "admin",

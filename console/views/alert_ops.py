@@ -1,0 +1,127 @@
+"""Rows for the On-call → Alerts page: silences, acknowledgements, transitions, the
+notification log and the inhibition rules, as plain dicts for ``st.dataframe``.
+
+Labels, comments and names are people's or rules' data: tables show them as text (a
+dataframe cell is never rendered as Markdown)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from alerts.acks import Ack
+from alerts.inhibit import InhibitRule
+from alerts.model import NotificationRecord, Transition
+from alerts.silences import Silence
+from console.views.alerts import alert_resource, clock_time
+
+#: what the notification log's statuses mean, for the page's legend
+STATUS_TEXT = {
+    "sent": "delivered to the receiver",
+    "failed": "the receiver refused or did not answer (tried again later)",
+    "silenced": "left out: a silence matched",
+    "inhibited": "left out: an inhibition rule's source alert fires",
+    "acked": "left out: someone acknowledged it",
+}
+
+
+def matchers_text(matchers: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(matchers.items()))
+
+
+def silence_rows(silences: Iterable[Silence], now: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": s.id,
+            "state": "active"
+            if s.is_active(now)
+            else "pending"
+            if s.starts_at > now
+            else "expired",
+            "matchers": matchers_text(s.matchers),
+            "creator": s.creator,
+            "comment": s.comment,
+            "starts": clock_time(s.starts_at, now),
+            "ends": clock_time(s.ends_at, now),
+        }
+        for s in silences
+    ]
+
+
+def ack_rows(acks: Iterable[Ack], now: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": a.id,
+            "rule": a.rule,
+            "fingerprint": a.fingerprint[:12],
+            "by": a.creator,
+            "comment": a.comment,
+            "at": clock_time(a.at, now),
+        }
+        for a in acks
+    ]
+
+
+def history_rows(transitions: Iterable[Transition], now: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "at": clock_time(t.at, now),
+            "rule": t.rule,
+            "resource": alert_resource(t.labels),
+            "change": f"{t.from_state} → {t.to_state}",
+            "value": t.value,
+            "fingerprint": t.fingerprint[:12],
+        }
+        for t in transitions
+    ]
+
+
+def _why(record: NotificationRecord) -> str:
+    """Who or what held the alerts back (silence id and creator, inhibition rule...)."""
+    if record.status not in ("silenced", "inhibited", "acked"):
+        return record.last_error
+    try:
+        held = json.loads(record.payload or "{}")
+    except ValueError:
+        return ""
+    parts = set()
+    for why in held.values() if isinstance(held, dict) else ():
+        if "silence_id" in why:
+            parts.add(f"silence #{why['silence_id']} by {why.get('by', '')}")
+        elif "rule" in why:
+            parts.add(f"rule {why['rule']} (source {why.get('by', '')})")
+        elif "ack_id" in why:
+            parts.add(f"ack #{why['ack_id']} by {why.get('by', '')}")
+    return "; ".join(sorted(parts))
+
+
+def notification_rows(
+    records: Iterable[NotificationRecord], now: float, names: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The notification log; ``names`` (fingerprint → rule) names the alerts in a row."""
+    names = names or {}
+    return [
+        {
+            "at": clock_time(r.at, now),
+            "receiver": r.receiver,
+            "status": r.status,
+            "attempts": r.attempts,
+            "group": r.group_key,
+            "alerts": ", ".join(names.get(fp, fp[:12]) for fp in r.fingerprints),
+            "why / error": _why(r),
+        }
+        for r in records
+    ]
+
+
+def inhibit_rows(rules: Sequence[InhibitRule]) -> list[dict[str, Any]]:
+    return [
+        {
+            "rule": r.name,
+            "while firing": ", ".join(map(str, r.source)),
+            "do not notify": ", ".join(map(str, r.target)),
+            "equal labels": ", ".join(r.equal),
+        }
+        for r in rules
+    ]
