@@ -81,7 +81,7 @@ class AckStore:
                 "at": now,
             }
             new_id = conn.execute(_T.insert().values(**values)).inserted_primary_key[0]  # type: ignore[index]
-        return Ack(int(new_id), **values)  # type: ignore[arg-type]
+        return Ack(int(new_id), row.fingerprint, row.rule, creator.strip(), comment.strip(), now)
 
     @staticmethod
     def _alert(conn: sa.Connection, fingerprint: str) -> sa.Row:
