@@ -53,8 +53,8 @@ class PayService:
         Two concurrent pays of one trade: one wins, the other gets :class:`WrongState`.
         """
         with self.deps.metrics.timed("pay", req.pay_org_no or "") as timed:
-            view = self._pay(merchant_id, req)
-            timed.pay_org = view.pay_org_no or timed.pay_org  # the trade's org by default
+            view = self._pay(merchant_id, req, timed)
+            timed.pay_org = view.pay_org_no or timed.pay_org  # the pay order's org
             if view.status == "processing":
                 timed.outcome = "pending"  # the channel answers later, by callback
             return view
@@ -64,7 +64,7 @@ class PayService:
         :meth:`SettlementService.on_channel_result`)."""
         return self.settlement.on_channel_result(result)
 
-    def _pay(self, merchant_id: str, req: PayRequest) -> PayOrderView:
+    def _pay(self, merchant_id: str, req: PayRequest, timed: Any = None) -> PayOrderView:
         fingerprint = req.fingerprint()
         replay = self._replay(merchant_id, req.pay_no, fingerprint)
         if replay:
@@ -73,6 +73,8 @@ class PayService:
         ctx = BizContext(
             merchant_id, trade.order_type, trade.sub_type, req.pay_org_no or trade.pay_org_no
         )
+        if timed is not None and ctx.pay_org_no:  # a pay that fails is the trade's org's too
+            timed.pay_org = ctx.pay_org_no
         info = self.deps.merchants.authorize(merchant_id, ctx)
         tools_of(self.deps).check(trade.trade_type, req.tools, trade.amount, trade=trade)
         if trade.status != st.CREATED:  # hopeless: never counted by risk. A concurrent
