@@ -137,15 +137,23 @@ class Observer:
         scale = self.fault.seconds / self.base.seconds if self.base.seconds > 0 else 0.0
         return max(0, int(now - 2.0 * base * scale))
 
+    def _uncovered(self, w: Window, caller: str, resource: str) -> int:
+        """Failed attempts on one edge in ``w`` that no fallback covered: a call that fell
+        back after its retries failed recorded an error for every attempt (``1 + retries``
+        of the edge, e.g. the coupon's), a degraded one none."""
+        edge = self.dmap.edge(caller, resource)
+        attempts = 1 + (edge.retries if edge is not None else 0)
+        covered = attempts * w.count(caller, resource, ("fallback",)) + w.count(
+            caller, resource, ("degraded",)
+        )
+        return max(0, w.count(caller, resource, FAILURES) - covered)
+
     def _edge_failures(self, caller: str, resource: str) -> int:
         """Failed calls on one edge that no fallback covered, beyond the baseline."""
-        now = self.fault.count(caller, resource, FAILURES) - self.fault.count(
-            caller, resource, FALLBACKS
+        return self._excess(
+            self._uncovered(self.fault, caller, resource),
+            self._uncovered(self.base, caller, resource),
         )
-        base = self.base.count(caller, resource, FAILURES) - self.base.count(
-            caller, resource, FALLBACKS
-        )
-        return self._excess(max(0, now), max(0, base))
 
     def _fallbacks(self, caller: str, resource: str) -> int:
         return self._excess(

@@ -95,6 +95,30 @@ def test_the_observer_judges_callers_from_outcomes_and_answers_beyond_the_baseli
     assert (effect, why) == ("fails", "3 failed answers")
 
 
+def test_a_weak_call_that_retried_and_fell_back_is_covered_by_its_one_fallback():
+    resources = [
+        ResourceSpec("link.pay", "link", core_link=True),
+        ResourceSpec("coupon", "service"),
+    ]
+    edges = [EdgeSpec("link.pay", "coupon", "weak", 500, 1, fallback="pay without it")]
+    dmap = DependencyMap(resources, edges)
+    guard = Guard(dmap)
+    tally = EdgeTally()
+    guard.recorders.append(tally)
+    FaultInjector.attach(guard).fail(["coupon"])
+    for _ in range(3):  # each call: an error, its retry's error, one fallback
+        assert guard.call("coupon", lambda: "ok", caller="link.pay", fallback=lambda: None) is None
+    counts = tally.snapshot()
+    assert counts[("link.pay", "coupon", "error")] == 6
+    assert counts[("link.pay", "coupon", "fallback")] == 3
+    fault = Window(5, counts, Counter())
+    assert Observer(dmap, "coupon", fault, _window(10, {})).effect("link.pay")[0] == "degrades"
+    # errors beyond what the fallbacks' attempts explain still fail the caller
+    worse = _window(5, {**counts, ("link.pay", "coupon", "error"): 9})
+    effect, why = Observer(dmap, "coupon", worse, _window(10, {})).effect("link.pay")
+    assert effect == "fails" and "3 failed calls to coupon" in why
+
+
 def test_answers_are_attributed_to_links_and_dependencies():
     assert failed_answer("pay:dependency_unavailable:channel.SANDBOX_A") == (
         "link.pay",
