@@ -16,10 +16,18 @@ from runtime.settings import RISK_LIMITS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "configuration.md"
-SOURCES = (
-    "backends", "collectors", "stability", "alerts", "paycore", "simulator", "console",
-    "runtime", "bench",
-)  # fmt: skip
+#: the packages and the benchmarks (tests set variables, they do not define them)
+SOURCES = [
+    "backends",
+    "collectors",
+    "stability",
+    "alerts",
+    "paycore",
+    "simulator",
+    "console",
+    "runtime",
+    "bench",
+]
 LITERAL = re.compile(r"""["']PAYWATCH_([A-Z0-9_]*[A-Z0-9])["']""")
 SETTINGS_GET = re.compile(r"""\bget\(\s*["']([A-Z0-9_]*[A-Z0-9])["']\s*\)""")
 DOCUMENTED = re.compile(r"`(PAYWATCH_[A-Z0-9_]*[A-Z0-9])`")
