@@ -272,5 +272,7 @@ def _split_alertmanagers(
         managers = [n for n in notifier.notifiers if isinstance(n, AlertmanagerNotifier)]
         rest = [n for n in notifier.notifiers if not isinstance(n, AlertmanagerNotifier)]
         if managers:
-            return (MultiNotifier(rest) if len(rest) > 1 else (rest or [None])[0]), managers
+            if len(rest) > 1:
+                return MultiNotifier(rest), managers
+            return (rest[0] if rest else None), managers
     return notifier, []
