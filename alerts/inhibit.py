@@ -110,13 +110,12 @@ def _labels(a: Alert) -> dict[str, str]:
 #: the per-link pages: SLO burn and latency pages of a core link or a channel
 _LINK_PAGES = ("severity=page", "alertname=~slo_.+|pay_latency_.+")
 
-#: shipped inhibitions: the database down (its breaker open, or a database-down alert)
-#: suppresses the per-link pages it causes
+#: shipped inhibitions: the database down (its breaker open) suppresses the per-link
+#: pages it causes
 DEFAULT_INHIBIT_RULES: tuple[InhibitRule, ...] = (
     InhibitRule.of(
         "database_breaker_open", ["alertname=breaker_open", "resource=database"], _LINK_PAGES
     ),
-    InhibitRule.of("database_down", ["alertname=database_down"], _LINK_PAGES),
 )
 
 
