@@ -2,8 +2,8 @@
 
 "Read" is what the source shows: a ``"PAYWATCH_..."`` string literal anywhere in the
 packages or ``bench/`` (``os.environ.get``, constants such as ``FORMAT_ENV``), the
-``get("NAME")`` calls of :meth:`runtime.settings.Settings.from_env` (which add the
-prefix) and the risk limits it reads by table (:data:`runtime.settings.RISK_LIMITS`).
+``get("NAME")`` calls of :meth:`runtime.settings.Settings.from_env` and its parsers
+(which add the prefix) and the risk limits it reads by table (:data:`runtime.settings.RISK_LIMITS`).
 A new variable fails this test until it is documented; a removed one until its row goes.
 """
 
@@ -30,6 +30,8 @@ SOURCES = [
 ]
 LITERAL = re.compile(r"""["']PAYWATCH_([A-Z0-9_]*[A-Z0-9])["']""")
 SETTINGS_GET = re.compile(r"""\bget\(\s*["']([A-Z0-9_]*[A-Z0-9])["']\s*\)""")
+#: where ``get("NAME")`` reads ``PAYWATCH_NAME`` (Settings.from_env and its parsers)
+SETTINGS_FILES = ("runtime/settings.py", "runtime/settings_values.py")
 DOCUMENTED = re.compile(r"`(PAYWATCH_[A-Z0-9_]*[A-Z0-9])`")
 
 
@@ -40,7 +42,7 @@ def read_by_code() -> dict[str, set[str]]:
         for path in sorted((ROOT / package).rglob("*.py")):
             text = path.read_text(encoding="utf-8")
             names = {f"PAYWATCH_{m}" for m in LITERAL.findall(text)}
-            if path == ROOT / "runtime" / "settings.py":
+            if path.relative_to(ROOT).as_posix() in SETTINGS_FILES:
                 names |= {f"PAYWATCH_{m}" for m in SETTINGS_GET.findall(text)}
                 names |= {f"PAYWATCH_RISK_{k}" for k in RISK_LIMITS}
             for name in names:
