@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 _S = cast(sa.Table, AlertState.__table__)
 _N = cast(sa.Table, AlertNotification.__table__)
 
-#: the console page that lists alerts (``console/app.py``: ``oncall_overview.py``)
-CONSOLE_ALERT_PAGE = "/oncall_overview"
+#: the console page that lists alerts (``console/app.py``: ``oncall_alerts.py``)
+CONSOLE_ALERT_PAGE = "/oncall_alerts"
 #: where the default rules' ``runbook`` annotation points (``docs/runbook.md#anchor``)
 RUNBOOK_PREFIX = "docs/runbook.md#"
 _LOCAL_RUNBOOK = Path(__file__).resolve().parents[1] / "docs" / "runbook.md"

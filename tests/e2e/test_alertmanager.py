@@ -156,7 +156,7 @@ def test_alerts_survive_a_restart_expire_without_resends_and_resolve_at_once(
         (a,) = am.alerts()
         assert a["labels"]["service"] == "paywatch" and a["labels"]["env"] == "e2e"
         assert a["labels"]["severity"] == "page" and a["labels"]["resource"] == "redis"
-        assert a["generatorURL"].startswith("https://console.example/oncall_overview?alert=")
+        assert a["generatorURL"].startswith("https://console.example/oncall_alerts?alert=")
         assert a["annotations"]["runbook_url"] == (
             "https://git.example/paywatch/docs/runbook.md#breaker_open"
         )

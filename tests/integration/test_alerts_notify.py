@@ -242,7 +242,7 @@ def test_alertmanager_v2_payload() -> None:
             "service": "paywatch",
             "env": "prod",
         }
-        assert item["generatorURL"] == "http://console:8501/oncall_overview?alert=" + "f" * 64
+        assert item["generatorURL"] == "http://console:8501/oncall_alerts?alert=" + "f" * 64
         assert item["annotations"]["runbook_url"] == "https://docs.example/runbook.md#breaker_open"
         assert item["startsAt"].endswith("Z") and item["endsAt"].endswith("Z")
         starts = datetime.fromisoformat(item["startsAt"]).timestamp()

@@ -60,7 +60,7 @@ def test_firing_alert_ends_four_resend_intervals_ahead_with_routing_labels_and_l
     }
     assert ts(item["startsAt"]) == T0 + 60
     assert ts(item["endsAt"]) == T0 + 900 + 240
-    assert item["generatorURL"] == "https://console.example/oncall_overview?alert=" + "ab" * 32
+    assert item["generatorURL"] == "https://console.example/oncall_alerts?alert=" + "ab" * 32
     notes = item["annotations"]
     assert notes["runbook_url"] == "https://git.example/paywatch/docs/runbook.md#breaker_open"
     assert notes["summary"] == "breaker for redis is open"
