@@ -7,6 +7,8 @@ firing, humans are not paged again). Every action is role-checked at the click a
 written to the console's audit log with its outcome. Below: the silences, the
 acknowledgements, the alerts' history, the notification log (what was sent where, when,
 with what result, and what was left out) and the inhibition rules in force.
+``?alert=<fingerprint>`` (Alertmanager's ``generatorURL``) narrows the history and the
+notification log to that alert.
 """
 
 from __future__ import annotations
@@ -219,15 +221,19 @@ def _table(rows: list[dict[str, Any]], key: str) -> None:
         st.caption("None yet.")
 
 
-def logs_panels() -> None:
+def logs_panels(focus: str | None) -> None:
+    """Acknowledgements, history and notification log (of the ``focus`` alert if given)."""
+    if focus:
+        st.info(f"Showing alert {md(focus[:12])} only. [All alerts](oncall_alerts)")
     with panel("Acknowledgements", "database"):
-        _table(ack_rows(AckStore(platform().db.engine).recent(50), now()), "al_acks")
+        acks = AckStore(platform().db.engine).recent(50, focus)
+        _table(ack_rows(acks, now()), "al_acks")
     with panel("Alert history", "database"):
-        _table(history_rows(transitions(platform().db.engine, 100), now()), "al_history")
+        _table(history_rows(transitions(platform().db.engine, 100, focus), now()), "al_history")
     with panel("Notification log", "database"):
         engine, t = platform().db.engine, now()
         names = {a.fingerprint: a.rule for a in stored_alerts(engine, ("firing", "resolved"))}
-        rows = notification_rows(notification_log(engine, 100), t, names)
+        rows = notification_rows(notification_log(engine, 100, focus), t, names)
         if rows:
             st.dataframe(rows, hide_index=True, key="al_notifications")
         else:
@@ -255,4 +261,5 @@ if may_silence or may_ack:
             st.subheader("Acknowledge")
             ack_form(active)
 silences_panel(may_silence)
-logs_panels()
+focus = st.query_params.get("alert")
+logs_panels(focus if isinstance(focus, str) and 8 <= len(focus) <= 64 else None)

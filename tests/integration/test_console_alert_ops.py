@@ -180,3 +180,20 @@ def SilenceStoreActive(engine):  # noqa: N802
     from alerts.silences import SilenceStore
 
     return SilenceStore(engine).active()
+
+
+def test_generator_url_focus_narrows_history_and_log(oncall_db):
+    """Alertmanager's generatorURL opens this page with ``?alert=<fingerprint>``."""
+    notifier = RecordingNotifier()
+    eng = _engine(oncall_db, notifier, group_wait=0)
+    eng.evaluate(now=time.time())
+    redis = next(a for a in eng.active() if a.labels["resource"] == "redis")
+    at = _app("vera", "viewer").run()
+    at.query_params["alert"] = redis.fingerprint
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    history = _frame(at, "change")
+    assert history["fingerprint"].tolist() == [redis.fingerprint[:12]]
+    assert _frame(at, "receiver")["alerts"].tolist() == ["breaker_open"]
+    assert any("only" in i.value for i in at.info)
