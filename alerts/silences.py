@@ -2,9 +2,11 @@
 
 As in Alertmanager, a silence must say who made it (``creator``), why (``comment``)
 and until when (``ends_at``); an open-ended or anonymous silence is refused. Matchers
-are label equalities and must not be empty (a silence matching everything would hide
-every page). Evaluation and notification keep running under a silence: only the
-notification is suppressed, and recorded as ``silenced``.
+are label equalities (``matchers``), optionally with Alertmanager's other operators
+(``extra``: ``!=``, ``=~``, ``!~``, regexes anchored); at least one matcher must not
+match an absent label (a silence matching everything would hide every page).
+Evaluation and notification keep running under a silence: only the notification is
+suppressed, and recorded as ``silenced``.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .errors import SilenceError
+from .errors import RuleError, SilenceError
+from .inhibit import Matcher, parse_matcher
 from .model import LABEL_NAME
 from .schema import Silence as SilenceRow
 
@@ -36,13 +39,21 @@ class Silence:
     starts_at: float
     ends_at: float
     created_at: float
+    #: matchers other than equality (``!=``, ``=~``, ``!~``)
+    extra: tuple[Matcher, ...] = ()
 
     def is_active(self, now: float) -> bool:
         return self.starts_at <= now < self.ends_at
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        """True if every matcher equals the alert's label (labels only; not time)."""
-        return all(labels.get(k) == v for k, v in self.matchers.items())
+        """True if every matcher holds for the alert's labels (labels only; not time)."""
+        return all(labels.get(k) == v for k, v in self.matchers.items()) and all(
+            m.matches(labels) for m in self.extra
+        )
+
+    def matchers_text(self) -> list[str]:
+        """Every matcher as written: ``name=value``, ``name=~regex``..."""
+        return [f"{k}={v}" for k, v in self.matchers.items()] + [str(m) for m in self.extra]
 
 
 def first_match(silences: Iterable[Silence], labels: Mapping[str, str]) -> Silence | None:
@@ -72,6 +83,25 @@ def parse_matchers(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def parse_silence_matchers(items: Iterable[str]) -> tuple[dict[str, str], tuple[Matcher, ...]]:
+    """``name=value``, ``name!=value``, ``name=~regex``, ``name!~regex`` → (equalities,
+    the others); :class:`SilenceError` for anything else."""
+    eq: dict[str, str] = {}
+    extra: list[Matcher] = []
+    for item in items:
+        try:
+            m = parse_matcher(str(item))
+        except RuleError as exc:
+            raise SilenceError(str(exc)) from None
+        if m.op == "=" and m.value:
+            eq[m.name] = m.value
+        elif m.op == "=":
+            raise SilenceError(f"matcher {m.name!r} needs a non-empty string value")
+        else:
+            extra.append(m)
+    return eq, tuple(extra)
+
+
 def parse_duration(text: str) -> float:
     """``90s``, ``30m``, ``2h``, ``1d`` (a bare number is seconds) → seconds > 0."""
     m = _DURATION.fullmatch(str(text or ""))
@@ -80,10 +110,26 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNIT[m.group(2) or "s"]
 
 
+def _stored(matchers: Mapping[str, str], extra: tuple[Matcher, ...]) -> str:
+    """Equality-only silences keep the ``{label: value}`` form; others a list of
+    ``[name, op, value]``."""
+    if not extra:
+        return json.dumps(dict(sorted(matchers.items())), ensure_ascii=False)
+    rows = [[k, "=", v] for k, v in sorted(matchers.items())]
+    return json.dumps(rows + [[m.name, m.op, m.value] for m in extra], ensure_ascii=False)
+
+
+def _loaded(text: str) -> tuple[dict[str, str], tuple[Matcher, ...]]:
+    data: Any = json.loads(text)
+    if isinstance(data, dict):
+        return data, ()
+    eq = {n: v for n, op, v in data if op == "="}
+    return eq, tuple(Matcher(n, op, v) for n, op, v in data if op != "=")
+
+
 def _row(r: sa.Row) -> Silence:
-    return Silence(
-        r.id, json.loads(r.matchers), r.creator, r.comment, r.starts_at, r.ends_at, r.created_at
-    )
+    eq, extra = _loaded(r.matchers)
+    return Silence(r.id, eq, r.creator, r.comment, r.starts_at, r.ends_at, r.created_at, extra)
 
 
 def _finite(x: object, what: str) -> float:
@@ -107,11 +153,18 @@ class SilenceStore:
         ends_at: float | None,
         starts_at: float | None = None,
         now: float | None = None,
+        extra: Iterable[Matcher] = (),
     ) -> Silence:
-        """Create a silence; :class:`SilenceError` if a field is missing or inconsistent."""
+        """Create a silence; :class:`SilenceError` if a field is missing or inconsistent.
+        ``extra`` are matchers other than equality (see :func:`parse_silence_matchers`)."""
         now = self.clock() if now is None else now
-        if not isinstance(matchers, Mapping) or not matchers:
+        ops = tuple(extra)
+        if not isinstance(matchers, Mapping) or not (matchers or ops):
             raise SilenceError("a silence needs at least one matcher")
+        if any(not isinstance(m, Matcher) or m.op == "=" for m in ops):
+            raise SilenceError("extra matchers are !=, =~ or !~ matchers")
+        if not matchers and all(m.matches({}) for m in ops):
+            raise SilenceError("a silence needs a matcher that an absent label does not match")
         for k, v in matchers.items():
             if not isinstance(k, str) or not LABEL_NAME.fullmatch(k):
                 raise SilenceError(f"invalid matcher label {k!r}")
@@ -132,7 +185,7 @@ class SilenceStore:
         if end <= now:
             raise SilenceError("a silence must end in the future")
         values: dict[str, object] = {
-            "matchers": json.dumps(dict(sorted(matchers.items())), ensure_ascii=False),
+            "matchers": _stored(matchers, ops),
             "creator": creator.strip(),
             "comment": comment.strip(),
             "starts_at": start,
@@ -149,6 +202,7 @@ class SilenceStore:
             start,
             end,
             now,
+            ops,
         )
 
     def get(self, silence_id: int) -> Silence:

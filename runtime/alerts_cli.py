@@ -78,6 +78,7 @@ def _silence_json(s: Any) -> dict[str, Any]:
     return {
         "id": s.id,
         "matchers": s.matchers,
+        "all_matchers": s.matchers_text(),
         "creator": s.creator,
         "comment": s.comment,
         "starts_at": _iso(s.starts_at),
@@ -117,7 +118,7 @@ def _list(engine: Any, args: argparse.Namespace) -> int:
 
 def _silence(engine: Any, args: argparse.Namespace) -> int:
     from alerts.errors import SilenceError
-    from alerts.silences import SilenceStore, parse_duration, parse_matchers
+    from alerts.silences import SilenceStore, parse_duration, parse_silence_matchers
 
     now = time.time()
     detail: dict[str, Any] = {"matchers": args.matcher, "comment": args.comment}
@@ -133,8 +134,10 @@ def _silence(engine: Any, args: argparse.Namespace) -> int:
             ends = (until if until.tzinfo else until.replace(tzinfo=UTC)).timestamp()
         else:
             ends = now + parse_duration(args.duration)
-        matchers = parse_matchers(args.matcher or [])
-        return SilenceStore(engine).create(matchers, _actor(args), args.comment, ends, now=now)
+        eq, extra = parse_silence_matchers(args.matcher or [])
+        return SilenceStore(engine).create(
+            eq, _actor(args), args.comment, ends, now=now, extra=extra
+        )
 
     made = _audited(engine, args, "alert.silence", "cli", detail, make)
     target = made.matchers.get("alertname", "silence")
@@ -229,7 +232,12 @@ def configure_parser(alerts: argparse.ArgumentParser) -> None:
     ls = sub.add_parser("list", help="pending and firing alerts, with fingerprints")
     ls.set_defaults(func=_with_engine(_list))
     sil = sub.add_parser("silence", help="silence alerts: matchers, comment and end required")
-    sil.add_argument("--matcher", "-m", action="append", help="name=value (repeat for more)")
+    sil.add_argument(
+        "--matcher",
+        "-m",
+        action="append",
+        help="name=value, name!=value, name=~regex, name!~regex (repeat for more)",
+    )
     sil.add_argument("--comment", required=True, help="why")
     sil.add_argument("--for", dest="duration", help="how long, e.g. 30m, 2h, 1d")
     sil.add_argument("--until", help="end time, ISO 8601 (UTC unless an offset is given)")

@@ -23,7 +23,7 @@ from alerts.errors import AlertsError
 from alerts.history import alerts as stored_alerts
 from alerts.history import notification_log, transitions
 from alerts.inhibit import DEFAULT_INHIBIT_RULES, inhibited
-from alerts.silences import SilenceStore, first_match, parse_duration, parse_matchers
+from alerts.silences import SilenceStore, first_match, parse_duration, parse_silence_matchers
 from console.audit import record
 from console.auth import User, can
 from console.pages import now, platform, require
@@ -60,11 +60,11 @@ def _silence(user: User) -> tuple[str, str]:
     duration = str(state.get("al_sil_for") or "").strip()
     detail: dict[str, Any] = {"matchers": text, "comment": comment, "for": duration}
     try:
-        matchers = parse_matchers(line for line in text.splitlines() if line.strip())
+        eq, extra = parse_silence_matchers(line for line in text.splitlines() if line.strip())
         if not duration:
             raise AlertsError("a silence needs an end: say for how long (e.g. 30m, 2h, 1d)")
         ends = t + parse_duration(duration)
-        made = SilenceStore(engine).create(matchers, user.username, comment, ends, now=t)
+        made = SilenceStore(engine).create(eq, user.username, comment, ends, now=t, extra=extra)
     except AlertsError as exc:
         _audit(user, "alert.silence", "console", {**detail, "error": str(exc)}, False)
         return "error", f"Not silenced: {exc}"
@@ -172,7 +172,10 @@ def silence_form(user: User, active: dict[str, dict[str, Any]]) -> None:
         format_func=lambda fp: f"{active[fp]['rule']} · {active[fp]['resource']}",
     )
     with st.form("al_silence"):
-        st.text_area("Matchers (one name=value per line)", key="al_sil_matchers")
+        st.text_area(
+            "Matchers (one per line: name=value, name!=value, name=~regex, name!~regex)",
+            key="al_sil_matchers",
+        )
         st.text_input("For (e.g. 30m, 2h, 1d)", key="al_sil_for")
         st.text_input("Comment (why)", max_chars=500, key="al_sil_comment")
         st.caption(f"Creator: {md(user.username)}. Matching alerts stay listed, unnotified.")

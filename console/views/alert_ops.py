@@ -39,7 +39,7 @@ def silence_rows(silences: Iterable[Silence], now: float) -> list[dict[str, Any]
             else "pending"
             if s.starts_at > now
             else "expired",
-            "matchers": matchers_text(s.matchers),
+            "matchers": ", ".join(s.matchers_text()),
             "creator": s.creator,
             "comment": s.comment,
             "starts": clock_time(s.starts_at, now),

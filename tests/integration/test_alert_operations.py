@@ -14,7 +14,7 @@ from alerts.acks import AckStore
 from alerts.errors import AckError, RuleError, SilenceError
 from alerts.history import notification_log, transitions
 from alerts.inhibit import DEFAULT_INHIBIT_RULES, InhibitRule, parse_matcher
-from alerts.silences import parse_duration, parse_matchers
+from alerts.silences import SilenceStore, parse_duration, parse_matchers, parse_silence_matchers
 
 
 @pytest.fixture
@@ -192,3 +192,30 @@ def test_silence_matchers_and_durations_from_text() -> None:
     for bad in ("", "0", "-1h", "2w", "soon"):
         with pytest.raises(SilenceError):
             parse_duration(bad)
+
+
+def test_silences_with_regex_and_negative_matchers(db) -> None:
+    eq, extra = parse_silence_matchers(["alertname=breaker_open", "resource=~red.*|db"])
+    assert eq == {"alertname": "breaker_open"} and [str(m) for m in extra] == ["resource=~red.*|db"]
+    store = SilenceStore(db, clock=lambda: T0)
+    made = store.create(eq, "olive", "redis and db work", T0 + 3600, extra=extra)
+    again = store.get(made.id)
+    assert again == made and again.matchers_text() == [
+        "alertname=breaker_open",
+        "resource=~red.*|db",
+    ]
+    base = {"alertname": "breaker_open"}
+    assert store.matches({**base, "resource": "redis"}, now=T0 + 1) == made
+    assert store.matches({**base, "resource": "db"}, now=T0 + 1) == made
+    assert store.matches({**base, "resource": "xdb"}, now=T0 + 1) is None  # anchored
+    assert store.matches({"alertname": "other", "resource": "db"}, now=T0 + 1) is None
+    _, only_not = parse_silence_matchers(["env!=test"])
+    with pytest.raises(SilenceError, match="absent label"):
+        store.create({}, "olive", "everything but test", T0 + 60, extra=only_not)
+    _, env = parse_silence_matchers(["env!~test|dev", "resource=~.+"])
+    wide = store.create({}, "olive", "prod resources", T0 + 60, extra=env)
+    assert wide.matches({"env": "prod", "resource": "db"})
+    assert not wide.matches({"env": "dev", "resource": "db"})
+    for bad in (["resource=~("], ["resource="], ["-x=1"]):
+        with pytest.raises(SilenceError):
+            parse_silence_matchers(bad)

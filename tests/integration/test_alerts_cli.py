@@ -68,8 +68,10 @@ def test_cli_silences_acks_and_shows_history(shell, capsys) -> None:
     base = ("silence", "--comment", "failover drill")
     rc, _, err = _run(capsys, *base, "-m", "resource=redis")
     assert rc == 2 and "needs an end" in err
-    rc, _, err = _run(capsys, *base, "-m", "resource=~red.*", "--for", "1h")
-    assert rc == 2 and "equality" in err
+    rc, _, err = _run(capsys, *base, "-m", "resource=~(", "--for", "1h")
+    assert rc == 2 and "bad regex" in err
+    rc, _, err = _run(capsys, *base, "-m", "resource!=coupon", "--for", "1h")
+    assert rc == 2 and "absent label does not match" in err
     rc, _, err = _run(capsys, *base, "--for", "1h")
     assert rc == 2 and "at least one matcher" in err
     with pytest.raises(SystemExit) as exc:  # --comment is required by the parser
@@ -119,6 +121,7 @@ def test_cli_silences_acks_and_shows_history(shell, capsys) -> None:
 
     audit = [(a.actor, a.role, a.action, json.loads(a.detail)["ok"]) for a in _audit(shell)]
     assert audit == [
+        ("sre-sam", "cli", "alert.silence", False),
         ("sre-sam", "cli", "alert.silence", False),
         ("sre-sam", "cli", "alert.silence", False),
         ("sre-sam", "cli", "alert.silence", False),
