@@ -158,6 +158,10 @@ def _slo(raw: Any, where: str) -> Slo:
     if kind == "latency" and not threshold:
         raise _fail(where, "a latency SLO needs threshold_ms")
     absent = opts.get("absent_for")
+    try:
+        absent_s = None if absent is None else duration_s(str(absent))
+    except RuleError as exc:
+        raise _fail(where, f"absent_for: {exc}") from None
     return Slo(
         name=name,
         objective=round(percent / 100.0, 12),
@@ -170,7 +174,7 @@ def _slo(raw: Any, where: str) -> Slo:
         by=tuple(b for b in str(opts.get("by", "")).split(",") if b),
         threshold_s=None if threshold is None else threshold / 1000.0,
         min_traffic_rps=_opt_float(opts, "min_traffic_rps", where),
-        absent_for_s=None if absent is None else duration_s(str(absent)),
+        absent_for_s=absent_s,
         plan=str(opts.get("plan", "")),
         severities=_severities(alerting),
         labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},

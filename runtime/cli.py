@@ -225,6 +225,9 @@ def parser() -> argparse.ArgumentParser:
     from .routing_cli import configure_parser as configure_routing
 
     configure_routing(sub.add_parser("routing", help="routing rules: show, publish, preview"))
+    from .rules_cli import configure_parser as configure_rules
+
+    configure_rules(sub.add_parser("rules", help="export the Prometheus rules (SLO spec)"))
     from .alerts_cli import configure_parser as configure_alerts
 
     configure_alerts(

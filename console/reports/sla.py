@@ -10,11 +10,13 @@ the one before it, stitched from raw samples and rollups; Prometheus answers
   ``ok`` and ``pending`` (accepted, result later: not a failure of the step); *bad* is
   ``error`` and ``timeout``; ``rejected`` (business refusals, 4xx) is excluded from
   both. p99 comes from ``paywatch_link_latency_seconds``. The target is the dependency
-  map resource ``link.<step>`` (or ``<step>``), else :data:`DEFAULT_SLO`.
+  SLO spec's availability objective for the step (``slo/paywatch.slo.yaml``, the one the
+  alerts burn: :mod:`alerts.slo_spec`), else the dependency map resource ``link.<step>``
+  (or ``<step>``), else :data:`DEFAULT_SLO`.
 * dependencies (``paywatch_guard_outcomes_total{resource,outcome}``): *good* is
   ``pass``, *bad* is ``error``, ``timeout`` and ``breaker_open``; other guard outcomes
-  (blocked by a limit, degraded, fallback) are neither. Target: the resource's
-  ``sla_target``.
+  (blocked by a limit, degraded, fallback) are neither. Target: the spec's objective for
+  the resource, else its ``sla_target`` in the map.
 
 ``requests`` counts every outcome, ``total`` = good + bad (what the target is about),
 ``excluded`` the rest. Availability = good / total (None with no traffic). Error
@@ -28,7 +30,7 @@ error exhausts it (``budget_left`` −inf, burn inf).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +86,14 @@ def _targets(dmap: Any) -> dict[str, float]:
     if dmap is None:
         return {}
     return {r.name: float(r.sla_target) for r in dmap.resources}
+
+
+def spec_objectives() -> dict[str, float]:
+    """The SLO spec's availability objectives by report name (``link.<step>``, dependency
+    names): :func:`alerts.slo_spec.load_spec` (``$PAYWATCH_SLO_SPEC`` or the shipped one)."""
+    from alerts.slo_spec import load_spec
+
+    return load_spec().objectives()
 
 
 def _counts(
@@ -149,14 +159,18 @@ def sla_report(
     now: float,
     window_s: float = DEFAULT_WINDOW_S,
     steps: Iterable[str] | None = None,
+    objectives: Mapping[str, float] | None = None,
 ) -> list[SlaRow]:
     """Rows for every core link step (all of ``steps``, default
     :data:`collectors.metrics.STEPS`, plus any seen) then every dependency (resources
-    of ``dmap`` that are not core links, plus any seen in guard outcomes)."""
+    of ``dmap`` that are not core links, those of the spec, plus any seen in guard
+    outcomes). ``objectives`` (default: :func:`spec_objectives`) win over the map."""
     from collectors.metrics import STEPS
 
-    targets = _targets(dmap)
+    spec = spec_objectives() if objectives is None else dict(objectives)
+    targets = {**_targets(dmap), **spec}
     links = {r.name for r in dmap.resources if r.core_link} if dmap is not None else set()
+    links |= {n for n in spec if n.startswith("link.")}
     step_counts = _counts(query, REQUESTS, "step", window=window_s, at=now)
     p99s = {
         s.labels.get("step", ""): s.value

@@ -16,6 +16,13 @@ from stability.depmap import DependencyMap, ResourceSpec
 # -- SLA -------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def map_targets_only(monkeypatch):
+    """These tests are about the map's targets: the SLO spec (which wins over the map) is
+    left out; its precedence is tested in tests/integration/test_slo_spec.py."""
+    monkeypatch.setattr("console.reports.sla.spec_objectives", dict)
+
+
 class FakeQuery(MetricsQuery):
     """Counts per (labels) over the window. ``rate`` fails: the SLA report must count the
     counters' increase, never scale a rate by the window."""
