@@ -69,10 +69,10 @@ MAY_BE_UNEXERCISED: dict[tuple[str, str], str] = {
     ("ledger.posting", "database"): "with the database down the links fail at their own "
     "first query, before a posting starts",
     ("ledger.hot_account", "database"): "as ledger.posting -> database",
-    **{
-        (caller, "coupon"): "the simulator's traffic pays with no coupon (yet)"
-        for caller in ("link.pay", "link.refund", "job.compensation")
-    },
+    ("link.refund", "coupon"): "a refund calls the coupon service only for a trade paid "
+    "with a coupon (a few per cent of the traffic) that is refunded inside the fault's window",
+    ("job.compensation", "coupon"): "compensation gives a coupon back only when a failed "
+    "coupon pay's task falls due inside the fault's window",
 }
 
 
