@@ -51,7 +51,7 @@ def _slo_rule(slo: Slo, org: str | None) -> BurnRateRule:
     plan = slo.plan.replace("{org}", org or "")
     if slo.kind == "latency":
         summary = (
-            f"{slo.step} requests slower than {slo.threshold_s * 1000:g} ms are burning "
+            f"{slo.step} requests slower than {(slo.threshold_s or 1.0) * 1000:g} ms are burning "
             f"the {slo.objective:.4g} latency SLO's error budget"
         )
     elif slo.resource:
