@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
 
 from collectors.query import MetricsQuery, Series
 
@@ -20,7 +22,13 @@ from .base import Rule
 from .rules import ThresholdRule
 from .spec import QuerySpec
 
-__all__ = ["HEARTBEAT", "JOB_STALE_FACTOR", "JOB_STALE_MIN_S", "meta_rules"]
+__all__ = [
+    "HEARTBEAT",
+    "JOB_STALE_FACTOR",
+    "JOB_STALE_MIN_S",
+    "meta_rules",
+    "with_engine_self_check",
+]
 
 HEARTBEAT = "paywatch_build_info"
 RUNS = "paywatch_job_runs_total"
@@ -79,6 +87,22 @@ _JOB_STALE_PROMQL = (
     f" > on(job) clamp_min({JOB_STALE_FACTOR:g} * max by (job) "
     f"(max_over_time({INTERVAL}[{_window(JOB_LOOKBACK_S)}])), {JOB_STALE_MIN_S:g})"
 )
+
+
+def with_engine_self_check(rules: Sequence[Rule], metrics: Any) -> list[Rule]:
+    """``rules`` with ``alert_engine_blind`` reading ``metrics.last_round_errors`` (the
+    engine's own count of failed rules in its last round) instead of the metrics backend:
+    when that backend is down, every query fails, this one too. Its export is unchanged."""
+    out: list[Rule] = []
+    for rule in rules:
+        if isinstance(rule, ThresholdRule) and rule.name == "alert_engine_blind":
+
+            def failed(query: MetricsQuery, at: float) -> list[Series]:
+                return [Series({}, float(metrics.last_round_errors))]
+
+            rule = replace(rule, query=failed, promql=rule.expr())
+        out.append(rule)
+    return out
 
 
 def meta_rules(notes: Notes) -> list[Rule]:

@@ -111,11 +111,17 @@ class AlertEngineMetrics:
         )
         # the series exists before the first failure, so its rate is 0 and not "no data"
         self.rule_errors.labels("")
+        #: rules that failed in the last finished round: read in-process, so the engine
+        #: knows it is blind even when the metrics backend it would ask is what is down
+        self.last_round_errors = 0
+        self._round_errors = 0
 
     def evaluated(self) -> None:
         """One evaluation round ran."""
         self.evaluations.inc()
+        self.last_round_errors, self._round_errors = self._round_errors, 0
 
     def rule_failed(self, rule: str) -> None:
         """The query of ``rule`` failed in this round."""
         self.rule_errors.labels(self._rule(rule)).inc()
+        self._round_errors += 1

@@ -144,6 +144,9 @@ def build_alert_engine(
     if hook:
         notifiers.append(WebhookNotifier(hook, settings.notify_secret()))
     notifier = MultiNotifier(notifiers) if len(notifiers) > 1 else (notifiers or [None])[0]
-    return AlertEngine(
-        engine, query, alert_rules(settings.pay_orgs), notifier=notifier, metrics=metrics
-    )
+    rules = alert_rules(settings.pay_orgs)
+    if metrics is not None:
+        from alerts.meta_rules import with_engine_self_check
+
+        rules = with_engine_self_check(rules, metrics)
+    return AlertEngine(engine, query, rules, notifier=notifier, metrics=metrics)

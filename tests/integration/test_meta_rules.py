@@ -197,3 +197,27 @@ def test_slo_pay_success_absent_can_fire_on_zero_initialised_series(db, pays) ->
     sim.until(T0 + 1800 + 2 * STEP, eng=eng, each=each)
     absent = {a.labels["alertname"] for a in eng.active()} & {"slo_pay_success_absent"}
     assert absent == (set() if pays else {"slo_pay_success_absent"})
+
+
+def test_the_engine_knows_it_is_blind_when_its_metrics_backend_is_down(db) -> None:
+    """Prometheus (the query backend) unreachable: every rule query fails, yet
+    alert_engine_blind fires, from the engine's own count of failed rules."""
+    from conftest import free_port
+
+    from alerts.meta_rules import with_engine_self_check
+    from collectors import PrometheusQuery
+
+    metrics = AlertEngineMetrics(CollectorRegistry())
+    rules = with_engine_self_check(default_rules(["SANDBOX_A"]), metrics)
+    down = PrometheusQuery(f"http://127.0.0.1:{free_port()}", timeout=2.0)
+    eng = AlertEngine(db, down, rules, metrics=metrics)
+    try:
+        run(eng, T0, T0 + 240, 60)
+        assert firing(eng) == set()  # pending for 5 minutes
+        run(eng, T0 + 300, T0 + 360, 60)
+        assert firing(eng) == {("alert_engine_blind", "")}
+        assert metrics.last_round_errors == len(rules) - 1  # all but the self-check
+    finally:
+        down.close()
+    exported = next(r for r in rules if r.name == "alert_engine_blind").to_prometheus()
+    assert "paywatch_alert_rule_errors_total" in exported[0]["expr"]  # export unchanged
