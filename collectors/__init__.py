@@ -10,6 +10,7 @@ paywatch it imports only :mod:`backends` (DESIGN.md §1).
 
 from __future__ import annotations
 
+from .build_info import paywatch_version, register_process_metrics
 from .business import BusinessCollector, BusinessSnapshot
 from .edge_metrics import (
     BULKHEAD_IN_FLIGHT,
@@ -23,6 +24,8 @@ from .edge_metrics import (
 from .errors import CollectorsError, LabelError, QueryBackendError, QueryError, StoreError
 from .exposition import make_metrics_app, metrics_response, start_metrics_server
 from .histogram import bucket_quantile
+from .http_metrics import HttpMetrics, HttpMetricsMiddleware, http_metrics_for
+from .job_metrics import AlertEngineMetrics, JobMetrics
 from .metrics import (
     BREAKER_STATES,
     CALLBACK,
@@ -64,11 +67,15 @@ __all__ = [
     "REFUND",
     "STEPS",
     "TRADE_CREATE",
+    "AlertEngineMetrics",
     "BusinessCollector",
     "BusinessSnapshot",
     "CollectorsError",
     "CoreMetrics",
     "EdgeMetrics",
+    "HttpMetrics",
+    "HttpMetricsMiddleware",
+    "JobMetrics",
     "LabelError",
     "MetricsQuery",
     "PrometheusQuery",
@@ -80,10 +87,13 @@ __all__ = [
     "TimeSeriesStore",
     "bucket_quantile",
     "error_reason",
+    "http_metrics_for",
     "make_metrics_app",
     "make_query",
     "metrics_response",
+    "paywatch_version",
     "prometheus_metric_store",
+    "register_process_metrics",
     "sql_metric_store",
     "start_metrics_server",
 ]
