@@ -39,8 +39,9 @@ def new_request_id() -> str:
 
 
 def valid_request_id(value: str | None) -> str | None:
-    """``value`` when it is usable as a request id (1-64 printable characters), else None."""
-    if value and len(value) <= _MAX_ID and value.isprintable():
+    """``value`` when it is usable as a request id (1-64 printable ASCII characters: it is
+    sent on in headers, some clients' only ASCII), else None."""
+    if value and len(value) <= _MAX_ID and value.isascii() and value.isprintable():
         return value
     return None
 

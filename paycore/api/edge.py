@@ -26,7 +26,7 @@ from stability.limits import MemoryLimitStore
 
 from ..errors import InvalidCharacters, MalformedRequest, PayCoreError
 from ..models import has_hostile_chars
-from ..tracing import server_span
+from ..tracing import server_span, valid_request_id
 from .schemas import INVALID_CHARACTERS
 
 log = logging.getLogger("paycore.api")
@@ -167,7 +167,7 @@ class EdgeMiddleware:
             return
         headers = dict(scope.get("headers") or ())
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        rid = valid_request_id(incoming) or uuid.uuid4().hex  # it goes on in ASCII headers
         scope.setdefault("state", {})["request_id"] = rid
         # the request id and trace follow the request into the channel front, callbacks
         # and notifications (paycore.tracing)

@@ -171,3 +171,27 @@ def test_info_lines_are_never_held_back():
     for _ in range(5):
         log.info("request served")
     assert len(out.getvalue().splitlines()) == 5
+
+
+def test_the_edge_keeps_an_ascii_request_id_and_replaces_any_other():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from paycore.api import edge
+    from paycore.tracing import current_request_id
+
+    app = FastAPI()
+    edge.install(app)
+
+    @app.get("/rid")
+    def rid() -> dict:
+        return {"rid": current_request_id()}
+
+    with TestClient(app) as http:
+        kept = http.get("/rid", headers={"X-Request-Id": "merchant-1"})
+        assert kept.json()["rid"] == kept.headers["x-request-id"] == "merchant-1"
+        other = http.get("/rid", headers={"X-Request-Id": "r\xe9sum\xe9".encode("latin-1")})
+        new = other.headers["x-request-id"]
+        assert other.json()["rid"] == new and new.isascii() and len(new) == 32
+        made = http.get("/rid")
+        assert made.json()["rid"] == made.headers["x-request-id"] != new
