@@ -42,7 +42,9 @@ CONTEXT_FIELDS = (
 )
 _SUMMARY = "_paywatch_summary"
 _OURS = "_paywatch_handler"
-_NOISY = ("apscheduler", "httpx", "httpcore", "urllib3")
+_NOISY = ("apscheduler", "alembic", "httpx", "httpcore", "urllib3")
+#: commands whose own output is the point: only warnings and errors unless asked
+_QUIET = frozenset({"simulate", "drill"})
 
 
 class ContextFilter(logging.Filter):
@@ -252,6 +254,8 @@ def configure_from_args(args: argparse.Namespace) -> None:
     from .otel import configure_tracing
 
     fmt, level = getattr(args, "log_format", None), getattr(args, "log_level", None)
+    if level is None and not os.environ.get(LEVEL_ENV) and args.command in _QUIET:
+        level = "warning"
     configure(fmt, level)
     if fmt:  # the processes this one starts (paywatch up) log alike
         os.environ[FORMAT_ENV] = fmt

@@ -195,3 +195,19 @@ def test_the_edge_keeps_an_ascii_request_id_and_replaces_any_other():
         assert other.json()["rid"] == new and new.isascii() and len(new) == 32
         made = http.get("/rid")
         assert made.json()["rid"] == made.headers["x-request-id"] != new
+
+
+def test_simulate_logs_warnings_only_unless_asked(root, monkeypatch):
+    import argparse
+
+    monkeypatch.delenv(logs.LEVEL_ENV, raising=False)
+    monkeypatch.delenv(logs.FORMAT_ENV, raising=False)
+    monkeypatch.delenv("PAYWATCH_OTEL_ENDPOINT", raising=False)
+    quiet = argparse.Namespace(command="simulate", log_format=None, log_level=None)
+    logs.configure_from_args(quiet)
+    assert root.level == logging.WARNING
+    asked = argparse.Namespace(command="simulate", log_format=None, log_level="debug")
+    logs.configure_from_args(asked)
+    assert root.level == logging.DEBUG
+    logs.configure_from_args(argparse.Namespace(command="worker", log_level=None))
+    assert root.level == logging.INFO
