@@ -105,8 +105,6 @@ class PayItem(Base):
     origin_item_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     pay_org_no: Mapped[str | None] = mapped_column(String(32), nullable=True)
     channel_txn_no: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    #: what the tool paid with (a coupon code), as the pay request named it
-    tool_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
     settled_amount: Mapped[int | None] = mapped_column(Money, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Ts)
     finished_at: Mapped[datetime | None] = mapped_column(Ts, nullable=True)
@@ -114,6 +112,9 @@ class PayItem(Base):
     query_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_query_at: Mapped[datetime | None] = mapped_column(Ts, nullable=True)
     manual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # last: migration 0015 added it to the end of the table
+    #: what the tool paid with (a coupon code), as the pay request named it
+    tool_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class PayException(Base):
