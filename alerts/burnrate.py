@@ -100,16 +100,27 @@ class BurnRateRule(Rule):
                 out.append(absent_instance(self, self.match))
         min_rps = self.min_traffic_rps or 0.0
         cache: dict[float, dict[tuple, float]] = {}
+        traffic_cache: dict[float, dict | None] = {}
+
+        def ratios(win: float) -> dict[tuple, float]:
+            if win not in cache:
+                cache[win] = self._ratios(query, win, at)
+            return cache[win]
+
         best: dict[tuple[tuple, str], tuple[float, BurnWindow]] = {}
         for w in self.windows:
             threshold = w.factor * self.budget
-            for win in (w.long_s, w.short_s):
-                if win not in cache:
-                    cache[win] = self._ratios(query, win, at)
-            long, short = cache[w.long_s], cache[w.short_s]
-            traffic = self._traffic(query, w.long_s, at)
-            for key, ratio in long.items():
-                if ratio > threshold and short.get(key, 0.0) > threshold:
+            # the long window first: the short one and the traffic are read only for a
+            # series whose long window burns (most evaluations of a healthy system)
+            burning = {k: r for k, r in ratios(w.long_s).items() if r > threshold}
+            if not burning:
+                continue
+            short = ratios(w.short_s)
+            if w.long_s not in traffic_cache:
+                traffic_cache[w.long_s] = self._traffic(query, w.long_s, at)
+            traffic = traffic_cache[w.long_s]
+            for key, ratio in burning.items():
+                if short.get(key, 0.0) > threshold:
                     if traffic is not None and traffic.get(key, 0.0) < min_rps:
                         continue
                     burn = ratio / self.budget

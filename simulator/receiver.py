@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from paycore.notify.delivery import EVENT_ID_HEADER
 from paycore.notify.signing import verify_notification
+from paycore.notify.wire import EVENT_ID_HEADER
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024

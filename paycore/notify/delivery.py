@@ -63,36 +63,17 @@ from ..merchants import notify_keys
 from ..tracing import outgoing_headers, resumed, split_kept, tracer
 from .guarded import CALLER, DEFERRED, guarded_post, notify_timeout
 from .signing import notification_signature
-
-
-def _reason(error: str) -> str:
-    """A bounded metric reason: ``http_5xx``/``http_4xx``, ``timeout`` or the error class."""
-    if error.startswith("HTTP "):
-        return f"http_{error[5]}xx"
-    return error[:32] or "error"
-
+from .wire import EVENT_ID_HEADER, envelope, failure_reason
 
 log = logging.getLogger(__name__)
 
 #: seconds to wait after the 1st, 2nd, ... failed attempt: ~1m 5m 10m 30m 1h 2h 6h 15h
 DEFAULT_SCHEDULE: tuple[int, ...] = (60, 300, 600, 1800, 3600, 7200, 21600, 54000)
-EVENT_ID_HEADER = "X-Paywatch-Event-Id"
 PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "gave_up"
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def envelope(event_id: str, event_type: str, created_at: datetime, payload: str) -> bytes:
-    """The POST body of one notification (``payload`` is the stored JSON text)."""
-    body = {
-        "event_id": event_id,
-        "event_type": event_type,
-        "created_at": created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "data": split_kept(json.loads(payload))[0],
-    }
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +265,7 @@ class NotificationDelivery:
             self.metrics.observe(
                 "notification",
                 "ok" if out.ok else "error",
-                "" if out.ok else _reason(out.error),
+                "" if out.ok else failure_reason(out.error),
                 seconds=out.duration_ms / 1000,
             )
             if out.ok:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from collectors import CoreMetrics
-from paycore.notify.delivery import _reason
+from paycore.notify.wire import failure_reason as _reason
 
 
 def test_delivery_reasons_are_bounded():
