@@ -228,6 +228,11 @@ def parser() -> argparse.ArgumentParser:
     from .rules_cli import configure_parser as configure_rules
 
     configure_rules(sub.add_parser("rules", help="export the Prometheus rules (SLO spec)"))
+    from .dashboards_cli import configure_parser as configure_dashboards
+
+    configure_dashboards(
+        sub.add_parser("dashboards", help="export the Grafana dashboards (SLO spec, metrics)")
+    )
     from .alerts_cli import configure_parser as configure_alerts
 
     configure_alerts(
