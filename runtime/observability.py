@@ -129,7 +129,9 @@ def build_alert_engine(
     from alerts import default_rules as alert_rules
 
     notifiers: list[Any] = []
-    if settings.alertmanager_url:
+    if settings.alert_evaluation != "paywatch":
+        pass  # Prometheus evaluates, or the engine only cross-checks: it never notifies
+    elif settings.alertmanager_url:
         notifiers.append(
             AlertmanagerNotifier(
                 settings.alertmanager_url,
@@ -141,7 +143,7 @@ def build_alert_engine(
             )
         )
     hook = settings.extra.get("alert_webhook_url") or os.environ.get("PAYWATCH_ALERT_WEBHOOK_URL")
-    if hook:
+    if hook and settings.alert_evaluation == "paywatch":
         notifiers.append(WebhookNotifier(hook, settings.notify_secret()))
     notifier = MultiNotifier(notifiers) if len(notifiers) > 1 else (notifiers or [None])[0]
     rules = alert_rules(settings.pay_orgs)
@@ -150,3 +152,48 @@ def build_alert_engine(
 
         rules = with_engine_self_check(rules, metrics)
     return AlertEngine(engine, query, rules, notifier=notifier, metrics=metrics)
+
+
+def alert_job(
+    engine: Engine,
+    query: MetricsQuery,
+    settings: Settings,
+    metrics: AlertEngineMetrics | None = None,
+    registry: CollectorRegistry | None = None,
+    build: Callable[[], Any] | None = None,
+) -> Callable[[], Any]:
+    """The worker's alert job for ``settings.alert_evaluation``: the engine's ``evaluate``
+    (``paywatch``); a stand-down that only logs once (``prometheus``); or the engine,
+    built without notifiers, cross-checked against Prometheus's ``ALERTS``
+    (``cross-check``), disagreements counted in
+    ``paywatch_alert_crosscheck_disagreements_total{only_in}`` on ``registry``.
+    ``build`` replaces :func:`build_alert_engine` (tests)."""
+    from alerts.external import CrossCheck, StandDown, engine_firing
+
+    mode = settings.alert_evaluation
+    if mode == "prometheus":
+        return StandDown()
+    alerts = build() if build is not None else build_alert_engine(engine, query, settings, metrics)
+    if mode != "cross-check":
+        return alerts.evaluate
+    if not settings.prometheus_url:
+        from .errors import SettingsError
+
+        raise SettingsError("PAYWATCH_ALERT_EVALUATION=cross-check needs PAYWATCH_PROMETHEUS_URL")
+    count = None
+    if registry is not None:
+        from prometheus_client import Counter
+
+        counter = Counter(
+            "paywatch_alert_crosscheck_disagreements",
+            "Alerts firing in one of paywatch's engine and Prometheus only, per cross-check",
+            ["only_in"],
+            registry=registry,
+        )
+
+        def count(side: str, n: int) -> None:
+            counter.labels(side).inc(n)
+
+    return CrossCheck(
+        alerts.evaluate, engine_firing(alerts), settings.prometheus_url, alerts.alert_names, count
+    )

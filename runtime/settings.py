@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .errors import SettingsError
 from .settings_values import (
     RISK_LIMITS,
     _budgets,
@@ -19,10 +20,25 @@ from .settings_values import (
     _url,
 )
 
-__all__ = ["RISK_LIMITS", "Settings", "_redact"]
+__all__ = ["ALERT_EVALUATIONS", "RISK_LIMITS", "Settings", "_redact"]
 
 if TYPE_CHECKING:
     from paycore.risk import RiskPolicy
+
+
+ALERT_EVALUATIONS = ("paywatch", "prometheus", "cross-check")
+
+
+def _alert_evaluation(value: str | None) -> str:
+    """``PAYWATCH_ALERT_EVALUATION``: one of :data:`ALERT_EVALUATIONS`."""
+    if value is None:
+        return ALERT_EVALUATIONS[0]
+    mode = value.strip().lower()
+    if mode not in ALERT_EVALUATIONS:
+        raise SettingsError(
+            f"PAYWATCH_ALERT_EVALUATION must be one of {', '.join(ALERT_EVALUATIONS)}"
+        )
+    return mode
 
 
 def _default_risk_policy() -> RiskPolicy:
@@ -50,6 +66,11 @@ class Settings:
     service: str = "paywatch"
     env: str = "dev"
     alertmanager_resend_s: int = 60
+    #: who evaluates the alert rules (``PAYWATCH_ALERT_EVALUATION``): ``paywatch`` (the
+    #: engine evaluates and notifies), ``prometheus`` (the exported rules do; the engine
+    #: stands down) or ``cross-check`` (the engine evaluates without notifying and counts
+    #: where its firing set and Prometheus's ``ALERTS`` disagree)
+    alert_evaluation: str = "paywatch"
     node_id: int | None = None
     api_url: str = "http://127.0.0.1:8000"
     sandbox_url: str = "http://127.0.0.1:8100"
@@ -117,6 +138,7 @@ class Settings:
             alertmanager_resend_s=_count(
                 "ALERTMANAGER_RESEND_S", get("ALERTMANAGER_RESEND_S"), 60, 3600
             ),
+            alert_evaluation=_alert_evaluation(get("ALERT_EVALUATION")),
             node_id=_node_id(get("NODE_ID")),
             shadow=_flag("SHADOW", get("SHADOW"), cls.shadow),
             shadow_channel_url=_url("SHADOW_CHANNEL_URL", get("SHADOW_CHANNEL_URL")),

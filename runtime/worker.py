@@ -32,7 +32,7 @@ from paycore.recon import reconcile_day, reconcile_internal
 from stability.guard import calling_as
 
 from .bootstrap import Platform
-from .observability import build_alert_engine
+from .observability import alert_job
 from .wiring import plan_upkeep
 
 if TYPE_CHECKING:
@@ -121,10 +121,10 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
             )
     obs = platform.observability
     if obs is not None:
-        alerts = build_alert_engine(core.db.engine, obs.query, settings, obs.alert_metrics)
+        evaluate = alert_job(core.db.engine, obs.query, settings, obs.alert_metrics, obs.registry)
         jobs.append(
             (
-                singleton_job(leases, "alerts:evaluate", worker_id, 25, alerts.evaluate),
+                singleton_job(leases, "alerts:evaluate", worker_id, 25, evaluate),
                 30.0,
                 "alerts",
             )

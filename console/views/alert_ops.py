@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from alerts.acks import Ack
+from alerts.external import ExternalAlert
 from alerts.inhibit import InhibitRule
 from alerts.model import NotificationRecord, Transition
 from alerts.silences import Silence
@@ -124,4 +125,21 @@ def inhibit_rows(rules: Sequence[InhibitRule]) -> list[dict[str, Any]]:
             "equal labels": ", ".join(r.equal),
         }
         for r in rules
+    ]
+
+
+def external_rows(alerts: Iterable[ExternalAlert], now: float) -> list[dict[str, Any]]:
+    """Alerts Prometheus evaluated (``PAYWATCH_ALERT_EVALUATION=prometheus``), as read
+    from Alertmanager or Prometheus by :func:`alerts.external.firing_alerts`."""
+    return [
+        {
+            "alert": a.name,
+            "severity": a.labels.get("severity", ""),
+            "resource": alert_resource(a.labels),
+            "state": a.state,
+            "since": clock_time(a.starts_at, now) if a.starts_at is not None else "",
+            "summary": a.annotations.get("summary", ""),
+            "from": a.source,
+        }
+        for a in alerts
     ]
