@@ -14,8 +14,11 @@
 Grouping, repeats and routing to humans are Alertmanager's job, so this path does not
 go through paywatch's dispatcher (group_wait / group_interval / repeat_interval).
 Alerts under a paywatch silence are left out (Alertmanager then ends them after the
-window). Sends made because something changed, and failed sends, are recorded in
-``alert_notifications`` (receiver ``alertmanager``); routine re-sends are not.
+window), unless the notifier mirrors silences (``mirror_silences``,
+:mod:`alerts.am_silences`): then the silences are in Alertmanager too and every alert is
+sent, so Alertmanager shows it silenced. Sends made because something changed, and
+failed sends, are recorded in ``alert_notifications`` (receiver ``alertmanager``);
+routine re-sends are not.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from .am_silences import SilenceMirror
 from .dispatch import row_to_alert
 from .model import FIRING, RESOLVED, Alert, Delivery, Notification
 from .notify import HttpNotifier, iso
@@ -60,7 +64,9 @@ class AlertmanagerNotifier(HttpNotifier):
     ``runbook_base_url``: where docs/runbook.md is rendered (default: the local file);
     ``service`` and ``env``: labels added to every alert; ``resend_interval``: how often
     firing alerts are re-sent (:class:`AlertmanagerSync`); ``resolve_window``: how far
-    ahead a firing alert's ``endsAt`` lies (default ``4 * resend_interval``).
+    ahead a firing alert's ``endsAt`` lies (default ``4 * resend_interval``);
+    ``mirror_silences``: paywatch's silences are created and expired in this
+    Alertmanager too (:class:`alerts.am_silences.SilenceMirror`).
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class AlertmanagerNotifier(HttpNotifier):
         resend_interval: float = 60.0,
         resolve_window: float | None = None,
         retries: int = 2,
+        mirror_silences: bool = False,
         **kw: Any,
     ) -> None:
         if resend_interval <= 0:
@@ -85,6 +92,8 @@ class AlertmanagerNotifier(HttpNotifier):
         self.service = service
         self.env = env
         self.resend_interval = resend_interval
+        self.am_url = base_url.rstrip("/")
+        self.mirror_silences = mirror_silences
         self.resolve_window = resolve_window if resolve_window else 4 * resend_interval
         if self.resolve_window <= resend_interval:
             raise ValueError("resolve_window must exceed resend_interval")
@@ -139,9 +148,13 @@ class AlertmanagerSync:
         self.resolved_retention = resolved_retention
         self._last: dict[str, float] = {}  # receiver → last successful push
         self._told: dict[str, dict[str, str]] = {}  # receiver → {fingerprint: state}
+        self.mirrors = {
+            n.name: SilenceMirror(n.am_url, silences) for n in self.notifiers if n.mirror_silences
+        }
 
-    def alerts(self, now: float) -> list[Alert]:
-        """Firing alerts not silenced, and those resolved within the retention."""
+    def alerts(self, now: float, *, silenced: bool = False) -> list[Alert]:
+        """Firing alerts (not silenced ones unless ``silenced``), and those resolved
+        within the retention."""
         q = _S.select().where(
             _S.c.rule.in_(self.alert_names),
             sa.or_(
@@ -151,6 +164,8 @@ class AlertmanagerSync:
         )
         with self.engine.connect() as conn:
             found = [row_to_alert(r) for r in conn.execute(q.order_by(_S.c.fingerprint))]
+        if silenced:
+            return found
         active = self.silences.active(now) if any(a.state == FIRING for a in found) else []
         return [
             a
@@ -160,10 +175,15 @@ class AlertmanagerSync:
 
     def run(self, now: float) -> list[Delivery]:
         """Push to every Alertmanager that is due; the deliveries made."""
-        alerts = self.alerts(now)
-        state = {a.fingerprint: a.state for a in alerts}
+        plain = self.alerts(now)
+        everything = self.alerts(now, silenced=True) if self.mirrors else plain
         out: list[Delivery] = []
         for n in self.notifiers:
+            mirror = self.mirrors.get(n.name)
+            # silences first, so Alertmanager never pages for a silenced alert; if they
+            # could not be mirrored, silenced alerts are left out as without mirroring
+            alerts = everything if mirror is not None and mirror.sync(now) else plain
+            state = {a.fingerprint: a.state for a in alerts}
             told = self._told.get(n.name)
             changed = told is None or any(told.get(fp) != s for fp, s in state.items())
             last = self._last.get(n.name)
@@ -196,6 +216,8 @@ class AlertmanagerSync:
     def close(self) -> None:
         for n in self.notifiers:
             n.close()
+        for m in self.mirrors.values():
+            m.close()
 
 
 def _status(alerts: Sequence[Alert]) -> str:
