@@ -20,6 +20,7 @@ import streamlit as st
 
 from alerts.acks import AckStore
 from alerts.errors import AlertsError
+from alerts.external import firing_alerts
 from alerts.history import alerts as stored_alerts
 from alerts.history import notification_log, transitions
 from alerts.inhibit import DEFAULT_INHIBIT_RULES, inhibited
@@ -32,6 +33,7 @@ from console.safe import md
 from console.views.alert_ops import (
     STATUS_TEXT,
     ack_rows,
+    external_rows,
     history_rows,
     inhibit_rows,
     notification_rows,
@@ -160,6 +162,20 @@ def alert_list() -> dict[str, dict[str, Any]]:
     return read
 
 
+def external_list() -> None:
+    """With ``PAYWATCH_ALERT_EVALUATION=prometheus`` the engine stands down: the alerts
+    Prometheus evaluated, read from Alertmanager (else Prometheus)."""
+    s = platform().settings
+    if s.alert_evaluation != "prometheus":
+        return
+    with panel("Alerts evaluated by Prometheus", "alertmanager"):
+        rows = external_rows(firing_alerts(s.alertmanager_url, s.prometheus_url), now())
+        if rows:
+            st.dataframe(rows, hide_index=True, key="al_external")
+        else:
+            st.success("No alerts firing in Prometheus.")
+
+
 def silence_form(user: User, active: dict[str, dict[str, Any]]) -> None:
     st.session_state["al_sil_labels"] = {fp: a["labels"] for fp, a in active.items()}
     st.selectbox(
@@ -251,6 +267,7 @@ st.title("Alerts")
 result = actions(user)
 if result:
     getattr(st, result[0])(md(result[1]))
+external_list()
 active = alert_list()
 may_silence, may_ack = can(user.role, "alert.silence"), can(user.role, "alert.ack")
 if may_silence or may_ack:

@@ -47,9 +47,11 @@ def am(tmp_path: Path) -> Iterator[Alertmanager]:
         server.stop()
 
 
-def test_the_console_lists_alertmanagers_alerts_when_prometheus_evaluates(
-    am: Alertmanager,
-) -> None:
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _post(am: Alertmanager, summary: str) -> None:
+    """An alert posted into Alertmanager as Prometheus would (five minutes' endsAt)."""
     now = datetime.now(UTC)
     alert = {
         "labels": {
@@ -58,12 +60,18 @@ def test_the_console_lists_alertmanagers_alerts_when_prometheus_evaluates(
             "resource": "redis",
             "service": "paywatch",
         },
-        "annotations": {"summary": "breaker for redis has kept calls away for a minute"},
+        "annotations": {"summary": summary},
         "startsAt": now.isoformat(),
         "endsAt": (now + timedelta(minutes=5)).isoformat(),
         "generatorURL": "http://prometheus.example/graph",
     }
     httpx.post(am.url + "/api/v2/alerts", json=[alert], timeout=5).raise_for_status()
+
+
+def test_the_console_lists_alertmanagers_alerts_when_prometheus_evaluates(
+    am: Alertmanager,
+) -> None:
+    _post(am, summary="breaker for redis has kept calls away for a minute")
     until(lambda: bool(am.alerts()), 30)
 
     settings = Settings(alertmanager_url=am.url, alert_evaluation="prometheus")
@@ -76,6 +84,43 @@ def test_the_console_lists_alertmanagers_alerts_when_prometheus_evaluates(
     assert row["state"] == "active" and row["from"] == "alertmanager"
     assert row["summary"] == "breaker for redis has kept calls away for a minute"
     assert row["since"].endswith("UTC")
+
+
+def test_the_alerts_page_shows_them(
+    am: Alertmanager, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real page (``console/app.py`` under AppTest) with evaluation handed over."""
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    _post(am, summary="pay burning its budget")
+    until(lambda: bool(am.alerts()), 30)
+    for name, value in {
+        "DATABASE_URL": sqlite_url,
+        "VAR_DIR": str(tmp_path / "var"),
+        "ALERT_EVALUATION": "prometheus",
+        "ALERTMANAGER_URL": am.url,
+    }.items():
+        monkeypatch.setenv(f"PAYWATCH_{name}", value)
+    for name in ("PAYWATCH_PROMETHEUS_URL", "PAYWATCH_REDIS_URL", "PAYWATCH_PAY_ORGS"):
+        monkeypatch.delenv(name, raising=False)
+    import sqlalchemy as sa
+
+    from console.auth import create_user
+
+    users = sa.create_engine(sqlite_url)
+    create_user(users, "vera", "correct-horse-battery", "viewer")
+    users.dispose()
+    at = AppTest.from_file(str(ROOT / "console" / "app.py"), default_timeout=60)
+    at.session_state["user"] = {"username": "vera", "role": "viewer"}
+    at.run()
+    at.switch_page("pages/oncall_alerts.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert "Alerts evaluated by Prometheus" in [s.value for s in at.subheader]
+    frame = next(d.value for d in at.dataframe if "from" in d.value.columns)
+    assert list(frame["alert"]) == ["breaker_open"]
+    assert list(frame["summary"]) == ["pay burning its budget"]
 
 
 RULES = """\
