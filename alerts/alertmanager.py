@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
@@ -81,7 +81,7 @@ class AlertmanagerNotifier(HttpNotifier):
         resend_interval: float = 60.0,
         resolve_window: float | None = None,
         retries: int = 2,
-        mirror_silences: bool = False,
+        mirror_silences: bool = True,
         **kw: Any,
     ) -> None:
         if resend_interval <= 0:
@@ -149,12 +149,14 @@ class AlertmanagerSync:
         self._last: dict[str, float] = {}  # receiver → last successful push
         self._told: dict[str, dict[str, str]] = {}  # receiver → {fingerprint: state}
         self.mirrors = {
-            n.name: SilenceMirror(n.am_url, silences) for n in self.notifiers if n.mirror_silences
+            n.name: SilenceMirror(n.am_url, silences, interval=n.resend_interval)
+            for n in self.notifiers
+            if n.mirror_silences
         }
 
-    def alerts(self, now: float, *, silenced: bool = False) -> list[Alert]:
-        """Firing alerts (not silenced ones unless ``silenced``), and those resolved
-        within the retention."""
+    def alerts(self, now: float, *, mirrored: Collection[int] = ()) -> list[Alert]:
+        """Firing alerts not silenced, and those resolved within the retention; alerts
+        under a silence in ``mirrored`` (ids of silences Alertmanager has) are kept."""
         q = _S.select().where(
             _S.c.rule.in_(self.alert_names),
             sa.or_(
@@ -164,9 +166,8 @@ class AlertmanagerSync:
         )
         with self.engine.connect() as conn:
             found = [row_to_alert(r) for r in conn.execute(q.order_by(_S.c.fingerprint))]
-        if silenced:
-            return found
-        active = self.silences.active(now) if any(a.state == FIRING for a in found) else []
+        firing = any(a.state == FIRING for a in found)
+        active = [s for s in self.silences.active(now) if s.id not in mirrored] if firing else []
         return [
             a
             for a in found
@@ -176,13 +177,15 @@ class AlertmanagerSync:
     def run(self, now: float) -> list[Delivery]:
         """Push to every Alertmanager that is due; the deliveries made."""
         plain = self.alerts(now)
-        everything = self.alerts(now, silenced=True) if self.mirrors else plain
         out: list[Delivery] = []
         for n in self.notifiers:
             mirror = self.mirrors.get(n.name)
-            # silences first, so Alertmanager never pages for a silenced alert; if they
-            # could not be mirrored, silenced alerts are left out as without mirroring
-            alerts = everything if mirror is not None and mirror.sync(now) else plain
+            # silences first, so Alertmanager never pages for a silenced alert; alerts
+            # under a silence it does not have are left out, as without mirroring
+            if mirror is not None and mirror.sync(now) and mirror.ids:
+                alerts = self.alerts(now, mirrored=set(mirror.ids))
+            else:
+                alerts = plain
             state = {a.fingerprint: a.state for a in alerts}
             told = self._told.get(n.name)
             changed = told is None or any(told.get(fp) != s for fp, s in state.items())

@@ -65,7 +65,10 @@ class SilenceMirror:
     """Keeps one Alertmanager's silences level with paywatch's (:meth:`sync`).
 
     ``ids`` maps a paywatch silence id to its Alertmanager silence id (as of the last
-    sync); ``client`` may be passed for tests, else one is made on first use.
+    sync); ``refused`` the paywatch silences Alertmanager would not take (a regex RE2
+    cannot compile, say), which are tried again at the next full sync. Alertmanager is
+    asked when paywatch's silences changed, else every ``interval`` seconds (to restore
+    what a restart lost). ``client`` may be passed for tests, else one is made on use.
     """
 
     def __init__(
@@ -73,15 +76,19 @@ class SilenceMirror:
         base_url: str,
         silences: SilenceStore,
         *,
+        interval: float = 60.0,
         timeout: float = 5.0,
         client: httpx.Client | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.silences = silences
+        self.interval = interval
         self.timeout = timeout
         self._client = client
         self.ids: dict[int, str] = {}
+        self.refused: dict[int, str] = {}
         self.last_error: str | None = None
+        self._synced: tuple[float, frozenset] | None = None  # (when, what paywatch had)
 
     @property
     def client(self) -> httpx.Client:
@@ -94,15 +101,24 @@ class SilenceMirror:
         return [s for s in self.silences.all(limit=1000) if s.ends_at > now]
 
     def sync(self, now: float) -> bool:
-        """Create and expire silences in Alertmanager; False (logged) if it failed, in
-        which case the next sync tries again."""
+        """Create and expire silences in Alertmanager; False if it could not be asked
+        (logged once per distinct error), in which case the next sync tries again."""
+        wanted = self.wanted(now)
+        key = frozenset((s.id, s.starts_at, s.ends_at) for s in wanted)
+        last = self._synced
+        if last is not None and last[1] == key and now - last[0] < self.interval:
+            return True
         try:
-            self._sync(self.wanted(now))
-        except httpx.HTTPError as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("alertmanager %s: silences not mirrored: %s", self.base_url, exc)
+            self._sync(wanted)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.last_error:  # an outage is one line, not one per evaluation
+                log.warning("alertmanager %s: silences not mirrored: %s", self.base_url, error)
+            self.last_error, self._synced = error, None
             return False
-        self.last_error = None
+        if self.last_error is not None:
+            log.info("alertmanager %s: silences mirrored again", self.base_url)
+        self.last_error, self._synced = None, (now, key)
         return True
 
     def _sync(self, wanted: Iterable[Silence]) -> None:
@@ -111,23 +127,29 @@ class SilenceMirror:
         ours: dict[int, str] = {}
         for am in resp.json():
             pid = paywatch_id(am)
-            if pid is not None and am.get("status", {}).get("state") != "expired":
+            if pid is not None and am["status"]["state"] != "expired":
                 ours[pid] = str(am["id"])
         want = {s.id: s for s in wanted}
         for pid, sid in ours.items():
             if pid not in want:
                 self._expire(sid)
         self.ids = {pid: sid for pid, sid in ours.items() if pid in want}
+        self.refused = {}
         for pid, s in want.items():
             if pid not in self.ids:
-                self.ids[pid] = self._create(s)
+                self._create(s)
 
-    def _create(self, s: Silence) -> str:
+    def _create(self, s: Silence) -> None:
         resp = self.client.post(self.base_url + "/api/v2/silences", json=am_silence(s))
+        if resp.status_code == 400:  # this silence only: the others are still mirrored
+            self.refused[s.id] = resp.text.strip()[:200]
+            log.warning(
+                "alertmanager %s: silence %s refused: %s", self.base_url, s.id, self.refused[s.id]
+            )
+            return
         resp.raise_for_status()
-        sid = str(resp.json()["silenceID"])
-        log.info("alertmanager %s: silence %s mirrored as %s", self.base_url, s.id, sid)
-        return sid
+        self.ids[s.id] = str(resp.json()["silenceID"])
+        log.info("alertmanager %s: silence %s mirrored as %s", self.base_url, s.id, self.ids[s.id])
 
     def _expire(self, sid: str) -> None:
         resp = self.client.delete(f"{self.base_url}/api/v2/silence/{sid}")

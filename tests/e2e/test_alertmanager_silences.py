@@ -126,3 +126,30 @@ def test_alertmanager_down_or_restarted_gets_the_silence_at_the_next_sync(
         notifier.close()
         if engine.alertmanagers is not None:
             engine.alertmanagers.close()
+
+
+def test_a_silence_alertmanager_refuses_keeps_its_alerts_out_and_the_others_mirrored(
+    am: Alertmanager,  # noqa: F811
+    migrated_db,
+) -> None:
+    engine, notifier = engine_for(migrated_db, am)
+    mirror = engine.alertmanagers.mirrors["alertmanager"]  # type: ignore[union-attr]
+    try:
+        # a lookahead: Python's re takes it, Alertmanager's RE2 does not
+        eq, extra = parse_silence_matchers(["resource=~(?=red)redis"])
+        bad = engine.silences.create(eq, "ann", "odd regex", time.time() + 3600, extra=extra)
+        good = engine.silences.create({"resource": "db"}, "bob", "db work", time.time() + 3600)
+        for _ in range(3):
+            engine.evaluate()
+            time.sleep(0.3)
+        assert set(mirror.refused) == {bad.id} and set(mirror.ids) == {good.id}
+        assert [paywatch_id(s) for s in am_silences(am)] == [good.id]
+        assert breaker(am) is None  # silenced in paywatch, unknown to Alertmanager: held back
+        engine.silences.expire(bad.id)
+        until(lambda: breaker(am) is not None, 30, engine.evaluate)
+        assert breaker(am)["status"]["state"] == "active"  # type: ignore[index]
+        assert mirror.refused == {}
+    finally:
+        notifier.close()
+        if engine.alertmanagers is not None:
+            engine.alertmanagers.close()
