@@ -13,12 +13,12 @@
 
 Grouping, repeats and routing to humans are Alertmanager's job, so this path does not
 go through paywatch's dispatcher (group_wait / group_interval / repeat_interval).
-Alerts under a paywatch silence are left out (Alertmanager then ends them after the
-window), unless the notifier mirrors silences (``mirror_silences``,
-:mod:`alerts.am_silences`): then the silences are in Alertmanager too and every alert is
-sent, so Alertmanager shows it silenced. Sends made because something changed, and
-failed sends, are recorded in ``alert_notifications`` (receiver ``alertmanager``);
-routine re-sends are not.
+paywatch's silences are mirrored into Alertmanager (``mirror_silences``, on by default:
+:mod:`alerts.am_silences`) and silenced alerts are sent, so Alertmanager shows them
+silenced; an alert under a silence Alertmanager does not have (mirroring off, failed or
+refused) is left out, and Alertmanager ends it after the window. Sends made because
+something changed, and failed sends, are recorded in ``alert_notifications`` (receiver
+``alertmanager``); routine re-sends are not.
 """
 
 from __future__ import annotations
