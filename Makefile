@@ -41,6 +41,8 @@ bench: install  ## the bench extra (pybreaker, limits) comes with dev
 	$(PY) bench/metrics.py
 	$(PY) bench/jobs.py
 	$(PY) bench/console.py
+	$(PY) bench/routing.py
+	$(PY) bench/detect.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
