@@ -69,6 +69,9 @@ MAY_BE_UNEXERCISED: dict[tuple[str, str], str] = {
     ("ledger.posting", "database"): "with the database down the links fail at their own "
     "first query, before a posting starts",
     ("ledger.hot_account", "database"): "as ledger.posting -> database",
+    ("link.callback", "database"): "a callback lands inside the database's fault window only "
+    "for a channel send made in the ~50 ms before it (the sandbox's callback delay): with the "
+    "database down no pay reaches a channel, so whether one lands is luck of the arrivals",
     ("link.refund", "coupon"): "a refund calls the coupon service only for a trade paid "
     "with a coupon (a few per cent of the traffic) that is refunded inside the fault's window",
     ("job.compensation", "coupon"): "compensation gives a coupon back only when a failed "
