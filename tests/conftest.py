@@ -42,6 +42,16 @@ TESTS = Path(__file__).resolve().parent
 SLOW_FOLDERS = (TESTS / "e2e", TESTS / "hostile", TESTS / "integration")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``CI=true`` the console's extra must be installed: the console tests'
+    ``importorskip("streamlit")`` would otherwise skip them silently."""
+    if IN_CI:
+        try:
+            import streamlit.testing.v1  # noqa: F401
+        except ImportError as exc:
+            raise pytest.UsageError(f"CI=true and the console extra is missing: {exc}") from exc
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under one of :data:`SLOW_FOLDERS` ``slow``."""
     for item in items:
