@@ -10,8 +10,6 @@ becomes 6m/30s), so the outage is judged on the same SLO at drill speed.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import free_port, wait_http
+from test_alertmanager import CONFIG, alertmanager_binary
 
 from alerts import AlertEngine, AlertmanagerNotifier
 from alerts import default_rules as alert_rules
@@ -34,22 +33,6 @@ ORG = "SANDBOX_A"
 PAGE = "slo_channel_call_success_sandbox_a_fast"
 PAGE_WITHIN_S = 120.0
 RESOLVE_WITHIN_S = 180.0
-CONFIG = """\
-route:
-  receiver: blackhole
-  group_by: [alertname, service, env]
-receivers:
-  - name: blackhole
-"""
-
-
-def alertmanager_binary() -> str:
-    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("prometheus-alertmanager missing under CI")
-        pytest.skip("prometheus-alertmanager not installed")
-    return found
 
 
 @pytest.fixture
