@@ -4,6 +4,7 @@
 
     Exception
     ├── BackendError: a backend's store failed (Redis, a database, an HTTP API)
+    │   ├── HttpUnavailable: an HTTP request got no answer (``backends.http``)
     │   ├── paycore.errors.LockBackendError
     │   ├── stability.errors.LimitBackendUnavailable, BreakerStoreUnavailable,
     │   │   MapStorageError, SwitchStorageError
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-__all__ = ["BackendError", "DriverErrors", "UnknownBackend", "driver_errors"]
+__all__ = ["BackendError", "DriverErrors", "HttpUnavailable", "UnknownBackend", "driver_errors"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,7 +36,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _DRIVER_ROOTS = (
     ("redis.exceptions", "RedisError"),
     ("sqlalchemy.exc", "SQLAlchemyError"),
-    ("httpx", "HTTPError"),
+    ("urllib3.exceptions", "HTTPError"),
 )
 
 
@@ -43,6 +44,19 @@ class BackendError(Exception):
     """Root of the errors a backend raises when the store behind it fails.
 
     Never raised as such: each package raises its own subclass."""
+
+
+class HttpUnavailable(BackendError):
+    """An HTTP request got no answer: the connection was refused or reset, it timed out
+    (``timed_out`` is True), the URL was malformed, or the peer broke the protocol.
+
+    Raised by :class:`backends.http.JsonHttp` for every urllib3 error; the message names
+    the method, the error's class and the timeout, never the URL (it may carry a
+    password or a token). An answer with any status code is not this error."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class UnknownBackend(ValueError):
@@ -53,7 +67,8 @@ class UnknownBackend(ValueError):
 def driver_errors() -> tuple[type[BaseException], ...]:
     """The error classes that mean "the store failed": ``OSError`` (``ConnectionError``,
     ``TimeoutError``, ...) and the root error of every driver imported so far
-    (``redis.RedisError``, ``sqlalchemy.exc.SQLAlchemyError``, ``httpx.HTTPError``)."""
+    (``redis.RedisError``, ``sqlalchemy.exc.SQLAlchemyError``,
+    ``urllib3.exceptions.HTTPError``)."""
     found: list[type[BaseException]] = [OSError]
     for module, name in _DRIVER_ROOTS:
         mod = sys.modules.get(module)
