@@ -19,7 +19,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-import httpx
+from backends.errors import HttpStatusError, HttpUnavailable
+from backends.http import JsonHttp
 
 from .notify import iso
 from .silences import Silence, SilenceStore
@@ -78,7 +79,7 @@ class SilenceMirror:
         *,
         interval: float = 60.0,
         timeout: float = 5.0,
-        client: httpx.Client | None = None,
+        client: JsonHttp | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.silences = silences
@@ -91,9 +92,9 @@ class SilenceMirror:
         self._synced: tuple[float, frozenset] | None = None  # (when, what paywatch had)
 
     @property
-    def client(self) -> httpx.Client:
+    def client(self) -> JsonHttp:
         if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout)
+            self._client = JsonHttp(timeout=self.timeout)
         return self._client
 
     def wanted(self, now: float) -> list[Silence]:
@@ -110,7 +111,7 @@ class SilenceMirror:
             return True
         try:
             self._sync(wanted)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (HttpUnavailable, HttpStatusError, ValueError, KeyError, TypeError) as exc:
             error = f"{type(exc).__name__}: {exc}"
             if error != self.last_error:  # an outage is one line, not one per evaluation
                 log.warning("alertmanager %s: silences not mirrored: %s", self.base_url, error)
@@ -122,8 +123,7 @@ class SilenceMirror:
         return True
 
     def _sync(self, wanted: Iterable[Silence]) -> None:
-        resp = self.client.get(self.base_url + "/api/v2/silences")
-        resp.raise_for_status()
+        resp = self.client.get(self.base_url + "/api/v2/silences").raise_for_status()
         ours: dict[int, str] = {}
         for am in resp.json():
             pid = paywatch_id(am)
@@ -141,19 +141,18 @@ class SilenceMirror:
 
     def _create(self, s: Silence) -> None:
         resp = self.client.post(self.base_url + "/api/v2/silences", json=am_silence(s))
-        if resp.status_code == 400:  # this silence only: the others are still mirrored
+        if resp.status == 400:  # this silence only: the others are still mirrored
             self.refused[s.id] = resp.text.strip()[:200]
             log.warning(
                 "alertmanager %s: silence %s refused: %s", self.base_url, s.id, self.refused[s.id]
             )
             return
-        resp.raise_for_status()
-        self.ids[s.id] = str(resp.json()["silenceID"])
+        self.ids[s.id] = str(resp.raise_for_status().json()["silenceID"])
         log.info("alertmanager %s: silence %s mirrored as %s", self.base_url, s.id, self.ids[s.id])
 
     def _expire(self, sid: str) -> None:
         resp = self.client.delete(f"{self.base_url}/api/v2/silence/{sid}")
-        if resp.status_code != 404:  # already gone: nothing to expire
+        if resp.status != 404:  # already gone: nothing to expire
             resp.raise_for_status()
 
     def close(self) -> None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import httpx
+from backends.errors import HttpStatusError, HttpUnavailable
+from backends.http import JsonHttp
 
 from .model import FIRING
 
@@ -44,9 +45,10 @@ def _ts(value: str | None) -> float | None:
 
 
 def _get(url: str, params: dict[str, str], timeout: float) -> Any:
-    resp = httpx.get(url, params=params, timeout=timeout)
-    resp.raise_for_status()
-    return resp.json()
+    """The JSON answer of a GET (:class:`HttpUnavailable` for none,
+    :class:`HttpStatusError` for a non-2xx one, ``ValueError`` for one not JSON)."""
+    with JsonHttp(timeout=timeout, maxsize=1) as http:
+        return http.get(url, params=params).raise_for_status().json()
 
 
 def alertmanager_alerts(url: str, *, timeout: float = 5.0) -> list[ExternalAlert]:
@@ -148,7 +150,7 @@ class CrossCheck:
         self.evaluate()
         try:
             theirs = {a.name for a in prometheus_alerts(self.prometheus_url)}
-        except (httpx.HTTPError, ValueError) as exc:
+        except (HttpUnavailable, HttpStatusError, ValueError) as exc:
             log.warning("alert cross-check: Prometheus unreadable: %s", type(exc).__name__)
             return None
         ours = set(self.firing()) & self.names

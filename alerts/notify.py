@@ -20,8 +20,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+from backends.errors import HttpUnavailable
+from backends.http import JsonHttp, Response
 
 from .errors import NotifyError
 from .model import Alert, Delivery, Notification
@@ -46,11 +48,11 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
 def redact_url(url: str) -> str:
     """``scheme://host:port/path``: no credentials, no query string (it may hold a token)."""
     try:
-        u = httpx.URL(url)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing
+        u = urlsplit(url)
+        port = f":{u.port}" if u.port else ""
+    except ValueError:  # an unparsable URL (a bad port, say) is shown as nothing
         return "<url>"
-    port = f":{u.port}" if u.port else ""
-    return f"{u.scheme}://{u.host}{port}{u.path}"
+    return f"{u.scheme}://{u.hostname or ''}{port}{u.path}"
 
 
 def iso(ts: float) -> str:
@@ -80,7 +82,7 @@ class HttpNotifier(Notifier):
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         timeout: float = 3.0,
-        client: httpx.Client | None = None,
+        client: JsonHttp | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         headers: Mapping[str, str] | None = None,
@@ -105,9 +107,9 @@ class HttpNotifier(Notifier):
         return f"{type(self).__name__}(name={self.name!r}, url={redact_url(self.url)!r})"
 
     @property
-    def client(self) -> httpx.Client:
+    def client(self) -> JsonHttp:
         if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout)
+            self._client = JsonHttp(timeout=self.timeout)
         return self._client
 
     def close(self) -> None:
@@ -145,13 +147,13 @@ class HttpNotifier(Notifier):
                 resp = self.client.post(
                     self.url, content=body, headers=self.headers(body), timeout=self.timeout
                 )
-            except httpx.HTTPError as exc:
+            except HttpUnavailable as exc:
                 last_error = self._error(exc)
             else:
-                if 200 <= resp.status_code < 300:
+                if resp.ok:
                     return Delivery(self.name, "sent", attempt, last_error, body.decode())
-                last_error = f"HTTP {resp.status_code}"
-                if resp.status_code not in RETRYABLE:
+                last_error = f"HTTP {resp.status}"
+                if resp.status not in RETRYABLE:
                     log.warning("notify %s: %s, not retried", self.name, last_error)
                     break
                 retry_after = _retry_after(resp)
@@ -180,7 +182,7 @@ class HttpNotifier(Notifier):
         return f"{type(exc).__name__}: {text}"[:500]
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
+def _retry_after(resp: Response) -> float | None:
     try:
         return float(resp.headers.get("Retry-After", ""))
     except ValueError:

@@ -5,6 +5,7 @@
     Exception
     ├── BackendError: a backend's store failed (Redis, a database, an HTTP API)
     │   ├── HttpUnavailable: an HTTP request got no answer (``backends.http``)
+    │   ├── HttpStatusError: an HTTP answer's status was not 2xx (``raise_for_status``)
     │   ├── paycore.errors.LockBackendError
     │   ├── stability.errors.LimitBackendUnavailable, BreakerStoreUnavailable,
     │   │   MapStorageError, SwitchStorageError
@@ -27,7 +28,14 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-__all__ = ["BackendError", "DriverErrors", "HttpUnavailable", "UnknownBackend", "driver_errors"]
+__all__ = [
+    "BackendError",
+    "DriverErrors",
+    "HttpStatusError",
+    "HttpUnavailable",
+    "UnknownBackend",
+    "driver_errors",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,12 +59,21 @@ class HttpUnavailable(BackendError):
     (``timed_out`` is True), the URL was malformed, or the peer broke the protocol.
 
     Raised by :class:`backends.http.JsonHttp` for every urllib3 error; the message names
-    the method, the error's class and the timeout, never the URL (it may carry a
+    the error's class or the timeout, never the URL (it may carry a
     password or a token). An answer with any status code is not this error."""
 
     def __init__(self, message: str, *, timed_out: bool = False) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+
+
+class HttpStatusError(BackendError):
+    """An HTTP answer's status was not 2xx, raised by
+    :meth:`backends.http.Response.raise_for_status`; the message is ``HTTP <status>``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
 
 
 class UnknownBackend(ValueError):

@@ -25,7 +25,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-from .errors import HttpUnavailable
+from .errors import HttpStatusError, HttpUnavailable
 
 __all__ = ["JsonHttp", "Params", "Response"]
 
@@ -50,6 +50,12 @@ class Response:
     def text(self) -> str:
         """The body decoded as UTF-8 (undecodable bytes replaced)."""
         return self.data.decode("utf-8", "replace")
+
+    def raise_for_status(self) -> Response:
+        """This answer if 2xx, else :class:`HttpStatusError`."""
+        if not self.ok:
+            raise HttpStatusError(self.status)
+        return self
 
     def json(self) -> Any:
         """The body as JSON; ``ValueError`` when it is not JSON."""
@@ -109,12 +115,15 @@ class JsonHttp:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        read: bool = True,
     ) -> Response:
         """Send one request and return its answer, whatever its status.
 
         The body is ``json`` (encoded compactly, ``Content-Type: application/json``), or
         ``form`` (URL-encoded), or ``content`` as given. ``params`` go in the query
-        string. Raises :class:`HttpUnavailable` when no answer comes."""
+        string. With ``read=False`` the answer's body is not read (``data`` is empty)
+        and its connection is closed rather than kept. Raises :class:`HttpUnavailable`
+        when no answer comes."""
         url = self.url(path)
         if params:
             url += ("&" if "?" in url else "?") + urlencode(_pairs(params), doseq=True)
@@ -136,12 +145,16 @@ class JsonHttp:
                 timeout=urllib3.Timeout(connect=seconds, read=seconds),
                 retries=False,
                 redirect=False,
+                preload_content=read,
             )
+            if not read:
+                resp.close()
+                resp.release_conn()
         except Urllib3Timeout as exc:
-            raise HttpUnavailable(f"{method} timed out after {seconds:g}s", timed_out=True) from exc
+            raise HttpUnavailable(f"timed out after {seconds:g}s", timed_out=True) from exc
         except (HTTPError, OSError, ValueError) as exc:  # ValueError: a URL urllib3 refuses
-            raise HttpUnavailable(f"{method} failed: {type(exc).__name__}") from exc
-        return Response(resp.status, resp.headers, resp.data)
+            raise HttpUnavailable(f"no answer: {type(exc).__name__}") from exc
+        return Response(resp.status, resp.headers, resp.data if read else b"")
 
     def get(self, path: str, **kwargs: Any) -> Response:
         """:meth:`request` with ``GET``."""

@@ -1,4 +1,4 @@
-"""The collectors package's exceptions; driver errors (SQLAlchemy, httpx) never leave it.
+"""The collectors package's exceptions; driver errors (SQLAlchemy, urllib3) never leave it.
 
 ::
 

@@ -20,9 +20,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
-from backends.errors import DriverErrors
+from backends.errors import DriverErrors, HttpUnavailable
+from backends.http import JsonHttp
 
 from .errors import QueryBackendError, QueryError
 from .query import Labels, MetricsQuery, Series, check_agg
@@ -34,10 +33,10 @@ _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _PCT = re.compile(r"p(\d{2,4})")
 Key = tuple[tuple[str, str], ...]
-#: no answer, or not JSON (ValueError), from Prometheus
+#: no answer (HttpUnavailable), or not JSON (ValueError), from Prometheus
 _FAILED = DriverErrors(
     lambda exc: QueryBackendError(f"Prometheus query failed: {type(exc).__name__}"),
-    catch=(httpx.HTTPError, ValueError),
+    catch=(ValueError,),
 )
 
 
@@ -79,19 +78,23 @@ def _value(text: str) -> float | None:
 
 
 class PrometheusQuery(MetricsQuery):
-    """:class:`MetricsQuery` answered by a Prometheus server at ``url``."""
+    """:class:`MetricsQuery` answered by a Prometheus server at ``url``.
+
+    ``client`` is a :class:`backends.http.JsonHttp` to send through (not closed here);
+    without one, one with ``timeout`` and ``headers`` is made and :meth:`close` closes
+    it."""
 
     def __init__(
         self,
         url: str,
         *,
         timeout: float = 5.0,
-        client: httpx.Client | None = None,
+        client: JsonHttp | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._own = client is None
-        self.client = client or httpx.Client(timeout=timeout, headers=dict(headers or {}))
+        self.client = client or JsonHttp(timeout=timeout, headers=headers)
 
     def close(self) -> None:
         if self._own:
@@ -99,12 +102,16 @@ class PrometheusQuery(MetricsQuery):
 
     # -- HTTP --------------------------------------------------------------------------------
     def _call(self, path: str, params: dict[str, Any]) -> Any:
-        with _FAILED:
-            resp = self.client.post(f"{self.url}{path}", data=params)
-            body = resp.json()
-        if resp.status_code != 200 or body.get("status") != "success":
+        try:
+            with _FAILED:
+                resp = self.client.post(f"{self.url}{path}", form=params)
+                body = resp.json()
+        except HttpUnavailable as exc:
+            raise QueryBackendError(f"Prometheus query failed: {exc}") from exc
+        if resp.status != 200 or not isinstance(body, dict) or body.get("status") != "success":
+            body = body if isinstance(body, dict) else {}
             raise QueryError(
-                f"Prometheus answered {resp.status_code}: "
+                f"Prometheus answered {resp.status}: "
                 f"{body.get('errorType', '')} {body.get('error', '')}".strip()
             )
         return body["data"]

@@ -37,9 +37,9 @@ def prometheus_metric_store(
     engine: Engine | None = None,
     sample_interval: float | None = None,
 ) -> PrometheusQuery:
-    """Prometheus' HTTP API at ``url`` (``client=`` a live ``httpx.Client`` to use). The
-    database store's options (``engine``, ``sample_interval``) do not apply and are
-    ignored, so one call serves either store."""
+    """Prometheus' HTTP API at ``url`` (``client=`` a :class:`backends.http.JsonHttp`
+    to send through). The database store's options (``engine``, ``sample_interval``) do
+    not apply and are ignored, so one call serves either store."""
     del engine, sample_interval
     return PrometheusQuery(url, client=client)
 

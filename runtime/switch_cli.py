@@ -66,28 +66,30 @@ def _token(args: argparse.Namespace) -> str | None:
 
 def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     """One admin API request; the answer's JSON (``None`` for 204), or :class:`CliRefused`."""
-    import httpx
+    from backends.errors import HttpUnavailable
+    from backends.http import JsonHttp
 
     token = _token(args)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(base_url=_base_url(args), timeout=args.timeout) as http:
+        with JsonHttp(_base_url(args), timeout=args.timeout, maxsize=1) as http:
             answer = http.request(method, path, json=body, headers=headers)
-    except httpx.HTTPError as exc:
-        raise CliRefused("unreachable", f"{_base_url(args)}: {type(exc).__name__}", 1) from None
-    if answer.status_code == 204:
+    except HttpUnavailable as exc:
+        reason = type(exc.__cause__ or exc).__name__
+        raise CliRefused("unreachable", f"{_base_url(args)}: {reason}", 1) from None
+    if answer.status == 204:
         return None
     try:
         data = answer.json()
     except ValueError:
         data = {}
-    if answer.is_success:
+    if answer.ok:
         return data
     error = data.get("error", {}) if isinstance(data, dict) else {}
-    code, message = error.get("code", str(answer.status_code)), error.get("message", "")
-    if answer.status_code == 429 and "retry-after" in answer.headers:
+    code, message = error.get("code", str(answer.status)), error.get("message", "")
+    if answer.status == 429 and "retry-after" in answer.headers:
         message += f" (retry after {answer.headers['retry-after']} s)"
-    raise CliRefused(code, message, 2 if answer.status_code < 500 else 1)
+    raise CliRefused(code, message, 2 if answer.status < 500 else 1)
 
 
 # -- commands ----------------------------------------------------------------------------------

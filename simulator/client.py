@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+from backends.errors import HttpUnavailable
+from backends.http import JsonHttp
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,15 @@ class MerchantClient:
     """Calls ``/v1`` as one merchant; transport errors become status 0 answers."""
 
     def __init__(self, api_url: str, token: str, *, timeout: float = 10.0) -> None:
-        self._http = httpx.Client(
-            base_url=api_url.rstrip("/"),
+        self._http = JsonHttp(
+            api_url,
+            maxsize=16,  # the simulator calls from many threads
             timeout=timeout,
             headers={"Authorization": f"Bearer {token}"},
         )
 
     def __repr__(self) -> str:  # never show the token
-        return f"MerchantClient({self._http.base_url!s})"
+        return f"MerchantClient({self._http.base_url})"
 
     def close(self) -> None:
         self._http.close()
@@ -47,13 +49,15 @@ class MerchantClient:
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> ApiAnswer:
         try:
             resp = self._http.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            return ApiAnswer(0, {"error": {"code": "transport", "message": type(exc).__name__}})
+        except HttpUnavailable as exc:
+            return ApiAnswer(
+                0, {"error": {"code": "transport", "message": type(exc.__cause__ or exc).__name__}}
+            )
         try:
             data = resp.json()
         except ValueError:
             data = {}
-        return ApiAnswer(resp.status_code, data if isinstance(data, dict) else {})
+        return ApiAnswer(resp.status, data if isinstance(data, dict) else {})
 
     def create_trade(self, **fields: Any) -> ApiAnswer:
         """``POST /v1/trades`` with the given body fields."""

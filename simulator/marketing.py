@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 
-import httpx
+from backends.errors import HttpUnavailable
+from backends.http import JsonHttp
 
 log = logging.getLogger(__name__)
 ADMIN_HEADER = "X-Sandbox-Admin"
@@ -25,10 +26,10 @@ class CouponIssuer:
     def __init__(
         self, sandbox_url: str | None, admin_token: str | None, *, timeout: float = 5.0
     ) -> None:
-        self._http: httpx.Client | None = None
+        self._http: JsonHttp | None = None
         if sandbox_url and admin_token:
-            self._http = httpx.Client(
-                base_url=sandbox_url.rstrip("/"),
+            self._http = JsonHttp(
+                sandbox_url,
                 timeout=timeout,
                 headers={ADMIN_HEADER: admin_token},
             )
@@ -58,17 +59,17 @@ class CouponIssuer:
         }
         try:
             resp = http.post("/coupons/admin/issue", json=body)
-        except httpx.HTTPError as exc:
+        except HttpUnavailable as exc:
             log.debug("coupon issue failed: %s", type(exc).__name__)
             return None
-        if resp.status_code in (401, 403, 404):  # no coupon service here, or not ours to run
+        if resp.status in (401, 403, 404):  # no coupon service here, or not ours to run
             log.warning(
                 "sandbox coupon service refused issuing (%s): paying without coupons",
-                resp.status_code,
+                resp.status,
             )
             self.close()
             return None
-        if resp.status_code != 200:
+        if resp.status != 200:
             return None
         try:
             code = resp.json().get("code")

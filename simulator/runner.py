@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from sqlalchemy.engine import Engine
+
+from backends.errors import HttpStatusError, HttpUnavailable
+from backends.http import JsonHttp
 
 from .drills import Drill, Step
 from .evidence import platform_evidence
@@ -36,17 +38,15 @@ class SandboxAdmin:
         self.url, self.token = sandbox_url.rstrip("/"), token
 
     def knobs(self) -> dict[str, dict[str, Any]]:
-        resp = httpx.get(
-            f"{self.url}/admin/knobs", headers={"X-Sandbox-Admin": self.token}, timeout=5.0
-        )
-        resp.raise_for_status()
-        return dict(resp.json())
+        with JsonHttp(timeout=5.0, maxsize=1) as http:
+            resp = http.get(f"{self.url}/admin/knobs", headers={"X-Sandbox-Admin": self.token})
+        return dict(resp.raise_for_status().json())
 
     def put(self, org: str, changes: dict[str, Any]) -> dict[str, Any]:
         url, headers, body = knob_request(self.url, org, changes, self.token)
-        resp = httpx.put(url, headers=headers, json=body, timeout=5.0)
-        resp.raise_for_status()
-        return dict(resp.json())
+        with JsonHttp(timeout=5.0, maxsize=1) as http:
+            resp = http.put(url, headers=headers, json=body)
+        return dict(resp.raise_for_status().json())
 
 
 @dataclass
@@ -68,7 +68,7 @@ def not_applicable(drill: Drill, targets: DrillTargets) -> str | None:
             return "no sandbox channel admin API (sandbox URL and admin token) to inject faults"
         try:
             targets.sandbox.knobs()
-        except httpx.HTTPError as exc:
+        except (HttpUnavailable, HttpStatusError) as exc:
             return f"the sandbox admin API did not answer ({type(exc).__name__})"
         return None
     if drill.needs not in targets.proxies:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import streamlit as st
 
+from backends.http import JsonHttp
 from console.auth import can
 from console.pages import now, platform, require, sandbox_token
 from console.panel import panel
@@ -49,11 +49,9 @@ DETAILS = (
 
 def read_knobs(sandbox_url: str, org: str, token: str) -> dict[str, Any]:
     """The knobs the sandbox runs for ``org`` now; raises when it cannot say."""
-    resp = httpx.get(
-        f"{sandbox_url.rstrip('/')}/admin/knobs", headers={"X-Sandbox-Admin": token}, timeout=3.0
-    )
-    resp.raise_for_status()
-    knobs = resp.json().get(org)
+    with JsonHttp(sandbox_url, timeout=3.0, maxsize=1) as http:
+        resp = http.get("/admin/knobs", headers={"X-Sandbox-Admin": token})
+    knobs = resp.raise_for_status().json().get(org)
     if not isinstance(knobs, dict):
         raise LookupError(f"the sandbox does not serve {org}")
     return knobs
@@ -61,9 +59,9 @@ def read_knobs(sandbox_url: str, org: str, token: str) -> dict[str, Any]:
 
 def put_knobs(sandbox_url: str, org: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
     url, headers, payload = knob_request(sandbox_url, org, body, token)
-    resp = httpx.put(url, headers=headers, json=payload, timeout=5.0)
-    resp.raise_for_status()
-    return dict(resp.json())
+    with JsonHttp(timeout=5.0, maxsize=1) as http:
+        resp = http.put(url, headers=headers, json=payload)
+    return dict(resp.raise_for_status().json())
 
 
 def _follow(org: str, current: dict[str, Any]) -> None:

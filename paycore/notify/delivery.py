@@ -47,11 +47,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-import httpx
 from opentelemetry.trace import SpanKind
 from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from backends.errors import HttpUnavailable
+from backends.http import JsonHttp
 from stability.guard import calling_as
 
 from ..channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -110,7 +111,7 @@ class NotificationDelivery:
         secret: str,
         schedule: Sequence[int] = DEFAULT_SCHEDULE,
         clock: Callable[[], datetime] = _utcnow,
-        client: httpx.Client | None = None,
+        client: JsonHttp | None = None,
         worker_id: str | None = None,
         batch: int = 50,
         lease_s: float = 30.0,
@@ -137,7 +138,7 @@ class NotificationDelivery:
         self.ids = ids or IdGenerator()
         self._shared_key = secret  # for merchants without a secret of their own
         self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self._client = client or JsonHttp(timeout=timeout, maxsize=workers)  # never redirects
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="notify")
         self.delivered = self.failed = self.gave_up = 0  # counters since start
         self.metrics: Metrics = metrics or NULL_METRICS
@@ -241,16 +242,13 @@ class NotificationDelivery:
         code: int | None = None
         error = ""
         try:
-            with self._client.stream(
-                "POST", row.url, content=body, headers=headers, timeout=timeout or self.timeout
-            ) as resp:
-                code = resp.status_code  # the answer's body is not read
+            code = self._client.post(
+                row.url, content=body, headers=headers, timeout=timeout or self.timeout, read=False
+            ).status  # the answer's body is not read
             if not 200 <= code < 300:
                 error = f"HTTP {code}"
-        except httpx.TimeoutException:
-            error = "timeout"
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # refused, bad URL, ...
-            error = type(exc).__name__
+        except HttpUnavailable as exc:  # refused, timed out, bad URL, ...
+            error = "timeout" if exc.timed_out else type(exc.__cause__ or exc).__name__
         return _Outcome(code, error, int((time.perf_counter() - start) * 1000))
 
     def _outcomes(
