@@ -81,8 +81,10 @@ class AlertNotification(Base):
 class AlertAck(Base):
     """Someone acknowledged a firing alert: it stays firing, humans are not paged again.
 
-    An acknowledgement covers the firing episode it was made in (``at >= fired_at``);
-    when the alert resolves and fires again, it pages again."""
+    An acknowledgement covers the firing episode it was made in (the alert's ``fired_at``
+    when it was made; rows from before 0018 have none and cover while ``at >= fired_at``);
+    when the alert resolves and fires again, it pages again. A withdrawn one (``withdrawn_*``
+    set) covers nothing."""
 
     __tablename__ = "alert_acks"
     __table_args__ = (Index("ix_alert_acks_fingerprint", "fingerprint"),)
@@ -92,3 +94,7 @@ class AlertAck(Base):
     creator: Mapped[str] = mapped_column(String(64))
     comment: Mapped[str] = mapped_column(Text)
     at: Mapped[float] = mapped_column(Float)
+    fired_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    withdrawn_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    withdraw_comment: Mapped[str | None] = mapped_column(Text, nullable=True)

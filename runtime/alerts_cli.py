@@ -5,7 +5,10 @@ page does them.
 silence, an acknowledgement covers them); ``silence`` needs matchers, a comment and an
 end (``--for 2h`` or ``--until`` an ISO time); ``unsilence`` ends one; ``silences``
 lists the active ones; ``ack`` acknowledges a firing alert (it stays firing, humans are
-not paged again); ``history`` prints the transitions and the notification log. The
+not paged again); ``unack`` withdraws the acknowledgements in force of an alert (a
+comment saying why is required; it pages again when its repeat is due); ``history``
+prints the transitions, the acknowledgements made and withdrawn, and the notification
+log. The
 creator is ``--actor``, $PAYWATCH_ACTOR or the login name; every change is written to
 the console's audit log (role ``cli``) like the console's own. Errors print one line
 and exit with 2.
@@ -191,8 +194,29 @@ def _ack(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _unack(engine: Any, args: argparse.Namespace) -> int:
+    from alerts.acks import AckStore
+
+    detail: dict[str, Any] = {"fingerprint": args.fingerprint, "comment": args.comment}
+    gone = _audited(
+        engine,
+        args,
+        "alert.unack",
+        args.fingerprint[:16],
+        detail,
+        lambda: AckStore(engine).withdraw(args.fingerprint, _actor(args), args.comment),
+    )
+    ids = [a.id for a in gone]
+    _audit(engine, args, "alert.unack", gone[0].rule, {**detail, "ok": True, "ack_ids": ids})
+    out = {"withdrawn": ids, "fingerprint": gone[0].fingerprint, "rule": gone[0].rule}
+    print(
+        json.dumps(out | {"by": _actor(args), "at": _iso(gone[0].withdrawn_at)}, ensure_ascii=False)
+    )
+    return 0
+
+
 def _history(engine: Any, args: argparse.Namespace) -> int:
-    from alerts.history import notification_log, transitions
+    from alerts.history import ack_events, notification_log, transitions
 
     fp = args.fingerprint
     out = {
@@ -207,6 +231,18 @@ def _history(engine: Any, args: argparse.Namespace) -> int:
                 "labels": t.labels,
             }
             for t in transitions(engine, args.limit, fp)
+        ],
+        "acks": [
+            {
+                "at": _iso(e.at),
+                "event": e.kind,
+                "rule": e.rule,
+                "fingerprint": e.fingerprint,
+                "by": e.by,
+                "comment": e.comment,
+                "ack_id": e.ack_id,
+            }
+            for e in ack_events(engine, args.limit, fp)
         ],
         "notifications": [
             {
@@ -253,9 +289,15 @@ def configure_parser(alerts: argparse.ArgumentParser) -> None:
     ack.add_argument("fingerprint", help="the alert's fingerprint (8+ leading characters)")
     ack.add_argument("--comment", required=True)
     ack.set_defaults(func=_with_engine(_ack))
-    his = sub.add_parser("history", help="transitions and the notification log, newest first")
+    una = sub.add_parser("unack", help="withdraw an alert's acknowledgement (it pages again)")
+    una.add_argument("fingerprint", help="the alert's fingerprint (8+ leading characters)")
+    una.add_argument("--comment", required=True, help="why (wrong alert, handing over...)")
+    una.set_defaults(func=_with_engine(_unack))
+    his = sub.add_parser(
+        "history", help="transitions, acknowledgements and the notification log, newest first"
+    )
     his.add_argument("--fingerprint", help="one alert only")
     his.add_argument("--limit", type=int, default=50)
     his.set_defaults(func=_with_engine(_history))
-    for p in (sil, uns, ack):
+    for p in (sil, uns, ack, una):
         p.add_argument("--actor", help="who runs this (default $PAYWATCH_ACTOR or login)")

@@ -236,7 +236,9 @@ def parser() -> argparse.ArgumentParser:
     from .alerts_cli import configure_parser as configure_alerts
 
     configure_alerts(
-        sub.add_parser("alerts", help="alert operations: list, silence, unsilence, ack, history")
+        sub.add_parser(
+            "alerts", help="alert operations: list, silence, unsilence, ack, unack, history"
+        )
     )
     from .logs import add_flags
 

@@ -2,11 +2,14 @@
 (a silence, an inhibition, an acknowledgement), and the operations on them.
 
 Operators and above silence alerts (matchers, comment and an end are required; the
-creator is the signed-in user), end silences, and acknowledge firing alerts (they stay
-firing, humans are not paged again). Every action is role-checked at the click and
-written to the console's audit log with its outcome. Below: the silences, the
-acknowledgements, the alerts' history, the notification log (what was sent where, when,
-with what result, and what was left out) and the inhibition rules in force.
+creator is the signed-in user), end silences, acknowledge firing alerts (they stay
+firing, humans are not paged again) and withdraw an acknowledgement (a comment saying
+why is required; the alert is repeated again when its repeat is due). Every action is
+role-checked at the click and written to the console's audit log with its outcome.
+Below: the silences, the acknowledgements (in force, ended or withdrawn), the alerts'
+history (transitions, acknowledgements made and withdrawn), the notification log (what
+was sent where, when, with what result, and what was left out) and the inhibition rules
+in force.
 ``?alert=<fingerprint>`` (Alertmanager's ``generatorURL``) narrows the history and the
 notification log to that alert.
 """
@@ -21,8 +24,8 @@ import streamlit as st
 from alerts.acks import AckStore
 from alerts.errors import AlertsError
 from alerts.external import firing_alerts
+from alerts.history import ack_events, notification_log, transitions
 from alerts.history import alerts as stored_alerts
-from alerts.history import notification_log, transitions
 from alerts.inhibit import DEFAULT_INHIBIT_RULES, inhibited
 from alerts.silences import SilenceStore, first_match, parse_duration, parse_silence_matchers
 from console.audit import record
@@ -37,6 +40,7 @@ from console.views.alert_ops import (
     history_rows,
     inhibit_rows,
     notification_rows,
+    silence_choice,
     silence_rows,
 )
 from console.views.alerts import active_alerts, alert_markdown, clock_time
@@ -107,10 +111,29 @@ def _ack(user: User) -> tuple[str, str]:
     return "success", f"Acknowledged {made.rule}: no more repeat pages while it fires."
 
 
+def _unack(user: User) -> tuple[str, str]:
+    state = st.session_state
+    fp, comment = state.get("al_unack_alert"), str(state.get("al_unack_comment") or "")
+    if not fp:
+        return "error", "Choose the alert whose acknowledgement to withdraw."
+    detail: dict[str, Any] = {"fingerprint": fp, "comment": comment}
+    try:
+        gone = AckStore(platform().db.engine).withdraw(str(fp), user.username, comment)
+    except AlertsError as exc:
+        _audit(user, "alert.unack", str(fp)[:16], {**detail, "error": str(exc)}, False)
+        return "error", f"Not withdrawn: {exc}"
+    rule = gone[0].rule
+    _audit(user, "alert.unack", rule, {**detail, "ack_ids": [a.id for a in gone]}, True)
+    state["al_unack_comment"] = ""
+    state["al_unack_alert"] = None
+    return "success", f"Acknowledgement of {rule} withdrawn: it pages again when its repeat is due."
+
+
 ACTIONS = {
     "al_sil_submit": ("alert.silence", _silence),
     "al_sil_expire_click": ("alert.silence", _expire),
     "al_ack_submit": ("alert.ack", _ack),
+    "al_unack_submit": ("alert.ack", _unack),
 }
 
 
@@ -153,7 +176,7 @@ def alert_list() -> dict[str, dict[str, Any]]:
             if a["fingerprint"] in held:
                 rule, source = held[a["fingerprint"]]
                 line += f" · :gray-badge[inhibited by {md(source.rule)} ({md(rule.name)})]"
-            ack = acked.get(a["fingerprint"])
+            ack = a["ack"] = acked.get(a["fingerprint"])
             if ack is not None:
                 line += f" · :violet-badge[acked by {md(ack.creator)}]: {md(ack.comment)}"
             st.markdown(line)
@@ -213,6 +236,27 @@ def ack_form(active: dict[str, dict[str, Any]]) -> None:
         st.form_submit_button("Acknowledge", key="al_ack_submit")
 
 
+def unack_form(active: dict[str, dict[str, Any]]) -> None:
+    acked = [fp for fp, a in active.items() if a.get("ack") is not None]
+    if not acked:
+        st.caption("No acknowledgement in force to withdraw.")
+        return
+    with st.form("al_unack"):
+        st.selectbox(
+            "Acknowledged alert",
+            acked,
+            index=None,
+            key="al_unack_alert",
+            placeholder="Choose an acknowledged alert",
+            format_func=lambda fp: (
+                f"{active[fp]['rule']} · {active[fp]['resource']} · "
+                f"acked by {active[fp]['ack'].creator}"
+            ),
+        )
+        st.text_input("Why withdraw (e.g. wrong alert, handing over)", key="al_unack_comment")
+        st.form_submit_button("Withdraw acknowledgement", key="al_unack_submit")
+
+
 def silences_panel(may_act: bool) -> None:
     with panel("Silences", "database"):
         engine, t = platform().db.engine, now()
@@ -228,7 +272,7 @@ def silences_panel(may_act: bool) -> None:
                 "Silence",
                 list(live),
                 key="al_sil_expire",
-                format_func=lambda i: f"#{i} until {clock_time(live[i].ends_at, t)}",
+                format_func=lambda i: silence_choice(live[i], t),
             )
             c2.button("End silence", key="al_sil_expire_click")
 
@@ -245,10 +289,14 @@ def logs_panels(focus: str | None) -> None:
     if focus:
         st.info(f"Showing alert {md(focus[:12])} only. [All alerts](oncall_alerts)")
     with panel("Acknowledgements", "database"):
-        acks = AckStore(platform().db.engine).recent(50, focus)
-        _table(ack_rows(acks, now()), "al_acks")
+        engine = platform().db.engine
+        acks = AckStore(engine).recent(50, focus)
+        states = {a.fingerprint: a for a in stored_alerts(engine, ("firing", "resolved"))}
+        _table(ack_rows(acks, now(), states), "al_acks")
     with panel("Alert history", "database"):
-        _table(history_rows(transitions(platform().db.engine, 100, focus), now()), "al_history")
+        engine = platform().db.engine
+        moves, acked = transitions(engine, 100, focus), ack_events(engine, 100, focus)
+        _table(history_rows(moves, now(), acked, limit=100), "al_history")
     with panel("Notification log", "database"):
         engine, t = platform().db.engine, now()
         names = {a.fingerprint: a.rule for a in stored_alerts(engine, ("firing", "resolved"))}
@@ -280,6 +328,7 @@ if may_silence or may_ack:
         with right, st.container(border=True):
             st.subheader("Acknowledge")
             ack_form(active)
+            unack_form(active)
 silences_panel(may_silence)
 focus = st.query_params.get("alert")
 logs_panels(focus if isinstance(focus, str) and 8 <= len(focus) <= 64 else None)

@@ -25,12 +25,12 @@ from console.panel import panel
 from console.plan_panels import plans_strip
 from console.safe import md
 from console.urlstate import url_select
+from console.views.alert_ops import silence_choice, silence_rows
 from console.views.depmap_live import attention, breakers_now, live_map
 from console.views.overview import (
     HEALTH_COLOURS,
     active_alerts,
     alert_markdown,
-    alert_resource,
     alert_table,
     backlogs,
     channel_health,
@@ -205,30 +205,14 @@ def silence_form(user: User, result: tuple[str, str] | None) -> None:
             )
             st.form_submit_button("Silence", key="silence_submit")
         if silences:
-            st.dataframe(
-                [
-                    {
-                        "id": s.id,
-                        "matchers": ", ".join(f"{k}={v}" for k, v in s.matchers.items()),
-                        "creator": s.creator,
-                        "comment": s.comment,
-                        "ends": clock_time(s.ends_at, t),
-                    }
-                    for s in silences
-                ],
-                hide_index=True,
-                key="silences",
-            )
+            st.dataframe(silence_rows(silences, t), hide_index=True, key="silences")
             c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
             by_id = {s.id: s for s in silences}
             c1.selectbox(
                 "Silence",
                 list(by_id),
                 key="silence_end",
-                format_func=lambda i: (
-                    f"{i}: {by_id[i].matchers.get('alertname', '')} "
-                    f"{alert_resource(by_id[i].matchers)} until {clock_time(by_id[i].ends_at, t)}"
-                ),
+                format_func=lambda i: silence_choice(by_id[i], t),
             )
             c2.button("End silence", key="silence_end_click")
 

@@ -1,5 +1,6 @@
 """Rows for the On-call → Alerts page: silences, acknowledgements, transitions, the
-notification log and the inhibition rules, as plain dicts for ``st.dataframe``.
+notification log and the inhibition rules, as plain dicts for ``st.dataframe``. The
+Overview shows its silences with the same :func:`silence_rows` and :func:`silence_choice`.
 
 Labels, comments and names are people's or rules' data: tables show them as text (a
 dataframe cell is never rendered as Markdown)."""
@@ -7,13 +8,14 @@ dataframe cell is never rendered as Markdown)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from alerts.acks import Ack
 from alerts.external import ExternalAlert
+from alerts.history import AckEvent
 from alerts.inhibit import InhibitRule
-from alerts.model import NotificationRecord, Transition
+from alerts.model import Alert, NotificationRecord, Transition
 from alerts.silences import Silence
 from console.views.alerts import alert_resource, clock_time
 
@@ -27,11 +29,19 @@ STATUS_TEXT = {
 }
 
 
-def matchers_text(matchers: dict[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(matchers.items()))
+def silence_matchers(s: Silence) -> str:
+    """Every matcher of ``s`` with its operator (``alertname=x, resource=~red.*``): how the
+    Overview and the Alerts page show a silence."""
+    return ", ".join(s.matchers_text())
+
+
+def silence_choice(s: Silence, now: float) -> str:
+    """A silence as an "End silence" choice: id, matchers, end."""
+    return f"#{s.id} {silence_matchers(s)} until {clock_time(s.ends_at, now)}"
 
 
 def silence_rows(silences: Iterable[Silence], now: float) -> list[dict[str, Any]]:
+    """The silences table of the Overview and the Alerts page."""
     return [
         {
             "id": s.id,
@@ -40,7 +50,7 @@ def silence_rows(silences: Iterable[Silence], now: float) -> list[dict[str, Any]
             else "pending"
             if s.starts_at > now
             else "expired",
-            "matchers": ", ".join(s.matchers_text()),
+            "matchers": silence_matchers(s),
             "creator": s.creator,
             "comment": s.comment,
             "starts": clock_time(s.starts_at, now),
@@ -50,7 +60,13 @@ def silence_rows(silences: Iterable[Silence], now: float) -> list[dict[str, Any]
     ]
 
 
-def ack_rows(acks: Iterable[Ack], now: float) -> list[dict[str, Any]]:
+def ack_rows(
+    acks: Iterable[Ack], now: float, alerts: Mapping[str, Alert] | None = None
+) -> list[dict[str, Any]]:
+    """Acknowledgements with their status against ``alerts`` (fingerprint → the alert as
+    it is now): in force, ended (resolved or fired again since) or withdrawn (by whom,
+    when, why)."""
+    alerts = alerts or {}
     return [
         {
             "id": a.id,
@@ -59,23 +75,52 @@ def ack_rows(acks: Iterable[Ack], now: float) -> list[dict[str, Any]]:
             "by": a.creator,
             "comment": a.comment,
             "at": clock_time(a.at, now),
+            "status": a.status(alerts.get(a.fingerprint)),
+            "withdrawn": ""
+            if a.withdrawn_at is None
+            else f"{clock_time(a.withdrawn_at, now)} by {a.withdrawn_by}: {a.withdraw_comment}",
         }
         for a in acks
     ]
 
 
-def history_rows(transitions: Iterable[Transition], now: float) -> list[dict[str, Any]]:
-    return [
-        {
-            "at": clock_time(t.at, now),
-            "rule": t.rule,
-            "resource": alert_resource(t.labels),
-            "change": f"{t.from_state} → {t.to_state}",
-            "value": t.value,
-            "fingerprint": t.fingerprint[:12],
-        }
+def history_rows(
+    transitions: Iterable[Transition],
+    now: float,
+    acks: Iterable[AckEvent] = (),
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Transitions and acknowledgement events (made, withdrawn), newest first."""
+    rows: list[tuple[float, dict[str, Any]]] = [
+        (
+            t.at,
+            {
+                "at": clock_time(t.at, now),
+                "rule": t.rule,
+                "resource": alert_resource(t.labels),
+                "change": f"{t.from_state} → {t.to_state}",
+                "value": t.value,
+                "fingerprint": t.fingerprint[:12],
+            },
+        )
         for t in transitions
     ]
+    rows += [
+        (
+            e.at,
+            {
+                "at": clock_time(e.at, now),
+                "rule": e.rule,
+                "resource": alert_resource(e.labels),
+                "change": f"{e.kind} by {e.by}: {e.comment}",
+                "value": None,
+                "fingerprint": e.fingerprint[:12],
+            },
+        )
+        for e in acks
+    ]
+    rows.sort(key=lambda r: r[0], reverse=True)  # stable: equal times keep their order
+    return [r for _, r in rows[:limit]]
 
 
 def _why(record: NotificationRecord) -> str:
