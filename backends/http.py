@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from .errors import HttpStatusError, HttpUnavailable
@@ -150,6 +150,8 @@ class JsonHttp:
             if not read:
                 resp.close()
                 resp.release_conn()
+        except NewConnectionError as exc:  # a ConnectTimeoutError subclass, yet refused
+            raise HttpUnavailable(f"no answer: {type(exc).__name__}") from exc
         except Urllib3Timeout as exc:
             raise HttpUnavailable(f"timed out after {seconds:g}s", timed_out=True) from exc
         except (HTTPError, OSError, ValueError) as exc:  # ValueError: a URL urllib3 refuses

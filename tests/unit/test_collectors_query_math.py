@@ -1,15 +1,21 @@
 """Prometheus-equivalent math of the store (histogram_quantile) and the PromQL that
-PrometheusQuery sends, checked against a fake Prometheus HTTP API."""
+PrometheusQuery sends, checked against a fake Prometheus HTTP API served on a local
+port."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from urllib.parse import parse_qs
 
-import httpx
 import pytest
+from conftest import LiveServer, free_port
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 
-from collectors import PrometheusQuery, QueryError, bucket_quantile, make_query
+from collectors import PrometheusQuery, QueryBackendError, QueryError, bucket_quantile, make_query
 from collectors.prom import promql_selector
 
 INF = math.inf
@@ -43,27 +49,48 @@ def test_quantile_edge_cases_follow_prometheus():
 
 # -- PromQL ------------------------------------------------------------------------------------
 class FakePrometheus:
-    def __init__(self, result: list | None = None, status: int = 200, body: dict | None = None):
+    def __init__(
+        self, result: list | None = None, status: int = 200, body: dict | str | None = None
+    ):
         self.queries: list[dict[str, list[str]]] = []
         self.paths: list[str] = []
         self.result = result or []
         self.status = status
         self.body = body
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.paths.append(request.url.path)
-        self.queries.append(parse_qs(request.content.decode()))
+    def answer(self, path: str, form: dict[str, list[str]]) -> Response:
+        self.paths.append(path)
+        self.queries.append(form)
+        if isinstance(self.body, str):
+            return PlainTextResponse(self.body, self.status)
         if self.body is not None:
-            return httpx.Response(self.status, json=self.body)
-        kind = "matrix" if request.url.path.endswith("query_range") else "vector"
+            return JSONResponse(self.body, self.status)
+        kind = "matrix" if path.endswith("query_range") else "vector"
         data = {"resultType": kind, "result": self.result}
-        return httpx.Response(self.status, json={"status": "success", "data": data})
+        return JSONResponse({"status": "success", "data": data}, self.status)
+
+
+_serving: dict[str, FakePrometheus] = {}
+
+
+async def _endpoint(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode())
+    return _serving["fake"].answer(request.url.path, form)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prometheus_url() -> Iterator[str]:
+    """One local server for the module; it answers as the fake last given to client_for."""
+    app = Starlette(routes=[Route("/api/v1/{kind}", _endpoint, methods=["POST"])])
+    with LiveServer(app) as server:
+        _serving["url"] = server.url  # type: ignore[assignment]
+        yield server.url
+    _serving.clear()
 
 
 def client_for(fake: FakePrometheus) -> PrometheusQuery:
-    return PrometheusQuery(
-        "http://prom:9090/", client=httpx.Client(transport=httpx.MockTransport(fake))
-    )
+    _serving["fake"] = fake
+    return PrometheusQuery(f"{_serving['url']}/")
 
 
 def test_selectors_escape_values_and_refuse_bad_names():
@@ -135,12 +162,13 @@ def test_errors_become_query_errors():
     with pytest.raises(QueryError, match="bad_data"):
         client_for(bad).rate("m", window=60, at=1)
 
-    def down(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused")
-
-    q = PrometheusQuery("http://x", client=httpx.Client(transport=httpx.MockTransport(down)))
-    with pytest.raises(QueryError, match="ConnectError"):
+    q = PrometheusQuery(f"http://127.0.0.1:{free_port()}")  # nothing listens: refused
+    with pytest.raises(QueryBackendError, match="NewConnectionError"):
         q.rate("m", window=60, at=1)
+
+    not_json = FakePrometheus(body="<html>")
+    with pytest.raises(QueryBackendError, match="JSONDecodeError"):
+        client_for(not_json).rate("m", window=60, at=1)
 
 
 def test_make_query_picks_the_backend():

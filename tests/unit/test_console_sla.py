@@ -57,7 +57,7 @@ class FakeQuery(MetricsQuery):
         return {}
 
 
-REQ, GUARD = "paywatch_link_requests_total", "paywatch_guard_outcomes_total"
+REQ, GUARD = "paywatch_link_requests_total", "paywatch_guard_calls_total"
 
 
 def test_sla_report_availability_budget_and_burn():
@@ -71,9 +71,12 @@ def test_sla_report_availability_budget_and_burn():
             ({"step": "refund", "outcome": "ok"}, 100),
         ],
         GUARD: [
-            ({"resource": "risk", "outcome": "pass"}, 990),
-            ({"resource": "risk", "outcome": "breaker_open"}, 10),
-            ({"resource": "risk", "outcome": "fallback"}, 50),
+            ({"caller": "link.pay", "resource": "risk", "outcome": "pass"}, 980),
+            ({"caller": "link.refund", "resource": "risk", "outcome": "pass"}, 10),
+            ({"resource": "risk", "outcome": "breaker_open"}, 6),
+            ({"resource": "risk", "outcome": "bulkhead_full"}, 4),
+            ({"resource": "risk", "outcome": "fallback"}, 30),
+            ({"resource": "risk", "outcome": "blocked"}, 20),
             ({"resource": "coupon", "outcome": "pass"}, 10),
         ],
     }
@@ -188,14 +191,20 @@ def test_sla_chart_colours_met_and_missed_and_says_when_empty():
 
 def test_prometheus_counts_are_increase_not_rate_times_window():
     """The SLA report over Prometheus asks for increase() over the window."""
-    import httpx
+    from urllib.parse import parse_qsl
+
+    from conftest import LiveServer
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
 
     from collectors import PrometheusQuery
 
     asked: list[str] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        form = dict(httpx.QueryParams(request.content.decode()))
+    async def answer(request: Request) -> JSONResponse:
+        form = dict(parse_qsl((await request.body()).decode()))
         asked.append(form["query"])
         result = []
         if form["query"].startswith("sum by (step, outcome) (increase("):
@@ -203,14 +212,15 @@ def test_prometheus_counts_are_increase_not_rate_times_window():
                 {"metric": {"step": "pay", "outcome": "ok"}, "value": [0, "2999.7"]},
                 {"metric": {"step": "pay", "outcome": "error"}, "value": [0, "3.2"]},
             ]
-        return httpx.Response(
-            200, json={"status": "success", "data": {"resultType": "vector", "result": result}}
+        return JSONResponse(
+            {"status": "success", "data": {"resultType": "vector", "result": result}}
         )
 
-    q = PrometheusQuery(
-        "http://prom.test", client=httpx.Client(transport=httpx.MockTransport(answer))
-    )
-    rows = sla_report(q, None, now=1_000.0, window_s=30 * 86400.0)
+    app = Starlette(routes=[Route("/api/v1/query", answer, methods=["POST"])])
+    with LiveServer(app) as prometheus:
+        q = PrometheusQuery(prometheus.url)
+        rows = sla_report(q, None, now=1_000.0, window_s=30 * 86400.0)
+        q.close()
     pay = next(r for r in rows if r.name == "pay")
     assert (pay.good, pay.bad) == (3000, 3)
     counts = [a for a in asked if "increase(" in a]
