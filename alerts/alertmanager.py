@@ -51,6 +51,14 @@ RUNBOOK_PREFIX = "docs/runbook.md#"
 _LOCAL_RUNBOOK = Path(__file__).resolve().parents[1] / "docs" / "runbook.md"
 
 
+def runbook_link(base_url: str | None, anchor: str) -> str:
+    """``base_url#anchor``, absolute: ``base_url`` is where docs/runbook.md is rendered
+    (``PAYWATCH_RUNBOOK_BASE_URL``); unset, the local file's ``file://`` URL. The
+    notifier's ``runbook_url`` and the exported rules' (``paywatch rules export``) both."""
+    base = base_url or _LOCAL_RUNBOOK.as_uri()
+    return f"{base.split('#')[0]}#{anchor}"
+
+
 def runbook_anchor(alert: Alert) -> str:
     """The runbook section of ``alert``: its ``runbook`` annotation's anchor, else its name."""
     ref = alert.annotations.get("runbook", "")
@@ -99,7 +107,7 @@ class AlertmanagerNotifier(HttpNotifier):
             raise ValueError("resolve_window must exceed resend_interval")
 
     def runbook_url(self, alert: Alert) -> str:
-        return f"{self.runbook_base_url.split('#')[0]}#{runbook_anchor(alert)}"
+        return runbook_link(self.runbook_base_url, runbook_anchor(alert))
 
     def generator_url(self, alert: Alert) -> str:
         return f"{self.console_url}{CONSOLE_ALERT_PAGE}?alert={quote(alert.fingerprint)}"

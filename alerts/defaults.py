@@ -3,12 +3,16 @@
 * SLO burn rates from the SLO spec (:mod:`alerts.slo_spec`): availability per link step
   and per pay org on the channel call, pay latency, the weak dependencies;
 * pay p99 latency; compensation, notification and ledger-posting backlogs;
+* a pay org's channel down (``channel_down``: a hard outage pages within a minute; the
+  burn rates are for slow burns);
 * a breaker open or forced open; the trial balance not balancing; recon differences.
 """
 
 from __future__ import annotations
 
 import re
+
+from collectors.query import MetricsQuery, Series
 
 from .base import Rule
 from .burnrate import BurnRateRule
@@ -17,13 +21,21 @@ from .meta_rules import meta_rules
 from .rules import ThresholdRule
 from .slo_latency import LatencyBurnRule
 from .slo_spec import Slo, SloSpec, load_spec
-from .spec import MinTraffic, QuerySpec
+from .spec import MinTraffic, QuerySpec, duration, number
 
 REQUESTS = "paywatch_link_requests_total"
 LATENCY = "paywatch_link_latency_seconds"
 RUNBOOK = "docs/runbook.md#"
 
 GUARD_CALLS = "paywatch_guard_calls_total"
+TRIPPED = "paywatch_breaker_tripped"
+#: channel_down: at least CHANNEL_DOWN_RATIO of at least CHANNEL_DOWN_MIN_CALLS channel
+#: calls to one pay org failed over the last CHANNEL_DOWN_WINDOW_S, or its breaker is
+#: tripped. The ratio and the count are the breaker's own defaults (BreakerConfig
+#: failure_ratio, min_calls), held over a minute; at 90 % a total outage would need 54 s
+#: of the minute to fail before the rule could see it, leaving no time to page within 60 s.
+CHANNEL_DOWN_RATIO, CHANNEL_DOWN_MIN_CALLS, CHANNEL_DOWN_WINDOW_S = 0.5, 10, 60.0
+_CHANNEL = "channel."
 
 
 def __getattr__(name: str) -> dict:
@@ -75,8 +87,7 @@ def _slo_rule(slo: Slo, org: str | None) -> BurnRateRule:
     )
     if slo.kind == "latency":
         return LatencyBurnRule(name, slo.objective, threshold_s=slo.threshold_s or 1.0, **common)
-    metric = GUARD_CALLS if slo.resource else REQUESTS
-    return BurnRateRule(name, slo.objective, metric=metric, **common)
+    return BurnRateRule(name, slo.objective, metric=slo.metric, outcomes=slo.outcomes, **common)
 
 
 def slo_rules(spec: SloSpec, pay_orgs: tuple[str, ...] = ()) -> list[BurnRateRule]:
@@ -128,10 +139,79 @@ def org_slug(org: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", org.lower())
 
 
+def _channels_down(query: MetricsQuery, at: float) -> list[Series]:
+    """Per pay org whose channel is down (see :data:`CHANNEL_DOWN_RATIO`): the failed share
+    of its calls over the window, or 1 when only its breaker says so (calls stopped)."""
+    calls = {"step": "channel_call"}
+    window = CHANNEL_DOWN_WINDOW_S
+    counts = query.count(REQUESTS, window=window, at=at, match=calls, by=("pay_org",))
+    enough = {
+        s.labels.get("pay_org", "")
+        for s in counts
+        if s.value is not None and s.value >= CHANNEL_DOWN_MIN_CALLS
+    }
+    failed = query.ratio(
+        REQUESTS,
+        REQUESTS,
+        window=window,
+        at=at,
+        match_num={**calls, "outcome": "error"},
+        match_den=calls,
+        by=("pay_org",),
+    )
+    down: dict[str, float] = {}
+    for s in failed:
+        org = s.labels.get("pay_org", "")
+        if org in enough and org and s.value is not None and s.value >= CHANNEL_DOWN_RATIO:
+            down[org] = s.value
+    for s in query.latest(TRIPPED, at=at, by=("resource",), max_age=window, agg="max"):
+        res = s.labels.get("resource", "")
+        if res.startswith(_CHANNEL) and len(res) > len(_CHANNEL) and (s.value or 0.0) >= 1:
+            down.setdefault(res[len(_CHANNEL) :], 1.0)
+    return [Series({"pay_org": o, "resource": _CHANNEL + o}, v) for o, v in sorted(down.items())]
+
+
+def _channel_down_promql() -> str:
+    w = duration(CHANNEL_DOWN_WINDOW_S)
+    calls = f'{REQUESTS}{{step="channel_call",pay_org!=""}}'
+    errors = f'{REQUESTS}{{step="channel_call",pay_org!="",outcome="error"}}'
+    ratio = f"sum by (pay_org) (rate({errors}[{w}])) / sum by (pay_org) (rate({calls}[{w}]))"
+    count = f"sum by (pay_org) (increase({calls}[{w}]))"
+    # both sides labelled {pay_org, resource}, so ``or`` keeps one series per org
+    return (
+        f"label_replace(\n  ({ratio}) >= {number(CHANNEL_DOWN_RATIO)}\n"
+        f"  and {count} >= {CHANNEL_DOWN_MIN_CALLS},\n"
+        '  "resource", "channel.$1", "pay_org", "(.+)"\n)\nor\n'
+        f'label_replace(\n  max by (resource) ({TRIPPED}{{resource=~"channel\\\\..+"}}) >= 1,\n'
+        '  "pay_org", "$1", "resource", "channel\\\\.(.+)"\n)\n'
+    )
+
+
+def channel_down_rule() -> ThresholdRule:
+    """``channel_down``: a pay org's channel fails (nearly) every call, or its breaker keeps
+    calls away; pages at once, per pay org, and stays firing while the breaker is open
+    (calls stop, so the ratio has no data) until it closes after recovery."""
+    return ThresholdRule(
+        "channel_down",
+        _channels_down,
+        ">",
+        0,
+        severity="page",
+        promql=_channel_down_promql(),
+        annotations=_notes(
+            "channel_down",
+            "the channel of {{ $labels.pay_org }} is down: its calls failed at {{ $value }} "
+            "over the last minute, or its breaker keeps calls away",
+            plan="channel {{ $labels.pay_org }} outage",
+        ),
+    )
+
+
 def build_default_rules(pay_orgs: tuple[str, ...] = (), spec: SloSpec | None = None) -> list[Rule]:
     """Every default rule; the SLO burn rates from ``spec`` (default: :func:`load_spec`)."""
     rules: list[Rule] = []
     rules += slo_rules(spec or load_spec(), pay_orgs)
+    rules.append(channel_down_rule())
     rules.append(
         ThresholdRule(
             "pay_latency_p99_high",
