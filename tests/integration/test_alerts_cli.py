@@ -1,5 +1,5 @@
-"""``paywatch alerts``: list, silence (matchers, comment and end required), unsilence, ack
-and history against a database, as an on-call's shell would run them; each change audited
+"""``paywatch alerts``: list, silence (matchers, comment and end required), unsilence, ack,
+unack and history against a database, as an on-call's shell would run them; each change audited
 (role ``cli``); the engine honours what the CLI made. SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -132,3 +132,70 @@ def test_cli_silences_acks_and_shows_history(shell, capsys) -> None:
         ("sre-sam", "cli", "alert.unsilence", True),
         ("sre-sam", "cli", "alert.unsilence", False),
     ]
+
+
+def test_cli_unack_withdraws_with_who_and_why_and_the_alert_pages_again(shell, capsys) -> None:
+    q = FakeQuery()
+    q.gauge("breaker", {"resource": "coupon"}, lambda t: 1.0)
+    rule = ThresholdRule(
+        "breaker_open", QuerySpec("latest", "breaker", by=("resource",)), ">=", 1, severity="page"
+    )
+    notifier = RecordingNotifier()
+    eng = AlertEngine(
+        shell,
+        q,
+        [rule],
+        notifier=notifier,
+        group_by=("rule", "resource"),
+        group_wait=0,
+        group_interval=0,
+        repeat_interval=60,
+    )
+    eng.evaluate(now=time.time() - 120)
+    (coupon,) = [a.fingerprint for a in eng.active()]
+    rc, out, _ = _run(capsys, "ack", coupon[:10], "--comment", "coupon team paged")
+    ack_id = json.loads(out)["id"]
+    eng.evaluate(now=time.time())
+    assert rc == 0 and len(notifier.sent) == 1  # acked: the overdue repeat is held
+
+    with pytest.raises(SystemExit) as exc:  # why is required by the parser
+        _run(capsys, "unack", coupon[:10])
+    assert exc.value.code == 2
+    rc, _, err = _run(capsys, "unack", coupon[:10], "--comment", " ")
+    assert rc == 2 and "comment" in err
+    rc, _, err = _run(capsys, "unack", "0" * 12, "--comment", "wrong alert")
+    assert rc == 2 and "no alert" in err
+    rc, out, _ = _run(capsys, "unack", coupon[:10], "--comment", "wrong alert", "--actor", "ann")
+    assert rc == 0, out
+    done = json.loads(out)
+    assert (done["withdrawn"], done["fingerprint"], done["by"]) == ([ack_id], coupon, "ann")
+    rc, _, err = _run(capsys, "unack", coupon, "--comment", "again")
+    assert rc == 2 and "no acknowledgement of breaker_open is in force" in err
+    rc, out, _ = _run(capsys, "list")
+    assert [a["acked_by"] for a in json.loads(out)] == [None]
+
+    eng.evaluate(now=time.time() + 1)  # the repeat is due: it pages again
+    assert [n.status for n in notifier.sent] == ["firing", "firing"]
+    rc, out, _ = _run(capsys, "history", "--fingerprint", coupon)
+    acks = [(e["event"], e["by"], e["comment"], e["ack_id"]) for e in json.loads(out)["acks"]]
+    assert acks == [
+        ("ack withdrawn", "ann", "wrong alert", ack_id),
+        ("acked", "sre-sam", "coupon team paged", ack_id),
+    ]
+
+    unacks = [a for a in _audit(shell) if a.action == "alert.unack"]
+    assert (
+        [(a.actor, a.role, a.target, json.loads(a.detail)["ok"]) for a in unacks]
+        == [
+            ("sre-sam", "cli", coupon[:10], False),  # a blank comment
+            ("sre-sam", "cli", "0" * 12, False),
+            ("ann", "cli", "breaker_open", True),
+            ("sre-sam", "cli", coupon[:16], False),
+        ]
+    )
+    ok = json.loads(unacks[2].detail)
+    assert (ok["comment"], ok["ack_ids"], ok["fingerprint"]) == (
+        "wrong alert",
+        [ack_id],
+        coupon[:10],
+    )
