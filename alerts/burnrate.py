@@ -19,15 +19,25 @@ from .base import (
 )
 from .errors import RuleError
 from .model import Instance
+from .slo_spec import LINK_REQUESTS, STEP_OUTCOMES, Outcomes
 from .spec import duration, number, on, selector, sum_by
+
+
+def outcome_selector(metric: str, match: Mapping[str, str], outcomes: tuple[str, ...]) -> str:
+    """``metric{match, outcome=~"a|b"}``: the series of those outcomes (label values are
+    checked against the fixed outcome sets by the spec, so none needs regex escaping)."""
+    inner = selector(metric, match)
+    one = f'outcome=~"{"|".join(sorted(outcomes))}"'
+    return f"{inner[:-1]},{one}}}" if inner.endswith("}") else f"{inner}{{{one}}}"
 
 
 @dataclass(frozen=True)
 class BurnRateRule(Rule):
     """SLO burn-rate alert over a request counter (SRE workbook, multiwindow multi-burn-rate).
 
-    The error ratio is ``errors / total`` where total is ``metric{match}`` and errors is
-    ``metric{match, error_match}``. For each window pair the rule fires when *both* the
+    The error ratio is ``bad / (good + bad)`` over ``metric{match}``, split by its
+    ``outcome`` label as ``outcomes`` says (from the SLO spec; other outcomes, such as
+    business refusals, count as neither). For each window pair the rule fires when *both* the
     long and the short window's error ratio exceed ``factor × (1 − slo)``; the instance
     carries the pair's severity (one instance per severity and ``by`` group), and its
     value is the long window's burn rate (multiples of the error budget).
@@ -37,8 +47,8 @@ class BurnRateRule(Rule):
     slo: float
     match: dict[str, str] = field(default_factory=dict)
     step: str | None = None  # shorthand for match["step"]
-    metric: str = "paywatch_link_requests_total"
-    error_match: dict[str, str] = field(default_factory=lambda: {"outcome": "error"})
+    metric: str = LINK_REQUESTS
+    outcomes: Outcomes = STEP_OUTCOMES
     by: tuple[str, ...] = ()
     windows: tuple[BurnWindow, ...] = DEFAULT_WINDOWS
     min_traffic_rps: float | None = None
@@ -68,24 +78,29 @@ class BurnRateRule(Rule):
     def budget(self) -> float:
         return round(1.0 - self.slo, 12)  # 0.001, not 0.0010000000000000009
 
-    @property
-    def error_selector(self) -> dict[str, str]:
-        return {**self.match, **self.error_match}
-
     def alert_names(self) -> tuple[str, ...]:
         return (self.name,) + ((f"{self.name}_absent",) if self.absent_for_s else ())
 
-    def _ratios(self, query: MetricsQuery, window: float, at: float) -> dict[tuple, float]:
-        rows = query.ratio(
-            self.metric,
-            self.metric,
-            window=window,
-            at=at,
-            match_num=self.error_selector,
-            match_den=self.match,
-            by=self.by,
+    def counts(self, query: MetricsQuery, window: float, at: float) -> dict[tuple, tuple]:
+        """``(bad, total)`` events per ``by`` group over the window: the counter's increase
+        per outcome (what the SLA report counts with), total = good + bad."""
+        rows = query.count(
+            self.metric, window=window, at=at, match=self.match, by=(*self.by, "outcome")
         )
-        return {self._key(s.labels): s.value for s in rows if s.value is not None}
+        per: dict[tuple, dict[str, float]] = {}
+        for s in rows:
+            if s.value is not None:
+                outcomes = per.setdefault(self._key(s.labels), {})
+                outcome = s.labels.get("outcome", "")
+                outcomes[outcome] = outcomes.get(outcome, 0.0) + s.value
+        out = {}
+        for key, by_outcome in per.items():
+            good, bad = self.outcomes.split(by_outcome)
+            out[key] = (bad, good + bad)
+        return out
+
+    def _ratios(self, query: MetricsQuery, window: float, at: float) -> dict[tuple, float]:
+        return {k: bad / tot for k, (bad, tot) in self.counts(query, window, at).items() if tot}
 
     def _key(self, labels: Mapping[str, str]) -> tuple[str, ...]:
         return tuple(labels.get(b, "") for b in self.by)
@@ -144,9 +159,12 @@ class BurnRateRule(Rule):
 
     def _ratio_promql(self, window: float) -> str:
         w = duration(window)
-        err = sum_by(self.by, f"rate({selector(self.metric, self.error_selector)}[{w}])")
-        tot = sum_by(self.by, f"rate({selector(self.metric, self.match)}[{w}])")
-        return f"{err} / {tot}"
+        bad = outcome_selector(self.metric, self.match, self.outcomes.bad)
+        counted = outcome_selector(self.metric, self.match, self.outcomes.counted)
+        err = sum_by(self.by, f"rate({bad}[{w}])")
+        tot = sum_by(self.by, f"rate({counted}[{w}])")
+        # no bad series yet is a ratio of 0, not no data (as the engine and the SLA report)
+        return f"({err} or 0 * {tot}) / {tot}"
 
     def pair_promql(self, w: BurnWindow) -> str:
         """One window pair, SRE workbook form, with the min-traffic guard if any."""

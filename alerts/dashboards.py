@@ -15,7 +15,7 @@ from typing import Any
 from collectors.metrics import STEPS
 
 from .grafana import DASHBOARDS_YML, DATASOURCE_YML, Panel, dashboard
-from .slo_spec import Slo, SloSpec
+from .slo_spec import Outcomes, Slo, SloSpec
 
 __all__ = ["dashboard_files", "dashboards", "provisioning_files"]
 
@@ -29,9 +29,25 @@ def _p99(metric: str, match: str, by: str, window: str = "5m") -> str:
     return f"histogram_quantile(0.99, {inner})"
 
 
-def _error_ratio(metric: str, match: str, bad: str, by: str) -> str:
+def _error_ratio(metric: str, match: str, outcomes: Outcomes, by: str) -> str:
+    """bad / (good + bad), the outcomes as the SLO spec counts them (the SLA report's)."""
     sep = "," if match else ""
-    return f"{_rate(metric, match + sep + bad, by)} / {_rate(metric, match, by)}"
+    bad, counted = ("|".join(sorted(o)) for o in (outcomes.bad, outcomes.counted))
+    bad_rate = _rate(metric, f'{match}{sep}outcome=~"{bad}"', by)
+    all_rate = _rate(metric, f'{match}{sep}outcome=~"{counted}"', by)
+    return f"{bad_rate} / {all_rate}"
+
+
+def _step_error_ratios(spec: SloSpec) -> tuple[tuple[str, str], ...]:
+    """One target per distinct definition of bad among the steps (one with the shipped
+    spec, whose steps all count alike)."""
+    groups: dict[Outcomes, list[str]] = {}
+    for step in STEPS:
+        groups.setdefault(spec.outcomes(step=step), []).append(step)
+    return tuple(
+        (_error_ratio(_LINK, f'step=~"{"|".join(steps)}"', outcomes, "step"), "{{step}}")
+        for outcomes, steps in groups.items()
+    )
 
 
 _LINK = "paywatch_link_requests_total"
@@ -40,7 +56,7 @@ _GUARD = "paywatch_guard_calls_total"
 _GUARD_LAT = "paywatch_guard_call_latency_seconds"
 
 
-def core_links() -> list[Panel]:
+def core_links(spec: SloSpec) -> list[Panel]:
     """Every link step: traffic by outcome, error ratio, p99; pay by pay org."""
     steps = "|".join(STEPS)
     return [
@@ -50,11 +66,7 @@ def core_links() -> list[Panel]:
             ((_rate(_LINK, "", "outcome"), "{{outcome}}"),),
             "reqps",
         ),
-        Panel(
-            "Error ratio by step",
-            ((_error_ratio(_LINK, "", 'outcome=~"error|timeout"', "step"), "{{step}}"),),
-            "percentunit",
-        ),
+        Panel("Error ratio by step", _step_error_ratios(spec), "percentunit"),
         Panel(
             "p99 latency by step", ((_p99(_LINK_LAT, f'step=~"{steps}"', "step"), "{{step}}"),), "s"
         ),
@@ -94,16 +106,17 @@ def core_links() -> list[Panel]:
     ]
 
 
-def channels() -> list[Panel]:
+def channels(spec: SloSpec) -> list[Panel]:
     """Channel calls per pay org, the channel front's slots, the guarded edges."""
     call = 'step="channel_call"'
+    bad = spec.outcomes(step="channel_call")
     return [
         Panel(
             "Channel calls by pay org", ((_rate(_LINK, call, "pay_org"), "{{pay_org}}"),), "reqps"
         ),
         Panel(
             "Channel error ratio by pay org",
-            ((_error_ratio(_LINK, call, 'outcome=~"error|timeout"', "pay_org"), "{{pay_org}}"),),
+            ((_error_ratio(_LINK, call, bad, "pay_org"), "{{pay_org}}"),),
             "percentunit",
         ),
         Panel("Channel p99 by pay org", ((_p99(_LINK_LAT, call, "pay_org"), "{{pay_org}}"),), "s"),
@@ -281,9 +294,9 @@ def dashboards(spec: SloSpec) -> dict[str, dict[str, Any]]:
     """The dashboards by file stem (``paywatch-slos`` ...), as Grafana JSON models."""
     return {
         "paywatch-core-links": dashboard(
-            "paywatch-core-links", "paywatch: core links", core_links()
+            "paywatch-core-links", "paywatch: core links", core_links(spec)
         ),
-        "paywatch-channels": dashboard("paywatch-channels", "paywatch: channels", channels()),
+        "paywatch-channels": dashboard("paywatch-channels", "paywatch: channels", channels(spec)),
         "paywatch-stability": dashboard("paywatch-stability", "paywatch: stability", stability()),
         "paywatch-slos": dashboard("paywatch-slos", "paywatch: SLOs", slo_panels(spec)),
     }

@@ -38,17 +38,17 @@ class LatencyBurnRule(BurnRateRule):
     def fast_selector(self) -> dict[str, str]:
         return {**self.match, "le": le_label(self.threshold_s)}
 
-    def _ratios(self, query: MetricsQuery, window: float, at: float) -> dict[tuple, float]:
-        rows = query.ratio(
-            f"{self.histogram}_bucket",
-            self.metric,
-            window=window,
-            at=at,
-            match_num=self.fast_selector,
-            match_den=self.match,
-            by=self.by,
-        )
-        return {self._key(s.labels): max(1.0 - s.value, 0.0) for s in rows if s.value is not None}
+    def counts(self, query: MetricsQuery, window: float, at: float) -> dict[tuple, tuple]:
+        """``(slow, total)`` requests per ``by`` group over the window."""
+        bucket = f"{self.histogram}_bucket"
+        fast_rows = query.count(bucket, window=window, at=at, match=self.fast_selector, by=self.by)
+        fast = {self._key(s.labels): s.value or 0.0 for s in fast_rows}
+        out = {}
+        for s in query.count(self.metric, window=window, at=at, match=self.match, by=self.by):
+            if s.value is not None:
+                key = self._key(s.labels)
+                out[key] = (max(s.value - fast.get(key, 0.0), 0.0), s.value)
+        return out
 
     def _ratio_promql(self, window: float) -> str:
         w = duration(window)

@@ -1,9 +1,12 @@
-"""The SLO spec (``slo/paywatch.slo.yaml``, Sloth's ``prometheus/v1`` shape): load, validate.
+"""The SLO spec (Sloth's ``prometheus/v1`` shape): load, validate.
 
 One file is read by the alert engine (:func:`alerts.defaults.build_default_rules`), the
-exported Prometheus rules (:mod:`alerts.export`) and the SLA report, so each objective
-has one error budget. ``$PAYWATCH_SLO_SPEC`` points at another file; without it the
-shipped one is read. See the file's header for the SLI plugins and their options.
+exported Prometheus rules (:mod:`alerts.export`), the Grafana dashboards and the SLA
+report, so each objective has one error budget and one definition of a bad event (its
+:class:`Outcomes`). ``$PAYWATCH_SLO_SPEC`` points at another file; without it the spec
+shipped inside this package is read (``alerts/slo/paywatch.slo.yaml``, package data,
+through :mod:`importlib.resources`). See the file's header for the SLI plugins and their
+options.
 """
 
 from __future__ import annotations
@@ -11,14 +14,21 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
+
+from collectors.metrics import GUARD_OUTCOMES, LINK_OUTCOMES
 
 from .base import BurnWindow
 from .errors import RuleError
 
 SPEC_ENV = "PAYWATCH_SLO_SPEC"
-SHIPPED_SPEC = Path(__file__).resolve().parents[1] / "slo" / "paywatch.slo.yaml"
+#: the shipped spec: package data of ``alerts`` (pyproject's package-data)
+SPEC_PACKAGE, SPEC_RESOURCE = "alerts", "slo/paywatch.slo.yaml"
+LINK_REQUESTS = "paywatch_link_requests_total"
+GUARD_CALLS = "paywatch_guard_calls_total"
 PLUGINS = ("paywatch/availability", "paywatch/latency")
 #: SRE workbook, 30-day budget: page 2 % of it in 1 h or 5 % in 6 h, ticket 10 % in 1 d
 #: or 3 d (a long pair alerts only while its short window still burns: it resets fast)
@@ -35,6 +45,35 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
+class Outcomes:
+    """Which ``outcome`` label values an availability SLI counts good and bad; any other
+    outcome is neither (excluded). The SLI's error ratio is bad / (good + bad)."""
+
+    good: tuple[str, ...]
+    bad: tuple[str, ...]
+
+    @property
+    def counted(self) -> tuple[str, ...]:
+        """Good and bad: the outcomes the ratio's denominator sums."""
+        return (*self.good, *self.bad)
+
+    def split(self, per_outcome: dict[str, float]) -> tuple[float, float]:
+        """``(good, bad)`` events from counts per outcome."""
+        good = sum(per_outcome.get(o, 0) for o in self.good)
+        return good, sum(per_outcome.get(o, 0) for o in self.bad)
+
+
+#: a core link step's SLI when its spec entry does not say (and the SLA report's steps
+#: without an SLO): a timeout is a failed request; a business refusal (rejected) is neither
+STEP_OUTCOMES = Outcomes(good=("ok", "pending"), bad=("error", "timeout"))
+#: a dependency's: an open breaker or a full bulkhead kept the caller from it (bad); a rate
+#: limit, a degradation switch, a fallback (counted besides its failure) are neither
+RESOURCE_OUTCOMES = Outcomes(
+    good=("pass",), bad=("error", "timeout", "breaker_open", "bulkhead_full")
+)
+
+
+@dataclass(frozen=True)
 class Slo:
     """One objective of the spec: what counts as bad, and how it alerts."""
 
@@ -45,6 +84,7 @@ class Slo:
     description: str = ""
     step: str | None = None
     resource: str | None = None
+    outcomes: Outcomes = STEP_OUTCOMES  # availability: what is good and bad
     per: str | None = None  # "pay_org": one objective (and rule) per configured org
     by: tuple[str, ...] = ()  # one budget, alert instances per group
     threshold_s: float | None = None  # latency: the bucket bound a fast request is under
@@ -58,6 +98,12 @@ class Slo:
     def budget(self) -> float:
         """The error budget: the fraction of events allowed to be bad."""
         return round(1.0 - self.objective, 12)
+
+    @property
+    def metric(self) -> str:
+        """The availability SLI's counter: link requests for a step, guarded calls for a
+        resource."""
+        return GUARD_CALLS if self.resource else LINK_REQUESTS
 
     @property
     def windows(self) -> tuple[BurnWindow, ...]:
@@ -90,6 +136,19 @@ class SloSpec:
             out[f"link.{s.step}" if s.step else str(s.resource)] = s.objective
         return out
 
+    def outcomes(self, *, step: str | None = None, resource: str | None = None) -> Outcomes:
+        """What is good and bad for a step or a resource: its availability SLO's (the
+        whole-step one first, else a per-pay-org one), else the default of its kind."""
+        found = [
+            s
+            for s in self.slos
+            if s.kind == "availability" and (s.step, s.resource) == (step, resource)
+        ]
+        found.sort(key=lambda s: s.per is not None)
+        if found:
+            return found[0].outcomes
+        return RESOURCE_OUTCOMES if resource is not None else STEP_OUTCOMES
+
 
 def duration_s(text: str) -> float:
     """``30m`` -> 1800.0 (Prometheus' s/m/h/d units)."""
@@ -113,6 +172,30 @@ def _opt_float(opts: dict[str, Any], key: str, where: str) -> float | None:
     if not value >= 0:
         raise _fail(where, f"{key} must be >= 0")
     return value
+
+
+def _outcomes(opts: dict[str, Any], kind: str, resource: Any, where: str) -> Outcomes:
+    keys = ("good_outcomes", "bad_outcomes")
+    if kind == "latency":
+        if any(k in opts for k in keys):
+            raise _fail(where, "a latency SLI's bad events are slow requests: no outcomes")
+        return STEP_OUTCOMES
+    default = RESOURCE_OUTCOMES if resource is not None else STEP_OUTCOMES
+    known = GUARD_OUTCOMES if resource is not None else LINK_OUTCOMES
+    sets = []
+    for key, fallback in zip(keys, (default.good, default.bad), strict=True):
+        raw = opts.get(key, fallback)
+        if isinstance(raw, str) or not isinstance(raw, list | tuple) or not raw:
+            raise _fail(where, f"{key} must be a non-empty list of outcomes")
+        values = tuple(str(v) for v in raw)
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise _fail(where, f"{key}: unknown outcome {', '.join(unknown)} (one of {known})")
+        sets.append(values)
+    both = sorted(set(sets[0]) & set(sets[1]))
+    if both:
+        raise _fail(where, f"{', '.join(both)} cannot be both good and bad")
+    return Outcomes(*sets)
 
 
 def _severities(alerting: dict[str, Any]) -> tuple[str, ...]:
@@ -170,6 +253,7 @@ def _slo(raw: Any, where: str) -> Slo:
         description=str(raw.get("description", "")),
         step=None if step is None else str(step),
         resource=None if resource is None else str(resource),
+        outcomes=_outcomes(opts, kind, resource, where),
         per=per,
         by=tuple(b for b in str(opts.get("by", "")).split(",") if b),
         threshold_s=None if threshold is None else threshold / 1000.0,
@@ -202,20 +286,30 @@ def parse_spec(doc: Any, path: str = "") -> SloSpec:
 _CACHE: dict[tuple[str, float], SloSpec] = {}
 
 
+def shipped_spec() -> Traversable:
+    """The spec shipped inside the package (found after any install, editable or not)."""
+    return files(SPEC_PACKAGE).joinpath(SPEC_RESOURCE)
+
+
 def load_spec(path: str | Path | None = None) -> SloSpec:
-    """The spec at ``path``, else ``$PAYWATCH_SLO_SPEC``, else the shipped file (cached
-    per path and modification time: reports call this on every render)."""
+    """The spec at ``path``, else ``$PAYWATCH_SLO_SPEC``, else the shipped one (cached per
+    path and modification time: reports call this on every render)."""
     import yaml
 
-    p = Path(path or os.environ.get(SPEC_ENV) or SHIPPED_SPEC)
+    given = path or os.environ.get(SPEC_ENV)
+    src: Path | Traversable = Path(given) if given else shipped_spec()
     try:
-        key = (str(p), p.stat().st_mtime)
+        # a resource inside a zip has no mtime: it cannot change either
+        mtime = src.stat().st_mtime if isinstance(src, Path) else 0.0
+        key = (str(src), mtime)
+        if key not in _CACHE:
+            text = src.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RuleError(f"SLO spec {p}: cannot read it ({exc.strerror})") from None
+        raise RuleError(f"SLO spec {src}: cannot read it ({exc.strerror})") from None
     if key not in _CACHE:
         try:
-            doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+            doc = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise RuleError(f"SLO spec {p}: not valid YAML ({exc})") from None
-        _CACHE[key] = parse_spec(doc, str(p))
+            raise RuleError(f"SLO spec {src}: not valid YAML ({exc})") from None
+        _CACHE[key] = parse_spec(doc, str(src))
     return _CACHE[key]

@@ -42,6 +42,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     export = sub.add_parser("export", help="write the Grafana dashboards and provisioning files")
     export.add_argument("--out", help="directory to write into (default: ./deploy/grafana)")
     export.add_argument(
-        "--spec", help="SLO spec file (default: $PAYWATCH_SLO_SPEC or slo/paywatch.slo.yaml)"
+        "--spec",
+        help="SLO spec file (default: $PAYWATCH_SLO_SPEC, else the shipped one: alerts/slo/)",
     )
     export.set_defaults(func=_export)

@@ -103,8 +103,8 @@ def render(ctx: Any, user: Any = None) -> None:
     dmap = None
     with targets, panel(None, "database"):  # drawn below the report, read first
         st.caption(
-            "Targets: the SLO spec's objectives (slo/paywatch.slo.yaml, the ones the alerts "
-            "burn), else each resource's sla_target in the dependency map (else 99.9 %)."
+            "Targets: the SLO spec's objectives (alerts/slo/paywatch.slo.yaml, the ones the "
+            "alerts burn), else each resource's sla_target in the dependency map (else 99.9 %)."
         )
         dmap = _dmap(c.platform)
     with report, panel("Service levels", "metrics"):

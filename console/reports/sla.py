@@ -6,17 +6,21 @@ before ``now``. Every count is the counters' *increase* over the window
 the one before it, stitched from raw samples and rollups; Prometheus answers
 ``increase()``), rounded to whole requests. Nothing is a rate times the window.
 
-* core link steps (``paywatch_link_requests_total{step,outcome}``): *good* is
-  ``ok`` and ``pending`` (accepted, result later: not a failure of the step); *bad* is
-  ``error`` and ``timeout``; ``rejected`` (business refusals, 4xx) is excluded from
-  both. p99 comes from ``paywatch_link_latency_seconds``. The target is the dependency
-  SLO spec's availability objective for the step (``slo/paywatch.slo.yaml``, the one the
-  alerts burn: :mod:`alerts.slo_spec`), else the dependency map resource ``link.<step>``
+What is good and what is bad comes from the SLO spec (:mod:`alerts.slo_spec`, the one
+the alerts burn): each row uses its SLO's ``good_outcomes``/``bad_outcomes``
+(:meth:`~alerts.slo_spec.SloSpec.outcomes`; a step or dependency without an SLO gets the
+spec's default for its kind); every other outcome is *excluded*, neither good nor bad.
+
+* core link steps (``paywatch_link_requests_total{step,outcome}``; shipped: good ``ok``
+  and ``pending``, bad ``error`` and ``timeout``, a business refusal ``rejected``
+  excluded). p99 comes from ``paywatch_link_latency_seconds``. The target is the spec's
+  availability objective for the step, else the dependency map resource ``link.<step>``
   (or ``<step>``), else :data:`DEFAULT_SLO`.
-* dependencies (``paywatch_guard_outcomes_total{resource,outcome}``): *good* is
-  ``pass``, *bad* is ``error``, ``timeout`` and ``breaker_open``; other guard outcomes
-  (blocked by a limit, degraded, fallback) are neither. Target: the spec's objective for
-  the resource, else its ``sla_target`` in the map.
+* dependencies (``paywatch_guard_calls_total{resource,outcome}``, summed over callers,
+  the counter the alerts read; shipped: good ``pass``, bad ``error``, ``timeout``,
+  ``breaker_open`` and ``bulkhead_full``; a rate limit, a degradation, a fallback
+  excluded). Target: the spec's objective for the resource, else its ``sla_target`` in
+  the map.
 
 ``requests`` counts every outcome, ``total`` = good + bad (what the target is about),
 ``excluded`` the rest. Availability = good / total (None with no traffic). Error
@@ -34,15 +38,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from alerts.slo_spec import GUARD_CALLS, LINK_REQUESTS, Outcomes, SloSpec, load_spec
 from collectors.query import MetricsQuery
 
-REQUESTS = "paywatch_link_requests_total"
+REQUESTS = LINK_REQUESTS
 LATENCY = "paywatch_link_latency_seconds"
-GUARD = "paywatch_guard_outcomes_total"
-STEP_GOOD = frozenset({"ok", "pending"})
-STEP_BAD = frozenset({"error", "timeout"})
-DEP_GOOD = frozenset({"pass"})
-DEP_BAD = frozenset({"error", "timeout", "breaker_open"})
+GUARD = GUARD_CALLS
 DEFAULT_SLO = 0.999
 DEFAULT_WINDOW_S = 30 * 86400.0
 #: the report's windows: label -> seconds (1 h .. 90 d: the 1-hour rollups' retention)
@@ -91,8 +92,6 @@ def _targets(dmap: Any) -> dict[str, float]:
 def spec_objectives() -> dict[str, float]:
     """The SLO spec's availability objectives by report name (``link.<step>``, dependency
     names): :func:`alerts.slo_spec.load_spec` (``$PAYWATCH_SLO_SPEC`` or the shipped one)."""
-    from alerts.slo_spec import load_spec
-
     return load_spec().objectives()
 
 
@@ -115,12 +114,11 @@ def _row(
     name: str,
     slo: float,
     outcomes: dict[str, int],
-    good_set: Iterable[str],
-    bad_set: Iterable[str],
+    counted: Outcomes,
     p99: float | None,
 ) -> SlaRow:
-    good = sum(outcomes.get(o, 0) for o in good_set)
-    bad = sum(outcomes.get(o, 0) for o in bad_set)
+    good_f, bad_f = counted.split(dict(outcomes))
+    good, bad = int(good_f), int(bad_f)
     total = good + bad
     requests = sum(outcomes.values())
     allowed = max(1.0 - slo, 0.0) * total
@@ -160,13 +158,16 @@ def sla_report(
     window_s: float = DEFAULT_WINDOW_S,
     steps: Iterable[str] | None = None,
     objectives: Mapping[str, float] | None = None,
+    slo_spec: SloSpec | None = None,
 ) -> list[SlaRow]:
     """Rows for every core link step (all of ``steps``, default
     :data:`collectors.metrics.STEPS`, plus any seen) then every dependency (resources
     of ``dmap`` that are not core links, those of the spec, plus any seen in guard
-    outcomes). ``objectives`` (default: :func:`spec_objectives`) win over the map."""
+    outcomes). ``objectives`` (default: :func:`spec_objectives`) win over the map; good
+    and bad outcomes come from ``slo_spec`` (default: :func:`alerts.slo_spec.load_spec`)."""
     from collectors.metrics import STEPS
 
+    defs = slo_spec or load_spec()
     spec = spec_objectives() if objectives is None else dict(objectives)
     targets = {**_targets(dmap), **spec}
     links = {r.name for r in dmap.resources if r.core_link} if dmap is not None else set()
@@ -179,9 +180,8 @@ def sla_report(
     rows: list[SlaRow] = []
     for step in sorted(set(steps if steps is not None else STEPS) | set(step_counts)):
         slo = targets.get(f"link.{step}", targets.get(step, DEFAULT_SLO))
-        rows.append(
-            _row("link", step, slo, step_counts.get(step, {}), STEP_GOOD, STEP_BAD, p99s.get(step))
-        )
+        counted = defs.outcomes(step=step)
+        rows.append(_row("link", step, slo, step_counts.get(step, {}), counted, p99s.get(step)))
     dep_counts = _counts(query, GUARD, "resource", window=window_s, at=now)
     deps = {n for n in targets if n not in links} | set(dep_counts)
     for dep in sorted(deps):
@@ -191,8 +191,7 @@ def sla_report(
                 dep,
                 targets.get(dep, DEFAULT_SLO),
                 dep_counts.get(dep, {}),
-                DEP_GOOD,
-                DEP_BAD,
+                defs.outcomes(resource=dep),
                 None,
             )
         )

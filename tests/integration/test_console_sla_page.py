@@ -48,7 +48,7 @@ class _Counts:
         from collectors.query import Series
 
         self.windows.append(window)
-        if metric == "paywatch_guard_outcomes_total":
+        if metric == "paywatch_guard_calls_total":
             return [Series({"resource": r, "outcome": o}, v) for (r, o), v in self.guard.items()]
         return [Series({"step": s, "outcome": o}, v) for (s, o), v in self.counts.items()]
 

@@ -31,7 +31,7 @@ from paycore.errors import IdempotencyConflict
 
 NOW = 1_800_001_235.0  # 20 min 35 s into an hour: the current hour and minute are partial
 DAY = 86400.0
-INCLUDE = ("paywatch_link_requests", "paywatch_guard_outcomes")
+INCLUDE = ("paywatch_link_requests", "paywatch_guard_calls")
 
 
 class Clock:

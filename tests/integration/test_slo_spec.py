@@ -1,6 +1,7 @@
 """The SLO spec is the one source of objectives: the alert engine (on SQLite and PostgreSQL)
 and the SLA report both follow a changed spec; the latency SLO burns from histogram buckets;
-a broken spec is refused with a readable error.
+a broken spec is refused with a readable error; the spec ships inside the package (found
+through importlib.resources, and inside a built wheel).
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ from alert_series import (
 from alerts import AlertEngine, default_rules
 from alerts.errors import RuleError
 from alerts.slo_latency import LatencyBurnRule
-from alerts.slo_spec import SHIPPED_SPEC, SLO_WINDOWS, load_spec, parse_spec
+from alerts.slo_spec import (
+    RESOURCE_OUTCOMES,
+    SLO_WINDOWS,
+    SPEC_PACKAGE,
+    SPEC_RESOURCE,
+    STEP_OUTCOMES,
+    Outcomes,
+    load_spec,
+    parse_spec,
+    shipped_spec,
+)
 from console.reports.sla import sla_report
 
 REQ = "paywatch_link_requests_total"
@@ -30,7 +41,7 @@ LAT = "paywatch_link_latency_seconds"
 
 
 def shipped() -> dict:
-    return yaml.safe_load(SHIPPED_SPEC.read_text(encoding="utf-8"))
+    return yaml.safe_load(shipped_spec().read_text(encoding="utf-8"))
 
 
 def with_objective(tmp_path: Path, name: str, objective: float) -> Path:
@@ -76,6 +87,12 @@ def test_the_shipped_spec_has_one_objective_per_step_org_and_latency() -> None:
             lambda d: d["slos"][1]["sli"]["plugin"]["options"].update(absent_for="soon"),
             "duration",
         ),
+        (lambda d: opts(d, 0).update(bad_outcomes=["error", "lost"]), "unknown outcome lost"),
+        (lambda d: opts(d, 0).update(bad_outcomes="error"), "non-empty list"),
+        (lambda d: opts(d, 0).update(good_outcomes=[]), "non-empty list"),
+        (lambda d: opts(d, 0).update(good_outcomes=["ok", "error"]), "both good and bad"),
+        (lambda d: opts(d, -1).update(bad_outcomes=["rejected"]), "unknown outcome rejected"),
+        (lambda d: opts(d, 6).update(bad_outcomes=["error"]), "no outcomes"),  # latency
     ],
 )
 def test_a_broken_spec_is_refused_with_a_readable_error(change, message) -> None:
@@ -84,6 +101,92 @@ def test_a_broken_spec_is_refused_with_a_readable_error(change, message) -> None
     with pytest.raises(RuleError, match="SLO spec") as err:
         parse_spec(doc, "x.yaml")
     assert message in str(err.value)
+
+
+def opts(doc: dict, i: int) -> dict:
+    return doc["slos"][i]["sli"]["plugin"]["options"]
+
+
+def test_each_slo_says_what_is_bad_and_unsaid_takes_its_kind_default() -> None:
+    """The shipped spec: steps count ok/pending good and error/timeout bad (rejected is
+    neither); dependencies pass good and error/timeout/breaker_open/bulkhead_full bad."""
+    spec = load_spec()
+    pay = next(s for s in spec.slos if s.name == "pay-availability")
+    risk = next(s for s in spec.slos if s.resource == "risk")
+    assert pay.outcomes == STEP_OUTCOMES == Outcomes(("ok", "pending"), ("error", "timeout"))
+    assert "rejected" not in pay.outcomes.counted
+    assert risk.outcomes == RESOURCE_OUTCOMES
+    assert set(RESOURCE_OUTCOMES.bad) == {"error", "timeout", "breaker_open", "bulkhead_full"}
+    assert pay.metric == "paywatch_link_requests_total"
+    assert risk.metric == "paywatch_guard_calls_total"
+    doc = shipped()
+    for i in (1, len(doc["slos"]) - 1):
+        for key in ("good_outcomes", "bad_outcomes"):
+            opts(doc, i).pop(key)
+    opts(doc, 0)["bad_outcomes"] = ["error"]  # trade_create: a timeout is not counted
+    spec = parse_spec(doc, "x.yaml")
+    assert spec.slos[1].outcomes == STEP_OUTCOMES and spec.slos[-1].outcomes == RESOURCE_OUTCOMES
+    assert spec.outcomes(step="trade_create") == Outcomes(("ok", "pending"), ("error",))
+    # a step whose only SLO is per pay org uses it; a step or resource without one, the default
+    assert spec.outcomes(step="channel_call") == spec.slos[5].outcomes
+    assert spec.outcomes(step="ledger_posting") == STEP_OUTCOMES
+    assert spec.outcomes(resource="database") == RESOURCE_OUTCOMES
+
+
+def test_the_shipped_spec_is_package_data_found_through_importlib_resources(
+    monkeypatch,
+) -> None:
+    from importlib.resources import files
+
+    monkeypatch.delenv("PAYWATCH_SLO_SPEC", raising=False)
+    resource = files(SPEC_PACKAGE).joinpath(SPEC_RESOURCE)
+    assert resource.is_file() and str(resource) == str(shipped_spec())
+    assert load_spec().path == str(resource)
+    assert load_spec().slos == parse_spec(yaml.safe_load(resource.read_text("utf-8"))).slos
+
+
+def test_a_built_wheel_carries_the_spec_where_the_loader_reads_it(tmp_path) -> None:
+    """A non-editable install gets the spec: the wheel holds it at alerts/slo/... and a
+    zip import of the wheel (no source tree) loads it through importlib.resources."""
+    import shutil
+    import subprocess
+    import sys
+    import tomllib
+    import zipfile
+
+    root = Path(__file__).resolve().parents[2]
+    src = tmp_path / "src"  # a copy: building in the shared tree would leave build/ in it
+    src.mkdir()
+    shutil.copy(root / "pyproject.toml", src)
+    conf = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    for pattern in conf["tool"]["setuptools"]["packages"]["find"]["include"]:
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(root / pattern.rstrip("*"), src / pattern.rstrip("*"), ignore=skip)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q"]
+    subprocess.run(
+        [*build, "-w", str(tmp_path), str(src)], check=True, capture_output=True, timeout=300
+    )
+    (wheel,) = tmp_path.glob("paywatch-*.whl")
+    inside = f"{SPEC_PACKAGE}/{SPEC_RESOURCE}"
+    with zipfile.ZipFile(wheel) as z:
+        assert inside in z.namelist()
+        assert z.read(inside) == shipped_spec().read_bytes()
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from alerts.slo_spec import load_spec; import alerts;"
+        "assert alerts.__file__.startswith(sys.argv[1]), alerts.__file__;"
+        "s = load_spec(); print(s.path, len(s.slos))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(wheel)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [f"{wheel}/{inside}", str(len(load_spec().slos))]
 
 
 def test_a_missing_spec_file_is_a_rule_error(tmp_path) -> None:

@@ -59,6 +59,13 @@ class StubQuery(MetricsQuery):
 
     def count(self, metric, *, window, at, match=None, by=()):
         self.calls.append(("count", metric, window, dict(match or {}), by))
+        if "outcome" in by:  # a burn rate's (bad, total): the given error ratios, 1000 events
+            out = []
+            for s in self.ratios.get(window, []):
+                out.append(Series({**s.labels, "outcome": "error"}, s.value * 1000))
+                out.append(Series({**s.labels, "outcome": "rejected"}, 77.0))  # neither
+                out.append(Series({**s.labels, "outcome": "ok"}, (1 - s.value) * 1000))
+            return out
         return [Series(s.labels, s.value * window) for s in self.rates.get(window, [])]
 
     def ratio(self, numerator, denominator, *, window, at, match_num=None, match_den=None, by=()):
@@ -230,13 +237,31 @@ def test_burn_rate_queries_errors_over_total() -> None:
     quiet = StubQuery(ratios())  # no long window burns: its short window is never read
     BurnRateRule("slo", 0.99, step="refund", by=("pay_org",)).evaluate(quiet, AT)
     assert sorted({c[2] for c in quiet.calls}) == [3600, 21600, 259200]
-    assert stub.calls[0][1:] == (
+    assert stub.calls[0] == (
+        "count",
         "paywatch_link_requests_total",
         3600,
-        {"step": "refund", "outcome": "error"},
         {"step": "refund"},
-        ("pay_org",),
+        ("pay_org", "outcome"),
     )
+
+
+def test_burn_rate_counts_bad_over_good_and_bad_as_its_outcomes_say() -> None:
+    """error and timeout are bad, ok and pending good, rejected neither (shipped default);
+    other outcomes given: those count."""
+    from alerts.slo_spec import Outcomes
+
+    counts = [("ok", 90.0), ("pending", 5.0), ("error", 3.0), ("timeout", 2.0), ("rejected", 50.0)]
+
+    class Counts(StubQuery):
+        def count(self, metric, *, window, at, match=None, by=()):
+            return [Series({"outcome": o}, v) for o, v in counts]
+
+    assert BurnRateRule("slo", 0.99, step="pay").counts(Counts({}), 3600, AT) == {(): (5, 100)}
+    odd = BurnRateRule("slo", 0.99, step="pay", outcomes=Outcomes(("ok",), ("rejected",)))
+    assert odd.counts(Counts({}), 3600, AT) == {(): (50, 140)}
+    expr = odd._ratio_promql(300)
+    assert 'outcome=~"rejected"' in expr and 'outcome=~"ok|rejected"' in expr
 
 
 def test_burn_rate_groups_by_labels_and_guards_traffic_per_group() -> None:
@@ -277,11 +302,12 @@ def test_burn_rate_export_is_the_workbook_form() -> None:
     assert page["labels"] == {"severity": "page", "step": "pay"}
     assert ticket["labels"] == {"severity": "ticket", "step": "pay"}
     assert page["expr"].count("(14.4 * 0.001)") == 2 and page["expr"].count("(6 * 0.001)") == 2
-    assert "\nor\n" in page["expr"] and "or" not in ticket["expr"].split()
+    assert "\nor\n" in page["expr"] and "\nor\n" not in ticket["expr"]  # pairs OR'ed
     assert "[3d]" in ticket["expr"] and "[6h]" in ticket["expr"]
     guard = 'and on()\n  sum(rate(paywatch_link_requests_total{step="pay"}[1h])) >= 0.05'
     assert guard in page["expr"]
-    assert 'outcome="error"' in page["expr"]
+    assert 'step="pay",outcome=~"error|timeout"' in page["expr"]
+    assert 'outcome=~"error|ok|pending|timeout"' in page["expr"]
     assert absent == {
         "alert": "slo_pay_success_absent",
         # every process exports a zero series: absent is "no increase", or no series
