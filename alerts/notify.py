@@ -177,9 +177,9 @@ class HttpNotifier(Notifier):
             )
         return d
 
-    def _error(self, exc: Exception) -> str:
-        text = str(exc).replace(self.url, redact_url(self.url))
-        return f"{type(exc).__name__}: {text}"[:500]
+    def _error(self, exc: HttpUnavailable) -> str:
+        """``no answer: <urllib3 error class>`` or ``timed out after <n>s`` (no URL)."""
+        return str(exc).replace(self.url, redact_url(self.url))[:500]
 
 
 def _retry_after(resp: Response) -> float | None:

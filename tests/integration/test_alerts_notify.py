@@ -126,9 +126,40 @@ def test_client_errors_are_not_retried_and_unreachable_receivers_are() -> None:
     )
     d = dead.send(note(alert()))
     dead.close()
-    assert d.status == "failed" and d.attempts == 3 and d.last_error.startswith("ConnectError")
+    assert (
+        d.status == "failed" and d.attempts == 3 and d.last_error == "no answer: NewConnectionError"
+    )
     with pytest.raises(NotifyError, match="3 attempt"):
         WebhookNotifier(dead.url, SECRET, retries=2, sleep=lambda s: None).deliver(note(alert()))
+
+
+def test_retry_after_stretches_the_wait_and_a_slow_receiver_times_out() -> None:
+    import asyncio
+
+    calls: list[float] = []
+
+    async def busy(request: Request) -> Response:
+        calls.append(1)
+        if len(calls) == 1:
+            return Response("slow down", status_code=429, headers={"Retry-After": "7"})
+        await asyncio.sleep(1.0)  # past the notifier's 0.3 s timeout
+        return JSONResponse({"ok": True})
+
+    sleeps: list[float] = []
+    app = Starlette(routes=[Route("/hook", busy, methods=["POST"])])
+    with LiveServer(app) as srv:
+        hook = WebhookNotifier(
+            srv.url + "/hook",
+            SECRET,
+            retries=1,
+            sleep=sleeps.append,
+            jitter=lambda: 0.0,
+            timeout=0.3,
+        )
+        d = hook.send(note(alert()))
+        hook.close()
+    assert sleeps == [7.0]  # Retry-After (7 s) over the 0.25 s backoff
+    assert (d.status, d.attempts, d.last_error) == ("failed", 2, "timed out after 0.3s")
 
 
 def test_secrets_never_reach_logs_errors_or_repr(caplog) -> None:
