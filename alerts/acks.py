@@ -146,7 +146,8 @@ class AckStore:
             done = {"withdrawn_at": now, "withdrawn_by": by, "withdraw_comment": comment}
             # withdrawn_at IS NULL again: of two withdrawals at once, one wins each row
             q = _T.update().where(_T.c.id.in_([a.id for a in mine]), _T.c.withdrawn_at.is_(None))
-            conn.execute(q.values(**done))
+            if conn.execute(q.values(**done)).rowcount == 0:
+                raise AckError(f"the acknowledgement of {alert.rule} was withdrawn meanwhile")
         return [
             replace(a, withdrawn_at=now, withdrawn_by=by, withdraw_comment=comment) for a in mine
         ]

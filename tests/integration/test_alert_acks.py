@@ -1,7 +1,8 @@
 """Acknowledgements withdrawn and ended (issue 22, point 7): a withdrawn acknowledgement
 covers nothing and the alert is repeated again; an acknowledgement ends with its firing
-episode whatever the acker's clock said; rows from before migration 0018 keep working.
-SQLite and PostgreSQL (``migrated_db`` / ``empty_db_url``)."""
+episode whatever the acker's clock said; rows from before migration 0018 keep working;
+of two withdrawals at once one wins. SQLite and PostgreSQL (``migrated_db`` /
+``empty_db_url``)."""
 
 from __future__ import annotations
 
@@ -175,5 +176,38 @@ def test_acks_from_before_migration_0018_still_cover_their_episode(empty_db_url)
         assert not old.covers(replace(alert, fired_at=T0 + 60))  # a later episode
         (gone,) = store.withdraw(fp, "sam", "handing over", now=T0 + 90)
         assert gone.id == old.id and store.covering([alert]) == {}
+    finally:
+        db.dispose()
+
+
+def test_of_two_withdrawals_at_once_one_wins(pg_url) -> None:
+    """The second withdrawal read the acknowledgement as in force, but the first commits
+    before its update: it is refused, and the first one's who and why stay. PostgreSQL
+    only: on SQLite every transaction begins IMMEDIATE, so two cannot interleave."""
+    db = sa.create_engine(pg_url)
+    fired: list[str] = []
+
+    def first_meanwhile(conn, cursor, statement, *_args) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith("UPDATE ALERT_ACKS") and not fired:
+            fired.append("ann")
+            AckStore(db).withdraw(alert.fingerprint, "ann", "mine now", now=T0 + 60)
+
+    try:
+        q = FakeQuery()
+        q.gauge("breaker", {"resource": "database"}, lambda t: 1.0)
+        eng = _engine(db, q, RecordingNotifier())
+        eng.evaluate(now=T0)
+        (alert,) = eng.active()
+        acks = AckStore(db)
+        acks.ack(alert.fingerprint, "olive", "on it", now=T0 + 30)
+        sa.event.listen(db, "before_cursor_execute", first_meanwhile)
+        with pytest.raises(AckError, match="withdrawn meanwhile"):
+            acks.withdraw(alert.fingerprint, "sam", "wrong alert", now=T0 + 61)
+        (ack,) = acks.recent()
+        assert (ack.withdrawn_by, ack.withdraw_comment, ack.withdrawn_at) == (
+            "ann",
+            "mine now",
+            T0 + 60,
+        )
     finally:
         db.dispose()
