@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -64,30 +65,30 @@ def _worker(args: argparse.Namespace) -> int:
         platform.close()
 
 
-#: what the console needs beyond the core (the ``console`` extra of pyproject.toml)
-CONSOLE_MODULES = ("streamlit", "plotly")
-CONSOLE_MISSING = (
-    "the console is not installed: pip install 'paywatch[console]' "
-    "(or `make install`, which installs every extra)"
-)
-
-
-def console_installed() -> bool:
-    """Whether the ``console`` extra is importable (checked without importing it)."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in CONSOLE_MODULES)
-
-
 def _console(args: argparse.Namespace) -> int:
+    import signal
     import subprocess
 
-    from .up import console_command
+    from .logs import child_env
+    from .up import CONSOLE_MISSING, console_command, console_installed
 
     if not console_installed():
         print(f"paywatch console: error: {CONSOLE_MISSING}", file=sys.stderr)
         return 2
-    return subprocess.call(console_command(args.host, args.port))
+    env = os.environ | child_env(args)  # the console logs as --log-format/--log-level say
+    proc = subprocess.Popen(console_command(args.host, args.port), env=env)
+    previous = signal.signal(signal.SIGTERM, lambda sig, _: proc.send_signal(sig))
+    try:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the console too: it stops itself
+            try:
+                return proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _sandbox(args: argparse.Namespace) -> int:

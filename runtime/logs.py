@@ -6,8 +6,9 @@ four-element business context (:func:`paycore.context.current_context`), added b
 or errors through and then summarises the rest ("... repeated 39 times in the last
 10 s"), so a database outage does not flood the log.
 
-The flags default to ``PAYWATCH_LOG_FORMAT`` / ``PAYWATCH_LOG_LEVEL``; configuring sets
-them, so the processes ``paywatch up`` starts log the same way.
+The flags default to ``PAYWATCH_LOG_FORMAT`` / ``PAYWATCH_LOG_LEVEL``; the processes a
+command starts get the flags given in these variables (:func:`child_env`), so the console
+of ``paywatch up`` and ``paywatch console`` logs the same way.
 """
 
 from __future__ import annotations
@@ -247,6 +248,16 @@ def add_flags(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
             command.add_argument("--log-format", choices=FORMATS, help="text (default) or json")
         if "log_level" not in dests:
             command.add_argument("--log-level", choices=LEVELS, help="default: info")
+
+
+def child_env(args: argparse.Namespace) -> dict[str, str]:
+    """``PAYWATCH_LOG_FORMAT`` / ``PAYWATCH_LOG_LEVEL`` for the processes a command starts:
+    its ``--log-format`` / ``--log-level`` when given (else they read the environment)."""
+    given = {
+        FORMAT_ENV: getattr(args, "log_format", None),
+        LEVEL_ENV: getattr(args, "log_level", None),
+    }
+    return {name: value for name, value in given.items() if value}
 
 
 def configure_from_args(args: argparse.Namespace) -> None:

@@ -4,7 +4,8 @@ One platform process runs the sandbox channel, the pay core API, the worker's jo
 the simulator's traffic (each on its own thread, over one :class:`Platform`), and starts
 the console as a child process. With no ``PAYWATCH_*`` URLs it is the embedded default:
 SQLite under ``./var/`` and in-process locks, limits and switch propagation. The same
-command runs on PostgreSQL and Redis when their URLs are set.
+command runs on PostgreSQL and Redis when their URLs are set. Without the ``console``
+extra (``make install-core``) it starts everything else and warns once how to install it.
 
 Ctrl-C (or SIGTERM) stops the parts in reverse order: console, simulator, worker, API,
 sandbox; then the platform releases its engines.
@@ -45,6 +46,21 @@ class UpOptions:
     console: bool = True
 
 
+#: what the console needs beyond the core (the ``console`` extra of pyproject.toml)
+CONSOLE_MODULES = ("streamlit", "plotly")
+CONSOLE_MISSING = (
+    "the console is not installed: pip install 'paywatch[console]' "
+    "(or `make install`, which installs every extra)"
+)
+
+
+def console_installed() -> bool:
+    """Whether the ``console`` extra is importable (checked without importing it)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in CONSOLE_MODULES)
+
+
 #: Streamlit options every console start carries (also in console/.streamlit/config.toml,
 #: which ``streamlit run console/app.py`` reads): no telemetry, no deploy button, and no
 #: traceback, exception type or message in the browser ("none"; false would still show the
@@ -57,14 +73,16 @@ STREAMLIT_OPTIONS = {
 
 
 def console_command(host: str, port: int) -> list[str]:
-    """The command that serves the Streamlit console (``paywatch console``, ``paywatch up``)."""
+    """The command that serves the Streamlit console (``paywatch console``, ``paywatch up``):
+    Streamlit run by :mod:`runtime.console_host`, which logs its lines and Streamlit's in
+    the ``PAYWATCH_LOG_FORMAT`` and at the ``PAYWATCH_LOG_LEVEL`` of the environment."""
     import console
 
     app = Path(console.__file__).with_name("app.py")
     cmd = [
         sys.executable,
         "-m",
-        "streamlit",
+        "runtime.console_host",
         "run",
         str(app),
         "--server.port",
@@ -147,7 +165,10 @@ class AllInOne:
         self.logins = ensure_demo_users(self.platform.db.engine, s.var_dir)
         if o.rate > 0:
             self._start_simulator()
-        if o.console:
+        if o.console and not console_installed():  # make install-core: the rest runs
+            log.warning("%s; starting everything else", CONSOLE_MISSING)
+            self.options = dataclasses.replace(o, console=False)
+        elif o.console:
             self._start_console()
 
     def _start_simulator(self) -> None:
@@ -232,9 +253,10 @@ class AllInOne:
         return "\n".join(lines)
 
 
-def run(settings: Settings, options: UpOptions) -> int:
-    """Start everything, print where it is, wait for Ctrl-C/SIGTERM, stop cleanly."""
-    stack = AllInOne(settings, options)
+def run(settings: Settings, options: UpOptions, env: dict[str, str] | None = None) -> int:
+    """Start everything, print where it is, wait for Ctrl-C/SIGTERM, stop cleanly; the
+    console gets ``env`` (default: this process's environment)."""
+    stack = AllInOne(settings, options, env=env)
     previous = {
         sig: signal.signal(sig, lambda *_: stack.stop_event.set())
         for sig in (signal.SIGINT, signal.SIGTERM)
@@ -280,9 +302,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-console", action="store_true", help="do not start the console")
 
     def handle(args: argparse.Namespace) -> int:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        for noisy in ("apscheduler", "alembic", "httpx"):  # a line per job run drowns the rest
-            logging.getLogger(noisy).setLevel(logging.WARNING)
         settings = Settings.from_env()
         api, sandbox = urlsplit(settings.api_url), urlsplit(settings.sandbox_url)
         options = UpOptions(
@@ -296,6 +315,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
             rate=max(0.0, args.rate),
             console=not args.no_console,
         )
-        return run(settings, options)
+        from .logs import child_env
+
+        return run(settings, options, env=dict(os.environ) | child_env(args))
 
     p.set_defaults(func=handle)

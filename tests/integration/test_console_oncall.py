@@ -196,14 +196,16 @@ def test_paywatch_console_and_up_start_streamlit_with_it(monkeypatch, tmp_path):
     from runtime.settings import Settings
 
     seen: list[list[str]] = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: seen.append(cmd) or 0)
-    assert cli.main(["console", "--port", "8599"]) == 0
 
     class Popen:
         def __init__(self, cmd, **kw):
             seen.append(cmd)
 
-    monkeypatch.setattr(up.subprocess, "Popen", Popen)
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Popen)
+    assert cli.main(["console", "--port", "8599"]) == 0
     stack = up.AllInOne(Settings.from_env(), up.UpOptions(console_port=8598), env={})
     stack._start_console()
     assert len(seen) == 2
