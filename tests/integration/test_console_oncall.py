@@ -193,24 +193,34 @@ def test_paywatch_console_and_up_start_streamlit_with_it(monkeypatch, tmp_path):
     """`paywatch console` and `paywatch up` both run console_command."""
     import runtime.cli as cli
     import runtime.up as up
+    from runtime.logs import FORMAT_ENV, LEVEL_ENV
     from runtime.settings import Settings
 
     seen: list[list[str]] = []
+    envs: list[dict[str, str]] = []
 
     class Popen:
         def __init__(self, cmd, **kw):
             seen.append(cmd)
+            envs.append(kw["env"])
 
         def wait(self, timeout=None):
             return 0
 
     monkeypatch.setattr(subprocess, "Popen", Popen)
-    assert cli.main(["console", "--port", "8599"]) == 0
-    stack = up.AllInOne(Settings.from_env(), up.UpOptions(console_port=8598), env={})
+    monkeypatch.setenv(FORMAT_ENV, "text")  # restored after `main` sets it
+    monkeypatch.delenv(LEVEL_ENV, raising=False)
+    argv = ["console", "--port", "8599", "--log-format", "json", "--log-level", "debug"]
+    assert cli.main(argv) == 0
+    env = {LEVEL_ENV: "warning"}  # what `paywatch up --log-level warning` hands its console
+    stack = up.AllInOne(Settings.from_env(), up.UpOptions(console_port=8598), env=env)
     stack._start_console()
     assert len(seen) == 2
     for cmd in seen:
         assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"
+        assert cmd[cmd.index("-m") + 1] == "runtime.console_host"  # it routes the log lines
+    assert envs[0][FORMAT_ENV] == "json" and envs[0][LEVEL_ENV] == "debug"
+    assert envs[1][LEVEL_ENV] == "warning"
 
 
 def test_streamlit_run_app_directly_reads_error_details_off(tmp_path):

@@ -211,3 +211,12 @@ def test_simulate_logs_warnings_only_unless_asked(root, monkeypatch):
     assert root.level == logging.DEBUG
     logs.configure_from_args(argparse.Namespace(command="worker", log_level=None))
     assert root.level == logging.INFO
+
+
+def test_child_env_passes_on_the_flags_given_only():
+    import argparse
+
+    both = argparse.Namespace(command="up", log_format="json", log_level="debug")
+    assert logs.child_env(both) == {logs.FORMAT_ENV: "json", logs.LEVEL_ENV: "debug"}
+    none = argparse.Namespace(command="console", log_format=None, log_level=None)
+    assert logs.child_env(none) == {}
