@@ -1,7 +1,10 @@
 """The shipped Prometheus rules (``deploy/prometheus/paywatch-rules.yml``): equal to a fresh
 ``paywatch rules export`` (stale means fail), accepted by ``promtool check rules``, their
 unit tests (``paywatch-rules.test.yml``) pass in ``promtool test rules``, and a real
-Prometheus scraping live paywatch metrics evaluates every rule without an error.
+Prometheus scraping live paywatch metrics evaluates every rule without an error. One
+definition of bad: the same recorded traffic gives the same bad and total counts, error
+ratio and budget spent in the SLA report, in paywatch's engine (both over the database
+store) and in Prometheus evaluating the shipped recording rules.
 
 Locally a missing promtool or prometheus skips; under CI=true it fails.
 """
@@ -13,6 +16,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +25,10 @@ import yaml
 from conftest import IN_CI, LiveServer, free_port
 from prometheus_client import CollectorRegistry
 
-from collectors import CoreMetrics, make_metrics_app
+from alerts import default_rules
+from alerts.burnrate import BurnRateRule, outcome_selector
+from collectors import CoreMetrics, Sampler, TimeSeriesStore, make_metrics_app
+from console.reports.sla import sla_report
 from runtime.cli import main
 from runtime.rules_cli import SHIPPED_RULES, export_text
 
@@ -119,11 +127,22 @@ def traffic(m: CoreMetrics, stop: threading.Event) -> None:
 
 @pytest.fixture
 def prometheus(tmp_path) -> Iterator[str]:
-    exe = binary("prometheus")
     reg = CollectorRegistry()
     m = CoreMetrics(reg)
     stop = threading.Event()
     thread = threading.Thread(target=traffic, args=(m, stop), daemon=True)
+    with running_prometheus(tmp_path, reg) as url:
+        try:
+            thread.start()
+            yield url
+        finally:
+            stop.set()
+
+
+@contextmanager
+def running_prometheus(tmp_path: Path, reg: CollectorRegistry) -> Iterator[str]:
+    """A real Prometheus with the shipped rules, scraping ``reg`` every second: its URL."""
+    exe = binary("prometheus")
     port = free_port()
     with LiveServer(make_metrics_app(reg)) as server:
         config = tmp_path / "prometheus.yml"
@@ -146,11 +165,9 @@ def prometheus(tmp_path) -> Iterator[str]:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            thread.start()
             wait_ready(url, proc)
             yield url
         finally:
-            stop.set()
             proc.terminate()
             try:
                 proc.wait(20)
@@ -174,8 +191,9 @@ def wait_ready(url: str, proc: subprocess.Popen) -> None:
     raise RuntimeError("prometheus did not become ready")
 
 
-def query(url: str, expr: str) -> list[dict]:
-    body = httpx.post(f"{url}/api/v1/query", data={"query": expr}, timeout=30).json()
+def query(url: str, expr: str, at: float | None = None) -> list[dict]:
+    form = {"query": expr} if at is None else {"query": expr, "time": repr(at)}
+    body = httpx.post(f"{url}/api/v1/query", data=form, timeout=30).json()
     assert body["status"] == "success", (expr, body)
     return body["data"]["result"]
 
@@ -211,3 +229,113 @@ def test_a_real_prometheus_evaluates_every_shipped_rule(prometheus) -> None:
     budget = query(url, 'slo:error_budget:remaining{slo="slo_pay_success"}')
     assert budget and float(budget[0]["value"][1]) < 0  # 20 % errors overspend 0.1 %
     assert float(query(url, 'slo:objective:ratio{slo="slo_pay_success"}')[0]["value"][1]) == 0.999
+
+
+# -- one definition of bad: the SLA report, the engine and Prometheus agree -----------------------
+
+#: what one burst of traffic recorded, per outcome: every outcome the counters carry, the
+#: ones the spec counts good, bad and neither
+PAY = {"ok": 900, "pending": 60, "error": 25, "timeout": 15, "rejected": 300}
+RISK = {
+    "pass": 950,
+    "error": 20,
+    "timeout": 10,
+    "breaker_open": 15,
+    "bulkhead_full": 5,
+    "fallback": 45,
+    "blocked": 30,
+    "degraded": 12,
+    "dry_run_blocked": 7,
+}
+CHECKED = {
+    "slo_pay_success": ("link", "pay", PAY),
+    "slo_dependency_success_risk": ("dependency", "risk", RISK),
+}
+
+
+def record_burst(m: CoreMetrics) -> None:
+    for outcome, n in PAY.items():
+        for _ in range(n):
+            m.observe("pay", outcome, "", "", seconds=0.01)
+    for outcome, n in RISK.items():
+        for _ in range(n):
+            m.guard_outcome("risk", "link.pay", outcome, 0.001)
+
+
+def zero_series(m: CoreMetrics) -> None:
+    """Every series of the burst at 0 before Prometheus' first scrape (as a process that
+    has run a while has them): increase() then counts from 0, exactly."""
+    for outcome in PAY:
+        m.link_requests.labels("pay", outcome, "", "")
+    for outcome in RISK:
+        m.edges.calls.labels("link.pay", "risk", outcome)
+
+
+def value(url: str, expr: str, at: float | None = None) -> tuple[float, float]:
+    """(sample time, value) of a one-series query."""
+    (row,) = query(url, expr, at)
+    return float(row["value"][0]), float(row["value"][1])
+
+
+def test_the_sla_report_the_engine_and_prometheus_count_the_same_bad_events(
+    tmp_path, migrated_db
+) -> None:
+    """Pays: 40 bad (error, timeout) of 1000 counted (ok, pending), 300 refusals neither;
+    risk: 50 bad (error, timeout, breaker_open, bulkhead_full) of 1000, 94 neither
+    (fallback, blocked, degraded, dry-run). All three: the same counts, ratio, budget."""
+    reg = CollectorRegistry()
+    m = CoreMetrics(reg)
+    zero_series(m)
+    rules = {r.name: r for r in default_rules(("SANDBOX_A",)) if r.name in CHECKED}
+    store = TimeSeriesStore(migrated_db.engine)
+    sampler = Sampler(reg, store, instance="api-1", include=("paywatch_link", "paywatch_guard"))
+    t0 = time.time()
+    sampler.sample_once(t0)
+    with running_prometheus(tmp_path, reg) as url:
+        pay_ok = 'paywatch_link_requests_total{step="pay",outcome="ok"}'
+        deadline = time.monotonic() + 120
+        while not query(url, pay_ok):  # scraped at 0
+            assert time.monotonic() < deadline, "prometheus never scraped"
+            time.sleep(0.5)
+        record_burst(m)
+        done = time.time()
+        now = t0 + 10
+        sampler.sample_once(now)
+        recording = 'timestamp(slo:sli_error:ratio_rate5m{slo="slo_dependency_success_risk"})'
+        scraped = 0.0  # the first scrape begun after the burst; then a rule evaluation
+        while True:
+            if not scraped:
+                (seen,) = query(url, f"timestamp({pay_ok})")
+                scraped = float(seen["value"][1]) if float(seen["value"][1]) > done else 0.0
+            evaluated = [float(r["value"][1]) for r in query(url, recording)]
+            if scraped and evaluated and evaluated[0] > scraped:
+                break
+            assert time.monotonic() < deadline, "prometheus never recorded the burst"
+            time.sleep(0.5)
+        for name, (kind, row_name, counts) in CHECKED.items():
+            rule = rules[name]
+            assert isinstance(rule, BurnRateRule)
+            bad = sum(v for o, v in counts.items() if o in rule.outcomes.bad)
+            total = sum(v for o, v in counts.items() if o in rule.outcomes.counted)
+            # the SLA report (30 days) and the engine (its 1 h window), over the store
+            (row,) = [
+                r for r in sla_report(store, None, now=now) if (r.kind, r.name) == (kind, row_name)
+            ]
+            assert (row.bad, row.total, row.excluded) == (bad, total, sum(counts.values()) - total)
+            assert rule.counts(store, 3600, now) == {(): (bad, total)}
+            (page,) = [i for i in rule.evaluate(store, now) if i.severity == "page"]
+            assert page.value == pytest.approx(row.burn_rate)
+            # Prometheus: the rule's own selectors, at the scrape (increase() exact), and the
+            # recorded ratio and budget
+            counted = []
+            for outcomes in (rule.outcomes.bad, rule.outcomes.counted):
+                sel = outcome_selector(rule.metric, rule.match, outcomes)
+                counted.append(value(url, f"sum(increase({sel}[1h]))", scraped)[1])
+            assert counted == [bad, total], name
+            recorded = f'{{slo="{name}"}}'
+            assert value(url, f"slo:sli_error:ratio_rate5m{recorded}")[1] == pytest.approx(
+                bad / total
+            )
+            budget_left = value(url, f"slo:error_budget:remaining{recorded}")[1]
+            assert budget_left == pytest.approx(row.budget_left), name
+            print(f"{name}: {bad}/{total} bad; budget left {budget_left:.3f} everywhere")
