@@ -58,8 +58,11 @@ def route_streamlit_logs(*, printed_as_logs: bool) -> bool:
     version lacks one of them (its lines then keep Streamlit's format)."""
     from streamlit import cli_util
     from streamlit import logger as st_logger
-    from streamlit.web.server.starlette import starlette_server as server
 
+    try:
+        from streamlit.web.server.starlette import starlette_server as server
+    except ImportError:
+        return False
     kwargs_of = getattr(server, "_get_uvicorn_config_kwargs", None)
     known = hasattr(st_logger, "setup_formatter") and hasattr(cli_util, "print_to_cli")
     if kwargs_of is None or not known or not isinstance(getattr(st_logger, "_loggers", None), dict):
