@@ -188,9 +188,10 @@ def _channel_down_promql() -> str:
 
 
 def channel_down_rule() -> ThresholdRule:
-    """``channel_down``: a pay org's channel fails (nearly) every call, or its breaker keeps
-    calls away; pages at once, per pay org, and stays firing while the breaker is open
-    (calls stop, so the ratio has no data) until it closes after recovery."""
+    """``channel_down``: a pay org's channel failed at least half of its (at least 10) calls
+    in the last minute, or its breaker keeps calls away; pages at once (no hold), per pay
+    org, and stays firing while the breaker is open (calls stop, so the ratio has no data)
+    until it closes after recovery."""
     return ThresholdRule(
         "channel_down",
         _channels_down,

@@ -4,8 +4,14 @@ page resolves once the channel is back.
 The embedded platform (sandbox, API, worker on threads over PostgreSQL) with Poisson
 merchant traffic; Alertmanager started by the test; the alert engine posts to it through
 the platform's own setting (``Settings.alertmanager_url``, ``PAYWATCH_ALERTMANAGER_URL``).
-The rules run at a tenth of their windows (``runtime.drill_speed``: the page pair 1h/5m
-becomes 6m/30s), so the outage is judged on the same SLO at drill speed.
+Two engines judge the same outage:
+
+* the worker's own alert job, as shipped (the default rules unscaled, every 30 s over
+  the store sampled every 5 s): ``channel_down`` for SANDBOX_A must page within 60 s;
+* the drill-speed rules (``runtime.drill_speed``, a tenth of their windows: the SLO page
+  pair 1h/5m becomes 6m/30s, every 2 s): the channel SLO's burn-rate page.
+
+Both resolve after the knob is reset (the breaker closes on good probes).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ FACTOR = 0.1
 ORG = "SANDBOX_A"
 PAGE = "slo_channel_call_success_sandbox_a_fast"
 PAGE_WITHIN_S = 120.0
+DOWN = "channel_down"  # the shipped rule, unscaled
+DOWN_WITHIN_S = 60.0
 RESOLVE_WITHIN_S = 180.0
 
 
@@ -84,14 +92,14 @@ def fast_paging_jobs(
     return build
 
 
-def pages(am_url: str) -> list[dict]:
-    """The active page-severity alerts for the outage's channel SLO in Alertmanager."""
+def pages(am_url: str, name: str = PAGE) -> list[dict]:
+    """The active page-severity ``name`` alerts in Alertmanager."""
     resp = httpx.get(am_url + "/api/v2/alerts", params={"active": "true"}, timeout=5)
     resp.raise_for_status()
     return [
         a
         for a in resp.json()
-        if a["labels"].get("alertname") == PAGE and a["labels"].get("severity") == "page"
+        if a["labels"].get("alertname") == name and a["labels"].get("severity") == "page"
     ]
 
 
@@ -104,7 +112,9 @@ def until(check: Callable[[], bool], timeout: float) -> float:
     raise AssertionError(f"not within {timeout} s")
 
 
-def test_a_hard_channel_outage_pages_in_alertmanager_and_resolves(pg_url, am_url, tmp_path):
+def test_a_hard_channel_outage_pages_within_a_minute_in_alertmanager_and_resolves(
+    pg_url, am_url, tmp_path
+):
     settings = Settings(
         database_url=pg_url,
         alertmanager_url=am_url,
@@ -137,6 +147,12 @@ def test_a_hard_channel_outage_pages_in_alertmanager_and_resolves(pg_url, am_url
         assert pages(am_url) == []
 
         sandbox.put(ORG, {"error_rate": 1.0})
+        down_after = until(lambda: bool(pages(am_url, DOWN)), DOWN_WITHIN_S)
+        (down,) = pages(am_url, DOWN)
+        assert down["labels"]["pay_org"] == ORG
+        assert down["labels"]["resource"] == f"channel.{ORG}"
+        assert down["annotations"]["plan"] == f"channel {ORG} outage"
+        assert down["annotations"]["runbook_url"].endswith("docs/runbook.md#channel_down")
         paged = until(lambda: bool(pages(am_url)), PAGE_WITHIN_S)
         (page,) = pages(am_url)
         labels = page["labels"]
@@ -150,12 +166,15 @@ def test_a_hard_channel_outage_pages_in_alertmanager_and_resolves(pg_url, am_url
             a
             for a in others
             if a["labels"].get("pay_org") in ("SANDBOX_B", "SANDBOX_C")
-            and a["labels"]["alertname"].startswith("slo_channel_call_success")
+            and a["labels"]["alertname"].startswith(("slo_channel_call_success", DOWN))
         ]
 
         sandbox.put(ORG, {"error_rate": 0.0})
-        resolved = until(lambda: not pages(am_url), RESOLVE_WITHIN_S)
-        print(f"paged after {paged:.1f} s, resolved {resolved:.1f} s after the reset")
+        resolved = until(lambda: not pages(am_url) and not pages(am_url, DOWN), RESOLVE_WITHIN_S)
+        print(
+            f"channel_down paged after {down_after:.1f} s, the drill-speed SLO page after "
+            f"{paged:.1f} s; both resolved {resolved:.1f} s after the reset"
+        )
     finally:
         if sim is not None:
             sim.stop()
