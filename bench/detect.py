@@ -39,19 +39,17 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
+from _detect_procs import process, start_alertmanager, start_prometheus  # bench/
 from _schema import scratch_schema  # bench/_schema.py
 
 from alerts import AlertEngine, AlertmanagerNotifier, to_prometheus_rules
@@ -73,104 +71,10 @@ TARGET_RATIO = 1.0
 #: collectors.sampler.Sampler)
 PAYWATCH_EVAL_S, PAYWATCH_SAMPLE_S = 30.0, 5.0
 BURN_PAGE = f"slo_channel_call_success_{ORG.lower()}"
-AM_CONFIG = """\
-route:
-  receiver: blackhole
-  group_by: [alertname, evaluator]
-receivers:
-  - name: blackhole
-"""
 
 
 def log(msg: str) -> None:
     print(f"[detect] {msg}", file=sys.stderr, flush=True)
-
-
-def binary(*names: str) -> str:
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
-    raise SystemExit(f"{names[0]} not found (Debian packages prometheus, prometheus-alertmanager)")
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{url}: the process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready within {timeout} s")
-
-
-@contextmanager
-def process(args: list[str], ready_url: str, log_path: Path) -> Iterator[None]:
-    """``args`` running until the block ends; waits for ``ready_url``."""
-    with log_path.open("w") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(ready_url, proc)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-
-
-def start_alertmanager(tmp: Path) -> tuple[list[str], str]:
-    (tmp / "am.yml").write_text(AM_CONFIG)
-    (tmp / "am-data").mkdir()
-    port = free_port()
-    args = [
-        binary("prometheus-alertmanager", "alertmanager"),
-        f"--config.file={tmp / 'am.yml'}",
-        f"--storage.path={tmp / 'am-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-    ]
-    return args, f"http://127.0.0.1:{port}"
-
-
-def start_prometheus(
-    tmp: Path, rules: list[str], api_url: str, am_url: str, every_s: float
-) -> tuple[list[str], str]:
-    """Scrape and evaluate every ``every_s``, the rule files ``rules``, alerts to ``am_url``."""
-    files = []
-    for n, text in enumerate(rules):
-        files.append(str(tmp / f"rules-{n}.yml"))
-        Path(files[-1]).write_text(text)
-    (tmp / "prom-data").mkdir()
-    config = {
-        "global": {
-            "scrape_interval": f"{every_s:g}s",
-            "evaluation_interval": f"{every_s:g}s",
-            "external_labels": {"evaluator": "prometheus"},
-        },
-        "alerting": {
-            "alertmanagers": [{"static_configs": [{"targets": [urlsplit(am_url).netloc]}]}]
-        },
-        "rule_files": files,
-        "scrape_configs": [
-            {"job_name": "paywatch", "static_configs": [{"targets": [urlsplit(api_url).netloc]}]}
-        ],
-    }
-    (tmp / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
-    port = free_port()
-    args = [
-        binary("prometheus"),
-        f"--config.file={tmp / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp / 'prom-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    return args, f"http://127.0.0.1:{port}"
 
 
 def burn_rules(pay_orgs: tuple[str, ...], factor: float) -> list[Any]:
