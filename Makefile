@@ -37,6 +37,7 @@ lint: install
 bench: install  ## the bench extra (pybreaker, limits) comes with dev
 	$(PY) bench/hot_account.py
 	$(PY) bench/pay_e2e.py
+	$(PY) bench/http_clients.py
 	$(PY) bench/guard.py
 	$(PY) bench/metrics.py
 	$(PY) bench/jobs.py

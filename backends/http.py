@@ -8,7 +8,8 @@ or socket error (refused, reset, timed out, malformed URL, broken protocol) beco
 :class:`Response`.
 
 urllib3 rather than httpx: in ``bench/http_clients.py`` a request cost ``httpx.Client``
-0.51 ms of CPU against urllib3's 0.28 (this helper: 0.34, JSON encoding included).
+1.6-1.8x urllib3's CPU (0.51 ms against 0.29; this helper 0.30-0.34, JSON encoding
+included).
 The pool may be passed in and shared (urllib3 pool managers are thread-safe); one made
 here is cleared by :meth:`JsonHttp.close`.
 """

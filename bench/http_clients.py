@@ -70,7 +70,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def serve(port: int) -> None:
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # a client idles while the others run: keep its connection open past uvicorn's 5 s
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=600,
+    )
 
 
 def start_server() -> tuple[subprocess.Popen[bytes], str]:
