@@ -24,7 +24,12 @@ def test_every_shipped_plan_is_named_by_a_runbook_section_that_exists():
     for spec in default_plans(ORGS):
         anchors = runbook_anchors_for(spec["name"])
         assert anchors and all(a in sections for a in anchors), spec["name"]
-    assert runbook_anchors_for("channel SANDBOX_A outage") == ["slo_channel_call_success_org"]
+    assert runbook_anchors_for("channel SANDBOX_A outage") == [
+        "channel_down",
+        "slo_channel_call_success_org",
+    ]
+    down = sections["channel_down"].text
+    assert section_plans(down, {"pay_org": "SANDBOX_B"}) == ["channel SANDBOX_B outage"]
     assert runbook_anchors_for("no such plan") == []
     text = sections["breaker_open"].text
     assert section_plans(text, {"resource": "notification"}) == ["degrade notification"]
@@ -38,6 +43,9 @@ def test_the_default_alerts_name_the_shipped_plans():
     for org in ORGS:
         plan = rules[f"slo_channel_call_success_{org.lower()}"].annotations["plan"]
         assert plan == f"channel {org} outage" and plan in shipped
+    down = rules["channel_down"].annotations["plan"]
+    for org in ORGS:
+        assert render(down, {"pay_org": org}, 1.0) == f"channel {org} outage"
     breaker = rules["breaker_open"].annotations["plan"]
     for resource in WEAK:
         assert render(breaker, {"resource": resource}, 1.0) in shipped
