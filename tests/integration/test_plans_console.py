@@ -84,7 +84,10 @@ def test_run_a_plan_approve_it_in_one_click_see_it_on_the_overview_and_revert_it
     assert olga.selectbox(key="url_plan").value == "channel SANDBOX_A outage"
     text = _texts(olga)
     assert "1. force the breaker of channel.SANDBOX_A open" in text
-    assert "Runbook: docs/runbook.md#slo_channel_call_success_org" in text
+    assert (
+        "Runbook: docs/runbook.md#channel_down, docs/runbook.md#slo_channel_call_success_org"
+        in text
+    )
     olga.text_input(key="plan_reason").input("SANDBOX_A answers 502")
     olga.button(key="plan_run").click().run(timeout=60)
     assert not olga.exception, olga.exception
