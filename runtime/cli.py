@@ -31,7 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
 
         app = mount_admin(platform.api_app(), platform)
         # log_config=None: uvicorn's lines go through our handler (runtime.logs)
-        uvicorn.run(app, host=host, port=port, log_level=args.log_level, log_config=None)
+        level = logging.getLevelName(logging.getLogger().level).lower()  # runtime.logs set it
+        uvicorn.run(app, host=host, port=port, log_level=level, log_config=None)
     finally:
         platform.close()
     return 0
@@ -41,12 +42,6 @@ def _worker(args: argparse.Namespace) -> int:
     from .bootstrap import build_platform
     from .worker import serve_worker
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    if args.log_level != "debug":  # one line per job run and per HTTP call drowns the rest
-        for noisy in ("apscheduler", "httpx", "httpcore"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
     platform = build_platform(Settings.from_env(), role="worker").start()
     server = None
     try:
@@ -155,9 +150,6 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the pay core HTTP API")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
-    )
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="run the scheduler jobs (safe to run several)")
@@ -167,9 +159,6 @@ def parser() -> argparse.ArgumentParser:
         help="serve this worker's /metrics (business gauges) on this port",
     )
     worker.add_argument("--metrics-host", default="127.0.0.1")
-    worker.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
     worker.set_defaults(func=_worker)
 
     console = sub.add_parser("console", help="run the Streamlit console")

@@ -220,3 +220,17 @@ def test_child_env_passes_on_the_flags_given_only():
     assert logs.child_env(both) == {logs.FORMAT_ENV: "json", logs.LEVEL_ENV: "debug"}
     none = argparse.Namespace(command="console", log_format=None, log_level=None)
     assert logs.child_env(none) == {}
+
+
+def test_the_environment_sets_the_level_of_serve_and_worker_unless_a_flag_does(root, monkeypatch):
+    from runtime.cli import parser
+
+    monkeypatch.setenv(logs.LEVEL_ENV, "warning")
+    monkeypatch.delenv("PAYWATCH_OTEL_ENDPOINT", raising=False)
+    for command in ("serve", "worker"):
+        args = parser().parse_args([command])
+        assert args.log_level is None, command  # no default of its own hiding the variable
+        logs.configure_from_args(args)
+        assert root.level == logging.WARNING, command
+        logs.configure_from_args(parser().parse_args([command, "--log-level", "error"]))
+        assert root.level == logging.ERROR, command
