@@ -20,7 +20,7 @@ from urllib.parse import quote
 import aiohttp
 import urllib3
 from opentelemetry.trace import SpanKind
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from stability.guard import call_budget
@@ -319,6 +319,8 @@ class HttpChannelClient:
                 retries=False,
                 redirect=False,
             )
+        except NewConnectionError as exc:  # a refusal: urllib3 files it under connect timeouts
+            raise self._unreachable(call, exc) from exc
         except Urllib3Timeout as exc:
             raise self._timed_out(call, seconds) from exc
         except (HTTPError, OSError) as exc:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from stability.guard import call_budget
@@ -142,6 +142,8 @@ class HttpCouponClient:
                 retries=False,
                 redirect=False,
             )
+        except NewConnectionError as exc:  # a refusal: urllib3 files it under connect timeouts
+            raise CouponUnavailable(f"coupon {op}: {type(exc).__name__}", op=op) from exc
         except Urllib3Timeout as exc:
             raise CouponUnavailable(f"coupon {op}: timed out after {seconds:g}s", op=op) from exc
         except (HTTPError, OSError) as exc:

@@ -168,3 +168,15 @@ def test_a_sandbox_without_the_coupon_service_is_unavailable_not_a_refusal() -> 
         with pytest.raises(CouponUnavailable):  # a 404 of no service, not of the coupon
             redeem(client, "C-A", "M1:P1:0")
         client.close()
+
+
+def test_a_refused_connection_is_unavailable_and_not_called_a_timeout() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = HttpCouponClient(f"http://127.0.0.1:{port}", SECRET, timeout=2.0)
+    with pytest.raises(CouponUnavailable) as refused:
+        client.release("C-1", "k-1")
+    assert "timed out" not in str(refused.value) and "NewConnectionError" in str(refused.value)
