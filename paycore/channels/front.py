@@ -241,7 +241,9 @@ class ChannelFront:
         """The org's session (on the loop): its own connections, at most its cap."""
         session = self._sessions.get(org)
         if session is None:
-            connector = aiohttp.TCPConnector(limit=self.max_in_flight)
+            # idle connections are dropped before a server's own idle close (uvicorn's is
+            # 5 s, aiohttp keeps 15 s): a send racing that close fails after sending
+            connector = aiohttp.TCPConnector(limit=self.max_in_flight, keepalive_timeout=4.0)
             session = self._sessions[org] = aiohttp.ClientSession(connector=connector)
         return session
 
