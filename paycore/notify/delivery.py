@@ -100,6 +100,16 @@ class _Outcome:
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
+    @property
+    def step_outcome(self) -> str:
+        """The notification step's outcome: ``ok``; ``rejected`` when the merchant's
+        endpoint answered with an error (the merchant's, as a 4xx pay is: it burns no
+        error budget of ours); ``error`` when nothing answered (an egress outage of ours
+        looks the same) or nothing could be sent."""
+        if self.ok:
+            return "ok"
+        return "rejected" if self.status_code is not None else "error"
+
 
 class NotificationDelivery:
     """Delivers due notifications; see the module docstring for the protocol."""
@@ -262,7 +272,7 @@ class NotificationDelivery:
             status, due, delivered_at = PENDING, now, None
             self.metrics.observe(
                 "notification",
-                "ok" if out.ok else "error",
+                out.step_outcome,
                 "" if out.ok else failure_reason(out.error),
                 seconds=out.duration_ms / 1000,
             )

@@ -119,3 +119,37 @@ def test_a_merchant_answering_an_error_is_no_dependency_failure(pg_url, receiver
     finally:
         delivery.close()
         core.close()
+
+
+@pytest.mark.parametrize(
+    "mode, notify_ms, outcome, reason",
+    [
+        ("down", 500, "rejected", "http_5xx"),  # the merchant answered: its error, not ours
+        ("slow", 200, "error", "timeout"),  # nothing answered: counted against us
+    ],
+)
+def test_the_notification_step_burns_budget_only_when_nothing_answers(
+    pg_url, receiver, mode, notify_ms, outcome, reason
+):
+    from prometheus_client import CollectorRegistry
+
+    from collectors import CoreMetrics
+
+    core, _, delivery = setup(pg_url, receiver, mode, notify_ms=notify_ms)
+    registry = CollectorRegistry()
+    delivery.metrics = CoreMetrics(registry)
+    try:
+        assert delivery.deliver_due() == 1
+        labels = {"step": "notification", "reason": reason, "pay_org": ""}
+        got = registry.get_sample_value(
+            "paywatch_link_requests_total", labels | {"outcome": outcome}
+        )
+        assert got == 1.0
+        other = "error" if outcome == "rejected" else "rejected"
+        assert (
+            registry.get_sample_value("paywatch_link_requests_total", labels | {"outcome": other})
+            is None
+        )
+    finally:
+        delivery.close()
+        core.close()
