@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from alerts.slo_spec import STEP_OUTCOMES
+
 STEPS = (
     "trade_create",
     "pay",
@@ -14,7 +16,9 @@ STEPS = (
 REQUESTS = "paywatch_link_requests_total"
 LATENCY = "paywatch_link_latency_seconds"
 GUARD = "paywatch_guard_outcomes_total"
-FAILED_OUTCOMES = ("error", "timeout")
+#: what a step's success counts, as its SLO does (alerts.slo_spec's default for steps):
+#: a business refusal (``rejected``) is neither good nor bad
+GOOD_OUTCOMES, FAILED_OUTCOMES = STEP_OUTCOMES.good, STEP_OUTCOMES.bad
 FALLBACK_OUTCOMES = ("degraded", "fallback")
 OK, WARN, BAD, UNKNOWN = "ok", "warn", "bad", "unknown"
 HEALTH_COLOURS = {OK: "#2ca02c", WARN: "#ff7f0e", BAD: "#d62728", UNKNOWN: "#7f7f7f"}

@@ -24,6 +24,7 @@ from console.views.health import (  # noqa: F401 - re-exported
     BAD,
     FAILED_OUTCOMES,
     FALLBACK_OUTCOMES,
+    GOOD_OUTCOMES,
     GUARD,
     HEALTH_COLOURS,
     LATENCY,
@@ -51,10 +52,32 @@ def _by(rows: Iterable[Any], label: str) -> dict[str, float | None]:
 def _success(
     query: MetricsQuery, now: float, window: float, label: str, match: dict[str, str] | None = None
 ) -> dict[str, float | None]:
-    """1 - (error + timeout) / all, per ``label`` value (None without traffic)."""
-    failed: dict[str, float] = {}
-    seen: dict[str, bool] = {}
-    for outcome in FAILED_OUTCOMES:
+    """good / (good + bad) per ``label`` value, as the steps' SLOs count (a business
+    refusal is neither); None without traffic or with refusals only."""
+    shares = {
+        kind: _shares(query, now, window, label, match, outcomes)
+        for kind, outcomes in (("good", GOOD_OUTCOMES), ("bad", FAILED_OUTCOMES))
+    }
+    result: dict[str, float | None] = {}
+    for key in shares["good"].keys() | shares["bad"].keys():
+        good, bad = shares["good"].get(key), shares["bad"].get(key)
+        judged = (good or 0.0) + (bad or 0.0)
+        result[key] = (good or 0.0) / judged if judged > 0 else None
+    return result
+
+
+def _shares(
+    query: MetricsQuery,
+    now: float,
+    window: float,
+    label: str,
+    match: dict[str, str] | None,
+    outcomes: Iterable[str],
+) -> dict[str, float | None]:
+    """The share of all requests with one of ``outcomes``, per ``label`` value (None
+    without traffic)."""
+    share: dict[str, float | None] = {}
+    for outcome in outcomes:
         rows = query.ratio(
             REQUESTS,
             REQUESTS,
@@ -67,11 +90,10 @@ def _success(
         for r in rows:
             key = r.labels.get(label, "")
             if r.value is None:
-                seen.setdefault(key, False)
-                continue
-            seen[key] = True
-            failed[key] = failed.get(key, 0.0) + r.value
-    return {k: (max(0.0, 1.0 - failed.get(k, 0.0)) if ok else None) for k, ok in seen.items()}
+                share.setdefault(key, None)
+            else:
+                share[key] = (share.get(key) or 0.0) + r.value
+    return share
 
 
 def link_stats(

@@ -72,12 +72,19 @@ class FakeQuery(MetricsQuery):
         outcome = (match_num or {}).get("outcome")
         key = by[0]
         if key == "step":
-            vals = {
+            vals = {  # pay: 10 % refused (rejected), neither good nor bad
+                "ok": {"pay": 0.77, "refund": None},
+                "pending": {"pay": 0.1, "refund": None},
                 "error": {"pay": 0.01, "refund": None},
                 "timeout": {"pay": 0.02, "refund": None},
             }
             return [Series({"step": k}, v) for k, v in vals[outcome].items()]
-        vals = {"error": {"SANDBOX_A": 0.0}, "timeout": {"SANDBOX_A": 0.5}}
+        vals = {
+            "ok": {"SANDBOX_A": 0.5},
+            "pending": {},
+            "error": {"SANDBOX_A": 0.0},
+            "timeout": {"SANDBOX_A": 0.5},
+        }
         return [Series({"pay_org": k}, v) for k, v in vals[outcome].items()]
 
     def quantile(self, q, histogram, *, window, at, match=None, by=()):
@@ -110,7 +117,8 @@ def test_link_stats_every_step_with_rate_success_p99():
     rows = {r["step"]: r for r in link_stats(FakeQuery(), NOW)}
     assert list(rows) == list(STEPS)
     assert rows["pay"]["rate"] == 10.0
-    assert rows["pay"]["success"] == pytest.approx(0.97)
+    # 87 % good, 3 % bad, 10 % refused: the refusals count neither way, as in the SLO
+    assert rows["pay"]["success"] == pytest.approx(0.87 / 0.90)
     assert rows["pay"]["p99_s"] == 0.25
     assert rows["pay"]["health"] == "warn"
     assert rows["refund"]["success"] is None and rows["refund"]["health"] == "unknown"
