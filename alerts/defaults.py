@@ -20,7 +20,7 @@ from .grade_audit import grade_contradicted_rule
 from .meta_rules import meta_rules
 from .rules import ThresholdRule
 from .slo_latency import LatencyBurnRule
-from .slo_spec import Slo, SloSpec, load_spec
+from .slo_spec import STEP_OUTCOMES, Slo, SloSpec, load_spec
 from .spec import MinTraffic, QuerySpec, duration, number
 
 REQUESTS = "paywatch_link_requests_total"
@@ -150,20 +150,24 @@ def _channels_down(query: MetricsQuery, at: float) -> list[Series]:
         for s in counts
         if s.value is not None and s.value >= CHANNEL_DOWN_MIN_CALLS
     }
-    failed = query.ratio(
-        REQUESTS,
-        REQUESTS,
-        window=window,
-        at=at,
-        match_num={**calls, "outcome": "error"},
-        match_den=calls,
-        by=("pay_org",),
-    )
+    failed: dict[str, float] = {}
+    for outcome in STEP_OUTCOMES.bad:  # what the channel SLO counts as failed
+        for s in query.ratio(
+            REQUESTS,
+            REQUESTS,
+            window=window,
+            at=at,
+            match_num={**calls, "outcome": outcome},
+            match_den=calls,
+            by=("pay_org",),
+        ):
+            if s.value is not None:
+                org = s.labels.get("pay_org", "")
+                failed[org] = failed.get(org, 0.0) + s.value
     down: dict[str, float] = {}
-    for s in failed:
-        org = s.labels.get("pay_org", "")
-        if org in enough and org and s.value is not None and s.value >= CHANNEL_DOWN_RATIO:
-            down[org] = s.value
+    for org, share in failed.items():
+        if org in enough and org and share >= CHANNEL_DOWN_RATIO:
+            down[org] = share
     for s in query.latest(TRIPPED, at=at, by=("resource",), max_age=window, agg="max"):
         res = s.labels.get("resource", "")
         if res.startswith(_CHANNEL) and len(res) > len(_CHANNEL) and (s.value or 0.0) >= 1:
@@ -174,7 +178,8 @@ def _channels_down(query: MetricsQuery, at: float) -> list[Series]:
 def _channel_down_promql() -> str:
     w = duration(CHANNEL_DOWN_WINDOW_S)
     calls = f'{REQUESTS}{{step="channel_call",pay_org!=""}}'
-    errors = f'{REQUESTS}{{step="channel_call",pay_org!="",outcome="error"}}'
+    bad = "|".join(STEP_OUTCOMES.bad)
+    errors = f'{REQUESTS}{{step="channel_call",pay_org!="",outcome=~"{bad}"}}'
     ratio = f"sum by (pay_org) (rate({errors}[{w}])) / sum by (pay_org) (rate({calls}[{w}]))"
     count = f"sum by (pay_org) (increase({calls}[{w}]))"
     # both sides labelled {pay_org, resource}, so ``or`` keeps one series per org

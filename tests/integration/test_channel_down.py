@@ -40,10 +40,12 @@ class Scenario:
         for _ in range(error):
             self.metrics.observe("channel_call", "error", "", org, seconds=0.1)
 
-    def step(self, a_ok: int, a_error: int) -> list[tuple[str, str, str]]:
+    def step(self, a_ok: int, a_error: int, a_timeout: int = 0) -> list[tuple[str, str, str]]:
         """One 5 s step: SANDBOX_A as given, B at 5 % errors of 4 calls/s, C 3 calls a
         minute of which 2 fail; returns the active (rule, pay_org, state) after it."""
         self.calls("SANDBOX_A", a_ok, a_error)
+        for _ in range(a_timeout):
+            self.metrics.observe("channel_call", "timeout", "", "SANDBOX_A", seconds=3.0)
         self.calls("SANDBOX_B", 19 if self.tick % 2 else 20, 1 if self.tick % 2 else 0)
         if self.tick % 4 == 0:  # every 20 s: ok, error, error
             self.calls("SANDBOX_C", *((1, 0) if self.tick % 12 == 0 else (0, 1)))
@@ -102,3 +104,17 @@ def test_the_rule_is_shipped_once_and_exported_with_the_same_judgement() -> None
     expr = item["expr"]
     assert ">= 0.5" in expr and ">= 10" in expr and "[1m]" in expr
     assert 'paywatch_breaker_tripped{resource=~"channel\\\\..+"}) >= 1' in expr
+
+
+def test_calls_that_time_out_count_as_failed_as_in_the_channel_slo(db) -> None:  # noqa: F811
+    s = Scenario(db)
+    for _ in range(24):
+        assert s.step(10, 0) == []
+    flipped, paged = s.now, None
+    while paged is None and s.now - flipped < 120:
+        if s.step(0, 4, 6):  # 40 % errors and 60 % timeouts: neither half alone
+            paged = s.now - flipped
+    assert paged is not None and paged <= 40.0, paged
+    assert [(a.rule, a.labels["pay_org"]) for a in s.engine.active()] == [
+        ("channel_down", "SANDBOX_A")
+    ]
