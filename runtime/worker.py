@@ -124,8 +124,9 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
         evaluate = alert_job(core.db.engine, obs.query, settings, obs.alert_metrics, obs.registry)
         jobs.append(
             (
-                singleton_job(leases, "alerts:evaluate", worker_id, 25, evaluate),
-                30.0,
+                # every 15 s, as a Prometheus evaluates by default: a page is no later
+                singleton_job(leases, "alerts:evaluate", worker_id, 12, evaluate),
+                15.0,
                 "alerts",
             )
         )
