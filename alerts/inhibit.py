@@ -116,6 +116,17 @@ DEFAULT_INHIBIT_RULES: tuple[InhibitRule, ...] = (
     InhibitRule.of(
         "database_breaker_open", ["alertname=breaker_open", "resource=database"], _LINK_PAGES
     ),
+    # a pay org's channel down: one page for it, not a second for its breaker a minute
+    # later, nor its channel SLO's burn
+    InhibitRule.of(
+        "channel_down_breaker", ["alertname=channel_down"], ["alertname=breaker_open"], ["resource"]
+    ),
+    InhibitRule.of(
+        "channel_down_slo",
+        ["alertname=channel_down"],
+        ["alertname=~slo_channel_call_success_.+"],
+        ["pay_org"],
+    ),
 )
 
 

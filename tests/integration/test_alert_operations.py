@@ -13,7 +13,7 @@ from alerts import AlertEngine, QuerySpec, ThresholdRule
 from alerts.acks import AckStore
 from alerts.errors import AckError, RuleError, SilenceError
 from alerts.history import notification_log, transitions
-from alerts.inhibit import DEFAULT_INHIBIT_RULES, InhibitRule, parse_matcher
+from alerts.inhibit import DEFAULT_INHIBIT_RULES, InhibitRule, inhibited, parse_matcher
 from alerts.silences import SilenceStore, parse_duration, parse_matchers, parse_silence_matchers
 
 
@@ -163,6 +163,18 @@ def test_an_inhibit_rule_needs_equal_labels_and_never_inhibits_its_source() -> N
     assert default.inhibits(dbb, alert("pay_latency_p99_high", pay_org="A"))
     assert not default.inhibits(dbb, alert("breaker_open", resource="redis"))
     assert not default.inhibits(alert("breaker_open", resource="redis"), alert("slo_x", step="p"))
+    # a channel down: its breaker's and its channel SLO's pages held, another org's not
+    down = alert("channel_down", pay_org="SANDBOX_A", resource="channel.SANDBOX_A")
+    same_org = [
+        alert("breaker_open", resource="channel.SANDBOX_A"),
+        alert("slo_channel_call_success_sandbox_a", pay_org="SANDBOX_A"),
+    ]
+    other_org = [
+        alert("breaker_open", resource="channel.SANDBOX_B"),
+        alert("slo_channel_call_success_sandbox_b", pay_org="SANDBOX_B"),
+    ]
+    held = inhibited([down, *same_org, *other_org], DEFAULT_INHIBIT_RULES)
+    assert set(held) == {a.fingerprint for a in same_org}
     assert str(parse_matcher('step=~"p.+"')) == "step=~p.+"
     assert parse_matcher("env!=test").matches({"env": "prod"})
     for bad in ("nope", "1x=y", "a=~("):
