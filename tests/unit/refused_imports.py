@@ -1,11 +1,9 @@
-"""``paywatch serve``, ``paywatch worker`` and ``paywatch sandbox`` run without httpx.
+"""Run ``paywatch <argv>`` in a child process whose importer refuses some top-level
+packages, as on an install without them, and report what the child tried to import.
 
-httpx is a development dependency only (FastAPI's TestClient and the tests use it): the
-runtime's sync HTTP clients are urllib3 (:mod:`backends.http`), its asyncio ones aiohttp.
-Each case runs the command in a child process whose importer refuses ``httpx`` (and
-``httpcore``): the API and the sandbox answer ``/healthz``, the worker runs its jobs for
-a while, and none of them so much as tries to import it. Next to
-``test_packaging_cli.py``, which does the same for the console's libraries.
+``probe``: a URL the child polls until it answers 200 (then it stops itself with
+SIGINT), ``"sleep"`` (the worker: runs ~10 s, then SIGTERM) or ``"none"`` (the command
+ends by itself; the refused packages also look uninstalled to ``find_spec``).
 """
 
 from __future__ import annotations
@@ -17,17 +15,16 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-from conftest import free_port
-
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+#: the console extra's libraries, and the HTTP client the runtime no longer uses
+CONSOLE_LIBRARIES = ("streamlit", "plotly", "pandas", "pyarrow")
+HTTPX = ("httpx", "httpcore")
 
 CHILD = textwrap.dedent(
     """
     import importlib.abc, json, os, signal, sys, threading, time, urllib.request
 
-    BLOCKED = ("httpx", "httpcore")
+    argv, probe, BLOCKED = json.loads(sys.argv[1]), sys.argv[2], tuple(json.loads(sys.argv[3]))
     tried = []
 
     class Refuse(importlib.abc.MetaPathFinder):
@@ -38,14 +35,13 @@ CHILD = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, Refuse())
-    argv, probe = json.loads(sys.argv[1]), sys.argv[2]
 
     def stop_when_up():
-        start = time.time()
-        while time.time() < start + 120:
+        deadline = time.time() + 120
+        while time.time() < deadline:
             time.sleep(0.5)
             if probe == "sleep":
-                if time.time() > start + 8:  # the worker ran its first jobs
+                if time.time() > deadline - 110:  # the worker ran ~10 s
                     break
                 continue
             try:
@@ -55,9 +51,14 @@ CHILD = textwrap.dedent(
                         break
             except OSError:
                 pass
+        # uvicorn re-raises the signal it caught once it has shut down: SIGINT comes back
+        # as KeyboardInterrupt (130), where SIGTERM would end the process
         os.kill(os.getpid(), signal.SIGINT if probe.startswith("http") else signal.SIGTERM)
 
-    threading.Thread(target=stop_when_up, daemon=True).start()
+    if probe != "none":
+        threading.Thread(target=stop_when_up, daemon=True).start()
+    else:  # as uninstalled to importlib.util.find_spec too (None: "no such module")
+        sys.modules.update(dict.fromkeys(BLOCKED))
     from runtime.cli import main
 
     try:
@@ -70,7 +71,11 @@ CHILD = textwrap.dedent(
 )
 
 
-def _run(argv: list[str], tmp_path: Path, probe: str) -> tuple[dict, str]:
+def run_refusing(
+    argv: list[str], tmp_path: Path, blocked: tuple[str, ...], probe: str = "none"
+) -> tuple[dict, subprocess.CompletedProcess[str]]:
+    """``paywatch <argv>`` on a throw-away SQLite database with ``blocked`` refused: the
+    child's ``{"rc", "tried", "loaded"}`` and the finished process."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("PAYWATCH_") and k != "PYTHONPATH"
     }
@@ -80,7 +85,7 @@ def _run(argv: list[str], tmp_path: Path, probe: str) -> tuple[dict, str]:
         "PAYWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'paywatch.db'}",
     }
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(argv), probe],
+        [sys.executable, "-c", CHILD, json.dumps(argv), probe, json.dumps(blocked)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -89,23 +94,4 @@ def _run(argv: list[str], tmp_path: Path, probe: str) -> tuple[dict, str]:
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, f"no result: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
-    return json.loads(lines[-1][len("RESULT ") :]), proc.stdout + proc.stderr
-
-
-@pytest.mark.parametrize("command", ["serve", "sandbox"])
-def test_the_api_and_the_sandbox_serve_without_httpx(command: str, tmp_path: Path) -> None:
-    port = free_port()
-    result, output = _run(
-        [command, "--host", "127.0.0.1", "--port", str(port)],
-        tmp_path,
-        f"http://127.0.0.1:{port}/healthz",
-    )
-    assert "UP" in output, output[-3000:]
-    assert result["tried"] == [] and result["loaded"] == [], result
-    assert result["rc"] in (0, 130)
-
-
-def test_the_worker_runs_without_httpx(tmp_path: Path) -> None:
-    result, output = _run(["worker", "--metrics-port", str(free_port())], tmp_path, "sleep")
-    assert result["tried"] == [] and result["loaded"] == [], result
-    assert result["rc"] == 0 and "Traceback" not in output, output[-3000:]
+    return json.loads(lines[-1][len("RESULT ") :]), proc
