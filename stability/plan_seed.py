@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 #: weak dependencies with a shipped "degrade X" plan (skipped when X does not act)
-WEAK = ("notification", "ledger.hot_account", "risk")
+WEAK = ("notification", "ledger.hot_account", "risk", "coupon")
 SILENCE_MIN = 30
 
 

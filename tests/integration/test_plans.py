@@ -31,6 +31,7 @@ def test_shipped_plans_are_stored_reviewed_once_per_org_and_weak_dependency(plan
         "degrade notification",
         "degrade ledger.hot_account",
         "degrade risk",
+        "degrade coupon",
     }
     assert all(p.status == "reviewed" and p.reviewed_by for p in plans.plans())
     from stability.plan_seed import default_plans

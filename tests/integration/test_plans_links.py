@@ -56,7 +56,7 @@ def test_the_default_alerts_name_the_shipped_plans():
 def test_the_shipped_plans_follow_the_pay_orgs_of_the_map(plans):
     with plans.engine.begin() as conn:
         conn.execute(sa.text("delete from stability_plans"))
-    assert plans.seed_shipped() == 5 and plans.seed_shipped() == 0
+    assert plans.seed_shipped() == 6 and plans.seed_shipped() == 0
     assert {p.name for p in plans.plans()} >= {f"channel {o} outage" for o in ORGS}
 
 
@@ -133,6 +133,7 @@ def test_a_weak_dependencys_burn_rate_page_proposes_its_degrade_plan(plans):
         "slo_dependency_success_notification",
         "slo_dependency_success_ledger_hot_account",
         "slo_dependency_success_risk",
+        "slo_dependency_success_coupon",
     }
     AlertEngine(plans.engine, store, rules).evaluate(t0)
     assert firing_plans(plans.engine) == {
