@@ -8,7 +8,7 @@ Alertmanager; one real Prometheus (``prometheus``, 2.42 in Debian) scraping the 
 Alertmanager (its alerts carry the external label ``evaluator="prometheus"``).
 
 Both engines run **the shipped rules, unscaled** (``--factor 1``, the default):
-paywatch's is the worker's own alert job as shipped (every 15 s over the embedded store
+paywatch's is the worker's own alert job as shipped (every 10 s over the embedded store
 sampled every 5 s, notifying ``PAYWATCH_ALERTMANAGER_URL``), Prometheus loads
 ``paywatch rules export``'s text (``shipped_rules_file`` says whether it equals
 ``deploy/prometheus/paywatch-rules.yml``). The figure: per engine, the seconds from the
@@ -74,7 +74,7 @@ TARGET_S = 60.0
 TARGET_RATIO = 1.0
 #: the worker's alert job and the embedded sampler as shipped (runtime/worker.py,
 #: collectors.sampler.Sampler)
-PAYWATCH_EVAL_S, PAYWATCH_SAMPLE_S = 15.0, 5.0
+PAYWATCH_EVAL_S, PAYWATCH_SAMPLE_S = 10.0, 5.0
 BURN_PAGE = f"slo_channel_call_success_{ORG.lower()}"
 
 
@@ -227,7 +227,7 @@ def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
         sandbox = platform.targets(settings).sandbox
         rounds = []
         # a random extra wait: a round ends on a resolve the engines post at their own
-        # ticks, so a fixed warm-up would flip at the same phase of paywatch's 15 s job
+        # ticks, so a fixed warm-up would flip at the same phase of paywatch's 10 s job
         jitter = random.Random(22)
         for n in range(args.rounds):
             warmup = args.warmup + jitter.uniform(0, args.jitter)

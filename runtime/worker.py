@@ -124,9 +124,10 @@ def worker_jobs(platform: Platform, worker_id: str) -> tuple[list[Job], list[Any
         evaluate = alert_job(core.db.engine, obs.query, settings, obs.alert_metrics, obs.registry)
         jobs.append(
             (
-                # every 15 s, as a Prometheus evaluates by default: a page is no later
-                singleton_job(leases, "alerts:evaluate", worker_id, 12, evaluate),
-                15.0,
+                # every 10 s: with the store sampled every 5 s, a page reaches Alertmanager
+                # no later than a Prometheus scraping and evaluating every 15 s would send it
+                singleton_job(leases, "alerts:evaluate", worker_id, 8, evaluate),
+                10.0,
                 "alerts",
             )
         )

@@ -1,6 +1,6 @@
 """``channel_down`` in paywatch's own engine over the real time-series store (SQLite and
 PostgreSQL): the shipped rule, fed by ``CoreMetrics`` through the sampler every 5 s and
-evaluated every 5 s, as the worker does (a 15 s job; here finer, to time the rule itself).
+evaluated every 5 s, as the worker does (a 10 s job; here finer, to time the rule itself).
 
 A hard outage of SANDBOX_A (every call fails) pages within a minute on the ratio alone;
 the page holds while the breaker is open and calls stop (the ratio has no data), and
