@@ -37,6 +37,7 @@ from console.views.alert_ops import (
     STATUS_TEXT,
     ack_rows,
     external_rows,
+    handling_badges,
     history_rows,
     inhibit_rows,
     notification_rows,
@@ -172,14 +173,9 @@ def alert_list() -> dict[str, dict[str, Any]]:
         if not rows:
             st.success("No active alerts.")
         for a in rows:
+            a["ack"] = acked.get(a["fingerprint"])
             line = alert_markdown(a, t, first_match(silences, a["labels"]))
-            if a["fingerprint"] in held:
-                rule, source = held[a["fingerprint"]]
-                line += f" · :gray-badge[inhibited by {md(source.rule)} ({md(rule.name)})]"
-            ack = a["ack"] = acked.get(a["fingerprint"])
-            if ack is not None:
-                line += f" · :violet-badge[acked by {md(ack.creator)}]: {md(ack.comment)}"
-            st.markdown(line)
+            st.markdown(line + handling_badges(a["fingerprint"], held, acked))
             st.caption(f"fingerprint {a['fingerprint'][:12]}")
         read = {a["fingerprint"]: a for a in rows}
     return read

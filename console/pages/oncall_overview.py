@@ -16,7 +16,10 @@ from typing import Any
 
 import streamlit as st
 
+from alerts.acks import AckStore
 from alerts.errors import SilenceError
+from alerts.history import alerts as stored_alerts
+from alerts.inhibit import DEFAULT_INHIBIT_RULES, inhibited
 from alerts.silences import SilenceStore, first_match
 from console.audit import record
 from console.auth import User, can, page_allowed
@@ -25,7 +28,7 @@ from console.panel import panel
 from console.plan_panels import plans_strip
 from console.safe import md
 from console.urlstate import url_select
-from console.views.alert_ops import silence_choice, silence_rows
+from console.views.alert_ops import handling_badges, silence_choice, silence_rows
 from console.views.depmap_live import attention, breakers_now, live_map
 from console.views.overview import (
     HEALTH_COLOURS,
@@ -77,11 +80,14 @@ def alerts_panel() -> None:
         t = now()
         alerts = active_alerts(engine)
         silences = SilenceStore(engine).active(t)
+        found = stored_alerts(engine)
+        held, acked = inhibited(found, DEFAULT_INHIBIT_RULES), AckStore(engine).covering(found)
         if not alerts:
             st.success("No active alerts.")
         for a in alerts[:SHOWN]:
             row, book = st.columns([6, 1.2], vertical_alignment="center")
-            row.markdown(alert_markdown(a, t, first_match(silences, a["labels"])))
+            line = alert_markdown(a, t, first_match(silences, a["labels"]))
+            row.markdown(line + handling_badges(a["fingerprint"], held, acked))
             with book:
                 _runbook(a)
         if len(alerts) > SHOWN:

@@ -17,6 +17,7 @@ from alerts.history import AckEvent
 from alerts.inhibit import InhibitRule
 from alerts.model import Alert, NotificationRecord, Transition
 from alerts.silences import Silence
+from console.safe import md
 from console.views.alerts import alert_resource, clock_time
 
 #: what the notification log's statuses mean, for the page's legend
@@ -27,6 +28,24 @@ STATUS_TEXT = {
     "inhibited": "left out: an inhibition rule's source alert fires",
     "acked": "left out: someone acknowledged it",
 }
+
+
+def handling_badges(
+    fingerprint: str,
+    held: Mapping[str, tuple[InhibitRule, Alert]],
+    acked: Mapping[str, Ack],
+) -> str:
+    """What is being done about an alert, as Markdown badges after its line (empty when
+    nothing): inhibited by which source and rule, acknowledged by whom and why. The
+    Overview and the Alerts page show the same."""
+    parts = []
+    if fingerprint in held:
+        rule, source = held[fingerprint]
+        parts.append(f":gray-badge[inhibited by {md(source.rule)} ({md(rule.name)})]")
+    ack = acked.get(fingerprint)
+    if ack is not None:
+        parts.append(f":violet-badge[acked by {md(ack.creator)}]: {md(ack.comment)}")
+    return "".join(f" · {p}" for p in parts)
 
 
 def silence_matchers(s: Silence) -> str:

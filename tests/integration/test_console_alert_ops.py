@@ -140,6 +140,9 @@ def test_operator_acknowledges_and_repeats_stop(oncall_db):
     assert not at.exception, at.exception
     assert at.success and "Acknowledged breaker\\_open" in at.success[0].value
     assert any("acked by olive" in m and "coupon team" in m for m in _markdown(at))
+    overview = _app("vera", "viewer").run()  # the Overview says so too, for everyone
+    acked = [m for m in _markdown(overview) if "acked by olive" in m]
+    assert len(acked) == 1 and "coupon team" in acked[0] and "breaker" in acked[0], acked
     eng.evaluate(now=time.time() + 60)  # past the repeat interval
     repeated = [a.labels["resource"] for n in notifier.sent[2:] for a in n.alerts]
     assert repeated == ["redis"]  # the acknowledged coupon alert is not paged again
@@ -163,6 +166,8 @@ def test_inhibited_alerts_are_badged(oncall_db):
     pay = next(m for m in _markdown(at) if "pay burning" in m)
     assert "inhibited by breaker\\_open" in pay or "inhibited by breaker_open" in pay
     assert "database_breaker_open" in _everything(at) or "database\\_breaker\\_open" in pay
+    overview = _app("vera", "viewer").run()  # the Overview badges it the same way
+    assert [m for m in _markdown(overview) if "pay burning" in m] == [pay]
 
 
 def _frame(at, *columns: str):
