@@ -214,6 +214,19 @@ class RefundRequest:
 
 
 @dataclass(frozen=True)
+class RerouteView:
+    """A pay item's move to the next org (retry once on a refusal that proves the first
+    org never took it): from which org and transaction, to which, why and when."""
+
+    from_org: str
+    from_txn: str
+    to_org: str
+    to_txn: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class PayItemView:
     id: int
     tool: str
@@ -223,6 +236,7 @@ class PayItemView:
     pay_org_no: str | None
     channel_txn_no: str | None
     tool_ref: str | None = None  # what the tool paid with (a coupon code)
+    reroute: RerouteView | None = None  # it was moved from another org
 
 
 @dataclass(frozen=True)

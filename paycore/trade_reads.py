@@ -6,9 +6,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .db.engine import Database
-from .db.schema import PayItem, PayOrder, Trade
+from .db.schema import PayItem, PayItemReroute, PayOrder, Trade
 from .errors import TradeNotFound
-from .models import TradeDetail, TradeView
+from .models import RerouteView, TradeDetail, TradeView
 from .views import find_trade, pay_order_view, trade_view
 
 
@@ -52,7 +52,10 @@ def trade_detail(s: Session, t: Trade) -> TradeDetail:
         if orders
         else []
     )
-    views = tuple(pay_order_view(o, [i for i in items if i.pay_order_id == o.id]) for o in orders)
+    moved = _reroutes(s, [i.id for i in items])
+    views = tuple(
+        pay_order_view(o, [i for i in items if i.pay_order_id == o.id], moved) for o in orders
+    )
     children = (
         s.execute(
             select(Trade)
@@ -65,6 +68,17 @@ def trade_detail(s: Session, t: Trade) -> TradeDetail:
     return TradeDetail(
         trade_view(t), views, tuple(trade_detail(s, c) for c in children), origin_chain(s, t)
     )
+
+
+def _reroutes(s: Session, item_ids: list[int]) -> dict[int, RerouteView]:
+    """The moves of these items to another org (at most one each), by item id."""
+    if not item_ids:
+        return {}
+    rows = s.execute(select(PayItemReroute).where(PayItemReroute.item_id.in_(item_ids))).scalars()
+    return {
+        r.item_id: RerouteView(r.from_org, r.from_txn, r.to_org, r.to_txn, r.reason, r.created_at)
+        for r in rows
+    }
 
 
 def origin_chain(s: Session, t: Trade, limit: int = 32) -> tuple[TradeView, ...]:

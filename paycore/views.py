@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .context import BizContext
 from .db.schema import PayItem, PayOrder, Trade
-from .models import PayItemView, PayOrderView, TradeView
+from .models import PayItemView, PayOrderView, RerouteView, TradeView
 
 
 def trade_view(t: Trade) -> TradeView:
@@ -35,8 +37,12 @@ def trade_view(t: Trade) -> TradeView:
     )
 
 
-def pay_order_view(po: PayOrder, items: list[PayItem]) -> PayOrderView:
-    """The pay order with its items (in ``seq`` order) as the API shows it."""
+def pay_order_view(
+    po: PayOrder, items: list[PayItem], reroutes: Mapping[int, RerouteView] | None = None
+) -> PayOrderView:
+    """The pay order with its items (in ``seq`` order) as the API shows it; ``reroutes``:
+    the items moved to another org, by item id."""
+    moved = reroutes or {}
     return PayOrderView(
         id=po.id,
         trade_id=po.trade_id,
@@ -59,6 +65,7 @@ def pay_order_view(po: PayOrder, items: list[PayItem]) -> PayOrderView:
                 i.pay_org_no,
                 i.channel_txn_no,
                 i.tool_ref,
+                moved.get(i.id),
             )
             for i in sorted(items, key=lambda i: i.seq)
         ),

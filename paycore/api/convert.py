@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from ..models import PayOrderView, TradeDetail, TradeView
-from .schemas import PayItemOut, PayOrderOut, TradeDetailOut, TradeOut
+from .schemas import PayItemOut, PayOrderOut, RerouteOut, TradeDetailOut, TradeOut
 
 
 def _id(value: int | None) -> str | None:
@@ -57,6 +59,7 @@ def pay_order_out(p: PayOrderView) -> PayOrderOut:
                 pay_org_no=i.pay_org_no,
                 channel_txn_no=i.channel_txn_no,
                 tool_ref=i.tool_ref,
+                reroute=None if i.reroute is None else RerouteOut(**asdict(i.reroute)),
             )
             for i in p.items
         ],

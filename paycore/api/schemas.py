@@ -150,6 +150,18 @@ class CallbackBody(BaseModel):
     kind: Annotated[StrictStr, Field(max_length=32), _Clean] | None = None
 
 
+class RerouteOut(BaseModel):
+    """The item was moved once to the next org: the first org refused it in a way that
+    proves it never took the money (HTTP 503, no connection)."""
+
+    from_org: str
+    from_txn: str
+    to_org: str
+    to_txn: str
+    reason: str
+    at: datetime
+
+
 class PayItemOut(BaseModel):
     id: str
     tool: str
@@ -159,6 +171,7 @@ class PayItemOut(BaseModel):
     pay_org_no: str | None
     channel_txn_no: str | None
     tool_ref: str | None = None
+    reroute: RerouteOut | None = None
 
 
 class PayOrderOut(BaseModel):

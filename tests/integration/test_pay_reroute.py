@@ -32,6 +32,7 @@ from reroute_world import (  # noqa: F401
 )
 
 from collectors.routing_metrics import RoutingMetrics
+from paycore.api.convert import detail_out
 from paycore.channels import ChannelRequest, ChannelResult
 from paycore.channels.client import HttpChannelClient
 from paycore.jobs import STUCK_CHANNEL_CALL, channel_request_payload, refund_txn_no
@@ -54,6 +55,16 @@ def test_a_503_at_a_moves_the_pay_to_b_once_and_it_settles_there(world, sender):
         item = settled_at_b(world, t, po.id, 1_234)
         (reroute,) = world.reroutes(po.id)
         assert reroute.reason == "http_503"
+        # the trade as the merchant reads it (GET /v1/trades/{no}) says where the item went
+        detail = detail_out(world.shop.core.trades.detail(world.shop.mid, t.out_trade_no))
+        (shown,) = detail.pay_orders[0].items
+        assert shown.pay_org_no == B and shown.reroute is not None
+        assert (shown.reroute.from_org, shown.reroute.to_org, shown.reroute.reason) == (
+            A,
+            B,
+            "http_503",
+        )
+        assert (shown.reroute.from_txn, shown.reroute.to_txn) == (reroute.from_txn, reroute.to_txn)
         first, retry = world.port.sent
         assert (first.pay_org_no, first.alternatives) == (A, (B,))
         assert (retry.pay_org_no, retry.alternatives) == (B, ())
@@ -83,6 +94,8 @@ def test_a_pay_the_rules_sent_to_a_is_retried_at_b_and_counted(shop, sandbox, re
         # a pay naming its org is not routed: it has no alternatives and stays at A
         t2, po2 = w.pay(400, org=A)
         assert w.front.wait_idle(5) and w.reroutes(po2.id) == []
+        detail = detail_out(w.shop.core.trades.detail(w.shop.mid, t2.out_trade_no))
+        assert detail.pay_orders[0].items[0].reroute is None  # never moved: nothing shown
         assert w.port.sent[-1].alternatives == () and w.item(po2.id).pay_org_no == A
     finally:
         w.close()
