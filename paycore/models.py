@@ -253,8 +253,8 @@ class PayOrderView:
     finished_at: datetime | None
     items: tuple[PayItemView, ...] = ()
     error_code: str | None = None
-    #: weak tools the pay went on without (their amount taken by another part); on the
-    #: answer to the pay itself only, not stored
+    #: weak tools the pay went on without (their amount taken by another part); stored
+    #: on the order, so reads and a replayed pay show them too
     skipped_tools: tuple[str, ...] = ()
 
 

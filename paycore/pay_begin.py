@@ -44,13 +44,14 @@ def begin_pay(
     *,
     parts: Sequence[PayTool] | None = None,
     alternatives: tuple[str, ...] = (),
+    skipped: Sequence[str] = (),
 ) -> tuple[PayOrderView, list[ChannelRequest]]:
     """Move the trade to paying and write its pay order; returns the order's view and
     the channel requests to submit once this transaction has committed.
 
     ``parts``: the parts to pay with, as the tools prepared them (default ``req.tools``);
     ``alternatives``: the routed orgs left after ``ctx.pay_org_no``, on a pay's channel
-    requests."""
+    requests; ``skipped``: the weak tools the parts went on without (stored on the order)."""
     now = deps.clock()
     tools = tools_of(deps)
     if not st.cas_status(
@@ -59,6 +60,7 @@ def begin_pay(
         current = s.get_one(Trade, trade.id)
         raise WrongState(f"trade is {current.status}; it cannot be paid now")
     po = _new_order(deps, trade, req, ctx, fingerprint, now)
+    po.skipped_tools = ",".join(skipped) or None
     execute_core(s, _INSERT_PAY_ORDER, row_values(po))  # kept out of the session: a
     # plain INSERT costs half the CPU of a flush; items follow their order (foreign key)
     items = _new_items(deps, tools, po, req.tools if parts is None else parts, ctx, now)

@@ -8,7 +8,6 @@ the platform transit account and moves on only when the whole order has succeede
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -102,7 +101,8 @@ class PayService:
         """Prepare the tools' parts (external reservations, a coupon: before the
         transaction and off the lock), then begin the pay order under the trade's lock.
         The reservations are given back unless this order, or its replayed twin (same
-        keys), holds them. The view names the weak tools the pay went on without."""
+        keys), holds them. The order stores (and its view names) the weak tools the pay
+        went on without."""
         tools, env, merchant_id = tools_of(self.deps), env_of(self.deps), trade.merchant_id
         parts, skipped = tools.prepare_parts(
             env,
@@ -112,7 +112,12 @@ class PayService:
             allow_skip=bool(getattr(info, "pay_without_coupon", False)),
         )
         begin = partial(
-            begin_pay, self.deps, self.settlement, parts=parts, alternatives=alternatives
+            begin_pay,
+            self.deps,
+            self.settlement,
+            parts=parts,
+            alternatives=alternatives,
+            skipped=skipped,
         )
         kept = False
         try:
@@ -130,7 +135,7 @@ class PayService:
         finally:
             if not kept:
                 tools.release_parts(env, trade, parts)
-        return (replace(view, skipped_tools=tuple(skipped)) if skipped else view), requests
+        return view, requests
 
     def _preflight(
         self, trade: TradeView, req: PayRequest, ctx: BizContext

@@ -55,6 +55,7 @@ def pay_order_view(
         created_at=po.created_at,
         finished_at=po.finished_at,
         error_code=po.error_code,
+        skipped_tools=tuple(po.skipped_tools.split(",")) if po.skipped_tools else (),
         items=tuple(
             PayItemView(
                 i.id,

@@ -187,7 +187,7 @@ class PayOrderOut(BaseModel):
     finished_at: datetime | None
     error_code: str | None
     items: list[PayItemOut]
-    #: weak tools the pay went on without (in the answer to the pay itself only)
+    #: weak tools the pay went on without (their amount taken by another part)
     skipped_tools: list[str] = []
 
 

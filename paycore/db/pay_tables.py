@@ -80,6 +80,8 @@ class PayOrder(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(Ts)
     finished_at: Mapped[datetime | None] = mapped_column(Ts, nullable=True)
+    #: weak tools the pay went on without, comma-separated (migration 0019: last column)
+    skipped_tools: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class PayItem(Base):

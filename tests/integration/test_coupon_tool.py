@@ -203,10 +203,15 @@ def test_down_and_allowed_the_pay_goes_on_without_the_coupon(world: World) -> No
     world.issue("C6", 300)
     world.knobs(outage_rate=1.0)
     t = world.shop.trade(amount=1_000)
-    po = world.pay(t, PayTool("coupon", 300, "C6"), PayTool("channel", 700))
+    parts = (PayTool("coupon", 300, "C6"), PayTool("channel", 700))
+    po = world.pay(t, *parts, pay_no="p-c6")
     assert po.skipped_tools == ("coupon",)
     ((tool, amount),) = [(i.tool, i.amount) for i in po.items]
     assert (tool, amount) == ("channel", 1_000)  # the whole amount on the channel part
+    # stored: the trade's read and a replay of the pay say the same as the pay's answer
+    (read,) = world.core.trades.detail(world.shop.mid, t.out_trade_no).pay_orders
+    assert read.skipped_tools == ("coupon",)
+    assert world.pay(t, *parts, pay_no="p-c6").skipped_tools == ("coupon",)
     assert world.funding() == 0 and world.status("C6") == "unused"
     assert world.calls.seen[-1] == ("link.pay", "fallback")
     assert world.shop.settle(po.items[0]) == "settled"
