@@ -219,7 +219,8 @@ def settled_at_b(w: World, t: Any, po_id: int, amount: int) -> PayItem:
     assert w.trade_status(t.id) == "paid"
     assert w.sandbox.state.get(A, reroute.from_txn) is None  # A never booked it
     assert w.sandbox.state.get(B, reroute.to_txn).status == "success"
-    assert w.receiver.of(B, reroute.to_txn) == ["settled"]
+    # the receiver records the outcome after the settlement has committed: wait for it
+    assert wait_until(lambda: w.receiver.of(B, reroute.to_txn) == ["settled"])
     assert w.shop.account(channel_clearing(B, "CNY")) == amount  # owed by B
     assert w.shop.account(channel_clearing(A, "CNY")) == 0
     return item

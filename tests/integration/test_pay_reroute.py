@@ -121,7 +121,8 @@ def test_a_timeout_at_a_is_no_proof_the_pay_stays_and_settles_at_a(world):
     assert world.reroutes(po.id) == [] and len(world.port.sent) == 1
     # A had taken it after all: its callback settles the pay where it was sent
     assert wait_until(lambda: world.order(po.id).status == "success")
-    assert world.receiver.of(A, str(item.id)) == ["settled"]
+    # the receiver records the outcome after the settlement has committed: wait for it
+    assert wait_until(lambda: world.receiver.of(A, str(item.id)) == ["settled"])
     assert world.sandbox.state.get(B, str(item.id)) is None
     world.books_closed()
 
